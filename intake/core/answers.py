@@ -1,0 +1,153 @@
+"""Answers -> QuestionnaireResponse, nested exactly as the Questionnaire.
+
+Answers are kept flat, keyed by linkId (the engine has no repeating groups, so a linkId names
+one place). Building the response computes calculated items, decides enablement and drops the
+answers of disabled items, repeated until nothing changes: a calculated score can switch on a
+reflex page, whose answers can feed another expression.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from intake.core import fhirpath
+from intake.core.enablement import Answers, enabled_links, expression_variables
+from intake.core.items import Form, Item
+
+MAX_PASSES = 10
+
+
+def nest(form: Form, answers: Answers, enabled: set[str] | None = None) -> list[dict[str, Any]]:
+    """QuestionnaireResponse.item for `answers`, keeping only enabled, answered items.
+
+    Groups appear only when something below them is answered (an empty group is invalid FHIR);
+    children of a question go under its first answer, as R4 requires.
+    """
+
+    def build(item: Item) -> dict[str, Any] | None:
+        if enabled is not None and item.link_id not in enabled:
+            return None
+        node: dict[str, Any] = {"linkId": item.link_id}
+        if item.text:
+            node["text"] = item.text
+        children = [c for c in (build(child) for child in item.children) if c]
+        if item.type == "group":
+            if not children:
+                return None
+            node["item"] = children
+            return node
+        if item.type == "display":
+            return None
+        values = answers.get(item.link_id) or []
+        if not values:
+            return None
+        node["answer"] = [dict(v) for v in values]
+        if children:
+            node["answer"][0]["item"] = children
+        return node
+
+    return [n for n in (build(item) for item in form.items) if n]
+
+
+def _calculated_answer(item: Item, result: list[Any]) -> list[dict[str, Any]]:
+    """Turn an expression result into answers of the item's type; empty when it has no value."""
+    values = [v for v in result if v is not None and not isinstance(v, (dict, list))]
+    if not values:
+        return []
+    value = values[0]
+    if item.type == "integer" and isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        if Decimal(str(value)) != Decimal(str(value)).to_integral_value():
+            return []  # a fractional result cannot be an integer answer
+        return [{"valueInteger": int(value)}]
+    if item.type == "decimal" and isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        return [{"valueDecimal": float(value)}]
+    if item.type == "boolean" and isinstance(value, bool):
+        return [{"valueBoolean": value}]
+    if item.type in ("string", "text") and isinstance(value, str):
+        return [{"valueString": value}]
+    return []
+
+
+def compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:
+    """Fixed point of calculation and enablement: (answers with calculated values, enabled set)."""
+    current = {k: list(v) for k, v in answers.items()}
+    calculated = [i for i in form.walk() if i.calculated_expression]
+    enabled = enabled_links(form, current)
+    for _ in range(MAX_PASSES):
+        shell = {"resourceType": "QuestionnaireResponse", "item": nest(form, current, enabled)}
+        weighted = fhirpath.with_weights(shell, form.options_by_link())
+        variables = expression_variables(form, weighted)
+        changed = False
+        for item in calculated:
+            try:
+                result = fhirpath.evaluate(item.calculated_expression or "", weighted, variables=variables)
+            except fhirpath.FhirPathError:
+                result = []
+            new = _calculated_answer(item, result)
+            if current.get(item.link_id, []) != new:
+                changed = True
+                if new:
+                    current[item.link_id] = new
+                else:
+                    current.pop(item.link_id, None)
+        shell = {"resourceType": "QuestionnaireResponse", "item": nest(form, current, enabled)}
+        weighted = fhirpath.with_weights(shell, form.options_by_link())
+        new_enabled = enabled_links(form, current, weighted)
+        if new_enabled != enabled:
+            changed = True
+            enabled = new_enabled
+        if not changed:
+            break
+    kept = {k: v for k, v in current.items() if k in enabled and v}
+    return kept, enabled
+
+
+def build_response(
+    form: Form,
+    answers: Answers,
+    *,
+    status: str,
+    subject: str,
+    authored: str,
+    response_id: str | None = None,
+    language: str | None = None,
+) -> dict[str, Any]:
+    """The QuestionnaireResponse for `answers`: pinned to url|version, texts as in the form."""
+    kept, enabled = compute(form, answers)
+    response: dict[str, Any] = {"resourceType": "QuestionnaireResponse"}
+    if response_id:
+        response["id"] = response_id
+    if language:
+        response["language"] = language
+    response.update(
+        {
+            "questionnaire": form.canonical,
+            "status": status,
+            "subject": {"reference": subject},
+            "authored": authored,
+        }
+    )
+    items = nest(form, kept, enabled)
+    if items:
+        response["item"] = items
+    return response
+
+
+def flatten(response: dict[str, Any]) -> Answers:
+    """The inverse of `nest`: linkId -> answers (without nested items), from a stored response."""
+    out: Answers = {}
+
+    def walk(items: list[dict[str, Any]]) -> None:
+        for item in items:
+            answers = item.get("answer") or []
+            if answers:
+                out.setdefault(item["linkId"], []).extend(
+                    {k: v for k, v in a.items() if k != "item"} for a in answers
+                )
+            walk(item.get("item") or [])
+            for answer in answers:
+                walk(answer.get("item") or [])
+
+    walk(response.get("item") or [])
+    return out

@@ -1,0 +1,97 @@
+"""Load `forms/*.json`, lint each, and index the result by `url|version`.
+
+A Questionnaire that fails the lint stops start-up (CatalogError names file, linkId and
+problem): a half-loaded catalog would show patients a form the engine cannot score.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from intake.core.items import Form, build_form
+from intake.core.lint import LintIssue, lint
+
+
+class CatalogError(Exception):
+    """A Questionnaire file could not be loaded; the message names file, linkId and problem."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Loaded Questionnaires, indexed by `url|version` and by `url` (latest loaded version)."""
+
+    forms: tuple[Form, ...]
+    by_canonical: dict[str, Form] = field(repr=False)
+    by_url: dict[str, Form] = field(repr=False)
+    by_key: dict[str, Form] = field(repr=False)
+
+    def get(self, canonical: str) -> Form | None:
+        """Resolve `url|version`, or a bare `url` to the loaded version."""
+        if canonical in self.by_canonical:
+            return self.by_canonical[canonical]
+        url, _, version = canonical.partition("|")
+        if not version:
+            return self.by_url.get(url)
+        return None
+
+    def __iter__(self):
+        return iter(self.forms)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{path}: cannot be read: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise CatalogError(f"{path}: not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+
+
+def lint_file(path: Path) -> list[LintIssue]:
+    """Lint one file; an unreadable file is a single error issue rather than an exception."""
+    try:
+        resource = read_json(path)
+    except CatalogError as exc:
+        return [LintIssue("error", None, str(exc).split(": ", 1)[-1])]
+    return lint(resource)
+
+
+def load_form(path: Path) -> Form:
+    resource = read_json(path)
+    errors = [i for i in lint(resource) if i.severity == "error"]
+    if errors:
+        raise CatalogError("\n".join(i.format(str(path)) for i in errors))
+    return build_form(resource, str(path))
+
+
+def build_catalog(forms: list[Form]) -> Catalog:
+    by_canonical: dict[str, Form] = {}
+    by_url: dict[str, Form] = {}
+    by_key: dict[str, Form] = {}
+    for form in forms:
+        if form.canonical in by_canonical:
+            raise CatalogError(f"{form.source}: {form.canonical} is already loaded from {by_canonical[form.canonical].source}")
+        by_canonical[form.canonical] = form
+        by_url[form.url] = form
+        by_key[form.key] = form
+    return Catalog(forms=tuple(forms), by_canonical=by_canonical, by_url=by_url, by_key=by_key)
+
+
+def load_catalog(directory: Path) -> Catalog:
+    """Every `*.json` in `directory`, sorted by name; all errors of all files in one message."""
+    paths = sorted(Path(directory).glob("*.json"))
+    if not paths:
+        raise CatalogError(f"{directory}: no Questionnaire files (*.json) found")
+    forms: list[Form] = []
+    problems: list[str] = []
+    for path in paths:
+        try:
+            forms.append(load_form(path))
+        except CatalogError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise CatalogError("\n".join(problems))
+    return build_catalog(forms)

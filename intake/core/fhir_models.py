@@ -1,0 +1,39 @@
+"""The one place the FHIR release is chosen.
+
+The wire format is FHIR R4 (4.0.1). fhir.resources 8 defaults to R5; its R4B models are
+structurally R4 for the resources used here, so everything else imports them from this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+from fhir.resources.R4B.questionnaire import Questionnaire
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+
+FHIR_VERSION = "4.0.1"
+
+__all__ = [
+    "FHIR_VERSION",
+    "OperationOutcome",
+    "Questionnaire",
+    "QuestionnaireResponse",
+    "model_errors",
+]
+
+
+def model_errors(model: type, resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """Validate `resource` with a fhir.resources model; return (path, message) pairs, empty if valid.
+
+    Pydantic's error list is flattened to FHIR-ish dotted paths so callers can name the element.
+    """
+    from pydantic import ValidationError
+
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        return [
+            (".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()
+        ]
+    return []

@@ -1,0 +1,161 @@
+"""FHIRPath through fhirpathpy, with the SDC functions it lacks.
+
+fhirpathpy has no `weight()` / `ordinal()` (SDC). They are registered through its user invocation
+table rather than by forking it. A user function only sees plain data, not the Questionnaire item
+it came from, so before evaluating we give every answer Coding (in a private copy of the response)
+the `itemWeight` extension of the answer option it was chosen from — which is also where SDC's
+`weight()` looks first.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from typing import Any
+
+import fhirpathpy
+from antlr4 import CommonTokenStream, InputStream
+from antlr4.error.ErrorListener import ErrorListener
+from fhirpathpy.models import models
+from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
+
+ITEM_WEIGHT = "http://hl7.org/fhir/StructureDefinition/itemWeight"
+ORDINAL_VALUE = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
+WEIGHT_URLS = (ITEM_WEIGHT, ORDINAL_VALUE)
+
+R4_MODEL = models["r4"]
+
+
+class FhirPathError(Exception):
+    """An expression that does not parse or cannot be evaluated."""
+
+
+def option_weight(option: dict[str, Any]) -> float | None:
+    """The weight of an answerOption: `itemWeight`, falling back to `ordinalValue` (SDC order)."""
+    for url in WEIGHT_URLS:
+        for ext in option.get("extension") or []:
+            if ext.get("url") == url and "valueDecimal" in ext:
+                return ext["valueDecimal"]
+            if ext.get("url") == url and "valueInteger" in ext:
+                return ext["valueInteger"]
+    return None
+
+
+def _coding_weight(coding: Any) -> list[Any]:
+    if not isinstance(coding, dict):
+        return []
+    for ext in coding.get("extension") or []:
+        if ext.get("url") in WEIGHT_URLS:
+            value = ext.get("valueDecimal", ext.get("valueInteger"))
+            if value is not None:
+                return [value]
+    return []
+
+
+def _weight(inputs: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for value in inputs:
+        out.extend(_coding_weight(value))
+    return out
+
+
+USER_FUNCTIONS: dict[str, dict[str, Any]] = {
+    "weight": {"fn": _weight, "arity": {0: []}},
+    "ordinal": {"fn": _weight, "arity": {0: []}},
+}
+OPTIONS = {"userInvocationTable": USER_FUNCTIONS}
+
+
+@lru_cache(maxsize=2048)
+def compile_expression(expression: str, base: str | None = None) -> Callable[..., list[Any]]:
+    """Parse once and cache; raises FhirPathError naming the expression on a syntax error."""
+    reason = check_syntax(expression)
+    if reason:
+        raise FhirPathError(reason)
+    try:
+        if base:
+            parsed = fhirpathpy.parse(expression)
+            return lambda resource, context=None: fhirpathpy.apply_parsed_path(
+                fhirpathpy.ResourceNode.create_node(resource, base),
+                parsed,
+                context or {},
+                R4_MODEL,
+                OPTIONS,
+            )
+        return fhirpathpy.compile(expression, R4_MODEL, OPTIONS)
+    except Exception as exc:  # fhirpathpy raises bare Exceptions from its ANTLR parser
+        raise FhirPathError(f"FHIRPath does not parse: {expression!r}: {exc}") from exc
+
+
+class _RaisingErrorListener(ErrorListener):
+    def syntaxError(self, recognizer: Any, offendingSymbol: Any, line: int, column: int, msg: str, e: Any) -> None:
+        raise FhirPathError(f"column {column + 1}: {msg}")
+
+
+def check_syntax(expression: str) -> str | None:
+    """None if the expression is valid FHIRPath, else the reason.
+
+    fhirpathpy's own `parse` installs a silent error listener and recovers from syntax errors, so
+    a typo would only show up as a wrong score at run time. The lint parses with the same
+    generated grammar, the whole input (`entireExpression`), and an error listener that raises.
+    """
+    lexer = FHIRPathLexer(InputStream(expression))
+    parser = FHIRPathParser(CommonTokenStream(lexer))
+    for recognizer in (lexer, parser):
+        recognizer.removeErrorListeners()
+        recognizer.addErrorListener(_RaisingErrorListener())
+    try:
+        parser.entireExpression()
+    except FhirPathError as exc:
+        return f"FHIRPath does not parse: {expression!r}: {exc}"
+    except Exception as exc:  # the lexer raises its own errors on unknown characters
+        return f"FHIRPath does not parse: {expression!r}: {exc}"
+    return None
+
+
+def _walk_items(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for item in items:
+        yield item
+        yield from _walk_items(item.get("item") or [])
+        for answer in item.get("answer") or []:
+            yield from _walk_items(answer.get("item") or [])
+
+
+def with_weights(response: dict[str, Any], options_by_link: dict[str, list[dict]]) -> dict[str, Any]:
+    """A copy of `response` whose answer Codings carry the weights of their answerOptions."""
+    enriched = copy.deepcopy(response)
+    for item in _walk_items(enriched.get("item") or []):
+        options = options_by_link.get(item.get("linkId", ""))
+        if not options:
+            continue
+        for answer in item.get("answer") or []:
+            coding = answer.get("valueCoding")
+            if not coding:
+                continue
+            for option in options:
+                chosen = option.get("valueCoding") or {}
+                if chosen.get("code") == coding.get("code") and chosen.get("system") == coding.get("system"):
+                    weight = option_weight(option)
+                    if weight is not None:
+                        coding["extension"] = [{"url": ITEM_WEIGHT, "valueDecimal": weight}]
+                    break
+    return enriched
+
+
+def evaluate(
+    expression: str,
+    resource: Any,
+    *,
+    variables: dict[str, Any] | None = None,
+    base: str | None = None,
+) -> list[Any]:
+    """Evaluate `expression` on `resource` with `%name` variables; errors become FhirPathError."""
+    fn = compile_expression(expression, base)
+    try:
+        return fn(resource, variables or {})
+    except FhirPathError:
+        raise
+    except Exception as exc:
+        raise FhirPathError(f"FHIRPath failed: {expression!r}: {exc}") from exc

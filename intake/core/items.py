@@ -1,0 +1,204 @@
+"""A read-only view of a Questionnaire that the engine walks instead of raw JSON.
+
+Built once per Questionnaire version (the catalog caches it), so page building, enablement and
+validation never re-parse extensions per request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from intake.core import extensions as ext
+
+
+@dataclass(frozen=True)
+class Item:
+    """One Questionnaire item with the extensions the engine understands already read."""
+
+    link_id: str
+    type: str
+    text: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+    prefix: str | None = None
+    required: bool = False
+    repeats: bool = False
+    read_only: bool = False
+    hidden: bool = False
+    max_length: int | None = None
+    control: str | None = None
+    options: tuple[dict[str, Any], ...] = ()
+    initial: tuple[dict[str, Any], ...] = ()
+    enable_when: tuple[dict[str, Any], ...] = ()
+    enable_behavior: str = "all"
+    enable_expression: str | None = None
+    calculated_expression: str | None = None
+    variables: tuple[tuple[str, str], ...] = ()
+    min_value: dict[str, Any] | None = None
+    max_value: dict[str, Any] | None = None
+    regex: str | None = None
+    entry_format: str | None = None
+    unit_options: tuple[dict[str, Any], ...] = ()
+    unit: dict[str, Any] | None = None
+    scored: bool = False
+    score_criterion: str | None = None
+    help_text: str | None = None
+    children: tuple[Item, ...] = ()
+    parent: str | None = None
+
+    @property
+    def is_question(self) -> bool:
+        return self.type not in ("group", "display")
+
+    def walk(self) -> list[Item]:
+        """This item and all its descendants in document order."""
+        out = [self]
+        for child in self.children:
+            out.extend(child.walk())
+        return out
+
+
+@dataclass(frozen=True)
+class Page:
+    """One patient page: a top-level group, or a run of top-level questions gathered together."""
+
+    key: str
+    title: str
+    items: tuple[Item, ...]
+    group: Item | None
+
+    def walk(self) -> list[Item]:
+        out: list[Item] = []
+        for item in self.items:
+            out.extend(item.walk())
+        return out
+
+
+@dataclass(frozen=True)
+class Form:
+    """A loaded, linted Questionnaire: the resource plus its item index and pages."""
+
+    resource: dict[str, Any] = field(repr=False)
+    source: str
+    url: str
+    version: str | None
+    title: str
+    items: tuple[Item, ...]
+    by_link: dict[str, Item] = field(repr=False)
+    pages: tuple[Page, ...]
+    variables: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def canonical(self) -> str:
+        """`url|version` as a QuestionnaireResponse pins it (just `url` when unversioned)."""
+        return f"{self.url}|{self.version}" if self.version else self.url
+
+    @property
+    def key(self) -> str:
+        """The short name used in page URLs: the resource id, else the last url segment."""
+        return str(self.resource.get("id") or self.url.rstrip("/").rsplit("/", 1)[-1])
+
+    def options_by_link(self) -> dict[str, list[dict[str, Any]]]:
+        return {i.link_id: list(i.options) for i in self.by_link.values() if i.options}
+
+    def walk(self) -> list[Item]:
+        out: list[Item] = []
+        for item in self.items:
+            out.extend(item.walk())
+        return out
+
+
+def build_item(raw: dict[str, Any], parent: str | None = None) -> Item:
+    """Read one raw item (recursively) into an Item."""
+    link_id = raw["linkId"]
+    children = tuple(build_item(child, link_id) for child in raw.get("item") or [])
+    return Item(
+        link_id=link_id,
+        type=raw["type"],
+        text=raw.get("text") or "",
+        raw=raw,
+        prefix=raw.get("prefix"),
+        required=bool(raw.get("required")),
+        repeats=bool(raw.get("repeats")),
+        read_only=bool(raw.get("readOnly")),
+        hidden=bool(ext.value(raw, ext.HIDDEN)),
+        max_length=raw.get("maxLength"),
+        control=ext.item_control(raw),
+        options=tuple(raw.get("answerOption") or ()),
+        initial=tuple(raw.get("initial") or ()),
+        enable_when=tuple(raw.get("enableWhen") or ()),
+        enable_behavior=raw.get("enableBehavior") or "all",
+        enable_expression=ext.expression(raw, ext.ENABLE_WHEN_EXPRESSION),
+        calculated_expression=ext.expression(raw, ext.CALCULATED_EXPRESSION),
+        variables=ext.variables(raw),
+        min_value=ext.typed_value(raw, ext.MIN_VALUE),
+        max_value=ext.typed_value(raw, ext.MAX_VALUE),
+        regex=ext.value(raw, ext.REGEX),
+        entry_format=ext.value(raw, ext.ENTRY_FORMAT),
+        unit_options=tuple(ext.values(raw, ext.UNIT_OPTION)),
+        unit=ext.value(raw, ext.UNIT),
+        scored=bool(ext.value(raw, ext.SCORED)),
+        score_criterion=ext.expression(raw, ext.SCORE_CRITERION),
+        help_text=_help_text(raw),
+        children=children,
+        parent=parent,
+    )
+
+
+def _help_text(raw: dict[str, Any]) -> str | None:
+    """SDC help: a display child with itemControl `help` becomes the question's hint."""
+    for child in raw.get("item") or []:
+        if child.get("type") == "display" and ext.item_control(child) == "help":
+            return child.get("text")
+    return None
+
+
+def build_pages(items: tuple[Item, ...]) -> tuple[Page, ...]:
+    """One page per top-level group; consecutive top-level questions share one page.
+
+    Questionnaires from the LHC Form Builder often have no top-level groups at all; they become
+    one page rather than one page per question.
+    """
+    pages: list[Page] = []
+    loose: list[Item] = []
+
+    def flush() -> None:
+        if loose:
+            first = loose[0].link_id
+            pages.append(Page(key=_page_key(first), title="", items=tuple(loose), group=None))
+            loose.clear()
+
+    for item in items:
+        if item.type == "group":
+            flush()
+            pages.append(Page(key=_page_key(item.link_id), title=item.text, items=(item,), group=item))
+        else:
+            loose.append(item)
+    flush()
+    return tuple(pages)
+
+
+def _page_key(link_id: str) -> str:
+    """A URL-safe page key derived from the first linkId (LHC linkIds look like `/44250-9`)."""
+    safe = "".join(c if c.isalnum() or c in "-." else "-" for c in link_id).strip("-")
+    return safe or "page"
+
+
+def build_form(resource: dict[str, Any], source: str) -> Form:
+    """Build the Form view; the resource must already have passed the lint."""
+    items = tuple(build_item(raw) for raw in resource.get("item") or [])
+    by_link: dict[str, Item] = {}
+    for top in items:
+        for item in top.walk():
+            by_link[item.link_id] = item
+    return Form(
+        resource=resource,
+        source=source,
+        url=resource["url"],
+        version=resource.get("version"),
+        title=resource.get("title") or resource.get("name") or resource["url"],
+        items=items,
+        by_link=by_link,
+        pages=build_pages(items),
+        variables=ext.variables(resource),
+    )

@@ -1,0 +1,293 @@
+"""Lint a Questionnaire before the engine trusts it.
+
+A broken form must stop start-up with a message naming the file, the linkId and the problem, not
+surface as a wrong page or a wrong score in front of a patient. The same rules run from
+`flask intake lint-forms` on any file, including Questionnaires exported from the NLM LHC Form
+Builder.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from intake.core import extensions as ext
+from intake.core.fhir_models import Questionnaire, model_errors
+from intake.core.fhirpath import check_syntax, option_weight
+
+SUPPORTED_TYPES = {
+    "group", "display", "boolean", "decimal", "integer", "date", "dateTime",
+    "string", "text", "choice", "open-choice", "quantity",
+}
+
+# enableWhen.answer[x] allowed for each target item type (R4 que rules, and what can be compared).
+ANSWER_TYPES_FOR = {
+    "boolean": {"answerBoolean"},
+    "decimal": {"answerDecimal", "answerInteger"},
+    "integer": {"answerInteger", "answerDecimal"},
+    "date": {"answerDate"},
+    "dateTime": {"answerDateTime", "answerDate"},
+    "string": {"answerString"},
+    "text": {"answerString"},
+    "choice": {"answerCoding", "answerString", "answerInteger", "answerDate"},
+    "open-choice": {"answerCoding", "answerString"},
+    "quantity": {"answerQuantity"},
+}
+ORDERED_OPERATORS = {">", "<", ">=", "<="}
+OPERATORS = ORDERED_OPERATORS | {"exists", "=", "!="}
+
+# answerOption value[x] / initial value[x] allowed per item type.
+OPTION_TYPES_FOR = {
+    "choice": {"valueCoding", "valueString", "valueInteger", "valueDate", "valueTime"},
+    "open-choice": {"valueCoding", "valueString", "valueInteger", "valueDate", "valueTime"},
+    "integer": {"valueInteger"},
+    "string": {"valueString"},
+    "date": {"valueDate"},
+}
+VALUE_TYPE_FOR = {
+    "boolean": "valueBoolean", "decimal": "valueDecimal", "integer": "valueInteger",
+    "date": "valueDate", "dateTime": "valueDateTime", "string": "valueString",
+    "text": "valueString", "quantity": "valueQuantity",
+}
+MIN_MAX_TYPES_FOR = {
+    "integer": {"valueInteger"}, "decimal": {"valueDecimal", "valueInteger"},
+    "date": {"valueDate"}, "dateTime": {"valueDateTime", "valueDate"},
+    "quantity": {"valueQuantity"},
+}
+
+
+@dataclass(frozen=True)
+class LintIssue:
+    severity: str  # "error" | "warning"
+    link_id: str | None
+    message: str
+
+    def format(self, source: str) -> str:
+        where = f" linkId '{self.link_id}'" if self.link_id else ""
+        return f"{source}:{where} {self.severity}: {self.message}"
+
+
+def lint(resource: Any) -> list[LintIssue]:
+    """Every problem found in `resource`, errors first in document order; empty when clean."""
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Questionnaire":
+        return [LintIssue("error", None, "not a FHIR Questionnaire (resourceType must be 'Questionnaire')")]
+    issues: list[LintIssue] = []
+    issues += _model_issues(resource)
+    if not resource.get("url"):
+        issues.append(LintIssue("error", None, "has no url: a QuestionnaireResponse must be able to pin it"))
+    if not resource.get("version"):
+        issues.append(LintIssue("warning", None, "has no version: responses will pin the url alone"))
+    if not resource.get("item"):
+        issues.append(LintIssue("error", None, "has no items"))
+    issues += _expression_issues(resource, None)
+    items = list(_walk(resource.get("item") or []))
+    issues += _item_issues(items)
+    return sorted(issues, key=lambda i: i.severity != "error")
+
+
+def _walk(items: list[dict[str, Any]], parent: dict[str, Any] | None = None):
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        yield item, parent
+        yield from _walk(item.get("item") or [], item)
+
+
+def _model_issues(resource: dict[str, Any]) -> list[LintIssue]:
+    """fhir.resources (R4) structural validation, with item paths turned into linkIds."""
+    out = []
+    for path, message in model_errors(Questionnaire, resource):
+        link_id, element = _link_for_path(resource, path)
+        out.append(LintIssue("error", link_id, f"{element}: {message}"))
+    return out
+
+
+def _link_for_path(resource: dict[str, Any], path: str) -> tuple[str | None, str]:
+    """`item.2.item.0.answerOption.1.valueString` -> ('linkId of that item', 'answerOption.1.valueString')."""
+    parts = path.split(".")
+    node: Any = resource
+    link_id = None
+    i = 0
+    while i + 1 < len(parts) and parts[i] == "item" and parts[i + 1].isdigit():
+        try:
+            node = node["item"][int(parts[i + 1])]
+        except (KeyError, IndexError, TypeError):
+            break
+        link_id = node.get("linkId") if isinstance(node, dict) else None
+        i += 2
+    return link_id, ".".join(parts[i:]) or path
+
+
+def _expression_issues(element: dict[str, Any], link_id: str | None) -> list[LintIssue]:
+    out = []
+    for url in ext.EXPRESSION_EXTENSIONS:
+        for extension in ext.find(element, url):
+            val = extension.get("valueExpression")
+            if not isinstance(val, dict):
+                out.append(LintIssue("error", link_id, f"{url.rsplit('/', 1)[-1]} needs a valueExpression"))
+                continue
+            language = val.get("language")
+            if language != "text/fhirpath":
+                out.append(LintIssue("error", link_id, f"{url.rsplit('/', 1)[-1]}: expression language {language!r} is not supported (only text/fhirpath)"))
+                continue
+            reason = check_syntax(val.get("expression") or "")
+            if reason:
+                out.append(LintIssue("error", link_id, f"{url.rsplit('/', 1)[-1]}: {reason}"))
+    return out
+
+
+def _item_issues(items: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[LintIssue]:
+    out: list[LintIssue] = []
+    position: dict[str, int] = {}
+    by_link: dict[str, dict[str, Any]] = {}
+    for index, (item, _parent) in enumerate(items):
+        link_id = item.get("linkId")
+        if not link_id:
+            out.append(LintIssue("error", None, f"item #{index + 1} has no linkId"))
+            continue
+        if link_id in position:
+            out.append(LintIssue("error", link_id, "linkId is used more than once"))
+            continue
+        position[link_id] = index
+        by_link[link_id] = item
+
+    for index, (item, parent) in enumerate(items):
+        link_id = item.get("linkId")
+        if not link_id:
+            continue
+        out += _one_item(item, parent, index, position, by_link)
+    return out
+
+
+def _one_item(
+    item: dict[str, Any],
+    parent: dict[str, Any] | None,
+    index: int,
+    position: dict[str, int],
+    by_link: dict[str, dict[str, Any]],
+) -> list[LintIssue]:
+    link_id = item["linkId"]
+    kind = item.get("type")
+    out: list[LintIssue] = []
+
+    def error(message: str) -> None:
+        out.append(LintIssue("error", link_id, message))
+
+    if kind not in SUPPORTED_TYPES:
+        error(f"item type {kind!r} is not supported by the engine (supported: {', '.join(sorted(SUPPORTED_TYPES))})")
+        return out
+    if kind == "group" and item.get("repeats"):
+        error("a repeating group is not supported by the engine (ask the repeated questions with `repeats` instead)")
+    if kind in ("group", "display") and (item.get("answerOption") or item.get("answerValueSet")):
+        error(f"a {kind} item must not have answerOption or answerValueSet")
+    if kind == "display" and item.get("item"):
+        error("a display item must not have child items")
+    if kind == "display" and item.get("required"):
+        error("a display item cannot be required")
+    if kind in ("choice", "open-choice") and not item.get("answerOption"):
+        if item.get("answerValueSet"):
+            error("answerValueSet is not supported: list the choices as answerOption")
+        else:
+            error(f"a {kind} item needs answerOption")
+    if item.get("answerValueSet") and kind not in ("group", "display", "choice", "open-choice"):
+        error("answerValueSet is not supported: list the choices as answerOption")
+
+    allowed = OPTION_TYPES_FOR.get(kind or "")
+    for n, option in enumerate(item.get("answerOption") or []):
+        keys = [k for k in option if k.startswith("value")]
+        if allowed is None and keys:
+            error(f"answerOption is not allowed on a {kind} item")
+            break
+        if allowed is not None and (len(keys) != 1 or keys[0] not in allowed):
+            error(f"answerOption #{n + 1} has {keys or 'no value'}; a {kind} item takes one of {sorted(allowed)}")
+        coding = option.get("valueCoding")
+        if coding is not None and not coding.get("code"):
+            error(f"answerOption #{n + 1} valueCoding has no code")
+
+    for n, initial in enumerate(item.get("initial") or []):
+        keys = [k for k in initial if k.startswith("value")]
+        expected = VALUE_TYPE_FOR.get(kind or "")
+        choices = OPTION_TYPES_FOR.get(kind or "")
+        ok = keys and ((expected and keys[0] == expected) or (choices and keys[0] in choices))
+        if not ok:
+            error(f"initial #{n + 1} has {keys or 'no value'}, which does not fit a {kind} item")
+
+    for url, name in ((ext.MIN_VALUE, "minValue"), (ext.MAX_VALUE, "maxValue")):
+        typed = ext.typed_value(item, url)
+        if typed:
+            key = next(iter(typed))
+            if key not in MIN_MAX_TYPES_FOR.get(kind or "", set()):
+                error(f"{name} {key} does not fit a {kind} item")
+    pattern = ext.value(item, ext.REGEX)
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as exc:
+            error(f"regex {pattern!r} does not compile: {exc}")
+    control = ext.item_control(item)
+    if control and control not in ext.ITEM_CONTROLS:
+        out.append(LintIssue("warning", link_id, f"itemControl {control!r} is not supported; the default control is used"))
+
+    if ext.value(item, ext.SCORED):
+        if kind in ("choice", "open-choice"):
+            unweighted = [n + 1 for n, o in enumerate(item.get("answerOption") or []) if option_weight(o) is None]
+            if unweighted:
+                error(f"is scored but answerOption {unweighted} carry no itemWeight/ordinalValue")
+        elif not ext.expression(item, ext.SCORE_CRITERION):
+            error("is scored but has neither weighted answerOptions nor a scoreCriterion")
+
+    out += _expression_issues(item, link_id)
+    out += _enable_when_issues(item, index, position, by_link)
+    if ext.expression(item, ext.CALCULATED_EXPRESSION) and not item.get("readOnly"):
+        out.append(LintIssue("warning", link_id, "has a calculatedExpression but is not readOnly: the calculated value overwrites the patient's"))
+    return out
+
+
+def _descendants(item: dict[str, Any]) -> set[str]:
+    out = set()
+    for child, _ in _walk(item.get("item") or []):
+        if child.get("linkId"):
+            out.add(child["linkId"])
+    return out
+
+
+def _enable_when_issues(
+    item: dict[str, Any], index: int, position: dict[str, int], by_link: dict[str, dict[str, Any]]
+) -> list[LintIssue]:
+    link_id = item["linkId"]
+    out: list[LintIssue] = []
+    conditions = item.get("enableWhen") or []
+    if len(conditions) > 1 and not item.get("enableBehavior"):
+        out.append(LintIssue("error", link_id, f"has {len(conditions)} enableWhen conditions but no enableBehavior (que-12)"))
+    for n, cond in enumerate(conditions):
+        label = f"enableWhen #{n + 1}"
+        question = cond.get("question")
+        operator = cond.get("operator")
+        answer_keys = [k for k in cond if k.startswith("answer")]
+        if question not in by_link:
+            out.append(LintIssue("error", link_id, f"{label} refers to '{question}', which is not an item of this Questionnaire"))
+            continue
+        if question == link_id or question in _descendants(item):
+            out.append(LintIssue("error", link_id, f"{label} refers to the item itself or one of its children"))
+            continue
+        if position[question] >= index:
+            out.append(LintIssue("error", link_id, f"{label} refers to '{question}', which comes after it: a condition must depend on an earlier answer"))
+        target_type = by_link[question].get("type")
+        if operator not in OPERATORS:
+            out.append(LintIssue("error", link_id, f"{label} has unknown operator {operator!r}"))
+            continue
+        if len(answer_keys) != 1:
+            out.append(LintIssue("error", link_id, f"{label} needs exactly one answer[x]"))
+            continue
+        key = answer_keys[0]
+        if operator == "exists":
+            if key != "answerBoolean":
+                out.append(LintIssue("error", link_id, f"{label}: operator 'exists' takes answerBoolean, not {key}"))
+            continue
+        allowed = ANSWER_TYPES_FOR.get(target_type or "", set())
+        if key not in allowed:
+            out.append(LintIssue("error", link_id, f"{label}: {key} can never match '{question}' of type {target_type}"))
+        elif operator in ORDERED_OPERATORS and key in ("answerBoolean", "answerCoding"):
+            out.append(LintIssue("error", link_id, f"{label}: operator {operator!r} cannot order {key}"))
+    return out
