@@ -1,0 +1,39 @@
+"""Intake: pre-appointment clinical intake and screening.
+
+`create_app(config=None)` wires configuration -> storage -> catalog -> blueprints -> CLI; nothing
+happens at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from intake.config import PROJECT_ROOT, load_config
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the Flask app; `config` overrides the environment (tests pass DATABASE_URL etc.)."""
+    app = Flask(
+        __name__,
+        instance_path=str(Path((config or {}).get("INSTANCE_PATH") or PROJECT_ROOT / "instance")),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    app.config.update(load_config(Path(app.instance_path), config))
+
+    from intake import cli, errors, web
+    from intake.core.catalog import load_catalog
+    from intake.storage.db import make_engine, make_session_factory
+
+    engine = make_engine(app.config["DATABASE_URL"])
+    app.extensions["intake.engine"] = engine
+    app.extensions["intake.sessions"] = make_session_factory(engine)
+    app.extensions["intake.catalog"] = load_catalog(Path(app.config["INTAKE_FORMS_DIR"]))
+
+    web.register(app)
+    errors.register(app)
+    cli.register(app)
+    return app

@@ -1,0 +1,122 @@
+"""`flask intake ...`: thin commands over the same functions the views use.
+
+Errors print one line to stderr and exit non-zero; nothing a patient typed is echoed to logs.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from intake import workflow
+from intake.core.catalog import lint_file
+from intake.storage.db import session_scope
+from intake.storage.migrate import upgrade
+
+intake_cli = AppGroup("intake", help="Intake service commands.")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(intake_cli)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@intake_cli.command("init-db")
+def init_db() -> None:
+    """Create or upgrade the database schema (Alembic migrations)."""
+    upgrade(current_app.config["DATABASE_URL"])
+    click.echo("database is up to date")
+
+
+@intake_cli.command("lint-forms")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def lint_forms(paths: tuple[Path, ...]) -> None:
+    """Lint Questionnaire files (default: the forms folder). Exit 1 if any has an error."""
+    targets: list[Path] = []
+    for path in paths or (Path(current_app.config["INTAKE_FORMS_DIR"]),):
+        if path.is_dir():
+            targets.extend(sorted(path.glob("*.json")))
+        elif path.exists():
+            targets.append(path)
+        else:
+            _fail(f"{path}: no such file or folder")
+    failed = 0
+    for path in targets:
+        issues = lint_file(path)
+        errors = [i for i in issues if i.severity == "error"]
+        click.echo(f"{'FAIL' if errors else 'ok  '} {path}")
+        for issue in issues:
+            click.echo(f"  {issue.format(path.name)}")
+        failed += bool(errors)
+    click.echo(f"{len(targets) - failed} ok, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
+def _parse_date(value: str, what: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        _fail(f"{what} must be a date like 1970-01-31, not {value!r}")
+        raise  # unreachable
+
+
+def _parse_datetime(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"--appointment must be a date and time like 2026-12-01T09:30, not {value!r}")
+        raise
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def create_invite(name: str, birth_date: date, appointment: datetime | None, questionnaires: list[str]) -> str:
+    """Create patient, intake and link; return the patient's URL."""
+    app = current_app
+    ttl = timedelta(hours=app.config["INTAKE_LINK_TTL_HOURS"])
+    with session_scope(app.extensions["intake.sessions"]) as session:
+        intake, token = workflow.invite(
+            session,
+            app.extensions["intake.catalog"],
+            name=name,
+            birth_date=birth_date,
+            questionnaires=questionnaires,
+            appointment_at=appointment,
+            ttl=ttl,
+        )
+    return f"{app.config['INTAKE_BASE_URL'].rstrip('/')}/i/{token}"
+
+
+@intake_cli.command("invite")
+@click.option("--name", required=True, help="The patient's full name.")
+@click.option("--birth-date", required=True, help="YYYY-MM-DD")
+@click.option("--appointment", default=None, help="YYYY-MM-DDTHH:MM (UTC unless an offset is given)")
+@click.option("--questionnaires", default=None, help="Comma-separated questionnaire ids (default: all five)")
+def invite(name: str, birth_date: str, appointment: str | None, questionnaires: str | None) -> None:
+    """Create a patient and an intake, and print the one-time link to send them."""
+    born = _parse_date(birth_date, "--birth-date")
+    when = _parse_datetime(appointment) if appointment else None
+    keys = [k.strip() for k in questionnaires.split(",")] if questionnaires else current_app.config["INTAKE_QUESTIONNAIRES"]
+    try:
+        link = create_invite(name, born, when, keys)
+    except workflow.WorkflowError as exc:
+        _fail(str(exc))
+        return
+    click.echo(link)
+
+
+@intake_cli.command("demo")
+def demo() -> None:
+    """Load demo data: one invited patient; prints their ready-to-open link."""
+    link = create_invite("Alex Demo", date(1968, 4, 2), datetime.now(timezone.utc) + timedelta(days=1),
+                         current_app.config["INTAKE_QUESTIONNAIRES"])
+    click.echo(f"Demo patient link: {link}")

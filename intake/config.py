@@ -1,0 +1,67 @@
+"""Configuration: defaults, then `INTAKE_*` / `DATABASE_URL` from the environment, then overrides.
+
+Secrets come only from the environment. For the embedded default (`make run`) a random secret key
+is generated once into the instance folder, which git ignores.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_QUESTIONNAIRES = ["digestive", "neuropathy", "autoimmune", "diet", "stress"]
+
+# name -> (type, default). Each is read from INTAKE_<NAME>.
+SETTINGS: dict[str, tuple[type, Any]] = {
+    "FORMS_DIR": (str, str(PROJECT_ROOT / "forms")),
+    "QUESTIONNAIRES": (list, DEFAULT_QUESTIONNAIRES),
+    "LINK_TTL_HOURS": (int, 7 * 24),
+    "BASE_URL": (str, "http://127.0.0.1:5000"),
+    "SESSION_HOURS": (int, 12),
+    "CSRF_MINUTES": (int, 60),
+    "TIMEZONE": (str, "UTC"),
+}
+
+
+def _parse(kind: type, raw: str) -> Any:
+    if kind is int:
+        return int(raw)
+    if kind is list:
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Flask config dict for one app."""
+    env = os.environ
+    config: dict[str, Any] = {}
+    for name, (kind, default) in SETTINGS.items():
+        raw = env.get(f"INTAKE_{name}")
+        config[f"INTAKE_{name}"] = _parse(kind, raw) if raw is not None else default
+    config["DATABASE_URL"] = env.get("DATABASE_URL") or f"sqlite:///{instance_path / 'intake.sqlite3'}"
+    config["SECRET_KEY"] = env.get("INTAKE_SECRET_KEY")
+    config.update(overrides or {})
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = _instance_secret(instance_path)
+    from datetime import timedelta
+
+    config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=config["INTAKE_SESSION_HOURS"]))
+    config.setdefault("WTF_CSRF_TIME_LIMIT", config["INTAKE_CSRF_MINUTES"] * 60)
+    config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    config.setdefault("MAX_CONTENT_LENGTH", 1024 * 1024)
+    return config
+
+
+def _instance_secret(instance_path: Path) -> str:
+    """A per-installation random key for the embedded default; never committed."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    path = instance_path / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()

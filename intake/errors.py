@@ -1,0 +1,38 @@
+"""One exception tree, turned into HTTP at the edge: HTML pages for people.
+
+(The FHIR API will answer with OperationOutcome; patient pages never show a stack trace.)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, render_template
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: ("There is a problem with that request", "Go back and try again."),
+    403: ("You cannot see this page", "Open the link from your message again."),
+    404: ("Page not found", "If you typed the web address, check it is correct."),
+    405: ("There is a problem with that request", "Go back and try again."),
+    413: ("That was too much to send", "Shorten your answers and try again."),
+}
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        code = exc.code or 500
+        title, body = MESSAGES.get(code, ("Sorry, there is a problem", "Try again later."))
+        return render_template("error.html", title=title, body=body), code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        if app.testing:
+            raise exc  # tests see the traceback; a 500 is always a bug to fix
+        # Log the type and place only: the message could carry what a patient typed.
+        log.error("unhandled %s", type(exc).__name__, exc_info=False)
+        return render_template("error.html", title="Sorry, there is a problem with the service",
+                               body="Your saved answers are safe. Try again later."), 500

@@ -1,0 +1,104 @@
+"""Engine and session set-up for the two supported databases.
+
+SQLite is the embedded default, so it is configured for durability and for predictable locking:
+WAL (readers never block the writer), ``synchronous=FULL`` (a committed answer survives a power
+cut), foreign keys enforced, a generous busy timeout, and ``BEGIN IMMEDIATE`` so a transaction
+takes the write lock when it starts instead of failing half-way with "database is locked" when it
+first writes. PostgreSQL is production; it only needs the psycopg 3 driver and stale-connection
+checks. The URL alone picks the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+#: Execution option marking a read-only engine/session (see `make_session_factory`).
+READ_ONLY_OPTION = "intake_read_only"
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+)
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The URL with PostgreSQL pinned to psycopg 3 (``postgres://`` and ``postgresql://`` too).
+
+    Hosting platforms hand out plain ``postgresql://`` (or legacy ``postgres://``) URLs, which
+    SQLAlchemy would map to psycopg2; only psycopg 3 is installed.
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str | URL) -> Engine:
+    """An engine for `url` (SQLite or PostgreSQL) with the settings described in the module doc."""
+    parsed = normalize_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(parsed)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if backend == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True)
+    raise ValueError(f"unsupported database backend {backend!r}: use sqlite or postgresql")
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Apply the pragmas and take transaction control away from pysqlite.
+
+    ``isolation_level = None`` stops pysqlite's own implicit BEGIN (which it skips for SELECT and
+    DDL); `_sqlite_on_begin` emits the BEGIN instead. This is SQLAlchemy's documented recipe.
+    """
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    """Start every transaction with the write lock, unless the connection is marked read-only."""
+    if conn.get_execution_options().get(READ_ONLY_OPTION):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions that keep loaded attributes after commit (views render after the transaction).
+
+    All sessions start their SQLite transaction with ``BEGIN IMMEDIATE``, so even a pure read
+    holds the single write lock until it ends. ``read_only=True`` gives sessions for pages that
+    only read: a deferred ``BEGIN`` on SQLite (never blocks writers under WAL) and a
+    ``READ ONLY`` transaction on PostgreSQL.
+    """
+    bind = engine
+    if read_only:
+        options: dict[str, Any] = {READ_ONLY_OPTION: True}
+        if engine.dialect.name == "postgresql":
+            options["postgresql_readonly"] = True
+        bind = engine.execution_options(**options)
+    return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit when the block succeeds, roll back when it raises, then close."""
+    with factory() as session, session.begin():
+        yield session

@@ -1,0 +1,173 @@
+"""Tables of the intake service, as typed SQLAlchemy 2 declarative models.
+
+The models carry no relationships on purpose: every query is written in `repository`, so no view
+can trigger a lazy load (or a query) by walking an attribute. Timestamps are always tz-aware UTC,
+on SQLite as well as PostgreSQL. Changes here need a new Alembic revision in
+``intake/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+INTAKE_STATUSES = ("not-started", "in-progress", "completed")
+RESPONSE_STATUSES = ("in-progress", "completed")
+
+ID_LENGTH = 36  # str(uuid4())
+URL_LENGTH = 255
+VERSION_LENGTH = 64
+TOKEN_HASH_LENGTH = 64  # SHA-256 hex digest
+
+# Deterministic constraint names: Alembic needs names to alter constraints (batch mode on SQLite).
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time as a tz-aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """A random (uuid4) identifier; also used as the FHIR resource id of responses."""
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that only accepts and returns tz-aware UTC datetimes.
+
+    SQLite has no time zone storage and returns naive values; PostgreSQL returns values in the
+    session time zone. Normalising both to UTC keeps comparisons and FHIR instants uniform, and
+    refusing naive datetimes stops local wall-clock times from being stored as if they were UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass a tz-aware (UTC) datetime")
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            value = value.replace(tzinfo=None)  # stored as UTC text, fixed width, sorts correctly
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base; its metadata is what Alembic migrates to."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Patient(Base):
+    """A person who fills in intakes (minimal demographics; the EHR holds the rest)."""
+
+    __tablename__ = "patients"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))
+    birth_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Intake(Base):
+    """One pre-appointment questionnaire set for a patient, and how far they got with it."""
+
+    __tablename__ = "intakes"
+    __table_args__ = (
+        CheckConstraint(f"status IN {INTAKE_STATUSES!r}", name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    appointment_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Canonical "url|version" strings in the order the patient answers them. JSON is not
+    # mutation-tracked: assign a new list rather than changing it in place.
+    questionnaires: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="not-started")
+    last_page: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InviteToken(Base):
+    """A patient link. Only the SHA-256 of the token is kept, so a database leak opens no intake."""
+
+    __tablename__ = "invite_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    intake_id: Mapped[str] = mapped_column(ForeignKey("intakes.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(TOKEN_HASH_LENGTH), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ResponseRecord(Base):
+    """The stored QuestionnaireResponse of one questionnaire of an intake (draft or completed).
+
+    ``resource_json`` is the canonical JSON of the FHIR resource and the source of truth; the
+    other columns are copies of its fields for searching. ``id`` is also the resource id.
+    """
+
+    __tablename__ = "response_records"
+    __table_args__ = (
+        UniqueConstraint("intake_id", "questionnaire_url"),
+        CheckConstraint(f"status IN {RESPONSE_STATUSES!r}", name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    intake_id: Mapped[str] = mapped_column(ForeignKey("intakes.id"))
+    questionnaire_url: Mapped[str] = mapped_column(String(URL_LENGTH))
+    questionnaire_version: Mapped[str] = mapped_column(String(VERSION_LENGTH))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    subject_patient_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    authored: Mapped[datetime] = mapped_column(UTCDateTime)
+    resource_json: Mapped[str] = mapped_column(Text)
+    version_id: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    @property
+    def questionnaire(self) -> str:
+        """The canonical ``url|version`` this response answers."""
+        return f"{self.questionnaire_url}|{self.questionnaire_version}"
+
+    @property
+    def resource(self) -> dict[str, Any]:
+        """The stored QuestionnaireResponse as a fresh dict (safe to modify)."""
+        result: dict[str, Any] = json.loads(self.resource_json)
+        return result

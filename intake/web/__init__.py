@@ -1,0 +1,50 @@
+"""Blueprints, one per audience, and the database sessions views use.
+
+GET views read through a read-only session (on SQLite a deferred BEGIN that never blocks the
+writer); POST views do their whole unit of work in one write transaction (`writer()`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Flask, current_app, g
+from flask_wtf.csrf import generate_csrf
+from sqlalchemy.orm import Session
+
+from intake.core.catalog import Catalog
+from intake.storage.db import make_session_factory, session_scope
+
+
+def register(app: Flask) -> None:
+    from intake.web.patient import bp as patient_bp
+
+    app.extensions["intake.readers"] = make_session_factory(app.extensions["intake.engine"], read_only=True)
+    app.register_blueprint(patient_bp)
+    # Flask-WTF's token for hand-written forms (the review page); page forms are FlaskForms.
+    app.jinja_env.globals["csrf_token"] = generate_csrf
+
+    @app.teardown_appcontext
+    def close_session(_exc: BaseException | None) -> None:
+        session = g.pop("reader", None)
+        if session is not None:
+            session.close()
+
+
+def reader() -> Session:
+    """The request's read-only session (opened on first use, closed at teardown)."""
+    if "reader" not in g:
+        g.reader = current_app.extensions["intake.readers"]()
+    return g.reader
+
+
+@contextmanager
+def writer() -> Iterator[Session]:
+    """One write transaction: commit on success, roll back on error."""
+    with session_scope(current_app.extensions["intake.sessions"]) as session:
+        yield session
+
+
+def catalog() -> Catalog:
+    return current_app.extensions["intake.catalog"]

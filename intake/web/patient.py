@@ -1,0 +1,278 @@
+"""The patient's pages: link -> start -> one page per group -> review -> submit -> done.
+
+Every page that passes validation is stored at once as the in-progress response. Nothing is
+written when a page has errors (the page is shown again with everything typed), so hostile or
+mistaken input never leaves a partial write.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+
+from intake import webforms, workflow
+from intake.auth import token_hash
+from intake.core.answers import compute
+from intake.core.enablement import Answers
+from intake.storage import repository
+from intake.storage.models import Intake
+from intake.web import catalog, reader, writer
+
+bp = Blueprint("patient", __name__)
+
+SESSION_KEY = "intake_id"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    """Answers are health information: no caching, no referrer leaking the link."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.get("/")
+def home() -> Any:
+    return render_template("patient/home.html")
+
+
+@bp.get("/i/<token>")
+def open_link(token: str) -> Any:
+    """The link from the invitation: bind this browser session to the intake, then drop the token."""
+    if len(token) > 200:
+        return _invalid_link()
+    intake = repository.find_intake_by_token_hash(reader(), token_hash(token), now=_now())
+    if intake is None:
+        return _invalid_link()
+    session.clear()
+    session.permanent = True
+    session[SESSION_KEY] = intake.id
+    return redirect(url_for("patient.start"))
+
+
+def _invalid_link() -> Any:
+    return render_template("patient/message.html", title="This link cannot be used",
+                           body="The link may have expired or been replaced. Contact the clinic for a new one."), 404
+
+
+def _session_ended() -> Any:
+    return render_template(
+        "patient/message.html",
+        title="Your session has ended",
+        body="Your saved answers are safe. Open the link from your message again to carry on where you stopped.",
+    ), 403
+
+
+def _current_intake(db: Session) -> Intake | None:
+    intake_id = session.get(SESSION_KEY)
+    if not isinstance(intake_id, str):
+        return None
+    return repository.get_intake(db, intake_id)
+
+
+def _context(db: Session, intake: Intake) -> tuple[list[Any], dict[str, Answers], list[workflow.Step]]:
+    forms = workflow.intake_forms(catalog(), intake)
+    answers = workflow.stored_answers(db, intake)
+    return forms, answers, workflow.steps(forms, answers)
+
+
+def _step_index(steps: list[workflow.Step], form_key: str, page_key: str) -> int | None:
+    for n, step in enumerate(steps):
+        if step.slug == (form_key, page_key):
+            return n
+    return None
+
+
+def _page_url(step: workflow.Step, **kwargs: Any) -> str:
+    return url_for("patient.page", form_key=step.form.key, page_key=step.page.key, **kwargs)
+
+
+@bp.get("/intake")
+def start() -> Any:
+    db = reader()
+    intake = _current_intake(db)
+    if intake is None:
+        return _session_ended()
+    if intake.status == "completed":
+        return redirect(url_for("patient.done"))
+    _forms, _answers, steps = _context(db, intake)
+    resume = steps[0]
+    if intake.last_page:
+        form_key, _, page_key = intake.last_page.partition("/")
+        index = _step_index(steps, form_key, page_key)
+        if index is not None:
+            resume = steps[min(index + 1, len(steps) - 1)]
+    return render_template(
+        "patient/start.html",
+        started=intake.status == "in-progress",
+        first_url=_page_url(steps[0]),
+        resume_url=_page_url(resume) if intake.status == "in-progress" else None,
+        pages=len(steps),
+    )
+
+
+@bp.route("/intake/<form_key>/<page_key>", methods=["GET", "POST"])
+def page(form_key: str, page_key: str) -> Any:
+    if request.method == "POST":
+        return _post_page(form_key, page_key)
+    db = reader()
+    intake = _current_intake(db)
+    if intake is None:
+        return _session_ended()
+    if intake.status == "completed":
+        return redirect(url_for("patient.done"))
+    forms, answers, steps = _context(db, intake)
+    index = _step_index(steps, form_key, page_key)
+    if index is None:
+        abort(404)
+    step = steps[index]
+    form_answers = answers.get(step.form.canonical, {})
+    form_cls = webforms.page_form_class(step.form, step.page)
+    first_visit = not any(i.link_id in form_answers for i in step.page.walk())
+    form = form_cls(formdata=None, data=webforms.form_data(form_cls, form_answers, use_initial=first_visit))
+    _kept, enabled = compute(step.form, form_answers)
+    return _render_page(steps, index, form, enabled, form_answers, status=200)
+
+
+def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm, enabled: set[str],
+                 answers: Answers, *, status: int, notice: str | None = None) -> Any:
+    step = steps[index]
+    back_url = _page_url(steps[index - 1]) if index > 0 else url_for("patient.start")
+    errors = [(field.id, field.errors[0]) for _item, field in form.question_fields() if field.errors]
+    errors += [(form[name].id, form[name].errors[0]) for name in (*form.other_fields.values(), *form.unit_fields.values()) if form[name].errors]
+    return render_template(
+        "patient/page.html",
+        step=step,
+        number=index + 1,
+        total=len(steps),
+        form=form,
+        nodes=webforms.render_tree(step.page, form, enabled, answers),
+        errors=errors,
+        notice=notice,
+        back_url=back_url,
+        from_review=request.args.get("from") == "review",
+        action=_page_url(step, **({"from": "review"} if request.args.get("from") == "review" else {})),
+    ), status
+
+
+def _post_page(form_key: str, page_key: str) -> Any:
+    with writer() as db:
+        intake = _current_intake(db)
+        if intake is None:
+            return _session_ended()
+        if intake.status == "completed":
+            return redirect(url_for("patient.done"))
+        forms, answers, steps = _context(db, intake)
+        index = _step_index(steps, form_key, page_key)
+        if index is None:
+            abort(404)
+        step = steps[index]
+        form_cls = webforms.page_form_class(step.form, step.page)
+        form = form_cls()  # bound to request.form; CSRF checked by Flask-WTF
+        form.enabled = set()
+        form.validate()  # parse every field first (enablement needs the parsed answers)
+        merged = dict(answers.get(step.form.canonical, {}))
+        merged.update(webforms.page_answers(form))
+        _kept, enabled = compute(step.form, merged)
+        form.enabled = enabled
+        valid = form.validate()
+        csrf_failed = bool(getattr(form, "csrf_token", None) and form.csrf_token.errors)
+        if csrf_failed:
+            notice = ("This page was open for a long time, so your answers on it were not saved yet. "
+                      "Check them and press Continue again.")
+            return _render_page(steps, index, form, enabled, merged, status=400, notice=notice)
+        if not valid:
+            return _render_page(steps, index, form, enabled, merged, status=400)
+        workflow.save_page(db, intake, step.form, step.page, merged)
+    # Enablement may have changed which pages follow (a reflex switched on or off).
+    new_answers = dict(answers)
+    new_answers[step.form.canonical] = merged
+    new_steps = workflow.steps(forms, new_answers)
+    if request.args.get("from") == "review":
+        return redirect(url_for("patient.review"))
+    index = _step_index(new_steps, form_key, page_key)
+    if index is None or index + 1 >= len(new_steps):
+        return redirect(url_for("patient.review"))
+    return redirect(_page_url(new_steps[index + 1]))
+
+
+@bp.get("/intake/review")
+def review() -> Any:
+    db = reader()
+    intake = _current_intake(db)
+    if intake is None:
+        return _session_ended()
+    if intake.status == "completed":
+        return redirect(url_for("patient.done"))
+    forms, answers, steps = _context(db, intake)
+    return _render_review(steps, answers, problems=[], status=200)
+
+
+def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], problems: list[Any], status: int) -> Any:
+    sections = []
+    for step in steps:
+        form_answers = answers.get(step.form.canonical, {})
+        _kept, enabled = compute(step.form, form_answers)
+        rows = []
+        for item in step.page.walk():
+            if not item.is_question or item.hidden or item.link_id not in enabled:
+                continue
+            values = form_answers.get(item.link_id) or []
+            rows.append({
+                "text": item.text,
+                "answer": webforms.display_answer(item, values) if values else "",
+                "change": _page_url(step, **{"from": "review"}) + "#" + webforms.field_name(item.link_id),
+            })
+        sections.append({"title": step.page.title or step.form.title, "form": step.form.title, "rows": rows,
+                         "url": _page_url(step, **{"from": "review"})})
+    problem_links = []
+    for form, issue in problems:
+        target = next((s for s in steps if s.form is form and any(i.link_id == issue.link_id for i in s.page.walk())), None)
+        item = form.by_link.get(issue.link_id or "")
+        label = f"{item.text}: {issue.message}" if item else issue.message
+        href = (_page_url(target, **{"from": "review"}) + "#" + webforms.field_name(issue.link_id or "")) if target else "#"
+        problem_links.append((href, label))
+    return render_template("patient/review.html", sections=sections, problems=problem_links,
+                           total=len(steps)), status
+
+
+@bp.post("/intake/submit")
+def submit() -> Any:
+    from flask_wtf.csrf import CSRFError, validate_csrf
+    from wtforms import ValidationError
+
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except (CSRFError, ValidationError):
+        # A stale review page: nothing is lost, show it again with a fresh token.
+        return redirect(url_for("patient.review"))
+    with writer() as db:
+        intake = _current_intake(db)
+        if intake is None:
+            return _session_ended()
+        if intake.status == "completed":
+            return redirect(url_for("patient.done"))
+        done, problems = workflow.submit(db, catalog(), intake)
+        if problems:
+            _forms, answers, steps = _context(db, intake)
+            return _render_review(steps, answers, problems, status=400)
+    return redirect(url_for("patient.done"))
+
+
+@bp.get("/intake/done")
+def done() -> Any:
+    db = reader()
+    intake = _current_intake(db)
+    if intake is None:
+        return _session_ended()
+    if intake.status != "completed":
+        return redirect(url_for("patient.start"))
+    return render_template("patient/done.html")

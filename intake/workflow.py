@@ -1,0 +1,178 @@
+"""The intake workflow shared by the patient pages and the CLI: invite, page order, save, submit.
+
+Views and commands stay thin: they parse input and render; the steps — which page comes next,
+what is stored, when an intake is complete — live here, over the core and the repository.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from intake.auth import new_token, token_hash
+from intake.core.answers import build_response, compute, flatten
+from intake.core.catalog import Catalog
+from intake.core.enablement import Answers
+from intake.core.items import Form, Page
+from intake.core.validation import Issue, has_errors, validate
+from intake.storage import repository
+from intake.storage.models import Intake
+
+
+class WorkflowError(Exception):
+    """A request the workflow refuses (unknown questionnaire, bad invite data)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def fhir_instant(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One patient page in the intake's sequence."""
+
+    form: Form
+    page: Page
+
+    @property
+    def slug(self) -> tuple[str, str]:
+        return (self.form.key, self.page.key)
+
+
+def resolve_set(catalog: Catalog, keys: list[str]) -> list[Form]:
+    forms = []
+    for key in keys:
+        form = catalog.by_key.get(key) or catalog.get(key)
+        if form is None:
+            raise WorkflowError(f"unknown questionnaire {key!r}; loaded: {', '.join(sorted(catalog.by_key))}")
+        forms.append(form)
+    return forms
+
+
+def invite(
+    session: Session,
+    catalog: Catalog,
+    *,
+    name: str,
+    birth_date: date,
+    questionnaires: list[str],
+    appointment_at: datetime | None,
+    ttl: timedelta,
+    now: datetime | None = None,
+) -> tuple[Intake, str]:
+    """Create patient + intake + link token; returns the intake and the raw token (shown once)."""
+    name = " ".join(name.split())
+    if not name:
+        raise WorkflowError("a patient name is required")
+    now = now or utcnow()
+    if birth_date > now.date():
+        raise WorkflowError("the birth date is in the future")
+    forms = resolve_set(catalog, questionnaires)
+    patient = repository.create_patient(session, name=name, birth_date=birth_date)
+    intake = repository.create_intake(
+        session,
+        patient_id=patient.id,
+        questionnaires=[f.canonical for f in forms],
+        appointment_at=appointment_at,
+    )
+    token = new_token()
+    repository.issue_invite(session, intake_id=intake.id, token_hash=token_hash(token), expires_at=now + ttl)
+    return intake, token
+
+
+def intake_forms(catalog: Catalog, intake: Intake) -> list[Form]:
+    forms = []
+    for canonical in intake.questionnaires:
+        form = catalog.get(canonical)
+        if form is None:
+            raise WorkflowError(f"questionnaire {canonical} of this intake is no longer loaded")
+        forms.append(form)
+    return forms
+
+
+def stored_answers(session: Session, intake: Intake) -> dict[str, Answers]:
+    """canonical -> answers, from the stored responses."""
+    out: dict[str, Answers] = {}
+    for record in repository.list_responses(session, intake.id):
+        resource = record.resource
+        out[resource["questionnaire"]] = flatten(resource)
+    return out
+
+
+def steps(forms: list[Form], answers: dict[str, Answers]) -> list[Step]:
+    """The pages the patient sees now: pages whose group is disabled (a reflex not triggered) drop out."""
+    out = []
+    for form in forms:
+        _kept, enabled = compute(form, answers.get(form.canonical, {}))
+        for page in form.pages:
+            if page.group is None or page.group.link_id in enabled:
+                out.append(Step(form, page))
+    return out
+
+
+def save_page(
+    session: Session,
+    intake: Intake,
+    form: Form,
+    page: Page,
+    merged: Answers,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Store the whole questionnaire's answers as the in-progress response, at once."""
+    now = now or utcnow()
+    response = build_response(
+        form,
+        merged,
+        status="in-progress",
+        subject=f"Patient/{intake.patient_id}",
+        authored=fhir_instant(now),
+    )
+    repository.save_draft(
+        session,
+        intake_id=intake.id,
+        questionnaire=form.canonical,
+        resource=response,
+        page=f"{form.key}/{page.key}",
+        now=now,
+    )
+
+
+def completed_responses(
+    forms: list[Form], answers: dict[str, Answers], patient_id: str, now: datetime
+) -> tuple[dict[str, dict[str, Any]], list[tuple[Form, Issue]]]:
+    """The completed responses, and every strict-validation problem (form, issue) across them."""
+    responses: dict[str, dict[str, Any]] = {}
+    problems: list[tuple[Form, Issue]] = []
+    for form in forms:
+        response = build_response(
+            form,
+            answers.get(form.canonical, {}),
+            status="completed",
+            subject=f"Patient/{patient_id}",
+            authored=fhir_instant(now),
+        )
+        issues = validate(form, response)
+        if has_errors(issues):
+            problems.extend((form, i) for i in issues if i.severity in ("error", "fatal"))
+        responses[form.canonical] = response
+    return responses, problems
+
+
+def submit(session: Session, catalog: Catalog, intake: Intake, *, now: datetime | None = None) -> tuple[bool, list[tuple[Form, Issue]]]:
+    """Validate strictly and complete. (True, []) when this call completed it; (False, []) when it
+    was already complete (a double submit stores nothing new); (False, problems) when invalid."""
+    now = now or utcnow()
+    forms = intake_forms(catalog, intake)
+    responses, problems = completed_responses(forms, stored_answers(session, intake), intake.patient_id, now)
+    if problems:
+        return False, problems
+    done = repository.complete_intake(session, intake_id=intake.id, responses=responses, now=now)
+    return done, []

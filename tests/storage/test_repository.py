@@ -1,0 +1,398 @@
+"""Repository behaviour on whichever database the run uses (see tests/conftest.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from intake.storage import repository as repo
+from intake.storage.db import session_scope
+from intake.storage.models import Intake, InviteToken, ResponseRecord
+
+GUT = "http://intake.example/fhir/Questionnaire/gut|1.0.0"
+NERVE = "http://intake.example/fhir/Questionnaire/nerve|2.1"
+NOW = datetime(2025, 3, 14, 9, 30, tzinfo=timezone.utc)
+
+
+# --- factories ------------------------------------------------------------------------------
+
+
+def make_intake(session: Session, questionnaires: tuple[str, ...] = (GUT, NERVE)) -> Intake:
+    patient = repo.create_patient(session, name="Ada Example", birth_date=date(1971, 5, 2))
+    return repo.create_intake(session, patient_id=patient.id, questionnaires=list(questionnaires))
+
+
+def qr(intake: Intake, questionnaire: str, answer: Any = "yes", **fields: Any) -> dict[str, Any]:
+    """A QuestionnaireResponse with one string answer, as the answers module builds them."""
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": questionnaire,
+        "status": "in-progress",
+        "subject": {"reference": f"Patient/{intake.patient_id}"},
+        "authored": "2025-03-14T09:00:00+01:00",
+        "item": [{"linkId": "q1", "text": "Question", "answer": [{"valueString": answer}]}],
+        **fields,
+    }
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_intake(session_factory: sessionmaker[Session]) -> Intake:
+    with session_scope(session_factory) as session:
+        return make_intake(session)
+
+
+def records(session_factory: sessionmaker[Session], intake_id: str) -> list[ResponseRecord]:
+    with session_scope(session_factory) as session:
+        return repo.list_responses(session, intake_id)
+
+
+# --- basics ---------------------------------------------------------------------------------
+
+
+def test_canonical_json_is_sorted_compact_and_keeps_unicode() -> None:
+    assert repo.canonical_json({"b": 1, "a": {"d": "é", "c": [1, 2]}}) == (
+        '{"a":{"c":[1,2],"d":"é"},"b":1}'
+    )
+
+
+def test_patients_and_intakes_round_trip_with_utc_datetimes(
+    session_factory: sessionmaker[Session],
+) -> None:
+    appointment = datetime(2025, 3, 15, 8, 0, tzinfo=timezone(timedelta(hours=2)))
+    with session_scope(session_factory) as session:
+        patient = repo.create_patient(session, name="Zoë Ñandú", birth_date=date(1990, 2, 28))
+        intake = repo.create_intake(
+            session, patient_id=patient.id, questionnaires=[NERVE, GUT], appointment_at=appointment
+        )
+    with session_scope(session_factory) as session:
+        stored_patient = repo.get_patient(session, patient.id)
+        stored = repo.get_intake(session, intake.id)
+        assert repo.get_intake(session, "missing") is None
+    assert stored_patient is not None and stored is not None
+    assert stored_patient.name == "Zoë Ñandú"
+    assert stored_patient.birth_date == date(1990, 2, 28)
+    assert stored_patient.created_at.tzinfo == timezone.utc
+    assert stored.questionnaires == [NERVE, GUT]
+    assert stored.status == "not-started" and stored.last_page is None
+    assert stored.appointment_at == appointment
+    assert stored.appointment_at is not None and stored.appointment_at.tzinfo == timezone.utc
+
+
+@pytest.mark.parametrize(
+    "questionnaires", [["no-version"], ["http://x/q|"], [GUT, GUT.replace("1.0.0", "2")]]
+)
+def test_create_intake_refuses_bad_canonicals(session: Session, questionnaires: list[str]) -> None:
+    patient = repo.create_patient(session, name="A", birth_date=date(2000, 1, 1))
+    with pytest.raises(ValueError):
+        repo.create_intake(session, patient_id=patient.id, questionnaires=questionnaires)
+
+
+def test_naive_datetimes_are_refused(session: Session) -> None:
+    intake = make_intake(session)
+    with pytest.raises(ValueError, match="tz-aware"):
+        repo.save_draft(
+            session, intake_id=intake.id, questionnaire=GUT, resource=qr(intake, GUT),
+            page="p1", now=datetime(2025, 1, 1),
+        )
+
+
+# --- invite tokens --------------------------------------------------------------------------
+
+
+def test_token_lookup_finds_only_live_tokens(session: Session) -> None:
+    intake = make_intake(session)
+    tomorrow = NOW + timedelta(days=1)
+    live = token_hash("live")
+    repo.issue_invite(session, intake_id=intake.id, token_hash=live, expires_at=tomorrow)
+    found = repo.find_intake_by_token_hash(session, live, now=NOW)
+    assert found is not None and found.id == intake.id
+    assert repo.find_intake_by_token_hash(session, token_hash("unknown"), now=NOW) is None
+    expired = repo.find_intake_by_token_hash(session, live, now=tomorrow)
+    assert expired is None  # a link stops working at its expiry instant
+
+    other = make_intake(session)
+    for token in ("old", "new"):
+        repo.issue_invite(
+            session, intake_id=other.id, token_hash=token_hash(token), expires_at=tomorrow
+        )
+    assert repo.find_intake_by_token_hash(session, token_hash("old"), now=NOW) is None  # revoked
+    found = repo.find_intake_by_token_hash(session, token_hash("new"), now=NOW)
+    assert found is not None and found.id == other.id
+
+
+def test_issuing_an_invite_revokes_the_earlier_ones(session_factory: sessionmaker[Session]) -> None:
+    intake = new_intake(session_factory)
+    for token in ("first", "second", "third"):
+        with session_scope(session_factory) as session:
+            repo.issue_invite(
+                session, intake_id=intake.id, token_hash=token_hash(token),
+                expires_at=NOW + timedelta(days=7),
+            )
+    with session_scope(session_factory) as session:
+        rows = session.scalars(select(InviteToken).order_by(InviteToken.id)).all()
+    assert [r.token_hash for r in rows] == [token_hash(t) for t in ("first", "second", "third")]
+    assert [r.revoked_at is None for r in rows] == [False, False, True]
+    assert all(r.revoked_at is None or r.revoked_at.tzinfo == timezone.utc for r in rows)
+
+
+def test_raw_tokens_are_refused(session: Session) -> None:
+    intake = make_intake(session)
+    with pytest.raises(ValueError, match="SHA-256"):
+        repo.issue_invite(
+            session, intake_id=intake.id, token_hash="raw-secret-token", expires_at=NOW
+        )
+
+
+# --- drafts ---------------------------------------------------------------------------------
+
+
+def test_save_draft_upserts_and_tracks_progress(session_factory: sessionmaker[Session]) -> None:
+    intake = new_intake(session_factory)
+    with session_scope(session_factory) as session:
+        first = repo.save_draft(
+            session, intake_id=intake.id, questionnaire=GUT, resource=qr(intake, GUT, "a"),
+            page="gut-1", now=NOW,
+        )
+    later = NOW + timedelta(minutes=5)
+    resource = qr(intake, GUT, "b")
+    with session_scope(session_factory) as session:
+        second = repo.save_draft(
+            session, intake_id=intake.id, questionnaire=GUT, resource=resource,
+            page="gut-2", now=later,
+        )
+        stored_intake = repo.get_intake(session, intake.id)
+    assert "id" not in resource and "meta" not in resource  # the caller's dict is untouched
+    assert second.id == first.id
+    assert (first.version_id, second.version_id) == (1, 2)
+    assert stored_intake is not None
+    assert stored_intake.status == "in-progress" and stored_intake.last_page == "gut-2"
+
+    [record] = records(session_factory, intake.id)
+    body = record.resource
+    assert body["id"] == record.id
+    assert body["meta"] == {"versionId": "2", "lastUpdated": "2025-03-14T09:35:00.000000Z"}
+    assert body["item"][0]["answer"] == [{"valueString": "b"}]
+    assert record.status == "in-progress" and record.version_id == 2
+    assert record.subject_patient_id == intake.patient_id
+    assert record.authored == datetime(2025, 3, 14, 8, 0, tzinfo=timezone.utc)
+    assert record.updated_at == later
+    assert record.questionnaire == GUT
+    assert record.resource_json == repo.canonical_json(body)
+
+
+def test_save_draft_without_page_keeps_the_resume_point(session: Session) -> None:
+    intake = make_intake(session)
+    resource = qr(intake, GUT)
+    for page in ("gut-3", None):
+        repo.save_draft(
+            session, intake_id=intake.id, questionnaire=GUT, resource=resource, page=page, now=NOW
+        )
+    assert intake.last_page == "gut-3"
+
+
+def test_save_draft_fills_missing_fields_and_refuses_contradictions(session: Session) -> None:
+    intake = make_intake(session)
+    bare = {"resourceType": "QuestionnaireResponse", "item": []}
+    record = repo.save_draft(
+        session, intake_id=intake.id, questionnaire=GUT, resource=bare, page=None, now=NOW
+    )
+    body = record.resource
+    assert body["id"] == record.id
+    assert body["questionnaire"] == GUT
+    assert body["status"] == "in-progress"
+    assert body["subject"] == {"reference": f"Patient/{intake.patient_id}"}
+    assert body["authored"] == "2025-03-14T09:30:00.000000Z"
+
+    bad: list[dict[str, Any]] = [
+        qr(intake, GUT, id="someone-else"),
+        qr(intake, NERVE),  # questionnaire differs from the one named
+        qr(intake, GUT, subject={"reference": "Patient/other"}),
+        qr(intake, GUT, status="amended"),
+        qr(intake, GUT, authored="2025-03"),
+        qr(intake, GUT, resourceType="Observation"),
+    ]
+    for resource in bad:
+        with pytest.raises(ValueError):
+            repo.save_draft(
+                session, intake_id=intake.id, questionnaire=GUT, resource=resource, page=None,
+                now=NOW,
+            )
+    assert repo.list_responses(session, intake.id)[0].version_id == 1
+
+
+def test_save_draft_on_a_completed_intake_changes_nothing(
+    session_factory: sessionmaker[Session],
+) -> None:
+    intake = new_intake(session_factory)
+    with session_scope(session_factory) as session:
+        repo.save_draft(
+            session, intake_id=intake.id, questionnaire=GUT, resource=qr(intake, GUT, "draft"),
+            page="gut-1", now=NOW,
+        )
+        assert repo.complete_intake(
+            session, intake_id=intake.id, responses={GUT: qr(intake, GUT, "final")}, now=NOW
+        )
+    before = [(r.id, r.version_id, r.resource_json) for r in records(session_factory, intake.id)]
+
+    for questionnaire in (GUT, NERVE):
+        with pytest.raises(repo.IntakeClosed):
+            with session_scope(session_factory) as session:
+                repo.save_draft(
+                    session, intake_id=intake.id, questionnaire=questionnaire,
+                    resource=qr(intake, questionnaire, "late"), page="nerve-1",
+                    now=NOW + timedelta(hours=1),
+                )
+
+    after = [(r.id, r.version_id, r.resource_json) for r in records(session_factory, intake.id)]
+    assert after == before
+    with session_scope(session_factory) as session:
+        stored = repo.get_intake(session, intake.id)
+    assert stored is not None
+    assert (stored.status, stored.last_page, stored.updated_at) == ("completed", "gut-1", NOW)
+
+
+def test_unknown_intakes_raise_not_found(session: Session) -> None:
+    intake = make_intake(session)
+    with pytest.raises(repo.IntakeNotFound):
+        repo.save_draft(
+            session, intake_id="nope", questionnaire=GUT, resource=qr(intake, GUT), page=None,
+            now=NOW,
+        )
+    with pytest.raises(repo.IntakeNotFound):
+        repo.complete_intake(session, intake_id="nope", responses={}, now=NOW)
+
+
+def test_list_responses_follows_the_intake_order(session: Session) -> None:
+    intake = make_intake(session, questionnaires=(NERVE, GUT))
+    for questionnaire in (GUT, NERVE):
+        repo.save_draft(
+            session, intake_id=intake.id, questionnaire=questionnaire,
+            resource=qr(intake, questionnaire), page=None, now=NOW,
+        )
+    assert [r.questionnaire for r in repo.list_responses(session, intake.id)] == [NERVE, GUT]
+
+
+def test_large_and_unicode_text_round_trips(session_factory: sessionmaker[Session]) -> None:
+    intake = new_intake(session_factory)
+    big = "x" * 100_000
+    text = "Zoë 🦠 ß 中文 עברית ﷽ e\u0301 \u200d\U0001f469\u200d\U0001f52c \t\r\n \\ \" '"
+    resource = qr(intake, GUT, big)
+    resource["item"].append({"linkId": "q2", "answer": [{"valueString": text}]})
+    with session_scope(session_factory) as session:
+        repo.save_draft(
+            session, intake_id=intake.id, questionnaire=GUT, resource=resource, page=None, now=NOW
+        )
+    [record] = records(session_factory, intake.id)
+    answers = [item["answer"][0]["valueString"] for item in record.resource["item"]]
+    assert answers == [big, text]
+    assert "Zoë 🦠 ß 中文 עברית" in record.resource_json  # stored as UTF-8, not \u escapes
+
+
+def test_nul_characters_are_stored_escaped(session_factory: sessionmaker[Session]) -> None:
+    """PostgreSQL text cannot hold NUL; the JSON text escapes it, so the answer survives."""
+    intake = new_intake(session_factory)
+    with session_scope(session_factory) as session:
+        repo.save_draft(
+            session, intake_id=intake.id, questionnaire=GUT, resource=qr(intake, GUT, "a\x00b"),
+            page=None, now=NOW,
+        )
+    [record] = records(session_factory, intake.id)
+    assert "\x00" not in record.resource_json
+    assert record.resource["item"][0]["answer"] == [{"valueString": "a\x00b"}]
+
+
+# --- completion -----------------------------------------------------------------------------
+
+
+def test_complete_intake_twice_stores_one_completed_set(
+    session_factory: sessionmaker[Session],
+) -> None:
+    intake = new_intake(session_factory)
+    with session_scope(session_factory) as session:
+        repo.save_draft(
+            session, intake_id=intake.id, questionnaire=GUT, resource=qr(intake, GUT, "draft"),
+            page="gut-1", now=NOW,
+        )
+    results = []
+    for attempt, moment in (("first", NOW), ("second", NOW + timedelta(seconds=2))):
+        responses = {q: qr(intake, q, attempt) for q in (GUT, NERVE)}
+        with session_scope(session_factory) as session:
+            results.append(
+                repo.complete_intake(session, intake_id=intake.id, responses=responses, now=moment)
+            )
+    assert results == [True, False]
+
+    stored = records(session_factory, intake.id)
+    assert [r.questionnaire for r in stored] == [GUT, NERVE]
+    assert [r.status for r in stored] == ["completed", "completed"]
+    assert [r.version_id for r in stored] == [2, 1]
+    for record in stored:
+        body = record.resource
+        assert body["status"] == "completed"
+        assert body["item"][0]["answer"] == [{"valueString": "first"}]
+        assert body["meta"]["versionId"] == str(record.version_id)
+    with session_scope(session_factory) as session:
+        done = repo.get_intake(session, intake.id)
+    assert done is not None and done.status == "completed" and done.completed_at == NOW
+
+
+def test_concurrent_submits_complete_exactly_once(session_factory: sessionmaker[Session]) -> None:
+    intake = new_intake(session_factory)
+    workers = 4
+    barrier = threading.Barrier(workers)
+
+    def submit(n: int) -> bool:
+        responses = {q: qr(intake, q, f"worker-{n}") for q in (GUT, NERVE)}
+        barrier.wait(timeout=10)
+        with session_scope(session_factory) as session:
+            return repo.complete_intake(session, intake_id=intake.id, responses=responses, now=NOW)
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(submit, range(workers)))
+
+    assert results.count(True) == 1
+    winner = f"worker-{results.index(True)}"
+    stored = records(session_factory, intake.id)
+    assert len(stored) == 2
+    for record in stored:
+        assert record.status == "completed" and record.version_id == 1
+        assert record.resource["item"][0]["answer"] == [{"valueString": winner}]
+
+
+def test_concurrent_drafts_of_one_intake_are_serialised(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Without the intake row lock, two first saves would both INSERT and one would fail."""
+    intake = new_intake(session_factory)
+    workers = 4
+    barrier = threading.Barrier(workers)
+
+    def save(n: int) -> int:
+        barrier.wait(timeout=10)
+        with session_scope(session_factory) as session:
+            record = repo.save_draft(
+                session, intake_id=intake.id, questionnaire=GUT,
+                resource=qr(intake, GUT, f"worker-{n}"), page=f"page-{n}", now=NOW,
+            )
+            return record.version_id
+
+    with ThreadPoolExecutor(workers) as pool:
+        versions = list(pool.map(save, range(workers)))
+
+    assert sorted(versions) == [1, 2, 3, 4]
+    with session_scope(session_factory) as session:
+        count = session.scalar(select(func.count()).select_from(ResponseRecord))
+        [record] = repo.list_responses(session, intake.id)
+    assert count == 1 and record.version_id == 4
+    assert json.loads(record.resource_json)["meta"]["versionId"] == "4"

@@ -1,0 +1,63 @@
+"""App and client fixtures over the database fixtures of tests/conftest.py."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from intake import create_app
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    app = create_app({
+        "DATABASE_URL": database_url,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "SECRET_KEY": "test-secret",
+        "TESTING": True,
+    })
+    yield app
+    app.extensions["intake.engine"].dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def invite_link(app: Flask, *, name: str = "Test Patient", birth_date: str = "1970-01-01",
+                questionnaires: str | None = None) -> str:
+    """Run the real `flask intake invite` command and return the link path."""
+    args = ["intake", "invite", "--name", name, "--birth-date", birth_date]
+    if questionnaires:
+        args += ["--questionnaires", questionnaires]
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 0, result.output
+    return "/i/" + result.output.strip().rsplit("/i/", 1)[1]
+
+
+def csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+def error_summary(html: str) -> list[tuple[str, str]]:
+    """(field id, message) pairs of the error summary."""
+    block = re.search(r'<div class="error-summary".*?</div>', html, re.S)
+    if not block:
+        return []
+    return re.findall(r'<li><a href="#?([^"]*)">([^<]+)</a></li>', block.group(0))
+
+
+@pytest.fixture
+def opened(app: Flask, client: FlaskClient) -> FlaskClient:
+    """A client whose session is bound to a fresh five-questionnaire intake."""
+    response = client.get(invite_link(app))
+    assert response.status_code == 302
+    return client

@@ -1,0 +1,67 @@
+"""Drive the patient pages like a person would, with answers chosen from the Questionnaires."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from intake.core.items import Item
+from intake.webforms import field_name, option_key
+from tests.web.conftest import csrf
+
+
+def default_value(item: Item) -> Any:
+    """A valid answer for any item type: the first option, 'No', the minimum, a past date."""
+    if item.type == "boolean":
+        return "false"
+    if item.type in ("choice", "open-choice"):
+        key = option_key(item.options[0])
+        return [key] if item.repeats else key
+    if item.type in ("integer", "decimal", "quantity"):
+        low = next(iter(item.min_value.values())) if item.min_value else 1
+        return str(max(low, 1) if not item.max_value else low)
+    if item.type == "date":
+        return "2020-01"
+    if item.type == "dateTime":
+        return "2024-01-01T10:00"
+    return "fine"
+
+
+def page_data(app: Flask, path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Form data answering every question of the page at `path` (/intake/<form>/<page>)."""
+    _, _, form_key, page_key = urlsplit(path).path.split("/")
+    form = app.extensions["intake.catalog"].by_key[form_key]
+    page = next(p for p in form.pages if p.key == page_key)
+    data: dict[str, Any] = {}
+    for item in page.walk():
+        if not item.is_question or item.read_only or item.hidden:
+            continue
+        value = (overrides or {}).get(item.link_id, default_value(item))
+        if value is not None:
+            data[field_name(item.link_id)] = value
+    return data
+
+
+def fill_page(client: FlaskClient, app: Flask, path: str, overrides: dict[str, Any] | None = None) -> str:
+    """GET the page, POST valid answers, return where it redirects."""
+    page = client.get(path)
+    assert page.status_code == 200, path
+    data = page_data(app, path, overrides)
+    data["csrf_token"] = csrf(page.text)
+    response = client.post(path, data=data)
+    assert response.status_code == 302, (path, response.status_code)
+    return response.headers["Location"]
+
+
+def fill_all(client: FlaskClient, app: Flask, first: str, overrides: dict[str, Any] | None = None) -> list[str]:
+    """Fill pages from `first` until the review page; returns the page paths visited."""
+    visited = []
+    path = first
+    while not path.endswith("/intake/review"):
+        visited.append(path)
+        assert len(visited) < 40, "page loop"
+        path = fill_page(client, app, path, overrides)
+    return visited

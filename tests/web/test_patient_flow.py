@@ -1,0 +1,154 @@
+"""The whole patient flow through the Flask test client, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from intake.core.fhir_models import QuestionnaireResponse
+from intake.core.validation import has_errors, validate
+from intake.storage.models import Intake, ResponseRecord
+from tests.web.conftest import csrf, error_summary, invite_link
+from tests.web.flow import fill_all, fill_page, page_data
+
+FHIRCHECK = Path(__file__).resolve().parents[3] / "shared" / "fhircheck"
+FORMS = Path(__file__).resolve().parents[2] / "forms"
+
+
+def _records(app: Flask) -> list[ResponseRecord]:
+    with app.extensions["intake.sessions"]() as session:
+        return list(session.scalars(select(ResponseRecord)))
+
+
+def _intake(app: Flask) -> Intake:
+    with app.extensions["intake.sessions"]() as session:
+        return session.scalars(select(Intake)).one()
+
+
+def _first_page(client: FlaskClient) -> str:
+    start = client.get("/intake")
+    assert start.status_code == 200
+    return re.search(r'class="button" href="([^"]+)"', start.text).group(1)
+
+
+def test_full_flow_validation_back_resume_stale_token_and_double_submit(app: Flask, client: FlaskClient, tmp_path: Path) -> None:
+    link = invite_link(app)
+    assert client.get(link).status_code == 302
+    first = _first_page(client)
+    assert first == "/intake/digestive/digestive-alarm"
+
+    # A page with validation errors: error summary linking to each field, nothing stored.
+    page = client.get(first)
+    bad = client.post(first, data={"csrf_token": csrf(page.text), "q-gi-af2-kg": "lots"})
+    assert bad.status_code == 400
+    summary = error_summary(bad.text)
+    assert ("q-gi-af1", "Select an answer") in summary
+    assert "Error:" in bad.text.split("</title>")[0]
+    assert _records(app) == []
+
+    # Fill the first page, then come Back to it: the answers are still there.
+    second = fill_page(client, app, first, {"gi-af3": "true"})
+    back = client.get(second)
+    assert f'href="{first}"' in back.text
+    again = client.get(first)
+    assert re.search(r'name="q-gi-af3" value="true" checked', again.text)
+
+    # A stale CSRF token: the page comes back with its answers and a fresh token; nothing saved.
+    before = [r.version_id for r in _records(app)]
+    data = page_data(app, second, {"bsfs-usual": "6"})
+    data["csrf_token"] = "stale"
+    stale = client.post(second, data=data)
+    assert stale.status_code == 400
+    assert "not saved yet" in stale.text
+    assert re.search(r'value="6" checked', stale.text)
+    assert csrf(stale.text) != "stale"
+    assert [r.version_id for r in _records(app)] == before
+
+    # Resume in a new browser session with the same link: continue where they stopped.
+    fresh = app.test_client()
+    assert fresh.get(link).status_code == 302
+    start = fresh.get("/intake")
+    assert "Continue where you stopped" in start.text
+    assert f'href="{second}"' in start.text
+
+    visited = fill_all(fresh, app, second)
+    assert len(visited) + 1 == 12  # 14 pages, less the PHQ-9 and GAD-7 reflexes that stay off
+    review = fresh.get("/intake/review")
+    assert review.status_code == 200
+    assert "Check your answers" in review.text
+    assert review.text.count(">Change<") >= 50
+
+    token = csrf(review.text)
+    first_submit = fresh.post("/intake/submit", data={"csrf_token": token})
+    second_submit = fresh.post("/intake/submit", data={"csrf_token": token})
+    assert first_submit.status_code == second_submit.status_code == 302
+    assert first_submit.headers["Location"].endswith("/intake/done")
+    records = _records(app)
+    assert len(records) == 5
+    assert {r.status for r in records} == {"completed"}
+    assert _intake(app).status == "completed"
+    assert "Your answers have been sent" in fresh.get("/intake/done").text
+    # A completed intake can no longer be edited through the link.
+    assert fresh.get(first).status_code == 302
+    edit = fresh.post(first, data=page_data(app, first) | {"csrf_token": token})
+    assert edit.headers["Location"].endswith("/intake/done")
+
+    # Every completed response is valid FHIR R4 against its Questionnaire.
+    catalog = app.extensions["intake.catalog"]
+    out = tmp_path / "export"
+    out.mkdir()
+    for record in records:
+        resource = record.resource
+        QuestionnaireResponse.model_validate(resource)
+        form = catalog.get(resource["questionnaire"])
+        assert not has_errors(validate(form, resource)), validate(form, resource)
+        (out / f"{record.id}.json").write_text(json.dumps(resource))
+    _fhircheck(out)
+
+
+def _fhircheck(folder: Path) -> None:
+    if not (FHIRCHECK / "check.sh").exists():
+        pytest.skip("../shared/fhircheck is not beside this clone")
+    if not (FHIRCHECK / "node_modules").exists() or shutil.which("node") is None:
+        pytest.skip("fhircheck dependencies missing: run (cd ../shared/fhircheck && npm ci)")
+    result = subprocess.run(
+        [str(FHIRCHECK / "check.sh"), "--require-questionnaire", "-q", str(FORMS), str(folder)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_reflex_pages_switch_on_and_back_off(app: Flask, opened: FlaskClient) -> None:
+    phq4 = "/intake/stress/stress-phq4"
+    high = {"phq4-3": "LA6571-9", "phq4-4": "LA6570-1"}  # 3 + 2: depression subscale 5
+    # Reach the stress pages by filling everything before them.
+    path = _first_page(opened)
+    while path != phq4:
+        path = fill_page(opened, app, path)
+    nxt = fill_page(opened, app, phq4, high)
+    assert nxt == "/intake/stress/stress-phq9"
+    fill_page(opened, app, nxt, {"phq9-1": "LA6571-9"})
+    record = next(r for r in _records(app) if "stress" in r.questionnaire_url)
+    assert "phq9-1" in json.dumps(record.resource)
+    # Lower the PHQ-4 answers: PHQ-9 drops out and its answers are dropped from the response.
+    after = fill_page(opened, app, phq4 + "?from=review", {"phq4-3": "LA6568-5", "phq4-4": "LA6568-5"})
+    assert after.endswith("/intake/review")
+    record = next(r for r in _records(app) if "stress" in r.questionnaire_url)
+    assert "phq9-1" not in json.dumps(record.resource)
+    assert opened.get("/intake/stress/stress-phq9").status_code == 404
+    review = opened.get("/intake/review").text
+    assert "More about your mood" not in review
+
+
+def test_unknown_expired_links_are_neutral(app: Flask, client: FlaskClient) -> None:
+    assert client.get("/i/not-a-real-token").status_code == 404
+    assert client.get("/intake").status_code == 403
+    assert client.get("/intake/digestive/digestive-alarm").status_code == 403
