@@ -7,15 +7,21 @@ happens at import time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from intake.config import PROJECT_ROOT, load_config
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the Flask app; `config` overrides the environment (tests pass DATABASE_URL etc.)."""
+    """Build the Flask app; `config` overrides the environment (tests pass DATABASE_URL etc.).
+
+    Flask is imported here, not at module level, so `import intake.core...` stays free of it.
+    """
+    from flask import Flask
+
+    from intake.config import PROJECT_ROOT, load_config
+
     app = Flask(
         __name__,
         instance_path=str(Path((config or {}).get("INSTANCE_PATH") or PROJECT_ROOT / "instance")),

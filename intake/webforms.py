@@ -8,6 +8,7 @@ Which items are required depends on enablement, which depends on the answers jus
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,18 +31,30 @@ TRUE_FALSE = [("true", "Yes"), ("false", "No")]
 # --- fields --------------------------------------------------------------------------------
 
 
+def _one_value(field: Field, valuelist: list[Any]) -> None:
+    """The stripped single string posted for a one-answer field.
+
+    Several values (`a=1&a=2`) or a file are refused with a message (kept by the enablement
+    gate while the item is enabled) instead of silently keeping the first one.
+    """
+    field.raw_data = valuelist
+    field.data = valuelist[0].strip() if valuelist and isinstance(valuelist[0], str) else None
+    if len(valuelist) > 1:
+        raise ValueError("Give only one answer")
+    if valuelist and not isinstance(valuelist[0], str):
+        raise ValueError("Type your answer; files cannot be sent here")
+
+
 class TextInput(StringField):
     """A single-line answer; data stays the stripped string the patient typed."""
 
     def process_formdata(self, valuelist: list[Any]) -> None:
-        self.data = valuelist[0].strip() if valuelist and isinstance(valuelist[0], str) else None
-        self.raw_data = valuelist
+        _one_value(self, valuelist)
 
 
 class LongText(TextAreaField):
     def process_formdata(self, valuelist: list[Any]) -> None:
-        self.data = valuelist[0].strip() if valuelist and isinstance(valuelist[0], str) else None
-        self.raw_data = valuelist
+        _one_value(self, valuelist)
 
 
 class ChoiceInput(TextInput):
@@ -52,8 +65,9 @@ class ChoiceInput(TextInput):
         self.choices = choices or []
 
     def pre_validate(self, form: Any) -> None:
+        # The posted value is kept (not reset to None): the view validates twice, and a reset
+        # would let the second pass accept a tampered code as "no answer".
         if self.data and self.data not in {key for key, _ in self.choices}:
-            self.data = None
             raise StopValidation("Select one of the options shown")
 
 
@@ -69,11 +83,12 @@ class MultiChoiceInput(Field):
 
     def process_formdata(self, valuelist: list[Any]) -> None:
         self.data = [v for v in valuelist if isinstance(v, str)]
+        if len(self.data) != len(valuelist) or len(set(self.data)) != len(self.data):
+            raise ValueError("Select only the options shown")  # a file, or a box sent twice
 
     def pre_validate(self, form: Any) -> None:
         allowed = {key for key, _ in self.choices or []}
         if any(value not in allowed for value in self.data or []):
-            self.data = []
             raise StopValidation("Select only the options shown")
 
 
@@ -119,6 +134,8 @@ class RequiredWhenEnabled:
         if self.item.link_id not in getattr(form, "enabled", set()):
             field.errors[:] = []
             raise StopValidation()
+        if field.process_errors:
+            raise StopValidation()  # keep the message (several values, a file) already in errors
         if self.item.required and not field.data:
             field.errors[:] = []
             raise StopValidation(_message_for(self.item))
@@ -169,6 +186,8 @@ def _check_number(item: Item) -> Callable[[PageForm, Field], None]:
         if item.type == "integer" and not (INT32[0] <= number <= INT32[1]):
             raise ValidationError("Enter a smaller number")
         low, high = _bound(item.min_value), _bound(item.max_value)
+        if item.type != "integer" and not math.isfinite(float(number)):
+            raise ValidationError("Enter a smaller number")
         if low is not None and number < Decimal(str(low)):
             raise ValidationError(f"Enter a number of {low} or more")
         if high is not None and number > Decimal(str(high)):
@@ -293,8 +312,19 @@ def _option_answer(option: dict[str, Any]) -> dict[str, Any]:
 
 
 def _number_value(item: Item, raw: str) -> int | float:
+    """Also called on input not validated yet (enablement needs it): ValueError, never a huge
+    int (int(Decimal("1e999999999999999999")) exhausts memory), OverflowError or float inf."""
     number = Decimal(raw.replace(",", ".").strip())
-    return int(number) if item.type == "integer" else float(number)
+    if not number.is_finite():
+        raise ValueError("not a finite number")
+    if item.type == "integer":
+        if not INT32[0] <= number <= INT32[1]:
+            raise ValueError("outside the 32-bit integer range")
+        return int(number)
+    value = float(number)
+    if not math.isfinite(value):
+        raise ValueError("too large for a decimal")
+    return value
 
 
 def _unit(item: Item, form: PageForm, name: str) -> dict[str, Any] | None:

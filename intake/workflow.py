@@ -6,7 +6,9 @@ what is stored, when an intake is complete — live here, over the core and the 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -97,20 +99,42 @@ def intake_forms(catalog: Catalog, intake: Intake) -> list[Form]:
     return forms
 
 
+@lru_cache(maxsize=4096)
+def _parsed(resource_json: str) -> tuple[str, Answers]:
+    """(questionnaire, answers) of a stored response, memoised on its exact stored text.
+
+    Every page view needs the answers of all the intake's questionnaires; the stored text only
+    changes when the patient saves, so parsing it once per version keeps page views cheap.
+    Callers must not mutate the result.
+    """
+    resource = json.loads(resource_json)
+    return resource["questionnaire"], flatten(resource)
+
+
 def stored_answers(session: Session, intake: Intake) -> dict[str, Answers]:
     """canonical -> answers, from the stored responses."""
-    out: dict[str, Answers] = {}
-    for record in repository.list_responses(session, intake.id):
-        resource = record.resource
-        out[resource["questionnaire"]] = flatten(resource)
-    return out
+    return dict(_parsed(record.resource_json) for record in repository.list_responses(session, intake.id))
+
+
+_ENABLED_CACHE: dict[tuple[str, str], frozenset[str]] = {}
+
+
+def enabled_for(form: Form, answers: Answers) -> frozenset[str]:
+    """The enabled linkIds for `answers`, memoised per form and answer set (bounded)."""
+    key = (form.canonical, json.dumps(answers, sort_keys=True))
+    hit = _ENABLED_CACHE.get(key)
+    if hit is None:
+        if len(_ENABLED_CACHE) > 4096:
+            _ENABLED_CACHE.clear()
+        hit = _ENABLED_CACHE[key] = frozenset(compute(form, answers)[1])
+    return hit
 
 
 def steps(forms: list[Form], answers: dict[str, Answers]) -> list[Step]:
     """The pages the patient sees now: pages whose group is disabled (a reflex not triggered) drop out."""
     out = []
     for form in forms:
-        _kept, enabled = compute(form, answers.get(form.canonical, {}))
+        enabled = enabled_for(form, answers.get(form.canonical, {}))
         for page in form.pages:
             if page.group is None or page.group.link_id in enabled:
                 out.append(Step(form, page))

@@ -70,37 +70,50 @@ def _calculated_answer(item: Item, result: list[Any]) -> list[dict[str, Any]]:
 
 
 def compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:
-    """Fixed point of calculation and enablement: (answers with calculated values, enabled set)."""
+    """Fixed point of calculation and enablement: (answers with calculated values, enabled set).
+
+    Forms without calculated items or enableWhenExpression need no FHIRPath at all: one pass of
+    enableWhen in document order decides everything (the common, fast case).
+    """
     current = {k: list(v) for k, v in answers.items()}
-    calculated = [i for i in form.walk() if i.calculated_expression]
     enabled = enabled_links(form, current)
-    for _ in range(MAX_PASSES):
-        shell = {"resourceType": "QuestionnaireResponse", "item": nest(form, current, enabled)}
-        weighted = fhirpath.with_weights(shell, form.options_by_link())
-        variables = expression_variables(form, weighted)
-        changed = False
-        for item in calculated:
-            try:
-                result = fhirpath.evaluate(item.calculated_expression or "", weighted, variables=variables)
-            except fhirpath.FhirPathError:
-                result = []
-            new = _calculated_answer(item, result)
-            if current.get(item.link_id, []) != new:
+    if form.calculated or form.has_enable_expressions:
+        for _ in range(MAX_PASSES):
+            changed = _calculate(form, current, enabled) if form.calculated else False
+            weighted = _weighted(form, current, enabled) if form.has_enable_expressions else None
+            new_enabled = enabled_links(form, current, weighted)
+            if new_enabled != enabled:
                 changed = True
-                if new:
-                    current[item.link_id] = new
-                else:
-                    current.pop(item.link_id, None)
-        shell = {"resourceType": "QuestionnaireResponse", "item": nest(form, current, enabled)}
-        weighted = fhirpath.with_weights(shell, form.options_by_link())
-        new_enabled = enabled_links(form, current, weighted)
-        if new_enabled != enabled:
-            changed = True
-            enabled = new_enabled
-        if not changed:
-            break
+                enabled = new_enabled
+            if not changed:
+                break
     kept = {k: v for k, v in current.items() if k in enabled and v}
     return kept, enabled
+
+
+def _weighted(form: Form, current: Answers, enabled: set[str]) -> dict[str, Any]:
+    shell = {"resourceType": "QuestionnaireResponse", "item": nest(form, current, enabled)}
+    return fhirpath.with_weights(shell, form.options_by_link())
+
+
+def _calculate(form: Form, current: Answers, enabled: set[str]) -> bool:
+    """Evaluate every calculatedExpression once against the current answers; True if any changed."""
+    weighted = _weighted(form, current, enabled)
+    variables = expression_variables(form, weighted)
+    changed = False
+    for item in form.calculated:
+        try:
+            result = fhirpath.evaluate(item.calculated_expression or "", weighted, variables=variables)
+        except fhirpath.FhirPathError:
+            result = []
+        new = _calculated_answer(item, result)
+        if current.get(item.link_id, []) != new:
+            changed = True
+            if new:
+                current[item.link_id] = new
+            else:
+                current.pop(item.link_id, None)
+    return changed
 
 
 def build_response(

@@ -8,6 +8,7 @@ meets the condition is enough.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -52,10 +53,24 @@ def _compare(kind: str, answer: Any, expected: Any) -> int | None:
     if kind in ("answerDate", "answerDateTime", "answerTime", "answerString"):
         if not isinstance(answer, str) or not isinstance(expected, str):
             return None
+        if kind == "answerDateTime" and "T" in answer and "T" in expected:
+            left, right = _instant(answer), _instant(expected)  # 12:00+02:00 is 10:00Z
+            if left is None or right is None:
+                return None
+            return (left > right) - (left < right)
         if kind != "answerString" and len(answer) != len(expected):
             return None  # different precision (2024 vs 2024-05): not comparable
         return (answer > expected) - (answer < expected)
     return None
+
+
+def _instant(value: str) -> datetime | None:
+    """A dateTime with a time as an aware datetime (FHIR requires the zone), else None."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _equal(kind: str, answer: Any, expected: Any) -> bool:

@@ -9,7 +9,6 @@ the `itemWeight` extension of the answer option it was chosen from — which is 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
@@ -46,11 +45,12 @@ def option_weight(option: dict[str, Any]) -> float | None:
 def _coding_weight(coding: Any) -> list[Any]:
     if not isinstance(coding, dict):
         return []
-    for ext in coding.get("extension") or []:
-        if ext.get("url") in WEIGHT_URLS:
-            value = ext.get("valueDecimal", ext.get("valueInteger"))
-            if value is not None:
-                return [value]
+    for url in WEIGHT_URLS:  # itemWeight first, whatever the order of the extensions
+        for ext in coding.get("extension") or []:
+            if ext.get("url") == url:
+                value = ext.get("valueDecimal", ext.get("valueInteger"))
+                if value is not None:
+                    return [value]
     return []
 
 
@@ -123,14 +123,32 @@ def _walk_items(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             yield from _walk_items(answer.get("item") or [])
 
 
+def _copy_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of the item tree's containers (items, answers); leaf values stay shared, unmodified."""
+    out = []
+    for item in items:
+        node = dict(item)
+        if "item" in node:
+            node["item"] = _copy_items(node["item"])
+        if "answer" in node:
+            node["answer"] = [
+                {**a, "item": _copy_items(a["item"])} if "item" in a else dict(a) for a in node["answer"]
+            ]
+        out.append(node)
+    return out
+
+
 def with_weights(response: dict[str, Any], options_by_link: dict[str, list[dict]]) -> dict[str, Any]:
     """A copy of `response` whose answer Codings carry the weights of their answerOptions."""
-    enriched = copy.deepcopy(response)
-    for item in _walk_items(enriched.get("item") or []):
+    enriched = dict(response)
+    enriched["item"] = _copy_items(response.get("item") or [])
+    for item in _walk_items(enriched["item"]):
         options = options_by_link.get(item.get("linkId", ""))
-        if not options:
+        if not options or not item.get("answer"):
             continue
-        for answer in item.get("answer") or []:
+        # New Coding dicts rather than in-place edits: one Coding object shared by several
+        # answers must not take the weight of whichever item was annotated last.
+        for answer in item["answer"]:
             coding = answer.get("valueCoding")
             if not coding:
                 continue
@@ -139,7 +157,7 @@ def with_weights(response: dict[str, Any], options_by_link: dict[str, list[dict]
                 if chosen.get("code") == coding.get("code") and chosen.get("system") == coding.get("system"):
                     weight = option_weight(option)
                     if weight is not None:
-                        coding["extension"] = [{"url": ITEM_WEIGHT, "valueDecimal": weight}]
+                        answer["valueCoding"] = {**coding, "extension": [{"url": ITEM_WEIGHT, "valueDecimal": weight}]}
                     break
     return enriched
 

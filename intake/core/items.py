@@ -87,6 +87,9 @@ class Form:
     by_link: dict[str, Item] = field(repr=False)
     pages: tuple[Page, ...]
     variables: tuple[tuple[str, str], ...] = ()
+    calculated: tuple[Item, ...] = ()
+    has_enable_expressions: bool = False
+    weighted_options: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     @property
     def canonical(self) -> str:
@@ -99,7 +102,7 @@ class Form:
         return str(self.resource.get("id") or self.url.rstrip("/").rsplit("/", 1)[-1])
 
     def options_by_link(self) -> dict[str, list[dict[str, Any]]]:
-        return {i.link_id: list(i.options) for i in self.by_link.values() if i.options}
+        return self.weighted_options
 
     def walk(self) -> list[Item]:
         out: list[Item] = []
@@ -201,4 +204,7 @@ def build_form(resource: dict[str, Any], source: str) -> Form:
         by_link=by_link,
         pages=build_pages(items),
         variables=ext.variables(resource),
+        calculated=tuple(i for i in by_link.values() if i.calculated_expression),
+        has_enable_expressions=any(i.enable_expression for i in by_link.values()),
+        weighted_options={i.link_id: list(i.options) for i in by_link.values() if i.options},
     )

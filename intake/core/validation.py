@@ -83,7 +83,8 @@ def validate(form: Form, response: Any) -> list[Issue]:
     if questionnaire not in (form.canonical, form.url):
         issues.append(Issue("error", "invalid", None, f"questionnaire {questionnaire!r} is not {form.canonical}"))
     for path, message in model_errors(QuestionnaireResponse, response):
-        issues.append(Issue("error", "structure", None, f"{path}: {message}"))
+        link_id, element = _locate(response, path)
+        issues.append(Issue("error", "structure", link_id, f"{element}: {message}"))
     if issues and any(i.code == "structure" for i in issues):
         return issues  # the tree cannot be trusted enough to walk
 
@@ -91,6 +92,25 @@ def validate(form: Form, response: Any) -> list[Issue]:
     answers = flatten(response)
     issues += _enablement_issues(form, answers, strict)
     return issues
+
+
+def _locate(response: dict[str, Any], path: str) -> tuple[str | None, str]:
+    """`item.0.item.2.answer.0.valueDate` -> (linkId of that item, 'answer.0.valueDate'), so a
+    model error (an impossible date, a dateTime without a zone) can be shown at its field."""
+    parts = path.split(".")
+    node: Any = response
+    link_id, start, i = None, 0, 0
+    while i + 1 < len(parts) and parts[i] in ("item", "answer") and parts[i + 1].isdigit():
+        try:
+            node = node[parts[i]][int(parts[i + 1])]
+        except (KeyError, IndexError, TypeError):
+            break
+        i += 2
+        if parts[i - 2] == "item" and isinstance(node, dict) and isinstance(node.get("linkId"), str):
+            link_id, start = node["linkId"], i
+    if link_id is None:
+        return None, path
+    return link_id, ".".join(parts[start:]) or path
 
 
 def _tree_issues(form: Form, nodes: list[dict[str, Any]], allowed: list[Item], parent: str | None) -> list[Issue]:

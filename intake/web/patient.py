@@ -16,7 +16,6 @@ from werkzeug.wrappers import Response
 
 from intake import webforms, workflow
 from intake.auth import token_hash
-from intake.core.answers import compute
 from intake.core.enablement import Answers
 from intake.storage import repository
 from intake.storage.models import Intake
@@ -138,7 +137,7 @@ def page(form_key: str, page_key: str) -> Any:
     form_cls = webforms.page_form_class(step.form, step.page)
     first_visit = not any(i.link_id in form_answers for i in step.page.walk())
     form = form_cls(formdata=None, data=webforms.form_data(form_cls, form_answers, use_initial=first_visit))
-    _kept, enabled = compute(step.form, form_answers)
+    enabled = set(workflow.enabled_for(step.form, form_answers))
     return _render_page(steps, index, form, enabled, form_answers, status=200)
 
 
@@ -181,7 +180,7 @@ def _post_page(form_key: str, page_key: str) -> Any:
         form.validate()  # parse every field first (enablement needs the parsed answers)
         merged = dict(answers.get(step.form.canonical, {}))
         merged.update(webforms.page_answers(form))
-        _kept, enabled = compute(step.form, merged)
+        enabled = set(workflow.enabled_for(step.form, merged))
         form.enabled = enabled
         valid = form.validate()
         csrf_failed = bool(getattr(form, "csrf_token", None) and form.csrf_token.errors)
@@ -220,7 +219,7 @@ def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], prob
     sections = []
     for step in steps:
         form_answers = answers.get(step.form.canonical, {})
-        _kept, enabled = compute(step.form, form_answers)
+        enabled = set(workflow.enabled_for(step.form, form_answers))
         rows = []
         for item in step.page.walk():
             if not item.is_question or item.hidden or item.link_id not in enabled:

@@ -1,0 +1,40 @@
+# Two commands work on a fresh machine: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test test-postgres install bench lint-forms clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Serve on http://127.0.0.1:5000 with the embedded default (SQLite in ./instance, demo patient).
+run: $(STAMP)
+	$(FLASK) intake init-db
+	$(FLASK) intake lint-forms
+	$(FLASK) intake demo
+	$(FLASK) run --host 127.0.0.1 --port 5000
+
+## The test suite (SQLite; set INTAKE_TEST_DATABASE_URL to run it on PostgreSQL).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-postgres: $(STAMP)
+	INTAKE_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/pages.py
+
+lint-forms: $(STAMP)
+	$(FLASK) intake lint-forms
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

@@ -1,0 +1,408 @@
+"""Patient page throughput under gunicorn, as a ratio to a hello-world route in the same run.
+
+    cd /work/main && .venv/bin/python bench/pages.py [--seconds 5] [--clients 4] [--strict]
+
+What it does, all on loopback and in a temporary folder that is removed afterwards:
+
+1. a fresh SQLite database (`flask intake init-db`) and one intake per client and phase
+   (`flask intake invite`, all five questionnaires), through the real CLI commands;
+2. gunicorn with 2 sync workers serving `bench.pages_app:app` (the real app plus `/bench/hello`);
+3. four phases, each with `--clients` client processes, a warm-up, then `--seconds` measured:
+   hello (`GET /bench/hello`), GET of the first patient page, POST of valid answers to it
+   (expects 302 to the next page), and hello again (the baseline is the mean of both hello runs);
+4. prints req/s and the ratios GET/hello (target >= 0.30) and POST/hello (target >= 0.15).
+
+Every response status is checked; any unexpected status or connection error fails the run (exit 1).
+A missed target exits 0 unless `--strict` (then 2). gunicorn is stopped at the end, also on error.
+
+Clients are processes (not threads, so the GIL does not cap them) speaking minimal HTTP/1.1
+over a fresh socket per request (`Connection: close`, as gunicorn's sync worker closes anyway):
+the machine may have few cores, and client CPU spent on parsing would depress the hello rate
+more than the page rates and flatter the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HOST = "127.0.0.1"
+WORKERS = 2
+HELLO_PATH = "/bench/hello"
+FORM_KEY, PAGE_KEY = "digestive", "digestive-alarm"
+PAGE_PATH = f"/intake/{FORM_KEY}/{PAGE_KEY}"
+TARGETS = {"get": 0.30, "post": 0.15}
+
+MAX_REQUESTS_PER_CLIENT = 1_000_000  # per phase; time ends a phase long before this
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+REQUEST_TIMEOUT = 10.0
+SERVER_START_TIMEOUT = 30.0
+CLIENT_SETUP_TIMEOUT = 60.0
+
+CSRF_RE = re.compile(rb'name="csrf_token" value="([^"]+)"')
+
+
+# --- HTTP client -------------------------------------------------------------------------------
+
+
+class Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k == name), None)
+
+
+def http(port: int, method: str, path: str, cookies: dict[str, str] | None = None,
+         body: bytes | None = None) -> Response:
+    """One request on a fresh connection; reads to EOF (bounded by size and socket timeout)."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}", "Connection: close"]
+    if cookies:
+        lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items()))
+    if body is not None:
+        lines.append("Content-Type: application/x-www-form-urlencoded")
+        lines.append(f"Content-Length: {len(body)}")
+    raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+    chunks: list[bytes] = []
+    size = 0
+    with socket.create_connection((HOST, port), timeout=REQUEST_TIMEOUT) as sock:
+        sock.sendall(raw)
+        while size <= MAX_RESPONSE_BYTES:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    data = b"".join(chunks)
+    head, _, payload = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ConnectionError(f"bad status line {status_line[:80]!r}")
+    headers = []
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers.append((name.strip().lower(), value.strip()))
+    return Response(int(parts[1]), headers, payload)
+
+
+def update_cookies(cookies: dict[str, str], response: Response) -> None:
+    for name, value in response.headers:
+        if name == "set-cookie":
+            key, _, rest = value.partition("=")
+            cookies[key.strip()] = rest.split(";", 1)[0]
+
+
+# --- client processes --------------------------------------------------------------------------
+
+
+class SetupError(Exception):
+    pass
+
+
+def _expect(response: Response, status: int, what: str) -> None:
+    if response.status != status:
+        raise SetupError(f"{what}: expected {status}, got {response.status}")
+
+
+def _prepare(kind: str, port: int, link: str | None, post_fields: dict[str, str]) -> Any:
+    """Per-client setup; returns a zero-argument function doing one request -> (ok, status)."""
+    if kind == "hello":
+        def hello() -> tuple[bool, str]:
+            response = http(port, "GET", HELLO_PATH)
+            return response.status == 200 and response.body == b"ok", str(response.status)
+        return hello
+
+    assert link is not None
+    cookies: dict[str, str] = {}
+    response = http(port, "GET", link)
+    _expect(response, 302, f"GET {link}")
+    update_cookies(cookies, response)
+    if not cookies:
+        raise SetupError("opening the link set no session cookie")
+    response = http(port, "GET", PAGE_PATH, cookies)
+    _expect(response, 200, f"GET {PAGE_PATH}")
+    update_cookies(cookies, response)
+
+    if kind == "get":
+        def get_page() -> tuple[bool, str]:
+            response = http(port, "GET", PAGE_PATH, cookies)
+            update_cookies(cookies, response)
+            return response.status == 200, str(response.status)
+        return get_page
+
+    match = CSRF_RE.search(response.body)
+    if not match:
+        raise SetupError(f"GET {PAGE_PATH}: no CSRF token in the page")
+    body = urlencode({**post_fields, "csrf_token": match.group(1).decode()}).encode()
+    response = http(port, "POST", PAGE_PATH, cookies, body)
+    _expect(response, 302, f"POST {PAGE_PATH}")
+    location = response.header("location") or ""
+    if not location.startswith("/intake/") or location.rstrip("/").endswith(PAGE_PATH):
+        raise SetupError(f"POST {PAGE_PATH}: redirected to {location!r}, not to the next page")
+    update_cookies(cookies, response)
+
+    def post_page() -> tuple[bool, str]:
+        response = http(port, "POST", PAGE_PATH, cookies, body)
+        update_cookies(cookies, response)
+        return response.status == 302, str(response.status)
+    return post_page
+
+
+def client(kind: str, port: int, link: str | None, post_fields: dict[str, str], warmup: float,
+           seconds: float, barrier: Any, results: Any, index: int) -> None:
+    """One client: set up, wait for the others, then request in a loop until the phase ends."""
+    try:
+        request = _prepare(kind, port, link, post_fields)
+    except Exception as exc:  # reported by the parent; the others must not wait for us
+        barrier.abort()
+        results.put((index, {"error": f"client setup failed: {type(exc).__name__}: {exc}"}))
+        return
+    try:
+        barrier.wait(timeout=CLIENT_SETUP_TIMEOUT)
+    except threading.BrokenBarrierError:
+        results.put((index, {"error": "another client failed to set up"}))
+        return
+    start = time.monotonic()
+    measure_from = start + warmup
+    end = measure_from + seconds
+    counted = 0
+    bad: Counter[str] = Counter()
+    for _ in range(MAX_REQUESTS_PER_CLIENT):
+        began = time.monotonic()
+        if began >= end:
+            break
+        try:
+            ok, status = request()
+        except (OSError, ValueError) as exc:
+            ok, status = False, type(exc).__name__
+        if not ok:
+            bad[status] += 1
+        elif began >= measure_from and time.monotonic() <= end:
+            counted += 1
+    results.put((index, {"counted": counted, "bad": dict(bad)}))
+
+
+def run_phase(kind: str, port: int, links: list[str], post_fields: dict[str, str], clients: int,
+              warmup: float, seconds: float) -> tuple[float, Counter[str], list[str]]:
+    """Run one phase with `clients` processes; returns (req/s, unexpected statuses, errors)."""
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(clients)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=client, daemon=True,
+                    args=(kind, port, links[n] if links else None, post_fields, warmup, seconds,
+                          barrier, results, n))
+        for n in range(clients)
+    ]
+    for proc in procs:
+        proc.start()
+    counted = 0
+    bad: Counter[str] = Counter()
+    errors: list[str] = []
+    deadline = time.monotonic() + CLIENT_SETUP_TIMEOUT + warmup + seconds + 2 * REQUEST_TIMEOUT
+    try:
+        for _ in range(clients):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                errors.append(f"{kind}: a client did not report in time")
+                break
+            try:
+                _index, result = results.get(timeout=remaining)
+            except Exception:  # queue.Empty
+                errors.append(f"{kind}: a client did not report in time")
+                break
+            if "error" in result:
+                errors.append(f"{kind}: {result['error']}")
+            else:
+                counted += result["counted"]
+                bad.update(result["bad"])
+    finally:
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+    return counted / seconds, bad, errors
+
+
+# --- set-up and server -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare_database(intakes: int) -> tuple[list[str], dict[str, str]]:
+    """Migrate the database and invite `intakes` patients through the real CLI commands.
+
+    Returns the link paths and the POST fields answering every boolean on the benchmarked page
+    with "false" (the page's only other questions are optional or disabled by those answers).
+    """
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from intake import create_app
+    from intake.webforms import field_name
+
+    app = create_app()
+    try:
+        runner = app.test_cli_runner()
+        result = runner.invoke(args=["intake", "init-db"])
+        if result.exit_code != 0:
+            raise SetupError(f"flask intake init-db failed: {result.output.strip()}")
+        links = []
+        for n in range(intakes):
+            result = runner.invoke(args=["intake", "invite", "--name", f"Bench Patient {n}",
+                                         "--birth-date", "1970-01-01"])
+            if result.exit_code != 0 or "/i/" not in result.output:
+                raise SetupError(f"flask intake invite failed: {result.output.strip()}")
+            links.append("/i/" + result.output.strip().rsplit("/i/", 1)[1])
+        form = app.extensions["intake.catalog"].by_key[FORM_KEY]
+        page = next(p for p in form.pages if p.key == PAGE_KEY)
+        fields = {field_name(item.link_id): "false" for item in page.walk()
+                  if item.is_question and item.type == "boolean" and not item.read_only and not item.hidden}
+        if not fields:
+            raise SetupError(f"{PAGE_PATH} has no boolean questions to answer")
+        return links, fields
+    finally:
+        app.extensions["intake.engine"].dispose()
+
+
+def start_server(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-k", "sync",
+           "-b", f"{HOST}:{port}", "--chdir", str(ROOT), "--graceful-timeout", "5",
+           "--log-level", "warning", "bench.pages_app:app"]
+    with log_path.open("wb") as log:
+        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_ready(server: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SetupError(f"gunicorn exited with {server.returncode}:\n{_tail(log_path)}")
+        try:
+            if http(port, "GET", HELLO_PATH).status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SetupError(f"gunicorn did not answer within {SERVER_START_TIMEOUT:.0f} s:\n{_tail(log_path)}")
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=5)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per phase (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per phase (default 1)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent client processes (default 4)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
+    args = parser.parse_args(argv)
+    if not 0 < args.seconds <= 600 or not 0 <= args.warmup <= 60 or not 1 <= args.clients <= 64:
+        parser.error("need 0 < --seconds <= 600, 0 <= --warmup <= 60, 1 <= --clients <= 64")
+
+    with tempfile.TemporaryDirectory(prefix="intake-bench-") as tmp:
+        port = args.port or free_port()
+        bench_env = {
+            "DATABASE_URL": f"sqlite:///{Path(tmp) / 'intake.sqlite3'}",
+            "INTAKE_SECRET_KEY": secrets.token_hex(32),
+            "INTAKE_BASE_URL": f"http://{HOST}:{port}",
+        }
+        os.environ.update(bench_env)  # the in-process set-up reads the same configuration
+        log_path = Path(tmp) / "gunicorn.log"
+        server = None
+        try:
+            links, post_fields = prepare_database(2 * args.clients)
+            server = start_server(port, {**os.environ, **bench_env}, log_path)
+            wait_ready(server, port, log_path)
+            print(f"Intake page benchmark: gunicorn {WORKERS} sync workers on {HOST}:{port}, "
+                  f"{args.clients} clients, {args.warmup:g} s warm-up + {args.seconds:g} s per phase, "
+                  f"{os.cpu_count()} CPUs", flush=True)
+            phases = [("hello", []), ("get", links[:args.clients]), ("post", links[args.clients:]), ("hello", [])]
+            rates: dict[str, list[float]] = {}
+            failures: list[str] = []
+            for kind, phase_links in phases:
+                rate, bad, errors = run_phase(kind, port, phase_links, post_fields, args.clients,
+                                              args.warmup, args.seconds)
+                rates.setdefault(kind, []).append(rate)
+                failures += errors
+                if bad:
+                    failures.append(f"{kind}: unexpected responses " +
+                                    ", ".join(f"{status} x{count}" for status, count in sorted(bad.items())))
+                if errors:
+                    print(f"  {kind:<5}    failed", flush=True)
+                    break
+                print(f"  {kind:<5} {rate:9.1f} req/s", flush=True)
+        except SetupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if server is not None:
+                stop_server(server)
+                if server.returncode not in (0, -signal.SIGTERM):
+                    print(f"warning: gunicorn exited with {server.returncode}:\n{_tail(log_path)}", file=sys.stderr)
+
+    if failures:
+        for failure in dict.fromkeys(failures):  # each distinct message once
+            print(f"error: {failure}", file=sys.stderr)
+        return 1
+
+    hello = sum(rates["hello"]) / len(rates["hello"])
+    print(f"hello  GET  {HELLO_PATH:<36} {hello:9.1f} req/s  (mean of "
+          + " and ".join(f"{r:.1f}" for r in rates["hello"]) + ")")
+    missed = False
+    for kind, label in (("get", "GET "), ("post", "POST")):
+        rate = rates[kind][0]
+        ratio = rate / hello if hello else 0.0
+        ok = ratio >= TARGETS[kind]
+        missed |= not ok
+        print(f"page   {label} {PAGE_PATH:<36} {rate:9.1f} req/s  ratio {ratio:.3f}x  "
+              f"target >= {TARGETS[kind]:.2f}x  {'PASS' if ok else 'FAIL'}")
+    return 2 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
