@@ -21,7 +21,7 @@ SERVER_URL = os.environ.get("INTAKE_TEST_DATABASE_URL") or None
 _RUN_LOCK = 0x1D7A_4E  # pg advisory lock key: concurrent test runs on one server take turns
 
 
-def drop_all_tables(url: str) -> None:
+def _drop_all_tables(url: str) -> None:
     """Empty the server database completely, alembic_version included."""
     engine = make_engine(url)
     try:
@@ -56,7 +56,7 @@ def server_database_url() -> Iterator[str | None]:
         with engine.connect() as lock:
             lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _RUN_LOCK})
             lock.commit()
-            drop_all_tables(SERVER_URL)
+            _drop_all_tables(SERVER_URL)
             migrate.upgrade(SERVER_URL)
             yield SERVER_URL
     finally:
@@ -69,11 +69,11 @@ def empty_database_url(server_database_url: str | None, tmp_path: Path) -> Itera
     if server_database_url is None:
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    drop_all_tables(server_database_url)
+    _drop_all_tables(server_database_url)
     try:
         yield server_database_url
     finally:
-        drop_all_tables(server_database_url)
+        _drop_all_tables(server_database_url)
         migrate.upgrade(server_database_url)
 
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+import subprocess
+import sys
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.storage import migrate
 from intake.storage.db import make_engine, make_session_factory, normalize_url, session_scope
 from intake.storage.models import Base, Patient
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -30,12 +34,10 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 def test_sqlite_pragmas_are_in_effect(sqlite_engine: Engine) -> None:
+    names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
     with sqlite_engine.connect() as connection:
-        pragma = lambda name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
-        assert pragma("journal_mode") == "wal"
-        assert pragma("synchronous") == 2  # FULL
-        assert pragma("foreign_keys") == 1
-        assert pragma("busy_timeout") == 30000
+        values = [connection.exec_driver_sql(f"PRAGMA {name}").scalar() for name in names]
+    assert values == ["wal", 2, 1, 30000]  # synchronous 2 is FULL
 
 
 def test_sqlite_transactions_take_the_write_lock_at_begin(sqlite_engine: Engine) -> None:
@@ -66,7 +68,7 @@ def test_sqlite_read_only_sessions_do_not_block_writers(sqlite_engine: Engine) -
 
 
 def test_sqlite_foreign_keys_are_enforced(sqlite_engine: Engine) -> None:
-    with pytest.raises(Exception, match="FOREIGN KEY"):
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
         with sqlite_engine.begin() as connection:
             connection.execute(
                 text(
@@ -152,7 +154,15 @@ def test_migrated_constraint_and_index_names_are_the_models(database_url: str) -
 
 
 def test_concurrent_upgrades_take_turns(empty_database_url: str) -> None:
-    """Several app instances may migrate at start-up; none may fail creating the same table."""
-    with ThreadPoolExecutor(3) as pool:
-        list(pool.map(migrate.upgrade, [empty_database_url] * 3))
+    """App instances may migrate at start-up together; none may fail creating the same table.
+
+    Separate processes, as in production: Alembic's ``context`` is process-global, not
+    thread-safe.
+    """
+    code = "import sys; from intake.storage import migrate; migrate.upgrade(sys.argv[1])"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, empty_database_url], cwd=PROJECT_ROOT)
+        for _ in range(3)
+    ]
+    assert [process.wait(timeout=60) for process in processes] == [0, 0, 0]
     assert migrate.current_revision(empty_database_url) == "0001"
