@@ -1,0 +1,43 @@
+"""The five intake Questionnaires: valid R4 for fhir.resources and for the independent checker."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from intake.core.catalog import load_catalog
+from intake.core.fhir_models import Questionnaire
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMS = ROOT / "forms"
+FHIRCHECK = ROOT.parent / "shared" / "fhircheck"
+EXPECTED = {"digestive", "neuropathy", "autoimmune", "diet", "stress"}
+
+
+def test_the_five_questionnaires_load_with_versions() -> None:
+    catalog = load_catalog(FORMS)
+    assert set(catalog.by_key) == EXPECTED
+    for form in catalog:
+        assert form.version == "1.0.0"
+        assert form.url == f"https://intake.example.org/fhir/Questionnaire/{form.key}"
+        assert all(page.group is not None for page in form.pages), "top-level items are groups (pages)"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_questionnaire_is_a_valid_r4_model(name: str) -> None:
+    Questionnaire.model_validate(json.loads((FORMS / f"{name}.json").read_text(encoding="utf-8")))
+
+
+def test_questionnaires_pass_fhircheck() -> None:
+    if not (FHIRCHECK / "check.sh").exists():
+        pytest.skip("../shared/fhircheck is not beside this clone")
+    if not (FHIRCHECK / "node_modules").exists() or shutil.which("node") is None:
+        pytest.skip("fhircheck dependencies missing: run (cd ../shared/fhircheck && npm ci)")
+    result = subprocess.run([str(FHIRCHECK / "check.sh"), "--strict", str(FORMS)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 passed, 0 failed" in result.stdout
