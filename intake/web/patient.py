@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, make_response, redirect, render_template, request, session, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
@@ -77,6 +77,26 @@ def _current_intake(db: Session) -> Intake | None:
     return repository.get_intake(db, intake_id)
 
 
+def _open_intake(db: Session) -> Intake:
+    """The session's intake while it is still open; otherwise stop the request with the
+    session-ended page, or send a completed intake to the confirmation page."""
+    intake = _current_intake(db)
+    if intake is None:
+        abort(make_response(_session_ended()))
+    if intake.status == "completed":
+        abort(redirect(url_for("patient.done")))
+    return intake
+
+
+def _locate(db: Session, intake: Intake, form_key: str, page_key: str) -> tuple[list[Any], dict[str, Answers], list[workflow.Step], int]:
+    """Forms, stored answers, current steps and the index of the requested page (404 if not shown)."""
+    forms, answers, steps = _context(db, intake)
+    index = _step_index(steps, form_key, page_key)
+    if index is None:
+        abort(404)
+    return forms, answers, steps, index
+
+
 def _context(db: Session, intake: Intake) -> tuple[list[Any], dict[str, Answers], list[workflow.Step]]:
     forms = workflow.intake_forms(catalog(), intake)
     answers = workflow.stored_answers(db, intake)
@@ -97,11 +117,7 @@ def _page_url(step: workflow.Step, **kwargs: Any) -> str:
 @bp.get("/intake")
 def start() -> Any:
     db = reader()
-    intake = _current_intake(db)
-    if intake is None:
-        return _session_ended()
-    if intake.status == "completed":
-        return redirect(url_for("patient.done"))
+    intake = _open_intake(db)
     _forms, _answers, steps = _context(db, intake)
     resume = steps[0]
     if intake.last_page:
@@ -123,15 +139,8 @@ def page(form_key: str, page_key: str) -> Any:
     if request.method == "POST":
         return _post_page(form_key, page_key)
     db = reader()
-    intake = _current_intake(db)
-    if intake is None:
-        return _session_ended()
-    if intake.status == "completed":
-        return redirect(url_for("patient.done"))
-    forms, answers, steps = _context(db, intake)
-    index = _step_index(steps, form_key, page_key)
-    if index is None:
-        abort(404)
+    intake = _open_intake(db)
+    forms, answers, steps, index = _locate(db, intake, form_key, page_key)
     step = steps[index]
     form_answers = answers.get(step.form.canonical, {})
     form_cls = webforms.page_form_class(step.form, step.page)
@@ -164,15 +173,8 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
 
 def _post_page(form_key: str, page_key: str) -> Any:
     with writer() as db:
-        intake = _current_intake(db)
-        if intake is None:
-            return _session_ended()
-        if intake.status == "completed":
-            return redirect(url_for("patient.done"))
-        forms, answers, steps = _context(db, intake)
-        index = _step_index(steps, form_key, page_key)
-        if index is None:
-            abort(404)
+        intake = _open_intake(db)
+        forms, answers, steps, index = _locate(db, intake, form_key, page_key)
         step = steps[index]
         form_cls = webforms.page_form_class(step.form, step.page)
         form = form_cls()  # bound to request.form; CSRF checked by Flask-WTF
@@ -206,11 +208,7 @@ def _post_page(form_key: str, page_key: str) -> Any:
 @bp.get("/intake/review")
 def review() -> Any:
     db = reader()
-    intake = _current_intake(db)
-    if intake is None:
-        return _session_ended()
-    if intake.status == "completed":
-        return redirect(url_for("patient.done"))
+    intake = _open_intake(db)
     forms, answers, steps = _context(db, intake)
     return _render_review(steps, answers, problems=[], status=200)
 
@@ -254,11 +252,7 @@ def submit() -> Any:
         # A stale review page: nothing is lost, show it again with a fresh token.
         return redirect(url_for("patient.review"))
     with writer() as db:
-        intake = _current_intake(db)
-        if intake is None:
-            return _session_ended()
-        if intake.status == "completed":
-            return redirect(url_for("patient.done"))
+        intake = _open_intake(db)
         done, problems = workflow.submit(db, catalog(), intake)
         if problems:
             _forms, answers, steps = _context(db, intake)
