@@ -51,6 +51,9 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
 
     config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=config["INTAKE_SESSION_HOURS"]))
     config.setdefault("WTF_CSRF_TIME_LIMIT", config["INTAKE_CSRF_MINUTES"] * 60)
+    # The session lasts INTAKE_SESSION_HOURS from opening the link (an absolute timeout); the
+    # cookie is only re-sent when the session changes, not re-signed on every page.
+    config.setdefault("SESSION_REFRESH_EACH_REQUEST", False)
     config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     config.setdefault("MAX_CONTENT_LENGTH", 1024 * 1024)

