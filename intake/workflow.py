@@ -117,25 +117,33 @@ def stored_answers(intake: IntakeView) -> dict[str, Answers]:
     return dict(_parsed(text) for text in intake.responses_json)
 
 
-_ENABLED_CACHE: dict[tuple[str, str], frozenset[str]] = {}
+NO_ANSWERS: Answers = {}  # shared and never mutated: the memo below recognises it by identity
+_ENABLED_CACHE: dict[tuple[str, int], tuple[Answers, frozenset[str]]] = {}
 
 
 def enabled_for(form: Form, answers: Answers) -> frozenset[str]:
-    """The enabled linkIds for `answers`, memoised per form and answer set (bounded)."""
-    key = (form.canonical, json.dumps(answers, sort_keys=True))
+    """The enabled linkIds for `answers`, memoised per form and answers object (bounded).
+
+    Stored answers come from `_parsed`, so the same dict object stands for the same stored
+    version across requests; the entry keeps a reference to it, so its id cannot be reused
+    while cached. Answers must not be mutated after being passed here.
+    """
+    key = (form.canonical, id(answers))
     hit = _ENABLED_CACHE.get(key)
-    if hit is None:
-        if len(_ENABLED_CACHE) > 4096:
-            _ENABLED_CACHE.clear()
-        hit = _ENABLED_CACHE[key] = frozenset(compute(form, answers)[1])
-    return hit
+    if hit is not None and hit[0] is answers:
+        return hit[1]
+    if len(_ENABLED_CACHE) > 4096:
+        _ENABLED_CACHE.clear()
+    enabled = frozenset(compute(form, answers)[1])
+    _ENABLED_CACHE[key] = (answers, enabled)
+    return enabled
 
 
 def steps(forms: list[Form], answers: dict[str, Answers]) -> list[Step]:
     """The pages the patient sees now: pages whose group is disabled (a reflex not triggered) drop out."""
     out = []
     for form in forms:
-        enabled = enabled_for(form, answers.get(form.canonical, {}))
+        enabled = enabled_for(form, answers.get(form.canonical, NO_ANSWERS))
         for page in form.pages:
             if page.group is None or page.group.link_id in enabled:
                 out.append(Step(form, page))
@@ -150,8 +158,13 @@ def save_page(
     merged: Answers,
     *,
     now: datetime | None = None,
+    expected_version: int | None = None,
 ) -> None:
-    """Store the whole questionnaire's answers as the in-progress response, at once."""
+    """Store the whole questionnaire's answers as the in-progress response, at once.
+
+    The write is conditional on the stored version still being `expected_version` (the one the
+    answers were read from); `repository.StaleResponse` otherwise, and nothing is written.
+    """
     now = now or utcnow()
     response = build_response(
         form,
@@ -167,6 +180,7 @@ def save_page(
         resource=response,
         page=f"{form.key}/{page.key}",
         now=now,
+        expected_version=expected_version,
     )
 
 

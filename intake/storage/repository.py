@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, cast
 
@@ -54,6 +54,13 @@ class IntakeNotFound(StorageError):
 
 class IntakeClosed(StorageError):
     """The intake is completed; its answers can no longer change."""
+
+
+class StaleResponse(StorageError):
+    """The stored response changed since the caller read it (another tab or a retry saved)."""
+
+
+_ANY_VERSION: Any = object()
 
 
 def canonical_json(resource: dict[str, Any]) -> str:
@@ -176,6 +183,11 @@ class IntakeView:
     questionnaires: list[str]
     last_page: str | None
     responses_json: tuple[str, ...]
+    versions: dict[str, int] = field(default_factory=dict)
+
+    def version_of(self, questionnaire: str) -> int | None:
+        """The stored version of the response to `questionnaire` (url|version), None if none."""
+        return self.versions.get(_split_canonical(questionnaire)[0])
 
 
 # Built once: constructing a select() costs three times more than running it (measured on the
@@ -183,7 +195,7 @@ class IntakeView:
 _INTAKE_VIEW = (
     select(
         Intake.id, Intake.patient_id, Intake.status, Intake.questionnaires, Intake.last_page,
-        ResponseRecord.resource_json,
+        ResponseRecord.resource_json, ResponseRecord.questionnaire_url, ResponseRecord.version_id,
     )
     .outerjoin(ResponseRecord, ResponseRecord.intake_id == Intake.id)
     .where(Intake.id == bindparam("intake_id"))
@@ -203,6 +215,7 @@ def intake_view(session: Session, intake_id: str) -> IntakeView | None:
         questionnaires=list(first.questionnaires),
         last_page=first.last_page,
         responses_json=tuple(r.resource_json for r in rows if r.resource_json is not None),
+        versions={r.questionnaire_url: r.version_id for r in rows if r.resource_json is not None},
     )
 
 
@@ -232,8 +245,14 @@ def save_draft(
     resource: dict[str, Any],
     page: str | None,
     now: datetime,
+    expected_version: int | None = _ANY_VERSION,
 ) -> ResponseRecord:
     """Store the patient's answers so far for one questionnaire (insert or replace).
+
+    `expected_version` (the record's version_id the caller based `resource` on, None for "no
+    record yet") makes the write conditional: `StaleResponse` is raised, writing nothing, when
+    the stored version differs — so the caller can work outside the write transaction and
+    still never overwrite an answer it has not seen.
 
     The record's status comes from ``resource["status"]`` ("in-progress" when absent). The
     intake moves from not-started to in-progress and remembers `page` for resume; ``page=None``
@@ -245,7 +264,9 @@ def save_draft(
     if intake.status == "completed":
         raise IntakeClosed(intake_id)
     status = resource.get("status", "in-progress")
-    record = _write_response(session, intake, questionnaire, resource, status=status, now=now)
+    record = _write_response(
+        session, intake, questionnaire, resource, status=status, now=now, expected_version=expected_version
+    )
     session.connection().execute(
         _TOUCH_INTAKE,
         {
@@ -355,6 +376,7 @@ def _write_response(
     *,
     status: str,
     now: datetime,
+    expected_version: int | None = _ANY_VERSION,
 ) -> ResponseRecord:
     """Insert or update the (intake, url) record; the intake row must already be locked.
 
@@ -366,6 +388,8 @@ def _write_response(
         raise ValueError(f"response status must be one of {RESPONSE_STATUSES}, not {status!r}")
     connection = session.connection()
     existing = connection.execute(_FIND_RECORD, {"intake_id": intake.id, "url": url}).one_or_none()
+    if expected_version is not _ANY_VERSION and expected_version != (None if existing is None else existing.version_id):
+        raise StaleResponse(intake.id)
     record_id = new_id() if existing is None else existing.id
     version_id = 1 if existing is None else existing.version_id + 1
 

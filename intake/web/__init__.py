@@ -42,6 +42,13 @@ def reader() -> Session:
 
 
 @contextmanager
+def readers() -> Iterator[Session]:
+    """A fresh read-only session for one block (a new snapshot each time, unlike `reader()`)."""
+    with current_app.extensions["intake.readers"]() as session:
+        yield session
+
+
+@contextmanager
 def writer() -> Iterator[Session]:
     """One write transaction: commit on success, roll back on error."""
     with session_scope(current_app.extensions["intake.sessions"]) as session:

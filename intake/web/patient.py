@@ -19,7 +19,7 @@ from intake.auth import token_hash
 from intake.core.enablement import Answers
 from intake.storage import repository
 from intake.storage.repository import IntakeView
-from intake.web import catalog, reader, writer
+from intake.web import catalog, reader, readers, writer
 
 bp = Blueprint("patient", __name__)
 
@@ -142,7 +142,7 @@ def page(form_key: str, page_key: str) -> Any:
     intake = _open_intake(db)
     forms, answers, steps, index = _locate(db, intake, form_key, page_key)
     step = steps[index]
-    form_answers = answers.get(step.form.canonical, {})
+    form_answers = answers.get(step.form.canonical, workflow.NO_ANSWERS)
     form_cls = webforms.page_form_class(step.form, step.page)
     first_visit = not any(i.link_id in form_answers for i in step.page.walk())
     form = form_cls(formdata=None, data=webforms.form_data(form_cls, form_answers, use_initial=first_visit))
@@ -171,10 +171,19 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
     ), status
 
 
+MAX_SAVE_ATTEMPTS = 3
+
+
 def _post_page(form_key: str, page_key: str) -> Any:
-    with writer() as db:
-        intake = _open_intake(db)
-        forms, answers, steps, index = _locate(db, intake, form_key, page_key)
+    """Parse and validate outside the write transaction, then store with a conditional write.
+
+    The write lock (SQLite allows one writer) is held only for the save itself; if another
+    request saved this questionnaire in between, the page is worked out again on fresh data.
+    """
+    for _attempt in range(MAX_SAVE_ATTEMPTS):
+        with readers() as db:
+            intake = _open_intake(db)
+            forms, answers, steps, index = _locate(db, intake, form_key, page_key)
         step = steps[index]
         form_cls = webforms.page_form_class(step.form, step.page)
         form = form_cls()  # bound to request.form; CSRF checked by Flask-WTF
@@ -185,15 +194,27 @@ def _post_page(form_key: str, page_key: str) -> Any:
         enabled = set(workflow.enabled_for(step.form, merged))
         form.enabled = enabled
         valid = form.validate()
-        csrf_failed = bool(getattr(form, "csrf_token", None) and form.csrf_token.errors)
-        if csrf_failed:
+        if getattr(form, "csrf_token", None) is not None and form.csrf_token.errors:
             notice = ("This page was open for a long time, so your answers on it were not saved yet. "
                       "Check them and press Continue again.")
             return _render_page(steps, index, form, enabled, merged, status=400, notice=notice)
         if not valid:
             return _render_page(steps, index, form, enabled, merged, status=400)
-        workflow.save_page(db, intake, step.form, step.page, merged)
-    # Enablement may have changed which pages follow (a reflex switched on or off).
+        try:
+            with writer() as db:
+                workflow.save_page(db, intake, step.form, step.page, merged,
+                                   expected_version=intake.version_of(step.form.canonical))
+        except repository.IntakeClosed:
+            return redirect(url_for("patient.done"))
+        except repository.StaleResponse:
+            continue
+        return _after_save(forms, answers, step, merged, form_key, page_key)
+    abort(409)
+
+
+def _after_save(forms: list[Any], answers: dict[str, Answers], step: workflow.Step, merged: Answers,
+                form_key: str, page_key: str) -> Any:
+    """Where to go next; enablement may have changed which pages follow (a reflex on or off)."""
     new_answers = dict(answers)
     new_answers[step.form.canonical] = merged
     new_steps = workflow.steps(forms, new_answers)
@@ -216,7 +237,7 @@ def review() -> Any:
 def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], problems: list[Any], status: int) -> Any:
     sections = []
     for step in steps:
-        form_answers = answers.get(step.form.canonical, {})
+        form_answers = answers.get(step.form.canonical, workflow.NO_ANSWERS)
         enabled = set(workflow.enabled_for(step.form, form_answers))
         rows = []
         for item in step.page.walk():
