@@ -187,8 +187,8 @@ def _post_page(form_key: str, page_key: str) -> Any:
         step = steps[index]
         form_cls = webforms.page_form_class(step.form, step.page)
         form = form_cls()  # bound to request.form; CSRF checked by Flask-WTF
-        form.enabled = set()
-        form.validate()  # parse every field first (enablement needs the parsed answers)
+        # Enablement needs the posted answers before validation can say what is required;
+        # answers that do not parse count as unanswered here and fail validation below.
         merged = dict(answers.get(step.form.canonical, {}))
         merged.update(webforms.page_answers(form))
         enabled = set(workflow.enabled_for(step.form, merged))
