@@ -16,8 +16,7 @@ from dataclasses import field as dc_field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from flask_wtf import FlaskForm
-from wtforms import Field, StringField, TextAreaField
+from wtforms import Field, Form, StringField, TextAreaField
 from wtforms.validators import StopValidation, ValidationError
 
 from intake.core.enablement import Answers
@@ -95,8 +94,12 @@ class MultiChoiceInput(Field):
 # --- page form ------------------------------------------------------------------------------
 
 
-class PageForm(FlaskForm):
-    """Base for generated page forms; `enabled` is set by the view before validate()."""
+class PageForm(Form):
+    """Base for generated page forms; `enabled` is set by the view before validate().
+
+    A plain WTForms form: the view checks the CSRF token with Flask-WTF's `validate_csrf`
+    once, rather than having every form instance sign a fresh token it will not use.
+    """
 
     field_items: dict[str, Item] = {}
     other_fields: dict[str, str] = {}

@@ -158,12 +158,11 @@ def save_page(
     merged: Answers,
     *,
     now: datetime | None = None,
-    expected_version: int | None = None,
 ) -> None:
     """Store the whole questionnaire's answers as the in-progress response, at once.
 
-    The write is conditional on the stored version still being `expected_version` (the one the
-    answers were read from); `repository.StaleResponse` otherwise, and nothing is written.
+    The write is conditional on the stored response still being the version the answers were
+    read from (`intake.stored_version`); `repository.StaleResponse` otherwise, nothing written.
     """
     now = now or utcnow()
     response = build_response(
@@ -173,14 +172,14 @@ def save_page(
         subject=f"Patient/{intake.patient_id}",
         authored=fhir_instant(now),
     )
-    repository.save_draft(
+    repository.save_draft_if_unchanged(
         session,
         intake_id=intake.id,
         questionnaire=form.canonical,
         resource=response,
         page=f"{form.key}/{page.key}",
         now=now,
-        expected_version=expected_version,
+        base=intake.stored_version(form.canonical),
     )
 
 

@@ -24,9 +24,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, bindparam, insert, select, update
+from sqlalchemy import CursorResult, bindparam, case, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake.storage.models import (
@@ -60,7 +61,6 @@ class StaleResponse(StorageError):
     """The stored response changed since the caller read it (another tab or a retry saved)."""
 
 
-_ANY_VERSION: Any = object()
 
 
 def canonical_json(resource: dict[str, Any]) -> str:
@@ -168,6 +168,13 @@ def find_intake_by_token_hash(session: Session, token_hash: str, *, now: datetim
     ).one_or_none()
 
 
+class StoredVersion(NamedTuple):
+    """Which stored record, at which version, a caller's answers were read from."""
+
+    record_id: str
+    version_id: int
+
+
 @dataclass(frozen=True)
 class IntakeView:
     """What the patient pages need of an intake and its stored responses, read in one query.
@@ -183,11 +190,11 @@ class IntakeView:
     questionnaires: list[str]
     last_page: str | None
     responses_json: tuple[str, ...]
-    versions: dict[str, int] = field(default_factory=dict)
+    stored: dict[str, StoredVersion] = field(default_factory=dict)
 
-    def version_of(self, questionnaire: str) -> int | None:
-        """The stored version of the response to `questionnaire` (url|version), None if none."""
-        return self.versions.get(_split_canonical(questionnaire)[0])
+    def stored_version(self, questionnaire: str) -> StoredVersion | None:
+        """The stored record and version of the response to `questionnaire` (url|version)."""
+        return self.stored.get(_split_canonical(questionnaire)[0])
 
 
 # Built once: constructing a select() costs three times more than running it (measured on the
@@ -195,7 +202,8 @@ class IntakeView:
 _INTAKE_VIEW = (
     select(
         Intake.id, Intake.patient_id, Intake.status, Intake.questionnaires, Intake.last_page,
-        ResponseRecord.resource_json, ResponseRecord.questionnaire_url, ResponseRecord.version_id,
+        ResponseRecord.resource_json, ResponseRecord.questionnaire_url, ResponseRecord.id.label("record_id"),
+        ResponseRecord.version_id,
     )
     .outerjoin(ResponseRecord, ResponseRecord.intake_id == Intake.id)
     .where(Intake.id == bindparam("intake_id"))
@@ -215,7 +223,9 @@ def intake_view(session: Session, intake_id: str) -> IntakeView | None:
         questionnaires=list(first.questionnaires),
         last_page=first.last_page,
         responses_json=tuple(r.resource_json for r in rows if r.resource_json is not None),
-        versions={r.questionnaire_url: r.version_id for r in rows if r.resource_json is not None},
+        stored={
+            r.questionnaire_url: StoredVersion(r.record_id, r.version_id) for r in rows if r.resource_json is not None
+        },
     )
 
 
@@ -245,14 +255,8 @@ def save_draft(
     resource: dict[str, Any],
     page: str | None,
     now: datetime,
-    expected_version: int | None = _ANY_VERSION,
 ) -> ResponseRecord:
     """Store the patient's answers so far for one questionnaire (insert or replace).
-
-    `expected_version` (the record's version_id the caller based `resource` on, None for "no
-    record yet") makes the write conditional: `StaleResponse` is raised, writing nothing, when
-    the stored version differs — so the caller can work outside the write transaction and
-    still never overwrite an answer it has not seen.
 
     The record's status comes from ``resource["status"]`` ("in-progress" when absent). The
     intake moves from not-started to in-progress and remembers `page` for resume; ``page=None``
@@ -264,9 +268,7 @@ def save_draft(
     if intake.status == "completed":
         raise IntakeClosed(intake_id)
     status = resource.get("status", "in-progress")
-    record = _write_response(
-        session, intake, questionnaire, resource, status=status, now=now, expected_version=expected_version
-    )
+    record = _write_response(session, intake, questionnaire, resource, status=status, now=now)
     session.connection().execute(
         _TOUCH_INTAKE,
         {
@@ -277,6 +279,51 @@ def save_draft(
         },
     )
     return record
+
+
+def save_draft_if_unchanged(
+    session: Session,
+    *,
+    intake_id: str,
+    questionnaire: str,
+    resource: dict[str, Any],
+    page: str,
+    now: datetime,
+    base: StoredVersion | None,
+) -> None:
+    """`save_draft`, conditional on the stored response still being `base` (None: no record yet).
+
+    For callers that read and validate outside the write transaction (the patient pages), so
+    the write lock is held only for two statements. Raises `StaleResponse` when another request
+    saved this questionnaire since `base` was read, `IntakeClosed` once the intake is completed,
+    `IntakeNotFound` for an unknown intake; then the caller's transaction must roll back.
+    """
+    _require_aware(now, "now")
+    connection = session.connection()
+    touched = connection.execute(_TOUCH_OPEN_INTAKE, {"intake_id": intake_id, "page": page, "updated_at": now}).one_or_none()
+    if touched is None:
+        if get_intake(session, intake_id) is None:
+            raise IntakeNotFound(intake_id)
+        raise IntakeClosed(intake_id)
+    record_id, version_id = (new_id(), 1) if base is None else (base.record_id, base.version_id + 1)
+    values = _record_values(
+        intake_id, touched.patient_id, questionnaire, resource,
+        record_id=record_id, version_id=version_id, status=resource.get("status", "in-progress"), now=now,
+    )
+    if base is None:
+        try:
+            with connection.begin_nested():
+                connection.execute(_INSERT_RECORD, values)
+        except IntegrityError as exc:  # another request inserted this questionnaire's record first
+            raise StaleResponse(intake_id) from exc
+    else:
+        result = cast(CursorResult[Any], connection.execute(_UPDATE_RECORD_IF_VERSION, {**values, "owner_intake_id": intake_id, "expected": base.version_id}))
+        if result.rowcount != 1:
+            raise StaleResponse(intake_id)
+    for model, key in ((Intake, intake_id), (ResponseRecord, record_id)):
+        stale = session.identity_map.get(session.identity_key(model, (key,)))
+        if stale is not None:
+            session.expire(stale)
 
 
 def complete_intake(
@@ -347,6 +394,25 @@ _INSERT_RECORD = insert(ResponseRecord).values(
     id=bindparam("record_id"), intake_id=bindparam("intake_id"), questionnaire_url=bindparam("url"), **_RECORD_VALUES
 )
 _UPDATE_RECORD = update(ResponseRecord).where(ResponseRecord.id == bindparam("record_id")).values(**_RECORD_VALUES)
+_UPDATE_RECORD_IF_VERSION = (
+    update(ResponseRecord)
+    .where(
+        ResponseRecord.id == bindparam("record_id"),
+        ResponseRecord.intake_id == bindparam("owner_intake_id"),
+        ResponseRecord.version_id == bindparam("expected"),
+    )
+    .values(**_RECORD_VALUES)
+)
+_TOUCH_OPEN_INTAKE = (
+    update(Intake)
+    .where(Intake.id == bindparam("intake_id"), Intake.status != "completed")
+    .values(
+        status=case((Intake.status == "not-started", "in-progress"), else_=Intake.status),
+        last_page=bindparam("page"),
+        updated_at=bindparam("updated_at"),
+    )
+    .returning(Intake.patient_id)
+)
 
 
 @dataclass(frozen=True)
@@ -376,31 +442,55 @@ def _write_response(
     *,
     status: str,
     now: datetime,
-    expected_version: int | None = _ANY_VERSION,
 ) -> ResponseRecord:
     """Insert or update the (intake, url) record; the intake row must already be locked.
 
     Returns a detached ResponseRecord holding what was written (callers read its attributes;
     the session's own copy, if it had one, is expired so it reloads).
     """
+    url, _version = _split_canonical(questionnaire)
+    connection = session.connection()
+    existing = connection.execute(_FIND_RECORD, {"intake_id": intake.id, "url": url}).one_or_none()
+    record_id = new_id() if existing is None else existing.id
+    version_id = 1 if existing is None else existing.version_id + 1
+    values = _record_values(
+        intake.id, intake.patient_id, questionnaire, resource,
+        record_id=record_id, version_id=version_id, status=status, now=now,
+    )
+    connection.execute(_INSERT_RECORD if existing is None else _UPDATE_RECORD, values)
+    stale = session.identity_map.get(session.identity_key(ResponseRecord, (record_id,)))
+    if stale is not None:
+        session.expire(stale)
+    return ResponseRecord(
+        id=record_id, intake_id=intake.id, questionnaire_url=url, questionnaire_version=values["questionnaire_version"],
+        status=status, subject_patient_id=values["subject_patient_id"], authored=values["authored"],
+        resource_json=values["resource_json"], version_id=version_id, updated_at=now,
+    )
+
+
+def _record_values(
+    intake_id: str,
+    patient_id: str,
+    questionnaire: str,
+    resource: dict[str, Any],
+    *,
+    record_id: str,
+    version_id: int,
+    status: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """The stored form of `resource` (see the module doc) as the record's column values."""
     url, version = _split_canonical(questionnaire)
     if status not in RESPONSE_STATUSES:
         raise ValueError(f"response status must be one of {RESPONSE_STATUSES}, not {status!r}")
-    connection = session.connection()
-    existing = connection.execute(_FIND_RECORD, {"intake_id": intake.id, "url": url}).one_or_none()
-    if expected_version is not _ANY_VERSION and expected_version != (None if existing is None else existing.version_id):
-        raise StaleResponse(intake.id)
-    record_id = new_id() if existing is None else existing.id
-    version_id = 1 if existing is None else existing.version_id + 1
-
     body = dict(resource)  # only top-level keys are set below; nested values are never modified
     if body.setdefault("resourceType", "QuestionnaireResponse") != "QuestionnaireResponse":
         raise ValueError(f"not a QuestionnaireResponse: {body['resourceType']!r}")
     _fill_or_check(body, "id", record_id)
     _fill_or_check(body, "questionnaire", questionnaire)
-    body.setdefault("subject", {"reference": f"Patient/{intake.patient_id}"})
+    body.setdefault("subject", {"reference": f"Patient/{patient_id}"})
     subject = _patient_id_of(body["subject"])
-    if subject != intake.patient_id:
+    if subject != patient_id:
         raise ValueError("the response's subject is not the intake's patient")
     body.setdefault("authored", _fhir_instant(now))
     authored = _parse_fhir_datetime(body["authored"])
@@ -410,9 +500,9 @@ def _write_response(
         "versionId": str(version_id),
         "lastUpdated": _fhir_instant(now),
     }
-    values = {
+    return {
         "record_id": record_id,
-        "intake_id": intake.id,
+        "intake_id": intake_id,
         "url": url,
         "questionnaire_version": version,
         "status": status,
@@ -422,15 +512,6 @@ def _write_response(
         "version_id": version_id,
         "updated_at": now,
     }
-    connection.execute(_INSERT_RECORD if existing is None else _UPDATE_RECORD, values)
-    stale = session.identity_map.get(session.identity_key(ResponseRecord, (record_id,)))
-    if stale is not None:
-        session.expire(stale)
-    return ResponseRecord(
-        id=record_id, intake_id=intake.id, questionnaire_url=url, questionnaire_version=version,
-        status=status, subject_patient_id=subject, authored=authored,
-        resource_json=values["resource_json"], version_id=version_id, updated_at=now,
-    )
 
 
 def _split_canonical(questionnaire: str) -> tuple[str, str]:

@@ -12,7 +12,10 @@ from typing import Any
 
 from flask import Blueprint, abort, make_response, redirect, render_template, request, session, url_for
 from sqlalchemy.orm import Session
+from flask_wtf.csrf import validate_csrf
+from werkzeug.datastructures import CombinedMultiDict
 from werkzeug.wrappers import Response
+from wtforms import ValidationError
 
 from intake import webforms, workflow
 from intake.auth import token_hash
@@ -174,6 +177,25 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
 MAX_SAVE_ATTEMPTS = 3
 
 
+def _posted() -> Any:
+    """The posted fields, files included (so a file sent as an answer is refused, not ignored)."""
+    if request.files:
+        return CombinedMultiDict((request.files, request.form))
+    return request.form
+
+
+def _csrf_ok() -> bool:
+    """Exactly one CSRF token, valid for this session and not expired (Flask-WTF)."""
+    tokens = request.form.getlist("csrf_token")
+    if len(tokens) != 1:
+        return False
+    try:
+        validate_csrf(tokens[0])
+    except ValidationError:
+        return False
+    return True
+
+
 def _post_page(form_key: str, page_key: str) -> Any:
     """Parse and validate outside the write transaction, then store with a conditional write.
 
@@ -186,7 +208,7 @@ def _post_page(form_key: str, page_key: str) -> Any:
             forms, answers, steps, index = _locate(db, intake, form_key, page_key)
         step = steps[index]
         form_cls = webforms.page_form_class(step.form, step.page)
-        form = form_cls()  # bound to request.form; CSRF checked by Flask-WTF
+        form = form_cls(_posted())
         # Enablement needs the posted answers before validation can say what is required;
         # answers that do not parse count as unanswered here and fail validation below.
         merged = dict(answers.get(step.form.canonical, {}))
@@ -194,7 +216,7 @@ def _post_page(form_key: str, page_key: str) -> Any:
         enabled = set(workflow.enabled_for(step.form, merged))
         form.enabled = enabled
         valid = form.validate()
-        if getattr(form, "csrf_token", None) is not None and form.csrf_token.errors:
+        if not _csrf_ok():
             notice = ("This page was open for a long time, so your answers on it were not saved yet. "
                       "Check them and press Continue again.")
             return _render_page(steps, index, form, enabled, merged, status=400, notice=notice)
@@ -202,8 +224,7 @@ def _post_page(form_key: str, page_key: str) -> Any:
             return _render_page(steps, index, form, enabled, merged, status=400)
         try:
             with writer() as db:
-                workflow.save_page(db, intake, step.form, step.page, merged,
-                                   expected_version=intake.version_of(step.form.canonical))
+                workflow.save_page(db, intake, step.form, step.page, merged)
         except repository.IntakeClosed:
             return redirect(url_for("patient.done"))
         except repository.StaleResponse:
@@ -264,12 +285,7 @@ def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], prob
 
 @bp.post("/intake/submit")
 def submit() -> Any:
-    from flask_wtf.csrf import CSRFError, validate_csrf
-    from wtforms import ValidationError
-
-    try:
-        validate_csrf(request.form.get("csrf_token"))
-    except (CSRFError, ValidationError):
+    if not _csrf_ok():
         # A stale review page: nothing is lost, show it again with a fresh token.
         return redirect(url_for("patient.review"))
     with writer() as db:

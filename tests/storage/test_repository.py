@@ -396,3 +396,101 @@ def test_concurrent_drafts_of_one_intake_are_serialised(
         [record] = repo.list_responses(session, intake.id)
     assert count == 1 and record.version_id == 4
     assert json.loads(record.resource_json)["meta"]["versionId"] == "4"
+
+
+# --- intake_view and the conditional save used by the patient pages --------------------------
+
+
+def view(session_factory: sessionmaker[Session], intake_id: str) -> repo.IntakeView:
+    with session_scope(session_factory) as session:
+        found = repo.intake_view(session, intake_id)
+    assert found is not None
+    return found
+
+
+def save_if_unchanged(session_factory: sessionmaker[Session], intake: Intake | repo.IntakeView,
+                      questionnaire: str, answer: str, base: repo.StoredVersion | None,
+                      page: str = "gut/p1") -> None:
+    with session_scope(session_factory) as session:
+        repo.save_draft_if_unchanged(
+            session, intake_id=intake.id, questionnaire=questionnaire,
+            resource=qr(intake, questionnaire, answer), page=page, now=NOW, base=base,
+        )
+
+
+def test_intake_view_reads_intake_and_responses_in_one(session_factory: sessionmaker[Session]) -> None:
+    intake = new_intake(session_factory)
+    empty = view(session_factory, intake.id)
+    assert (empty.status, empty.responses_json, empty.stored) == ("not-started", (), {})
+    assert empty.questionnaires == [GUT, NERVE]
+    save_if_unchanged(session_factory, intake, GUT, "first", None)
+    seen = view(session_factory, intake.id)
+    stored = seen.stored_version(GUT)
+    assert stored is not None and stored.version_id == 1
+    assert seen.stored_version(NERVE) is None
+    assert json.loads(seen.responses_json[0])["id"] == stored.record_id
+    assert (seen.status, seen.last_page) == ("in-progress", "gut/p1")
+    with session_scope(session_factory) as session:
+        assert repo.intake_view(session, "no-such-intake") is None
+
+
+def test_conditional_save_updates_only_the_version_it_read(session_factory: sessionmaker[Session]) -> None:
+    intake = new_intake(session_factory)
+    save_if_unchanged(session_factory, intake, GUT, "first", None)
+    base = view(session_factory, intake.id).stored_version(GUT)
+    save_if_unchanged(session_factory, intake, GUT, "second", base, page="gut/p2")
+    after = view(session_factory, intake.id)
+    resource = json.loads(after.responses_json[0])
+    assert after.stored_version(GUT) == repo.StoredVersion(base.record_id, 2)
+    assert resource["meta"]["versionId"] == "2" and resource["item"][0]["answer"][0]["valueString"] == "second"
+    assert after.last_page == "gut/p2"
+    # The same stale base again: refused, nothing written.
+    with pytest.raises(repo.StaleResponse):
+        save_if_unchanged(session_factory, intake, GUT, "stale", base)
+    again = view(session_factory, intake.id)
+    assert again.responses_json == after.responses_json and again.last_page == "gut/p2"
+
+
+def test_conditional_insert_loses_to_an_earlier_insert(session_factory: sessionmaker[Session]) -> None:
+    intake = new_intake(session_factory)
+    save_if_unchanged(session_factory, intake, GUT, "first", None)
+    before = view(session_factory, intake.id)
+    with pytest.raises(repo.StaleResponse):
+        save_if_unchanged(session_factory, intake, GUT, "also first", None)
+    assert view(session_factory, intake.id).responses_json == before.responses_json
+
+
+def test_conditional_save_refuses_closed_and_unknown_intakes(session_factory: sessionmaker[Session]) -> None:
+    intake = new_intake(session_factory)
+    save_if_unchanged(session_factory, intake, GUT, "first", None)
+    base = view(session_factory, intake.id).stored_version(GUT)
+    with session_scope(session_factory) as session:
+        assert repo.complete_intake(session, intake_id=intake.id, responses={GUT: qr(intake, GUT, "final")}, now=NOW)
+    done = view(session_factory, intake.id)
+    with pytest.raises(repo.IntakeClosed):
+        save_if_unchanged(session_factory, intake, GUT, "late", done.stored_version(GUT))
+    assert view(session_factory, intake.id).responses_json == done.responses_json
+    assert base is not None
+    with session_scope(session_factory) as session, pytest.raises(repo.IntakeNotFound):
+        repo.save_draft_if_unchanged(session, intake_id="nope", questionnaire=GUT, resource=qr(intake, GUT),
+                                     page="p", now=NOW, base=None)
+
+
+def test_concurrent_conditional_saves_from_one_base_store_exactly_one(session_factory: sessionmaker[Session]) -> None:
+    intake = new_intake(session_factory)
+    save_if_unchanged(session_factory, intake, GUT, "first", None)
+    base = view(session_factory, intake.id).stored_version(GUT)
+    start = threading.Barrier(4)
+
+    def attempt(n: int) -> bool:
+        start.wait()
+        try:
+            save_if_unchanged(session_factory, intake, GUT, f"writer {n}", base)
+        except repo.StaleResponse:
+            return False
+        return True
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(attempt, range(4)))
+    assert outcomes.count(True) == 1
+    assert view(session_factory, intake.id).stored_version(GUT).version_id == 2
