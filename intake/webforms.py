@@ -9,6 +9,7 @@ Which items are required depends on enablement, which depends on the answers jus
 from __future__ import annotations
 
 import math
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -479,6 +480,36 @@ class Node:
     unit: Field | None = None
     children: list[Node] = dc_field(default_factory=list)
     value: str = ""
+    live_condition: str | None = None
+
+
+# enableWhen answer[x] -> how the browser sees the trigger's value (the field's HTML value).
+LIVE_ANSWER_KEYS = {
+    "answerBoolean": lambda v: "true" if v else "false",
+    "answerCoding": lambda v: str(v.get("code")),
+    "answerString": str,
+    "answerInteger": str,
+    "answerDecimal": str,
+}
+
+
+def live_condition(item: Item, on_page: set[str]) -> str | None:
+    """The item's enableWhen as JSON for the page's small script, when the browser can decide it.
+
+    Only conditions on questions of the same page, with values the browser sees as field
+    values, qualify; everything else is decided by the server alone. Without JavaScript the
+    item simply stays visible, and the server ignores its answer when it is not enabled.
+    """
+    if not item.enable_when or item.enable_expression:
+        return None
+    conditions = []
+    for cond in item.enable_when:
+        question = cond.get("question")
+        answer = next(((k, v) for k, v in cond.items() if k.startswith("answer")), None)
+        if question not in on_page or answer is None or answer[0] not in LIVE_ANSWER_KEYS:
+            return None
+        conditions.append({"f": field_name(question), "op": cond.get("operator"), "v": LIVE_ANSWER_KEYS[answer[0]](answer[1])})
+    return json.dumps({"all": item.enable_behavior != "any", "when": conditions}, separators=(",", ":"))
 
 
 def render_tree(page: Page, form: PageForm, enabled: set[str] | None, answers: Answers) -> list[Node]:
@@ -507,6 +538,7 @@ def render_tree(page: Page, form: PageForm, enabled: set[str] | None, answers: A
         elif item.read_only and item.is_question:
             node.value = display_answer(item, answers.get(item.link_id) or [])
         node.children = [n for n in (build(c) for c in item.children) if n]
+        node.live_condition = live_condition(item, on_page)
         return node
 
     return [n for n in (build(item) for item in page.items) if n]

@@ -152,3 +152,16 @@ def test_unknown_expired_links_are_neutral(app: Flask, client: FlaskClient) -> N
     assert client.get("/i/not-a-real-token").status_code == 404
     assert client.get("/intake").status_code == 403
     assert client.get("/intake/digestive/digestive-alarm").status_code == 403
+
+
+def test_same_page_follow_ups_carry_a_live_condition(app: Flask, opened: FlaskClient) -> None:
+    """Follow-ups switched by an answer on the same page are marked for the small script; the
+    rule is the Questionnaire's enableWhen, in the field values the browser sees."""
+    page = opened.get("/intake/digestive/digestive-alarm").text
+    rule = '{&#34;all&#34;:true,&#34;when&#34;:[{&#34;f&#34;:&#34;q-gi-af2&#34;,&#34;op&#34;:&#34;=&#34;,&#34;v&#34;:&#34;true&#34;}]}'
+    assert f'<div class="conditional" data-when="{rule}">' in page
+    assert page.count('class="conditional"') == 1
+    assert '<script src="/static/intake.js" defer></script>' in page
+    family = opened.get("/intake/autoimmune/autoimmune-family").text
+    assert family.count('class="conditional"') == 20  # who + age for each of ten conditions
+    assert "&#34;v&#34;:&#34;LA33-6&#34;" in family
