@@ -153,11 +153,16 @@ def page(form_key: str, page_key: str) -> Any:
     return _render_page(steps, index, form, enabled, form_answers, status=200)
 
 
+def _short(text: str, limit: int = 70) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
 def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm, enabled: set[str],
                  answers: Answers, *, status: int, notice: str | None = None) -> Any:
     step = steps[index]
     back_url = _page_url(steps[index - 1]) if index > 0 else url_for("patient.start")
-    errors = [(field.id, field.errors[0]) for _item, field in form.question_fields() if field.errors]
+    # The summary names the question, so a list of "Select an answer" still says which one.
+    errors = [(field.id, f"{field.errors[0]} – {_short(item.text)}") for item, field in form.question_fields() if field.errors]
     errors += [(form[name].id, form[name].errors[0]) for name in (*form.other_fields.values(), *form.unit_fields.values()) if form[name].errors]
     return render_template(
         "patient/page.html",
