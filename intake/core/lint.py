@@ -83,6 +83,7 @@ def lint(resource: Any) -> list[LintIssue]:
     issues += _expression_issues(resource, None)
     items = list(_walk(resource.get("item") or []))
     issues += _item_issues(items)
+    issues += _rule_issues(resource, items)
     return sorted(issues, key=lambda i: i.severity != "error")
 
 
@@ -290,4 +291,68 @@ def _enable_when_issues(
             out.append(LintIssue("error", link_id, f"{label}: {key} can never match '{question}' of type {target_type}"))
         elif operator in ORDERED_OPERATORS and key in ("answerBoolean", "answerCoding"):
             out.append(LintIssue("error", link_id, f"{label}: operator {operator!r} cannot order {key}"))
+    return out
+
+
+# --- scoring rules (docs/questionnaires.md, "Scoring, flags and findings") -----------------------
+
+RULE_URLS = {
+    ext.PROJECT_EXT + "flag": "flag",
+    ext.PROJECT_EXT + "finding": "finding",
+    ext.PROJECT_EXT + "crossDomainNote": "crossDomainNote",
+}
+TIERS = {"emergency", "urgent", "review"}
+
+
+def _sub_values(extension: dict[str, Any]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for sub in extension.get("extension") or []:
+        values = [v for k, v in sub.items() if k.startswith("value")] or ([sub] if sub.get("extension") else [])
+        out.setdefault(sub.get("url", ""), []).extend(values)
+    return out
+
+
+def _rule_issues(resource: dict[str, Any], items: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[LintIssue]:
+    """Scores name a calculated item and answerable items; rules parse and point at real items."""
+    by_link = {item.get("linkId"): item for item, _ in items if item.get("linkId")}
+    out: list[LintIssue] = []
+    for item, _parent in items:
+        for extension in ext.find(item, ext.PROJECT_EXT + "score"):
+            subs = _sub_values(extension)
+            link_id = item.get("linkId")
+            score_id = (subs.get("id") or [None])[0]
+            if not score_id:
+                out.append(LintIssue("error", link_id, "score has no id"))
+            holder = (subs.get("item") or [None])[0]
+            target = by_link.get(holder)
+            if target is None or not ext.expression(target, ext.CALCULATED_EXPRESSION):
+                out.append(LintIssue("error", link_id, f"score {score_id!r}: item {holder!r} is not a calculated item of this Questionnaire"))
+            for needed in subs.get("requires") or []:
+                if needed not in by_link:
+                    out.append(LintIssue("error", link_id, f"score {score_id!r} requires {needed!r}, which is not an item"))
+            for band in subs.get("band") or []:
+                b = _sub_values(band)
+                if not b.get("code"):
+                    out.append(LintIssue("error", link_id, f"score {score_id!r}: a band has no code"))
+    for url, kind in RULE_URLS.items():
+        for extension in ext.find(resource, url):
+            subs = _sub_values(extension)
+            rule_id = (subs.get("id") or [None])[0]
+            where = f"{kind} {rule_id!r}"
+            if not rule_id:
+                out.append(LintIssue("error", None, f"{kind} has no id"))
+            when = (subs.get("when") or [None])[0]
+            if not isinstance(when, dict) or not when.get("expression"):
+                out.append(LintIssue("error", None, f"{where} has no `when` expression"))
+            for name in ("when", "value"):
+                expression = (subs.get(name) or [None])[0]
+                if isinstance(expression, dict):
+                    reason = check_syntax(expression.get("expression") or "")
+                    if reason:
+                        out.append(LintIssue("error", None, f"{where} {name}: {reason}"))
+            if kind == "flag" and (subs.get("tier") or [None])[0] not in TIERS:
+                out.append(LintIssue("error", None, f"{where}: tier must be one of {sorted(TIERS)}"))
+            for link in subs.get("because") or []:
+                if link not in by_link:
+                    out.append(LintIssue("error", None, f"{where}: because {link!r} is not an item of this Questionnaire"))
     return out

@@ -1,0 +1,416 @@
+"""Scores, bands, thresholds, flags and findings — read from the Questionnaire, not from Python.
+
+The rules are data (docs/questionnaires.md, "Scoring, flags and findings"): totals are the
+calculatedExpression items LHC-Forms would evaluate; bands, cut-offs, red-flag rules and
+patterns are project extensions beside the items, each with its citation. Nothing here names an
+instrument, so a corrected rule is a Questionnaire edit (a new version) and `flask intake
+rescore` applies it to old intakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from intake.core import extensions as ext
+from intake.core import fhirpath
+from intake.core.answers import compute, flatten, nest
+from intake.core.enablement import expression_variables
+from intake.core.items import Form, Item
+
+ENGINE_VERSION = "1"
+TIERS = ("emergency", "urgent", "review")
+
+SCORE = ext.PROJECT_EXT + "score"
+FLAG = ext.PROJECT_EXT + "flag"
+FINDING = ext.PROJECT_EXT + "finding"
+CROSS_DOMAIN_NOTE = ext.PROJECT_EXT + "crossDomainNote"
+
+
+def scoring_version(form: Form) -> str:
+    """Which rules produced a result: the engine's version and the Questionnaire's url|version."""
+    return f"engine-{ENGINE_VERSION};{form.canonical}"
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Band:
+    code: str
+    label: str
+    validated: bool
+
+
+@dataclass(frozen=True)
+class Threshold:
+    id: str
+    label: str
+    met: bool | None  # None: the score is incomplete
+    citation: str | None = None
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """Provenance of the instrument a score belongs to (the group's `instrument` extension)."""
+
+    code: str
+    title: str
+    version: str | None
+    citation: str | None
+    licence: str | None
+    verification: str | None
+    validated: bool
+
+
+@dataclass(frozen=True)
+class Score:
+    id: str
+    title: str
+    questionnaire: str
+    instrument: Instrument | None
+    value: float | None
+    complete: bool
+    missing: tuple[str, ...]
+    band: Band | None
+    thresholds: tuple[Threshold, ...]
+    minimum: float | None
+    maximum: float | None
+    citation: str | None
+    verification: str | None
+    item: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "total": _plain(self.value),
+            "band": self.band.code if self.band else None,
+            "bandValidated": self.band.validated if self.band else None,
+            "complete": self.complete,
+            "missing": list(self.missing),
+            "thresholds": {t.id: t.met for t in self.thresholds},
+            "range": [_plain(self.minimum), _plain(self.maximum)],
+            "instrument": self.instrument.title if self.instrument else None,
+            "instrumentVersion": self.instrument.version if self.instrument else None,
+            "citation": self.citation,
+            "verification": self.verification,
+            "questionnaire": self.questionnaire,
+        }
+
+
+@dataclass(frozen=True)
+class Flag:
+    id: str
+    tier: str
+    because: tuple[str, ...]
+    message: str
+    patient_guidance: str | None
+    citation: str | None
+    verification: str | None
+    questionnaire: str
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "tier": self.tier,
+            "because": list(self.because),
+            "message": self.message,
+            "citation": self.citation,
+            "verification": self.verification,
+            "questionnaire": self.questionnaire,
+        }
+        if self.patient_guidance:
+            out["patientGuidance"] = self.patient_guidance
+        return out
+
+
+@dataclass(frozen=True)
+class Note:
+    """A finding ("consistent with ...") or a cross-domain note, with its source."""
+
+    id: str
+    kind: str  # "finding" | "cross-domain"
+    text: str
+    because: tuple[str, ...]
+    citation: str | None
+    verification: str | None
+    questionnaire: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "text": self.text,
+            "because": list(self.because),
+            "citation": self.citation,
+            "verification": self.verification,
+            "questionnaire": self.questionnaire,
+        }
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the rules may use besides the answers."""
+
+    birth_date: str | None = None
+    gi_onset_age_threshold: int = 50
+
+
+@dataclass
+class Result:
+    """Everything the engine concludes for one intake (or one response)."""
+
+    scores: list[Score] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "scores": [s.as_json() for s in self.scores],
+            "flags": [f.as_json() for f in self.flags],
+            "notes": [n.as_json() for n in self.notes],
+            "scoringVersions": dict(self.versions),
+        }
+
+
+class RuleError(Exception):
+    """A scoring rule could not be evaluated (a broken expression in a Questionnaire)."""
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+def _plain(value: float | None) -> float | int | None:
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def _subs(extension: dict[str, Any]) -> dict[str, list[Any]]:
+    """Sub-extensions as {url: [values]}; a complex sub-extension (band, threshold) is kept whole."""
+    out: dict[str, list[Any]] = {}
+    for sub in extension.get("extension") or []:
+        values = [val for key, val in sub.items() if key.startswith("value")]
+        if not values and sub.get("extension"):
+            values = [sub]
+        out.setdefault(sub.get("url", ""), []).extend(values)
+    return out
+
+
+def _one(subs: dict[str, list[Any]], name: str) -> Any:
+    values = subs.get(name) or [None]
+    return values[0]
+
+
+def _expression(subs: dict[str, list[Any]], name: str) -> str | None:
+    value = _one(subs, name)
+    return value.get("expression") if isinstance(value, dict) else None
+
+
+def instrument_of(item: Item) -> Instrument | None:
+    for extension in ext.find(item.raw, ext.INSTRUMENT):
+        subs = _subs(extension)
+        return Instrument(
+            code=str(_one(subs, "code") or item.link_id),
+            title=str(_one(subs, "title") or item.text),
+            version=_one(subs, "version"),
+            citation=_one(subs, "citation"),
+            licence=_one(subs, "licence"),
+            verification=_one(subs, "verification"),
+            validated=_one(subs, "validated") is not False,
+        )
+    return None
+
+
+def _truth(result: list[Any]) -> bool:
+    return result == [True]
+
+
+def _evaluate(expression: str, response: dict[str, Any], variables: dict[str, Any], where: str) -> list[Any]:
+    try:
+        return fhirpath.evaluate(expression, response, variables=variables)
+    except fhirpath.FhirPathError as exc:
+        raise RuleError(f"{where}: {exc}") from exc
+
+
+def _variables(form: Form, weighted: dict[str, Any], context: Context, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    variables = expression_variables(form, weighted)
+    variables["birthDate"] = context.birth_date
+    variables["giOnsetAgeThreshold"] = context.gi_onset_age_threshold
+    variables.update(extra or {})
+    return variables
+
+
+def prepare(form: Form, response: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """The response's answers with calculated items recomputed, and the weighted response.
+
+    Stored calculated values are never trusted: scores are recomputed from the answers.
+    """
+    answers, enabled = compute(form, flatten(response))
+    shell = dict(response)
+    shell["item"] = nest(form, answers, enabled)
+    return answers, fhirpath.with_weights(shell, form.options_by_link())
+
+
+def score_response(form: Form, response: dict[str, Any], context: Context | None = None) -> Result:
+    """Scores, flags and findings of one QuestionnaireResponse against its Questionnaire."""
+    context = context or Context()
+    answers, weighted = prepare(form, response)
+    variables = _variables(form, weighted, context)
+    result = Result(versions={form.canonical: scoring_version(form)})
+    for group in form.walk():
+        for extension in ext.find(group.raw, SCORE):
+            result.scores.append(_score(form, group, extension, answers))
+    for extension in ext.find(form.resource, FLAG):
+        flag = _flag(form, extension, weighted, variables)
+        if flag:
+            result.flags.append(flag)
+    for extension in ext.find(form.resource, FINDING):
+        note = _note(form, extension, weighted, variables, "finding", result.flags)
+        if note:
+            result.notes.append(note)
+    return result
+
+
+def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str, list[dict[str, Any]]]) -> Score:
+    subs = _subs(extension)
+    score_id = str(_one(subs, "id"))
+    holder = str(_one(subs, "item"))
+    required = [str(link) for link in subs.get("requires") or []]
+    missing = tuple(link for link in required if not answers.get(link))
+    value: float | None = None
+    if not missing:
+        for answer in answers.get(holder) or []:
+            raw = answer.get("valueInteger", answer.get("valueDecimal"))
+            if raw is not None and not isinstance(raw, bool):
+                value = float(raw)
+    complete = value is not None
+    band = None
+    if complete:
+        for spec in subs.get("band") or []:
+            b = _subs(spec)
+            low, high = _one(b, "min"), _one(b, "max")
+            if (low is None or Decimal(str(value)) >= Decimal(str(low))) and (
+                high is None or Decimal(str(value)) <= Decimal(str(high))
+            ):
+                band = Band(code=str(_one(b, "code")), label=str(_one(b, "label") or _one(b, "code")),
+                            validated=_one(b, "validated") is not False)
+                break
+    thresholds = []
+    for spec in subs.get("threshold") or []:
+        t = _subs(spec)
+        low = _one(t, "min")
+        met = None if not complete else Decimal(str(value)) >= Decimal(str(low))
+        thresholds.append(Threshold(id=str(_one(t, "id")), label=str(_one(t, "label") or _one(t, "id")),
+                                    met=met, citation=_one(t, "citation")))
+    return Score(
+        id=score_id,
+        title=str(_one(subs, "title") or score_id),
+        questionnaire=form.canonical,
+        instrument=instrument_of(group),
+        value=value,
+        complete=complete,
+        missing=missing,
+        band=band,
+        thresholds=tuple(thresholds),
+        minimum=_one(subs, "min"),
+        maximum=_one(subs, "max"),
+        citation=_one(subs, "citation"),
+        verification=_one(subs, "verification"),
+        item=holder,
+    )
+
+
+def _flag(form: Form, extension: dict[str, Any], weighted: dict[str, Any], variables: dict[str, Any]) -> Flag | None:
+    subs = _subs(extension)
+    flag_id = str(_one(subs, "id"))
+    expression = _expression(subs, "when")
+    if not expression or not _truth(_evaluate(expression, weighted, variables, f"flag {flag_id}")):
+        return None
+    tier = str(_one(subs, "tier"))
+    if tier not in TIERS:
+        raise RuleError(f"flag {flag_id}: tier {tier!r} is not one of {TIERS}")
+    return Flag(
+        id=flag_id,
+        tier=tier,
+        because=tuple(str(v) for v in subs.get("because") or []),
+        message=str(_one(subs, "message") or flag_id),
+        patient_guidance=_one(subs, "patientGuidance"),
+        citation=_one(subs, "citation"),
+        verification=_one(subs, "verification"),
+        questionnaire=form.canonical,
+    )
+
+
+def _note(form: Form, extension: dict[str, Any], weighted: dict[str, Any], variables: dict[str, Any],
+          kind: str, flags: list[Flag]) -> Note | None:
+    subs = _subs(extension)
+    note_id = str(_one(subs, "id"))
+    expression = _expression(subs, "when")
+    if not expression or not _truth(_evaluate(expression, weighted, variables, f"{kind} {note_id}")):
+        return None
+    suppressed_by = {str(v) for v in subs.get("suppressedBy") or []}
+    if any(f.id in suppressed_by or f.tier in suppressed_by for f in flags):
+        return None
+    text = str(_one(subs, "text") or note_id)
+    value_expression = _expression(subs, "value")
+    if value_expression:
+        values = _evaluate(value_expression, weighted, variables, f"{kind} {note_id} value")
+        text = text.replace("{value}", str(values[0]) if values else "")
+    return Note(
+        id=note_id,
+        kind=kind,
+        text=text,
+        because=tuple(str(v) for v in subs.get("because") or []),
+        citation=_one(subs, "citation"),
+        verification=_one(subs, "verification"),
+        questionnaire=form.canonical,
+    )
+
+
+def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | None = None) -> Result:
+    """Every response of an intake, then the cross-domain notes that look across them.
+
+    Flags from all domains count for suppression (a GI alarm hides the IBS-pattern wording even
+    when the rule sits on another questionnaire).
+    """
+    context = context or Context()
+    result = Result()
+    prepared = []
+    for form, response in pairs:
+        one = score_response(form, response, context)
+        result.scores += one.scores
+        result.flags += one.flags
+        result.notes += one.notes
+        result.versions.update(one.versions)
+        prepared.append((form, prepare(form, response)[1]))
+    domains = {form.key: weighted for form, weighted in prepared}
+    scores = {s.id: s.value for s in result.scores if s.complete}
+    result.notes = [n for n in result.notes if not _suppressed_later(n, pairs, result.flags)]
+    for form, weighted in prepared:
+        extra: dict[str, Any] = {key: domains.get(key) for key in ("digestive", "neuropathy", "autoimmune", "diet", "stress")}
+        extra.update({k: v for k, v in domains.items()})
+        extra["scores"] = scores
+        variables = _variables(form, weighted, context, extra)
+        for extension in ext.find(form.resource, CROSS_DOMAIN_NOTE):
+            note = _note(form, extension, weighted, variables, "cross-domain", result.flags)
+            if note:
+                result.notes.append(note)
+    result.flags.sort(key=lambda f: TIERS.index(f.tier))
+    return result
+
+
+def _suppressed_later(note: Note, pairs: list[tuple[Form, dict[str, Any]]], flags: list[Flag]) -> bool:
+    """Re-check a finding's suppression against every domain's flags, not only its own."""
+    for form, _response in pairs:
+        if form.canonical != note.questionnaire:
+            continue
+        for extension in ext.find(form.resource, FINDING):
+            subs = _subs(extension)
+            if str(_one(subs, "id")) == note.id:
+                suppressed_by = {str(v) for v in subs.get("suppressedBy") or []}
+                return any(f.id in suppressed_by or f.tier in suppressed_by for f in flags)
+    return False
