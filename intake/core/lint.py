@@ -353,6 +353,6 @@ def _rule_issues(resource: dict[str, Any], items: list[tuple[dict[str, Any], dic
             if kind == "flag" and (subs.get("tier") or [None])[0] not in TIERS:
                 out.append(LintIssue("error", None, f"{where}: tier must be one of {sorted(TIERS)}"))
             for link in subs.get("because") or []:
-                if link not in by_link:
+                if kind != "crossDomainNote" and link not in by_link:  # notes may cite other domains
                     out.append(LintIssue("error", None, f"{where}: because {link!r} is not an item of this Questionnaire"))
     return out
