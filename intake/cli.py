@@ -19,9 +19,14 @@ from intake.storage.db import session_scope
 from intake.storage.migrate import upgrade
 
 intake_cli = AppGroup("intake", help="Intake service commands.")
+intake_cli.add_command(__import__("intake.cli_score", fromlist=["score"]).score)  # `flask intake score`
 
 
 def register(app: Flask) -> None:
+    from intake.cli_flags import flags_command, hash_password_command, rescore_command
+
+    for command in (flags_command, rescore_command, hash_password_command):
+        intake_cli.add_command(command)
     app.cli.add_command(intake_cli)
 
 
@@ -79,8 +84,9 @@ def _parse_datetime(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def create_invite(name: str, birth_date: date, appointment: datetime | None, questionnaires: list[str]) -> str:
-    """Create patient, intake and link; return the patient's URL."""
+def create_invite(name: str, birth_date: date, appointment: datetime | None, questionnaires: list[str],
+                  patient_id: str | None = None) -> str:
+    """Create patient (unless `patient_id`), intake and link; return the patient's URL."""
     app = current_app
     ttl = timedelta(hours=app.config["INTAKE_LINK_TTL_HOURS"])
     with session_scope(app.extensions["intake.sessions"]) as session:
@@ -92,22 +98,27 @@ def create_invite(name: str, birth_date: date, appointment: datetime | None, que
             questionnaires=questionnaires,
             appointment_at=appointment,
             ttl=ttl,
+            patient_id=patient_id,
         )
     return f"{app.config['INTAKE_BASE_URL'].rstrip('/')}/i/{token}"
 
 
 @intake_cli.command("invite")
-@click.option("--name", required=True, help="The patient's full name.")
-@click.option("--birth-date", required=True, help="YYYY-MM-DD")
+@click.option("--name", default=None, help="The patient's full name (a new patient).")
+@click.option("--birth-date", default=None, help="YYYY-MM-DD (a new patient)")
+@click.option("--patient", "patient_id", default=None, help="An existing patient's id (a follow-up intake).")
 @click.option("--appointment", default=None, help="YYYY-MM-DDTHH:MM (UTC unless an offset is given)")
 @click.option("--questionnaires", default=None, help="Comma-separated questionnaire ids (default: all five)")
-def invite(name: str, birth_date: str, appointment: str | None, questionnaires: str | None) -> None:
+def invite(name: str | None, birth_date: str | None, patient_id: str | None, appointment: str | None,
+           questionnaires: str | None) -> None:
     """Create a patient and an intake, and print the one-time link to send them."""
-    born = _parse_date(birth_date, "--birth-date")
+    if patient_id is None and (name is None or birth_date is None):
+        _fail("give --name and --birth-date for a new patient, or --patient ID for an existing one")
+    born = _parse_date(birth_date, "--birth-date") if birth_date else date.min
     when = _parse_datetime(appointment) if appointment else None
     keys = [k.strip() for k in questionnaires.split(",")] if questionnaires else current_app.config["INTAKE_QUESTIONNAIRES"]
     try:
-        link = create_invite(name, born, when, keys)
+        link = create_invite(name or "", born, when, keys, patient_id)
     except workflow.WorkflowError as exc:
         _fail(str(exc))
         return

@@ -24,12 +24,29 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "SESSION_HOURS": (int, 12),
     "CSRF_MINUTES": (int, 60),
     "TIMEZONE": (str, "UTC"),
+    # Scoring: the age (years) at GI symptom onset that raises the GI-AF5 flag (reference §2.2).
+    "GI_ONSET_AGE": (int, 50),
+    # Staff notification of emergency/urgent flags (once per flag): a webhook and/or e-mail.
+    "NOTIFY_WEBHOOK": (str, ""),
+    "NOTIFY_EMAIL_TO": (str, ""),
+    "SMTP_HOST": (str, "127.0.0.1"),
+    "SMTP_PORT": (int, 25),
+    "SMTP_FROM": (str, "intake@localhost"),
+    "SMTP_USER": (str, ""),
+    "SMTP_PASSWORD": (str, ""),
+    "SMTP_STARTTLS": (bool, False),
+    # Interim staff sign-in (HTTP Basic) until accounts exist: a user name and a password hash
+    # made with `flask intake hash-password`. Unset = the clinician pages are closed.
+    "STAFF_USER": (str, ""),
+    "STAFF_PASSWORD_HASH": (str, ""),
 }
 
 
 def _parse(kind: type, raw: str) -> Any:
     if kind is int:
         return int(raw)
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
     if kind is list:
         return [part.strip() for part in raw.split(",") if part.strip()]
     return raw

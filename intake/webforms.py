@@ -22,6 +22,7 @@ from wtforms.validators import StopValidation, ValidationError
 
 from intake.core.enablement import Answers
 from intake.core.items import Form as QForm
+from intake.core.display import display_answer, plain_number as _plain_number
 from intake.core.items import Item, Page
 from intake.core.validation import CONTROL_CHARS, DATE_RE, INT32, _real_date
 
@@ -441,33 +442,6 @@ def _from_answers(form_cls: type[PageForm], item: Item, name: str, values: list[
         if key.startswith("value"):
             return {name: str(value)}
     return {}
-
-
-def _plain_number(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def display_answer(item: Item, values: list[dict[str, Any]]) -> str:
-    """Plain words for a stored answer, for the review page ("Yes", "Several days", "72 kg")."""
-    words = []
-    for value in values:
-        if "valueBoolean" in value:
-            words.append("Yes" if value["valueBoolean"] else "No")
-        elif "valueCoding" in value:
-            coding = value["valueCoding"]
-            words.append(str(coding.get("display") or coding.get("code")))
-        elif "valueQuantity" in value:
-            quantity = value["valueQuantity"]
-            words.append(f"{_plain_number(quantity.get('value'))} {quantity.get('unit') or ''}".strip())
-        else:
-            for key, val in value.items():
-                if key.startswith("value"):
-                    words.append(_plain_number(val) if isinstance(val, float) else str(val))
-    return ", ".join(words)
 
 
 @dataclass

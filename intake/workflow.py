@@ -19,6 +19,7 @@ from intake.core.answers import build_response, compute, flatten
 from intake.core.catalog import Catalog
 from intake.core.enablement import Answers
 from intake.core.items import Form, Page
+from intake.core.scoring import Context, Result, score_intake
 from intake.core.validation import Issue, has_errors, validate
 from intake.storage import repository
 from intake.storage.models import Intake
@@ -69,16 +70,26 @@ def invite(
     appointment_at: datetime | None,
     ttl: timedelta,
     now: datetime | None = None,
+    patient_id: str | None = None,
 ) -> tuple[Intake, str]:
-    """Create patient + intake + link token; returns the intake and the raw token (shown once)."""
-    name = " ".join(name.split())
-    if not name:
-        raise WorkflowError("a patient name is required")
+    """Create patient + intake + link token; returns the intake and the raw token (shown once).
+
+    With `patient_id`, the intake is for that existing patient (a follow-up visit), so their
+    scores show the change since last time; `name` and `birth_date` are then ignored.
+    """
     now = now or utcnow()
-    if birth_date > now.date():
-        raise WorkflowError("the birth date is in the future")
     forms = resolve_set(catalog, questionnaires)
-    patient = repository.create_patient(session, name=name, birth_date=birth_date)
+    if patient_id is not None:
+        patient = repository.get_patient(session, patient_id)
+        if patient is None:
+            raise WorkflowError(f"no patient {patient_id!r}")
+    else:
+        name = " ".join(name.split())
+        if not name:
+            raise WorkflowError("a patient name is required")
+        if birth_date > now.date():
+            raise WorkflowError("the birth date is in the future")
+        patient = repository.create_patient(session, name=name, birth_date=birth_date)
     intake = repository.create_intake(
         session,
         patient_id=patient.id,
@@ -204,13 +215,66 @@ def completed_responses(
     return responses, problems
 
 
-def submit(session: Session, catalog: Catalog, intake: IntakeView, *, now: datetime | None = None) -> tuple[bool, list[tuple[Form, Issue]]]:
-    """Validate strictly and complete. (True, []) when this call completed it; (False, []) when it
-    was already complete (a double submit stores nothing new); (False, problems) when invalid."""
+def submit(session: Session, catalog: Catalog, intake: IntakeView, *, onset_age: int = 50,
+           now: datetime | None = None) -> tuple[bool, list[tuple[Form, Issue]]]:
+    """Validate strictly, complete, and score — in one transaction, so a completed intake always
+    has its results and flags. (True, []) when this call completed it; (False, []) when it was
+    already complete (a double submit stores nothing new); (False, problems) when invalid."""
     now = now or utcnow()
     forms = intake_forms(catalog, intake)
     responses, problems = completed_responses(forms, stored_answers(intake), intake.patient_id, now)
     if problems:
         return False, problems
     done = repository.complete_intake(session, intake_id=intake.id, responses=responses, now=now)
+    if done:
+        pairs = [(form, responses[form.canonical]) for form in forms]
+        score_and_store(session, pairs, intake_id=intake.id, patient_id=intake.patient_id, onset_age=onset_age, now=now)
     return done, []
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+
+def scoring_context(birth_date: date | None, onset_age: int) -> Context:
+    return Context(birth_date=birth_date.isoformat() if birth_date else None, gi_onset_age_threshold=onset_age)
+
+
+def score_and_store(
+    session: Session,
+    pairs: list[tuple[Form, dict[str, Any]]],
+    *,
+    intake_id: str,
+    patient_id: str,
+    onset_age: int,
+    now: datetime,
+) -> Result:
+    """Score an intake's completed responses and store the result and its new flags."""
+    patient = repository.get_patient(session, patient_id)
+    result = score_intake(pairs, scoring_context(patient.birth_date if patient else None, onset_age))
+    repository.store_scoring(session, intake_id=intake_id, patient_id=patient_id, result=result.as_json(),
+                             versions=result.versions, now=now)
+    return result
+
+
+def stored_pairs(session: Session, catalog: Catalog, intake_id: str, *, latest: bool) -> list[tuple[Form, dict[str, Any]]]:
+    """(Questionnaire, stored response) of an intake. With `latest`, each response is scored
+    against the newest loaded version of its Questionnaire (a corrected rule is a new version);
+    otherwise against the version it pins."""
+    pairs = []
+    for record in repository.list_responses(session, intake_id):
+        resource = record.resource
+        form = catalog.by_url.get(record.questionnaire_url) if latest else catalog.get(resource["questionnaire"])
+        if form is None:
+            raise WorkflowError(f"questionnaire {resource['questionnaire']} is not loaded")
+        pairs.append((form, resource))
+    return pairs
+
+
+def rescore(session: Session, catalog: Catalog, intake_id: str, *, onset_age: int, now: datetime | None = None) -> Result:
+    """Recompute a completed intake's scores and flags with the rules loaded now."""
+    intake = repository.get_intake(session, intake_id)
+    if intake is None or intake.status != "completed":
+        raise WorkflowError(f"intake {intake_id} is not a completed intake")
+    pairs = stored_pairs(session, catalog, intake_id, latest=True)
+    return score_and_store(session, pairs, intake_id=intake_id, patient_id=intake.patient_id,
+                           onset_age=onset_age, now=now or utcnow())

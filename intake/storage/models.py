@@ -171,3 +171,53 @@ class ResponseRecord(Base):
         """The stored QuestionnaireResponse as a fresh dict (safe to modify)."""
         result: dict[str, Any] = json.loads(self.resource_json)
         return result
+
+
+FLAG_TIERS = ("emergency", "urgent", "review")
+NOTIFY_STATES = ("pending", "sending", "sent", "failed", "not-required")
+
+
+class ScoringResult(Base):
+    """The screening summary's computed part for one completed intake, as the engine gave it.
+
+    ``result_json`` is `intake.core.scoring.Result.as_json()`; ``scoring_versions`` says which
+    engine and Questionnaire versions produced it, so `flask intake rescore` can redo it.
+    """
+
+    __tablename__ = "scoring_results"
+
+    intake_id: Mapped[str] = mapped_column(ForeignKey("intakes.id"), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    scoring_versions: Mapped[dict[str, str]] = mapped_column(JSON)
+    result_json: Mapped[str] = mapped_column(Text)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def result(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.result_json)
+        return loaded
+
+
+class FlagRecord(Base):
+    """A raised red flag, listed for staff and notified once (unique per intake and rule)."""
+
+    __tablename__ = "flags"
+    __table_args__ = (
+        UniqueConstraint("intake_id", "rule_id"),
+        CheckConstraint(f"tier IN {FLAG_TIERS}", name="tier"),
+        CheckConstraint(f"notify_state IN {NOTIFY_STATES}", name="notify_state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    intake_id: Mapped[str] = mapped_column(ForeignKey("intakes.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(16), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    because: Mapped[list[str]] = mapped_column(JSON)
+    questionnaire: Mapped[str] = mapped_column(String(URL_LENGTH + VERSION_LENGTH + 1))
+    scoring_version: Mapped[str] = mapped_column(String(URL_LENGTH + 64))
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    notify_state: Mapped[str] = mapped_column(String(16), default="pending")
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notify_error: Mapped[str | None] = mapped_column(String(255))

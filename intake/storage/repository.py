@@ -31,6 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake.storage.models import (
+    FlagRecord,
+    ScoringResult,
     RESPONSE_STATUSES,
     URL_LENGTH,
     VERSION_LENGTH,
@@ -563,3 +565,134 @@ def _require_aware(moment: datetime, name: str) -> None:
     """Refuse naive datetimes early, with the argument's name in the message."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{name} must be a tz-aware datetime")
+
+
+# --- scoring results and flags --------------------------------------------------------------
+
+NOTIFIED_TIERS = ("emergency", "urgent")
+
+
+def store_scoring(
+    session: Session,
+    *,
+    intake_id: str,
+    patient_id: str,
+    result: dict[str, Any],
+    versions: dict[str, str],
+    now: datetime,
+) -> list[FlagRecord]:
+    """Store (or replace) an intake's computed results and add the flags not raised before.
+
+    A flag is unique per intake and rule, so re-scoring never raises or notifies one twice; a
+    flag a corrected rule no longer raises stays listed (it was raised, and maybe notified).
+    Emergency and urgent flags start as notification "pending", review flags as "not-required".
+    Returns the flags added.
+    """
+    _require_aware(now, "now")
+    existing = session.get(ScoringResult, intake_id)
+    if existing is None:
+        session.add(ScoringResult(intake_id=intake_id, patient_id=patient_id, scoring_versions=versions,
+                                  result_json=canonical_json(result), computed_at=now))
+    else:
+        existing.scoring_versions = dict(versions)
+        existing.result_json = canonical_json(result)
+        existing.computed_at = now
+    known = set(session.scalars(select(FlagRecord.rule_id).where(FlagRecord.intake_id == intake_id)))
+    added = []
+    for flag in result.get("flags") or []:
+        if flag["id"] in known:
+            continue
+        record = FlagRecord(
+            intake_id=intake_id, patient_id=patient_id, rule_id=flag["id"], tier=flag["tier"],
+            message=flag["message"], because=list(flag.get("because") or []), questionnaire=flag["questionnaire"],
+            scoring_version=versions.get(flag["questionnaire"], ""), raised_at=now,
+            notify_state="pending" if flag["tier"] in NOTIFIED_TIERS else "not-required",
+        )
+        session.add(record)
+        added.append(record)
+    session.flush()
+    return added
+
+
+def get_scoring(session: Session, intake_id: str) -> ScoringResult | None:
+    return session.get(ScoringResult, intake_id)
+
+
+def patient_history(session: Session, patient_id: str, *, before: datetime | None) -> list[tuple[datetime, dict[str, Any]]]:
+    """(completed_at, result) of the patient's scored intakes completed before `before`, oldest first."""
+    query = (
+        select(Intake.completed_at, ScoringResult.result_json)
+        .join(ScoringResult, ScoringResult.intake_id == Intake.id)
+        .where(Intake.patient_id == patient_id, Intake.completed_at.is_not(None))
+        .order_by(Intake.completed_at)
+    )
+    if before is not None:
+        query = query.where(Intake.completed_at < before)
+    return [(row.completed_at, json.loads(row.result_json)) for row in session.execute(query)]
+
+
+def list_flags(session: Session, *, tiers: tuple[str, ...] = NOTIFIED_TIERS, limit: int = 200) -> list[tuple[FlagRecord, str]]:
+    """Raised flags of the given tiers with the patient's name, newest first."""
+    rows = session.execute(
+        select(FlagRecord, Patient.name)
+        .join(Patient, Patient.id == FlagRecord.patient_id)
+        .where(FlagRecord.tier.in_(tiers))
+        .order_by(FlagRecord.raised_at.desc(), FlagRecord.id.desc())
+        .limit(limit)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def flags_for_intake(session: Session, intake_id: str) -> list[FlagRecord]:
+    return list(session.scalars(select(FlagRecord).where(FlagRecord.intake_id == intake_id).order_by(FlagRecord.id)))
+
+
+def pending_notifications(session: Session) -> list[int]:
+    return list(session.scalars(select(FlagRecord.id).where(FlagRecord.notify_state == "pending").order_by(FlagRecord.id)))
+
+
+def claim_notification(session: Session, flag_id: int) -> FlagRecord | None:
+    """Move one flag from pending to sending; None if another worker claimed it first."""
+    result = cast(CursorResult[Any], session.execute(
+        update(FlagRecord).where(FlagRecord.id == flag_id, FlagRecord.notify_state == "pending")
+        .values(notify_state="sending"),
+        execution_options={"synchronize_session": False},
+    ))
+    if result.rowcount != 1:
+        return None
+    return session.get(FlagRecord, flag_id, populate_existing=True)
+
+
+def finish_notification(session: Session, flag_id: int, *, ok: bool, now: datetime, error: str | None = None) -> None:
+    session.execute(
+        update(FlagRecord).where(FlagRecord.id == flag_id)
+        .values(notify_state="sent" if ok else "failed", notified_at=now if ok else None,
+                notify_error=None if ok else (error or "failed")[:255]),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def retry_failed_notifications(session: Session) -> int:
+    result = cast(CursorResult[Any], session.execute(
+        update(FlagRecord).where(FlagRecord.notify_state == "failed").values(notify_state="pending"),
+        execution_options={"synchronize_session": False},
+    ))
+    return result.rowcount
+
+
+def completed_intake_ids(session: Session) -> list[str]:
+    return list(session.scalars(select(Intake.id).where(Intake.status == "completed").order_by(Intake.completed_at)))
+
+
+def list_intakes(session: Session, *, limit: int = 200) -> list[tuple[Intake, str, list[str]]]:
+    """Recent intakes with the patient's name and the tiers of their raised flags."""
+    rows = session.execute(
+        select(Intake, Patient.name).join(Patient, Patient.id == Intake.patient_id)
+        .order_by(Intake.updated_at.desc()).limit(limit)
+    ).all()
+    ids = [row[0].id for row in rows]
+    tiers: dict[str, list[str]] = {}
+    if ids:
+        for intake_id, tier in session.execute(select(FlagRecord.intake_id, FlagRecord.tier).where(FlagRecord.intake_id.in_(ids))):
+            tiers.setdefault(intake_id, []).append(tier)
+    return [(row[0], row[1], tiers.get(row[0].id, [])) for row in rows]

@@ -10,14 +10,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, abort, make_response, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, make_response, redirect, render_template, request, session, url_for
 from sqlalchemy.orm import Session
 from flask_wtf.csrf import validate_csrf
 from werkzeug.datastructures import CombinedMultiDict
 from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
-from intake import webforms, workflow
+from intake import notify, webforms, workflow
 from intake.auth import token_hash
 from intake.core.enablement import Answers
 from intake.storage import repository
@@ -295,10 +295,12 @@ def submit() -> Any:
         return redirect(url_for("patient.review"))
     with writer() as db:
         intake = _open_intake(db)
-        done, problems = workflow.submit(db, catalog(), intake)
+        done, problems = workflow.submit(db, catalog(), intake, onset_age=current_app.config["INTAKE_GI_ONSET_AGE"])
         if problems:
             _forms, answers, steps = _context(db, intake)
             return _render_review(steps, answers, problems, status=400)
+    if done:
+        notify.send_pending(current_app._get_current_object())  # type: ignore[attr-defined]
     return redirect(url_for("patient.done"))
 
 
@@ -310,4 +312,9 @@ def done() -> Any:
         return _session_ended()
     if intake.status != "completed":
         return redirect(url_for("patient.start"))
-    return render_template("patient/done.html")
+    scoring = repository.get_scoring(db, intake.id)
+    guidance = []
+    if scoring is not None:
+        guidance = [f["patientGuidance"] for f in scoring.result.get("flags", [])
+                    if f.get("tier") == "emergency" and f.get("patientGuidance")]
+    return render_template("patient/done.html", guidance=list(dict.fromkeys(guidance)))

@@ -20,6 +20,8 @@ from intake.storage import migrate
 from intake.storage.db import make_engine, make_session_factory, normalize_url, session_scope
 from intake.storage.models import Base, Patient
 
+HEAD = "0002"  # the newest migration in intake/migrations/versions
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -115,7 +117,7 @@ def test_upgrade_on_an_empty_database_matches_the_models(empty_database_url: str
     assert migrate.current_revision(empty_database_url) is None
     migrate.upgrade(empty_database_url)
     migrate.upgrade(empty_database_url)  # already at head: nothing to do
-    assert migrate.current_revision(empty_database_url) == "0001"
+    assert migrate.current_revision(empty_database_url) == HEAD
     engine = make_engine(empty_database_url)
     try:
         with engine.connect() as connection:
@@ -165,4 +167,4 @@ def test_concurrent_upgrades_take_turns(empty_database_url: str) -> None:
         for _ in range(3)
     ]
     assert [process.wait(timeout=60) for process in processes] == [0, 0, 0]
-    assert migrate.current_revision(empty_database_url) == "0001"
+    assert migrate.current_revision(empty_database_url) == HEAD

@@ -1,0 +1,75 @@
+"""`flask intake flags`, `rescore` and `hash-password`: the staff side of scoring from a terminal."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from werkzeug.security import generate_password_hash
+
+from intake import notify, workflow
+from intake.storage import repository
+from intake.storage.db import session_scope
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.command("flags")
+@with_appcontext
+@click.option("--all-tiers", is_flag=True, help="Include review-tier flags.")
+@click.option("--send", is_flag=True, help="Send pending notifications now (and retry failed ones).")
+def flags_command(all_tiers: bool, send: bool) -> None:
+    """List emergency and urgent flags (newest first), one per line."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    factory = app.extensions["intake.sessions"]
+    if send:
+        with session_scope(factory) as session:
+            repository.retry_failed_notifications(session)
+        sent = notify.send_pending(app)
+        click.echo(f"notifications sent: {sent}" if notify.configured(app)
+                   else "no notification channel configured (INTAKE_NOTIFY_WEBHOOK / INTAKE_NOTIFY_EMAIL_TO)")
+    tiers = ("emergency", "urgent", "review") if all_tiers else repository.NOTIFIED_TIERS
+    with session_scope(factory) as session:
+        rows = repository.list_flags(session, tiers=tiers)
+        for flag, _name in rows:
+            click.echo(f"{flag.raised_at:%Y-%m-%d %H:%M}Z  {flag.tier:<9} {flag.rule_id:<24} intake {flag.intake_id}  notify {flag.notify_state}")
+    if not rows:
+        click.echo("no flags")
+
+
+@click.command("rescore")
+@with_appcontext
+@click.argument("intake_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every completed intake.")
+def rescore_command(intake_ids: tuple[str, ...], everything: bool) -> None:
+    """Recompute scores and flags with the Questionnaire versions loaded now."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    factory = app.extensions["intake.sessions"]
+    if not intake_ids and not everything:
+        _fail("name intake ids or use --all")
+    if everything:
+        with session_scope(factory) as session:
+            intake_ids = tuple(repository.completed_intake_ids(session))
+    for intake_id in intake_ids:
+        try:
+            with session_scope(factory) as session:
+                result = workflow.rescore(session, app.extensions["intake.catalog"], intake_id,
+                                          onset_age=app.config["INTAKE_GI_ONSET_AGE"])
+        except workflow.WorkflowError as exc:
+            _fail(str(exc))
+            return
+        click.echo(f"{intake_id}: {len(result.scores)} scores, {len(result.flags)} flags "
+                   f"({'; '.join(sorted(set(result.versions.values())))})")
+    notify.send_pending(app)
+
+
+@click.command("hash-password")
+@click.password_option()
+def hash_password_command(password: str) -> None:
+    """Print a password hash for INTAKE_STAFF_PASSWORD_HASH."""
+    click.echo(generate_password_hash(password))

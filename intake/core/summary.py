@@ -1,0 +1,164 @@
+"""The screening summary: one view model per intake, for the clinician page, the PDF and exports.
+
+Order is the order a clinician reads in the two minutes before a visit: flags first (emergency,
+urgent, review), then one row per score with its band, source and change since last time, then
+the cross-domain notes, then every answer by domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from intake.core.answers import flatten
+from intake.core.display import display_answer, plain_number
+from intake.core.items import Form
+
+TIER_ORDER = {"emergency": 0, "urgent": 1, "review": 2}
+DISCLAIMER = ("Screening aid, not a diagnosis. Scores are from patient self-report and name their "
+              "instrument and source; bands marked 'not validated' are conventional, not cut-offs.")
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    when: datetime
+    value: float
+
+
+@dataclass
+class ScoreRow:
+    """One score as the clinician reads it, with where it was last time."""
+
+    score: dict[str, Any]
+    previous: float | None = None
+    previous_when: datetime | None = None
+    change: float | None = None
+    trend: list[TrendPoint] = field(default_factory=list)
+    sparkline: str = ""
+
+    @property
+    def value_text(self) -> str:
+        return plain_number(self.score.get("total")) if self.score.get("complete") else "incomplete"
+
+    @property
+    def change_text(self) -> str:
+        if self.change is None:
+            return ""
+        sign = "+" if self.change > 0 else ""
+        return f"{sign}{plain_number(self.change)}"
+
+
+@dataclass
+class AnswerRow:
+    question: str
+    answer: str
+    link_id: str
+
+
+@dataclass
+class DomainAnswers:
+    title: str
+    questionnaire: str
+    rows: list[AnswerRow]
+
+
+@dataclass
+class Summary:
+    intake_id: str
+    patient_name: str
+    birth_date: date | None
+    completed_at: datetime | None
+    appointment_at: datetime | None
+    flags: list[dict[str, Any]]
+    scores: list[ScoreRow]
+    notes: list[dict[str, Any]]
+    domains: list[DomainAnswers]
+    scoring_versions: dict[str, str]
+    disclaimer: str = DISCLAIMER
+
+    @property
+    def age(self) -> int | None:
+        if not self.birth_date:
+            return None
+        on = (self.completed_at or datetime.now()).date()
+        years = on.year - self.birth_date.year
+        return years - ((on.month, on.day) < (self.birth_date.month, self.birth_date.day))
+
+
+def sparkline(values: list[float], *, width: int = 120, height: int = 28, pad: int = 3) -> str:
+    """SVG polyline points for `values`, oldest first, scaled into a width x height box."""
+    if len(values) < 2:
+        return ""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    step = (width - 2 * pad) / (len(values) - 1)
+    points = []
+    for n, value in enumerate(values):
+        x = pad + n * step
+        y = height - pad - (value - low) / span * (height - 2 * pad)
+        points.append(f"{x:.1f},{y:.1f}")
+    return " ".join(points)
+
+
+def score_rows(result: dict[str, Any], history: list[tuple[datetime, dict[str, Any]]],
+               completed_at: datetime | None) -> list[ScoreRow]:
+    """Each score with the previous complete value, the change, and the trend over all intakes."""
+    rows = []
+    for score in result.get("scores") or []:
+        row = ScoreRow(score=score)
+        for when, past in history:
+            for old in past.get("scores") or []:
+                if old.get("id") == score.get("id") and old.get("complete") and old.get("total") is not None:
+                    row.trend.append(TrendPoint(when, float(old["total"])))
+        if row.trend:
+            row.previous, row.previous_when = row.trend[-1].value, row.trend[-1].when
+        if score.get("complete") and score.get("total") is not None:
+            if row.previous is not None:
+                row.change = float(score["total"]) - row.previous
+            if row.trend and completed_at is not None:
+                row.trend.append(TrendPoint(completed_at, float(score["total"])))
+        row.sparkline = sparkline([p.value for p in row.trend])
+        rows.append(row)
+    return rows
+
+
+def domain_answers(pairs: list[tuple[Form, dict[str, Any]]]) -> list[DomainAnswers]:
+    """Every answered, visible question, in Questionnaire order, grouped by questionnaire."""
+    domains = []
+    for form, response in pairs:
+        answers = flatten(response)
+        rows = [
+            AnswerRow(question=item.text, answer=display_answer(item, answers[item.link_id]), link_id=item.link_id)
+            for item in form.walk()
+            if item.is_question and not item.hidden and answers.get(item.link_id)
+        ]
+        domains.append(DomainAnswers(title=form.title, questionnaire=form.canonical, rows=rows))
+    return domains
+
+
+def build_summary(
+    *,
+    intake_id: str,
+    patient_name: str,
+    birth_date: date | None,
+    completed_at: datetime | None,
+    appointment_at: datetime | None,
+    result: dict[str, Any],
+    history: list[tuple[datetime, dict[str, Any]]],
+    pairs: list[tuple[Form, dict[str, Any]]],
+) -> Summary:
+    """The view model; `history` is the patient's earlier results, oldest first."""
+    flags = sorted(result.get("flags") or [], key=lambda f: TIER_ORDER.get(f.get("tier", ""), 9))
+    return Summary(
+        intake_id=intake_id,
+        patient_name=patient_name,
+        birth_date=birth_date,
+        completed_at=completed_at,
+        appointment_at=appointment_at,
+        flags=flags,
+        scores=score_rows(result, history, completed_at),
+        notes=list(result.get("notes") or []),
+        domains=domain_answers(pairs),
+        scoring_versions=dict(result.get("scoringVersions") or {}),
+    )

@@ -1,0 +1,101 @@
+"""Tell staff about emergency and urgent flags: once per flag, by webhook and/or e-mail.
+
+A flag row is claimed (pending -> sending) in its own transaction before anything is sent, so
+two workers never send the same flag; a failed send is recorded and can be retried with
+`flask intake flags --retry`. Messages carry the flag, its tier and the intake id — no patient
+name or answers: staff open the summary behind their login.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from typing import Any
+
+from flask import Flask
+
+from intake.storage import repository
+from intake.storage.db import session_scope
+from intake.storage.models import FlagRecord
+
+log = logging.getLogger(__name__)
+TIMEOUT_S = 10
+
+
+def configured(app: Flask) -> bool:
+    return bool(app.config.get("INTAKE_NOTIFY_WEBHOOK") or app.config.get("INTAKE_NOTIFY_EMAIL_TO"))
+
+
+def payload(flag: FlagRecord, app: Flask) -> dict[str, Any]:
+    base = str(app.config.get("INTAKE_BASE_URL", "")).rstrip("/")
+    return {
+        "event": "intake.flag",
+        "flag": flag.rule_id,
+        "tier": flag.tier,
+        "message": flag.message,
+        "intake": flag.intake_id,
+        "raisedAt": flag.raised_at.isoformat(),
+        "summaryUrl": f"{base}/clinician/intakes/{flag.intake_id}",
+    }
+
+
+def send_webhook(url: str, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode("utf-8"), method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "intake-notify"},
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 (configured URL)
+        if response.status >= 300:
+            raise OSError(f"webhook answered {response.status}")
+
+
+def send_email(app: Flask, body: dict[str, Any]) -> None:
+    message = EmailMessage()
+    message["Subject"] = f"[Intake] {body['tier'].upper()} flag: {body['flag']}"
+    message["From"] = app.config.get("INTAKE_SMTP_FROM") or "intake@localhost"
+    message["To"] = app.config["INTAKE_NOTIFY_EMAIL_TO"]
+    message.set_content(
+        f"{body['message']}\n\nTier: {body['tier']}\nIntake: {body['intake']}\nSummary: {body['summaryUrl']}\n"
+    )
+    host = app.config.get("INTAKE_SMTP_HOST") or "127.0.0.1"
+    port = int(app.config.get("INTAKE_SMTP_PORT") or 25)
+    with smtplib.SMTP(host, port, timeout=TIMEOUT_S) as smtp:
+        if app.config.get("INTAKE_SMTP_STARTTLS"):
+            smtp.starttls()
+        if app.config.get("INTAKE_SMTP_USER"):
+            smtp.login(app.config["INTAKE_SMTP_USER"], app.config.get("INTAKE_SMTP_PASSWORD") or "")
+        smtp.send_message(message)
+
+
+def send_pending(app: Flask) -> int:
+    """Send every pending notification once; returns how many were sent."""
+    if not configured(app):
+        return 0
+    factory = app.extensions["intake.sessions"]
+    with session_scope(factory) as session:
+        pending = repository.pending_notifications(session)
+    sent = 0
+    for flag_id in pending:
+        with session_scope(factory) as session:
+            flag = repository.claim_notification(session, flag_id)
+            body = payload(flag, app) if flag else None
+        if body is None:
+            continue
+        error = None
+        try:
+            if app.config.get("INTAKE_NOTIFY_WEBHOOK"):
+                send_webhook(app.config["INTAKE_NOTIFY_WEBHOOK"], body)
+            if app.config.get("INTAKE_NOTIFY_EMAIL_TO"):
+                send_email(app, body)
+        except (OSError, smtplib.SMTPException, urllib.error.URLError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("flag notification %s failed: %s", flag_id, type(exc).__name__)
+        with session_scope(factory) as session:
+            repository.finish_notification(session, flag_id, ok=error is None, now=datetime.now(timezone.utc), error=error)
+        sent += error is None
+    return sent

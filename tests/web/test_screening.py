@@ -1,0 +1,176 @@
+"""Scoring at submit: stored results, the emergency guidance, one staff notification, the
+clinician summary (auth, flags first, scores, trends), and the flags/rescore commands."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from intake import create_app
+from intake.core.scoring import Context, score_intake
+from intake.storage.models import FlagRecord, Intake, ScoringResult
+from tests.web.conftest import csrf, invite_link
+from tests.web.flow import fill_all
+
+STAFF = ("doctor", "correct horse battery staple")
+EMERGENCY = {"n-rf2": "true"}  # difficulty breathing/swallowing/speaking: emergency tier
+HIGH_PHQ4 = {"phq4-1": "LA6571-9", "phq4-2": "LA6571-9", "phq4-3": "LA6571-9", "phq4-4": "LA6571-9"}
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook receiver on 127.0.0.1 that records what it is sent."""
+
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+    handler = type("Handler", (Receiver,), {"received": received})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def staff_app(database_url: str, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]) -> Iterator[Flask]:
+    app = create_app({
+        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True,
+        "INTAKE_STAFF_USER": STAFF[0], "INTAKE_STAFF_PASSWORD_HASH": generate_password_hash(STAFF[1]),
+        "INTAKE_NOTIFY_WEBHOOK": webhook[0],
+    })
+    yield app
+    app.extensions["intake.engine"].dispose()
+
+
+def complete_intake(app: Flask, overrides: dict[str, Any], *, birth_date: str = "1960-05-01") -> tuple[FlaskClient, str]:
+    client = app.test_client()
+    client.get(invite_link(app, birth_date=birth_date))
+    first = "/intake/digestive/digestive-alarm"
+    fill_all(client, app, first, overrides)
+    review = client.get("/intake/review")
+    for _ in range(2):  # a double submit
+        assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
+    with app.extensions["intake.sessions"]() as session:
+        intake_id = session.scalars(select(Intake.id).order_by(Intake.completed_at.desc())).first()
+    return client, intake_id
+
+
+def staff_get(client: FlaskClient, path: str) -> Any:
+    return client.get(path, auth=STAFF)
+
+
+def test_emergency_answer_shows_guidance_and_notifies_staff_once(staff_app: Flask, webhook: tuple[str, list]) -> None:
+    client, intake_id = complete_intake(staff_app, EMERGENCY)
+    done = client.get("/intake/done").text
+    assert "Please act on this now" in done
+    assert "emergency" in done.lower()
+    _url, received = webhook
+    assert [r["flag"] for r in received] == ["n-rf2"]
+    assert received[0]["tier"] == "emergency" and received[0]["intake"] == intake_id
+    assert "Test Patient" not in json.dumps(received)  # no name in the notification
+    with staff_app.extensions["intake.sessions"]() as session:
+        flags = list(session.scalars(select(FlagRecord)))
+        assert [(f.rule_id, f.notify_state) for f in flags if f.tier == "emergency"] == [("n-rf2", "sent")]
+        assert session.scalars(select(ScoringResult)).one().intake_id == intake_id
+    # Sending again (the CLI) does not notify twice.
+    result = staff_app.test_cli_runner().invoke(args=["intake", "flags", "--send"])
+    assert result.exit_code == 0 and "notifications sent: 0" in result.output
+    assert "n-rf2" in result.output
+    assert len(received) == 1
+
+
+def test_no_guidance_without_an_emergency_flag(staff_app: Flask, webhook: tuple[str, list]) -> None:
+    client, _intake_id = complete_intake(staff_app, {})
+    assert "Please act on this now" not in client.get("/intake/done").text
+    assert all(r["tier"] != "emergency" for r in webhook[1])
+
+
+def test_clinician_pages_need_staff_credentials(staff_app: Flask, app: Flask) -> None:
+    _client, intake_id = complete_intake(staff_app, {})
+    client = staff_app.test_client()
+    path = f"/clinician/intakes/{intake_id}"
+    assert client.get(path).status_code == 401
+    assert client.get(path, auth=(STAFF[0], "wrong")).status_code == 401
+    assert client.get(path, auth=("nobody", STAFF[1])).status_code == 401
+    assert staff_get(client, path).status_code == 200
+    # An app with no staff configured keeps the pages closed.
+    assert app.test_client().get("/clinician/", auth=STAFF).status_code == 403
+
+
+def test_summary_flags_first_then_scores_matching_the_engine(staff_app: Flask) -> None:
+    _client, intake_id = complete_intake(staff_app, {**EMERGENCY, **HIGH_PHQ4})
+    page = staff_get(staff_app.test_client(), f"/clinician/intakes/{intake_id}").text
+    assert "Screening aid, not a diagnosis" in page
+    assert page.index('id="flags-title"') < page.index('id="scores-title"') < page.index('id="answers-title"')
+    assert page.index("tier-emergency") < page.index("<h2 id=\"scores-title\">")
+    # The page's scores are the engine's scores for the stored responses.
+    with staff_app.extensions["intake.sessions"]() as session:
+        stored = json.loads(session.scalars(select(ScoringResult)).one().result_json)
+    for score in stored["scores"]:
+        assert score["title"] in page
+    catalog = staff_app.extensions["intake.catalog"]
+    from intake.workflow import stored_pairs
+
+    with staff_app.extensions["intake.sessions"]() as session:
+        pairs = stored_pairs(session, catalog, intake_id, latest=False)
+    again = score_intake(pairs, Context(birth_date="1960-05-01")).as_json()
+    assert [(s["id"], s["total"]) for s in again["scores"]] == [(s["id"], s["total"]) for s in stored["scores"]]
+    assert {f["id"] for f in again["flags"]} == {f["id"] for f in stored["flags"]}
+
+
+def test_summary_shows_change_since_last_time_and_a_trend(staff_app: Flask) -> None:
+    complete_intake(staff_app, {})
+    with staff_app.extensions["intake.sessions"]() as session:
+        patient_id = session.scalars(select(Intake.patient_id)).one()
+    runner = staff_app.test_cli_runner()
+    for answers in (HIGH_PHQ4, {"phq4-1": "LA6570-1", "phq4-2": "LA6570-1"}):
+        link = runner.invoke(args=["intake", "invite", "--patient", patient_id]).output.strip()
+        client = staff_app.test_client()
+        client.get("/i/" + link.rsplit("/i/", 1)[1])
+        fill_all(client, staff_app, "/intake/digestive/digestive-alarm", answers)
+        review = client.get("/intake/review")
+        assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
+    with staff_app.extensions["intake.sessions"]() as session:
+        latest = session.scalars(select(Intake.id).order_by(Intake.completed_at.desc())).first()
+    page = staff_get(staff_app.test_client(), f"/clinician/intakes/{latest}").text
+    # PHQ-4 total: 0 the first time, 12 the second, 4 now: "12 → -8" and a three-point trend.
+    assert "12 → -8" in page
+    assert 'aria-label="Trend of' in page and "over 3 intakes" in page
+    assert page.count("<polyline") >= 1
+
+
+def test_rescore_recomputes_and_keeps_one_flag_per_rule(staff_app: Flask) -> None:
+    _client, intake_id = complete_intake(staff_app, EMERGENCY)
+    runner = staff_app.test_cli_runner()
+    result = runner.invoke(args=["intake", "rescore", intake_id])
+    assert result.exit_code == 0, result.output
+    assert intake_id in result.output and "flags" in result.output
+    with staff_app.extensions["intake.sessions"]() as session:
+        rules = [f.rule_id for f in session.scalars(select(FlagRecord).where(FlagRecord.intake_id == intake_id))]
+    assert len(rules) == len(set(rules))
+    assert runner.invoke(args=["intake", "rescore"]).exit_code == 1
+    assert runner.invoke(args=["intake", "rescore", "no-such-intake"]).exit_code == 1
