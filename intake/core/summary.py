@@ -42,9 +42,16 @@ class ScoreRow:
         return plain_number(self.score.get("total")) if self.score.get("complete") else "incomplete"
 
     @property
+    def previous_text(self) -> str:
+        return plain_number(self.previous)
+
+    @property
     def change_text(self) -> str:
+        """"+3", "-8", "no change"; empty when there is nothing to compare."""
         if self.change is None:
             return ""
+        if self.change == 0:
+            return "no change"
         sign = "+" if self.change > 0 else ""
         return f"{sign}{plain_number(self.change)}"
 

@@ -157,8 +157,8 @@ def test_summary_shows_change_since_last_time_and_a_trend(staff_app: Flask) -> N
     with staff_app.extensions["intake.sessions"]() as session:
         latest = session.scalars(select(Intake.id).order_by(Intake.completed_at.desc())).first()
     page = staff_get(staff_app.test_client(), f"/clinician/intakes/{latest}").text
-    # PHQ-4 total: 0 the first time, 12 the second, 4 now: "12 → -8" and a three-point trend.
-    assert "12 → -8" in page
+    # PHQ-4 total: 0 the first time, 12 the second, 4 now: last time 12, change -8, three points.
+    assert '12 <span class="change">(-8)</span>' in page
     assert 'aria-label="Trend of' in page and "over 3 intakes" in page
     assert page.count("<polyline") >= 1
 
