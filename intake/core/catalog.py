@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from intake.core import extensions as ext
 from intake.core.items import Form, build_form
 from intake.core.lint import LintIssue, lint
 
@@ -71,13 +72,28 @@ def build_catalog(forms: list[Form]) -> Catalog:
     by_canonical: dict[str, Form] = {}
     by_url: dict[str, Form] = {}
     by_key: dict[str, Form] = {}
+    score_ids: dict[str, str] = {}
     for form in forms:
+        for score_id in _score_ids(form):
+            if score_ids.setdefault(score_id, form.source) != form.source:
+                raise CatalogError(f"{form.source}: score id {score_id!r} is already defined in {score_ids[score_id]}")
         if form.canonical in by_canonical:
             raise CatalogError(f"{form.source}: {form.canonical} is already loaded from {by_canonical[form.canonical].source}")
         by_canonical[form.canonical] = form
         by_url[form.url] = form
         by_key[form.key] = form
     return Catalog(forms=tuple(forms), by_canonical=by_canonical, by_url=by_url, by_key=by_key)
+
+
+def _score_ids(form: Form) -> list[str]:
+    """Score ids are shared by every output (CLI, Observations, summary), so they must be unique."""
+    out = []
+    for item in form.walk():
+        for extension in ext.find(item.raw, ext.PROJECT_EXT + "score"):
+            for sub in extension.get("extension") or []:
+                if sub.get("url") == "id" and sub.get("valueCode"):
+                    out.append(sub["valueCode"])
+    return out
 
 
 def load_catalog(directory: Path) -> Catalog:

@@ -1,0 +1,46 @@
+"""The summary view model: flags first, score rows with last time and trend, answers by domain."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from intake.core.summary import build_summary, score_rows, sparkline
+
+T1 = datetime(2026, 9, 1, tzinfo=timezone.utc)
+T2 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+T3 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def result(total: float | None, *flags: dict) -> dict:
+    return {"scores": [{"id": "mnsi", "title": "MNSI", "total": total, "complete": total is not None}],
+            "flags": list(flags), "notes": [], "scoringVersions": {"q": "engine-1;q"}}
+
+
+def test_sparkline_scales_into_the_box_oldest_first() -> None:
+    assert sparkline([1.0]) == ""
+    assert sparkline([0.0, 10.0], width=100, height=20, pad=0) == "0.0,20.0 100.0,0.0"
+    assert sparkline([5.0, 5.0], width=10, height=10, pad=0) == "0.0,10.0 10.0,10.0"
+
+
+def test_rows_carry_previous_value_change_and_trend() -> None:
+    rows = score_rows(result(7), [(T1, result(3)), (T2, result(5))], T3)
+    row = rows[0]
+    assert (row.previous, row.previous_when, row.change, row.change_text) == (5.0, T2, 2.0, "+2")
+    assert [p.value for p in row.trend] == [3.0, 5.0, 7.0]
+    assert row.sparkline.count(",") == 3
+
+
+def test_incomplete_scores_are_skipped_in_history_and_get_no_change() -> None:
+    rows = score_rows(result(None), [(T1, result(4)), (T2, result(None))], T3)
+    assert (rows[0].previous, rows[0].change, rows[0].value_text) == (4.0, None, "incomplete")
+    assert score_rows(result(4), [(T1, result(4))], T3)[0].change_text == "no change"
+    assert score_rows(result(4), [], T3)[0].previous is None
+
+
+def test_flags_come_first_by_tier() -> None:
+    flags = [{"id": "r", "tier": "review"}, {"id": "e", "tier": "emergency"}, {"id": "u", "tier": "urgent"}]
+    summary = build_summary(intake_id="i", patient_name="P", birth_date=date(1960, 5, 2), completed_at=T3,
+                            appointment_at=None, result=result(1, *flags), history=[], pairs=[])
+    assert [f["id"] for f in summary.flags] == ["e", "u", "r"]
+    assert summary.age == 66
+    assert "not a diagnosis" in summary.disclaimer
