@@ -1,0 +1,101 @@
+"""Staff notification by e-mail through a real SMTP server on 127.0.0.1 (aiosmtpd)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Message
+from flask import Flask
+
+from intake import create_app, notify
+from intake.storage import repository
+from intake.storage.db import session_scope
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+
+
+class Inbox(Message):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[Any] = []
+
+    def handle_message(self, message: Any) -> None:
+        self.messages.append(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    handler = Inbox()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+def make_app(database_url: str, tmp_path: Path, **config: Any) -> Flask:
+    return create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
+                       "TESTING": True, **config})
+
+
+def raise_flags(app: Flask) -> str:
+    with session_scope(app.extensions["intake.sessions"]) as session:
+        patient = repository.create_patient(session, name="Secret Name", birth_date=date(1950, 1, 1))
+        intake = repository.create_intake(session, patient_id=patient.id, questionnaires=["https://x/q|1"])
+        flags = [{"id": rule, "tier": tier, "message": f"{rule} message", "because": ["a"], "questionnaire": "https://x/q|1"}
+                 for rule, tier in (("e1", "emergency"), ("u1", "urgent"), ("r1", "review"))]
+        repository.store_scoring(session, intake_id=intake.id, patient_id=patient.id,
+                                 result={"scores": [], "flags": flags, "notes": []}, versions={"https://x/q|1": "v"}, now=NOW)
+        return intake.id
+
+
+def test_email_once_per_emergency_or_urgent_flag(database_url: str, tmp_path: Path, inbox: tuple[Inbox, int]) -> None:
+    handler, port = inbox
+    app = make_app(database_url, tmp_path, INTAKE_NOTIFY_EMAIL_TO="duty@clinic.example", INTAKE_SMTP_PORT=port)
+    try:
+        intake_id = raise_flags(app)
+        assert notify.send_pending(app) == 2
+        assert notify.send_pending(app) == 0  # once only
+        subjects = sorted(m["Subject"] for m in handler.messages)
+        assert subjects == ["[Intake] EMERGENCY flag: e1", "[Intake] URGENT flag: u1"]
+        body = handler.messages[0].get_payload()
+        assert intake_id in body and "Secret Name" not in body
+        # Re-scoring the same flags adds nothing and sends nothing.
+        raise_again = raise_flags  # a new intake would notify; the same intake must not
+        with session_scope(app.extensions["intake.sessions"]) as session:
+            added = repository.store_scoring(session, intake_id=intake_id, patient_id=repository.get_intake(session, intake_id).patient_id,
+                                             result={"flags": [{"id": "e1", "tier": "emergency", "message": "m", "because": [],
+                                                                "questionnaire": "https://x/q|1"}]}, versions={}, now=NOW)
+        assert added == [] and notify.send_pending(app) == 0 and raise_again
+    finally:
+        app.extensions["intake.engine"].dispose()
+
+
+def test_a_failed_send_is_recorded_and_retried(database_url: str, tmp_path: Path, inbox: tuple[Inbox, int]) -> None:
+    handler, port = inbox
+    closed = free_port()  # nothing listens here
+    app = make_app(database_url, tmp_path, INTAKE_NOTIFY_EMAIL_TO="duty@clinic.example", INTAKE_SMTP_PORT=closed)
+    try:
+        raise_flags(app)
+        assert notify.send_pending(app) == 0
+        with session_scope(app.extensions["intake.sessions"]) as session:
+            states = sorted((f.rule_id, f.notify_state) for f, _ in repository.list_flags(session, tiers=("emergency", "urgent", "review")))
+        assert states == [("e1", "failed"), ("r1", "not-required"), ("u1", "failed")]
+        app.config["INTAKE_SMTP_PORT"] = port
+        result = app.test_cli_runner().invoke(args=["intake", "flags", "--send"])
+        assert "notifications sent: 2" in result.output
+        assert len(handler.messages) == 2
+    finally:
+        app.extensions["intake.engine"].dispose()
