@@ -99,7 +99,7 @@ def _weighted(form: Form, current: Answers, enabled: set[str]) -> dict[str, Any]
 def _calculate(form: Form, current: Answers, enabled: set[str]) -> bool:
     """Evaluate every calculatedExpression once against the current answers; True if any changed."""
     weighted = _weighted(form, current, enabled)
-    variables = expression_variables(form, weighted)
+    variables = fhirpath.with_index(expression_variables(form, weighted), weighted)
     changed = False
     for item in form.calculated:
         try:

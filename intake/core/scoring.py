@@ -237,7 +237,7 @@ def _evaluate(expression: str, response: dict[str, Any], variables: dict[str, An
 
 
 def _variables(form: Form, weighted: dict[str, Any], context: Context, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    variables = expression_variables(form, weighted)
+    variables = fhirpath.with_index(expression_variables(form, weighted), weighted)
     variables["birthDate"] = context.birth_date
     variables["giOnsetAgeThreshold"] = context.gi_onset_age_threshold
     variables.update(extra or {})
@@ -257,7 +257,10 @@ def prepare(form: Form, response: dict[str, Any]) -> tuple[dict[str, list[dict[s
 
 def score_response(form: Form, response: dict[str, Any], context: Context | None = None) -> Result:
     """Scores, flags and findings of one QuestionnaireResponse against its Questionnaire."""
-    context = context or Context()
+    return _score_one(form, response, context or Context())[0]
+
+
+def _score_one(form: Form, response: dict[str, Any], context: Context) -> tuple[Result, dict[str, Any]]:
     answers, weighted = prepare(form, response)
     variables = _variables(form, weighted, context)
     result = Result(versions={form.canonical: scoring_version(form)})
@@ -272,7 +275,7 @@ def score_response(form: Form, response: dict[str, Any], context: Context | None
         note = _note(form, extension, weighted, variables, "finding", result.flags)
         if note:
             result.notes.append(note)
-    return result
+    return result, weighted
 
 
 def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str, list[dict[str, Any]]]) -> Score:
@@ -381,12 +384,12 @@ def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | No
     result = Result()
     prepared = []
     for form, response in pairs:
-        one = score_response(form, response, context)
+        one, weighted = _score_one(form, response, context)
         result.scores += one.scores
         result.flags += one.flags
         result.notes += one.notes
         result.versions.update(one.versions)
-        prepared.append((form, prepare(form, response)[1]))
+        prepared.append((form, weighted))
     domains = {form.key: weighted for form, weighted in prepared}
     scores = {s.id: s.value for s in result.scores if s.complete}
     result.notes = [n for n in result.notes if not _suppressed_later(n, pairs, result.flags)]
