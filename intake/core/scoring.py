@@ -244,15 +244,16 @@ def _variables(form: Form, weighted: dict[str, Any], context: Context, extra: di
     return variables
 
 
-def prepare(form: Form, response: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """The response's answers with calculated items recomputed, and the weighted response.
+def prepare(form: Form, response: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any], set[str]]:
+    """The response's answers with calculated items recomputed, the weighted response, and the
+    enabled linkIds.
 
     Stored calculated values are never trusted: scores are recomputed from the answers.
     """
     answers, enabled = compute(form, flatten(response))
     shell = dict(response)
     shell["item"] = nest(form, answers, enabled)
-    return answers, fhirpath.with_weights(shell, form.options_by_link())
+    return answers, fhirpath.with_weights(shell, form.options_by_link()), enabled
 
 
 def score_response(form: Form, response: dict[str, Any], context: Context | None = None) -> Result:
@@ -261,10 +262,12 @@ def score_response(form: Form, response: dict[str, Any], context: Context | None
 
 
 def _score_one(form: Form, response: dict[str, Any], context: Context) -> tuple[Result, dict[str, Any]]:
-    answers, weighted = prepare(form, response)
+    answers, weighted, enabled = prepare(form, response)
     variables = _variables(form, weighted, context)
     result = Result(versions={form.canonical: scoring_version(form)})
     for group in form.walk():
+        if group.link_id not in enabled:
+            continue  # not administered (a reflex the screen did not switch on): no score at all
         for extension in ext.find(group.raw, SCORE):
             result.scores.append(_score(form, group, extension, answers))
     for extension in ext.find(form.resource, FLAG):
