@@ -1,0 +1,309 @@
+"""Cross-domain notes on forms/autoimmune.json 1.1.0 (instruments.md 4.2 AI-F1..F3, AI-F5 and 5.3).
+
+Each note is scored with `score_intake` over the real digestive, autoimmune and diet forms. The MNSI
+total comes from a minimal stand-in Questionnaire declaring a score with id `mnsi` (so these tests do
+not depend on neuropathy.json), plus one check with the real neuropathy form when it declares it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from intake.core.answers import build_response
+from intake.core.catalog import Catalog, load_catalog
+from intake.core.items import Form
+from intake.core.scoring import Context, Note, Result, score_intake
+from tests.core.factories import CALCULATED_EXPRESSION, FORMS, PROJECT_EXT, expression, form, group, question
+
+AUTHORED = "2024-05-01T10:00:00Z"
+AUTOIMMUNE = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.1.0"
+CONDITIONS = ["coeliac", "rheumatoid-arthritis", "lupus", "multiple-sclerosis", "hashimoto", "graves",
+              "type1-diabetes", "ibd", "psoriasis", "pernicious-anaemia"]
+ROLE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+ANSWERS = "https://intake.example.org/fhir/CodeSystem/intake-answers"
+YES = {"system": "http://loinc.org", "code": "LA33-6", "display": "Yes"}
+NO = {"system": "http://loinc.org", "code": "LA32-8", "display": "No"}
+UNSURE = {"system": ANSWERS, "code": "unsure", "display": "Not sure"}
+SYMPTOMS = ["sym-pain", "sym-bloating", "sym-reflux", "sym-diarrhoea", "sym-constipation"]
+ALARMS = ["gi-af1", "gi-af2", "gi-af3", "gi-af4", "gi-af6", "gi-af7", "gi-af8", "gi-af9", "gi-af10"]
+SEROLOGY = "Consider coeliac serology (tTG-IgA with total IgA) on a gluten-containing diet."
+FALSE_NEGATIVE = "Serology may be falsely negative on a gluten-free diet."
+B12 = "Consider checking vitamin B12 status (local rule)"
+
+Answers = dict[str, list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog(FORMS)
+
+
+def mnsi_like() -> Form:
+    """A stand-in for the MNSI group: the total is the one integer answered, score id `mnsi`."""
+    score = {"url": PROJECT_EXT + "score", "extension": [
+        {"url": "id", "valueCode": "mnsi"}, {"url": "title", "valueString": "MNSI-like total"},
+        {"url": "item", "valueString": "n-total"}, {"url": "requires", "valueString": "n-in"},
+    ]}
+    total = question("n-total", "integer", readOnly=True, extension=[
+        expression(CALCULATED_EXPRESSION, "%resource.repeat(item).where(linkId='n-in').answer.value")])
+    return form(group("n", question("n-in", "integer"), total, extension=[score]),
+                url="https://intake.example.org/fhir/Questionnaire/mnsi-like", id="mnsi-like")
+
+
+def coded(coding: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"valueCoding": dict(coding)}]
+
+
+def boolean(value: bool = True) -> list[dict[str, Any]]:
+    return [{"valueBoolean": value}]
+
+
+def who(*codes: str) -> list[dict[str, Any]]:
+    return [{"valueCoding": {"system": ROLE, "code": code}} for code in codes]
+
+
+def autoimmune_answers(**changes: list[dict[str, Any]]) -> Answers:
+    answers: Answers = {f"ai-self-{c}": coded(NO) for c in CONDITIONS}
+    answers.update({f"ai-family-{c}": coded(NO) for c in CONDITIONS})
+    answers.update({f"ai-rf{n}": boolean(False) for n in range(1, 5)})
+    answers.update(changes)
+    return answers
+
+
+def digestive_answers(**changes: list[dict[str, Any]]) -> Answers:
+    """No alarm feature and every symptom 'never': no GI symptoms."""
+    answers: Answers = {link: boolean(False) for link in ALARMS}
+    answers.update({link: coded({"system": ANSWERS, "code": "never", "display": "Never"}) for link in SYMPTOMS})
+    answers["ibs-pain-weekly"] = boolean(False)
+    answers.update(changes)
+    return answers
+
+
+def often(code: str = "some-days") -> list[dict[str, Any]]:
+    return coded({"system": ANSWERS, "code": code})
+
+
+def b12(*codes: str) -> list[dict[str, Any]]:
+    return [{"valueCoding": {"system": ANSWERS, "code": code}} for code in codes]
+
+
+def intake(catalog: Catalog, *, autoimmune: Answers | None = None, digestive: Answers | None = None,
+           diet: Answers | None = None, mnsi: int | None = None, mnsi_form: Form | None = None) -> Result:
+    pairs = []
+    for key, answers in (("digestive", digestive), ("autoimmune", autoimmune), ("diet", diet)):
+        if answers is not None:
+            f = catalog.by_key[key]
+            pairs.append((f, build_response(f, answers, status="completed", subject="Patient/p1", authored=AUTHORED)))
+    if mnsi is not None or mnsi_form is not None:
+        f = mnsi_form or mnsi_like()
+        answers = {"n-in": [{"valueInteger": mnsi}]} if mnsi is not None else {}
+        pairs.append((f, build_response(f, answers, status="completed", subject="Patient/p1", authored=AUTHORED)))
+    return score_intake(pairs, Context(birth_date="1980-01-01"))
+
+
+def cross(result: Result) -> dict[str, Note]:
+    return {n.id: n for n in result.notes if n.kind == "cross-domain"}
+
+
+# --- AI-F1: first-degree relative with coeliac disease -----------------------------------------
+
+
+@pytest.mark.parametrize("relatives", [("PRN",), ("SIB",), ("CHILD",), ("GRPRN", "SIB"), ("AUNT", "CHILD", "EXT")])
+def test_coeliac_family_note_fires_for_a_first_degree_relative(catalog: Catalog, relatives: tuple[str, ...]) -> None:
+    answers = autoimmune_answers(**{"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who(*relatives)})
+    notes = cross(intake(catalog, autoimmune=answers))
+    assert list(notes) == ["coeliac-serology-family"]
+    note = notes["coeliac-serology-family"]
+    assert note.text == SEROLOGY
+    assert note.because == ("ai-family-coeliac", "ai-family-coeliac-who")
+    assert note.verification == "verified"
+    assert note.questionnaire == AUTOIMMUNE
+    assert "AI-F1" in (note.citation or "") and "ACG 2023" in (note.citation or "")
+    assert "USPSTF 2017" in (note.citation or "")
+
+
+@pytest.mark.parametrize("changes", [
+    {"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("GRPRN", "AUNT", "UNCLE", "COUSN", "EXT")},
+    {"ai-family-coeliac": coded(YES)},                                    # relatives not given
+    {"ai-family-coeliac": coded(NO), "ai-family-coeliac-who": who("PRN")},  # disabled answer is dropped
+    {"ai-family-coeliac": coded(UNSURE)},
+    {"ai-family-lupus": coded(YES), "ai-family-lupus-who": who("PRN")},   # another condition
+    {"ai-self-coeliac": coded(YES)},
+])
+def test_coeliac_family_note_does_not_fire(catalog: Catalog, changes: Answers) -> None:
+    assert cross(intake(catalog, autoimmune=autoimmune_answers(**changes))) == {}
+
+
+# --- AI-F2: personal T1D / autoimmune thyroid disease + GI symptoms -----------------------------
+
+
+PERSONAL = ["ai-self-type1-diabetes", "ai-self-hashimoto", "ai-self-graves"]
+GI_SYMPTOMS = [
+    {"sym-pain": often()}, {"sym-bloating": often("every-day")}, {"sym-reflux": often("most-days")},
+    {"sym-diarrhoea": often()}, {"sym-constipation": often()}, {"ibs-pain-weekly": boolean()},
+] + [{link: boolean()} for link in ALARMS if link != "gi-af4"]
+
+
+@pytest.mark.parametrize(("condition", "symptom"),
+                         [(PERSONAL[n % 3], symptom) for n, symptom in enumerate(GI_SYMPTOMS)])
+def test_coeliac_personal_note_fires(catalog: Catalog, condition: str, symptom: Answers) -> None:
+    result = intake(catalog, autoimmune=autoimmune_answers(**{condition: coded(YES)}),
+                    digestive=digestive_answers(**symptom))
+    notes = cross(result)
+    assert list(notes) == ["coeliac-serology-personal"]
+    note = notes["coeliac-serology-personal"]
+    assert note.text == (SEROLOGY + " Lower certainty: based on personal type 1 diabetes or autoimmune thyroid "
+                         "disease with GI symptoms.")
+    assert note.verification == "partly-verified"
+    assert "AI-F2" in (note.citation or "") and "ACG 2023" in (note.citation or "")
+    assert condition in note.because and next(iter(symptom)) in note.because
+
+
+@pytest.mark.parametrize(("autoimmune", "digestive"), [
+    ({"ai-self-type1-diabetes": coded(YES)}, {}),                          # every symptom 'never', no alarm
+    ({"ai-self-hashimoto": coded(YES)}, {"gi-af4": boolean()}),            # family history is not a symptom
+    ({"ai-self-graves": coded(YES)}, {"gi-af5": [{"valueDate": "2020-01"}]}),  # an onset date is not a symptom
+    ({"ai-self-type1-diabetes": coded(UNSURE)}, {"sym-pain": often()}),
+    ({"ai-self-coeliac": coded(YES), "ai-self-lupus": coded(YES)}, {"sym-pain": often("every-day")}),
+    ({}, {"sym-pain": often(), "gi-af1": boolean()}),
+])
+def test_coeliac_personal_note_does_not_fire(catalog: Catalog, autoimmune: Answers, digestive: Answers) -> None:
+    result = intake(catalog, autoimmune=autoimmune_answers(**autoimmune), digestive=digestive_answers(**digestive))
+    assert "coeliac-serology-personal" not in cross(result)
+
+
+def test_coeliac_personal_note_needs_the_digestive_questionnaire(catalog: Catalog) -> None:
+    result = intake(catalog, autoimmune=autoimmune_answers(**{"ai-self-type1-diabetes": coded(YES)}))
+    assert cross(result) == {}
+
+
+def test_both_coeliac_notes_can_fire_together(catalog: Catalog) -> None:
+    answers = autoimmune_answers(**{"ai-self-type1-diabetes": coded(YES), "ai-family-coeliac": coded(YES),
+                                    "ai-family-coeliac-who": who("SIB")})
+    result = intake(catalog, autoimmune=answers, digestive=digestive_answers(**{"sym-diarrhoea": often()}))
+    assert list(cross(result)) == ["coeliac-serology-family", "coeliac-serology-personal"]
+
+
+# --- AI-F3: gluten-free caveat -------------------------------------------------------------------
+
+
+def test_gluten_free_caveat_with_the_family_note(catalog: Catalog) -> None:
+    answers = autoimmune_answers(**{"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("PRN")})
+    result = intake(catalog, autoimmune=answers, diet={"diet-gluten-free": boolean()})
+    notes = cross(result)
+    assert list(notes) == ["coeliac-serology-family", "gluten-free-caveat"]
+    note = notes["gluten-free-caveat"]
+    assert note.text == FALSE_NEGATIVE
+    assert note.verification == "verified"
+    assert "AI-F3" in (note.citation or "") and "ACG 2023" in (note.citation or "")
+    assert "diet-gluten-free" in note.because
+
+
+def test_gluten_free_caveat_with_the_personal_note(catalog: Catalog) -> None:
+    result = intake(catalog, autoimmune=autoimmune_answers(**{"ai-self-hashimoto": coded(YES)}),
+                    digestive=digestive_answers(**{"sym-bloating": often()}),
+                    diet={"diet-gluten-free": boolean(), "diet-gluten-free-since": [{"valueDate": "2023-01"}]})
+    assert list(cross(result)) == ["coeliac-serology-personal", "gluten-free-caveat"]
+
+
+def test_gluten_free_alone_gives_no_caveat(catalog: Catalog) -> None:
+    result = intake(catalog, autoimmune=autoimmune_answers(**{"ai-family-coeliac": coded(YES),
+                                                              "ai-family-coeliac-who": who("GRPRN")}),
+                    digestive=digestive_answers(**{"sym-pain": often()}), diet={"diet-gluten-free": boolean()})
+    assert cross(result) == {}
+
+
+@pytest.mark.parametrize("diet", [{"diet-gluten-free": boolean(False)}, {}, None])
+def test_no_caveat_unless_currently_gluten_free(catalog: Catalog, diet: Answers | None) -> None:
+    answers = autoimmune_answers(**{"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("CHILD")})
+    assert list(cross(intake(catalog, autoimmune=answers, diet=diet))) == ["coeliac-serology-family"]
+
+
+# --- B12 + neuropathy (5.3, AI-F5) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("risk", [("vegan-no-b12",), ("metformin",), ("acid-reducer",), ("stomach-surgery",),
+                                  ("pernicious-anaemia",), ("none", "metformin")])
+def test_b12_note_fires_with_a_diet_risk_factor_and_mnsi_4(catalog: Catalog, risk: tuple[str, ...]) -> None:
+    result = intake(catalog, autoimmune=autoimmune_answers(), diet={"diet-b12-risk": b12(*risk)}, mnsi=4)
+    notes = cross(result)
+    assert list(notes) == ["b12-neuropathy"]
+    note = notes["b12-neuropathy"]
+    assert note.text == B12
+    assert note.verification == "partly-verified"
+    assert "instruments.md 5.3" in (note.citation or "") and "AI-F5" in (note.citation or "")
+    assert note.questionnaire == AUTOIMMUNE
+
+
+@pytest.mark.parametrize("condition", ["ai-self-pernicious-anaemia", "ai-self-coeliac"])
+def test_b12_note_fires_with_a_personal_risk_factor(catalog: Catalog, condition: str) -> None:
+    result = intake(catalog, autoimmune=autoimmune_answers(**{condition: coded(YES)}), mnsi=7)
+    assert list(cross(result)) == ["b12-neuropathy"]
+
+
+@pytest.mark.parametrize(("diet", "autoimmune", "mnsi"), [
+    ({"diet-b12-risk": b12("metformin")}, {}, 3),                          # MNSI below 4
+    ({"diet-b12-risk": b12("metformin")}, {}, None),                       # no MNSI score at all
+    ({"diet-b12-risk": b12("none")}, {}, 13),                              # no risk factor
+    ({}, {"ai-self-pernicious-anaemia": coded(UNSURE)}, 9),
+    ({}, {"ai-self-ibd": coded(YES)}, 9),                                  # not encoded (Crohn's vs UC)
+    ({}, {"ai-self-pernicious-anaemia": coded(YES)}, 0),
+])
+def test_b12_note_does_not_fire(catalog: Catalog, diet: Answers, autoimmune: Answers, mnsi: int | None) -> None:
+    result = intake(catalog, autoimmune=autoimmune_answers(**autoimmune), diet=diet, mnsi=mnsi)
+    assert cross(result) == {}
+
+
+def test_b12_note_needs_a_complete_mnsi_total(catalog: Catalog) -> None:
+    result = intake(catalog, autoimmune=autoimmune_answers(**{"ai-self-pernicious-anaemia": coded(YES)}),
+                    mnsi_form=mnsi_like())  # MNSI-like form present, its total unanswered -> incomplete
+    assert [(s.id, s.complete) for s in result.scores if s.id == "mnsi"] == [("mnsi", False)]
+    assert cross(result) == {}
+
+
+def test_b12_note_with_the_real_neuropathy_form(catalog: Catalog) -> None:
+    neuropathy = catalog.by_key.get("neuropathy")
+    declares = neuropathy is not None and any(
+        sub.get("valueCode") == "mnsi"
+        for group_ in neuropathy.walk() for ext in group_.raw.get("extension") or []
+        if ext.get("url") == PROJECT_EXT + "score" for sub in ext.get("extension") or [])
+    if not declares:
+        pytest.skip("neuropathy.json does not declare the `mnsi` score yet")
+    assert neuropathy is not None
+    yes_items = {"mnsi-1", "mnsi-2", "mnsi-3", "mnsi-7", "mnsi-13"}  # 7 and 13 score on No
+
+    def run(extra_yes: set[str]) -> Result:
+        answers = {f"mnsi-{n}": coded(YES if f"mnsi-{n}" in yes_items | extra_yes else NO) for n in range(1, 16)}
+        pairs = [(neuropathy, build_response(neuropathy, answers, status="completed", subject="Patient/p1",
+                                             authored=AUTHORED))]
+        ai = catalog.by_key["autoimmune"]
+        pairs.append((ai, build_response(ai, autoimmune_answers(**{"ai-self-pernicious-anaemia": coded(YES)}),
+                                         status="completed", subject="Patient/p1", authored=AUTHORED)))
+        return score_intake(pairs, Context(birth_date="1980-01-01"))
+
+    three, four = run(set()), run({"mnsi-5"})
+    assert [s.value for s in three.scores if s.id == "mnsi"] == [3]
+    assert [s.value for s in four.scores if s.id == "mnsi"] == [4]
+    assert "b12-neuropathy" not in cross(three)
+    assert "b12-neuropathy" in cross(four)
+
+
+# --- notes and suppression across domains -------------------------------------------------------
+
+
+def test_no_notes_for_a_quiet_intake(catalog: Catalog) -> None:
+    result = intake(catalog, autoimmune=autoimmune_answers(), digestive=digestive_answers(),
+                    diet={"diet-gluten-free": boolean(False), "diet-b12-risk": b12("none")}, mnsi=2)
+    assert result.notes == []
+    assert result.flags == []
+
+
+def test_all_four_notes_together(catalog: Catalog) -> None:
+    answers = autoimmune_answers(**{"ai-self-graves": coded(YES), "ai-self-pernicious-anaemia": coded(YES),
+                                    "ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("PRN")})
+    result = intake(catalog, autoimmune=answers, digestive=digestive_answers(**{"sym-reflux": often()}),
+                    diet={"diet-gluten-free": boolean(), "diet-b12-risk": b12("none")}, mnsi=5)
+    assert list(cross(result)) == ["coeliac-serology-family", "coeliac-serology-personal", "gluten-free-caveat",
+                                   "b12-neuropathy"]

@@ -1,0 +1,244 @@
+"""Autoimmune Questionnaire rules (forms/autoimmune.json 1.1.0): history counts and red flags.
+
+Reference: ../shared/instruments.md 4.2 (checklist: counts, no risk score; autoimmune red flags,
+in-house, clinical sign-off required). Responses are built with the real form, scored with the real
+engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from intake.core.answers import build_response
+from intake.core.catalog import load_catalog
+from intake.core.items import Form
+from intake.core.scoring import Context, Result, Score, score_intake, score_response
+from tests.core.factories import FORMS
+
+CANONICAL = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.1.0"
+AUTHORED = "2024-05-01T10:00:00Z"
+CONDITIONS = ["coeliac", "rheumatoid-arthritis", "lupus", "multiple-sclerosis", "hashimoto", "graves",
+              "type1-diabetes", "ibd", "psoriasis", "pernicious-anaemia"]
+SELF = [f"ai-self-{c}" for c in CONDITIONS]
+FAMILY = [f"ai-family-{c}" for c in CONDITIONS]
+ROLE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+YES = {"system": "http://loinc.org", "code": "LA33-6", "display": "Yes"}
+NO = {"system": "http://loinc.org", "code": "LA32-8", "display": "No"}
+UNSURE = {"system": "https://intake.example.org/fhir/CodeSystem/intake-answers", "code": "unsure", "display": "Not sure"}
+RELATIVES = {"PRN": "Parent", "SIB": "Brother or sister", "CHILD": "Child", "GRPRN": "Grandparent", "AUNT": "Aunt",
+             "UNCLE": "Uncle", "COUSN": "Cousin", "EXT": "Other blood relative"}
+OLD = "1950-01-01"
+
+
+@pytest.fixture(scope="module")
+def autoimmune() -> Form:
+    return load_catalog(FORMS).by_key["autoimmune"]
+
+
+def coded(coding: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"valueCoding": dict(coding)}]
+
+
+def who(*codes: str) -> list[dict[str, Any]]:
+    return [{"valueCoding": {"system": ROLE, "code": code, "display": RELATIVES[code]}} for code in codes]
+
+
+def all_no() -> dict[str, list[dict[str, Any]]]:
+    answers = {link: coded(NO) for link in SELF + FAMILY}
+    answers.update({f"ai-rf{n}": [{"valueBoolean": False}] for n in range(1, 5)})
+    return answers
+
+
+def respond(form: Form, answers: dict[str, list[dict[str, Any]]], authored: str = AUTHORED) -> dict[str, Any]:
+    return build_response(form, answers, status="completed", subject="Patient/p1", authored=authored)
+
+
+def score(form: Form, answers: dict[str, list[dict[str, Any]]], birth: str | None = OLD,
+          authored: str = AUTHORED) -> Result:
+    return score_response(form, respond(form, answers, authored), Context(birth_date=birth))
+
+
+def scores(result: Result) -> dict[str, Score]:
+    return {s.id: s for s in result.scores}
+
+
+def totals(result: Result) -> dict[str, float | None]:
+    return {s.id: s.value for s in result.scores}
+
+
+def test_version_is_bumped(autoimmune: Form) -> None:
+    assert autoimmune.version == "1.1.0"
+    assert autoimmune.canonical == CANONICAL
+
+
+# --- counts ------------------------------------------------------------------------------------
+
+
+def test_all_no_gives_zero_counts_complete(autoimmune: Form) -> None:
+    result = score(autoimmune, all_no())
+    assert totals(result) == {"ai-personal": 0, "ai-family-any": 0, "ai-family-first-degree": 0}
+    assert all(s.complete and s.missing == () for s in result.scores)
+    assert result.flags == []
+
+
+def test_personal_count_counts_yes_only(autoimmune: Form) -> None:
+    answers = all_no()
+    answers.update({"ai-self-coeliac": coded(YES), "ai-self-lupus": coded(YES), "ai-self-pernicious-anaemia": coded(YES),
+                    "ai-self-graves": coded(UNSURE), "ai-self-coeliac-year": [{"valueInteger": 2001}]})
+    result = score(autoimmune, answers)
+    assert totals(result)["ai-personal"] == 3
+    assert scores(result)["ai-personal"].complete
+
+
+def test_personal_count_all_ten(autoimmune: Form) -> None:
+    answers = all_no()
+    answers.update({link: coded(YES) for link in SELF})
+    assert totals(score(autoimmune, answers))["ai-personal"] == 10
+
+
+def test_family_any_versus_first_degree(autoimmune: Form) -> None:
+    answers = all_no()
+    answers.update({
+        "ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("GRPRN"),                  # any only
+        "ai-family-lupus": coded(YES), "ai-family-lupus-who": who("PRN"),                        # both
+        "ai-family-psoriasis": coded(YES), "ai-family-psoriasis-who": who("AUNT", "SIB"),        # both, counted once
+        "ai-family-ibd": coded(YES), "ai-family-ibd-who": who("CHILD"),                          # both
+        "ai-family-graves": coded(YES),                                                          # no relative chosen
+        "ai-family-hashimoto": coded(UNSURE),                                                     # not counted
+        "ai-family-type1-diabetes": coded(YES), "ai-family-type1-diabetes-who": who("COUSN", "UNCLE", "EXT"),
+    })
+    assert totals(score(autoimmune, answers)) == {"ai-personal": 0, "ai-family-any": 6, "ai-family-first-degree": 3}
+
+
+def test_grandparent_only_counts_in_any_but_not_first_degree(autoimmune: Form) -> None:
+    answers = all_no()
+    answers.update({"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("GRPRN")})
+    result = score(autoimmune, answers)
+    assert totals(result)["ai-family-any"] == 1
+    assert totals(result)["ai-family-first-degree"] == 0
+
+
+def test_relatives_of_a_no_answer_are_dropped_and_not_counted(autoimmune: Form) -> None:
+    answers = all_no()
+    answers["ai-family-lupus-who"] = who("PRN")  # disabled: ai-family-lupus is No
+    assert totals(score(autoimmune, answers)) == {"ai-personal": 0, "ai-family-any": 0, "ai-family-first-degree": 0}
+
+
+def test_counts_are_stored_in_the_response(autoimmune: Form) -> None:
+    answers = all_no()
+    answers.update({"ai-self-ibd": coded(YES), "ai-family-ibd": coded(YES), "ai-family-ibd-who": who("SIB")})
+    response = respond(autoimmune, answers)
+    stored = {item["linkId"]: item["answer"] for group in response["item"] for item in group["item"]}
+    assert stored["ai-personal-count"] == [{"valueInteger": 1}]
+    assert stored["ai-family-any-count"] == [{"valueInteger": 1}]
+    assert stored["ai-family-first-degree-count"] == [{"valueInteger": 1}]
+
+
+def test_unanswered_personal_question_makes_the_personal_count_incomplete(autoimmune: Form) -> None:
+    answers = all_no()
+    answers["ai-self-coeliac"] = coded(YES)
+    del answers["ai-self-lupus"]
+    result = scores(score(autoimmune, answers))
+    assert (result["ai-personal"].complete, result["ai-personal"].value) == (False, None)
+    assert result["ai-personal"].missing == ("ai-self-lupus",)
+    assert result["ai-family-any"].complete and result["ai-family-first-degree"].complete
+
+
+def test_unanswered_family_question_makes_both_family_counts_incomplete(autoimmune: Form) -> None:
+    answers = all_no()
+    del answers["ai-family-graves"], answers["ai-family-psoriasis"]
+    result = scores(score(autoimmune, answers))
+    for score_id in ("ai-family-any", "ai-family-first-degree"):
+        assert (result[score_id].complete, result[score_id].value) == (False, None)
+        assert result[score_id].missing == ("ai-family-graves", "ai-family-psoriasis")
+    assert result["ai-personal"].complete
+
+
+def test_nothing_answered_lists_every_question(autoimmune: Form) -> None:
+    result = scores(score(autoimmune, {}))
+    assert result["ai-personal"].missing == tuple(SELF)
+    assert result["ai-family-any"].missing == tuple(FAMILY)
+    assert result["ai-family-first-degree"].missing == tuple(FAMILY)
+
+
+def test_counts_are_not_risk_scores(autoimmune: Form) -> None:
+    result = score(autoimmune, all_no())
+    assert [s.id for s in result.scores] == ["ai-personal", "ai-family-any", "ai-family-first-degree"]
+    for s in result.scores:
+        assert s.title.endswith("count (not a risk score)")
+        assert s.band is None and s.thresholds == ()
+        assert (s.minimum, s.maximum) == (0, 10)
+        assert s.instrument is not None and s.instrument.validated is False
+        assert "instruments.md 4.2" in (s.citation or "")
+    assert [s.item for s in result.scores] == ["ai-personal-count", "ai-family-any-count",
+                                               "ai-family-first-degree-count"]
+
+
+# --- red flags ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("link", "tier"), [
+    ("ai-rf1", "emergency"), ("ai-rf2", "emergency"), ("ai-rf3", "emergency"), ("ai-rf4", "urgent"),
+])
+def test_each_red_flag_and_its_tier(autoimmune: Form, link: str, tier: str) -> None:
+    answers = all_no()
+    answers[link] = [{"valueBoolean": True}]
+    result = score(autoimmune, answers)
+    assert [(f.id, f.tier) for f in result.flags] == [(link, tier)]
+    flag = result.flags[0]
+    assert flag.because == (link,)
+    assert flag.citation == "in-house, clinical sign-off required"
+    assert flag.verification == "unverified"
+    assert flag.questionnaire == CANONICAL
+    if tier == "emergency":
+        assert flag.patient_guidance and "emergency" in flag.patient_guidance
+    else:
+        assert flag.patient_guidance is None
+
+
+def test_red_flags_are_evaluated_on_an_incomplete_response(autoimmune: Form) -> None:
+    response = build_response(autoimmune, {"ai-rf2": [{"valueBoolean": True}]}, status="in-progress",
+                              subject="Patient/p1", authored=AUTHORED)
+    result = score_response(autoimmune, response, Context(birth_date=OLD))
+    assert [(f.id, f.tier) for f in result.flags] == [("ai-rf2", "emergency")]
+    assert not any(s.complete for s in result.scores)
+
+
+def test_all_red_flags_sorted_by_tier_in_an_intake(autoimmune: Form) -> None:
+    answers = all_no()
+    answers.update({f"ai-rf{n}": [{"valueBoolean": True}] for n in (4, 3, 2, 1)})
+    result = score_intake([(autoimmune, respond(autoimmune, answers))], Context(birth_date=OLD))
+    assert [(f.id, f.tier) for f in result.flags] == [
+        ("ai-rf1", "emergency"), ("ai-rf2", "emergency"), ("ai-rf3", "emergency"), ("ai-rf4", "urgent"),
+    ]
+
+
+@pytest.mark.parametrize(("birth", "authored", "raised"), [
+    ("1974-05-01", "2024-05-01T10:00:00Z", True),   # 50th birthday
+    ("1974-05-02", "2024-05-01T10:00:00Z", False),  # one day short of 50
+    ("1974-04-30", "2024-05-01T10:00:00Z", True),
+    ("1974-06-01", "2024-05-31T23:59:00Z", False),
+    ("1974-12-31", "2025-01-01T00:00:00Z", True),
+    ("1975-01-01", "2024-12-31T00:00:00Z", False),
+    ("2000-01-01", "2024-05-01T10:00:00Z", False),
+])
+def test_ai_rf4_age_boundary_at_authored(autoimmune: Form, birth: str, authored: str, raised: bool) -> None:
+    answers = all_no()
+    answers["ai-rf4"] = [{"valueBoolean": True}]
+    result = score(autoimmune, answers, birth=birth, authored=authored)
+    assert [(f.id, f.tier) for f in result.flags] == ([("ai-rf4", "urgent")] if raised else [])
+
+
+def test_ai_rf4_without_a_birth_date_is_raised(autoimmune: Form) -> None:
+    answers = all_no()
+    answers["ai-rf4"] = [{"valueBoolean": True}]
+    result = score(autoimmune, answers, birth=None)
+    assert [(f.id, f.tier) for f in result.flags] == [("ai-rf4", "urgent")]
+    assert "giant-cell arteritis" in result.flags[0].message
+
+
+def test_ai_rf4_no_is_not_raised_at_any_age(autoimmune: Form) -> None:
+    assert score(autoimmune, all_no(), birth="1930-01-01").flags == []
+    assert score(autoimmune, all_no(), birth=None).flags == []
