@@ -85,6 +85,8 @@ def compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:
             if new_enabled != enabled:
                 changed = True
                 enabled = new_enabled
+            elif form.calculations_independent:
+                break  # same inputs again would give the same values: no confirming pass needed
             if not changed:
                 break
     kept = {k: v for k, v in current.items() if k in enabled and v}

@@ -172,40 +172,86 @@ def with_weights(response: dict[str, Any], options_by_link: dict[str, list[dict]
 # rewritten once to read a variable instead, bound to the same item nodes from an index built once
 # per response: the same FHIRPath, the same result (the tests compare both), a hundred times faster.
 
-LOOKUP = re.compile(r"%resource\.repeat\(item\)\.where\(\s*linkId\s*=\s*'([^'\\]+)'\s*\)")
+LOOKUP = re.compile(
+    r"%([A-Za-z][A-Za-z0-9]*)\.repeat\(item\)\.where\(\s*linkId\s*"
+    r"(?:=\s*'([^'\\]+)'|in\s*\(\s*('[^'\\]+'(?:\s*\|\s*'[^'\\]+')*)\s*\))\s*\)"
+)
 INDEX_KEY = "__intake_link_index__"
 
 
 @lru_cache(maxsize=4096)
-def indexed(expression: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """(`expression` with each lookup replaced by a variable, ((variable, linkId), ...))."""
-    names: dict[str, str] = {}
+def indexed(expression: str) -> tuple[str, tuple[tuple[str, str, tuple[str, ...]], ...]]:
+    """(`expression` with each lookup replaced by a variable, ((variable, response, linkIds), ...)).
+
+    `%r.repeat(item).where(linkId = 'a')` and `... linkId in ('a' | 'b')` each become one
+    variable holding the matching item nodes in document order, as the lookup would return
+    them. (Not a FHIRPath union of single lookups: fhirpathpy's `|` drops the node types that
+    `answer.value` needs.)
+    """
+    names: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def replace(match: re.Match[str]) -> str:
-        link_id = match.group(1)
-        names.setdefault(link_id, f"intakeItem{len(names)}")
-        return "%" + names[link_id]
+        source, single, several = match.group(1), match.group(2), match.group(3)
+        links = (single,) if single is not None else tuple(p.strip().strip("'") for p in several.split("|"))
+        names.setdefault((source, links), f"intakeItem{len(names)}")
+        return "%" + names[(source, links)]
 
     rewritten = LOOKUP.sub(replace, expression)
-    return rewritten, tuple((name, link_id) for link_id, name in names.items())
+    return rewritten, tuple((name, source, links) for (source, links), name in names.items())
 
 
-def link_index(response: dict[str, Any]) -> dict[str, list[Any]]:
-    """linkId -> the item nodes `repeat(item)` would reach (items under items, not under answers)."""
-    index: dict[str, list[Any]] = {}
+class LinkIndex(dict[str, list[Any]]):
+    """linkId -> the item nodes `repeat(item)` would reach (items under items, not under answers),
+    with each linkId's document position for lookups of several linkIds."""
 
-    def walk(items: list[dict[str, Any]]) -> None:
-        for item in items:
-            index.setdefault(item.get("linkId", ""), []).append(ResourceNode.create_node(item, "QuestionnaireResponse.item"))
-            walk(item.get("item") or [])
+    def __init__(self, response: dict[str, Any]) -> None:
+        super().__init__()
+        self.position: dict[str, int] = {}
 
-    walk(response.get("item") or [])
-    return index
+        def walk(items: list[dict[str, Any]]) -> None:
+            for item in items:
+                link_id = item.get("linkId", "")
+                self.position.setdefault(link_id, len(self.position))
+                self.setdefault(link_id, []).append(ResourceNode.create_node(item, "QuestionnaireResponse.item"))
+                walk(item.get("item") or [])
+
+        walk(response.get("item") or [])
+
+    def nodes(self, links: tuple[str, ...]) -> list[Any]:
+        if len(links) == 1:
+            return self.get(links[0], [])
+        ordered = sorted((link for link in set(links) if link in self), key=self.position.__getitem__)
+        return [node for link in ordered for node in self[link]]
 
 
-def with_index(variables: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
-    """`variables` plus the linkId index of `response` (build once, reuse for every rule)."""
-    return {**variables, INDEX_KEY: link_index(response)}
+def link_index(response: dict[str, Any]) -> LinkIndex:
+    return LinkIndex(response)
+
+
+def with_index(
+    variables: dict[str, Any],
+    response: dict[str, Any] | None = None,
+    *,
+    built: dict[int, tuple[dict[str, Any], LinkIndex]] | None = None,
+) -> dict[str, Any]:
+    """`variables` plus linkId indexes for `%resource` and for every other variable that holds a
+    QuestionnaireResponse (the other domains of an intake). `built` (id -> (response, index))
+    lets a caller that scores several rules over the same responses build each index once."""
+    built = {} if built is None else built
+
+    def index_of(value: dict[str, Any]) -> LinkIndex:
+        hit = built.get(id(value))
+        if hit is None or hit[0] is not value:
+            hit = built[id(value)] = (value, link_index(value))
+        return hit[1]
+
+    indexes: dict[str, LinkIndex] = {}
+    for name, value in variables.items():
+        if isinstance(value, dict) and value.get("resourceType") == "QuestionnaireResponse":
+            indexes[name] = index_of(value)
+    if response is not None:
+        indexes["resource"] = index_of(response)
+    return {**variables, INDEX_KEY: indexes}
 
 
 def evaluate(
@@ -221,11 +267,20 @@ def evaluate(
     read the index instead of walking the response.
     """
     variables = variables or {}
-    index = variables.get(INDEX_KEY)
-    if index is not None:
+    indexes = variables.get(INDEX_KEY)
+    if indexes is not None:
         rewritten, lookups = indexed(expression)
-        if lookups:
-            variables = {**variables, **{name: index.get(link_id, []) for name, link_id in lookups}}
+        binding: dict[str, Any] | None = {}
+        for name, source, links in lookups:
+            if source in indexes:
+                binding[name] = indexes[source].nodes(links)
+            elif not variables.get(source):  # an absent domain: its lookups find nothing
+                binding[name] = []
+            else:
+                binding = None  # a variable we cannot index: evaluate the expression as written
+                break
+        if lookups and binding is not None:
+            variables = {**variables, **binding}
             expression = rewritten
     fn = compile_expression(expression, base)
     try:

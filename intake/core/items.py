@@ -89,6 +89,8 @@ class Form:
     variables: tuple[tuple[str, str], ...] = ()
     calculated: tuple[Item, ...] = ()
     has_enable_expressions: bool = False
+    # No calculatedExpression mentions another calculated item, so one pass computes them all.
+    calculations_independent: bool = True
     weighted_options: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     @property
@@ -187,6 +189,14 @@ def _page_key(link_id: str) -> str:
     return safe or "page"
 
 
+def _independent(by_link: dict[str, Item]) -> bool:
+    calculated = [i for i in by_link.values() if i.calculated_expression]
+    return not any(
+        f"'{other.link_id}'" in (item.calculated_expression or "") for item in calculated for other in calculated
+        if other is not item
+    ) and not any(v for i in by_link.values() for v in i.variables)
+
+
 def build_form(resource: dict[str, Any], source: str) -> Form:
     """Build the Form view; the resource must already have passed the lint."""
     items = tuple(build_item(raw) for raw in resource.get("item") or [])
@@ -206,5 +216,6 @@ def build_form(resource: dict[str, Any], source: str) -> Form:
         variables=ext.variables(resource),
         calculated=tuple(i for i in by_link.values() if i.calculated_expression),
         has_enable_expressions=any(i.enable_expression for i in by_link.values()),
+        calculations_independent=_independent(by_link),
         weighted_options={i.link_id: list(i.options) for i in by_link.values() if i.options},
     )

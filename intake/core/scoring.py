@@ -236,12 +236,13 @@ def _evaluate(expression: str, response: dict[str, Any], variables: dict[str, An
         raise RuleError(f"{where}: {exc}") from exc
 
 
-def _variables(form: Form, weighted: dict[str, Any], context: Context, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    variables = fhirpath.with_index(expression_variables(form, weighted), weighted)
+def _variables(form: Form, weighted: dict[str, Any], context: Context, extra: dict[str, Any] | None = None,
+               built: dict[int, Any] | None = None) -> dict[str, Any]:
+    variables = expression_variables(form, weighted)
     variables["birthDate"] = context.birth_date
     variables["giOnsetAgeThreshold"] = context.gi_onset_age_threshold
     variables.update(extra or {})
-    return variables
+    return fhirpath.with_index(variables, weighted, built=built)
 
 
 def prepare(form: Form, response: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any], set[str]]:
@@ -396,11 +397,14 @@ def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | No
     domains = {form.key: weighted for form, weighted in prepared}
     scores = {s.id: s.value for s in result.scores if s.complete}
     result.notes = [n for n in result.notes if not _suppressed_later(n, pairs, result.flags)]
+    built: dict[int, Any] = {}  # each domain's linkId index, built once for all notes
     for form, weighted in prepared:
+        if not ext.find(form.resource, CROSS_DOMAIN_NOTE):
+            continue
         extra: dict[str, Any] = {key: domains.get(key) for key in ("digestive", "neuropathy", "autoimmune", "diet", "stress")}
         extra.update({k: v for k, v in domains.items()})
         extra["scores"] = scores
-        variables = _variables(form, weighted, context, extra)
+        variables = _variables(form, weighted, context, extra, built)
         for extension in ext.find(form.resource, CROSS_DOMAIN_NOTE):
             note = _note(form, extension, weighted, variables, "cross-domain", result.flags)
             if note:
