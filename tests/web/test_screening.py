@@ -174,3 +174,33 @@ def test_rescore_recomputes_and_keeps_one_flag_per_rule(staff_app: Flask) -> Non
     assert len(rules) == len(set(rules))
     assert runner.invoke(args=["intake", "rescore"]).exit_code == 1
     assert runner.invoke(args=["intake", "rescore", "no-such-intake"]).exit_code == 1
+
+
+def test_same_scores_on_the_page_in_the_cli_and_after_a_reload(staff_app: Flask, tmp_path: Path) -> None:
+    """One completed intake, three readings: the stored result (a reload from the database),
+    `flask intake score` on the stored responses, and the clinician page."""
+    _client, intake_id = complete_intake(staff_app, {**HIGH_PHQ4, "mnsi-1": "LA33-6", "mnsi-2": "LA33-6"})
+    with staff_app.extensions["intake.sessions"]() as session:
+        stored = json.loads(session.scalars(select(ScoringResult)).one().result_json)
+        from intake.storage.repository import list_responses
+
+        bundle = {"resourceType": "Bundle", "type": "collection",
+                  "entry": [{"resource": record.resource} for record in list_responses(session, intake_id)]}
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    cli = staff_app.test_cli_runner().invoke(args=["intake", "score", str(path), "--birth-date", "1960-05-01"])
+    assert cli.exit_code == 0, cli.output
+    printed = json.loads(cli.stdout)
+    reading = lambda result: [(s["id"], s["total"], s["band"], s["complete"]) for s in result["scores"]]  # noqa: E731
+    assert reading(printed) == reading(stored)
+    assert sorted(f["id"] for f in printed["flags"]) == sorted(f["id"] for f in stored["flags"])
+    assert {"phq9", "gad7", "mnsi", "pss10", "medas"} <= {s["id"] for s in stored["scores"]}
+    page = staff_get(staff_app.test_client(), f"/clinician/intakes/{intake_id}").text
+    for score_id, total, band, complete in reading(stored):
+        title = next(s["title"] for s in stored["scores"] if s["id"] == score_id)
+        row = page[page.index(title):]
+        row = row[: row.index("</tr>")]
+        expected = "incomplete" if not complete else str(int(total) if float(total).is_integer() else total)
+        assert f'<td class="value">{expected}' in row, (score_id, row[:300])
+        if band:
+            assert band in row
