@@ -96,6 +96,7 @@ class _RaisingErrorListener(ErrorListener):
         raise FhirPathError(f"column {column + 1}: {msg}")
 
 
+@lru_cache(maxsize=4096)
 def check_syntax(expression: str) -> str | None:
     """None if the expression is valid FHIRPath, else the reason.
 
@@ -254,6 +255,25 @@ def with_index(
     return {**variables, INDEX_KEY: indexes}
 
 
+def _bind_index(expression: str, variables: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """With a linkId index in `variables`, the rewritten expression and the variables it reads."""
+    indexes = variables.get(INDEX_KEY)
+    if indexes is None:
+        return expression, variables
+    rewritten, lookups = indexed(expression)
+    if not lookups:
+        return expression, variables
+    binding: dict[str, Any] = {}
+    for name, source, links in lookups:
+        if source in indexes:
+            binding[name] = indexes[source].nodes(links)
+        elif not variables.get(source):  # an absent domain: its lookups find nothing
+            binding[name] = []
+        else:
+            return expression, variables  # a variable we cannot index: evaluate as written
+    return rewritten, {**variables, **binding}
+
+
 def evaluate(
     expression: str,
     resource: Any,
@@ -266,22 +286,7 @@ def evaluate(
     With a linkId index in `variables` (`with_index`), lookups of `%resource` items by linkId
     read the index instead of walking the response.
     """
-    variables = variables or {}
-    indexes = variables.get(INDEX_KEY)
-    if indexes is not None:
-        rewritten, lookups = indexed(expression)
-        binding: dict[str, Any] | None = {}
-        for name, source, links in lookups:
-            if source in indexes:
-                binding[name] = indexes[source].nodes(links)
-            elif not variables.get(source):  # an absent domain: its lookups find nothing
-                binding[name] = []
-            else:
-                binding = None  # a variable we cannot index: evaluate the expression as written
-                break
-        if lookups and binding is not None:
-            variables = {**variables, **binding}
-            expression = rewritten
+    expression, variables = _bind_index(expression, variables or {})
     fn = compile_expression(expression, base)
     try:
         return fn(resource, variables)
@@ -289,3 +294,45 @@ def evaluate(
         raise
     except Exception as exc:
         raise FhirPathError(f"FHIRPath failed: {expression!r}: {exc}") from exc
+
+
+# --- rules that must be true -----------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _conjuncts(expression: str) -> tuple[Any, ...]:
+    """The top-level `and` operands of `expression`, as parsed sub-trees, left to right."""
+    root = fhirpathpy.parse(expression)["children"][0]
+    out: list[Any] = []
+
+    def split(node: Any) -> None:
+        if node.get("type") == "AndExpression":
+            for child in node["children"]:
+                split(child)
+        else:
+            out.append(node)
+
+    split(root)
+    return tuple(out)
+
+
+def is_true(expression: str, resource: Any, *, variables: dict[str, Any] | None = None) -> bool:
+    """Whether `expression` evaluates to exactly `true`, stopping at the first operand of a
+    top-level `and` chain that is not `true`.
+
+    fhirpathpy evaluates both sides of `and`; a rule only fires on `true`, and `A and B` is
+    `true` only when both are, so the remaining operands cannot change the outcome (they may
+    only have raised an error, which a rule that is false anyway need not report).
+    """
+    variables = variables or {}
+    if check_syntax(expression):
+        raise FhirPathError(f"FHIRPath does not parse: {expression!r}")
+    expression, variables = _bind_index(expression, variables)
+    try:
+        for operand in _conjuncts(expression):
+            result = fhirpathpy.apply_parsed_path(resource, {"children": [operand]}, variables, R4_MODEL, OPTIONS)
+            if result != [True]:
+                return False
+    except Exception as exc:
+        raise FhirPathError(f"FHIRPath failed: {expression!r}: {exc}") from exc
+    return True

@@ -225,8 +225,12 @@ def instrument_of(item: Item) -> Instrument | None:
     return None
 
 
-def _truth(result: list[Any]) -> bool:
-    return result == [True]
+def _holds(expression: str, response: dict[str, Any], variables: dict[str, Any], where: str) -> bool:
+    """A rule's `when`: true only when it evaluates to exactly `true`."""
+    try:
+        return fhirpath.is_true(expression, response, variables=variables)
+    except fhirpath.FhirPathError as exc:
+        raise RuleError(f"{where}: {exc}") from exc
 
 
 def _evaluate(expression: str, response: dict[str, Any], variables: dict[str, Any], where: str) -> list[Any]:
@@ -335,7 +339,7 @@ def _flag(form: Form, extension: dict[str, Any], weighted: dict[str, Any], varia
     subs = _subs(extension)
     flag_id = str(_one(subs, "id"))
     expression = _expression(subs, "when")
-    if not expression or not _truth(_evaluate(expression, weighted, variables, f"flag {flag_id}")):
+    if not expression or not _holds(expression, weighted, variables, f"flag {flag_id}"):
         return None
     tier = str(_one(subs, "tier"))
     if tier not in TIERS:
@@ -357,7 +361,7 @@ def _note(form: Form, extension: dict[str, Any], weighted: dict[str, Any], varia
     subs = _subs(extension)
     note_id = str(_one(subs, "id"))
     expression = _expression(subs, "when")
-    if not expression or not _truth(_evaluate(expression, weighted, variables, f"{kind} {note_id}")):
+    if not expression or not _holds(expression, weighted, variables, f"{kind} {note_id}"):
         return None
     suppressed_by = {str(v) for v in subs.get("suppressedBy") or []}
     if any(f.id in suppressed_by or f.tier in suppressed_by for f in flags):
