@@ -86,11 +86,13 @@ def item_control(element: dict[str, Any]) -> str | None:
     return None
 
 
-def sub_values(extension: dict[str, Any]) -> dict[str, Any]:
-    """A complex extension's sub-extensions as {url: value}."""
-    out: dict[str, Any] = {}
+def sub_values(extension: dict[str, Any]) -> dict[str, list[Any]]:
+    """A complex extension's sub-extensions as {url: [values]} (several may repeat); a complex
+    sub-extension (a score's band or threshold) is kept whole."""
+    out: dict[str, list[Any]] = {}
     for sub in extension.get("extension") or []:
-        for key, val in sub.items():
-            if key.startswith("value"):
-                out[sub.get("url", "")] = val
+        values = [val for key, val in sub.items() if key.startswith("value")]
+        if not values and sub.get("extension"):
+            values = [sub]
+        out.setdefault(sub.get("url", ""), []).extend(values)
     return out

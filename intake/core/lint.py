@@ -304,21 +304,13 @@ RULE_URLS = {
 TIERS = {"emergency", "urgent", "review"}
 
 
-def _sub_values(extension: dict[str, Any]) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    for sub in extension.get("extension") or []:
-        values = [v for k, v in sub.items() if k.startswith("value")] or ([sub] if sub.get("extension") else [])
-        out.setdefault(sub.get("url", ""), []).extend(values)
-    return out
-
-
 def _rule_issues(resource: dict[str, Any], items: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[LintIssue]:
     """Scores name a calculated item and answerable items; rules parse and point at real items."""
     by_link = {item.get("linkId"): item for item, _ in items if item.get("linkId")}
     out: list[LintIssue] = []
     for item, _parent in items:
         for extension in ext.find(item, ext.PROJECT_EXT + "score"):
-            subs = _sub_values(extension)
+            subs = ext.sub_values(extension)
             link_id = item.get("linkId")
             score_id = (subs.get("id") or [None])[0]
             if not score_id:
@@ -331,12 +323,12 @@ def _rule_issues(resource: dict[str, Any], items: list[tuple[dict[str, Any], dic
                 if needed not in by_link:
                     out.append(LintIssue("error", link_id, f"score {score_id!r} requires {needed!r}, which is not an item"))
             for band in subs.get("band") or []:
-                b = _sub_values(band)
+                b = ext.sub_values(band)
                 if not b.get("code"):
                     out.append(LintIssue("error", link_id, f"score {score_id!r}: a band has no code"))
     for url, kind in RULE_URLS.items():
         for extension in ext.find(resource, url):
-            subs = _sub_values(extension)
+            subs = ext.sub_values(extension)
             rule_id = (subs.get("id") or [None])[0]
             where = f"{kind} {rule_id!r}"
             if not rule_id:

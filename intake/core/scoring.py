@@ -189,17 +189,6 @@ def _plain(value: float | None) -> float | int | None:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def _subs(extension: dict[str, Any]) -> dict[str, list[Any]]:
-    """Sub-extensions as {url: [values]}; a complex sub-extension (band, threshold) is kept whole."""
-    out: dict[str, list[Any]] = {}
-    for sub in extension.get("extension") or []:
-        values = [val for key, val in sub.items() if key.startswith("value")]
-        if not values and sub.get("extension"):
-            values = [sub]
-        out.setdefault(sub.get("url", ""), []).extend(values)
-    return out
-
-
 def _one(subs: dict[str, list[Any]], name: str) -> Any:
     values = subs.get(name) or [None]
     return values[0]
@@ -212,7 +201,7 @@ def _expression(subs: dict[str, list[Any]], name: str) -> str | None:
 
 def instrument_of(item: Item) -> Instrument | None:
     for extension in ext.find(item.raw, ext.INSTRUMENT):
-        subs = _subs(extension)
+        subs = ext.sub_values(extension)
         return Instrument(
             code=str(_one(subs, "code") or item.link_id),
             title=str(_one(subs, "title") or item.text),
@@ -287,7 +276,7 @@ def _score_one(form: Form, response: dict[str, Any], context: Context) -> tuple[
 
 
 def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str, list[dict[str, Any]]]) -> Score:
-    subs = _subs(extension)
+    subs = ext.sub_values(extension)
     score_id = str(_one(subs, "id"))
     holder = str(_one(subs, "item"))
     required = [str(link) for link in subs.get("requires") or []]
@@ -302,7 +291,7 @@ def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str
     band = None
     if complete:
         for spec in subs.get("band") or []:
-            b = _subs(spec)
+            b = ext.sub_values(spec)
             low, high = _one(b, "min"), _one(b, "max")
             if (low is None or Decimal(str(value)) >= Decimal(str(low))) and (
                 high is None or Decimal(str(value)) <= Decimal(str(high))
@@ -312,7 +301,7 @@ def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str
                 break
     thresholds = []
     for spec in subs.get("threshold") or []:
-        t = _subs(spec)
+        t = ext.sub_values(spec)
         low = _one(t, "min")
         met = None if not complete else Decimal(str(value)) >= Decimal(str(low))
         thresholds.append(Threshold(id=str(_one(t, "id")), label=str(_one(t, "label") or _one(t, "id")),
@@ -336,7 +325,7 @@ def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str
 
 
 def _flag(form: Form, extension: dict[str, Any], weighted: dict[str, Any], variables: dict[str, Any]) -> Flag | None:
-    subs = _subs(extension)
+    subs = ext.sub_values(extension)
     flag_id = str(_one(subs, "id"))
     expression = _expression(subs, "when")
     if not expression or not _holds(expression, weighted, variables, f"flag {flag_id}"):
@@ -358,7 +347,7 @@ def _flag(form: Form, extension: dict[str, Any], weighted: dict[str, Any], varia
 
 def _note(form: Form, extension: dict[str, Any], weighted: dict[str, Any], variables: dict[str, Any],
           kind: str, flags: list[Flag]) -> Note | None:
-    subs = _subs(extension)
+    subs = ext.sub_values(extension)
     note_id = str(_one(subs, "id"))
     expression = _expression(subs, "when")
     if not expression or not _holds(expression, weighted, variables, f"{kind} {note_id}"):
@@ -423,7 +412,7 @@ def _suppressed_later(note: Note, pairs: list[tuple[Form, dict[str, Any]]], flag
         if form.canonical != note.questionnaire:
             continue
         for extension in ext.find(form.resource, FINDING):
-            subs = _subs(extension)
+            subs = ext.sub_values(extension)
             if str(_one(subs, "id")) == note.id:
                 suppressed_by = {str(v) for v in subs.get("suppressedBy") or []}
                 return any(f.id in suppressed_by or f.tier in suppressed_by for f in flags)

@@ -61,13 +61,13 @@ def open_link(token: str) -> Any:
 
 
 def _invalid_link() -> Any:
-    return render_template("patient/message.html", title="This link cannot be used",
+    return render_template("error.html", title="This link cannot be used",
                            body="The link may have expired or been replaced. Contact the clinic for a new one."), 404
 
 
 def _session_ended() -> Any:
     return render_template(
-        "patient/message.html",
+        "error.html",
         title="Your session has ended",
         body="Your saved answers are safe. Open the link from your message again to carry on where you stopped.",
     ), 403
