@@ -176,29 +176,35 @@ def with_weights(response: dict[str, Any], options_by_link: dict[str, list[dict]
 LOOKUP = re.compile(
     r"%([A-Za-z][A-Za-z0-9]*)\.repeat\(item\)\.where\(\s*linkId\s*"
     r"(?:=\s*'([^'\\]+)'|in\s*\(\s*('[^'\\]+'(?:\s*\|\s*'[^'\\]+')*)\s*\))\s*\)"
+    # ... and what the lookup is for: the answers' weights, or their values where they are
+    # compared with a boolean or number literal (the shapes of totals and criteria)
+    r"(\.answer\.value\.weight\(\)|\.answer\.value(?=\s*(?:=|!=|>=|<=|>|<)\s*(?:true\b|false\b|-?\d)))?"
 )
 INDEX_KEY = "__intake_link_index__"
 
 
 @lru_cache(maxsize=4096)
-def indexed(expression: str) -> tuple[str, tuple[tuple[str, str, tuple[str, ...]], ...]]:
-    """(`expression` with each lookup replaced by a variable, ((variable, response, linkIds), ...)).
+def indexed(expression: str) -> tuple[str, tuple[tuple[str, str, tuple[str, ...], str], ...]]:
+    """(`expression` with each lookup replaced by a variable,
+    ((variable, response, linkIds, kind), ...)) where kind is "items", "weights" or "values".
 
     `%r.repeat(item).where(linkId = 'a')` and `... linkId in ('a' | 'b')` each become one
     variable holding the matching item nodes in document order, as the lookup would return
     them. (Not a FHIRPath union of single lookups: fhirpathpy's `|` drops the node types that
-    `answer.value` needs.)
+    `answer.value` needs.) Followed by `.answer.value.weight()`, the variable holds the weights;
+    followed by `.answer.value` compared with a boolean or number, the answer values.
     """
-    names: dict[tuple[str, tuple[str, ...]], str] = {}
+    names: dict[tuple[str, tuple[str, ...], str], str] = {}
 
     def replace(match: re.Match[str]) -> str:
-        source, single, several = match.group(1), match.group(2), match.group(3)
+        source, single, several, tail = match.group(1), match.group(2), match.group(3), match.group(4)
         links = (single,) if single is not None else tuple(p.strip().strip("'") for p in several.split("|"))
-        names.setdefault((source, links), f"intakeItem{len(names)}")
-        return "%" + names[(source, links)]
+        kind = "items" if not tail else ("weights" if tail.endswith("weight()") else "values")
+        names.setdefault((source, links, kind), f"intake{kind.title()}{len(names)}")
+        return "%" + names[(source, links, kind)]
 
     rewritten = LOOKUP.sub(replace, expression)
-    return rewritten, tuple((name, source, links) for (source, links), name in names.items())
+    return rewritten, tuple((name, source, links, kind) for (source, links, kind), name in names.items())
 
 
 class LinkIndex(dict[str, list[Any]]):
@@ -223,6 +229,27 @@ class LinkIndex(dict[str, list[Any]]):
             return self.get(links[0], [])
         ordered = sorted((link for link in set(links) if link in self), key=self.position.__getitem__)
         return [node for link in ordered for node in self[link]]
+
+    def weights(self, links: tuple[str, ...]) -> list[Any]:
+        """What `.answer.value.weight()` gives for these items (weights set by `with_weights`)."""
+        out: list[Any] = []
+        for node in self.nodes(links):
+            for answer in node.data.get("answer") or []:
+                out.extend(_coding_weight(answer.get("valueCoding")))
+        return out
+
+    def values(self, links: tuple[str, ...]) -> list[Any] | None:
+        """What `.answer.value` gives, when every value is a boolean or a number (else None)."""
+        out: list[Any] = []
+        for node in self.nodes(links):
+            for answer in node.data.get("answer") or []:
+                for key in ("valueBoolean", "valueInteger", "valueDecimal"):
+                    if key in answer:
+                        out.append(answer[key])
+                        break
+                else:
+                    return None
+        return out
 
 
 def link_index(response: dict[str, Any]) -> LinkIndex:
@@ -264,9 +291,13 @@ def _bind_index(expression: str, variables: dict[str, Any]) -> tuple[str, dict[s
     if not lookups:
         return expression, variables
     binding: dict[str, Any] = {}
-    for name, source, links in lookups:
+    for name, source, links, kind in lookups:
         if source in indexes:
-            binding[name] = indexes[source].nodes(links)
+            index = indexes[source]
+            value = index.nodes(links) if kind == "items" else index.weights(links) if kind == "weights" else index.values(links)
+            if value is None:
+                return expression, variables  # values that are not plain: evaluate as written
+            binding[name] = value
         elif not variables.get(source):  # an absent domain: its lookups find nothing
             binding[name] = []
         else:
