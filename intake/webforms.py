@@ -8,8 +8,8 @@ Which items are required depends on enablement, which depends on the answers jus
 
 from __future__ import annotations
 
-import math
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +20,10 @@ from typing import Any
 from wtforms import Field, Form, StringField, TextAreaField
 from wtforms.validators import StopValidation, ValidationError
 
+from intake.core.display import display_answer
+from intake.core.display import plain_number as _plain_number
 from intake.core.enablement import Answers
 from intake.core.items import Form as QForm
-from intake.core.display import display_answer, plain_number as _plain_number
 from intake.core.items import Item, Page
 from intake.core.validation import CONTROL_CHARS, DATE_RE, INT32, _real_date
 

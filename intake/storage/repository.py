@@ -31,15 +31,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake.storage.models import (
-    FlagRecord,
-    ScoringResult,
     RESPONSE_STATUSES,
     URL_LENGTH,
     VERSION_LENGTH,
+    FlagRecord,
     Intake,
     InviteToken,
     Patient,
     ResponseRecord,
+    ScoringResult,
     new_id,
     utcnow,
 )

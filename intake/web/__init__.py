@@ -14,8 +14,8 @@ from flask_wtf.csrf import generate_csrf
 from sqlalchemy.orm import Session
 
 from intake.core.catalog import Catalog
-from intake.web.fragments import render_question
 from intake.storage.db import make_session_factory, session_scope
+from intake.web.fragments import render_question
 
 
 def register(app: Flask) -> None:

@@ -15,7 +15,15 @@ from intake.core.answers import build_response
 from intake.core.catalog import Catalog, load_catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, Note, Result, score_intake
-from tests.core.factories import CALCULATED_EXPRESSION, FORMS, PROJECT_EXT, expression, form, group, question
+from tests.core.factories import (
+    CALCULATED_EXPRESSION,
+    FORMS,
+    PROJECT_EXT,
+    expression,
+    form,
+    group,
+    question,
+)
 
 AUTHORED = "2024-05-01T10:00:00Z"
 AUTOIMMUNE = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.1.0"

@@ -10,7 +10,15 @@ import pytest
 from intake.core import fhirpath
 from intake.core.answers import build_response
 from intake.core.catalog import load_catalog
-from intake.core.fhirpath import ITEM_WEIGHT, ORDINAL_VALUE, FhirPathError, check_syntax, evaluate, option_weight, with_weights
+from intake.core.fhirpath import (
+    ITEM_WEIGHT,
+    ORDINAL_VALUE,
+    FhirPathError,
+    check_syntax,
+    evaluate,
+    option_weight,
+    with_weights,
+)
 from tests.core.factories import FORMS, option
 
 SYSTEM = "urn:test"

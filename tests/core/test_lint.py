@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.core.catalog import CatalogError, load_catalog, load_form, lint_file
+from intake.core.catalog import CatalogError, lint_file, load_catalog, load_form
 from intake.core.fhirpath import check_syntax
 from intake.core.lint import LintIssue, lint
 from tests.core.factories import (
@@ -17,8 +17,8 @@ from tests.core.factories import (
     ENABLE_WHEN_EXPRESSION,
     FIXTURES,
     FORMS,
-    MIN_VALUE,
     MAX_VALUE,
+    MIN_VALUE,
     REGEX,
     SCORE_CRITERION,
     SCORED,

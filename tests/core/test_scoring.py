@@ -9,7 +9,13 @@ import pytest
 from intake.core.answers import build_response
 from intake.core.items import build_form
 from intake.core.scoring import Context, RuleError, score_intake, score_response
-from tests.core.factories import CALCULATED_EXPRESSION, HIDDEN, PROJECT_EXT, ITEM_WEIGHT, ORDINAL_VALUE
+from tests.core.factories import (
+    CALCULATED_EXPRESSION,
+    HIDDEN,
+    ITEM_WEIGHT,
+    ORDINAL_VALUE,
+    PROJECT_EXT,
+)
 
 YES = {"system": "urn:t", "code": "y", "display": "Yes"}
 NO = {"system": "urn:t", "code": "n", "display": "No"}

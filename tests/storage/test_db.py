@@ -17,7 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.storage import migrate
-from intake.storage.db import make_engine, make_session_factory, normalize_url, session_scope
+from intake.storage.db import (
+    make_engine,
+    make_session_factory,
+    normalize_url,
+    session_scope,
+)
 from intake.storage.models import Base, Patient
 
 HEAD = "0002"  # the newest migration in intake/migrations/versions
