@@ -178,7 +178,8 @@ LOOKUP = re.compile(
     r"(?:=\s*'([^'\\]+)'|in\s*\(\s*('[^'\\]+'(?:\s*\|\s*'[^'\\]+')*)\s*\))\s*\)"
     # ... and what the lookup is for: the answers' weights, or their values where they are
     # compared with a boolean or number literal (the shapes of totals and criteria)
-    r"(\.answer\.value\.weight\(\)|\.answer\.value(?=\s*(?:=|!=|>=|<=|>|<)\s*(?:true\b|false\b|-?\d)))?"
+    r"(\.answer\.value\.weight\(\)|\.answer\.value(?=\s*(?:=|!=|>=|<=|>|<)\s*(?:true\b|false\b|-?\d)"
+    r"|\.(?:where\(|code\b|system\b)))?"
 )
 INDEX_KEY = "__intake_link_index__"
 
@@ -192,7 +193,8 @@ def indexed(expression: str) -> tuple[str, tuple[tuple[str, str, tuple[str, ...]
     variable holding the matching item nodes in document order, as the lookup would return
     them. (Not a FHIRPath union of single lookups: fhirpathpy's `|` drops the node types that
     `answer.value` needs.) Followed by `.answer.value.weight()`, the variable holds the weights;
-    followed by `.answer.value` compared with a boolean or number, the answer values.
+    followed by `.answer.value` compared with a boolean or number, or read through `.where(`,
+    `.code` or `.system`, the answer values.
     """
     names: dict[tuple[str, tuple[str, ...], str], str] = {}
 
@@ -239,11 +241,12 @@ class LinkIndex(dict[str, list[Any]]):
         return out
 
     def values(self, links: tuple[str, ...]) -> list[Any] | None:
-        """What `.answer.value` gives, when every value is a boolean or a number (else None)."""
+        """What `.answer.value` gives, when every value is a boolean, a number or a Coding (read
+        only through its `code`/`system`), else None (then the expression is evaluated as written)."""
         out: list[Any] = []
         for node in self.nodes(links):
             for answer in node.data.get("answer") or []:
-                for key in ("valueBoolean", "valueInteger", "valueDecimal"):
+                for key in ("valueBoolean", "valueInteger", "valueDecimal", "valueCoding"):
                     if key in answer:
                         out.append(answer[key])
                         break
