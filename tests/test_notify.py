@@ -72,13 +72,16 @@ def test_email_once_per_emergency_or_urgent_flag(database_url: str, tmp_path: Pa
         assert subjects == ["[Intake] EMERGENCY flag: e1", "[Intake] URGENT flag: u1"]
         body = handler.messages[0].get_payload()
         assert intake_id in body and "Secret Name" not in body
-        # Re-scoring the same flags adds nothing and sends nothing.
-        raise_again = raise_flags  # a new intake would notify; the same intake must not
+        # Re-scoring the same intake raises the same flag again: nothing is added or sent.
         with session_scope(app.extensions["intake.sessions"]) as session:
-            added = repository.store_scoring(session, intake_id=intake_id, patient_id=repository.get_intake(session, intake_id).patient_id,
-                                             result={"flags": [{"id": "e1", "tier": "emergency", "message": "m", "because": [],
-                                                                "questionnaire": "https://x/q|1"}]}, versions={}, now=NOW)
-        assert added == [] and notify.send_pending(app) == 0 and raise_again
+            patient_id = repository.get_intake(session, intake_id).patient_id
+            added = repository.store_scoring(
+                session, intake_id=intake_id, patient_id=patient_id, versions={}, now=NOW,
+                result={"flags": [{"id": "e1", "tier": "emergency", "message": "m", "because": [],
+                                   "questionnaire": "https://x/q|1"}]})
+        assert added == []
+        assert notify.send_pending(app) == 0
+        assert len(handler.messages) == 2
     finally:
         app.extensions["intake.engine"].dispose()
 
