@@ -7,6 +7,7 @@ what is stored, when an intake is complete — live here, over the core and the 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
@@ -19,11 +20,14 @@ from intake.core.answers import build_response, compute, flatten
 from intake.core.catalog import Catalog
 from intake.core.enablement import Answers
 from intake.core.items import Form, Page
-from intake.core.scoring import Context, Result, score_intake
+from intake.core.scoring import Context, Result, RuleError, score_intake
 from intake.core.validation import Issue, has_errors, validate
 from intake.storage import repository
 from intake.storage.models import Intake
 from intake.storage.repository import IntakeView
+
+
+log = logging.getLogger(__name__)
 
 
 class WorkflowError(Exception):
@@ -228,7 +232,14 @@ def submit(session: Session, catalog: Catalog, intake: IntakeView, *, onset_age:
     done = repository.complete_intake(session, intake_id=intake.id, responses=responses, now=now)
     if done:
         pairs = [(form, responses[form.canonical]) for form in forms]
-        score_and_store(session, pairs, intake_id=intake.id, patient_id=intake.patient_id, onset_age=onset_age, now=now)
+        try:
+            with session.begin_nested():  # a broken rule must not cost the patient their submission
+                score_and_store(session, pairs, intake_id=intake.id, patient_id=intake.patient_id,
+                                onset_age=onset_age, now=now)
+        except RuleError as exc:
+            # The rule's name only (never answers); staff see an unscored intake and can
+            # `flask intake rescore` it once the Questionnaire is fixed.
+            log.error("scoring failed for intake %s: %s", intake.id, str(exc).split(":", 1)[0])
     return done, []
 
 

@@ -153,3 +153,31 @@ def test_constraints_give_messages(sink: FlaskClient, field: str, value: str, me
     response = sink.post(PAGE, data=data)
     assert response.status_code == 400
     assert any(m.startswith(message) for _, m in error_summary(response.text)), error_summary(response.text)
+
+
+def test_a_broken_scoring_rule_does_not_cost_the_patient_their_submission(database_url: str, tmp_path: Path) -> None:
+    broken = json.loads(json.dumps(SINK))
+    broken["extension"] = [{"url": "https://intake.example.org/fhir/StructureDefinition/flag", "extension": [
+        {"url": "id", "valueCode": "broken"}, {"url": "tier", "valueCode": "urgent"},
+        {"url": "when", "valueExpression": {"language": "text/fhirpath", "expression": "%noSuchVariable = 1"}},
+        {"url": "message", "valueString": "never"}]}]
+    forms = tmp_path / "forms"
+    forms.mkdir()
+    (forms / "sink.json").write_text(json.dumps(broken))
+    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
+                      "TESTING": True, "INTAKE_FORMS_DIR": str(forms), "INTAKE_QUESTIONNAIRES": ["sink"]})
+    try:
+        client = app.test_client()
+        client.get(invite_link(app))
+        token = csrf(client.get(PAGE).text)
+        assert client.post(PAGE, data={"csrf_token": token, "q-yn": "false", "q-weight": "1"}).status_code == 302
+        review = client.get("/intake/review")
+        assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).headers["Location"].endswith("/intake/done")
+        from intake.storage.models import Intake, ScoringResult
+
+        with app.extensions["intake.sessions"]() as session:
+            assert session.scalars(select(Intake.status)).one() == "completed"
+            assert session.scalars(select(ScoringResult)).all() == []  # unscored, to be re-scored
+        assert "Your answers have been sent" in client.get("/intake/done").text
+    finally:
+        app.extensions["intake.engine"].dispose()
