@@ -10,6 +10,7 @@ rescore` applies it to old intakes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -233,9 +234,33 @@ def _variables(form: Form, weighted: dict[str, Any], context: Context, extra: di
                built: dict[int, Any] | None = None) -> dict[str, Any]:
     variables = expression_variables(form, weighted)
     variables["birthDate"] = context.birth_date
+    variables["birthMonths"], variables["ageAtAuthored"] = _age_variables(context.birth_date, weighted.get("authored"))
     variables["giOnsetAgeThreshold"] = context.gi_onset_age_threshold
     variables.update(extra or {})
     return fhirpath.with_index(variables, weighted, built=built)
+
+
+def _age_variables(birth_date: str | None, authored: str | None) -> tuple[int | None, int | None]:
+    """(year x 12 + month of birth, whole years of age on the day the response was authored).
+
+    Age rules are common and date arithmetic in FHIRPath strings is slow and easy to get wrong,
+    so the engine supplies both (None when the birth date is unknown or partial).
+    """
+    if not birth_date or len(birth_date) < 10:
+        return None, None
+    try:
+        born = date.fromisoformat(birth_date[:10])
+    except ValueError:
+        return None, None
+    age = None
+    if authored and len(authored) >= 10:
+        try:
+            on = date.fromisoformat(authored[:10])
+        except ValueError:
+            on = None
+        if on is not None:
+            age = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+    return born.year * 12 + born.month, age
 
 
 def prepare(form: Form, response: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any], set[str]]:
@@ -268,10 +293,12 @@ def _score_one(form: Form, response: dict[str, Any], context: Context) -> tuple[
         flag = _flag(form, extension, weighted, variables)
         if flag:
             result.flags.append(flag)
+    variables["notes"] = raised = []  # ids of the notes raised so far: a rule may build on them
     for extension in ext.find(form.resource, FINDING):
         note = _note(form, extension, weighted, variables, "finding", result.flags)
         if note:
             result.notes.append(note)
+            raised.append(note.id)
     return result, weighted
 
 
@@ -398,10 +425,12 @@ def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | No
         extra.update({k: v for k, v in domains.items()})
         extra["scores"] = scores
         variables = _variables(form, weighted, context, extra, built)
+        variables["notes"] = raised = [n.id for n in result.notes]
         for extension in ext.find(form.resource, CROSS_DOMAIN_NOTE):
             note = _note(form, extension, weighted, variables, "cross-domain", result.flags)
             if note:
                 result.notes.append(note)
+                raised.append(note.id)
     result.flags.sort(key=lambda f: TIERS.index(f.tier))
     return result
 

@@ -1,4 +1,4 @@
-"""Cross-domain notes on forms/autoimmune.json 1.1.0 (instruments.md 4.2 AI-F1..F3, AI-F5 and 5.3).
+"""Cross-domain notes on forms/autoimmune.json 1.2.0 (instruments.md 4.2 AI-F1..F3, AI-F5 and 5.3).
 
 Each note is scored with `score_intake` over the real digestive, autoimmune and diet forms. The MNSI
 total comes from a minimal stand-in Questionnaire declaring a score with id `mnsi` (so these tests do
@@ -26,7 +26,7 @@ from tests.core.factories import (
 )
 
 AUTHORED = "2024-05-01T10:00:00Z"
-AUTOIMMUNE = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.1.0"
+AUTOIMMUNE = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.2.0"
 CONDITIONS = ["coeliac", "rheumatoid-arthritis", "lupus", "multiple-sclerosis", "hashimoto", "graves",
               "type1-diabetes", "ibd", "psoriasis", "pernicious-anaemia"]
 ROLE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"

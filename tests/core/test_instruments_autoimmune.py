@@ -1,4 +1,4 @@
-"""Autoimmune Questionnaire rules (forms/autoimmune.json 1.1.0): history counts and red flags.
+"""Autoimmune Questionnaire rules (forms/autoimmune.json 1.2.0): history counts and red flags.
 
 Reference: ../shared/instruments.md 4.2 (checklist: counts, no risk score; autoimmune red flags,
 in-house, clinical sign-off required). Responses are built with the real form, scored with the real
@@ -17,7 +17,7 @@ from intake.core.items import Form
 from intake.core.scoring import Context, Result, Score, score_intake, score_response
 from tests.core.factories import FORMS
 
-CANONICAL = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.1.0"
+CANONICAL = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.2.0"
 AUTHORED = "2024-05-01T10:00:00Z"
 CONDITIONS = ["coeliac", "rheumatoid-arthritis", "lupus", "multiple-sclerosis", "hashimoto", "graves",
               "type1-diabetes", "ibd", "psoriasis", "pernicious-anaemia"]
@@ -69,7 +69,7 @@ def totals(result: Result) -> dict[str, float | None]:
 
 
 def test_version_is_bumped(autoimmune: Form) -> None:
-    assert autoimmune.version == "1.1.0"
+    assert autoimmune.version == "1.2.0"
     assert autoimmune.canonical == CANONICAL
 
 
