@@ -95,7 +95,7 @@ def compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:
 
 def _weighted(form: Form, current: Answers, enabled: set[str]) -> dict[str, Any]:
     shell = {"resourceType": "QuestionnaireResponse", "item": nest(form, current, enabled)}
-    return fhirpath.with_weights(shell, form.options_by_link())
+    return fhirpath.with_weights(shell, form.weights)
 
 
 def _calculate(form: Form, current: Answers, enabled: set[str]) -> bool:

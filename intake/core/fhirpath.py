@@ -141,13 +141,36 @@ def _copy_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def with_weights(response: dict[str, Any], options_by_link: dict[str, list[dict]]) -> dict[str, Any]:
-    """A copy of `response` whose answer Codings carry the weights of their answerOptions."""
+WeightTable = dict[str, dict[tuple[Any, Any], Any]]
+
+
+def weight_table(options_by_link: dict[str, list[dict[str, Any]]]) -> WeightTable:
+    """linkId -> {(system, code): weight} for the weighted Coding options (first option wins)."""
+    table: WeightTable = {}
+    for link_id, options in options_by_link.items():
+        weights: dict[tuple[Any, Any], Any] = {}
+        for option in options:
+            coding = option.get("valueCoding") or {}
+            key = (coding.get("system"), coding.get("code"))
+            if coding and key not in weights:
+                weights[key] = option_weight(option)
+        weights = {k: w for k, w in weights.items() if w is not None}
+        if weights:
+            table[link_id] = weights
+    return table
+
+
+def with_weights(response: dict[str, Any], weights: WeightTable | dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A copy of `response` whose answer Codings carry the weights of their answerOptions.
+
+    `weights` is a `weight_table` (the form keeps one), or answerOptions by linkId.
+    """
+    table = weights if all(isinstance(v, dict) for v in weights.values()) else weight_table(weights)  # type: ignore[arg-type]
     enriched = dict(response)
     enriched["item"] = _copy_items(response.get("item") or [])
     for item in _walk_items(enriched["item"]):
-        options = options_by_link.get(item.get("linkId", ""))
-        if not options or not item.get("answer"):
+        by_code = table.get(item.get("linkId", ""))
+        if not by_code or not item.get("answer"):
             continue
         # New Coding dicts rather than in-place edits: one Coding object shared by several
         # answers must not take the weight of whichever item was annotated last.
@@ -155,13 +178,9 @@ def with_weights(response: dict[str, Any], options_by_link: dict[str, list[dict]
             coding = answer.get("valueCoding")
             if not coding:
                 continue
-            for option in options:
-                chosen = option.get("valueCoding") or {}
-                if chosen.get("code") == coding.get("code") and chosen.get("system") == coding.get("system"):
-                    weight = option_weight(option)
-                    if weight is not None:
-                        answer["valueCoding"] = {**coding, "extension": [{"url": ITEM_WEIGHT, "valueDecimal": weight}]}
-                    break
+            weight = by_code.get((coding.get("system"), coding.get("code")))
+            if weight is not None:
+                answer["valueCoding"] = {**coding, "extension": [{"url": ITEM_WEIGHT, "valueDecimal": weight}]}
     return enriched
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from intake.core import extensions as ext
+from intake.core.fhirpath import weight_table
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Form:
     # No calculatedExpression mentions another calculated item, so one pass computes them all.
     calculations_independent: bool = True
     weighted_options: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    weights: dict[str, dict[tuple[Any, Any], Any]] = field(default_factory=dict, repr=False)
 
     @property
     def canonical(self) -> str:
@@ -218,4 +220,5 @@ def build_form(resource: dict[str, Any], source: str) -> Form:
         has_enable_expressions=any(i.enable_expression for i in by_link.values()),
         calculations_independent=_independent(by_link),
         weighted_options={i.link_id: list(i.options) for i in by_link.values() if i.options},
+        weights=weight_table({i.link_id: list(i.options) for i in by_link.values() if i.options}),
     )
