@@ -190,6 +190,19 @@ def _plain(value: float | None) -> float | int | None:
     return int(value) if float(value).is_integer() else float(value)
 
 
+_PARSED: dict[int, tuple[dict[str, Any], dict[str, list[Any]]]] = {}
+
+
+def _subs(extension: dict[str, Any]) -> dict[str, list[Any]]:
+    """`ext.sub_values`, parsed once per rule (the Questionnaires are loaded once and kept)."""
+    hit = _PARSED.get(id(extension))
+    if hit is None or hit[0] is not extension:
+        if len(_PARSED) > 20_000:
+            _PARSED.clear()
+        hit = _PARSED[id(extension)] = (extension, ext.sub_values(extension))
+    return hit[1]
+
+
 def _one(subs: dict[str, list[Any]], name: str) -> Any:
     values = subs.get(name) or [None]
     return values[0]
@@ -202,7 +215,7 @@ def _expression(subs: dict[str, list[Any]], name: str) -> str | None:
 
 def instrument_of(item: Item) -> Instrument | None:
     for extension in ext.find(item.raw, ext.INSTRUMENT):
-        subs = ext.sub_values(extension)
+        subs = _subs(extension)
         return Instrument(
             code=str(_one(subs, "code") or item.link_id),
             title=str(_one(subs, "title") or item.text),
@@ -303,7 +316,7 @@ def _score_one(form: Form, response: dict[str, Any], context: Context) -> tuple[
 
 
 def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str, list[dict[str, Any]]]) -> Score:
-    subs = ext.sub_values(extension)
+    subs = _subs(extension)
     score_id = str(_one(subs, "id"))
     holder = str(_one(subs, "item"))
     required = [str(link) for link in subs.get("requires") or []]
@@ -318,7 +331,7 @@ def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str
     band = None
     if complete:
         for spec in subs.get("band") or []:
-            b = ext.sub_values(spec)
+            b = _subs(spec)
             low, high = _one(b, "min"), _one(b, "max")
             if (low is None or Decimal(str(value)) >= Decimal(str(low))) and (
                 high is None or Decimal(str(value)) <= Decimal(str(high))
@@ -328,7 +341,7 @@ def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str
                 break
     thresholds = []
     for spec in subs.get("threshold") or []:
-        t = ext.sub_values(spec)
+        t = _subs(spec)
         low = _one(t, "min")
         met = None if not complete else Decimal(str(value)) >= Decimal(str(low))
         thresholds.append(Threshold(id=str(_one(t, "id")), label=str(_one(t, "label") or _one(t, "id")),
@@ -352,7 +365,7 @@ def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str
 
 
 def _flag(form: Form, extension: dict[str, Any], weighted: dict[str, Any], variables: dict[str, Any]) -> Flag | None:
-    subs = ext.sub_values(extension)
+    subs = _subs(extension)
     flag_id = str(_one(subs, "id"))
     expression = _expression(subs, "when")
     if not expression or not _holds(expression, weighted, variables, f"flag {flag_id}"):
@@ -374,7 +387,7 @@ def _flag(form: Form, extension: dict[str, Any], weighted: dict[str, Any], varia
 
 def _note(form: Form, extension: dict[str, Any], weighted: dict[str, Any], variables: dict[str, Any],
           kind: str, flags: list[Flag]) -> Note | None:
-    subs = ext.sub_values(extension)
+    subs = _subs(extension)
     note_id = str(_one(subs, "id"))
     expression = _expression(subs, "when")
     if not expression or not _holds(expression, weighted, variables, f"{kind} {note_id}"):
@@ -441,7 +454,7 @@ def _suppressed_later(note: Note, pairs: list[tuple[Form, dict[str, Any]]], flag
         if form.canonical != note.questionnaire:
             continue
         for extension in ext.find(form.resource, FINDING):
-            subs = ext.sub_values(extension)
+            subs = _subs(extension)
             if str(_one(subs, "id")) == note.id:
                 suppressed_by = {str(v) for v in subs.get("suppressedBy") or []}
                 return any(f.id in suppressed_by or f.tier in suppressed_by for f in flags)
