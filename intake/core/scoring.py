@@ -293,9 +293,10 @@ def score_response(form: Form, response: dict[str, Any], context: Context | None
     return _score_one(form, response, context or Context())[0]
 
 
-def _score_one(form: Form, response: dict[str, Any], context: Context) -> tuple[Result, dict[str, Any]]:
+def _score_one(form: Form, response: dict[str, Any], context: Context,
+               built: dict[int, Any] | None = None) -> tuple[Result, dict[str, Any]]:
     answers, weighted, enabled = prepare(form, response)
-    variables = _variables(form, weighted, context)
+    variables = _variables(form, weighted, context, built=built)
     result = Result(versions={form.canonical: scoring_version(form)})
     for group in form.walk():
         if group.link_id not in enabled:
@@ -420,8 +421,9 @@ def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | No
     context = context or Context()
     result = Result()
     prepared = []
+    built: dict[int, Any] = {}  # each response's linkId index, built once for its flags and all notes
     for form, response in pairs:
-        one, weighted = _score_one(form, response, context)
+        one, weighted = _score_one(form, response, context, built)
         result.scores += one.scores
         result.flags += one.flags
         result.notes += one.notes
@@ -430,7 +432,6 @@ def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | No
     domains = {form.key: weighted for form, weighted in prepared}
     scores = {s.id: s.value for s in result.scores if s.complete}
     result.notes = [n for n in result.notes if not _suppressed_later(n, pairs, result.flags)]
-    built: dict[int, Any] = {}  # each domain's linkId index, built once for all notes
     for form, weighted in prepared:
         if not ext.find(form.resource, CROSS_DOMAIN_NOTE):
             continue
