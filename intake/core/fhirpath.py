@@ -197,7 +197,8 @@ LOOKUP = re.compile(
     r"(?:=\s*'([^'\\]+)'|in\s*\(\s*('[^'\\]+'(?:\s*\|\s*'[^'\\]+')*)\s*\))\s*\)"
     # ... and what the lookup is for: the answers' weights, or their values where they are
     # compared with a boolean or number literal (the shapes of totals and criteria)
-    r"(\.answer\.value\.weight\(\)|\.answer\.value(?=\s*(?:=|!=|>=|<=|>|<)\s*(?:true\b|false\b|-?\d)"
+    r"(\.answer\.value\.weight\(\)|\.answer\.where\(\s*value\s*=\s*true\s*\)\.exists\(\)"
+    r"|\.answer\.value(?=\s*(?:=|!=|>=|<=|>|<)\s*(?:true\b|false\b|-?\d)"
     r"|\.(?:where\(|code\b|system\b)))?"
 )
 INDEX_KEY = "__intake_link_index__"
@@ -213,7 +214,8 @@ def indexed(expression: str) -> tuple[str, tuple[tuple[str, str, tuple[str, ...]
     them. (Not a FHIRPath union of single lookups: fhirpathpy's `|` drops the node types that
     `answer.value` needs.) Followed by `.answer.value.weight()`, the variable holds the weights;
     followed by `.answer.value` compared with a boolean or number, or read through `.where(`,
-    `.code` or `.system`, the answer values.
+    `.code` or `.system`, the answer values; `.answer.where(value = true).exists()` becomes
+    `.exists($this = true)` over those values (true when any answer is true, else false).
     """
     names: dict[tuple[str, tuple[str, ...], str], str] = {}
 
@@ -222,7 +224,10 @@ def indexed(expression: str) -> tuple[str, tuple[tuple[str, str, tuple[str, ...]
         links = (single,) if single is not None else tuple(p.strip().strip("'") for p in several.split("|"))
         kind = "items" if not tail else ("weights" if tail.endswith("weight()") else "values")
         names.setdefault((source, links, kind), f"intake{kind.title()}{len(names)}")
-        return "%" + names[(source, links, kind)]
+        variable = "%" + names[(source, links, kind)]
+        if tail and tail.endswith(".exists()"):
+            return variable + ".exists($this = true)"  # = answer.where(value = true).exists()
+        return variable
 
     rewritten = LOOKUP.sub(replace, expression)
     return rewritten, tuple((name, source, links, kind) for (source, links, kind), name in names.items())
