@@ -95,7 +95,7 @@ def compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:
 
 def _weighted(form: Form, current: Answers, enabled: set[str]) -> dict[str, Any]:
     shell = {"resourceType": "QuestionnaireResponse", "item": nest(form, current, enabled)}
-    return fhirpath.with_weights(shell, form.weights)
+    return fhirpath.with_weights(shell, form.weights, fresh=True)
 
 
 def _calculate(form: Form, current: Answers, enabled: set[str]) -> bool:

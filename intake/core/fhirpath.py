@@ -160,14 +160,19 @@ def weight_table(options_by_link: dict[str, list[dict[str, Any]]]) -> WeightTabl
     return table
 
 
-def with_weights(response: dict[str, Any], weights: WeightTable | dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def with_weights(response: dict[str, Any], weights: WeightTable | dict[str, list[dict[str, Any]]],
+                 *, fresh: bool = False) -> dict[str, Any]:
     """A copy of `response` whose answer Codings carry the weights of their answerOptions.
 
-    `weights` is a `weight_table` (the form keeps one), or answerOptions by linkId.
+    `weights` is a `weight_table` (the form keeps one), or answerOptions by linkId. `fresh`: the
+    caller just built the item tree (`answers.nest` makes new item and answer dicts) and gives it
+    up, so it is annotated in place instead of copied first.
     """
     table = weights if all(isinstance(v, dict) for v in weights.values()) else weight_table(weights)  # type: ignore[arg-type]
     enriched = dict(response)
-    enriched["item"] = _copy_items(response.get("item") or [])
+    if not table:
+        return enriched
+    enriched["item"] = (response.get("item") or []) if fresh else _copy_items(response.get("item") or [])
     for item in _walk_items(enriched["item"]):
         by_code = table.get(item.get("linkId", ""))
         if not by_code or not item.get("answer"):

@@ -285,7 +285,7 @@ def prepare(form: Form, response: dict[str, Any]) -> tuple[dict[str, list[dict[s
     answers, enabled = compute(form, flatten(response))
     shell = dict(response)
     shell["item"] = nest(form, answers, enabled)
-    return answers, fhirpath.with_weights(shell, form.weights), enabled
+    return answers, fhirpath.with_weights(shell, form.weights, fresh=True), enabled
 
 
 def score_response(form: Form, response: dict[str, Any], context: Context | None = None) -> Result:
