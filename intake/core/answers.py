@@ -28,21 +28,24 @@ def nest(form: Form, answers: Answers, enabled: set[str] | None = None) -> list[
     def build(item: Item) -> dict[str, Any] | None:
         if enabled is not None and item.link_id not in enabled:
             return None
+        kind = item.type
+        if kind == "display":
+            return None
+        values = None
+        if kind != "group":
+            values = answers.get(item.link_id)
+            if not values:
+                return None  # (a question's children are only kept under its answer)
+        children = [c for c in map(build, item.children) if c] if item.children else []
+        if kind == "group" and not children:
+            return None
         node: dict[str, Any] = {"linkId": item.link_id}
         if item.text:
             node["text"] = item.text
-        children = [c for c in (build(child) for child in item.children) if c]
-        if item.type == "group":
-            if not children:
-                return None
+        if kind == "group":
             node["item"] = children
             return node
-        if item.type == "display":
-            return None
-        values = answers.get(item.link_id) or []
-        if not values:
-            return None
-        node["answer"] = [dict(v) for v in values]
+        node["answer"] = [dict(v) for v in values or []]
         if children:
             node["answer"][0]["item"] = children
         return node
