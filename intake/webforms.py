@@ -112,12 +112,6 @@ class PageForm(Form):
     def question_fields(self) -> list[tuple[Item, Field]]:
         return [(item, self[name]) for name, item in self.field_items.items()]
 
-    def field_for(self, link_id: str) -> Field | None:
-        for name, item in self.field_items.items():
-            if item.link_id == link_id:
-                return self[name]
-        return None
-
 
 def field_name(link_id: str) -> str:
     """An HTML-safe field name/id for a linkId (LHC linkIds look like `/44250-9`)."""

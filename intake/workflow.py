@@ -26,7 +26,6 @@ from intake.storage import repository
 from intake.storage.models import Intake
 from intake.storage.repository import IntakeView
 
-
 log = logging.getLogger(__name__)
 
 

@@ -206,6 +206,7 @@ def build_form(resource: dict[str, Any], source: str) -> Form:
     for top in items:
         for item in top.walk():
             by_link[item.link_id] = item
+    options = {i.link_id: list(i.options) for i in by_link.values() if i.options}
     return Form(
         resource=resource,
         source=source,
@@ -219,6 +220,6 @@ def build_form(resource: dict[str, Any], source: str) -> Form:
         calculated=tuple(i for i in by_link.values() if i.calculated_expression),
         has_enable_expressions=any(i.enable_expression for i in by_link.values()),
         calculations_independent=_independent(by_link),
-        weighted_options={i.link_id: list(i.options) for i in by_link.values() if i.options},
-        weights=weight_table({i.link_id: list(i.options) for i in by_link.values() if i.options}),
+        weighted_options=options,
+        weights=weight_table(options),
     )

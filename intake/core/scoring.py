@@ -127,6 +127,10 @@ class Flag:
         return out
 
 
+def _suppresses(suppressed_by: tuple[str, ...], flags: list[Flag]) -> bool:
+    return any(f.id in suppressed_by or f.tier in suppressed_by for f in flags)
+
+
 @dataclass(frozen=True)
 class Note:
     """A finding ("consistent with ...") or a cross-domain note, with its source."""
@@ -138,6 +142,10 @@ class Note:
     citation: str | None
     verification: str | None
     questionnaire: str
+    suppressed_by: tuple[str, ...] = ()  # flag ids or tiers that hide it (findings)
+
+    def suppressed(self, flags: list[Flag]) -> bool:
+        return _suppresses(self.suppressed_by, flags)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -393,8 +401,8 @@ def _note(form: Form, extension: dict[str, Any], weighted: dict[str, Any], varia
     expression = _expression(subs, "when")
     if not expression or not _holds(expression, weighted, variables, f"{kind} {note_id}"):
         return None
-    suppressed_by = {str(v) for v in subs.get("suppressedBy") or []}
-    if any(f.id in suppressed_by or f.tier in suppressed_by for f in flags):
+    suppressed_by = tuple(str(v) for v in subs.get("suppressedBy") or [])
+    if _suppresses(suppressed_by, flags):
         return None
     text = str(_one(subs, "text") or note_id)
     value_expression = _expression(subs, "value")
@@ -409,6 +417,7 @@ def _note(form: Form, extension: dict[str, Any], weighted: dict[str, Any], varia
         citation=_one(subs, "citation"),
         verification=_one(subs, "verification"),
         questionnaire=form.canonical,
+        suppressed_by=suppressed_by,
     )
 
 
@@ -431,7 +440,8 @@ def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | No
         prepared.append((form, weighted))
     domains = {form.key: weighted for form, weighted in prepared}
     scores = {s.id: s.value for s in result.scores if s.complete}
-    result.notes = [n for n in result.notes if not _suppressed_later(n, pairs, result.flags)]
+    # a finding is hidden by the flags of every domain, not only its own
+    result.notes = [n for n in result.notes if not n.suppressed(result.flags)]
     for form, weighted in prepared:
         if not ext.find(form.resource, CROSS_DOMAIN_NOTE):
             continue
@@ -447,16 +457,3 @@ def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | No
                 raised.append(note.id)
     result.flags.sort(key=lambda f: TIERS.index(f.tier))
     return result
-
-
-def _suppressed_later(note: Note, pairs: list[tuple[Form, dict[str, Any]]], flags: list[Flag]) -> bool:
-    """Re-check a finding's suppression against every domain's flags, not only its own."""
-    for form, _response in pairs:
-        if form.canonical != note.questionnaire:
-            continue
-        for extension in ext.find(form.resource, FINDING):
-            subs = _subs(extension)
-            if str(_one(subs, "id")) == note.id:
-                suppressed_by = {str(v) for v in subs.get("suppressedBy") or []}
-                return any(f.id in suppressed_by or f.tier in suppressed_by for f in flags)
-    return False

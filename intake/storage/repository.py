@@ -643,10 +643,6 @@ def list_flags(session: Session, *, tiers: tuple[str, ...] = NOTIFIED_TIERS, lim
     return [(row[0], row[1]) for row in rows]
 
 
-def flags_for_intake(session: Session, intake_id: str) -> list[FlagRecord]:
-    return list(session.scalars(select(FlagRecord).where(FlagRecord.intake_id == intake_id).order_by(FlagRecord.id)))
-
-
 def pending_notifications(session: Session) -> list[int]:
     return list(session.scalars(select(FlagRecord.id).where(FlagRecord.notify_state == "pending").order_by(FlagRecord.id)))
 
