@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per phase (default 3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per phase (default 1)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent client processes (default 4)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of GET and POST phases (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of GET and POST phases (default 5)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
     args = parser.parse_args(argv)

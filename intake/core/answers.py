@@ -8,6 +8,8 @@ reflex page, whose answers can feed another expression.
 
 from __future__ import annotations
 
+import pickle
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
 
@@ -72,12 +74,40 @@ def _calculated_answer(item: Item, result: list[Any]) -> list[dict[str, Any]]:
     return []
 
 
+COMPUTE_MEMO_SIZE = 1024
+_COMPUTE_MEMO: OrderedDict[tuple[int, bytes], tuple[Form, Answers, frozenset[str]]] = OrderedDict()
+
+
 def compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:
     """Fixed point of calculation and enablement: (answers with calculated values, enabled set).
 
-    Forms without calculated items or enableWhenExpression need no FHIRPath at all: one pass of
-    enableWhen in document order decides everything (the common, fast case).
+    One page save needs this for the same answers several times (page enablement, validation,
+    building the response, the next page's order), and each pass may run FHIRPath, so results
+    are memoised per form object on the answers' exact content (their pickle: equal bytes mean
+    equal answers; unequal orderings only miss; the entry holds the form, so its id is not
+    reused while cached). The returned dict and set are fresh; the answer
+    lists inside are shared and must not be mutated.
     """
+    try:
+        key = (id(form), pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL))
+    except (pickle.PicklingError, TypeError, AttributeError):
+        kept, enabled = _compute(form, answers)
+        return kept, enabled
+    hit = _COMPUTE_MEMO.get(key)
+    if hit is None or hit[0] is not form:
+        kept, enabled = _compute(form, answers)
+        hit = (form, kept, frozenset(enabled))
+        _COMPUTE_MEMO[key] = hit
+        if len(_COMPUTE_MEMO) > COMPUTE_MEMO_SIZE:
+            _COMPUTE_MEMO.popitem(last=False)
+    else:
+        _COMPUTE_MEMO.move_to_end(key)
+    return dict(hit[1]), set(hit[2])
+
+
+def _compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:
+    """`compute` without the memo. Forms without calculated items or enableWhenExpression need
+    no FHIRPath at all: one pass of enableWhen in document order decides everything."""
     current = {k: list(v) for k, v in answers.items()}
     enabled = enabled_links(form, current)
     if form.calculated or form.has_enable_expressions:
