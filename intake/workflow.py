@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from intake import records
 from intake.auth import new_token, token_hash
 from intake.core.answers import build_response, compute, flatten
 from intake.core.catalog import Catalog
@@ -74,11 +75,13 @@ def invite(
     ttl: timedelta,
     now: datetime | None = None,
     patient_id: str | None = None,
+    mrn: str | None = None,
 ) -> tuple[Intake, str]:
     """Create patient + intake + link token; returns the intake and the raw token (shown once).
 
     With `patient_id`, the intake is for that existing patient (a follow-up visit), so their
-    scores show the change since last time; `name` and `birth_date` are then ignored.
+    scores show the change since last time; `name`, `birth_date` and `mrn` are then ignored.
+    A new patient is published as a FHIR Patient at once.
     """
     now = now or utcnow()
     forms = resolve_set(catalog, questionnaires)
@@ -92,7 +95,11 @@ def invite(
             raise WorkflowError("a patient name is required")
         if birth_date > now.date():
             raise WorkflowError("the birth date is in the future")
-        patient = repository.create_patient(session, name=name, birth_date=birth_date)
+        mrn = mrn.strip() if mrn else None
+        if mrn is not None and not (0 < len(mrn) <= 64 and mrn.isprintable()):
+            raise WorkflowError("the record number must be 1 to 64 printable characters")
+        patient = repository.create_patient(session, name=name, birth_date=birth_date, mrn=mrn)
+        records.publish_patient(session, patient, now=now)
     intake = repository.create_intake(
         session,
         patient_id=patient.id,
@@ -239,7 +246,20 @@ def submit(session: Session, catalog: Catalog, intake: IntakeView, *, onset_age:
             # The rule's name only (never answers); staff see an unscored intake and can
             # `flask intake rescore` it once the Questionnaire is fixed.
             log.error("scoring failed for intake %s: %s", intake.id, str(exc).split(":", 1)[0])
+        publish(session, intake.id, [form for form, _ in pairs], now=now)
     return done, []
+
+
+def publish(session: Session, intake_id: str, forms: list[Form], *, now: datetime) -> bool:
+    """Store the intake's FHIR resources; a failure is logged (no PHI) and leaves the intake
+    completed and scored (`flask intake publish` retries). True when published."""
+    try:
+        with session.begin_nested():
+            records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
+    except records.PublishError as exc:
+        log.error("publishing FHIR resources failed for intake %s: %s", intake_id, str(exc).split(":", 1)[0])
+        return False
+    return True
 
 
 # --- scoring -------------------------------------------------------------------------------------
@@ -286,5 +306,8 @@ def rescore(session: Session, catalog: Catalog, intake_id: str, *, onset_age: in
     if intake is None or intake.status != "completed":
         raise WorkflowError(f"intake {intake_id} is not a completed intake")
     pairs = stored_pairs(session, catalog, intake_id, latest=True)
-    return score_and_store(session, pairs, intake_id=intake_id, patient_id=intake.patient_id,
-                           onset_age=onset_age, now=now or utcnow())
+    now = now or utcnow()
+    result = score_and_store(session, pairs, intake_id=intake_id, patient_id=intake.patient_id,
+                             onset_age=onset_age, now=now)
+    publish(session, intake_id, [form for form, _ in pairs], now=now)
+    return result

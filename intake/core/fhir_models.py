@@ -8,15 +8,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.documentreference import DocumentReference
+from fhir.resources.R4B.flag import Flag
+from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.provenance import Provenance
 from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 FHIR_VERSION = "4.0.1"
 
+MODELS: dict[str, type] = {
+    model.__name__: model
+    for model in (Bundle, CapabilityStatement, DocumentReference, Flag, Observation, OperationOutcome, Patient,
+                  Provenance, Questionnaire, QuestionnaireResponse)
+}
+
 __all__ = [
     "FHIR_VERSION",
+    "MODELS",
+    "Bundle",
+    "CapabilityStatement",
+    "DocumentReference",
+    "Flag",
+    "Observation",
     "OperationOutcome",
+    "Patient",
+    "Provenance",
     "Questionnaire",
     "QuestionnaireResponse",
     "model_errors",
@@ -37,3 +58,11 @@ def model_errors(model: type, resource: dict[str, Any]) -> list[tuple[str, str]]
             (".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()
         ]
     return []
+
+
+def resource_errors(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """`model_errors` with the model chosen by ``resourceType`` (unknown types are an error)."""
+    model = MODELS.get(str(resource.get("resourceType")))
+    if model is None:
+        return [("resourceType", f"not a resource type this service handles: {resource.get('resourceType')!r}")]
+    return model_errors(model, resource)

@@ -88,6 +88,7 @@ class Score:
             "title": self.title,
             "total": _plain(self.value),
             "band": self.band.code if self.band else None,
+            "bandLabel": self.band.label if self.band else None,
             "bandValidated": self.band.validated if self.band else None,
             "complete": self.complete,
             "missing": list(self.missing),
@@ -98,6 +99,7 @@ class Score:
             "citation": self.citation,
             "verification": self.verification,
             "questionnaire": self.questionnaire,
+            "item": self.item,
         }
 
 

@@ -20,7 +20,9 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -100,6 +102,8 @@ class Patient(Base):
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255))
     birth_date: Mapped[date] = mapped_column(Date)
+    # The health record's number for this person (system: INTAKE_MRN_SYSTEM), when staff gave one.
+    mrn: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -221,3 +225,85 @@ class FlagRecord(Base):
     notify_state: Mapped[str] = mapped_column(String(16), default="pending")
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notify_error: Mapped[str | None] = mapped_column(String(255))
+
+
+class FhirResource(Base):
+    """A FHIR resource as the API serves it: canonical JSON written (and validated) once.
+
+    Reads and searches return ``resource_json`` as stored, never a rebuilt model. The other
+    columns are copies of its fields for searching; token-like parameters live in `FhirToken`.
+    ``seq`` orders results and pages (keyset); it never changes when a resource is updated.
+    """
+
+    __tablename__ = "fhir_resources"
+    __table_args__ = (
+        UniqueConstraint("resource_type", "resource_id"),
+        Index("ix_fhir_resources_type_seq", "resource_type", "seq"),
+        Index("ix_fhir_resources_type_patient_seq", "resource_type", "patient_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(40))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(Integer, default=1)
+    last_updated: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    intake_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)
+    status: Mapped[str | None] = mapped_column(String(32))
+    date: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resource_json: Mapped[str] = mapped_column(Text)
+
+
+class FhirToken(Base):
+    """One searchable (parameter, system, value) of a stored resource: codes, identifiers,
+    references (``Type/id``), canonicals and normalised name parts."""
+
+    __tablename__ = "fhir_tokens"
+    __table_args__ = (Index("ix_fhir_tokens_param_value", "param", "value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_seq: Mapped[int] = mapped_column(ForeignKey("fhir_resources.seq", ondelete="CASCADE"), index=True)
+    param: Mapped[str] = mapped_column(String(32))
+    system: Mapped[str | None] = mapped_column(String(URL_LENGTH))
+    value: Mapped[str] = mapped_column(String(URL_LENGTH + VERSION_LENGTH + 1))
+
+
+class DocumentRecord(Base):
+    """The rendered clinician PDF of a completed intake; downloads serve these bytes.
+
+    ``source_sha256`` is the hash of what it was rendered from (HTML and attachments), so a
+    re-render after re-scoring stores a new version only when the content changed.
+    """
+
+    __tablename__ = "documents"
+
+    intake_id: Mapped[str] = mapped_column(ForeignKey("intakes.id"), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    rendered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+EXPORT_STATUSES = ("accepted", "in-progress", "completed", "failed", "cancelled")
+
+
+class ExportJob(Base):
+    """A bulk `$export` request and its progress; the NDJSON files live in the instance folder."""
+
+    __tablename__ = "export_jobs"
+    __table_args__ = (CheckConstraint(f"status IN {EXPORT_STATUSES!r}", name="status"),)
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    status: Mapped[str] = mapped_column(String(16), default="accepted")
+    request_url: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(16))  # system | patient | group
+    group_id: Mapped[str | None] = mapped_column(String(64))
+    types: Mapped[list[str]] = mapped_column(JSON)
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    transaction_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    progress: Mapped[str | None] = mapped_column(String(255))
+    output: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -77,9 +77,9 @@ def canonical_json(resource: dict[str, Any]) -> str:
 # --- patients and intakes -------------------------------------------------------------------
 
 
-def create_patient(session: Session, *, name: str, birth_date: date) -> Patient:
-    """Add a patient."""
-    patient = Patient(id=new_id(), name=name, birth_date=birth_date, created_at=utcnow())
+def create_patient(session: Session, *, name: str, birth_date: date, mrn: str | None = None) -> Patient:
+    """Add a patient (`mrn`: the health record's number for them, when known)."""
+    patient = Patient(id=new_id(), name=name, birth_date=birth_date, mrn=mrn, created_at=utcnow())
     session.add(patient)
     session.flush()
     return patient
@@ -105,7 +105,7 @@ def create_intake(
     if len(set(urls)) != len(urls):
         raise ValueError("an intake cannot list the same questionnaire url twice")
     if appointment_at is not None:
-        _require_aware(appointment_at, "appointment_at")
+        require_aware(appointment_at, "appointment_at")
     now = utcnow()
     intake = Intake(
         id=new_id(),
@@ -139,7 +139,7 @@ def issue_invite(
     """
     if not _TOKEN_HASH.fullmatch(token_hash):
         raise ValueError("token_hash must be a lowercase SHA-256 hex digest")
-    _require_aware(expires_at, "expires_at")
+    require_aware(expires_at, "expires_at")
     _lock_intake(session, intake_id)
     now = utcnow()
     session.execute(
@@ -158,7 +158,7 @@ def issue_invite(
 
 def find_intake_by_token_hash(session: Session, token_hash: str, *, now: datetime) -> Intake | None:
     """The intake a patient link opens: None when the link is unknown, expired or revoked."""
-    _require_aware(now, "now")
+    require_aware(now, "now")
     return session.scalars(
         select(Intake)
         .join(InviteToken, InviteToken.intake_id == Intake.id)
@@ -265,7 +265,7 @@ def save_draft(
     keeps the previously remembered page. Raises `IntakeClosed`, writing nothing, once the
     intake is completed, and `IntakeNotFound` for an unknown intake.
     """
-    _require_aware(now, "now")
+    require_aware(now, "now")
     intake = _lock_intake(session, intake_id)
     if intake.status == "completed":
         raise IntakeClosed(intake_id)
@@ -300,7 +300,7 @@ def save_draft_if_unchanged(
     saved this questionnaire since `base` was read, `IntakeClosed` once the intake is completed,
     `IntakeNotFound` for an unknown intake; then the caller's transaction must roll back.
     """
-    _require_aware(now, "now")
+    require_aware(now, "now")
     connection = session.connection()
     touched = connection.execute(_TOUCH_OPEN_INTAKE, {"intake_id": intake_id, "page": page, "updated_at": now}).one_or_none()
     if touched is None:
@@ -341,7 +341,7 @@ def complete_intake(
     malformed resource (after the status change: the caller's transaction must roll back, as
     `session_scope` does).
     """
-    _require_aware(now, "now")
+    require_aware(now, "now")
     urls = [_split_canonical(q)[0] for q in responses]
     if len(set(urls)) != len(urls):
         raise ValueError("responses name the same questionnaire url twice")
@@ -494,13 +494,13 @@ def _record_values(
     subject = _patient_id_of(body["subject"])
     if subject != patient_id:
         raise ValueError("the response's subject is not the intake's patient")
-    body.setdefault("authored", _fhir_instant(now))
-    authored = _parse_fhir_datetime(body["authored"])
+    body.setdefault("authored", fhir_instant(now))
+    authored = parse_fhir_datetime(body["authored"])
     body["status"] = status
     body["meta"] = {
         **(body.get("meta") or {}),
         "versionId": str(version_id),
-        "lastUpdated": _fhir_instant(now),
+        "lastUpdated": fhir_instant(now),
     }
     return {
         "record_id": record_id,
@@ -543,7 +543,7 @@ def _patient_id_of(subject: Any) -> str:
     return parts[-1]
 
 
-def _parse_fhir_datetime(value: Any) -> datetime:
+def parse_fhir_datetime(value: Any) -> datetime:
     """A FHIR dateTime (full date at least) as UTC; values without a zone are taken as UTC."""
     if not isinstance(value, str):
         raise ValueError(f"authored must be a FHIR dateTime string: {value!r}")
@@ -556,12 +556,12 @@ def _parse_fhir_datetime(value: Any) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
-def _fhir_instant(moment: datetime) -> str:
+def fhir_instant(moment: datetime) -> str:
     """A FHIR instant in UTC with microseconds, e.g. ``2024-05-01T09:30:00.000000Z``."""
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _require_aware(moment: datetime, name: str) -> None:
+def require_aware(moment: datetime, name: str) -> None:
     """Refuse naive datetimes early, with the argument's name in the message."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{name} must be a tz-aware datetime")
@@ -588,7 +588,7 @@ def store_scoring(
     Emergency and urgent flags start as notification "pending", review flags as "not-required".
     Returns the flags added.
     """
-    _require_aware(now, "now")
+    require_aware(now, "now")
     existing = session.get(ScoringResult, intake_id)
     if existing is None:
         session.add(ScoringResult(intake_id=intake_id, patient_id=patient_id, scoring_versions=versions,
@@ -629,6 +629,11 @@ def patient_history(session: Session, patient_id: str, *, before: datetime | Non
     if before is not None:
         query = query.where(Intake.completed_at < before)
     return [(row.completed_at, json.loads(row.result_json)) for row in session.execute(query)]
+
+
+def flags_of_intake(session: Session, intake_id: str) -> list[FlagRecord]:
+    """The flags raised for one intake, in the order they were raised."""
+    return list(session.scalars(select(FlagRecord).where(FlagRecord.intake_id == intake_id).order_by(FlagRecord.id)))
 
 
 def list_flags(session: Session, *, tiers: tuple[str, ...] = NOTIFIED_TIERS, limit: int = 200) -> list[tuple[FlagRecord, str]]:

@@ -7,10 +7,12 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from intake.core.items import Item
+from intake.storage.models import Intake
 from intake.webforms import field_name, option_key
-from tests.web.conftest import csrf
+from tests.web.conftest import csrf, invite_link
 
 
 def default_value(item: Item) -> Any:
@@ -65,3 +67,22 @@ def fill_all(client: FlaskClient, app: Flask, first: str, overrides: dict[str, A
         assert len(visited) < 40, "page loop"
         path = fill_page(client, app, path, overrides)
     return visited
+
+
+STAFF = ("doctor", "correct horse battery staple")
+EMERGENCY = {"n-rf2": "true"}  # difficulty breathing/swallowing/speaking: emergency tier
+HIGH_PHQ4 = {"phq4-1": "LA6571-9", "phq4-2": "LA6571-9", "phq4-3": "LA6571-9", "phq4-4": "LA6571-9"}
+
+
+def complete_intake(app: Flask, overrides: dict[str, Any], *, birth_date: str = "1960-05-01") -> tuple[FlaskClient, str]:
+    """Invite, answer every page (defaults + `overrides`), submit twice; (client, intake id)."""
+    client = app.test_client()
+    client.get(invite_link(app, birth_date=birth_date))
+    first = "/intake/digestive/digestive-alarm"
+    fill_all(client, app, first, overrides)
+    review = client.get("/intake/review")
+    for _ in range(2):  # a double submit
+        assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
+    with app.extensions["intake.sessions"]() as session:
+        intake_id = session.scalars(select(Intake.id).order_by(Intake.completed_at.desc())).first()
+    return client, intake_id

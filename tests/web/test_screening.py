@@ -20,11 +20,8 @@ from intake import create_app
 from intake.core.scoring import Context, score_intake
 from intake.storage.models import FlagRecord, Intake, ScoringResult
 from tests.web.conftest import csrf, invite_link
-from tests.web.flow import fill_all
+from tests.web.flow import EMERGENCY, HIGH_PHQ4, STAFF, complete_intake, fill_all
 
-STAFF = ("doctor", "correct horse battery staple")
-EMERGENCY = {"n-rf2": "true"}  # difficulty breathing/swallowing/speaking: emergency tier
-HIGH_PHQ4 = {"phq4-1": "LA6571-9", "phq4-2": "LA6571-9", "phq4-3": "LA6571-9", "phq4-4": "LA6571-9"}
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -64,19 +61,6 @@ def staff_app(database_url: str, tmp_path: Path, webhook: tuple[str, list[dict[s
     })
     yield app
     app.extensions["intake.engine"].dispose()
-
-
-def complete_intake(app: Flask, overrides: dict[str, Any], *, birth_date: str = "1960-05-01") -> tuple[FlaskClient, str]:
-    client = app.test_client()
-    client.get(invite_link(app, birth_date=birth_date))
-    first = "/intake/digestive/digestive-alarm"
-    fill_all(client, app, first, overrides)
-    review = client.get("/intake/review")
-    for _ in range(2):  # a double submit
-        assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
-    with app.extensions["intake.sessions"]() as session:
-        intake_id = session.scalars(select(Intake.id).order_by(Intake.completed_at.desc())).first()
-    return client, intake_id
 
 
 def staff_get(client: FlaskClient, path: str) -> Any:

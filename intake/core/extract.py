@@ -1,0 +1,331 @@
+"""Screening results -> FHIR R4 resources a health record can take (SDC "$extract").
+
+Plain dicts in, plain dicts out: the caller stores, validates and serves them. Everything here
+is deterministic for the same data — ids are name-based UUIDs of stable keys, times come from
+the data — so a re-export creates the same resources and a re-rendered PDF embeds the same
+bytes.
+
+What is made, and why this shape:
+- one `Observation` per score (category `survey`, code = the score item's codes from the
+  Questionnaire: the project's local code and LOINC only where the reference verifies one),
+  `derivedFrom` the QuestionnaireResponse, `valueInteger` (or a unitless `valueQuantity` for a
+  fractional total), the band in `interpretation` (a local code: bands are not HL7
+  interpretation codes), `dataAbsentReason` when the score could not be computed;
+- one `Flag` per raised red flag; one `DocumentReference` for the clinician PDF; one
+  `Provenance` naming the engine and the responses as sources;
+- a transaction `Bundle` whose entries use `urn:uuid` full URLs, conditional create
+  (`ifNoneExist` on each resource's stable identifier) and references rewritten to those
+  full URLs, so importing the same intake twice creates nothing new.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timezone
+from typing import Any
+
+from intake.core.extensions import BASE
+from intake.core.items import Form
+
+# Name-based ids: the same intake and score always give the same Observation id.
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, BASE)
+
+SID = BASE + "/sid/"
+PATIENT_SYSTEM = SID + "patient"
+RESPONSE_SYSTEM = SID + "questionnaire-response"
+OBSERVATION_SYSTEM = SID + "observation"
+FLAG_SYSTEM = SID + "flag"
+DOCUMENT_SYSTEM = SID + "document"
+
+SCORE_CODES = BASE + "/CodeSystem/intake-scores"
+BAND_CODES = BASE + "/CodeSystem/score-bands"
+FLAG_CODES = BASE + "/CodeSystem/red-flags"
+DOCUMENT_CODES = BASE + "/CodeSystem/intake-documents"
+FLAG_TIER_EXTENSION = BASE + "/StructureDefinition/flag-tier"
+SHA256_EXTENSION = BASE + "/StructureDefinition/attachment-sha256"
+
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
+DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+UCUM = "http://unitsofmeasure.org"
+
+ENGINE_NAME = "Intake screening engine"
+_REFERENCE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+
+
+def resource_id(*key: str) -> str:
+    """A stable resource id for a key (e.g. ("Observation", intake_id, score_id))."""
+    return str(uuid.uuid5(NAMESPACE, "/".join(key)))
+
+
+def instant(moment: datetime) -> str:
+    """A FHIR instant in UTC, seconds precision (stable, and what EHRs display)."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass a tz-aware UTC datetime")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _identifier(system: str, value: str) -> dict[str, str]:
+    return {"system": system, "value": value}
+
+
+# --- Patient -------------------------------------------------------------------------------------
+
+
+def patient_resource(patient_id: str, *, name: str, birth_date: date | None, mrn: str | None = None,
+                     mrn_system: str | None = None) -> dict[str, Any]:
+    """The Patient: our own identifier always, the record number (MRN) when staff gave one.
+
+    The name is kept as the single text the patient or staff entered (`HumanName.text`): splitting
+    it into given/family names would guess.
+    """
+    identifiers = []
+    if mrn and mrn_system:
+        identifiers.append({
+            "use": "usual",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+            "system": mrn_system,
+            "value": mrn,
+        })
+    identifiers.append(_identifier(PATIENT_SYSTEM, patient_id))
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": patient_id,
+        "identifier": identifiers,
+        "name": [{"text": name}],
+    }
+    if birth_date is not None:
+        resource["birthDate"] = birth_date.isoformat()
+    return resource
+
+
+def response_identifier(response_id: str) -> dict[str, str]:
+    """The identifier a completed QuestionnaireResponse carries (for conditional create)."""
+    return _identifier(RESPONSE_SYSTEM, response_id)
+
+
+# --- Observations ----------------------------------------------------------------------------------
+
+
+def _score_codes(score: Mapping[str, Any], forms: Mapping[str, Form]) -> list[dict[str, Any]]:
+    """The score item's own codes (local + LOINC where verified), else a local score code."""
+    form = forms.get(str(score.get("questionnaire")))
+    item = form.by_link.get(str(score.get("item"))) if form is not None and score.get("item") else None
+    codings = [dict(c) for c in (item.raw.get("code") or [])] if item is not None else []
+    if not codings:
+        codings = [{"system": SCORE_CODES, "code": str(score["id"])}]
+    for coding in codings:
+        coding.setdefault("display", str(score.get("title") or score["id"]))
+    return codings
+
+
+def _score_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return {"valueInteger": int(value)}
+    return {"valueQuantity": {"value": value, "unit": "{score}", "system": UCUM, "code": "{score}"}}
+
+
+def observations(result: Mapping[str, Any], *, intake_id: str, patient_id: str, responses: Mapping[str, str],
+                 effective: datetime, issued: datetime, forms: Mapping[str, Form]) -> list[dict[str, Any]]:
+    """One Observation per score of the result: effective when the patient answered, issued
+    when the engine scored.
+
+    `responses` maps a Questionnaire canonical (url|version) to the id of the stored response it
+    was derived from; `forms` maps canonicals to the loaded Questionnaires (for the item codes).
+    """
+    out = []
+    for score in result.get("scores") or []:
+        key = f"{intake_id}/{score['id']}"
+        observation: dict[str, Any] = {
+            "resourceType": "Observation",
+            "id": resource_id("Observation", key),
+            "identifier": [_identifier(OBSERVATION_SYSTEM, key)],
+            "status": "final",
+            "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}]}],
+            "code": {"coding": _score_codes(score, forms), "text": str(score.get("title") or score["id"])},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "effectiveDateTime": instant(effective),
+            "issued": instant(issued),
+        }
+        if score.get("total") is not None:
+            observation.update(_score_value(score["total"]))
+        else:
+            observation["dataAbsentReason"] = {
+                "coding": [{"system": DATA_ABSENT, "code": "unknown", "display": "Unknown"}],
+                "text": "Not scored: required answers missing",
+            }
+        if score.get("band"):
+            label = str(score.get("bandLabel") or score["band"])
+            text = label if score.get("bandValidated") is not False else f"{label} (conventional band, not a validated cut-off)"
+            observation["interpretation"] = [{"coding": [{"system": BAND_CODES, "code": str(score["band"]), "display": label}], "text": text}]
+        notes = [_source_note(score)]
+        if score.get("missing"):
+            notes.append(f"Missing answers: {', '.join(score['missing'])}")
+        observation["note"] = [{"text": n} for n in notes if n]
+        response_id = responses.get(str(score.get("questionnaire")))
+        if response_id:
+            observation["derivedFrom"] = [{"reference": f"QuestionnaireResponse/{response_id}"}]
+        out.append(observation)
+    return out
+
+
+def _source_note(score: Mapping[str, Any]) -> str:
+    """Instrument, version and source of a score, as the summary shows them (screening aid)."""
+    parts = [str(p) for p in (score.get("instrument"), score.get("instrumentVersion")) if p]
+    text = " · ".join(parts)
+    if score.get("citation"):
+        text = f"{text}. Source: {score['citation']}" if text else f"Source: {score['citation']}"
+    if score.get("verification") and score.get("verification") != "verified":
+        text += f" ({score['verification']})"
+    return text
+
+
+# --- Flags -----------------------------------------------------------------------------------------
+
+
+def flag_resource(*, intake_id: str, patient_id: str, rule_id: str, tier: str, message: str,
+                  raised: datetime, status: str = "active") -> dict[str, Any]:
+    """A raised red flag as a Flag (the tier kept in a project extension and the code's text)."""
+    key = f"{intake_id}/{rule_id}"
+    return {
+        "resourceType": "Flag",
+        "id": resource_id("Flag", key),
+        "extension": [{"url": FLAG_TIER_EXTENSION, "valueCode": tier}],
+        "identifier": [_identifier(FLAG_SYSTEM, key)],
+        "status": status,
+        "category": [{"coding": [{"system": FLAG_CATEGORY, "code": "clinical", "display": "Clinical"}]}],
+        "code": {"coding": [{"system": FLAG_CODES, "code": rule_id}], "text": f"{tier.capitalize()}: {message}"},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "period": {"start": instant(raised)},
+    }
+
+
+# --- DocumentReference and Provenance ----------------------------------------------------------------
+
+
+def document_reference(*, intake_id: str, patient_id: str, created: datetime, size: int, sha1_b64: str,
+                       sha256_hex: str, url: str, title: str, responses: Iterable[str],
+                       data_b64: str | None = None) -> dict[str, Any]:
+    """The clinician PDF as a DocumentReference.
+
+    R4 `Attachment.hash` is defined as the base64 SHA-1, so it carries that; the SHA-256 the
+    service records is an extension on the attachment. `data_b64` inlines the PDF (for a Bundle
+    an EHR imports without calling back); reads serve it by `url` instead.
+    """
+    attachment: dict[str, Any] = {
+        "extension": [{"url": SHA256_EXTENSION, "valueString": sha256_hex}],
+        "contentType": "application/pdf",
+        "language": "en",
+        "url": url,
+        "size": size,
+        "hash": sha1_b64,
+        "title": title,
+        "creation": instant(created),
+    }
+    if data_b64 is not None:
+        attachment["data"] = data_b64
+    return {
+        "resourceType": "DocumentReference",
+        "id": resource_id("DocumentReference", intake_id),
+        "identifier": [_identifier(DOCUMENT_SYSTEM, intake_id)],
+        "status": "current",
+        "docStatus": "final",
+        "type": {"coding": [{"system": DOCUMENT_CODES, "code": "screening-summary"}], "text": "Pre-appointment screening summary"},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "date": instant(created),
+        "description": "Screening aid, not a diagnosis: pre-appointment intake summary for the clinician.",
+        "content": [{"attachment": attachment}],
+        "context": {"related": [{"reference": f"QuestionnaireResponse/{r}"} for r in responses]},
+    }
+
+
+def provenance(*, intake_id: str, recorded: datetime, targets: Iterable[str], sources: Iterable[str],
+               engine_versions: Iterable[str]) -> dict[str, Any]:
+    """Who and what produced the derived resources: the engine, from the patient's responses."""
+    versions = sorted(set(engine_versions))
+    return {
+        "resourceType": "Provenance",
+        "id": resource_id("Provenance", intake_id),
+        "target": [{"reference": t} for t in targets],
+        "recorded": instant(recorded),
+        "agent": [{
+            "type": {"coding": [{"system": PROVENANCE_PARTICIPANT, "code": "assembler", "display": "Assembler"}]},
+            "who": {"display": f"{ENGINE_NAME} ({'; '.join(versions)})" if versions else ENGINE_NAME},
+        }],
+        "entity": [{"role": "source", "what": {"reference": s}} for s in sources],
+    }
+
+
+# --- the transaction Bundle ------------------------------------------------------------------------
+
+
+def _first_identifier(resource: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The identifier used for conditional create: the MRN for a Patient when present (so an
+    import joins the EHR's own patient), else the service's own identifier."""
+    identifiers = resource.get("identifier")
+    if isinstance(identifiers, dict):
+        identifiers = [identifiers]
+    for ident in identifiers or []:
+        if ident.get("system") and ident.get("value"):
+            return ident
+    return None
+
+
+def _rewrite(value: Any, full_urls: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key == "reference" and isinstance(item, str) and item in full_urls:
+                out[key] = full_urls[item]
+            else:
+                out[key] = _rewrite(item, full_urls)
+        return out
+    if isinstance(value, list):
+        return [_rewrite(v, full_urls) for v in value]
+    return value
+
+
+def transaction_bundle(resources: Iterable[Mapping[str, Any]], *, timestamp: datetime) -> dict[str, Any]:
+    """A transaction Bundle of `resources` (stored form, with ids), ready for an EHR to POST.
+
+    Each entry gets `fullUrl` = urn:uuid of its id, `request` POST with `ifNoneExist` on its
+    identifier (`id` and `meta` dropped: the receiving server assigns its own), and references
+    between entries are rewritten to those urn:uuids. A resource without an identifier element
+    (Provenance) is a PUT to its stable id instead, which is just as idempotent.
+    """
+    resources = list(resources)
+    full_urls = {f"{r['resourceType']}/{r['id']}": f"urn:uuid:{r['id']}" for r in resources}
+    entries = []
+    for resource in resources:
+        identifier = _first_identifier(resource)
+        if identifier is not None:
+            body = {k: v for k, v in resource.items() if k not in ("id", "meta")}
+            request: dict[str, Any] = {
+                "method": "POST",
+                "url": resource["resourceType"],
+                "ifNoneExist": f"identifier={_escape_token(identifier['system'])}|{_escape_token(identifier['value'])}",
+            }
+        else:  # Provenance has no identifier element: an update-as-create on its stable id
+            body = {k: v for k, v in resource.items() if k != "meta"}
+            request = {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
+        entries.append({
+            "fullUrl": full_urls[f"{resource['resourceType']}/{resource['id']}"],
+            "resource": _rewrite(body, full_urls),
+            "request": request,
+        })
+    return {"resourceType": "Bundle", "type": "transaction", "timestamp": instant(timestamp), "entry": entries}
+
+
+def _escape_token(text: str) -> str:
+    """Escape FHIR search special characters in a token part (`\\`, `|`, `,`, `$`)."""
+    for char in ("\\", "|", ",", "$"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def is_local_reference(reference: str) -> bool:
+    """`Type/id` (a reference this service can resolve), as opposed to a URL or urn."""
+    return bool(_REFERENCE.match(reference))

@@ -1,0 +1,286 @@
+"""Queries of the FHIR store: put, read, search (keyset pages), stream; PDFs and export jobs.
+
+A second repository module beside `repository` (which owns the intake workflow's tables): the
+FHIR store is its own aggregate, written by `intake.records` and read by the FHIR API and bulk
+export. Views never build SQL; they pass `Criteria` built by `intake.fhir_search`.
+
+Stored JSON is the canonical text (`repository.canonical_json`) and is returned untouched, so a
+read costs one indexed row fetch and no JSON parsing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, insert, not_, or_, select, update
+from sqlalchemy.orm import Session
+
+from intake.storage.models import DocumentRecord, ExportJob, FhirResource, FhirToken, utcnow
+from intake.storage.repository import fhir_instant, require_aware, canonical_json
+
+Token = tuple[str, str | None, str]  # (parameter, system or None, value)
+Op = Literal["eq", "ne", "lt", "le", "gt", "ge"]
+COLUMNS = {
+    "id": FhirResource.resource_id,
+    "patient": FhirResource.patient_id,
+    "status": FhirResource.status,
+    "date": FhirResource.date,
+    "lastUpdated": FhirResource.last_updated,
+}
+
+
+@dataclass(frozen=True)
+class ColumnTest:
+    """A comparison on one of the copied columns (see COLUMNS)."""
+
+    column: str
+    op: Op
+    value: Any
+
+
+@dataclass(frozen=True)
+class TokenTest:
+    """A match on an indexed (param, system, value): `system` None matches any system, ""
+    only values without one; `match` "exact", "prefix" or "contains" (names)."""
+
+    param: str
+    value: str
+    system: str | None = None
+    match: Literal["exact", "prefix", "contains"] = "exact"
+
+
+Test = ColumnTest | TokenTest
+
+
+@dataclass
+class Criteria:
+    """A search: every condition must hold; a condition holds when any of its alternatives
+    does; an alternative is a conjunction of tests (a date range is two)."""
+
+    resource_type: str
+    conditions: list[list[list[Test]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    resource_type: str
+    resource_id: str
+    version_id: int
+    last_updated: datetime
+    resource_json: str
+    seq: int
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def put_resource(
+    session: Session,
+    resource: dict[str, Any],
+    *,
+    now: datetime,
+    patient_id: str | None = None,
+    intake_id: str | None = None,
+    status: str | None = None,
+    date: datetime | None = None,
+    tokens: Sequence[Token] = (),
+) -> StoredResource:
+    """Insert or update a resource; a new version only when its content (meta aside) changed.
+
+    Sets `meta.versionId` and `meta.lastUpdated` on the stored text. The caller has validated
+    the resource; this stores exactly what it is given.
+    """
+    require_aware(now, "now")
+    rtype, rid = resource["resourceType"], resource["id"]
+    body = {k: v for k, v in resource.items() if k != "meta"}
+    existing = session.execute(
+        select(FhirResource.seq, FhirResource.version_id, FhirResource.last_updated, FhirResource.resource_json)
+        .where(FhirResource.resource_type == rtype, FhirResource.resource_id == rid)
+    ).one_or_none()
+    if existing is not None:
+        old = _without_meta(existing.resource_json)
+        if old == canonical_json(body):
+            return StoredResource(rtype, rid, existing.version_id, existing.last_updated, existing.resource_json, existing.seq)
+    version = 1 if existing is None else existing.version_id + 1
+    meta = dict(resource.get("meta") or {})
+    meta.update({"versionId": str(version), "lastUpdated": fhir_instant(now)})
+    text = canonical_json({**body, "meta": meta})
+    values = dict(version_id=version, last_updated=now, patient_id=patient_id, intake_id=intake_id,
+                  status=status, date=date, resource_json=text)
+    if existing is None:
+        seq = session.execute(
+            insert(FhirResource).values(resource_type=rtype, resource_id=rid, **values).returning(FhirResource.seq)
+        ).scalar_one()
+    else:
+        seq = existing.seq
+        session.execute(update(FhirResource).where(FhirResource.seq == seq).values(**values))
+        session.execute(delete(FhirToken).where(FhirToken.resource_seq == seq))
+    if tokens:
+        session.execute(insert(FhirToken), [
+            {"resource_seq": seq, "param": p, "system": s, "value": v[:320]} for p, s, v in dict.fromkeys(tokens)
+        ])
+    return StoredResource(rtype, rid, version, now, text, seq)
+
+
+def _without_meta(text: str) -> str:
+    loaded = json.loads(text)
+    loaded.pop("meta", None)
+    return canonical_json(loaded)
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+_READ = select(FhirResource.seq, FhirResource.resource_type, FhirResource.resource_id, FhirResource.version_id,
+               FhirResource.last_updated, FhirResource.resource_json)
+
+
+def _stored(row: Any) -> StoredResource:
+    return StoredResource(row.resource_type, row.resource_id, row.version_id, row.last_updated, row.resource_json, row.seq)
+
+
+def get_resource(session: Session, resource_type: str, resource_id: str) -> StoredResource | None:
+    row = session.execute(
+        _READ.where(FhirResource.resource_type == resource_type, FhirResource.resource_id == resource_id)
+    ).one_or_none()
+    return None if row is None else _stored(row)
+
+
+def resources_of_intake(session: Session, intake_id: str, resource_type: str | None = None) -> list[StoredResource]:
+    """The stored resources made for one intake, in the order they were first stored."""
+    query = _READ.where(FhirResource.intake_id == intake_id)
+    if resource_type is not None:
+        query = query.where(FhirResource.resource_type == resource_type)
+    return [_stored(r) for r in session.execute(query.order_by(FhirResource.seq))]
+
+
+def _test_clause(test: Test) -> ColumnElement[bool]:
+    if isinstance(test, ColumnTest):
+        column = COLUMNS[test.column]
+        return {
+            "eq": column == test.value, "ne": column != test.value, "lt": column < test.value,
+            "le": column <= test.value, "gt": column > test.value, "ge": column >= test.value,
+        }[test.op]
+    clauses = [FhirToken.resource_seq == FhirResource.seq, FhirToken.param == test.param]
+    if test.match == "exact":
+        clauses.append(FhirToken.value == test.value)
+    else:
+        pattern = _like_escape(test.value)
+        pattern = f"{pattern}%" if test.match == "prefix" else f"%{pattern}%"
+        clauses.append(FhirToken.value.like(pattern, escape="\\"))
+    if test.system == "":
+        clauses.append(FhirToken.system.is_(None))
+    elif test.system is not None:
+        clauses.append(FhirToken.system == test.system)
+    return exists().where(*clauses)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _where(criteria: Criteria) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = [FhirResource.resource_type == criteria.resource_type]
+    for condition in criteria.conditions:
+        alternatives = [and_(*(_test_clause(t) for t in alternative)) for alternative in condition]
+        clauses.append(or_(*alternatives) if alternatives else not_(and_(True)))
+    return clauses
+
+
+def search(session: Session, criteria: Criteria, *, after_seq: int | None, count: int) -> tuple[list[StoredResource], int, bool]:
+    """One page of matches in store order after `after_seq`: (rows, total matches, more pages?)."""
+    clauses = _where(criteria)
+    total = session.execute(select(func.count()).select_from(FhirResource).where(*clauses)).scalar_one()
+    query: Select[Any] = _READ.where(*clauses)
+    if after_seq is not None:
+        query = query.where(FhirResource.seq > after_seq)
+    rows = list(session.execute(query.order_by(FhirResource.seq).limit(count + 1)))
+    return [_stored(r) for r in rows[:count]], total, len(rows) > count
+
+
+def stream(session: Session, resource_type: str, *, since: datetime | None, until: datetime | None,
+           patient_ids: Sequence[str] | None = None, batch: int = 1000) -> Iterator[str]:
+    """Every stored JSON text of a type (optionally of some patients, changed after `since` and
+    not after `until`), fetched through a server-side cursor in batches so memory stays flat."""
+    query = select(FhirResource.resource_json).where(FhirResource.resource_type == resource_type)
+    if since is not None:
+        query = query.where(FhirResource.last_updated > since)
+    if until is not None:
+        query = query.where(FhirResource.last_updated <= until)
+    if patient_ids is not None:
+        if resource_type == "Patient":
+            query = query.where(FhirResource.resource_id.in_(patient_ids))
+        else:
+            query = query.where(FhirResource.patient_id.in_(patient_ids))
+    result = session.execute(query.order_by(FhirResource.seq), execution_options={"stream_results": True, "yield_per": batch})
+    for partition in result.partitions():
+        for row in partition:
+            yield row.resource_json
+
+
+def patient_ids(session: Session) -> list[str]:
+    return list(session.scalars(select(FhirResource.resource_id).where(FhirResource.resource_type == "Patient")))
+
+
+# --- clinician PDFs ------------------------------------------------------------------------------
+
+
+def get_document(session: Session, intake_id: str) -> DocumentRecord | None:
+    return session.get(DocumentRecord, intake_id)
+
+
+def store_document(session: Session, *, intake_id: str, content: bytes, sha256: str, source_sha256: str,
+                   now: datetime) -> tuple[DocumentRecord, bool]:
+    """Store the intake's PDF; (record, changed?) — unchanged sources keep the stored bytes."""
+    require_aware(now, "now")
+    record = session.get(DocumentRecord, intake_id)
+    if record is not None and record.source_sha256 == source_sha256:
+        return record, False
+    if record is None:
+        record = DocumentRecord(intake_id=intake_id)
+        session.add(record)
+    record.content, record.sha256, record.source_sha256 = content, sha256, source_sha256
+    record.size, record.rendered_at = len(content), now
+    session.flush()
+    return record, True
+
+
+# --- bulk export jobs ---------------------------------------------------------------------------
+
+
+def create_export(session: Session, *, request_url: str, scope: str, group_id: str | None, types: list[str],
+                  since: datetime | None, now: datetime) -> ExportJob:
+    job = ExportJob(request_url=request_url, scope=scope, group_id=group_id, types=types, since=since,
+                    transaction_time=now, status="accepted", created_at=now, updated_at=now)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_export(session: Session, job_id: str) -> ExportJob | None:
+    return session.get(ExportJob, job_id)
+
+
+def update_export(session: Session, job_id: str, *, only_if: tuple[str, ...] = ("accepted", "in-progress"),
+                  **values: Any) -> bool:
+    """Change a job unless it has ended (so a cancelled job is never marked complete)."""
+    result = session.execute(
+        update(ExportJob).where(ExportJob.id == job_id, ExportJob.status.in_(only_if))
+        .values(updated_at=utcnow(), **values),
+        execution_options={"synchronize_session": False},
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def delete_export(session: Session, job_id: str) -> None:
+    session.execute(delete(ExportJob).where(ExportJob.id == job_id))
+
+
+__all__ = [
+    "ColumnTest", "Criteria", "StoredResource", "TokenTest", "create_export", "delete_export", "get_document",
+    "get_export", "get_resource", "patient_ids", "put_resource", "resources_of_intake", "search", "store_document",
+    "stream", "update_export",
+]
