@@ -23,9 +23,10 @@ intake_cli.add_command(__import__("intake.cli_score", fromlist=["score"]).score)
 
 
 def register(app: Flask) -> None:
+    from intake.cli_fhir import api_client_command, publish_command
     from intake.cli_flags import flags_command, hash_password_command, rescore_command
 
-    for command in (flags_command, rescore_command, hash_password_command):
+    for command in (flags_command, rescore_command, hash_password_command, api_client_command, publish_command):
         intake_cli.add_command(command)
     app.cli.add_command(intake_cli)
 
@@ -85,7 +86,7 @@ def _parse_datetime(value: str) -> datetime:
 
 
 def create_invite(name: str, birth_date: date, appointment: datetime | None, questionnaires: list[str],
-                  patient_id: str | None = None) -> str:
+                  patient_id: str | None = None, mrn: str | None = None) -> str:
     """Create patient (unless `patient_id`), intake and link; return the patient's URL."""
     app = current_app
     ttl = timedelta(hours=app.config["INTAKE_LINK_TTL_HOURS"])
@@ -99,6 +100,7 @@ def create_invite(name: str, birth_date: date, appointment: datetime | None, que
             appointment_at=appointment,
             ttl=ttl,
             patient_id=patient_id,
+            mrn=mrn,
         )
     return f"{app.config['INTAKE_BASE_URL'].rstrip('/')}/i/{token}"
 
@@ -109,8 +111,9 @@ def create_invite(name: str, birth_date: date, appointment: datetime | None, que
 @click.option("--patient", "patient_id", default=None, help="An existing patient's id (a follow-up intake).")
 @click.option("--appointment", default=None, help="YYYY-MM-DDTHH:MM (UTC unless an offset is given)")
 @click.option("--questionnaires", default=None, help="Comma-separated questionnaire ids (default: all five)")
+@click.option("--mrn", default=None, help="The health record's number for a new patient (system: INTAKE_MRN_SYSTEM).")
 def invite(name: str | None, birth_date: str | None, patient_id: str | None, appointment: str | None,
-           questionnaires: str | None) -> None:
+           questionnaires: str | None, mrn: str | None) -> None:
     """Create a patient and an intake, and print the one-time link to send them."""
     if patient_id is None and (name is None or birth_date is None):
         _fail("give --name and --birth-date for a new patient, or --patient ID for an existing one")
@@ -118,7 +121,7 @@ def invite(name: str | None, birth_date: str | None, patient_id: str | None, app
     when = _parse_datetime(appointment) if appointment else None
     keys = [k.strip() for k in questionnaires.split(",")] if questionnaires else current_app.config["INTAKE_QUESTIONNAIRES"]
     try:
-        link = create_invite(name or "", born, when, keys, patient_id)
+        link = create_invite(name or "", born, when, keys, patient_id, mrn)
     except workflow.WorkflowError as exc:
         _fail(str(exc))
         return

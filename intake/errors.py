@@ -1,13 +1,11 @@
-"""One exception tree, turned into HTTP at the edge: HTML pages for people.
-
-(The FHIR API will answer with OperationOutcome; patient pages never show a stack trace.)
-"""
+"""One exception tree, turned into HTTP at the edge: HTML pages for people, OperationOutcome
+for the FHIR API (anything under /fhir, routing errors included); never a stack trace."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -25,6 +23,11 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         code = exc.code or 500
+        if _is_fhir():
+            from intake.web.fhir_api import outcome
+
+            kind = {404: "not-found", 405: "not-supported", 413: "too-costly"}.get(code, "invalid" if code < 500 else "exception")
+            return outcome(code, kind, exc.description or exc.name)
         title, body = MESSAGES.get(code, ("Sorry, there is a problem", "Try again later."))
         return render_template("error.html", title=title, body=body), code
 
@@ -34,5 +37,13 @@ def register(app: Flask) -> None:
             raise exc  # tests see the traceback; a 500 is always a bug to fix
         # Log the type and place only: the message could carry what a patient typed.
         log.error("unhandled %s", type(exc).__name__, exc_info=False)
+        if _is_fhir():
+            from intake.web.fhir_api import outcome
+
+            return outcome(500, "exception", "internal error; nothing was changed by this request")
         return render_template("error.html", title="Sorry, there is a problem with the service",
                                body="Your saved answers are safe. Try again later."), 500
+
+
+def _is_fhir() -> bool:
+    return request.path == "/fhir" or request.path.startswith("/fhir/")

@@ -9,10 +9,12 @@ validated once with fhir.resources, and stored as canonical JSON; reads never re
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -62,8 +64,6 @@ def name_tokens(name: str) -> list[Token]:
 
 def fold(text: str) -> str:
     """FHIR string search is case- and accent-insensitive: compare NFKD, marks removed, casefolded."""
-    import unicodedata
-
     decomposed = unicodedata.normalize("NFKD", text)
     return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).casefold().split())
 
@@ -73,7 +73,7 @@ def publish_patient(session: Session, patient: Patient, *, now: datetime,
     resource = _checked(extract.patient_resource(patient.id, name=patient.name, birth_date=patient.birth_date,
                                                  mrn=patient.mrn, mrn_system=mrn_system))
     birth = datetime(patient.birth_date.year, patient.birth_date.month, patient.birth_date.day,
-                     tzinfo=now.tzinfo) if patient.birth_date else None
+                     tzinfo=timezone.utc) if patient.birth_date else None  # searched as a range
     return fhir_store.put_resource(session, resource, now=now, patient_id=patient.id, date=birth,
                                    tokens=_identifier_tokens(resource) + name_tokens(patient.name))
 
@@ -159,8 +159,6 @@ def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form
 def document_resource(*, intake_id: str, patient_id: str, document: Any, responses: list[str],
                       url: str | None, inline: bool = False) -> dict[str, Any]:
     """The DocumentReference of a stored PDF (`inline`: the bytes in the attachment)."""
-    import hashlib
-
     content: bytes = document.content
     return extract.document_reference(
         intake_id=intake_id, patient_id=patient_id, created=document.rendered_at, size=document.size,

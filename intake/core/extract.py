@@ -159,7 +159,9 @@ def observations(result: Mapping[str, Any], *, intake_id: str, patient_id: str, 
             }
         if score.get("band"):
             label = str(score.get("bandLabel") or score["band"])
-            text = label if score.get("bandValidated") is not False else f"{label} (conventional band, not a validated cut-off)"
+            text = label
+            if score.get("bandValidated") is False and "not a validated" not in label:
+                text = f"{label} (conventional band, not a validated cut-off)"
             observation["interpretation"] = [{"coding": [{"system": BAND_CODES, "code": str(score["band"]), "display": label}], "text": text}]
         notes = [_source_note(score)]
         if score.get("missing"):

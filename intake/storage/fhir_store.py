@@ -19,7 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, insert, not_, or_, select, update
 from sqlalchemy.orm import Session
 
-from intake.storage.models import DocumentRecord, ExportJob, FhirResource, FhirToken, utcnow
+from intake.storage.models import ApiClient, DocumentRecord, ExportJob, FhirResource, FhirToken, utcnow
 from intake.storage.repository import fhir_instant, require_aware, canonical_json
 
 Token = tuple[str, str | None, str]  # (parameter, system or None, value)
@@ -157,6 +157,12 @@ def resources_of_intake(session: Session, intake_id: str, resource_type: str | N
     return [_stored(r) for r in session.execute(query.order_by(FhirResource.seq))]
 
 
+def intake_of(session: Session, resource_type: str, resource_id: str) -> str | None:
+    """The intake a stored resource was made for (None: unknown, or not an intake's)."""
+    return session.scalar(select(FhirResource.intake_id).where(
+        FhirResource.resource_type == resource_type, FhirResource.resource_id == resource_id))
+
+
 def _test_clause(test: Test) -> ColumnElement[bool]:
     if isinstance(test, ColumnTest):
         column = COLUMNS[test.column]
@@ -279,7 +285,31 @@ def delete_export(session: Session, job_id: str) -> None:
     session.execute(delete(ExportJob).where(ExportJob.id == job_id))
 
 
+# --- API clients ---------------------------------------------------------------------------------
+
+
+def add_api_client(session: Session, *, name: str, token_hash: str, now: datetime) -> ApiClient:
+    client = ApiClient(name=name, token_hash=token_hash, created_at=now)
+    session.add(client)
+    session.flush()
+    return client
+
+
+def api_client_by_hash(session: Session, token_hash: str) -> ApiClient | None:
+    """The active (not revoked) client holding this token hash."""
+    return session.scalars(
+        select(ApiClient).where(ApiClient.token_hash == token_hash, ApiClient.revoked_at.is_(None))
+    ).one_or_none()
+
+
+def revoke_api_client(session: Session, name: str, *, now: datetime) -> int:
+    result = session.execute(update(ApiClient).where(ApiClient.name == name, ApiClient.revoked_at.is_(None))
+                             .values(revoked_at=now), execution_options={"synchronize_session": False})
+    return int(getattr(result, "rowcount", 0))
+
+
 __all__ = [
+    "add_api_client", "api_client_by_hash", "revoke_api_client",
     "ColumnTest", "Criteria", "StoredResource", "TokenTest", "create_export", "delete_export", "get_document",
     "get_export", "get_resource", "patient_ids", "put_resource", "resources_of_intake", "search", "store_document",
     "stream", "update_export",

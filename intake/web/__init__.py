@@ -20,11 +20,13 @@ from intake.web.fragments import render_question
 
 def register(app: Flask) -> None:
     from intake.web.clinician import bp as clinician_bp
+    from intake.web.fhir_api import bp as fhir_bp
     from intake.web.patient import bp as patient_bp
 
     app.extensions["intake.readers"] = make_session_factory(app.extensions["intake.engine"], read_only=True)
     app.register_blueprint(patient_bp)
     app.register_blueprint(clinician_bp)
+    app.register_blueprint(fhir_bp)
     # Flask-WTF's token for hand-written forms (the review page); page forms are FlaskForms.
     app.jinja_env.globals["csrf_token"] = generate_csrf
     app.jinja_env.globals["cached_question"] = render_question

@@ -1,4 +1,4 @@
-"""The FHIR store the API serves, clinician PDFs, bulk export jobs, and the patient's MRN.
+"""The FHIR store the API serves, API clients, clinician PDFs, bulk export jobs, the patient's MRN.
 
 Revision ID: 0003
 Revises: 0002
@@ -97,7 +97,20 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "api_clients",
+        sa.Column("id", sa.Integer(), nullable=False, autoincrement=True),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("token_hash", sa.String(64), nullable=False),
+        sa.Column("created_at", _utc(), nullable=False),
+        sa.Column("revoked_at", _utc(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_clients")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_api_clients_token_hash")),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("api_clients")
     op.drop_table("export_jobs")
     op.drop_table("documents")
     op.drop_table("fhir_tokens")

@@ -1,0 +1,431 @@
+"""The FHIR R4 REST API under /fhir: metadata, read, search, $validate, $extract, Binary.
+
+Reads and searches serve the canonical JSON stored when the data was written (`intake.records`)
+without parsing it: a search Bundle is assembled around the stored texts. Every error is an
+OperationOutcome with a fitting status; nothing here answers with HTML.
+
+Access: a bearer token of an API client (`flask intake api-client NAME`), or the interim staff
+HTTP Basic sign-in (slow by design: a password hash per request). Tokens are checked by their
+SHA-256, remembered for `TOKEN_CACHE_SECONDS` so a revocation takes effect within that time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import time
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, request, url_for
+from werkzeug.exceptions import HTTPException
+from werkzeug.security import check_password_hash
+
+from intake import records
+from intake.auth import token_hash
+from intake.core.catalog import Catalog
+from intake.core.fhir_models import FHIR_VERSION, resource_errors
+from intake.core.lint import lint
+from intake.core.validation import Issue, operation_outcome, validate
+from intake.fhir_search import (
+    DEFAULT_COUNT,
+    RESULT_PARAMETERS,
+    SEARCH_PARAMETERS,
+    SearchError,
+    parse,
+    result_parameter,
+    split_values,
+)
+from intake.storage import fhir_store
+from intake.storage.repository import canonical_json
+from intake.web import catalog, reader
+
+bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+
+FHIR_JSON = "application/fhir+json"
+JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
+XML_FORMATS = {"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"}
+MAX_BODY = 2 * 1024 * 1024
+TOKEN_CACHE_SECONDS = 30.0
+_token_cache: dict[str, float] = {}
+_DECOY = "scrypt:32768:8:1$Qk9VbFpQeW5O$" + "0" * 128
+
+
+class FhirError(Exception):
+    """An error the API answers with an OperationOutcome."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+# --- plumbing ----------------------------------------------------------------------------------
+
+
+def _content_type() -> str:
+    """application/fhir+json, or application/json when `_format` asked for that."""
+    fmt = request.args.get("_format")
+    if fmt in ("json", "application/json"):
+        return "application/json; charset=utf-8"
+    return f"{FHIR_JSON}; charset=utf-8"
+
+
+def _json_response(body: str | bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = Response(body, status, content_type=_content_type())
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def outcome(status: int, code: str, message: str, severity: str = "error") -> Response:
+    body = {"resourceType": "OperationOutcome", "issue": [{"severity": severity, "code": code, "diagnostics": message}]}
+    return _json_response(json.dumps(body), status)
+
+
+@bp.errorhandler(FhirError)
+def _fhir_error(exc: FhirError) -> Response:
+    return outcome(exc.status, exc.code, exc.message)
+
+
+@bp.errorhandler(SearchError)
+def _search_error(exc: SearchError) -> Response:
+    return outcome(400, "invalid", str(exc))
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response:
+    code = {404: "not-found", 405: "not-supported", 413: "too-costly", 401: "login", 403: "forbidden"}.get(exc.code or 500, "processing")
+    return outcome(exc.code or 500, code, exc.description or exc.name)
+
+
+@bp.before_request
+def _negotiate_and_authenticate() -> Response | None:
+    fmt = request.args.get("_format")
+    if fmt is not None and fmt not in JSON_FORMATS:
+        if fmt in XML_FORMATS:
+            return outcome(406, "not-supported", "this server speaks FHIR JSON only (_format=json)")
+        return outcome(400, "invalid", f"_format: unknown format {fmt!r}")
+    accept = request.headers.get("Accept", "")
+    if fmt is None and accept and all(m.strip().split(";")[0] in XML_FORMATS for m in accept.split(",")):
+        return outcome(406, "not-supported", "this server speaks FHIR JSON only (Accept: application/fhir+json)")
+    if request.endpoint == "fhir.metadata":
+        return None  # the CapabilityStatement is public, as FHIR clients expect
+    return _authenticate()
+
+
+def _authenticate() -> Response | None:
+    auth = request.authorization
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        digest = token_hash(header[7:].strip())
+        seen = _token_cache.get(digest)
+        if seen is not None and time.monotonic() - seen < TOKEN_CACHE_SECONDS:
+            return None
+        if fhir_store.api_client_by_hash(reader(), digest) is not None:
+            _token_cache[digest] = time.monotonic()
+            return None
+        _token_cache.pop(digest, None)
+    elif auth is not None and auth.type == "basic":
+        user = current_app.config.get("INTAKE_STAFF_USER")
+        password_hash = current_app.config.get("INTAKE_STAFF_PASSWORD_HASH")
+        if user and password_hash:
+            name_ok = hmac.compare_digest((auth.username or "").encode(), user.encode())
+            try:
+                if check_password_hash(password_hash if name_ok else _DECOY, auth.password or "") and name_ok:
+                    return None
+            except ValueError:
+                pass
+    response = outcome(401, "login", "authentication required: a bearer token of an API client")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="Intake FHIR API"'
+    return response
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _body() -> Any:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise FhirError(413, "too-costly", f"request body over {MAX_BODY} bytes")
+    mime = (request.mimetype or "").lower()
+    if mime not in ("application/fhir+json", "application/json", "application/json+fhir"):
+        raise FhirError(415, "not-supported", "send application/fhir+json")
+    raw = request.get_data(cache=False)
+    if len(raw) > MAX_BODY:
+        raise FhirError(413, "too-costly", f"request body over {MAX_BODY} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FhirError(400, "structure", f"the body is not JSON: {str(exc)[:120]}") from exc
+
+
+def _base() -> str:
+    return url_for("fhir.metadata", _external=True).rsplit("/metadata", 1)[0]
+
+
+def _http_date(moment: datetime) -> str:
+    return format_datetime(moment.astimezone(timezone.utc), usegmt=True)
+
+
+# --- capability statement ----------------------------------------------------------------------
+
+READ_TYPES = ("Questionnaire", "QuestionnaireResponse", "Patient", "Observation", "Flag", "DocumentReference", "Provenance")
+
+
+def capability_statement(base: str) -> dict[str, Any]:
+    """What this server implements, exactly (built from the same tables the API dispatches on)."""
+    resources = []
+    for rtype in READ_TYPES:
+        entry: dict[str, Any] = {
+            "type": rtype,
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "versioning": "versioned",
+            "readHistory": False,
+            "updateCreate": False,
+            "searchParam": [
+                {"name": name, "type": p.kind, "documentation": p.documentation}
+                for name, p in sorted(SEARCH_PARAMETERS[rtype].items())
+            ],
+        }
+        if rtype == "QuestionnaireResponse":
+            entry["operation"] = [
+                {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                {"name": "extract", "definition": "http://hl7.org/fhir/uv/sdc/OperationDefinition/QuestionnaireResponse-extract"},
+            ]
+        if rtype == "Questionnaire":
+            entry["operation"] = [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
+        resources.append(entry)
+    resources.append({"type": "Binary", "interaction": [{"code": "read"}]})
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-22",
+        "publisher": "Intake",
+        "kind": "instance",
+        "software": {"name": "Intake"},
+        "implementation": {"description": "Intake pre-appointment screening service (a screening aid, not a diagnosis)", "url": base},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "instantiates": ["http://hl7.org/fhir/uv/sdc/CapabilityStatement/sdc-form-manager"],
+        "implementationGuide": ["http://hl7.org/fhir/uv/sdc/ImplementationGuide/hl7.fhir.uv.sdc"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Search results page by an opaque _cursor in the next link; unknown parameters are refused (400).",
+            "security": {
+                "cors": False,
+                "service": [{"text": "Bearer token of an API client (flask intake api-client)"}],
+                "description": "Every interaction but metadata needs a bearer token.",
+            },
+            "resource": resources,
+        }],
+    }
+
+
+@bp.get("/metadata")
+def metadata() -> Response:
+    return _json_response(json.dumps(capability_statement(_base()), separators=(",", ":")))
+
+
+# --- Questionnaires (served from the loaded forms) ---------------------------------------------
+
+_QUESTIONNAIRE_JSON: dict[int, dict[str, tuple[str, str]]] = {}
+
+
+def questionnaire_id(form: Any) -> str:
+    """Each loaded version is its own resource: `<file id>-<version>` (ids allow dots)."""
+    base_id = str(form.resource.get("id") or form.key)
+    return f"{base_id}-{form.version}" if form.version else base_id
+
+
+def _questionnaires(loaded: Catalog) -> dict[str, tuple[str, str]]:
+    """id -> (canonical JSON, canonical) of every loaded Questionnaire, built once per catalog."""
+    cached = _QUESTIONNAIRE_JSON.get(id(loaded))
+    if cached is None:
+        cached = {}
+        for form in loaded.forms:
+            body = dict(form.resource)
+            body["id"] = questionnaire_id(form)
+            body["meta"] = {"versionId": "1"}
+            cached[body["id"]] = (canonical_json(body), form.canonical)
+        _QUESTIONNAIRE_JSON.clear()
+        _QUESTIONNAIRE_JSON[id(loaded)] = cached
+    return cached
+
+
+def _search_questionnaires(args: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], int, int | None]:
+    """In-memory search of the loaded forms: (id, json) matches, count, cursor."""
+    loaded = catalog()
+    forms = {questionnaire_id(f): f for f in loaded.forms}
+    matches = list(forms)
+    count, after = DEFAULT_COUNT, None
+    supported = SEARCH_PARAMETERS["Questionnaire"]
+    for key, raw in args:
+        name, _, modifier = key.partition(":")
+        if name in RESULT_PARAMETERS:
+            count, after = result_parameter(name, raw, count, after)
+            continue
+        if name not in supported:
+            raise SearchError(f"unknown search parameter {name!r} for Questionnaire; supported: {', '.join(sorted(supported))}")
+        if modifier:
+            raise SearchError(f"{name}: the :{modifier} modifier is not supported")
+        values = set(split_values(raw))
+        field = {"url": lambda f: f.url, "version": lambda f: f.version, "status": lambda f: f.resource.get("status"),
+                 "_id": questionnaire_id, "_lastUpdated": None}[name]
+        if field is None:
+            raise SearchError("_lastUpdated: Questionnaires are files loaded at start-up; not searchable by _lastUpdated")
+        matches = [m for m in matches if field(forms[m]) in values]
+    texts = _questionnaires(loaded)
+    ordered = [(position, qid) for position, qid in enumerate(sorted(matches))]
+    return [(str(p), texts[qid][0]) for p, qid in ordered], count, after
+
+
+# --- read and search ---------------------------------------------------------------------------
+
+
+def _check_type(resource_type: str) -> None:
+    if resource_type not in READ_TYPES:
+        raise FhirError(404, "not-supported", f"resource type {resource_type!r} is not served here")
+
+
+@bp.get("/<resource_type>/<resource_id>")
+def read(resource_type: str, resource_id: str) -> Response:
+    _check_type(resource_type)
+    if resource_type == "Questionnaire":
+        found = _questionnaires(catalog()).get(resource_id)
+        if found is None:
+            raise FhirError(404, "not-found", f"Questionnaire/{resource_id} is not known")
+        return _json_response(found[0], headers={"ETag": 'W/"1"'})
+    stored = fhir_store.get_resource(reader(), resource_type, resource_id[:64])
+    if stored is None:
+        raise FhirError(404, "not-found", f"{resource_type}/{resource_id[:64]} is not known")
+    etag = f'W/"{stored.version_id}"'
+    if request.headers.get("If-None-Match") == etag:
+        return Response(status=304, headers={"ETag": etag})
+    return _json_response(stored.resource_json, headers={
+        "ETag": etag, "Last-Modified": _http_date(stored.last_updated),
+        "Content-Location": f"{_base()}/{resource_type}/{resource_id}/_history/{stored.version_id}",
+    })
+
+
+@bp.route("/<resource_type>", methods=["GET"])
+def search(resource_type: str) -> Response:
+    _check_type(resource_type)
+    return _search(resource_type, list(request.args.items(multi=True)))
+
+
+@bp.post("/<resource_type>/_search")
+def search_post(resource_type: str) -> Response:
+    _check_type(resource_type)
+    if request.mimetype != "application/x-www-form-urlencoded":
+        raise FhirError(415, "not-supported", "POST _search takes application/x-www-form-urlencoded")
+    return _search(resource_type, list(request.args.items(multi=True)) + list(request.form.items(multi=True)))
+
+
+def _search(resource_type: str, args: list[tuple[str, str]]) -> Response:
+    base = _base()
+    if resource_type == "Questionnaire":
+        matches, count, after = _search_questionnaires(args)
+        pending = [m for m in matches if after is None or int(m[0]) > after]
+        page = [(int(p), text) for p, text in pending[:count]]
+        total, more = len(matches), len(pending) > count
+        texts = [(f"{base}/Questionnaire/{json.loads(t)['id']}", t, p) for p, t in page]
+    else:
+        criteria, count, after = parse(resource_type, args)
+        rows, total, more = fhir_store.search(reader(), criteria, after_seq=after, count=count)
+        texts = [(f"{base}/{r.resource_type}/{r.resource_id}", r.resource_json, r.seq) for r in rows]
+    query = [(k, v) for k, v in args if k != "_cursor"]
+    links = [{"relation": "self", "url": f"{base}/{resource_type}" + (f"?{urlencode(args)}" if args else "")}]
+    if more and texts:
+        links.append({"relation": "next", "url": f"{base}/{resource_type}?{urlencode(query + [('_cursor', str(texts[-1][2]))])}"})
+    entries = ",".join(
+        f'{{"fullUrl":{json.dumps(url)},"resource":{text},"search":{{"mode":"match"}}}}' for url, text, _ in texts
+    )
+    body = (f'{{"resourceType":"Bundle","type":"searchset","total":{total},'
+            f'"link":{json.dumps(links, separators=(",", ":"))},"entry":[{entries}]}}')
+    if not texts:
+        body = body.replace(',"entry":[]', "")
+    return _json_response(body)
+
+
+# --- Binary (the clinician PDFs) -------------------------------------------------------------------
+
+
+@bp.get("/Binary/<binary_id>")
+def binary(binary_id: str) -> Response:
+    stored = fhir_store.get_resource(reader(), "DocumentReference", binary_id[:64])
+    document = None
+    if stored is not None:
+        intake_id = json.loads(stored.resource_json)["identifier"][0]["value"]
+        document = fhir_store.get_document(reader(), intake_id)
+    if document is None:
+        raise FhirError(404, "not-found", f"Binary/{binary_id[:64]} is not known")
+    wants_json = request.args.get("_format") in JSON_FORMATS or any(
+        m.strip().split(";")[0] in ("application/fhir+json", "application/json") for m in request.headers.get("Accept", "").split(","))
+    if wants_json:
+        body = {"resourceType": "Binary", "id": binary_id, "contentType": "application/pdf",
+                "data": base64.b64encode(document.content).decode()}
+        return _json_response(json.dumps(body, separators=(",", ":")))
+    return Response(document.content, 200, content_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="screening-summary-{binary_id}.pdf"'})
+
+
+# --- operations ----------------------------------------------------------------------------------
+
+
+def _resource_from(body: Any, expected: str) -> dict[str, Any]:
+    """The resource of a $validate body: the resource itself, or a Parameters with `resource`."""
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        for parameter in body.get("parameter") or []:
+            if isinstance(parameter, dict) and parameter.get("name") == "resource":
+                body = parameter.get("resource")
+                break
+    if not isinstance(body, dict) or body.get("resourceType") != expected:
+        raise FhirError(400, "invalid", f"send a {expected} (or a Parameters with a 'resource' parameter)")
+    return body
+
+
+@bp.post("/QuestionnaireResponse/$validate")
+def validate_response() -> Response:
+    resource = _resource_from(_body(), "QuestionnaireResponse")
+    reference = resource.get("questionnaire")
+    form = catalog().get(str(reference)) if isinstance(reference, str) else None
+    if form is None:
+        issues = [Issue("error", "not-found", None, f"questionnaire {str(reference)[:200]!r} is not loaded on this server")]
+        issues += [Issue("error", "structure", None, f"{path}: {message}") for path, message in resource_errors(resource)]
+    else:
+        issues = validate(form, resource)
+    return _json_response(json.dumps(operation_outcome(issues)))
+
+
+@bp.post("/Questionnaire/$validate")
+def validate_questionnaire() -> Response:
+    resource = _resource_from(_body(), "Questionnaire")
+    issues = [Issue(i.severity, "invalid", i.link_id, i.message) for i in lint(resource)]
+    return _json_response(json.dumps(operation_outcome(issues)))
+
+
+@bp.route("/QuestionnaireResponse/<response_id>/$extract", methods=["GET", "POST"])
+def extract(response_id: str) -> Response:
+    """SDC $extract of a stored response: a transaction Bundle (see `records.extract_bundle`).
+    `document=false` leaves out the PDF's DocumentReference (the Bundle embedded in the PDF)."""
+    unknown = set(request.args) - {"_format", "_pretty", "document"}
+    if unknown:
+        raise FhirError(400, "invalid", f"unknown parameter {sorted(unknown)[0]!r} for $extract")
+    document = request.args.get("document", "true")
+    if document not in ("true", "false"):
+        raise FhirError(400, "invalid", "document: true or false")
+    db = reader()
+    stored = fhir_store.get_resource(db, "QuestionnaireResponse", response_id[:64])
+    if stored is None:
+        raise FhirError(404, "not-found", f"QuestionnaireResponse/{response_id[:64]} is not known (only completed responses are served)")
+    intake_id = fhir_store.intake_of(db, "QuestionnaireResponse", response_id)
+    if intake_id is None:
+        raise FhirError(404, "not-found", f"QuestionnaireResponse/{response_id} belongs to no intake")
+    bundle = records.extract_bundle(db, intake_id, response_id=response_id, include_document=document == "true")
+    return _json_response(json.dumps(bundle, separators=(",", ":"), ensure_ascii=False))

@@ -1,0 +1,367 @@
+"""The FHIR R4 API: metadata, auth, read, search and paging, errors as OperationOutcome,
+$validate, $extract; every resource it returns passes fhir.resources and fhircheck."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from intake import create_app
+from intake.core.fhir_models import resource_errors
+from intake.storage.models import FhirResource, Intake, Patient
+from tests.fhircheck import fhircheck
+from tests.web.flow import EMERGENCY, HIGH_PHQ4, STAFF, complete_intake
+
+FHIR_JSON = "application/fhir+json"
+
+
+@pytest.fixture
+def api_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    app = create_app({
+        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True,
+        "INTAKE_STAFF_USER": STAFF[0], "INTAKE_STAFF_PASSWORD_HASH": generate_password_hash(STAFF[1]),
+    })
+    yield app
+    app.extensions["intake.engine"].dispose()
+
+
+def new_token(app: Flask, name: str = "ehr") -> str:
+    result = app.test_cli_runner().invoke(args=["intake", "api-client", name])
+    assert result.exit_code == 0, result.output
+    return result.output.strip()
+
+
+class Api:
+    """A test client that sends the bearer token and parses FHIR JSON answers."""
+
+    def __init__(self, client: FlaskClient, token: str) -> None:
+        self.client, self.headers = client, {"Authorization": f"Bearer {token}"}
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.client.get(path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs)
+
+    def post(self, path: str, body: Any, content_type: str = FHIR_JSON) -> Any:
+        data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        return self.client.post(path, data=data, content_type=content_type, headers=self.headers)
+
+    def json(self, path: str, status: int = 200) -> dict[str, Any]:
+        response = self.get(path)
+        assert response.status_code == status, response.text
+        assert response.content_type.startswith(FHIR_JSON)
+        return json.loads(response.data)
+
+
+@pytest.fixture
+def api(api_app: Flask) -> Api:
+    return Api(api_app.test_client(), new_token(api_app))
+
+
+@pytest.fixture
+def two_intakes(api_app: Flask) -> tuple[str, str]:
+    """Two completed intakes: one with an emergency flag and a high PHQ-4, one plain."""
+    _client, flagged = complete_intake(api_app, {**EMERGENCY, **HIGH_PHQ4})
+    _client, plain = complete_intake(api_app, {}, birth_date="1985-02-03")
+    return flagged, plain
+
+
+def patient_of(app: Flask, intake_id: str) -> str:
+    with app.extensions["intake.sessions"]() as session:
+        return session.scalars(select(Intake.patient_id).where(Intake.id == intake_id)).one()
+
+
+def assert_outcome(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.content_type.startswith(FHIR_JSON)
+    body = json.loads(response.data)
+    assert body["resourceType"] == "OperationOutcome" and not resource_errors(body)
+    if code:
+        assert body["issue"][0]["code"] == code
+    return body
+
+
+# --- metadata and access ---------------------------------------------------------------------------
+
+
+def test_metadata_is_public_and_lists_exactly_what_is_served(api_app: Flask, tmp_path: Path) -> None:
+    response = api_app.test_client().get("/fhir/metadata")
+    statement = json.loads(response.data)
+    assert response.status_code == 200 and statement["fhirVersion"] == "4.0.1"
+    assert not resource_errors(statement)
+    resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert set(resources) == {"Questionnaire", "QuestionnaireResponse", "Patient", "Observation", "Flag",
+                              "DocumentReference", "Provenance", "Binary"}
+    assert {p["name"] for p in resources["QuestionnaireResponse"]["searchParam"]} >= {
+        "patient", "subject", "status", "authored", "questionnaire", "_lastUpdated"}
+    assert {o["name"] for o in resources["QuestionnaireResponse"]["operation"]} == {"validate", "extract"}
+    (tmp_path / "metadata.json").write_bytes(response.data)
+    fhircheck(tmp_path / "metadata.json")
+
+
+def test_everything_but_metadata_needs_a_valid_token(api_app: Flask, two_intakes: tuple[str, str]) -> None:
+    client = api_app.test_client()
+    assert_outcome(client.get("/fhir/Patient"), 401, "login")
+    assert_outcome(client.get("/fhir/Patient", headers={"Authorization": "Bearer nope"}), 401, "login")
+    assert_outcome(client.get("/fhir/Patient", auth=(STAFF[0], "wrong")), 401, "login")
+    token = new_token(api_app, "lab")
+    assert client.get("/fhir/Patient", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert client.get("/fhir/Patient", auth=STAFF).status_code == 200  # interim staff sign-in
+    revoked = api_app.test_cli_runner().invoke(args=["intake", "api-client", "lab", "--revoke"])
+    assert "revoked 1" in revoked.output
+    import intake.web.fhir_api as fhir_api
+
+    fhir_api._token_cache.clear()  # revocation applies within TOKEN_CACHE_SECONDS; skip the wait
+    assert_outcome(client.get("/fhir/Patient", headers={"Authorization": f"Bearer {token}"}), 401)
+
+
+# --- read ------------------------------------------------------------------------------------------
+
+
+def test_read_serves_the_stored_json_with_etag_and_version(api_app: Flask, api: Api, two_intakes: tuple[str, str]) -> None:
+    with api_app.extensions["intake.sessions"]() as session:
+        rows = list(session.execute(select(FhirResource.resource_type, FhirResource.resource_id, FhirResource.resource_json)))
+    assert {t for t, _i, _j in rows} == {"Patient", "QuestionnaireResponse", "Observation", "Flag", "Provenance"}
+    for rtype, rid, stored in rows:
+        response = api.get(f"/fhir/{rtype}/{rid}")
+        assert response.status_code == 200 and response.data == stored.encode()
+        body = json.loads(response.data)
+        assert response.headers["ETag"] == f'W/"{body["meta"]["versionId"]}"' and "Last-Modified" in response.headers
+        assert not resource_errors(body), (rtype, resource_errors(body))
+        again = api.get(f"/fhir/{rtype}/{rid}", headers={"If-None-Match": response.headers["ETag"]})
+        assert again.status_code == 304
+
+
+def test_questionnaires_are_read_and_searched_from_the_loaded_forms(api: Api) -> None:
+    bundle = api.json("/fhir/Questionnaire?url=https://intake.example.org/fhir/Questionnaire/stress")
+    assert bundle["total"] == 1
+    questionnaire = bundle["entry"][0]["resource"]
+    assert questionnaire["url"].endswith("/stress") and questionnaire["id"] == f"stress-{questionnaire['version']}"
+    assert api.json(f"/fhir/Questionnaire/{questionnaire['id']}")["item"] == questionnaire["item"]
+    assert api.json("/fhir/Questionnaire?status=active")["total"] == 5
+    assert api.json("/fhir/Questionnaire?status=retired")["total"] == 0
+
+
+def test_unknown_ids_types_and_routes_are_404_outcomes(api: Api) -> None:
+    assert_outcome(api.get("/fhir/Patient/does-not-exist"), 404, "not-found")
+    assert_outcome(api.get("/fhir/Questionnaire/nope"), 404, "not-found")
+    assert_outcome(api.get("/fhir/Medication/1"), 404, "not-supported")
+    assert_outcome(api.get("/fhir/Patient/1/2/3"), 404)
+    assert_outcome(api.get("/fhir/Patient/" + "x" * 500), 404)
+
+
+# --- search ------------------------------------------------------------------------------------------
+
+
+def test_search_by_patient_status_authored_and_questionnaire(api_app: Flask, api: Api, two_intakes: tuple[str, str]) -> None:
+    flagged, plain = two_intakes
+    patient = patient_of(api_app, flagged)
+    responses = api.json(f"/fhir/QuestionnaireResponse?patient={patient}")
+    assert responses["type"] == "searchset" and responses["total"] == 5
+    assert {e["resource"]["subject"]["reference"] for e in responses["entry"]} == {f"Patient/{patient}"}
+    assert all(e["fullUrl"].endswith(f"/fhir/QuestionnaireResponse/{e['resource']['id']}") for e in responses["entry"])
+    assert api.json(f"/fhir/QuestionnaireResponse?subject=Patient/{patient}")["total"] == 5
+    assert api.json("/fhir/QuestionnaireResponse?status=completed")["total"] == 10
+    assert api.json("/fhir/QuestionnaireResponse?status=in-progress")["total"] == 0
+    stress = "https://intake.example.org/fhir/Questionnaire/stress"
+    assert api.json(f"/fhir/QuestionnaireResponse?questionnaire={stress}")["total"] == 2
+    version = responses["entry"][0]["resource"]["questionnaire"]
+    assert api.json(f"/fhir/QuestionnaireResponse?questionnaire={version}")["total"] == 2
+    authored = responses["entry"][0]["resource"]["authored"][:10]
+    assert api.json(f"/fhir/QuestionnaireResponse?authored={authored}")["total"] == 10
+    assert api.json(f"/fhir/QuestionnaireResponse?authored=lt{authored}")["total"] == 0
+    assert api.json(f"/fhir/QuestionnaireResponse?authored=ge{authored}&authored=lt2999")["total"] == 10
+    assert api.json(f"/fhir/QuestionnaireResponse?_lastUpdated=ge{authored[:4]}")["total"] == 10
+    assert api.json(f"/fhir/QuestionnaireResponse?_lastUpdated=gt{authored[:4]}")["total"] == 0  # after that whole year
+    assert api.json(f"/fhir/QuestionnaireResponse?patient={patient},{patient_of(api_app, plain)}")["total"] == 10
+
+
+def test_search_patients_by_identifier_name_and_birthdate(api_app: Flask, api: Api, two_intakes: tuple[str, str]) -> None:
+    flagged, _plain = two_intakes
+    patient = patient_of(api_app, flagged)
+    system = "https://intake.example.org/fhir/sid/patient"
+    assert api.json(f"/fhir/Patient?identifier={system}|{patient}")["total"] == 1
+    assert api.json(f"/fhir/Patient?identifier={patient}")["total"] == 1
+    assert api.json(f"/fhir/Patient?identifier=urn:other|{patient}")["total"] == 0
+    assert api.json("/fhir/Patient?name=test")["total"] == 2  # "Test Patient": any word, case-insensitive prefix
+    assert api.json("/fhir/Patient?name=pati")["total"] == 2
+    assert api.json("/fhir/Patient?name=atien")["total"] == 0
+    assert api.json("/fhir/Patient?name:contains=atien")["total"] == 2
+    assert api.json("/fhir/Patient?name:exact=Test Patient")["total"] == 2
+    assert api.json("/fhir/Patient?name:exact=test patient")["total"] == 0
+    assert api.json("/fhir/Patient?birthdate=1960-05-01")["total"] == 1
+    assert api.json("/fhir/Patient?birthdate=1960")["total"] == 1
+    assert api.json("/fhir/Patient?birthdate=lt1970")["total"] == 1
+    assert api.json("/fhir/Patient?birthdate=ge1970-01-01")["total"] == 1
+
+
+def test_patient_names_fold_case_and_accents_and_mrn_is_searchable(api_app: Flask, api: Api) -> None:
+    result = api_app.test_cli_runner().invoke(args=["intake", "invite", "--name", "José Ñúñez", "--birth-date",
+                                                    "1990-01-01", "--mrn", "MRN-0042"])
+    assert result.exit_code == 0, result.output
+    assert api.json("/fhir/Patient?name=jose")["total"] == 1
+    assert api.json("/fhir/Patient?name=NUNEZ")["total"] == 1
+    found = api.json("/fhir/Patient?identifier=MRN-0042")
+    assert found["total"] == 1
+    assert found["entry"][0]["resource"]["identifier"][0]["type"]["coding"][0]["code"] == "MR"
+
+
+def test_search_observations_by_code_derived_from_and_flags_by_patient(api_app: Flask, api: Api,
+                                                                       two_intakes: tuple[str, str]) -> None:
+    flagged, plain = two_intakes
+    phq4 = api.json("/fhir/Observation?code=http://loinc.org|70272-0")
+    assert phq4["total"] == 2
+    values = sorted(e["resource"]["valueInteger"] for e in phq4["entry"])
+    assert values[-1] == 12  # HIGH_PHQ4: every item "nearly every day"
+    severe = next(e["resource"] for e in phq4["entry"] if e["resource"]["valueInteger"] == 12)
+    assert severe["category"][0]["coding"][0]["code"] == "survey"
+    assert severe["interpretation"][0]["coding"][0]["code"] and "Severe" in severe["interpretation"][0]["text"]
+    response_ref = severe["derivedFrom"][0]["reference"]
+    derived = api.json(f"/fhir/Observation?derived-from={response_ref}")
+    assert {e["resource"]["id"] for e in derived["entry"]} >= {severe["id"]}
+    assert api.json("/fhir/Observation?code=70272-0")["total"] == 2
+    assert api.json("/fhir/Observation?code=http://snomed.info/sct|70272-0")["total"] == 0
+    patient = patient_of(api_app, flagged)
+    flags = api.json(f"/fhir/Flag?patient=Patient/{patient}&status=active")
+    assert flags["total"] >= 1
+    assert any("n-rf2" == e["resource"]["code"]["coding"][0]["code"] for e in flags["entry"])
+    other = api.json(f"/fhir/Flag?patient={patient_of(api_app, plain)}")
+    assert all(e["resource"]["code"]["coding"][0]["code"] != "n-rf2" for e in other.get("entry", []))
+    date = severe["effectiveDateTime"][:10]
+    assert api.json(f"/fhir/Observation?patient={patient}&date={date}")["total"] == len(
+        api.json(f"/fhir/Observation?patient={patient}&_count=1000")["entry"])
+
+
+def test_paging_walks_every_match_once_by_next_links(api: Api, two_intakes: tuple[str, str]) -> None:
+    first = api.json("/fhir/Observation?_count=3")
+    total, seen = first["total"], []
+    page: dict[str, Any] | None = first
+    while page is not None:
+        assert page["total"] == total
+        seen += [e["resource"]["id"] for e in page.get("entry", [])]
+        links = {link["relation"]: link["url"] for link in page["link"]}
+        assert links["self"]
+        page = api.json(links["next"].split("://", 1)[1].split("/", 1)[1].join(["/", ""])) if "next" in links else None
+    assert len(seen) == total == len(set(seen)) and total > 6
+    assert "entry" not in api.json("/fhir/Observation?_count=0")
+
+
+@pytest.mark.parametrize("query, code", [
+    ("/fhir/Observation?colour=blue", "invalid"),
+    ("/fhir/Observation?date=yesterday", "invalid"),
+    ("/fhir/Observation?date=2026-13-40", "invalid"),
+    ("/fhir/Observation?date=ap2026", "invalid"),
+    ("/fhir/Observation?_count=-1", "invalid"),
+    ("/fhir/Observation?_count=100000", "invalid"),
+    ("/fhir/Observation?_cursor=abc", "invalid"),
+    ("/fhir/Observation?code:text=PHQ", "invalid"),
+    ("/fhir/Observation?patient=Group/1", "invalid"),
+    ("/fhir/Observation?patient=", "invalid"),
+    ("/fhir/QuestionnaireResponse?status=a|b", "invalid"),
+    ("/fhir/Patient?_sort=name", "invalid"),
+    ("/fhir/Patient?_format=text/html", "invalid"),
+])
+def test_bad_search_parameters_are_400_outcomes(api: Api, query: str, code: str) -> None:
+    assert_outcome(api.get(query), 400, code)
+
+
+def test_format_is_honoured(api: Api) -> None:
+    assert api.get("/fhir/Patient?_format=json").content_type.startswith("application/json")
+    assert api.get("/fhir/Patient?_format=application/fhir+json").content_type.startswith(FHIR_JSON)
+    assert_outcome(api.get("/fhir/Patient?_format=xml"), 406, "not-supported")
+    assert_outcome(api.get("/fhir/Patient", headers={"Accept": "application/fhir+xml"}), 406)
+
+
+# --- $validate -------------------------------------------------------------------------------------
+
+
+def test_validate_returns_the_engines_outcome(api: Api, two_intakes: tuple[str, str]) -> None:
+    stored = api.json("/fhir/QuestionnaireResponse?_count=1")["entry"][0]["resource"]
+    ok = assert_outcome(api.post("/fhir/QuestionnaireResponse/$validate", stored), 200)
+    assert ok["issue"][0]["severity"] == "information"
+    broken = json.loads(json.dumps(stored))
+    broken["item"][0]["linkId"] = "no-such-item"
+    bad = assert_outcome(api.post("/fhir/QuestionnaireResponse/$validate",
+                                  {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": broken}]}), 200)
+    assert any(i["severity"] == "error" for i in bad["issue"])
+    unknown = assert_outcome(api.post("/fhir/QuestionnaireResponse/$validate", {**stored, "questionnaire": "urn:x"}), 200)
+    assert unknown["issue"][0]["code"] == "not-found"
+    assert_outcome(api.post("/fhir/QuestionnaireResponse/$validate", "{not json"), 400, "structure")
+    assert_outcome(api.post("/fhir/QuestionnaireResponse/$validate", {"resourceType": "Patient"}), 400, "invalid")
+    assert_outcome(api.post("/fhir/QuestionnaireResponse/$validate", stored, content_type="text/plain"), 415)
+    assert_outcome(api.post("/fhir/QuestionnaireResponse/$validate", "x" * (3 * 1024 * 1024)), 413)
+
+
+def test_questionnaire_validate_lints(api: Api) -> None:
+    questionnaire = api.json("/fhir/Questionnaire?_count=1")["entry"][0]["resource"]
+    assert assert_outcome(api.post("/fhir/Questionnaire/$validate", questionnaire), 200)["issue"][0]["severity"] == "information"
+    questionnaire["item"][0]["type"] = "colour"
+    result = assert_outcome(api.post("/fhir/Questionnaire/$validate", questionnaire), 200)
+    assert any(i["severity"] == "error" for i in result["issue"])
+
+
+# --- $extract and the independent checker ------------------------------------------------------------
+
+
+def test_extract_is_an_idempotent_transaction_bundle(api_app: Flask, api: Api, two_intakes: tuple[str, str]) -> None:
+    flagged, _plain = two_intakes
+    patient = patient_of(api_app, flagged)
+    stress = next(e["resource"] for e in api.json(f"/fhir/QuestionnaireResponse?patient={patient}")["entry"]
+                  if "/stress|" in e["resource"]["questionnaire"])
+    bundle = api.json(f"/fhir/QuestionnaireResponse/{stress['id']}/$extract")
+    assert bundle["type"] == "transaction" and not resource_errors(bundle)
+    kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+    assert kinds[:2] == ["Patient", "QuestionnaireResponse"] and "Observation" in kinds and kinds[-1] == "Provenance"
+    full_urls = {e["fullUrl"] for e in bundle["entry"]}
+    assert all(u.startswith("urn:uuid:") for u in full_urls)
+    for entry in bundle["entry"]:
+        request = entry["request"]
+        if entry["resource"]["resourceType"] == "Provenance":
+            assert request["method"] == "PUT"
+        else:
+            assert request["method"] == "POST" and request["ifNoneExist"].startswith("identifier=")
+    references = [r for r in _references(bundle) if r.startswith("urn:uuid:")]
+    assert references and set(references) <= full_urls  # every internal reference resolves in the Bundle
+    assert not [r for r in _references(bundle) if r.startswith(("Patient/", "QuestionnaireResponse/"))]
+    observations = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+    assert {o["code"]["text"] for o in observations} >= {"PHQ-4 total score", "PSS-10 total score"}
+    again = api.get(f"/fhir/QuestionnaireResponse/{stress['id']}/$extract")
+    assert json.loads(again.data) == bundle  # deterministic: the same data gives the same Bundle
+    post = api.client.post(f"/fhir/QuestionnaireResponse/{stress['id']}/$extract", headers=api.headers)
+    assert json.loads(post.data) == bundle
+    assert_outcome(api.get("/fhir/QuestionnaireResponse/nope/$extract"), 404)
+    assert_outcome(api.get(f"/fhir/QuestionnaireResponse/{stress['id']}/$extract?document=maybe"), 400)
+
+
+def _references(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        found = [value["reference"]] if isinstance(value.get("reference"), str) else []
+        return found + [r for v in value.values() for r in _references(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _references(v)]
+    return []
+
+
+def test_everything_the_api_returns_passes_fhircheck(api_app: Flask, api: Api, two_intakes: tuple[str, str],
+                                                     tmp_path: Path) -> None:
+    out = tmp_path / "api"
+    out.mkdir()
+    for rtype in ("Patient", "QuestionnaireResponse", "Observation", "Flag", "Provenance", "Questionnaire"):
+        bundle = api.get(f"/fhir/{rtype}?_count=2")
+        (out / f"search-{rtype}.json").write_bytes(bundle.data)
+        for entry in json.loads(bundle.data)["entry"]:
+            read = api.get(f"/fhir/{rtype}/{entry['resource']['id']}")
+            (out / f"read-{rtype}-{entry['resource']['id']}.json").write_bytes(read.data)
+    for entry in api.json("/fhir/QuestionnaireResponse?_count=10")["entry"]:
+        extracted = api.get(f"/fhir/QuestionnaireResponse/{entry['resource']['id']}/$extract")
+        (out / f"extract-{entry['resource']['id']}.json").write_bytes(extracted.data)
+    with api_app.extensions["intake.sessions"]() as session:
+        assert session.scalars(select(Patient)).all()
+    report = fhircheck(out)
+    assert "0 failed" in report
