@@ -31,6 +31,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(load_config(Path(app.instance_path), config))
 
     from intake import cli, errors, web
+    from intake.bulk_export import run_job as run_export_job
+    from intake.jobs import Jobs
     from intake.core.catalog import load_catalog
     from intake.storage.db import make_engine, make_session_factory
 
@@ -38,6 +40,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["intake.engine"] = engine
     app.extensions["intake.sessions"] = make_session_factory(engine)
     app.extensions["intake.catalog"] = load_catalog(Path(app.config["INTAKE_FORMS_DIR"]))
+
+    jobs = Jobs(app, app.config["INTAKE_JOBS"])
+    jobs.register("export", run_export_job)
+    app.extensions["intake.jobs"] = jobs
 
     web.register(app)
     errors.register(app)

@@ -23,10 +23,11 @@ intake_cli.add_command(__import__("intake.cli_score", fromlist=["score"]).score)
 
 
 def register(app: Flask) -> None:
-    from intake.cli_fhir import api_client_command, publish_command
+    from intake.cli_fhir import api_client_command, group_command, publish_command
     from intake.cli_flags import flags_command, hash_password_command, rescore_command
 
-    for command in (flags_command, rescore_command, hash_password_command, api_client_command, publish_command):
+    for command in (flags_command, rescore_command, hash_password_command, api_client_command, publish_command,
+                    group_command):
         intake_cli.add_command(command)
     app.cli.add_command(intake_cli)
 
@@ -101,6 +102,7 @@ def create_invite(name: str, birth_date: date, appointment: datetime | None, que
             ttl=ttl,
             patient_id=patient_id,
             mrn=mrn,
+            mrn_system=app.config["INTAKE_MRN_SYSTEM"],
         )
     return f"{app.config['INTAKE_BASE_URL'].rstrip('/')}/i/{token}"
 

@@ -60,9 +60,30 @@ def publish_command(intake_ids: tuple[str, ...], everything: bool) -> None:
                 click.echo(f"{intake_id}: {exc}", err=True)
                 failed += 1
                 continue
-            if not workflow.publish(session, intake_id, forms, now=utcnow()):
+            if not workflow.publish(session, intake_id, forms, now=utcnow(), mrn_system=app.config["INTAKE_MRN_SYSTEM"]):
                 click.echo(f"{intake_id}: not published (see the log)", err=True)
                 failed += 1
     click.echo(f"published {len(ids) - failed} of {len(ids)} intake(s)")
     if failed:
         sys.exit(1)
+
+
+@click.command("group")
+@click.argument("group_id")
+@click.option("--name", required=True, help="What the group is (e.g. 'GI clinic, Tuesday list').")
+@click.option("--patient", "patients", multiple=True, required=True, help="A patient id (repeat).")
+@with_appcontext
+def group_command(group_id: str, name: str, patients: tuple[str, ...]) -> None:
+    """Create or replace the Group GROUP_ID of patients, for `GET /fhir/Group/GROUP_ID/$export`."""
+    from intake import records
+    from intake.core.extract import is_local_reference
+
+    if not is_local_reference(f"Group/{group_id}"):
+        _fail("a group id is 1 to 64 letters, digits, '-' or '.'")
+    with session_scope(current_app.extensions["intake.sessions"]) as session:
+        missing = [p for p in patients if repository.get_patient(session, p) is None]
+        if missing:
+            _fail(f"no patient {missing[0]!r}")
+        records.publish_group(session, group_id=group_id, name=" ".join(name.split()),
+                              patient_ids=list(dict.fromkeys(patients)), now=utcnow())
+    click.echo(f"Group/{group_id}: {len(set(patients))} patient(s)")

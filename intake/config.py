@@ -38,6 +38,11 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     # Interim staff sign-in (HTTP Basic) until accounts exist: a user name and a password hash
     # made with `flask intake hash-password`. Unset = the clinician pages are closed.
     "STAFF_USER": (str, ""),
+    # Background jobs (PDF rendering, bulk export): "thread" (in-process, after the request) or
+    # "eager" (at once, in the caller: tests and one-off commands).
+    "JOBS": (str, "thread"),
+    # The system of the patient record numbers given with `flask intake invite --mrn`.
+    "MRN_SYSTEM": (str, "https://intake.example.org/fhir/sid/mrn"),
     "STAFF_PASSWORD_HASH": (str, ""),
 }
 

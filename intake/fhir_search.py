@@ -78,6 +78,10 @@ SEARCH_PARAMETERS: dict[str, dict[str, Parameter]] = {
         "patient": Parameter("reference", "The patient of the targets", "patient"),
         "target": Parameter("reference", "The resources the provenance is about", "target"),
     },
+    "Group": {
+        "member": Parameter("reference", "A patient in the group", "member"),
+        "identifier": Parameter("token", "The group's business identifier", "identifier"),
+    },
 }
 for _params in SEARCH_PARAMETERS.values():
     _params.update(COMMON)

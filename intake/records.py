@@ -227,3 +227,49 @@ def _flag_rules_of(session: Session, intake_id: str, questionnaire: str | None) 
     if questionnaire is None:
         return None
     return {f.rule_id for f in repository.flags_of_intake(session, intake_id) if f.questionnaire == questionnaire}
+
+
+# --- Questionnaires (served from the loaded forms, not stored) ------------------------------------
+
+_QUESTIONNAIRE_JSON: dict[int, dict[str, tuple[str, str]]] = {}
+
+
+def questionnaire_id(form: Form) -> str:
+    """Each loaded version is its own resource: `<file id>-<version>` (FHIR ids allow dots)."""
+    base_id = str(form.resource.get("id") or form.key)
+    return f"{base_id}-{form.version}" if form.version else base_id
+
+
+def questionnaires(loaded: Any) -> dict[str, tuple[str, str]]:
+    """id -> (canonical JSON, canonical url|version) of every loaded Questionnaire, built once
+    per catalog: the files are the source of truth, so they are served, not copied to the store."""
+    cached = _QUESTIONNAIRE_JSON.get(id(loaded))
+    if cached is None:
+        cached = {}
+        for form in loaded.forms:
+            body = dict(form.resource)
+            body["id"] = questionnaire_id(form)
+            body["meta"] = {"versionId": "1"}
+            cached[body["id"]] = (repository.canonical_json(body), form.canonical)
+        _QUESTIONNAIRE_JSON.clear()
+        _QUESTIONNAIRE_JSON[id(loaded)] = cached
+    return cached
+
+
+# --- Groups (cohorts for Group-level bulk export) ----------------------------------------------------
+
+
+def publish_group(session: Session, *, group_id: str, name: str, patient_ids: list[str], now: datetime) -> StoredResource:
+    """A Group of patients (type person, actual): what `Group/{id}/$export` exports."""
+    resource = _checked({
+        "resourceType": "Group",
+        "id": group_id,
+        "identifier": [{"system": extract.SID + "group", "value": group_id}],
+        "type": "person",
+        "actual": True,
+        "name": name,
+        "quantity": len(patient_ids),
+        "member": [{"entity": {"reference": f"Patient/{p}"}} for p in patient_ids],
+    })
+    return fhir_store.put_resource(session, resource, now=now, tokens=_identifier_tokens(resource) + [
+        ("member", None, f"Patient/{p}") for p in patient_ids])

@@ -76,6 +76,7 @@ def invite(
     now: datetime | None = None,
     patient_id: str | None = None,
     mrn: str | None = None,
+    mrn_system: str = records.DEFAULT_MRN_SYSTEM,
 ) -> tuple[Intake, str]:
     """Create patient + intake + link token; returns the intake and the raw token (shown once).
 
@@ -99,7 +100,7 @@ def invite(
         if mrn is not None and not (0 < len(mrn) <= 64 and mrn.isprintable()):
             raise WorkflowError("the record number must be 1 to 64 printable characters")
         patient = repository.create_patient(session, name=name, birth_date=birth_date, mrn=mrn)
-        records.publish_patient(session, patient, now=now)
+        records.publish_patient(session, patient, now=now, mrn_system=mrn_system)
     intake = repository.create_intake(
         session,
         patient_id=patient.id,
@@ -226,7 +227,7 @@ def completed_responses(
 
 
 def submit(session: Session, catalog: Catalog, intake: IntakeView, *, onset_age: int = 50,
-           now: datetime | None = None) -> tuple[bool, list[tuple[Form, Issue]]]:
+           now: datetime | None = None, mrn_system: str = records.DEFAULT_MRN_SYSTEM) -> tuple[bool, list[tuple[Form, Issue]]]:
     """Validate strictly, complete, and score — in one transaction, so a completed intake always
     has its results and flags. (True, []) when this call completed it; (False, []) when it was
     already complete (a double submit stores nothing new); (False, problems) when invalid."""
@@ -246,16 +247,18 @@ def submit(session: Session, catalog: Catalog, intake: IntakeView, *, onset_age:
             # The rule's name only (never answers); staff see an unscored intake and can
             # `flask intake rescore` it once the Questionnaire is fixed.
             log.error("scoring failed for intake %s: %s", intake.id, str(exc).split(":", 1)[0])
-        publish(session, intake.id, [form for form, _ in pairs], now=now)
+        publish(session, intake.id, [form for form, _ in pairs], now=now, mrn_system=mrn_system)
     return done, []
 
 
-def publish(session: Session, intake_id: str, forms: list[Form], *, now: datetime) -> bool:
+def publish(session: Session, intake_id: str, forms: list[Form], *, now: datetime,
+            mrn_system: str = records.DEFAULT_MRN_SYSTEM) -> bool:
     """Store the intake's FHIR resources; a failure is logged (no PHI) and leaves the intake
     completed and scored (`flask intake publish` retries). True when published."""
     try:
         with session.begin_nested():
-            records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
+            records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now,
+                                   mrn_system=mrn_system)
     except records.PublishError as exc:
         log.error("publishing FHIR resources failed for intake %s: %s", intake_id, str(exc).split(":", 1)[0])
         return False
@@ -300,7 +303,8 @@ def stored_pairs(session: Session, catalog: Catalog, intake_id: str, *, latest: 
     return pairs
 
 
-def rescore(session: Session, catalog: Catalog, intake_id: str, *, onset_age: int, now: datetime | None = None) -> Result:
+def rescore(session: Session, catalog: Catalog, intake_id: str, *, onset_age: int, now: datetime | None = None,
+            mrn_system: str = records.DEFAULT_MRN_SYSTEM) -> Result:
     """Recompute a completed intake's scores and flags with the rules loaded now."""
     intake = repository.get_intake(session, intake_id)
     if intake is None or intake.status != "completed":
@@ -309,5 +313,5 @@ def rescore(session: Session, catalog: Catalog, intake_id: str, *, onset_age: in
     now = now or utcnow()
     result = score_and_store(session, pairs, intake_id=intake_id, patient_id=intake.patient_id,
                              onset_age=onset_age, now=now)
-    publish(session, intake_id, [form for form, _ in pairs], now=now)
+    publish(session, intake_id, [form for form, _ in pairs], now=now, mrn_system=mrn_system)
     return result

@@ -12,6 +12,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.flag import Flag
+from fhir.resources.R4B.group import Group
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
@@ -23,7 +24,7 @@ FHIR_VERSION = "4.0.1"
 
 MODELS: dict[str, type] = {
     model.__name__: model
-    for model in (Bundle, CapabilityStatement, DocumentReference, Flag, Observation, OperationOutcome, Patient,
+    for model in (Bundle, CapabilityStatement, DocumentReference, Flag, Group, Observation, OperationOutcome, Patient,
                   Provenance, Questionnaire, QuestionnaireResponse)
 }
 
@@ -34,6 +35,7 @@ __all__ = [
     "CapabilityStatement",
     "DocumentReference",
     "Flag",
+    "Group",
     "Observation",
     "OperationOutcome",
     "Patient",

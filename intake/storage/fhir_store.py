@@ -222,9 +222,12 @@ def stream(session: Session, resource_type: str, *, since: datetime | None, unti
         else:
             query = query.where(FhirResource.patient_id.in_(patient_ids))
     result = session.execute(query.order_by(FhirResource.seq), execution_options={"stream_results": True, "yield_per": batch})
-    for partition in result.partitions():
-        for row in partition:
-            yield row.resource_json
+    try:
+        for partition in result.partitions():
+            for row in partition:
+                yield row.resource_json
+    finally:
+        result.close()  # also when the caller stops early (a cancelled export): frees the server cursor
 
 
 def patient_ids(session: Session) -> list[str]:

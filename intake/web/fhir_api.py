@@ -25,8 +25,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash
 
 from intake import records
+from intake.records import questionnaire_id, questionnaires
 from intake.auth import token_hash
-from intake.core.catalog import Catalog
 from intake.core.fhir_models import FHIR_VERSION, resource_errors
 from intake.core.lint import lint
 from intake.core.validation import Issue, operation_outcome, validate
@@ -40,7 +40,6 @@ from intake.fhir_search import (
     split_values,
 )
 from intake.storage import fhir_store
-from intake.storage.repository import canonical_json
 from intake.web import catalog, reader
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
@@ -175,7 +174,8 @@ def _http_date(moment: datetime) -> str:
 
 # --- capability statement ----------------------------------------------------------------------
 
-READ_TYPES = ("Questionnaire", "QuestionnaireResponse", "Patient", "Observation", "Flag", "DocumentReference", "Provenance")
+READ_TYPES = ("Questionnaire", "QuestionnaireResponse", "Patient", "Observation", "Flag", "DocumentReference",
+              "Provenance", "Group")
 
 
 def capability_statement(base: str) -> dict[str, Any]:
@@ -200,6 +200,9 @@ def capability_statement(base: str) -> dict[str, Any]:
             ]
         if rtype == "Questionnaire":
             entry["operation"] = [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
+        if rtype in ("Patient", "Group"):
+            kind = rtype.lower()
+            entry["operation"] = [{"name": "export", "definition": f"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/{kind}-export"}]
         resources.append(entry)
     resources.append({"type": "Binary", "interaction": [{"code": "read"}]})
     return {
@@ -212,7 +215,8 @@ def capability_statement(base: str) -> dict[str, Any]:
         "implementation": {"description": "Intake pre-appointment screening service (a screening aid, not a diagnosis)", "url": base},
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
-        "instantiates": ["http://hl7.org/fhir/uv/sdc/CapabilityStatement/sdc-form-manager"],
+        "instantiates": ["http://hl7.org/fhir/uv/sdc/CapabilityStatement/sdc-form-manager",
+                         "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "implementationGuide": ["http://hl7.org/fhir/uv/sdc/ImplementationGuide/hl7.fhir.uv.sdc"],
         "rest": [{
             "mode": "server",
@@ -223,6 +227,7 @@ def capability_statement(base: str) -> dict[str, Any]:
                 "description": "Every interaction but metadata needs a bearer token.",
             },
             "resource": resources,
+            "operation": [{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}],
         }],
     }
 
@@ -233,30 +238,6 @@ def metadata() -> Response:
 
 
 # --- Questionnaires (served from the loaded forms) ---------------------------------------------
-
-_QUESTIONNAIRE_JSON: dict[int, dict[str, tuple[str, str]]] = {}
-
-
-def questionnaire_id(form: Any) -> str:
-    """Each loaded version is its own resource: `<file id>-<version>` (ids allow dots)."""
-    base_id = str(form.resource.get("id") or form.key)
-    return f"{base_id}-{form.version}" if form.version else base_id
-
-
-def _questionnaires(loaded: Catalog) -> dict[str, tuple[str, str]]:
-    """id -> (canonical JSON, canonical) of every loaded Questionnaire, built once per catalog."""
-    cached = _QUESTIONNAIRE_JSON.get(id(loaded))
-    if cached is None:
-        cached = {}
-        for form in loaded.forms:
-            body = dict(form.resource)
-            body["id"] = questionnaire_id(form)
-            body["meta"] = {"versionId": "1"}
-            cached[body["id"]] = (canonical_json(body), form.canonical)
-        _QUESTIONNAIRE_JSON.clear()
-        _QUESTIONNAIRE_JSON[id(loaded)] = cached
-    return cached
-
 
 def _search_questionnaires(args: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], int, int | None]:
     """In-memory search of the loaded forms: (id, json) matches, count, cursor."""
@@ -280,7 +261,7 @@ def _search_questionnaires(args: list[tuple[str, str]]) -> tuple[list[tuple[str,
         if field is None:
             raise SearchError("_lastUpdated: Questionnaires are files loaded at start-up; not searchable by _lastUpdated")
         matches = [m for m in matches if field(forms[m]) in values]
-    texts = _questionnaires(loaded)
+    texts = questionnaires(loaded)
     ordered = [(position, qid) for position, qid in enumerate(sorted(matches))]
     return [(str(p), texts[qid][0]) for p, qid in ordered], count, after
 
@@ -297,7 +278,7 @@ def _check_type(resource_type: str) -> None:
 def read(resource_type: str, resource_id: str) -> Response:
     _check_type(resource_type)
     if resource_type == "Questionnaire":
-        found = _questionnaires(catalog()).get(resource_id)
+        found = questionnaires(catalog()).get(resource_id)
         if found is None:
             raise FhirError(404, "not-found", f"Questionnaire/{resource_id} is not known")
         return _json_response(found[0], headers={"ETag": 'W/"1"'})

@@ -305,7 +305,8 @@ def submit() -> Any:
         return redirect(url_for("patient.review"))
     with writer() as db:
         intake = _open_intake(db)
-        done, problems = workflow.submit(db, catalog(), intake, onset_age=current_app.config["INTAKE_GI_ONSET_AGE"])
+        done, problems = workflow.submit(db, catalog(), intake, onset_age=current_app.config["INTAKE_GI_ONSET_AGE"],
+                                         mrn_system=current_app.config["INTAKE_MRN_SYSTEM"])
         if problems:
             _forms, answers, steps = _context(db, intake)
             return _render_review(steps, answers, problems, status=400)

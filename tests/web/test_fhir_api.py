@@ -97,7 +97,9 @@ def test_metadata_is_public_and_lists_exactly_what_is_served(api_app: Flask, tmp
     assert not resource_errors(statement)
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
     assert set(resources) == {"Questionnaire", "QuestionnaireResponse", "Patient", "Observation", "Flag",
-                              "DocumentReference", "Provenance", "Binary"}
+                              "DocumentReference", "Provenance", "Group", "Binary"}
+    assert statement["rest"][0]["operation"][0]["name"] == "export"
+    assert resources["Group"]["operation"][0]["definition"].endswith("/group-export")
     assert {p["name"] for p in resources["QuestionnaireResponse"]["searchParam"]} >= {
         "patient", "subject", "status", "authored", "questionnaire", "_lastUpdated"}
     assert {o["name"] for o in resources["QuestionnaireResponse"]["operation"]} == {"validate", "extract"}

@@ -1,0 +1,157 @@
+"""FHIR Bulk Data export: kick-off records a job; the job streams NDJSON files to disk.
+
+The job reads each resource type through a server-side cursor in fixed-size batches and writes
+the stored JSON texts line by line, so memory does not grow with the number of resources. It
+checks for cancellation between batches. Files live in ``<instance>/exports/<job id>/`` and are
+removed when the job is cancelled or deleted. A job never includes data written after its
+``transactionTime`` (the kick-off time), as the Bulk Data spec requires.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from contextlib import closing
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from intake.records import questionnaires
+from intake.storage import fhir_store
+from intake.storage.db import session_scope
+
+PATIENT_TYPES = ("Patient", "QuestionnaireResponse", "Observation", "Flag", "DocumentReference", "Provenance")
+SYSTEM_TYPES = ("Questionnaire", "Group", *PATIENT_TYPES)
+OUTPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
+BATCH = 1000
+
+
+def export_dir(app: Flask, job_id: str) -> Path:
+    return Path(app.instance_path) / "exports" / job_id
+
+
+def run_job(app: Flask, *, job_id: str) -> None:
+    """Write the job's NDJSON files; mark it completed with its manifest (or failed)."""
+    sessions = app.extensions["intake.sessions"]
+    with session_scope(sessions) as session:
+        job = fhir_store.get_export(session, job_id)
+        if job is None or not fhir_store.update_export(session, job_id, status="in-progress", progress="starting"):
+            return
+        types, since, until, scope, group_id = list(job.types), job.since, job.transaction_time, job.scope, job.group_id
+    folder = export_dir(app, job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with session_scope(sessions) as session:
+            members = _members(session, scope, group_id)
+        output: list[dict[str, Any]] = []
+        for index, rtype in enumerate(types):
+            count = _write_type(app, folder / f"{rtype}.ndjson", rtype, since=since, until=until, members=members)
+            if count is None:  # cancelled
+                shutil.rmtree(folder, ignore_errors=True)
+                return
+            if count:
+                output.append({"type": rtype, "count": count, "file": f"{rtype}.ndjson"})
+            else:
+                (folder / f"{rtype}.ndjson").unlink(missing_ok=True)
+            with session_scope(sessions) as session:
+                fhir_store.update_export(session, job_id, progress=f"{index + 1} of {len(types)} resource types written")
+        with session_scope(sessions) as session:
+            if not fhir_store.update_export(session, job_id, status="completed", progress="done", output=output):
+                shutil.rmtree(folder, ignore_errors=True)
+    except Exception as exc:
+        with session_scope(sessions) as session:
+            fhir_store.update_export(session, job_id, status="failed", error=type(exc).__name__)
+        raise
+
+
+def _members(session: Any, scope: str, group_id: str | None) -> list[str] | None:
+    if scope == "system":
+        return None
+    if scope == "patient":
+        return fhir_store.patient_ids(session)
+    group = fhir_store.get_resource(session, "Group", group_id or "")
+    if group is None:
+        return []
+    return [m["entity"]["reference"].split("/", 1)[1] for m in json.loads(group.resource_json).get("member") or []]
+
+
+def _write_type(app: Flask, path: Path, rtype: str, *, since: datetime | None, until: datetime,
+                members: list[str] | None) -> int | None:
+    """Stream one type to `path`; the number of lines, or None when the job was cancelled."""
+    if rtype == "Questionnaire":
+        return _write_questionnaires(app, path, since)
+    count = 0
+    job_id = path.parent.name
+    sessions = app.extensions["intake.sessions"]
+    readers = app.extensions.get("intake.readers", sessions)
+    with path.open("w", encoding="utf-8", newline="\n") as out, readers() as session, closing(
+        fhir_store.stream(session, rtype, since=since, until=until, patient_ids=members, batch=BATCH)
+    ) as texts:
+        for text in texts:
+            out.write(text)
+            out.write("\n")
+            count += 1
+            if count % BATCH == 0 and _cancelled(app, job_id):
+                return None
+    return count
+
+
+def _write_questionnaires(app: Flask, path: Path, since: datetime | None) -> int:
+    """The loaded Questionnaires; with `_since`, those whose file changed after it."""
+    loaded = app.extensions["intake.catalog"]
+    changed = {f.canonical for f in loaded.forms if since is None or _modified(f.source) > since}
+    texts = [text for text, canonical in questionnaires(loaded).values() if canonical in changed]
+    with path.open("w", encoding="utf-8", newline="\n") as out:
+        for text in texts:
+            out.write(text)
+            out.write("\n")
+    return len(texts)
+
+
+def _modified(source: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(Path(source).stat().st_mtime, tz=timezone.utc)
+    except OSError:
+        return datetime.max.replace(tzinfo=timezone.utc)  # unknown: count it as changed
+
+
+def _cancelled(app: Flask, job_id: str) -> bool:
+    with app.extensions["intake.sessions"]() as session:
+        job = fhir_store.get_export(session, job_id)
+        return job is None or job.status == "cancelled"
+
+
+def manifest(job: Any, file_url: str) -> dict[str, Any]:
+    """The completion manifest (Bulk Data IG): where each file is and how many resources it has."""
+    return {
+        "transactionTime": job.transaction_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "request": job.request_url,
+        "requiresAccessToken": True,
+        "output": [{"type": o["type"], "url": f"{file_url}/{o['file']}", "count": o["count"]} for o in job.output or []],
+        "error": [],
+    }
+
+
+def cancel(app: Flask, session: Any, job_id: str) -> bool:
+    """Cancel a running job or delete a finished one, with its files. False when unknown."""
+    job = fhir_store.get_export(session, job_id)
+    if job is None or job.status == "cancelled":
+        return False
+    fhir_store.update_export(session, job_id, status="cancelled",
+                             only_if=("accepted", "in-progress", "completed", "failed"))
+    shutil.rmtree(export_dir(app, job_id), ignore_errors=True)
+    return True
+
+
+def since_of(value: str | None) -> datetime | None:
+    """Parse `_since` (a FHIR instant; a date is taken as its start, UTC)."""
+    if value is None:
+        return None
+    from intake.fhir_search import date_range
+
+    _prefix, start, _end = date_range(value, "_since")
+    if _prefix != "eq":
+        raise ValueError("_since takes an instant, not a prefixed date")
+    return start

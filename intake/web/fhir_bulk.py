@@ -1,0 +1,108 @@
+"""Bulk Data Access routes on the FHIR blueprint: kick-off, status, files, cancel.
+
+`GET /fhir/$export`, `/fhir/Patient/$export`, `/fhir/Group/{id}/$export` with
+`Prefer: respond-async` answer 202 with a Content-Location status URL; the status URL answers
+202 with `X-Progress` while the job runs, 200 with the manifest when it is done, 500 with an
+OperationOutcome if it failed; DELETE cancels it (and removes its files). The job itself is
+`intake.bulk_export.run_job`, run by the job interface.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response, current_app, request, send_file
+
+from intake import bulk_export
+from intake.jobs import jobs_of
+from intake.storage import fhir_store
+from intake.storage.db import session_scope
+from intake.storage.models import utcnow
+from intake.web import reader
+from intake.web.fhir_api import FhirError, _base, _json_response, bp, outcome
+
+KICKOFF_PARAMETERS = {"_type", "_since", "_outputFormat", "_format"}
+
+
+@bp.get("/$export")
+def export_system() -> Response:
+    return _kickoff("system", None, bulk_export.SYSTEM_TYPES)
+
+
+@bp.get("/Patient/$export")
+def export_patients() -> Response:
+    return _kickoff("patient", None, bulk_export.PATIENT_TYPES)
+
+
+@bp.get("/Group/<group_id>/$export")
+def export_group(group_id: str) -> Response:
+    if fhir_store.get_resource(reader(), "Group", group_id[:64]) is None:
+        raise FhirError(404, "not-found", f"Group/{group_id[:64]} is not known")
+    return _kickoff("group", group_id, bulk_export.PATIENT_TYPES)
+
+
+def _kickoff(scope: str, group_id: str | None, allowed: tuple[str, ...]) -> Response:
+    if "respond-async" not in request.headers.get("Prefer", ""):
+        raise FhirError(400, "invalid", "bulk export is asynchronous: send Prefer: respond-async")
+    unknown = set(request.args) - KICKOFF_PARAMETERS
+    if unknown:
+        raise FhirError(400, "not-supported", f"unsupported $export parameter {sorted(unknown)[0]!r}")
+    output_format = request.args.get("_outputFormat", "application/fhir+ndjson")
+    if output_format not in bulk_export.OUTPUT_FORMATS:
+        raise FhirError(400, "not-supported", f"_outputFormat: only application/fhir+ndjson, not {output_format!r}")
+    types = list(allowed)
+    if "_type" in request.args:
+        asked = [t.strip() for value in request.args.getlist("_type") for t in value.split(",") if t.strip()]
+        bad = [t for t in asked if t not in allowed]
+        if bad or not asked:
+            raise FhirError(400, "invalid", f"_type: {bad[0] if bad else '(empty)'} is not exported here; "
+                                            f"types: {', '.join(allowed)}")
+        types = list(dict.fromkeys(asked))
+    try:
+        since = bulk_export.since_of(request.args.get("_since"))
+    except ValueError as exc:
+        raise FhirError(400, "invalid", str(exc)) from exc
+    with session_scope(current_app.extensions["intake.sessions"]) as session:
+        job = fhir_store.create_export(session, request_url=request.url, scope=scope, group_id=group_id,
+                                       types=types, since=since, now=utcnow())
+        job_id = job.id
+    jobs_of(current_app).submit("export", job_id=job_id)  # type: ignore[arg-type]
+    response = Response(status=202)
+    response.headers["Content-Location"] = f"{_base()}/$export-status/{job_id}"
+    return response
+
+
+@bp.get("/$export-status/<job_id>")
+def export_status(job_id: str) -> Response:
+    job = fhir_store.get_export(reader(), job_id[:64])
+    if job is None or job.status == "cancelled":
+        raise FhirError(404, "not-found", "no such export (it may have been cancelled or deleted)")
+    if job.status in ("accepted", "in-progress"):
+        response = Response(status=202)
+        response.headers["X-Progress"] = job.progress or job.status
+        response.headers["Retry-After"] = "2"
+        return response
+    if job.status == "failed":
+        return outcome(500, "exception", f"the export failed ({job.error or 'unknown error'})")
+    body = bulk_export.manifest(job, f"{_base()}/$export-file/{job.id}")
+    response = _json_response(json.dumps(body))
+    response.headers["Content-Type"] = "application/json"  # the manifest is plain JSON, not a resource
+    return response
+
+
+@bp.delete("/$export-status/<job_id>")
+def export_cancel(job_id: str) -> Response:
+    with session_scope(current_app.extensions["intake.sessions"]) as session:
+        if not bulk_export.cancel(current_app, session, job_id[:64]):  # type: ignore[arg-type]
+            raise FhirError(404, "not-found", "no such export")
+    return Response(status=202)
+
+
+@bp.get("/$export-file/<job_id>/<name>")
+def export_file(job_id: str, name: str) -> Response:
+    job = fhir_store.get_export(reader(), job_id[:64])
+    files = {o["file"] for o in (job.output or [])} if job is not None and job.status == "completed" else set()
+    if name not in files:
+        raise FhirError(404, "not-found", "no such export file")
+    path = bulk_export.export_dir(current_app, job.id) / name  # type: ignore[union-attr, arg-type]
+    return send_file(path, mimetype="application/fhir+ndjson", conditional=False, max_age=0)

@@ -1,0 +1,168 @@
+"""Bulk Data export: kick-off, status (202 with progress, 200 manifest), NDJSON files that pass
+fhircheck, _type/_since filters, Patient and Group scopes, cancellation, and the background thread."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.security import generate_password_hash
+
+from intake import bulk_export, create_app
+from intake.storage import fhir_store
+from intake.storage.db import session_scope
+from intake.storage.models import utcnow
+from tests.fhircheck import fhircheck
+from tests.web.flow import EMERGENCY, STAFF, complete_intake
+from tests.web.test_fhir_api import Api, assert_outcome, new_token, patient_of
+
+ASYNC = {"Prefer": "respond-async"}
+
+
+def make_app(database_url: str, tmp_path: Path, jobs: str) -> Flask:
+    return create_app({
+        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True,
+        "INTAKE_STAFF_USER": STAFF[0], "INTAKE_STAFF_PASSWORD_HASH": generate_password_hash(STAFF[1]),
+        "INTAKE_JOBS": jobs,
+    })
+
+
+@pytest.fixture
+def eager_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    app = make_app(database_url, tmp_path, "eager")
+    yield app
+    app.extensions["intake.engine"].dispose()
+
+
+@pytest.fixture
+def api(eager_app: Flask) -> Api:
+    return Api(eager_app.test_client(), new_token(eager_app))
+
+
+@pytest.fixture
+def intakes(eager_app: Flask) -> tuple[str, str]:
+    return complete_intake(eager_app, EMERGENCY)[1], complete_intake(eager_app, {}, birth_date="1980-01-01")[1]
+
+
+def kickoff(api: Api, path: str) -> str:
+    response = api.get(path, headers=ASYNC)
+    assert response.status_code == 202, response.text
+    return str(response.headers["Content-Location"])
+
+
+def local(url: str) -> str:
+    return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+
+def finished(api: Api, status_url: str, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = api.get(local(status_url))
+        if response.status_code == 200:
+            return json.loads(response.data)
+        assert response.status_code == 202 and response.headers["X-Progress"]
+        assert time.monotonic() < deadline, "export did not finish"
+        time.sleep(0.05)
+
+
+def download(api: Api, manifest: dict[str, Any], folder: Path) -> dict[str, list[dict[str, Any]]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for item in manifest["output"]:
+        response = api.get(local(item["url"]))
+        assert response.status_code == 200 and response.content_type.startswith("application/fhir+ndjson")
+        lines = response.data.decode().splitlines()
+        response.close()  # send_file's handle
+        assert len(lines) == item["count"]
+        (folder / f"{item['type']}.ndjson").write_bytes(response.data)
+        out[item["type"]] = [json.loads(line) for line in lines]
+        assert {r["resourceType"] for r in out[item["type"]]} == {item["type"]}
+    return out
+
+
+def test_system_export_writes_ndjson_per_type_that_passes_fhircheck(api: Api, intakes: tuple[str, str],
+                                                                   tmp_path: Path) -> None:
+    manifest = finished(api, kickoff(api, "/fhir/$export"))
+    assert manifest["requiresAccessToken"] is True and manifest["request"].endswith("/fhir/$export")
+    files = download(api, manifest, tmp_path / "ndjson")
+    assert set(files) == {"Questionnaire", "Patient", "QuestionnaireResponse", "Observation", "Flag", "Provenance"}
+    assert len(files["Patient"]) == 2 and len(files["QuestionnaireResponse"]) == 10
+    assert "0 failed" in fhircheck(tmp_path / "ndjson")
+    # Files need the token too.
+    assert api.client.get(local(manifest["output"][0]["url"])).status_code == 401
+
+
+def test_type_and_since_filter_and_bad_kickoffs_are_refused(api: Api, intakes: tuple[str, str], tmp_path: Path) -> None:
+    manifest = finished(api, kickoff(api, "/fhir/$export?_type=Observation,Flag&_outputFormat=application/fhir%2Bndjson"))
+    assert {o["type"] for o in manifest["output"]} == {"Observation", "Flag"}
+    later = finished(api, kickoff(api, "/fhir/$export?_since=2999-01-01T00:00:00Z"))
+    assert later["output"] == []
+    assert_outcome(api.get("/fhir/$export"), 400, "invalid")  # no Prefer: respond-async
+    for query, code in [("_type=Medication", "invalid"), ("_outputFormat=text/csv", "not-supported"),
+                        ("_since=yesterday", "invalid"), ("_typeFilter=x", "not-supported"), ("_type=", "invalid")]:
+        assert_outcome(api.get(f"/fhir/$export?{query}", headers=ASYNC), 400, code)
+
+
+def test_patient_and_group_exports_are_scoped(eager_app: Flask, api: Api, intakes: tuple[str, str], tmp_path: Path) -> None:
+    patients = finished(api, kickoff(api, "/fhir/Patient/$export"))
+    assert "Questionnaire" not in {o["type"] for o in patients["output"]}
+    flagged, plain = intakes
+    member = patient_of(eager_app, plain)
+    result = eager_app.test_cli_runner().invoke(args=["intake", "group", "tuesday", "--name", "Tuesday list",
+                                                      "--patient", member])
+    assert result.exit_code == 0, result.output
+    files = download(api, finished(api, kickoff(api, "/fhir/Group/tuesday/$export")), tmp_path / "group")
+    assert [p["id"] for p in files["Patient"]] == [member]
+    assert {r["subject"]["reference"] for r in files["QuestionnaireResponse"]} == {f"Patient/{member}"}
+    assert patient_of(eager_app, flagged) not in json.dumps(files)
+    assert api.json("/fhir/Group/tuesday")["quantity"] == 1
+    assert_outcome(api.get("/fhir/Group/nope/$export", headers=ASYNC), 404)
+    bad = eager_app.test_cli_runner().invoke(args=["intake", "group", "x", "--name", "n", "--patient", "nobody"])
+    assert bad.exit_code == 1 and "no patient" in bad.output
+
+
+def test_status_is_202_with_progress_until_done_and_delete_cancels(eager_app: Flask, api: Api) -> None:
+    with session_scope(eager_app.extensions["intake.sessions"]) as session:
+        job = fhir_store.create_export(session, request_url="http://x/fhir/$export", scope="system", group_id=None,
+                                       types=["Patient"], since=None, now=utcnow())
+        job_id = job.id
+    status = api.get(f"/fhir/$export-status/{job_id}")
+    assert status.status_code == 202 and status.headers["X-Progress"] == "accepted" and status.headers["Retry-After"]
+    assert api.client.delete(f"/fhir/$export-status/{job_id}", headers=api.headers).status_code == 202
+    assert_outcome(api.get(f"/fhir/$export-status/{job_id}"), 404)
+    bulk_export.run_job(eager_app, job_id=job_id)  # a cancelled job never runs
+    assert not bulk_export.export_dir(eager_app, job_id).exists()
+    assert_outcome(api.client.delete("/fhir/$export-status/nope", headers=api.headers), 404)
+
+
+def test_cancelling_mid_run_removes_the_files(eager_app: Flask, api: Api, intakes: tuple[str, str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk_export, "BATCH", 1)
+
+    def cancel_now(app: Flask, job_id: str) -> bool:
+        with session_scope(app.extensions["intake.sessions"]) as session:
+            bulk_export.cancel(app, session, job_id)
+        return True
+
+    monkeypatch.setattr(bulk_export, "_cancelled", cancel_now)
+    status_url = kickoff(api, "/fhir/$export?_type=Observation")
+    job_id = status_url.rsplit("/", 1)[1]
+    assert_outcome(api.get(local(status_url)), 404)
+    assert not bulk_export.export_dir(eager_app, job_id).exists()
+
+
+def test_the_background_thread_runs_the_export(database_url: str, tmp_path: Path) -> None:
+    app = make_app(database_url, tmp_path, "thread")
+    try:
+        complete_intake(app, {})
+        api = Api(app.test_client(), new_token(app))
+        manifest = finished(api, kickoff(api, "/fhir/$export?_type=Patient"))
+        assert manifest["output"][0]["count"] == 1
+    finally:
+        app.extensions["intake.jobs"].wait()
+        app.extensions["intake.engine"].dispose()
