@@ -78,9 +78,10 @@ class Response:
 
 
 def http(port: int, method: str, path: str, cookies: dict[str, str] | None = None,
-         body: bytes | None = None) -> Response:
+         body: bytes | None = None, headers: dict[str, str] | None = None) -> Response:
     """One request on a fresh connection; reads to EOF (bounded by size and socket timeout)."""
     lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     if cookies:
         lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items()))
     if body is not None:
@@ -138,6 +139,15 @@ def _prepare(kind: str, port: int, link: str | None, post_fields: dict[str, str]
         return hello
 
     assert link is not None
+    if kind == "fhir":  # link = "<path>\t<bearer token>" (bench/fhir_read.py)
+        path, token = link.split("\t")
+        auth = {"Authorization": f"Bearer {token}"}
+
+        def fhir_read() -> tuple[bool, str]:
+            response = http(port, "GET", path, headers=auth)
+            return response.status == 200 and response.body.startswith(b'{"'), str(response.status)
+        return fhir_read
+
     cookies: dict[str, str] = {}
     response = http(port, "GET", link)
     _expect(response, 302, f"GET {link}")
