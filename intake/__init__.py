@@ -32,8 +32,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from intake import cli, errors, web
     from intake.bulk_export import run_job as run_export_job
-    from intake.jobs import Jobs
     from intake.core.catalog import load_catalog
+    from intake.documents import render_job as render_pdf_job
+    from intake.jobs import Jobs
     from intake.storage.db import make_engine, make_session_factory
 
     engine = make_engine(app.config["DATABASE_URL"])
@@ -43,6 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     jobs = Jobs(app, app.config["INTAKE_JOBS"])
     jobs.register("export", run_export_job)
+    jobs.register("render_pdf", render_pdf_job)
     app.extensions["intake.jobs"] = jobs
 
     web.register(app)

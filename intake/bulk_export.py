@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,22 +42,21 @@ def run_job(app: Flask, *, job_id: str) -> None:
             return
         types, since, until, scope, group_id = list(job.types), job.since, job.transaction_time, job.scope, job.group_id
     folder = export_dir(app, job_id)
-    folder.mkdir(parents=True, exist_ok=True)
     try:
         with session_scope(sessions) as session:
             members = _members(session, scope, group_id)
-        output: list[dict[str, Any]] = []
-        for index, rtype in enumerate(types):
-            count = _write_type(app, folder / f"{rtype}.ndjson", rtype, since=since, until=until, members=members)
-            if count is None:  # cancelled
-                shutil.rmtree(folder, ignore_errors=True)
-                return
-            if count:
-                output.append({"type": rtype, "count": count, "file": f"{rtype}.ndjson"})
-            else:
-                (folder / f"{rtype}.ndjson").unlink(missing_ok=True)
+
+        def progress(done: int) -> bool:
+            """Record progress; False when the job was cancelled meanwhile."""
             with session_scope(sessions) as session:
-                fhir_store.update_export(session, job_id, progress=f"{index + 1} of {len(types)} resource types written")
+                return fhir_store.update_export(session, job_id, progress=f"{done} of {len(types)} resource types written")
+
+        counts = write_ndjson(app, folder, types=types, since=since, until=until, members=members,
+                              cancelled=lambda: _cancelled(app, job_id), progress=progress)
+        if counts is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        output = [{"type": t, "count": n, "file": f"{t}.ndjson"} for t, n in counts.items() if n]
         with session_scope(sessions) as session:
             if not fhir_store.update_export(session, job_id, status="completed", progress="done", output=output):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -64,6 +64,24 @@ def run_job(app: Flask, *, job_id: str) -> None:
         with session_scope(sessions) as session:
             fhir_store.update_export(session, job_id, status="failed", error=type(exc).__name__)
         raise
+
+
+def write_ndjson(app: Flask, folder: Path, *, types: list[str], since: datetime | None, until: datetime | None = None,
+                 members: list[str] | None = None, cancelled: Callable[[], bool] = lambda: False,
+                 progress: Callable[[int], bool] = lambda done: True) -> dict[str, int] | None:
+    """`<folder>/<Type>.ndjson` per type (empty types leave no file): {type: count}, or None
+    when cancelled."""
+    folder.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    for index, rtype in enumerate(types):
+        path = folder / f"{rtype}.ndjson"
+        count = _write_type(app, path, rtype, since=since, until=until, members=members, cancelled=cancelled)
+        if count is None or not progress(index + 1):
+            return None
+        if not count:
+            path.unlink(missing_ok=True)
+        counts[rtype] = count
+    return counts
 
 
 def _members(session: Any, scope: str, group_id: str | None) -> list[str] | None:
@@ -77,13 +95,12 @@ def _members(session: Any, scope: str, group_id: str | None) -> list[str] | None
     return [m["entity"]["reference"].split("/", 1)[1] for m in json.loads(group.resource_json).get("member") or []]
 
 
-def _write_type(app: Flask, path: Path, rtype: str, *, since: datetime | None, until: datetime,
-                members: list[str] | None) -> int | None:
+def _write_type(app: Flask, path: Path, rtype: str, *, since: datetime | None, until: datetime | None,
+                members: list[str] | None, cancelled: Callable[[], bool]) -> int | None:
     """Stream one type to `path`; the number of lines, or None when the job was cancelled."""
     if rtype == "Questionnaire":
         return _write_questionnaires(app, path, since)
     count = 0
-    job_id = path.parent.name
     sessions = app.extensions["intake.sessions"]
     readers = app.extensions.get("intake.readers", sessions)
     with path.open("w", encoding="utf-8", newline="\n") as out, readers() as session, closing(
@@ -93,7 +110,7 @@ def _write_type(app: Flask, path: Path, rtype: str, *, since: datetime | None, u
             out.write(text)
             out.write("\n")
             count += 1
-            if count % BATCH == 0 and _cancelled(app, job_id):
+            if count % BATCH == 0 and cancelled():
                 return None
     return count
 

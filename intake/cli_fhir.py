@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from intake import workflow
+from intake import records, workflow
 from intake.auth import new_token, token_hash
 from intake.storage import fhir_store, repository
 from intake.storage.db import session_scope
@@ -75,7 +76,6 @@ def publish_command(intake_ids: tuple[str, ...], everything: bool) -> None:
 @with_appcontext
 def group_command(group_id: str, name: str, patients: tuple[str, ...]) -> None:
     """Create or replace the Group GROUP_ID of patients, for `GET /fhir/Group/GROUP_ID/$export`."""
-    from intake import records
     from intake.core.extract import is_local_reference
 
     if not is_local_reference(f"Group/{group_id}"):
@@ -87,3 +87,73 @@ def group_command(group_id: str, name: str, patients: tuple[str, ...]) -> None:
         records.publish_group(session, group_id=group_id, name=" ".join(name.split()),
                               patient_ids=list(dict.fromkeys(patients)), now=utcnow())
     click.echo(f"Group/{group_id}: {len(set(patients))} patient(s)")
+
+
+@click.command("pdf")
+@click.argument("intake_id")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the PDF.")
+@with_appcontext
+def pdf_command(intake_id: str, output: Path) -> None:
+    """Write the clinician PDF of a completed intake (the stored one; rendered now if missing)."""
+    from intake import documents
+
+    with session_scope(current_app.extensions["intake.sessions"]) as session:
+        try:
+            document = documents.document_for(session, current_app.extensions["intake.catalog"], intake_id)
+        except (documents.DocumentError, records.PublishError, workflow.WorkflowError) as exc:
+            _fail(str(exc))
+            return
+        content = document.content
+    _write(output, content)
+    click.echo(f"{output}: {len(content)} bytes")
+
+
+@click.command("export")
+@click.argument("intake_id", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every resource, as NDJSON per type (bulk export).")
+@click.option("--since", default=None, help="With --all: only resources changed after this FHIR instant or date.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The folder to write into (created if missing).")
+@with_appcontext
+def export_command(intake_id: str | None, everything: bool, since: str | None, output: Path) -> None:
+    """Write one intake's $extract Bundles and PDF, or (--all) NDJSON per resource type."""
+    from intake import bulk_export, documents
+
+    app = current_app
+    if everything == bool(intake_id) or (since and not everything):
+        _fail("give INTAKE_ID, or --all [--since DATE]")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"{output}: {exc.strerror}")
+    if everything:
+        try:
+            since_at = bulk_export.since_of(since)
+        except ValueError as exc:
+            _fail(str(exc))
+            return
+        counts = bulk_export.write_ndjson(app, output, types=list(bulk_export.SYSTEM_TYPES), since=since_at)  # type: ignore[arg-type]
+        click.echo(", ".join(f"{t}: {n}" for t, n in counts.items() if n) or "nothing to export")
+        return
+    with session_scope(app.extensions["intake.sessions"]) as session:
+        try:
+            document = documents.document_for(session, app.extensions["intake.catalog"], intake_id or "")
+            files = [(name, data) for name, data, _ in documents.attachments_of(session, intake_id or "")]
+            bundle = records.extract_bundle(session, intake_id or "")
+        except (documents.DocumentError, records.PublishError, workflow.WorkflowError) as exc:
+            _fail(str(exc))
+            return
+        content = document.content
+    _write(output / "extract-bundle.json", documents.extract_bundle_bytes(bundle))
+    for name, data in files:
+        _write(output / name, data)
+    _write(output / "screening-summary.pdf", content)
+    click.echo(f"{output}: extract-bundle.json, {len(files)} response file(s), screening-summary.pdf")
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        _fail(f"{path}: {exc.strerror}")

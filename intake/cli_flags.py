@@ -10,6 +10,7 @@ from flask.cli import with_appcontext
 from werkzeug.security import generate_password_hash
 
 from intake import notify, workflow
+from intake.jobs import jobs_of
 from intake.storage import repository
 from intake.storage.db import session_scope
 
@@ -66,6 +67,7 @@ def rescore_command(intake_ids: tuple[str, ...], everything: bool) -> None:
             return
         click.echo(f"{intake_id}: {len(result.scores)} scores, {len(result.flags)} flags "
                    f"({'; '.join(sorted(set(result.versions.values())))})")
+        jobs_of(app).submit("render_pdf", intake_id=intake_id)  # the PDF shows the new scores
     notify.send_pending(app)
 
 

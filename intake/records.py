@@ -23,8 +23,8 @@ from intake.core import extract
 from intake.core.fhir_models import resource_errors
 from intake.core.items import Form
 from intake.storage import fhir_store, repository
-from intake.storage.models import Patient
 from intake.storage.fhir_store import StoredResource, Token
+from intake.storage.models import Patient
 
 DEFAULT_MRN_SYSTEM = extract.SID + "mrn"
 
@@ -212,6 +212,9 @@ def extract_bundle(session: Session, intake_id: str, *, response_id: str | None 
                                            url=None, inline=True)
                 chosen.append(_checked(inline))
     present = {f"{r['resourceType']}/{r['id']}" for r in chosen}
+    for resource in chosen:  # the PDF covers the whole intake; a one-response Bundle links what it holds
+        if resource["resourceType"] == "DocumentReference":
+            resource["context"]["related"] = [r for r in resource["context"]["related"] if r["reference"] in present]
     provenance = next((r for r in resources if r["resourceType"] == "Provenance"), None)
     if provenance is not None:
         provenance = dict(provenance)

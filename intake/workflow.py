@@ -22,6 +22,7 @@ from intake.core.catalog import Catalog
 from intake.core.enablement import Answers
 from intake.core.items import Form, Page
 from intake.core.scoring import Context, Result, RuleError, score_intake
+from intake.core.summary import Summary, build_summary
 from intake.core.validation import Issue, has_errors, validate
 from intake.storage import repository
 from intake.storage.models import Intake
@@ -315,3 +316,27 @@ def rescore(session: Session, catalog: Catalog, intake_id: str, *, onset_age: in
                              onset_age=onset_age, now=now)
     publish(session, intake_id, [form for form, _ in pairs], now=now, mrn_system=mrn_system)
     return result
+
+
+# --- the screening summary ------------------------------------------------------------------------
+
+
+def summary_of(session: Session, catalog: Catalog, intake_id: str) -> Summary | None:
+    """The Summary view model of a completed, scored intake (None otherwise): what the clinician
+    page and the PDF both show."""
+    intake = repository.get_intake(session, intake_id)
+    if intake is None or intake.status != "completed":
+        return None
+    scoring = repository.get_scoring(session, intake_id)
+    patient = repository.get_patient(session, intake.patient_id)
+    if scoring is None or patient is None:
+        return None
+    try:
+        pairs = stored_pairs(session, catalog, intake_id, latest=False)
+    except WorkflowError:
+        pairs = stored_pairs(session, catalog, intake_id, latest=True)
+    return build_summary(
+        intake_id=intake.id, patient_name=patient.name, birth_date=patient.birth_date,
+        completed_at=intake.completed_at, appointment_at=intake.appointment_at, result=scoring.result,
+        history=repository.patient_history(session, patient.id, before=intake.completed_at), pairs=pairs,
+    )

@@ -47,7 +47,7 @@ def inbox() -> Iterator[tuple[Inbox, int]]:
 
 def make_app(database_url: str, tmp_path: Path, **config: Any) -> Flask:
     return create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                       "TESTING": True, **config})
+                       "TESTING": True, "INTAKE_JOBS": "eager", **config})
 
 
 def raise_flags(app: Flask) -> str:

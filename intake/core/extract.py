@@ -209,7 +209,7 @@ def flag_resource(*, intake_id: str, patient_id: str, rule_id: str, tier: str, m
 
 
 def document_reference(*, intake_id: str, patient_id: str, created: datetime, size: int, sha1_b64: str,
-                       sha256_hex: str, url: str, title: str, responses: Iterable[str],
+                       sha256_hex: str, url: str | None, title: str, responses: Iterable[str],
                        data_b64: str | None = None) -> dict[str, Any]:
     """The clinician PDF as a DocumentReference.
 
@@ -221,12 +221,13 @@ def document_reference(*, intake_id: str, patient_id: str, created: datetime, si
         "extension": [{"url": SHA256_EXTENSION, "valueString": sha256_hex}],
         "contentType": "application/pdf",
         "language": "en",
-        "url": url,
         "size": size,
         "hash": sha1_b64,
         "title": title,
         "creation": instant(created),
     }
+    if url is not None:
+        attachment["url"] = url
     if data_b64 is not None:
         attachment["data"] = data_b64
     return {

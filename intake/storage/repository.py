@@ -593,7 +593,9 @@ def store_scoring(
     if existing is None:
         session.add(ScoringResult(intake_id=intake_id, patient_id=patient_id, scoring_versions=versions,
                                   result_json=canonical_json(result), computed_at=now))
-    else:
+    elif existing.result_json != canonical_json(result) or existing.scoring_versions != dict(versions):
+        # An unchanged result keeps its time: it is when these results were first computed, and
+        # what the PDF and the Provenance show (so a no-op re-score changes no bytes).
         existing.scoring_versions = dict(versions)
         existing.result_json = canonical_json(result)
         existing.computed_at = now

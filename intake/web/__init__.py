@@ -19,8 +19,8 @@ from intake.web.fragments import render_question
 
 
 def register(app: Flask) -> None:
-    from intake.web.clinician import bp as clinician_bp
     from intake.web import fhir_bulk  # noqa: F401  (adds the $export routes to the FHIR blueprint)
+    from intake.web.clinician import bp as clinician_bp
     from intake.web.fhir_api import bp as fhir_bp
     from intake.web.patient import bp as patient_bp
 

@@ -7,10 +7,10 @@ from typing import Any
 from flask import Blueprint, abort, current_app, render_template
 from werkzeug.wrappers import Response
 
-from intake import workflow
-from intake.core.summary import TIER_ORDER, build_summary
-from intake.storage import repository
-from intake.web import catalog, reader
+from intake import documents, workflow
+from intake.core.summary import TIER_ORDER
+from intake.storage import fhir_store, repository
+from intake.web import catalog, reader, writer
 from intake.web.staff import staff_required
 
 bp = Blueprint("clinician", __name__, url_prefix="/clinician")
@@ -42,23 +42,10 @@ def flags() -> Any:
 
 def summary_for(intake_id: str) -> Any:
     """The Summary view model of a completed, scored intake (404 otherwise)."""
-    db = reader()
-    intake = repository.get_intake(db, intake_id)
-    if intake is None or intake.status != "completed":
+    summary = workflow.summary_of(reader(), catalog(), intake_id)
+    if summary is None:
         abort(404)
-    scoring = repository.get_scoring(db, intake_id)
-    patient = repository.get_patient(db, intake.patient_id)
-    if scoring is None or patient is None:
-        abort(404)
-    try:
-        pairs = workflow.stored_pairs(db, catalog(), intake_id, latest=False)
-    except workflow.WorkflowError:
-        pairs = workflow.stored_pairs(db, catalog(), intake_id, latest=True)
-    return build_summary(
-        intake_id=intake.id, patient_name=patient.name, birth_date=patient.birth_date,
-        completed_at=intake.completed_at, appointment_at=intake.appointment_at, result=scoring.result,
-        history=repository.patient_history(db, patient.id, before=intake.completed_at), pairs=pairs,
-    )
+    return summary
 
 
 @bp.get("/intakes/<intake_id>")
@@ -68,3 +55,19 @@ def summary(intake_id: str) -> Any:
         abort(404)
     return render_template("clinician/summary.html", summary=summary_for(intake_id),
                            onset_age=current_app.config["INTAKE_GI_ONSET_AGE"])
+
+
+@bp.get("/intakes/<intake_id>/screening-summary.pdf")
+@staff_required
+def summary_pdf(intake_id: str) -> Any:
+    """The stored PDF (rendered now if the background job has not run yet)."""
+    if len(intake_id) > 64 or workflow.summary_of(reader(), catalog(), intake_id) is None:
+        abort(404)
+    document = fhir_store.get_document(reader(), intake_id)
+    if document is None:
+        with writer() as session:
+            content = documents.document_for(session, catalog(), intake_id).content
+    else:
+        content = document.content
+    return Response(content, 200, content_type="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="screening-summary-{intake_id}.pdf"'})

@@ -20,16 +20,16 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash
 
 from intake import records
-from intake.records import questionnaire_id, questionnaires
 from intake.auth import token_hash
 from intake.core.fhir_models import FHIR_VERSION, resource_errors
 from intake.core.lint import lint
 from intake.core.validation import Issue, operation_outcome, validate
+from intake.documents import DocumentError, document_for, extract_bundle_bytes
 from intake.fhir_search import (
     DEFAULT_COUNT,
     RESULT_PARAMETERS,
@@ -39,8 +39,9 @@ from intake.fhir_search import (
     result_parameter,
     split_values,
 )
+from intake.records import questionnaire_id, questionnaires
 from intake.storage import fhir_store
-from intake.web import catalog, reader
+from intake.web import catalog, reader, readers, writer
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
@@ -116,8 +117,8 @@ def _negotiate_and_authenticate() -> Response | None:
 
 
 def _authenticate() -> Response | None:
-    auth = request.authorization
     header = request.headers.get("Authorization", "")
+    auth = None if header.startswith("Bearer ") else request.authorization
     if header.startswith("Bearer "):
         digest = token_hash(header[7:].strip())
         seen = _token_cache.get(digest)
@@ -165,7 +166,8 @@ def _body() -> Any:
 
 
 def _base() -> str:
-    return url_for("fhir.metadata", _external=True).rsplit("/metadata", 1)[0]
+    """The API's base URL as the client reached it (behind a proxy: configure ProxyFix)."""
+    return request.host_url + "fhir"
 
 
 def _http_date(moment: datetime) -> str:
@@ -408,5 +410,12 @@ def extract(response_id: str) -> Response:
     intake_id = fhir_store.intake_of(db, "QuestionnaireResponse", response_id)
     if intake_id is None:
         raise FhirError(404, "not-found", f"QuestionnaireResponse/{response_id} belongs to no intake")
-    bundle = records.extract_bundle(db, intake_id, response_id=response_id, include_document=document == "true")
-    return _json_response(json.dumps(bundle, separators=(",", ":"), ensure_ascii=False))
+    if document == "true" and fhir_store.get_document(db, intake_id) is None:
+        with writer() as session:  # the background render has not run yet (or was lost): do it now
+            try:
+                document_for(session, catalog(), intake_id)
+            except DocumentError:
+                pass  # not scored: the Bundle goes without a PDF
+    with readers() as fresh:
+        bundle = records.extract_bundle(fresh, intake_id, response_id=response_id, include_document=document == "true")
+    return _json_response(extract_bundle_bytes(bundle))

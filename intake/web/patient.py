@@ -30,6 +30,7 @@ from wtforms import ValidationError
 from intake import notify, webforms, workflow
 from intake.auth import token_hash
 from intake.core.enablement import Answers
+from intake.jobs import jobs_of
 from intake.storage import repository
 from intake.storage.repository import IntakeView
 from intake.web import catalog, reader, readers, writer
@@ -311,7 +312,9 @@ def submit() -> Any:
             _forms, answers, steps = _context(db, intake)
             return _render_review(steps, answers, problems, status=400)
     if done:
-        notify.send_pending(current_app._get_current_object())  # type: ignore[attr-defined]
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        notify.send_pending(app)
+        jobs_of(app).submit("render_pdf", intake_id=intake.id)
     return redirect(url_for("patient.done"))
 
 

@@ -19,7 +19,7 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
         "DATABASE_URL": database_url,
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "SECRET_KEY": "test-secret",
-        "TESTING": True,
+        "TESTING": True, "INTAKE_JOBS": "eager",
     })
     yield app
     app.extensions["intake.engine"].dispose()

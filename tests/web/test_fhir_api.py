@@ -26,7 +26,7 @@ FHIR_JSON = "application/fhir+json"
 @pytest.fixture
 def api_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     app = create_app({
-        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True,
+        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager",
         "INTAKE_STAFF_USER": STAFF[0], "INTAKE_STAFF_PASSWORD_HASH": generate_password_hash(STAFF[1]),
     })
     yield app
@@ -129,7 +129,8 @@ def test_everything_but_metadata_needs_a_valid_token(api_app: Flask, two_intakes
 def test_read_serves_the_stored_json_with_etag_and_version(api_app: Flask, api: Api, two_intakes: tuple[str, str]) -> None:
     with api_app.extensions["intake.sessions"]() as session:
         rows = list(session.execute(select(FhirResource.resource_type, FhirResource.resource_id, FhirResource.resource_json)))
-    assert {t for t, _i, _j in rows} == {"Patient", "QuestionnaireResponse", "Observation", "Flag", "Provenance"}
+    assert {t for t, _i, _j in rows} == {"Patient", "QuestionnaireResponse", "Observation", "Flag", "Provenance",
+                                        "DocumentReference"}  # the PDF, rendered by the (eager) job
     for rtype, rid, stored in rows:
         response = api.get(f"/fhir/{rtype}/{rid}")
         assert response.status_code == 200 and response.data == stored.encode()

@@ -90,7 +90,8 @@ def test_system_export_writes_ndjson_per_type_that_passes_fhircheck(api: Api, in
     manifest = finished(api, kickoff(api, "/fhir/$export"))
     assert manifest["requiresAccessToken"] is True and manifest["request"].endswith("/fhir/$export")
     files = download(api, manifest, tmp_path / "ndjson")
-    assert set(files) == {"Questionnaire", "Patient", "QuestionnaireResponse", "Observation", "Flag", "Provenance"}
+    assert set(files) == {"Questionnaire", "Patient", "QuestionnaireResponse", "Observation", "Flag", "Provenance",
+                          "DocumentReference"}
     assert len(files["Patient"]) == 2 and len(files["QuestionnaireResponse"]) == 10
     assert "0 failed" in fhircheck(tmp_path / "ndjson")
     # Files need the token too.

@@ -69,7 +69,7 @@ def sink_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     forms.mkdir()
     (forms / "sink.json").write_text(json.dumps(SINK))
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_FORMS_DIR": str(forms), "INTAKE_QUESTIONNAIRES": ["sink"]})
+                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_FORMS_DIR": str(forms), "INTAKE_QUESTIONNAIRES": ["sink"]})
     yield app
     app.extensions["intake.engine"].dispose()
 
@@ -165,7 +165,7 @@ def test_a_broken_scoring_rule_does_not_cost_the_patient_their_submission(databa
     forms.mkdir()
     (forms / "sink.json").write_text(json.dumps(broken))
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_FORMS_DIR": str(forms), "INTAKE_QUESTIONNAIRES": ["sink"]})
+                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_FORMS_DIR": str(forms), "INTAKE_QUESTIONNAIRES": ["sink"]})
     try:
         client = app.test_client()
         client.get(invite_link(app))

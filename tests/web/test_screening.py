@@ -19,9 +19,8 @@ from werkzeug.security import generate_password_hash
 from intake import create_app
 from intake.core.scoring import Context, score_intake
 from intake.storage.models import FlagRecord, Intake, ScoringResult
-from tests.web.conftest import csrf, invite_link
+from tests.web.conftest import csrf
 from tests.web.flow import EMERGENCY, HIGH_PHQ4, STAFF, complete_intake, fill_all
-
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -55,7 +54,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 @pytest.fixture
 def staff_app(database_url: str, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]) -> Iterator[Flask]:
     app = create_app({
-        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True,
+        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager",
         "INTAKE_STAFF_USER": STAFF[0], "INTAKE_STAFF_PASSWORD_HASH": generate_password_hash(STAFF[1]),
         "INTAKE_NOTIFY_WEBHOOK": webhook[0],
     })

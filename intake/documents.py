@@ -1,0 +1,114 @@
+"""The clinician PDF of a completed intake: render once, store, publish its DocumentReference.
+
+Rendered by a background job after submit (and after re-scoring); downloads serve the stored
+bytes. The PDF embeds, as PDF/A-3 attachments, each completed QuestionnaireResponse and its `$extract`
+Bundle exactly as the FHIR API serves them, the Bundles without the DocumentReference (a
+document cannot contain its own hash). The render is deterministic, so the stored version only
+changes when what it shows changes (`source_sha256`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime
+
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from intake import records, workflow
+from intake.core.catalog import Catalog
+from intake.storage import fhir_store, repository
+from intake.storage.db import session_scope
+from intake.storage.models import DocumentRecord, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class DocumentError(Exception):
+    """The intake has no PDF to make (not completed, not scored, or not published yet)."""
+
+
+def attachments_of(session: Session, intake_id: str) -> list[tuple[str, bytes, str]]:
+    """(file name, bytes, description) of what the PDF embeds: per completed response, the
+    response and its `$extract` Bundle, byte for byte what the FHIR API returns for
+    `GET QuestionnaireResponse/{id}` and `GET QuestionnaireResponse/{id}/$extract?document=false`."""
+    out = []
+    for stored in fhir_store.resources_of_intake(session, intake_id, "QuestionnaireResponse"):
+        key = json.loads(stored.resource_json)["questionnaire"].split("|")[0].rsplit("/", 1)[-1]
+        out.append((f"QuestionnaireResponse-{key}.json", stored.resource_json.encode(),
+                    f"FHIR R4 QuestionnaireResponse/{stored.resource_id} ({key})"))
+        bundle = records.extract_bundle(session, intake_id, response_id=stored.resource_id, include_document=False)
+        out.append((f"extract-{key}.json", extract_bundle_bytes(bundle),
+                    f"FHIR R4 transaction Bundle: $extract of QuestionnaireResponse/{stored.resource_id} ({key})"))
+    if not out:
+        raise DocumentError(f"intake {intake_id} has no published responses")
+    return out
+
+
+def extract_bundle_bytes(bundle: dict) -> bytes:
+    """The Bundle as the API's `$extract` serialises it (so the attachment equals the API's bytes)."""
+    return json.dumps(bundle, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def patient_identifier(session: Session, patient_id: str) -> str:
+    patient = repository.get_patient(session, patient_id)
+    if patient is not None and patient.mrn:
+        return f"MRN {patient.mrn}"
+    return f"Patient ID {patient_id}"
+
+
+def render(session: Session, catalog: Catalog, intake_id: str) -> tuple[bytes, str]:
+    """(PDF bytes, hash of its sources) of a completed, scored and published intake."""
+    from intake import pdf  # WeasyPrint loads only where PDFs are made
+
+    summary = workflow.summary_of(session, catalog, intake_id)
+    intake = repository.get_intake(session, intake_id)
+    if summary is None or intake is None:
+        raise DocumentError(f"intake {intake_id} is not completed and scored")
+    identifier = patient_identifier(session, intake.patient_id)
+    files = attachments_of(session, intake_id)
+    html = pdf.render_summary_html(summary, patient_identifier=identifier)
+    source = hashlib.sha256(html.encode())
+    for name, data, _ in files:
+        source.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    content = pdf.render_summary_pdf(summary, patient_identifier=identifier, attachments=[
+        pdf.PdfAttachment(filename=name, data=data, description=description) for name, data, description in files])
+    return content, source.hexdigest()
+
+
+def render_and_store(session: Session, catalog: Catalog, intake_id: str, *, now: datetime | None = None,
+                     mrn_system: str = records.DEFAULT_MRN_SYSTEM) -> DocumentRecord:
+    """Render the intake's PDF, store it if its sources changed, and publish its DocumentReference."""
+    now = now or utcnow()
+    existing = fhir_store.get_document(session, intake_id)
+    content, source = render(session, catalog, intake_id)
+    if existing is not None and existing.source_sha256 == source:
+        return existing
+    document, _changed = fhir_store.store_document(session, intake_id=intake_id, content=content,
+                                                   sha256=hashlib.sha256(content).hexdigest(),
+                                                   source_sha256=source, now=now)
+    forms = [form for form, _ in workflow.stored_pairs(session, catalog, intake_id, latest=False)]
+    records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now, mrn_system=mrn_system)
+    return document
+
+
+def document_for(session: Session, catalog: Catalog, intake_id: str) -> DocumentRecord:
+    """The stored PDF, rendered now if the background job has not run yet (or was lost)."""
+    document = fhir_store.get_document(session, intake_id)
+    if document is None:
+        document = render_and_store(session, catalog, intake_id)
+    return document
+
+
+def render_job(app: Flask, *, intake_id: str) -> None:
+    """The job run after submit and re-scoring (safe to run twice: the render is deterministic)."""
+    with session_scope(app.extensions["intake.sessions"]) as session:
+        try:
+            render_and_store(session, app.extensions["intake.catalog"], intake_id,
+                             mrn_system=app.config["INTAKE_MRN_SYSTEM"])
+        except DocumentError:
+            # Not scored (a broken rule): nothing to render until `flask intake rescore`, which
+            # queues this job again.
+            log.warning("no PDF for intake %s yet: it is not scored", intake_id)
