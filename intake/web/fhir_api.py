@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import re
 import time
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -101,8 +102,31 @@ def _http_error(exc: HTTPException) -> Response:
     return outcome(exc.code or 500, code, exc.description or exc.name)
 
 
+FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+MAX_PARAMETER = 2048
+
+
+def _refuse_malformed() -> Response | None:
+    """Ids that cannot be FHIR ids are unknown (404); control characters or oversized search
+    values are refused (400) before they reach a query (PostgreSQL text cannot hold NUL)."""
+    for name, value in (request.view_args or {}).items():
+        if name.endswith("_id") and not FHIR_ID.match(str(value)):
+            return outcome(404, "not-found", "no resource has that id")
+    return _check_parameters(list(request.args.items(multi=True)))
+
+
+def _check_parameters(items: list[tuple[str, str]]) -> Response | None:
+    for key, value in items:
+        if len(key) + len(value) > MAX_PARAMETER or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in key + value):
+            return outcome(400, "invalid", f"parameter {key[:40]!r}: control characters or over {MAX_PARAMETER} characters")
+    return None
+
+
 @bp.before_request
 def _negotiate_and_authenticate() -> Response | None:
+    malformed = _refuse_malformed()
+    if malformed is not None:
+        return malformed
     fmt = request.args.get("_format")
     if fmt is not None and fmt not in JSON_FORMATS:
         if fmt in XML_FORMATS:
@@ -307,7 +331,8 @@ def search_post(resource_type: str) -> Response:
     _check_type(resource_type)
     if request.mimetype != "application/x-www-form-urlencoded":
         raise FhirError(415, "not-supported", "POST _search takes application/x-www-form-urlencoded")
-    return _search(resource_type, list(request.args.items(multi=True)) + list(request.form.items(multi=True)))
+    posted = list(request.form.items(multi=True))
+    return _check_parameters(posted) or _search(resource_type, list(request.args.items(multi=True)) + posted)
 
 
 def _search(resource_type: str, args: list[tuple[str, str]]) -> Response:

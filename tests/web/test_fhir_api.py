@@ -368,3 +368,27 @@ def test_everything_the_api_returns_passes_fhircheck(api_app: Flask, api: Api, t
         assert session.scalars(select(Patient)).all()
     report = fhircheck(out)
     assert "0 failed" in report
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/fhir/Patient/%00", 404),
+    ("/fhir/Patient/a%20b", 404),
+    ("/fhir/Patient?name=%00", 400),
+    ("/fhir/Patient?identifier=a%00b", 400),
+    ("/fhir/QuestionnaireResponse?questionnaire=%0a", 400),
+    ("/fhir/Observation?code=" + "x" * 5000, 400),
+    ("/fhir/Observation?derived-from=QuestionnaireResponse/%00", 400),
+    ("/fhir/QuestionnaireResponse/%00/$extract", 404),
+    ("/fhir/Binary/%00", 404),
+    ("/fhir/Group/%00/$export", 404),
+    ("/fhir/$export-status/%00", 404),
+])
+def test_hostile_ids_and_values_are_refused_before_any_query(api: Api, path: str, status: int) -> None:
+    assert_outcome(api.get(path, headers={"Prefer": "respond-async"}), status)
+
+
+def test_hostile_search_body_is_refused(api: Api) -> None:
+    response = api.client.post("/fhir/Patient/_search", data={"name": "a\x00b"}, headers=api.headers)
+    assert_outcome(response, 400, "invalid")
+    ok = api.client.post("/fhir/Patient/_search", data={"name": "nobody"}, headers=api.headers)
+    assert ok.status_code == 200 and json.loads(ok.data)["total"] == 0
