@@ -15,9 +15,7 @@ PostgreSQL server-side cursor (the database is emptied first: use a scratch data
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
-import os
 import resource
 import sys
 import tempfile

@@ -23,7 +23,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.pages import (  # noqa: E402
-    HOST, SetupError, free_port, prepare_database, run_phase, start_server, stop_server, wait_ready,
+    HOST,
+    SetupError,
+    free_port,
+    prepare_database,
+    run_phase,
+    start_server,
+    stop_server,
+    wait_ready,
 )
 
 TARGET = 0.5

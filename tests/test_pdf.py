@@ -21,7 +21,13 @@ from intake.core.catalog import load_catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, score_intake
 from intake.core.summary import Summary, build_summary
-from intake.pdf import STATIC, PdfAttachment, StaticOnlyFetcher, UrlRefused, render_summary_pdf
+from intake.pdf import (
+    STATIC,
+    PdfAttachment,
+    StaticOnlyFetcher,
+    UrlRefused,
+    render_summary_pdf,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = load_catalog(ROOT / "forms")
