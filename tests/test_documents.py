@@ -14,7 +14,9 @@ from flask import Flask
 from pypdf import PdfReader
 
 from intake import documents
+from intake.core.fhir_models import resource_errors
 from intake.storage import fhir_store
+from tests.fhircheck import fhircheck
 from tests.web.flow import EMERGENCY, HIGH_PHQ4, STAFF, complete_intake
 from tests.web.test_fhir_api import Api, api_app, new_token, patient_of  # noqa: F401  (fixture)
 
@@ -94,6 +96,11 @@ def test_pdf_and_export_commands(api_app: Flask, tmp_path: Path) -> None:  # noq
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "all" / "Observation.ndjson").read_text().splitlines()
     assert lines and all(json.loads(line)["resourceType"] == "Observation" for line in lines)
+    exported = [p for p in [*(tmp_path / "one").glob("*.json"), *(tmp_path / "all").glob("*.ndjson")]]
+    for path in exported:
+        for line in path.read_text().splitlines() if path.suffix == ".ndjson" else [path.read_text()]:
+            assert not resource_errors(json.loads(line)), path.name
+    assert "0 failed" in fhircheck(tmp_path / "one", tmp_path / "all")
     later = runner.invoke(args=["intake", "export", "--all", "--since", "2999-01-01", "-o", str(tmp_path / "none")])
     assert later.exit_code == 0 and "nothing to export" in later.output
     for args in (["pdf", "nope", "-o", str(tmp_path / "x.pdf")], ["export", "-o", str(tmp_path / "y")],

@@ -241,9 +241,10 @@ def capability_statement(base: str) -> dict[str, Any]:
         "implementation": {"description": "Intake pre-appointment screening service (a screening aid, not a diagnosis)", "url": base},
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
-        "instantiates": ["http://hl7.org/fhir/uv/sdc/CapabilityStatement/sdc-form-manager",
-                         "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
-        "implementationGuide": ["http://hl7.org/fhir/uv/sdc/ImplementationGuide/hl7.fhir.uv.sdc"],
+        # Only what is implemented: the Bulk Data server capability. SDC's form-manager role
+        # (Questionnaire create/update) is not offered, so it is not claimed; $extract is listed
+        # as an operation of QuestionnaireResponse instead.
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "rest": [{
             "mode": "server",
             "documentation": "Search results page by an opaque _cursor in the next link; unknown parameters are refused (400).",
