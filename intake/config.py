@@ -79,6 +79,12 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
     config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     config.setdefault("MAX_CONTENT_LENGTH", 1024 * 1024)
+    if str(config["INTAKE_BASE_URL"]).startswith("https://"):
+        # Served over HTTPS: the cookie never travels in clear, and the __Host- prefix pins it to
+        # this host and path (browsers refuse it otherwise).
+        config.setdefault("SESSION_COOKIE_SECURE", True)
+        config.setdefault("SESSION_COOKIE_NAME", "__Host-intake")
+        config.setdefault("SESSION_COOKIE_PATH", "/")
     return config
 
 
