@@ -4,7 +4,8 @@
 
 Same harness as bench/pages.py (gunicorn with 2 sync workers, client processes on fresh
 connections, rounds of hello / read / hello, median of the per-round ratios). The read is
-`GET /fhir/Patient/{id}` with an API client's bearer token, for patients invited through the real
+`GET /fhir/Patient/{id}` with a SMART Backend Services access token (a signed JWT, checked
+without a database read), for patients invited through the real
 CLI: the read path (token check, one indexed row, the stored bytes) is the same for every type.
 Target: >= 0.5x hello. Exit 0 whether met or not (`--strict`: 2 when missed), 1 on errors.
 """
@@ -36,15 +37,19 @@ from bench.pages import (  # noqa: E402
 TARGET = 0.5
 
 
-def prepare_reads(clients: int) -> list[str]:
-    """One "path<TAB>token" per client: a patient to read, and an API client's token."""
+def prepare_reads(clients: int, port: int) -> list[str]:
+    """One "path<TAB>token" per client: a patient to read, and a SMART Backend Services access
+    token (valid 5 minutes, issued for http://127.0.0.1:PORT, the address the clients use)."""
     from intake import create_app
     from intake.storage import fhir_store
+    from tests.smart_client import SmartClient
 
     links, _fields = prepare_database(clients)
     app = create_app()
     try:
-        token = app.test_cli_runner().invoke(args=["intake", "api-client", "bench"]).output.strip()
+        client = SmartClient("bench")
+        client.register(app, Path(os.environ["INTAKE_BENCH_TMP"]))
+        token = client.token(app, base_url=f"http://{HOST}:{port}")
         with app.extensions["intake.sessions"]() as session:
             patients = fhir_store.patient_ids(session)
         if len(patients) < clients or not token:
@@ -65,13 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="intake-bench-") as tmp:
         port = free_port()
         env = {"DATABASE_URL": f"sqlite:///{Path(tmp) / 'intake.sqlite3'}", "INTAKE_SECRET_KEY": secrets.token_hex(32),
-               "INTAKE_BASE_URL": f"http://{HOST}:{port}"}
+               "INTAKE_BASE_URL": f"http://{HOST}:{port}", "INTAKE_BENCH_TMP": tmp}
         os.environ.update(env)
         log_path = Path(tmp) / "gunicorn.log"
         server = None
         rates: dict[str, list[float]] = {"hello": [], "fhir": []}
         try:
-            reads = prepare_reads(args.clients)
+            reads = prepare_reads(args.clients, port)
             server = start_server(port, {**os.environ, **env}, log_path)
             wait_ready(server, port, log_path)
             print(f"FHIR read benchmark: gunicorn 2 sync workers, {args.clients} clients, "

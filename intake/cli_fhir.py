@@ -10,7 +10,6 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from intake import records, workflow
-from intake.auth import new_token, token_hash
 from intake.storage import fhir_store, repository
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
@@ -23,21 +22,35 @@ def _fail(message: str) -> None:
 
 @click.command("api-client")
 @click.argument("name")
-@click.option("--revoke", is_flag=True, help="Revoke every active token of NAME instead.")
+@click.option("--jwks", "jwks_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The client's public JWK set (RS384 or ES384 keys), a JSON file.")
+@click.option("--scope", "scopes", multiple=True, default=("system/*.read",), show_default=True,
+              help="A scope the client may be granted (repeat), e.g. system/Observation.read.")
+@click.option("--revoke", is_flag=True, help="Revoke NAME instead (no new access tokens).")
 @with_appcontext
-def api_client_command(name: str, revoke: bool) -> None:
-    """Create a FHIR API client NAME and print its bearer token (shown once; only a hash is kept)."""
+def api_client_command(name: str, jwks_path: Path | None, scopes: tuple[str, ...], revoke: bool) -> None:
+    """Register (or update) the SMART Backend Services client NAME: its public keys and scopes."""
+    from intake import smart
+
     name = " ".join(name.split())
     if not name or len(name) > 255:
         _fail("a client name of 1 to 255 characters is required")
     with session_scope(current_app.extensions["intake.sessions"]) as session:
         if revoke:
             count = fhir_store.revoke_api_client(session, name, now=utcnow())
-            click.echo(f"revoked {count} token(s) of {name}")
+            click.echo(f"revoked {name}" if count else f"no active client {name}")
             return
-        token = new_token()
-        fhir_store.add_api_client(session, name=name, token_hash=token_hash(token), now=utcnow())
-    click.echo(token)
+        if jwks_path is None:
+            _fail("give --jwks FILE (the client's public keys)")
+            return
+        try:
+            jwks = smart.parse_jwks(jwks_path.read_text(encoding="utf-8"))
+            allowed = smart.valid_scopes(" ".join(scopes))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            _fail(str(exc))
+            return
+        fhir_store.add_api_client(session, name=name, jwks=jwks, scopes=" ".join(allowed), now=utcnow())
+    click.echo(f"client {name}: {' '.join(allowed)}; token endpoint {current_app.config['INTAKE_BASE_URL'].rstrip('/')}/auth/token")
 
 
 @click.command("publish")

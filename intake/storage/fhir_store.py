@@ -30,6 +30,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake.storage.models import (
@@ -38,6 +39,7 @@ from intake.storage.models import (
     ExportJob,
     FhirResource,
     FhirToken,
+    UsedAssertion,
     utcnow,
 )
 from intake.storage.repository import canonical_json, fhir_instant, require_aware
@@ -284,9 +286,9 @@ def store_document(session: Session, *, intake_id: str, content: bytes, sha256: 
 
 
 def create_export(session: Session, *, request_url: str, scope: str, group_id: str | None, types: list[str],
-                  since: datetime | None, now: datetime) -> ExportJob:
+                  since: datetime | None, now: datetime, requested_by: str) -> ExportJob:
     job = ExportJob(request_url=request_url, scope=scope, group_id=group_id, types=types, since=since,
-                    transaction_time=now, status="accepted", created_at=now, updated_at=now)
+                    transaction_time=now, status="accepted", created_at=now, updated_at=now, requested_by=requested_by)
     session.add(job)
     session.flush()
     return job
@@ -314,18 +316,19 @@ def delete_export(session: Session, job_id: str) -> None:
 # --- API clients ---------------------------------------------------------------------------------
 
 
-def add_api_client(session: Session, *, name: str, token_hash: str, now: datetime) -> ApiClient:
-    client = ApiClient(name=name, token_hash=token_hash, created_at=now)
-    session.add(client)
+def add_api_client(session: Session, *, name: str, jwks: str, scopes: str, now: datetime) -> ApiClient:
+    """Register a client, or replace the keys and scopes of the one with this name (re-activated)."""
+    client = session.scalars(select(ApiClient).where(ApiClient.name == name)).one_or_none()
+    if client is None:
+        client = ApiClient(name=name, created_at=now)
+        session.add(client)
+    client.jwks, client.scopes, client.revoked_at = jwks, scopes, None
     session.flush()
     return client
 
 
-def api_client_by_hash(session: Session, token_hash: str) -> ApiClient | None:
-    """The active (not revoked) client holding this token hash."""
-    return session.scalars(
-        select(ApiClient).where(ApiClient.token_hash == token_hash, ApiClient.revoked_at.is_(None))
-    ).one_or_none()
+def active_api_client(session: Session, name: str) -> ApiClient | None:
+    return session.scalars(select(ApiClient).where(ApiClient.name == name, ApiClient.revoked_at.is_(None))).one_or_none()
 
 
 def revoke_api_client(session: Session, name: str, *, now: datetime) -> int:
@@ -334,8 +337,19 @@ def revoke_api_client(session: Session, name: str, *, now: datetime) -> int:
     return int(getattr(result, "rowcount", 0))
 
 
+def use_assertion(session: Session, *, client: str, jti: str, expires_at: datetime, now: datetime) -> bool:
+    """Record a client assertion's jti; False when it was used before (a replay)."""
+    session.execute(delete(UsedAssertion).where(UsedAssertion.expires_at < now))
+    try:
+        with session.begin_nested():
+            session.execute(insert(UsedAssertion).values(client=client, jti=jti, expires_at=expires_at))
+    except IntegrityError:
+        return False
+    return True
+
+
 __all__ = [
-    "add_api_client", "api_client_by_hash", "revoke_api_client",
+    "active_api_client", "add_api_client", "revoke_api_client", "use_assertion",
     "ColumnTest", "Criteria", "StoredResource", "TokenTest", "create_export", "delete_export", "get_document",
     "get_export", "get_resource", "patient_ids", "put_resource", "resources_of_intake", "search", "store_document",
     "stream", "update_export",

@@ -305,17 +305,32 @@ class ExportJob(Base):
     progress: Mapped[str | None] = mapped_column(String(255))
     output: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(String(255))
+    requested_by: Mapped[str] = mapped_column(String(255))  # only this client sees the job
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ApiClient(Base):
-    """A system allowed to call the FHIR API with a bearer token (only its SHA-256 is kept)."""
+    """A system registered for SMART Backend Services: it proves itself with a JWT signed by a key
+    of its JWK set (only public keys are kept) and may be granted at most `scopes`."""
 
     __tablename__ = "api_clients"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(255))
-    token_hash: Mapped[str] = mapped_column(String(TOKEN_HASH_LENGTH), unique=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)  # the OAuth client_id
+    jwks: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated, e.g. "system/*.read"
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UsedAssertion(Base):
+    """A client assertion's `jti`, kept until the assertion expires, so a replay is refused."""
+
+    __tablename__ = "used_assertions"
+    __table_args__ = (UniqueConstraint("client", "jti"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client: Mapped[str] = mapped_column(String(255))
+    jti: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -21,6 +21,7 @@ from intake.web.fragments import render_question
 
 def register(app: Flask) -> None:
     from intake.web import fhir_bulk  # noqa: F401  (adds the $export routes to the FHIR blueprint)
+    from intake.web.auth_api import bp as auth_bp
     from intake.web.clinician import bp as clinician_bp
     from intake.web.fhir_api import bp as fhir_bp
     from intake.web.patient import bp as patient_bp
@@ -29,6 +30,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(patient_bp)
     app.register_blueprint(clinician_bp)
     app.register_blueprint(fhir_bp)
+    app.register_blueprint(auth_bp)
     headers.register(app)
     # Flask-WTF's token for hand-written forms (the review page); page forms are FlaskForms.
     app.jinja_env.globals["csrf_token"] = generate_csrf

@@ -4,9 +4,9 @@ Reads and searches serve the canonical JSON stored when the data was written (`i
 without parsing it: a search Bundle is assembled around the stored texts. Every error is an
 OperationOutcome with a fitting status; nothing here answers with HTML.
 
-Access: a bearer token of an API client (`flask intake api-client NAME`), or the interim staff
-HTTP Basic sign-in (slow by design: a password hash per request). Tokens are checked by their
-SHA-256, remembered for `TOKEN_CACHE_SECONDS` so a revocation takes effect within that time.
+Access: an access token from `/auth/token` (SMART Backend Services, `intake.smart`), whose scopes
+every route checks (403 without the read scope for what it returns), or the interim staff HTTP
+Basic sign-in (slow by design: a password hash per request).
 """
 
 from __future__ import annotations
@@ -15,18 +15,16 @@ import base64
 import hmac
 import json
 import re
-import time
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash
 
-from intake import records
-from intake.auth import token_hash
+from intake import records, smart
 from intake.core.fhir_models import FHIR_VERSION, resource_errors
 from intake.core.lint import lint
 from intake.core.validation import Issue, operation_outcome, validate
@@ -43,6 +41,7 @@ from intake.fhir_search import (
 from intake.records import questionnaire_id, questionnaires
 from intake.storage import fhir_store
 from intake.web import catalog, reader, readers, writer
+from intake.web.auth_api import token_url
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
@@ -50,8 +49,6 @@ FHIR_JSON = "application/fhir+json"
 JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
 XML_FORMATS = {"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"}
 MAX_BODY = 2 * 1024 * 1024
-TOKEN_CACHE_SECONDS = 30.0
-_token_cache: dict[str, float] = {}
 _DECOY = "scrypt:32768:8:1$Qk9VbFpQeW5O$" + "0" * 128
 
 
@@ -141,30 +138,47 @@ def _negotiate_and_authenticate() -> Response | None:
 
 
 def _authenticate() -> Response | None:
+    """Put the caller's `smart.Grant` in `g.grant`, or answer 401."""
     header = request.headers.get("Authorization", "")
-    auth = None if header.startswith("Bearer ") else request.authorization
+    grant = None
     if header.startswith("Bearer "):
-        digest = token_hash(header[7:].strip())
-        seen = _token_cache.get(digest)
-        if seen is not None and time.monotonic() - seen < TOKEN_CACHE_SECONDS:
-            return None
-        if fhir_store.api_client_by_hash(reader(), digest) is not None:
-            _token_cache[digest] = time.monotonic()
-            return None
-        _token_cache.pop(digest, None)
-    elif auth is not None and auth.type == "basic":
-        user = current_app.config.get("INTAKE_STAFF_USER")
-        password_hash = current_app.config.get("INTAKE_STAFF_PASSWORD_HASH")
-        if user and password_hash:
-            name_ok = hmac.compare_digest((auth.username or "").encode(), user.encode())
-            try:
-                if check_password_hash(password_hash if name_ok else _DECOY, auth.password or "") and name_ok:
-                    return None
-            except ValueError:
-                pass
-    response = outcome(401, "login", "authentication required: a bearer token of an API client")
-    response.headers["WWW-Authenticate"] = 'Bearer realm="Intake FHIR API"'
-    return response
+        grant = smart.verify_access_token(header[7:].strip(), secret=current_app.config["SECRET_KEY"],
+                                          token_url=token_url())
+    elif header.startswith("Basic "):
+        grant = _staff_grant()
+    if grant is None:
+        response = outcome(401, "login", "authentication required: an access token from /auth/token (SMART Backend Services)")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="Intake FHIR API"'
+        return response
+    g.grant = grant
+    return None
+
+
+def _staff_grant() -> smart.Grant | None:
+    """The interim staff sign-in (HTTP Basic, a password hash per request: for people, not systems)."""
+    auth = request.authorization
+    user = current_app.config.get("INTAKE_STAFF_USER")
+    password_hash = current_app.config.get("INTAKE_STAFF_PASSWORD_HASH")
+    if auth is None or not user or not password_hash:
+        return None
+    name_ok = hmac.compare_digest((auth.username or "").encode(), user.encode())
+    try:
+        password_ok = check_password_hash(password_hash if name_ok else _DECOY, auth.password or "")
+    except ValueError:
+        return None
+    return smart.Grant(f"staff:{user}", frozenset({"system/*.read"})) if name_ok and password_ok else None
+
+
+def grant() -> smart.Grant:
+    current: smart.Grant = g.grant
+    return current
+
+
+def require_read(*resource_types: str) -> None:
+    """403 unless the caller's scopes allow reading every one of `resource_types`."""
+    missing = [t for t in resource_types if not grant().can_read(t)]
+    if missing:
+        raise FhirError(403, "forbidden", f"the access token has no read scope for {missing[0]} (system/{missing[0]}.read)")
 
 
 @bp.after_request
@@ -304,6 +318,7 @@ def _check_type(resource_type: str) -> None:
 @bp.get("/<resource_type>/<resource_id>")
 def read(resource_type: str, resource_id: str) -> Response:
     _check_type(resource_type)
+    require_read(resource_type)
     if resource_type == "Questionnaire":
         found = questionnaires(catalog()).get(resource_id)
         if found is None:
@@ -324,12 +339,14 @@ def read(resource_type: str, resource_id: str) -> Response:
 @bp.route("/<resource_type>", methods=["GET"])
 def search(resource_type: str) -> Response:
     _check_type(resource_type)
+    require_read(resource_type)
     return _search(resource_type, list(request.args.items(multi=True)))
 
 
 @bp.post("/<resource_type>/_search")
 def search_post(resource_type: str) -> Response:
     _check_type(resource_type)
+    require_read(resource_type)
     if request.mimetype != "application/x-www-form-urlencoded":
         raise FhirError(415, "not-supported", "POST _search takes application/x-www-form-urlencoded")
     posted = list(request.form.items(multi=True))
@@ -367,6 +384,7 @@ def _search(resource_type: str, args: list[tuple[str, str]]) -> Response:
 
 @bp.get("/Binary/<binary_id>")
 def binary(binary_id: str) -> Response:
+    require_read("DocumentReference")
     stored = fhir_store.get_resource(reader(), "DocumentReference", binary_id[:64])
     document = None
     if stored is not None:
@@ -429,6 +447,8 @@ def extract(response_id: str) -> Response:
     document = request.args.get("document", "true")
     if document not in ("true", "false"):
         raise FhirError(400, "invalid", "document: true or false")
+    require_read("Patient", "QuestionnaireResponse", "Observation", "Flag", "Provenance",
+                 *(["DocumentReference"] if document == "true" else []))
     db = reader()
     stored = fhir_store.get_resource(db, "QuestionnaireResponse", response_id[:64])
     if stored is None:

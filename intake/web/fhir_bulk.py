@@ -10,6 +10,7 @@ OperationOutcome if it failed; DELETE cancels it (and removes its files). The jo
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Response, current_app, request, send_file
 
@@ -19,7 +20,15 @@ from intake.storage import fhir_store
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
 from intake.web import reader
-from intake.web.fhir_api import FhirError, _base, _json_response, bp, outcome
+from intake.web.fhir_api import (
+    FhirError,
+    _base,
+    _json_response,
+    bp,
+    grant,
+    outcome,
+    require_read,
+)
 
 KICKOFF_PARAMETERS = {"_type", "_since", "_outputFormat", "_format"}
 
@@ -36,6 +45,7 @@ def export_patients() -> Response:
 
 @bp.get("/Group/<group_id>/$export")
 def export_group(group_id: str) -> Response:
+    require_read("Group")
     if fhir_store.get_resource(reader(), "Group", group_id[:64]) is None:
         raise FhirError(404, "not-found", f"Group/{group_id[:64]} is not known")
     return _kickoff("group", group_id, bulk_export.PATIENT_TYPES)
@@ -58,13 +68,14 @@ def _kickoff(scope: str, group_id: str | None, allowed: tuple[str, ...]) -> Resp
             raise FhirError(400, "invalid", f"_type: {bad[0] if bad else '(empty)'} is not exported here; "
                                             f"types: {', '.join(allowed)}")
         types = list(dict.fromkeys(asked))
+    require_read(*types)
     try:
         since = bulk_export.since_of(request.args.get("_since"))
     except ValueError as exc:
         raise FhirError(400, "invalid", str(exc)) from exc
     with session_scope(current_app.extensions["intake.sessions"]) as session:
         job = fhir_store.create_export(session, request_url=request.url, scope=scope, group_id=group_id,
-                                       types=types, since=since, now=utcnow())
+                                       types=types, since=since, now=utcnow(), requested_by=grant().client)
         job_id = job.id
     jobs_of(current_app).submit("export", job_id=job_id)  # type: ignore[arg-type]
     response = Response(status=202)
@@ -74,7 +85,7 @@ def _kickoff(scope: str, group_id: str | None, allowed: tuple[str, ...]) -> Resp
 
 @bp.get("/$export-status/<job_id>")
 def export_status(job_id: str) -> Response:
-    job = fhir_store.get_export(reader(), job_id[:64])
+    job = _own_job(job_id)
     if job is None or job.status == "cancelled":
         raise FhirError(404, "not-found", "no such export (it may have been cancelled or deleted)")
     if job.status in ("accepted", "in-progress"):
@@ -92,6 +103,8 @@ def export_status(job_id: str) -> Response:
 
 @bp.delete("/$export-status/<job_id>")
 def export_cancel(job_id: str) -> Response:
+    if _own_job(job_id) is None:
+        raise FhirError(404, "not-found", "no such export")
     with session_scope(current_app.extensions["intake.sessions"]) as session:
         if not bulk_export.cancel(current_app, session, job_id[:64]):  # type: ignore[arg-type]
             raise FhirError(404, "not-found", "no such export")
@@ -100,9 +113,15 @@ def export_cancel(job_id: str) -> Response:
 
 @bp.get("/$export-file/<job_id>/<name>")
 def export_file(job_id: str, name: str) -> Response:
-    job = fhir_store.get_export(reader(), job_id[:64])
+    job = _own_job(job_id)
     files = {o["file"] for o in (job.output or [])} if job is not None and job.status == "completed" else set()
     if name not in files:
         raise FhirError(404, "not-found", "no such export file")
     path = bulk_export.export_dir(current_app, job.id) / name  # type: ignore[union-attr, arg-type]
     return send_file(path, mimetype="application/fhir+ndjson", conditional=False, max_age=0)
+
+
+def _own_job(job_id: str) -> Any:
+    """The export job if the caller started it (another client's job does not exist for them)."""
+    job = fhir_store.get_export(reader(), job_id[:64])
+    return job if job is not None and job.requested_by == grant().client else None

@@ -18,6 +18,7 @@ from intake import create_app
 from intake.core.fhir_models import resource_errors
 from intake.storage.models import FhirResource, Intake, Patient
 from tests.fhircheck import fhircheck
+from tests.smart_client import SmartClient
 from tests.web.flow import EMERGENCY, HIGH_PHQ4, STAFF, complete_intake
 
 FHIR_JSON = "application/fhir+json"
@@ -33,10 +34,12 @@ def api_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     app.extensions["intake.engine"].dispose()
 
 
-def new_token(app: Flask, name: str = "ehr") -> str:
-    result = app.test_cli_runner().invoke(args=["intake", "api-client", name])
-    assert result.exit_code == 0, result.output
-    return result.output.strip()
+def new_token(app: Flask, name: str = "ehr", scopes: tuple[str, ...] = ("system/*.read",),
+              base_url: str = "http://localhost") -> str:
+    """Register a SMART Backend Services client NAME and return an access token for it."""
+    client = SmartClient(name)
+    client.register(app, Path(app.instance_path), *scopes)
+    return client.token(app, " ".join(scopes), base_url=base_url)
 
 
 class Api:
@@ -115,12 +118,9 @@ def test_everything_but_metadata_needs_a_valid_token(api_app: Flask, two_intakes
     token = new_token(api_app, "lab")
     assert client.get("/fhir/Patient", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     assert client.get("/fhir/Patient", auth=STAFF).status_code == 200  # interim staff sign-in
-    revoked = api_app.test_cli_runner().invoke(args=["intake", "api-client", "lab", "--revoke"])
-    assert "revoked 1" in revoked.output
-    import intake.web.fhir_api as fhir_api
-
-    fhir_api._token_cache.clear()  # revocation applies within TOKEN_CACHE_SECONDS; skip the wait
-    assert_outcome(client.get("/fhir/Patient", headers={"Authorization": f"Bearer {token}"}), 401)
+    # A token issued for another host (its issuer is that host's token endpoint) is refused here.
+    elsewhere = new_token(api_app, "other", base_url="http://elsewhere.example")
+    assert_outcome(client.get("/fhir/Patient", headers={"Authorization": f"Bearer {elsewhere}"}), 401)
 
 
 # --- read ------------------------------------------------------------------------------------------

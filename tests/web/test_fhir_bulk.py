@@ -130,7 +130,7 @@ def test_patient_and_group_exports_are_scoped(eager_app: Flask, api: Api, intake
 def test_status_is_202_with_progress_until_done_and_delete_cancels(eager_app: Flask, api: Api) -> None:
     with session_scope(eager_app.extensions["intake.sessions"]) as session:
         job = fhir_store.create_export(session, request_url="http://x/fhir/$export", scope="system", group_id=None,
-                                       types=["Patient"], since=None, now=utcnow())
+                                       types=["Patient"], since=None, now=utcnow(), requested_by="ehr")
         job_id = job.id
     status = api.get(f"/fhir/$export-status/{job_id}")
     assert status.status_code == 202 and status.headers["X-Progress"] == "accepted" and status.headers["Retry-After"]
@@ -167,3 +167,16 @@ def test_the_background_thread_runs_the_export(database_url: str, tmp_path: Path
     finally:
         app.extensions["intake.jobs"].wait()
         app.extensions["intake.engine"].dispose()
+
+
+def test_jobs_belong_to_the_client_that_started_them_and_need_read_scopes(eager_app: Flask, api: Api,
+                                                                         intakes: tuple[str, str]) -> None:
+    status_url = kickoff(api, "/fhir/$export?_type=Patient")
+    manifest = finished(api, status_url)
+    other = Api(eager_app.test_client(), new_token(eager_app, "other"))
+    assert_outcome(other.get(local(status_url)), 404)
+    assert_outcome(other.get(local(manifest["output"][0]["url"])), 404)
+    assert_outcome(other.client.delete(local(status_url), headers=other.headers), 404)
+    narrow = Api(eager_app.test_client(), new_token(eager_app, "narrow", ("system/Observation.read",)))
+    assert_outcome(narrow.get("/fhir/$export", headers=ASYNC), 403, "forbidden")
+    assert narrow.get("/fhir/$export?_type=Observation", headers=ASYNC).status_code == 202

@@ -28,7 +28,8 @@ def served(api_app: Flask) -> Iterator[str]:  # noqa: F811
 def test_fhirpy_searches_and_reads_responses_and_observations(api_app: Flask, served: str) -> None:  # noqa: F811
     _client, intake_id = complete_intake(api_app, {**EMERGENCY, **HIGH_PHQ4})
     patient_id = patient_of(api_app, intake_id)
-    client = SyncFHIRClient(served, authorization=f"Bearer {new_token(api_app)}")
+    host = served.rsplit("/fhir", 1)[0]
+    client = SyncFHIRClient(served, authorization=f"Bearer {new_token(api_app, base_url=host)}")
 
     responses = client.resources("QuestionnaireResponse").search(patient=patient_id, status="completed").limit(2).fetch_all()
     assert len(responses) == 5  # fetch_all follows our next links, two at a time

@@ -89,6 +89,7 @@ def upgrade() -> None:
         sa.Column("progress", sa.String(255), nullable=True),
         sa.Column("output", sa.JSON(), nullable=True),
         sa.Column("error", sa.String(255), nullable=True),
+        sa.Column("requested_by", sa.String(255), nullable=False),
         sa.Column("created_at", _utc(), nullable=False),
         sa.Column("updated_at", _utc(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_export_jobs")),
@@ -101,15 +102,27 @@ def upgrade() -> None:
         "api_clients",
         sa.Column("id", sa.Integer(), nullable=False, autoincrement=True),
         sa.Column("name", sa.String(255), nullable=False),
-        sa.Column("token_hash", sa.String(64), nullable=False),
+        sa.Column("jwks", sa.Text(), nullable=False),
+        sa.Column("scopes", sa.Text(), nullable=False),
         sa.Column("created_at", _utc(), nullable=False),
         sa.Column("revoked_at", _utc(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_clients")),
-        sa.UniqueConstraint("token_hash", name=op.f("uq_api_clients_token_hash")),
+        sa.UniqueConstraint("name", name=op.f("uq_api_clients_name")),
     )
+    op.create_table(
+        "used_assertions",
+        sa.Column("id", sa.Integer(), nullable=False, autoincrement=True),
+        sa.Column("client", sa.String(255), nullable=False),
+        sa.Column("jti", sa.String(255), nullable=False),
+        sa.Column("expires_at", _utc(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_used_assertions")),
+        sa.UniqueConstraint("client", "jti", name=op.f("uq_used_assertions_client_jti")),
+    )
+    op.create_index(op.f("ix_used_assertions_expires_at"), "used_assertions", ["expires_at"])
 
 
 def downgrade() -> None:
+    op.drop_table("used_assertions")
     op.drop_table("api_clients")
     op.drop_table("export_jobs")
     op.drop_table("documents")
