@@ -74,12 +74,15 @@ def lint(resource: Any) -> list[LintIssue]:
         return [LintIssue("error", None, "not a FHIR Questionnaire (resourceType must be 'Questionnaire')")]
     issues: list[LintIssue] = []
     issues += _model_issues(resource)
+    structural = bool(issues)
     if not resource.get("url"):
         issues.append(LintIssue("error", None, "has no url: a QuestionnaireResponse must be able to pin it"))
     if not resource.get("version"):
         issues.append(LintIssue("warning", None, "has no version: responses will pin the url alone"))
     if not resource.get("item"):
         issues.append(LintIssue("error", None, "has no items"))
+    if structural:  # not structurally a Questionnaire: the item rules below could not trust its shape
+        return sorted(issues, key=lambda i: i.severity != "error")
     issues += _expression_issues(resource, None)
     items = list(_walk(resource.get("item") or []))
     issues += _item_issues(items)

@@ -49,6 +49,7 @@ FHIR_JSON = "application/fhir+json"
 JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
 XML_FORMATS = {"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"}
 MAX_BODY = 2 * 1024 * 1024
+MAX_DEPTH = 64  # FHIR resources nest far less; deeper bodies are refused before any processing
 _DECOY = "scrypt:32768:8:1$Qk9VbFpQeW5O$" + "0" * 128
 
 
@@ -198,9 +199,27 @@ def _body() -> Any:
     if len(raw) > MAX_BODY:
         raise FhirError(413, "too-costly", f"request body over {MAX_BODY} bytes")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FhirError(400, "structure", f"the body is not JSON: {str(exc)[:120]}") from exc
+    except RecursionError as exc:
+        raise FhirError(400, "too-costly", f"JSON nested deeper than {MAX_DEPTH} levels") from exc
+    if _depth(body) > MAX_DEPTH:
+        raise FhirError(400, "too-costly", f"JSON nested deeper than {MAX_DEPTH} levels")
+    return body
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests (iteratively: a hostile body must not exhaust the stack here)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def _base() -> str:

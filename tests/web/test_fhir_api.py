@@ -392,3 +392,31 @@ def test_hostile_search_body_is_refused(api: Api) -> None:
     assert_outcome(response, 400, "invalid")
     ok = api.client.post("/fhir/Patient/_search", data={"name": "nobody"}, headers=api.headers)
     assert ok.status_code == 200 and json.loads(ok.data)["total"] == 0
+
+
+STRESS = "https://intake.example.org/fhir/Questionnaire/stress|1.1.0"
+HOSTILE_BODIES: list[Any] = [
+    "[" * 100_000 + "]" * 100_000,
+    '{"resourceType":"QuestionnaireResponse","questionnaire":' + "[" * 500 + "]" * 500 + "}",
+    {"resourceType": "QuestionnaireResponse", "questionnaire": STRESS, "status": "completed", "item": "x"},
+    {"resourceType": "QuestionnaireResponse", "questionnaire": STRESS, "status": "completed", "item": [{"linkId": 5, "answer": "y"}]},
+    {"resourceType": "QuestionnaireResponse", "questionnaire": STRESS, "status": "completed",
+     "item": [{"linkId": "pss10-1", "answer": [{"valueCoding": "x"}]}]},
+    {"resourceType": "QuestionnaireResponse", "questionnaire": ["a"]},
+    {"resourceType": "Questionnaire", "item": "x"},
+    {"resourceType": "Questionnaire", "item": [{"linkId": None, "type": None}]},
+    {"resourceType": "Questionnaire", "item": [{"linkId": "a", "type": "choice", "answerOption": "x",
+                                                "enableWhen": [{"question": "b"}]}]},
+    {"resourceType": "Parameters", "parameter": "x"},
+    {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": "x"}]},
+    None, 5, "text", [1, 2],
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES, ids=range(len(HOSTILE_BODIES)))
+@pytest.mark.parametrize("path", ["/fhir/QuestionnaireResponse/$validate", "/fhir/Questionnaire/$validate"])
+def test_hostile_validate_bodies_get_an_outcome_never_a_500(api: Api, path: str, body: Any) -> None:
+    data = body if isinstance(body, str) and body[:1] in "[{" else json.dumps(body)
+    response = api.post(path, data)
+    assert response.status_code in (200, 400), response.text[:300]
+    assert json.loads(response.data)["resourceType"] == "OperationOutcome"
