@@ -38,6 +38,10 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     # Interim staff sign-in (HTTP Basic) until accounts exist: a user name and a password hash
     # made with `flask intake hash-password`. Unset = the clinician pages are closed.
     "STAFF_USER": (str, ""),
+    # Rate limits (Flask-Limiter syntax) per client address, and where the counts live.
+    "LINK_RATE_LIMIT": (str, "20 per minute"),
+    "TOKEN_RATE_LIMIT": (str, "60 per minute"),
+    "RATE_LIMIT_STORAGE": (str, "memory://"),
     # Background jobs (PDF rendering, bulk export): "thread" (in-process, after the request) or
     # "eager" (at once, in the caller: tests and one-off commands).
     "JOBS": (str, "thread"),

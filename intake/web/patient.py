@@ -63,7 +63,9 @@ def open_link(token: str) -> Any:
     if len(token) > 200:
         return _invalid_link()
     intake = repository.find_intake_by_token_hash(reader(), token_hash(token), now=_now())
-    if intake is None:
+    if intake is None or intake.status == "completed":
+        # Unknown, expired, revoked and already-submitted links look the same: nobody holding a
+        # link can learn which (the patient who just submitted keeps their session's done page).
         return _invalid_link()
     session.clear()
     session.permanent = True

@@ -150,3 +150,33 @@ def test_same_page_follow_ups_carry_a_live_condition(app: Flask, opened: FlaskCl
     family = opened.get("/intake/autoimmune/autoimmune-family").text
     assert family.count('class="conditional"') == 20  # who + age for each of ten conditions
     assert "&#34;v&#34;:&#34;LA33-6&#34;" in family
+
+
+def test_a_submitted_intakes_link_is_as_neutral_as_an_unknown_one(app: Flask) -> None:
+    client = app.test_client()
+    link = invite_link(app)
+    client.get(link)
+    fill_all(client, app, "/intake/digestive/digestive-alarm")
+    review = client.get("/intake/review")
+    assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
+    assert "Your answers have been sent" in client.get("/intake/done").text  # this session still shows it
+    reopened = app.test_client().get(link)
+    unknown = app.test_client().get("/i/not-a-real-token")
+    assert reopened.status_code == unknown.status_code == 404
+    assert reopened.data == unknown.data  # nothing tells a used link from a wrong one
+
+
+def test_link_guessing_is_rate_limited(database_url: str, tmp_path: Path) -> None:
+    from intake import create_app
+
+    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
+                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_LINK_RATE_LIMIT": "5 per minute"})
+    try:
+        client = app.test_client()
+        statuses = [client.get(f"/i/guess-{n}").status_code for n in range(7)]
+        assert statuses == [404] * 5 + [429] * 2
+        assert "Too many tries" in client.get("/i/guess-x").text
+        other = app.test_client().get("/i/guess-y", environ_base={"REMOTE_ADDR": "10.0.0.9"})
+        assert other.status_code == 404  # counted per address
+    finally:
+        app.extensions["intake.engine"].dispose()

@@ -118,3 +118,16 @@ def test_registration_refuses_private_keys_and_bad_scopes(api_app: Flask, tmp_pa
     result = api_app.test_cli_runner().invoke(args=["intake", "api-client", "x", "--jwks", str(tmp_path / "private.json"),
                                                     "--scope", "patient/*.read"])
     assert result.exit_code == 1
+
+
+def test_the_token_endpoint_is_rate_limited(database_url: str, tmp_path: Path) -> None:
+    from intake import create_app
+
+    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t" * 32,
+                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_TOKEN_RATE_LIMIT": "3 per minute"})
+    try:
+        statuses = [post_token(app, {"grant_type": "x"}).status_code for _ in range(5)]
+        assert statuses == [400, 400, 400, 429, 429]
+        assert post_token(app, {"grant_type": "x"}).json["error"] == "invalid_request"
+    finally:
+        app.extensions["intake.engine"].dispose()

@@ -1,0 +1,149 @@
+"""The authorization matrix: every route of the app (from `app.url_map`: a new route without a row
+fails) x every kind of caller, each cell asserted; and patient A's session never shows patient B's
+answers.
+
+Callers: anonymous; a patient session (bound to an in-progress intake); the interim staff sign-in;
+a SMART client with `system/*.read`; a SMART client with only `system/Observation.read`. Roles of
+the staff accounts to come (admin, clinician, front-desk) get their columns with them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.web.conftest import csrf, invite_link
+from tests.web.flow import EMERGENCY, STAFF, complete_intake, page_data
+from tests.web.test_fhir_api import api_app, new_token, patient_of  # noqa: F401  (fixture)
+
+ACTORS = ("anonymous", "patient", "staff", "system", "narrow")
+PAGE = "/intake/digestive/digestive-alarm"
+
+
+def everyone(status: int) -> dict[str, int]:
+    return dict.fromkeys(ACTORS, status)
+
+
+def patient_only(status: int) -> dict[str, int]:
+    return {**everyone(403), "patient": status}
+
+
+def staff_only(status: int) -> dict[str, int]:
+    return {**everyone(401), "staff": status}
+
+
+def fhir(status: int, narrow: int = 403) -> dict[str, int]:
+    return {"anonymous": 401, "patient": 401, "staff": status, "system": status, "narrow": narrow}
+
+
+def own_job(status: int) -> dict[str, int]:
+    return {"anonymous": 401, "patient": 401, "staff": 404, "narrow": 404, "system": status}
+
+
+def matrix(ids: dict[str, str]) -> dict[str, list[tuple[str, str, dict[str, Any], dict[str, int]]]]:
+    """endpoint -> [(method, path, request kwargs, expected status per actor)]."""
+    qr = json.dumps(ids["qr"])
+    fhir_json = {"data": qr, "content_type": "application/fhir+json"}
+    job = ids["job"]
+    return {
+        "patient.home": [("GET", "/", {}, everyone(200))],
+        "patient.open_link": [("GET", "/i/not-a-link", {}, everyone(404))],
+        "patient.start": [("GET", "/intake", {}, patient_only(200))],
+        "patient.page": [("GET", PAGE, {}, patient_only(200)), ("POST", PAGE, {}, patient_only(400))],
+        "patient.review": [("GET", "/intake/review", {}, patient_only(200))],
+        "patient.submit": [("POST", "/intake/submit", {}, everyone(302))],  # no CSRF token: back to review
+        "patient.done": [("GET", "/intake/done", {}, patient_only(302))],  # not submitted: back to start
+        "clinician.intakes": [("GET", "/clinician/", {}, staff_only(200))],
+        "clinician.flags": [("GET", "/clinician/flags", {}, staff_only(200))],
+        "clinician.summary": [("GET", f"/clinician/intakes/{ids['intake']}", {}, staff_only(200))],
+        "clinician.summary_pdf": [("GET", f"/clinician/intakes/{ids['intake']}/screening-summary.pdf", {}, staff_only(200))],
+        "auth_api.smart_configuration": [("GET", "/.well-known/smart-configuration", {}, everyone(200)),
+                                         ("GET", "/fhir/.well-known/smart-configuration", {}, everyone(200))],
+        "auth_api.token": [("POST", "/auth/token", {"data": {"grant_type": "client_credentials"}}, everyone(400))],
+        "fhir.metadata": [("GET", "/fhir/metadata", {}, everyone(200))],
+        "fhir.read": [("GET", f"/fhir/Patient/{ids['patient']}", {}, fhir(200)),
+                      ("GET", f"/fhir/Observation/{ids['observation']}", {}, fhir(200, narrow=200))],
+        "fhir.search": [("GET", "/fhir/QuestionnaireResponse", {}, fhir(200)),
+                        ("GET", "/fhir/Observation", {}, fhir(200, narrow=200))],
+        "fhir.search_post": [("POST", "/fhir/Patient/_search", {"data": {"name": "test"}}, fhir(200))],
+        "fhir.binary": [("GET", f"/fhir/Binary/{ids['document']}", {}, fhir(200))],
+        "fhir.extract": [("GET", f"/fhir/QuestionnaireResponse/{ids['qr']['id']}/$extract", {}, fhir(200))],
+        "fhir.validate_response": [("POST", "/fhir/QuestionnaireResponse/$validate", fhir_json, fhir(200, narrow=200))],
+        "fhir.validate_questionnaire": [("POST", "/fhir/Questionnaire/$validate",
+                                         {"data": json.dumps({"resourceType": "Questionnaire"}),
+                                          "content_type": "application/fhir+json"}, fhir(200, narrow=200))],
+        "fhir.export_system": [("GET", "/fhir/$export", {}, fhir(202))],
+        "fhir.export_patients": [("GET", "/fhir/Patient/$export", {}, fhir(202))],
+        "fhir.export_group": [("GET", "/fhir/Group/clinic/$export", {}, fhir(202))],
+        "fhir.export_status": [("GET", f"/fhir/$export-status/{job}", {}, own_job(200))],
+        "fhir.export_file": [("GET", f"/fhir/$export-file/{job}/Patient.ndjson", {}, own_job(200))],
+        "fhir.export_cancel": [("DELETE", f"/fhir/$export-status/{job}", {}, own_job(202))],  # runs last
+        "static": [("GET", "/static/intake.css", {}, everyone(200))],
+    }
+
+
+def callers(app: Flask) -> dict[str, Callable[..., Any]]:
+    patient = app.test_client()
+    assert patient.get(invite_link(app)).status_code == 302
+    anonymous, staff, system, narrow = (app.test_client() for _ in range(4))
+    system_token, narrow_token = new_token(app, "system"), new_token(app, "narrow", ("system/Observation.read",))
+
+    def with_headers(client: FlaskClient, headers: dict[str, str], **extra: Any) -> Callable[..., Any]:
+        def call(method: str, path: str, **kwargs: Any) -> Any:
+            return client.open(path, method=method, headers={**headers, "Prefer": "respond-async"}, **extra, **kwargs)
+        return call
+
+    return {
+        "anonymous": with_headers(anonymous, {}),
+        "patient": with_headers(patient, {}),
+        "staff": with_headers(staff, {}, auth=STAFF),
+        "system": with_headers(system, {"Authorization": f"Bearer {system_token}"}),
+        "narrow": with_headers(narrow, {"Authorization": f"Bearer {narrow_token}"}),
+    }
+
+
+def test_every_route_for_every_caller(api_app: Flask) -> None:  # noqa: F811
+    _client, intake_id = complete_intake(api_app, EMERGENCY)
+    patient_id = patient_of(api_app, intake_id)
+    assert api_app.test_cli_runner().invoke(args=["intake", "group", "clinic", "--name", "Clinic",
+                                                  "--patient", patient_id]).exit_code == 0
+    call = callers(api_app)
+    kickoff = call["system"]("GET", "/fhir/$export?_type=Patient")
+    job = kickoff.headers["Content-Location"].rsplit("/", 1)[1]
+    admin = new_token(api_app, "reader")
+    read = api_app.test_client()
+
+    def first(path: str) -> dict[str, Any]:
+        response = read.get(path, headers={"Authorization": f"Bearer {admin}"})
+        return json.loads(response.data)["entry"][0]["resource"]
+
+    ids = {"intake": intake_id, "patient": patient_id, "job": job, "qr": first("/fhir/QuestionnaireResponse"),
+           "observation": first("/fhir/Observation")["id"], "document": first("/fhir/DocumentReference")["id"]}
+    rows = matrix(ids)
+    endpoints = {rule.endpoint for rule in api_app.url_map.iter_rules()}
+    assert endpoints == set(rows), f"routes without a row: {endpoints - set(rows)}; rows without a route: {set(rows) - endpoints}"
+    failures = []
+    for endpoint, cases in rows.items():
+        for method, path, kwargs, expected in cases:
+            for actor in sorted(ACTORS, key=lambda a: a == "system"):  # the owner's DELETE goes last
+                response = call[actor](method, path, **kwargs)
+                status = response.status_code
+                response.close()  # file responses (static, NDJSON) hold a handle
+                if status != expected[actor]:
+                    failures.append(f"{endpoint} {method} {path} as {actor}: {status}, expected {expected[actor]}")
+    assert not failures, "\n".join(failures)
+
+
+def test_a_patient_session_never_shows_another_patients_answers(api_app: Flask) -> None:  # noqa: F811
+    a, b = api_app.test_client(), api_app.test_client()
+    a.get(invite_link(api_app, name="Patient A"))
+    b.get(invite_link(api_app, name="Patient B"))
+    answers = page_data(api_app, PAGE, {name: "true" for name in page_data(api_app, PAGE) if name.endswith("rf1")})
+    page = a.get(PAGE).text
+    assert a.post(PAGE, data={**answers, "csrf_token": csrf(page)}).status_code == 302
+    assert a.get(PAGE).text != b.get(PAGE).text  # A's saved answers show on A's page only
+    assert a.get("/intake/review").text != b.get("/intake/review").text
