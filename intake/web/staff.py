@@ -23,22 +23,32 @@ def _challenge() -> Response:
     return Response("Staff sign-in required.", 401, {"WWW-Authenticate": 'Basic realm="Intake staff", charset="UTF-8"'})
 
 
+def staff_configured() -> bool:
+    return bool(current_app.config.get("INTAKE_STAFF_USER") and current_app.config.get("INTAKE_STAFF_PASSWORD_HASH"))
+
+
+def staff_signed_in() -> bool:
+    """The request carries the configured staff user's HTTP Basic credentials (constant-time name
+    check; a wrong name is checked against a decoy hash so it costs the same)."""
+    auth = request.authorization
+    if not staff_configured() or auth is None or auth.type != "basic":
+        return False
+    user = current_app.config["INTAKE_STAFF_USER"]
+    name_ok = hmac.compare_digest((auth.username or "").encode(), user.encode())
+    try:
+        password_ok = check_password_hash(current_app.config["INTAKE_STAFF_PASSWORD_HASH"] if name_ok else _DECOY,
+                                          auth.password or "")
+    except ValueError:
+        return False
+    return name_ok and password_ok
+
+
 def staff_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        user = current_app.config.get("INTAKE_STAFF_USER")
-        password_hash = current_app.config.get("INTAKE_STAFF_PASSWORD_HASH")
-        if not user or not password_hash:
+        if not staff_configured():
             return Response("Clinician pages are not configured on this server.", 403)
-        auth = request.authorization
-        if auth is None or auth.type != "basic":
-            return _challenge()
-        name_ok = hmac.compare_digest((auth.username or "").encode(), user.encode())
-        try:
-            password_ok = check_password_hash(password_hash if name_ok else _DECOY, auth.password or "")
-        except ValueError:
-            password_ok = False
-        if not (name_ok and password_ok):
+        if not staff_signed_in():
             return _challenge()
         return view(*args, **kwargs)
 
