@@ -6,7 +6,7 @@ Both engines get the same summary HTML (a five-questionnaire intake with flags, 
 and every answer; the stylesheet inlined so Chromium needs no file access). Chromium is Debian's
 /usr/bin/chromium driven by Playwright (`pip install -e '.[bench]'`; no browser is downloaded),
 launched once and warmed up, one page reused: only `set_content` + `pdf()` is timed. WeasyPrint
-is timed on `intake.pdf.html_to_pdf` without attachments (the same document, no PDF/A extras
+is timed on `intake.pdf.html_to_pdf` of the same string without attachments (the same document, no PDF/A extras
 beyond what the service always does). Prints the medians and the ratio WeasyPrint/Chromium
 (target <= 1.0x: report only). Exit 1 when Chromium or Playwright is missing, or on errors.
 """
@@ -55,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     from tests.test_pdf import COMPLETED, IDENTIFIER, make_summary
 
     summary = make_summary()
-    html = render_summary_html(summary, patient_identifier=IDENTIFIER)
+    # One HTML for both engines: the stylesheet inlined (Chromium's set_content cannot read file: URLs).
     inline = render_summary_html(summary, patient_identifier=IDENTIFIER, inline_css=True)
     sizes: dict[str, int] = {}
 
     def weasy() -> None:
-        sizes["weasyprint"] = len(html_to_pdf(html, created=COMPLETED))
+        sizes["weasyprint"] = len(html_to_pdf(inline, created=COMPLETED))
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

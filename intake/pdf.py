@@ -125,9 +125,12 @@ def font_config() -> FontConfiguration:
 
 @cache
 def _environment() -> jinja2.Environment:
-    """A Jinja environment of our own, so rendering needs no Flask app or request."""
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                              undefined=jinja2.StrictUndefined)
+    """A Jinja environment of our own, so rendering needs no Flask app or request.
+
+    Undefined values are lenient, as in Flask: the view model's scores, flags and notes are dicts
+    (stored results may predate a key), and the PDF must render whatever the clinician page shows.
+    """
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
 
 
 def _utc(when: datetime | None) -> datetime | None:

@@ -8,6 +8,7 @@ import io
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -15,17 +16,21 @@ from typing import Any
 
 import pytest
 from pypdf import PdfReader
+from weasyprint.urls import FatalURLFetchingError, fetch
 
 from intake.core.answers import build_response
 from intake.core.catalog import load_catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, score_intake
-from intake.core.summary import Summary, build_summary
+from intake.core.summary import AnswerRow, ScoreRow, Summary, build_summary
 from intake.pdf import (
     STATIC,
+    STATIC_BASE,
     PdfAttachment,
     StaticOnlyFetcher,
     UrlRefused,
+    font_config,
+    html_to_pdf,
     render_summary_pdf,
 )
 
@@ -195,3 +200,119 @@ def test_the_fetcher_serves_only_static_files() -> None:
                 "file://evil.example/etc/passwd", (STATIC / "nope.css").as_uri(), "//127.0.0.1/x"):
         with pytest.raises(UrlRefused):
             fetcher.fetch(url)
+
+
+def squash(text: str) -> str:
+    """Text without whitespace: extraction breaks lines (and keeps or drops spaces) as laid out."""
+    return re.sub(r"\s+", "", text)
+
+
+def hostile_snippets(port: int) -> list[str]:
+    return [
+        "<link rel=attachment href=file:///etc/passwd>",
+        f"<img src=http://127.0.0.1:{port}/x>",
+        f'<p style="background:url(http://127.0.0.1:{port}/y)">styled</p>',
+        f"<style>@import url(http://127.0.0.1:{port}/z);</style>",
+        "<link rel=stylesheet href=file:///etc/passwd>",
+    ]
+
+
+def test_hostile_answers_notes_and_identifier_print_literally(summary: Summary,
+                                                              listener: tuple[int, list[str]]) -> None:
+    """The forms have no free-text question, so the hostile strings are planted in the view model
+    itself (answer rows, a note, the identifier), where any patient text would end up."""
+    port, hits = listener
+    snippets = hostile_snippets(port)
+    domains = list(summary.domains)
+    domains[0] = replace(domains[0], rows=[*domains[0].rows, *(
+        AnswerRow(question=f"Anything else? ({n})", answer=snippet, link_id=f"free-{n}")
+        for n, snippet in enumerate(snippets))])
+    planted = replace(summary, domains=domains, notes=[*summary.notes, {"text": snippets[3], "citation": snippets[2]}])
+    pdf = render_summary_pdf(planted, patient_identifier=snippets[1], attachments=ATTACHMENTS)
+    assert hits == []
+    reader = PdfReader(io.BytesIO(pdf))
+    assert {name: data for name, data in reader.attachments.items()} == {a.filename: [a.data] for a in ATTACHMENTS}
+    assert b"root:x:0:0" not in pdf
+    pages = [squash(page.extract_text()) for page in reader.pages]
+    for snippet in snippets:
+        assert squash(snippet) in "".join(pages), snippet
+    assert all(squash(snippets[1]) in page for page in pages)  # the identifier, in every page header
+
+
+@pytest.mark.parametrize("n", range(5))
+def test_raw_hostile_html_stops_the_rendering(n: int, listener: tuple[int, list[str]]) -> None:
+    """Defence in depth: were markup to get past the escaping, the fetcher refuses its URL and no
+    PDF is made at all (rather than one with something fetched or attached)."""
+    port, hits = listener
+    html = f"<!doctype html><html lang=en><title>t</title><body>{hostile_snippets(port)[n]}<p>text</p>"
+    with pytest.raises(FatalURLFetchingError) as error:
+        html_to_pdf(html, attachments=ATTACHMENTS)
+    assert isinstance(error.value.__cause__, UrlRefused)
+    assert hits == []
+
+
+def test_attachments_carry_media_type_relationship_and_the_intake_date(pdf: bytes) -> None:
+    reader = PdfReader(io.BytesIO(pdf))
+    specs = {spec["/UF"]: spec for spec in (ref.get_object() for ref in reader.trailer["/Root"]["/AF"])}
+    assert set(specs) == {a.filename for a in ATTACHMENTS}
+    for attachment in ATTACHMENTS:
+        spec = specs[attachment.filename]
+        stream = spec["/EF"]["/F"].get_object()
+        assert (spec["/Desc"], spec["/AFRelationship"], stream["/Subtype"]) == (
+            attachment.description, "/Data", "/application/fhir+json")
+        assert stream["/Params"]["/CreationDate"] == stream["/Params"]["/ModDate"] == "D:20261121183000Z"
+    assert reader.metadata is not None and reader.metadata["/CreationDate"] == "D:20261121183000Z"
+
+
+def test_an_undated_summary_is_deterministic_too(summary: Summary) -> None:
+    undated = replace(summary, completed_at=None)
+    first = render_summary_pdf(undated, patient_identifier=None, attachments=ATTACHMENTS[:1])
+    assert render_summary_pdf(undated, patient_identifier=None, attachments=ATTACHMENTS[:1]) == first
+    reader = PdfReader(io.BytesIO(first))
+    assert reader.metadata is not None and "/CreationDate" not in reader.metadata
+    stream = reader.trailer["/Root"]["/AF"][0].get_object()["/EF"]["/F"].get_object()
+    assert "/CreationDate" not in stream["/Params"]
+    assert squash("ID none intake not completed") in squash(reader.pages[-1].extract_text())
+
+
+def test_a_stored_result_without_optional_keys_still_renders() -> None:
+    """Scores, flags and notes are dicts; one stored by an older engine may lack a key. The
+    clinician page (Flask, lenient undefined) shows it, so the PDF must too."""
+    summary = Summary(intake_id="old", patient_name="Old Result", birth_date=BORN, completed_at=COMPLETED,
+                      appointment_at=None, flags=[{"tier": "review", "message": "An old flag"}],
+                      scores=[ScoreRow(score={"id": "x", "title": "An old score", "total": 3, "complete": True})],
+                      notes=[{"text": "An old note"}], domains=[], scoring_versions={})
+    text = squash(" ".join(pages_text(render_summary_pdf(summary, patient_identifier=None, attachments=()))))
+    for expected in ("An old flag", "An old score3", "An old note"):
+        assert squash(expected) in text
+
+
+def test_one_font_configuration_per_process() -> None:
+    assert font_config() is font_config()
+
+
+@pytest.mark.parametrize("url", [
+    STATIC_BASE + "%2e%2e/pyproject.toml",
+    STATIC_BASE + "..%2fpyproject.toml",
+    STATIC_BASE + "pdf.css%00.png",
+    STATIC_BASE,
+    "pdf.css",
+])
+def test_the_fetcher_refuses_encoded_escapes_and_non_files(url: str) -> None:
+    fetcher = StaticOnlyFetcher()
+    with pytest.raises(UrlRefused):
+        fetcher.fetch(url)
+    with pytest.raises(FatalURLFetchingError), fetch(fetcher, url):  # as WeasyPrint calls it
+        pass
+
+
+def test_the_fetcher_does_not_follow_a_symlink_out(tmp_path: Path) -> None:
+    root = tmp_path / "static"
+    root.mkdir()
+    (tmp_path / "secret.txt").write_text("secret")
+    (root / "inside.css").write_text("p{}")
+    (root / "link.css").symlink_to(tmp_path / "secret.txt")
+    fetcher = StaticOnlyFetcher(root)
+    assert fetcher.fetch(root.as_uri() + "/inside.css").read() == b"p{}"
+    with pytest.raises(UrlRefused):
+        fetcher.fetch(root.as_uri() + "/link.css")
