@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import statistics
 import sys
 import tempfile
@@ -27,11 +26,9 @@ from bench.pages import (  # noqa: E402
     HOST,
     SetupError,
     free_port,
+    gunicorn,
     prepare_database,
     run_phase,
-    start_server,
-    stop_server,
-    wait_ready,
 )
 
 TARGET = 0.5
@@ -73,30 +70,23 @@ def main(argv: list[str] | None = None) -> int:
                "INTAKE_BASE_URL": f"http://{HOST}:{port}", "INTAKE_BENCH_TMP": tmp}
         os.environ.update(env)
         log_path = Path(tmp) / "gunicorn.log"
-        server = None
         rates: dict[str, list[float]] = {"hello": [], "fhir": []}
         try:
             reads = prepare_reads(args.clients, port)
-            server = start_server(port, {**os.environ, **env}, log_path)
-            wait_ready(server, port, log_path)
-            print(f"FHIR read benchmark: gunicorn 2 sync workers, {args.clients} clients, "
-                  f"{args.seconds:g} s per phase, {os.cpu_count()} CPUs", flush=True)
-            for kind in ["hello"] + ["fhir", "hello"] * args.rounds:
-                rate, bad, errors = run_phase(kind, port, reads if kind == "fhir" else [], {}, args.clients,
-                                              args.warmup, args.seconds)
-                if errors or bad:
-                    print(f"error: {kind}: {errors or dict(bad)}", file=sys.stderr)
-                    return 1
-                rates[kind].append(rate)
-                print(f"  {kind:<5} {rate:9.1f} req/s", flush=True)
+            with gunicorn(port, {**os.environ, **env}, log_path):
+                print(f"FHIR read benchmark: gunicorn 2 sync workers, {args.clients} clients, "
+                      f"{args.seconds:g} s per phase, {os.cpu_count()} CPUs", flush=True)
+                for kind in ["hello"] + ["fhir", "hello"] * args.rounds:
+                    rate, bad, errors = run_phase(kind, port, reads if kind == "fhir" else [], {}, args.clients,
+                                                  args.warmup, args.seconds)
+                    if errors or bad:
+                        print(f"error: {kind}: {errors or dict(bad)}", file=sys.stderr)
+                        return 1
+                    rates[kind].append(rate)
+                    print(f"  {kind:<5} {rate:9.1f} req/s", flush=True)
         except SetupError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        finally:
-            if server is not None:
-                stop_server(server)
-                if server.returncode not in (0, -signal.SIGTERM):
-                    print(f"warning: gunicorn exited with {server.returncode}", file=sys.stderr)
     hellos = rates["hello"]
     ratios = [rate / ((hellos[n] + hellos[n + 1]) / 2) for n, rate in enumerate(rates["fhir"])]
     ratio = statistics.median(ratios)

@@ -39,6 +39,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -326,6 +328,19 @@ def wait_ready(server: subprocess.Popen[bytes], port: int, log_path: Path) -> No
     raise SetupError(f"gunicorn did not answer within {SERVER_START_TIMEOUT:.0f} s:\n{_tail(log_path)}")
 
 
+@contextmanager
+def gunicorn(port: int, env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """gunicorn started and answering; always stopped afterwards (a warning on an unclean exit)."""
+    server = start_server(port, env, log_path)
+    try:
+        wait_ready(server, port, log_path)
+        yield server
+    finally:
+        stop_server(server)
+        if server.returncode not in (0, -signal.SIGTERM):
+            print(f"warning: gunicorn exited with {server.returncode}:\n{_tail(log_path)}", file=sys.stderr)
+
+
 def stop_server(server: subprocess.Popen[bytes]) -> None:
     if server.poll() is None:
         server.send_signal(signal.SIGTERM)
@@ -344,6 +359,35 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 # --- main --------------------------------------------------------------------------------------
+
+
+def run_rounds(args: argparse.Namespace, port: int, links: list[str],
+               post_fields: dict[str, str]) -> tuple[dict[str, list[float]], list[str]]:
+    """The benchmark's phases against a running server: (req/s per kind, failure messages)."""
+    print(f"Intake page benchmark: gunicorn {WORKERS} sync workers on {HOST}:{port}, "
+          f"{args.clients} clients, {args.warmup:g} s warm-up + {args.seconds:g} s per phase, "
+          f"{os.cpu_count()} CPUs", flush=True)
+    # Rounds of hello, GET, POST and a closing hello: each page rate is compared with the
+    # hello runs just before and after it, and the median ratio over the rounds is
+    # reported, so drift in the machine's speed during a run does not decide the result.
+    phases = [("hello", [])]
+    for _round in range(args.rounds):
+        phases += [("get", links[:args.clients]), ("post", links[args.clients:]), ("hello", [])]
+    rates: dict[str, list[float]] = {}
+    failures: list[str] = []
+    for kind, phase_links in phases:
+        rate, bad, errors = run_phase(kind, port, phase_links, post_fields, args.clients,
+                                      args.warmup, args.seconds)
+        rates.setdefault(kind, []).append(rate)
+        failures += errors
+        if bad:
+            failures.append(f"{kind}: unexpected responses " +
+                            ", ".join(f"{status} x{count}" for status, count in sorted(bad.items())))
+        if errors:
+            print(f"  {kind:<5}    failed", flush=True)
+            break
+        print(f"  {kind:<5} {rate:9.1f} req/s", flush=True)
+    return rates, failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,43 +412,13 @@ def main(argv: list[str] | None = None) -> int:
         }
         os.environ.update(bench_env)  # the in-process set-up reads the same configuration
         log_path = Path(tmp) / "gunicorn.log"
-        server = None
         try:
             links, post_fields = prepare_database(2 * args.clients)
-            server = start_server(port, {**os.environ, **bench_env}, log_path)
-            wait_ready(server, port, log_path)
-            print(f"Intake page benchmark: gunicorn {WORKERS} sync workers on {HOST}:{port}, "
-                  f"{args.clients} clients, {args.warmup:g} s warm-up + {args.seconds:g} s per phase, "
-                  f"{os.cpu_count()} CPUs", flush=True)
-            # Rounds of hello, GET, POST and a closing hello: each page rate is compared with the
-            # hello runs just before and after it, and the median ratio over the rounds is
-            # reported, so drift in the machine's speed during a run does not decide the result.
-            phases = [("hello", [])]
-            for _round in range(args.rounds):
-                phases += [("get", links[:args.clients]), ("post", links[args.clients:]), ("hello", [])]
-            rates: dict[str, list[float]] = {}
-            failures: list[str] = []
-            for kind, phase_links in phases:
-                rate, bad, errors = run_phase(kind, port, phase_links, post_fields, args.clients,
-                                              args.warmup, args.seconds)
-                rates.setdefault(kind, []).append(rate)
-                failures += errors
-                if bad:
-                    failures.append(f"{kind}: unexpected responses " +
-                                    ", ".join(f"{status} x{count}" for status, count in sorted(bad.items())))
-                if errors:
-                    print(f"  {kind:<5}    failed", flush=True)
-                    break
-                print(f"  {kind:<5} {rate:9.1f} req/s", flush=True)
+            with gunicorn(port, {**os.environ, **bench_env}, log_path):
+                rates, failures = run_rounds(args, port, links, post_fields)
         except SetupError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        finally:
-            if server is not None:
-                stop_server(server)
-                if server.returncode not in (0, -signal.SIGTERM):
-                    print(f"warning: gunicorn exited with {server.returncode}:\n{_tail(log_path)}", file=sys.stderr)
-
     if failures:
         for failure in dict.fromkeys(failures):  # each distinct message once
             print(f"error: {failure}", file=sys.stderr)

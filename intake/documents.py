@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from flask import Flask
 from sqlalchemy.orm import Session
@@ -59,38 +61,60 @@ def patient_identifier(session: Session, patient_id: str) -> str:
     return f"Patient ID {patient_id}"
 
 
-def render(session: Session, catalog: Catalog, intake_id: str) -> tuple[bytes, str]:
-    """(PDF bytes, hash of its sources) of a completed, scored and published intake."""
+@dataclass(frozen=True)
+class Sources:
+    """What a PDF is rendered from, and their hash: equal hashes render equal bytes."""
+
+    html: str
+    attachments: list[Any]  # pdf.PdfAttachment
+    created: datetime | None
+    sha256: str
+
+
+def sources(session: Session, catalog: Catalog, intake_id: str) -> Sources:
+    """The HTML and embedded files of a completed, scored and published intake's PDF."""
     from intake import pdf  # WeasyPrint loads only where PDFs are made
 
     summary = workflow.summary_of(session, catalog, intake_id)
     intake = repository.get_intake(session, intake_id)
     if summary is None or intake is None:
         raise DocumentError(f"intake {intake_id} is not completed and scored")
-    identifier = patient_identifier(session, intake.patient_id)
+    html = pdf.render_summary_html(summary, patient_identifier=patient_identifier(session, intake.patient_id))
     files = attachments_of(session, intake_id)
-    html = pdf.render_summary_html(summary, patient_identifier=identifier)
-    source = hashlib.sha256(html.encode())
+    digest = hashlib.sha256(html.encode())
     for name, data, _ in files:
-        source.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    content = pdf.render_summary_pdf(summary, patient_identifier=identifier, attachments=[
-        pdf.PdfAttachment(filename=name, data=data, description=description) for name, data, description in files])
-    return content, source.hexdigest()
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    attachments = [pdf.PdfAttachment(filename=name, data=data, description=description) for name, data, description in files]
+    return Sources(html, attachments, summary.completed_at, digest.hexdigest())
 
 
-def render_and_store(session: Session, catalog: Catalog, intake_id: str, *, now: datetime | None = None,
-                     mrn_system: str = records.DEFAULT_MRN_SYSTEM) -> DocumentRecord:
-    """Render the intake's PDF, store it if its sources changed, and publish its DocumentReference."""
+def render(session: Session, catalog: Catalog, intake_id: str) -> tuple[bytes, str]:
+    """(PDF bytes, hash of its sources) of a completed, scored and published intake."""
+    source = sources(session, catalog, intake_id)
+    return _pdf_of(source), source.sha256
+
+
+def _pdf_of(source: Sources) -> bytes:
+    from intake import pdf
+
+    return pdf.html_to_pdf(source.html, attachments=source.attachments, created=source.created)
+
+
+def render_and_store(session: Session, catalog: Catalog, intake_id: str, *, now: datetime | None = None) -> DocumentRecord:
+    """Render the intake's PDF, store it if its sources changed, and publish its DocumentReference.
+
+    Unchanged sources (a re-score that changed nothing) keep the stored PDF without rendering it
+    again: the render is deterministic, and the expensive step."""
     now = now or utcnow()
     existing = fhir_store.get_document(session, intake_id)
-    content, source = render(session, catalog, intake_id)
-    if existing is not None and existing.source_sha256 == source:
+    source = sources(session, catalog, intake_id)
+    if existing is not None and existing.source_sha256 == source.sha256:
         return existing
-    document, _changed = fhir_store.store_document(session, intake_id=intake_id, content=content,
-                                                   sha256=hashlib.sha256(content).hexdigest(),
-                                                   source_sha256=source, now=now)
+    content = _pdf_of(source)
+    document = fhir_store.store_document(session, intake_id=intake_id, content=content,
+                                         sha256=hashlib.sha256(content).hexdigest(), source_sha256=source.sha256, now=now)
     forms = [form for form, _ in workflow.stored_pairs(session, catalog, intake_id, latest=False)]
-    records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now, mrn_system=mrn_system)
+    records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
     return document
 
 
@@ -106,8 +130,7 @@ def render_job(app: Flask, *, intake_id: str) -> None:
     """The job run after submit and re-scoring (safe to run twice: the render is deterministic)."""
     with session_scope(app.extensions["intake.sessions"]) as session:
         try:
-            render_and_store(session, app.extensions["intake.catalog"], intake_id,
-                             mrn_system=app.config["INTAKE_MRN_SYSTEM"])
+            render_and_store(session, app.extensions["intake.catalog"], intake_id)
         except DocumentError:
             # Not scored (a broken rule): nothing to render until `flask intake rescore`, which
             # queues this job again.

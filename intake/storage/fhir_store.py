@@ -267,19 +267,17 @@ def get_document(session: Session, intake_id: str) -> DocumentRecord | None:
 
 
 def store_document(session: Session, *, intake_id: str, content: bytes, sha256: str, source_sha256: str,
-                   now: datetime) -> tuple[DocumentRecord, bool]:
-    """Store the intake's PDF; (record, changed?) — unchanged sources keep the stored bytes."""
+                   now: datetime) -> DocumentRecord:
+    """Store (or replace) the intake's PDF and the hash of what it was rendered from."""
     require_aware(now, "now")
     record = session.get(DocumentRecord, intake_id)
-    if record is not None and record.source_sha256 == source_sha256:
-        return record, False
     if record is None:
         record = DocumentRecord(intake_id=intake_id)
         session.add(record)
     record.content, record.sha256, record.source_sha256 = content, sha256, source_sha256
     record.size, record.rendered_at = len(content), now
     session.flush()
-    return record, True
+    return record
 
 
 # --- bulk export jobs ---------------------------------------------------------------------------

@@ -16,13 +16,6 @@ from intake.web.staff import staff_required
 bp = Blueprint("clinician", __name__, url_prefix="/clinician")
 
 
-@bp.after_request
-def no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
-
-
 def _top_tier(tiers: list[str]) -> str | None:
     return min(tiers, key=lambda t: TIER_ORDER.get(t, 9)) if tiers else None
 

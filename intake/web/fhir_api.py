@@ -106,7 +106,7 @@ def _refuse_malformed() -> Response | None:
     """Ids that cannot be FHIR ids are unknown (404); control characters or oversized search
     values are refused (400) before they reach a query (PostgreSQL text cannot hold NUL)."""
     for name, value in (request.view_args or {}).items():
-        if name.endswith("_id") and not FHIR_ID.match(str(value)):
+        if name.endswith("_id") and not FHIR_ID.fullmatch(str(value)):
             return outcome(404, "not-found", "no resource has that id")
     return _check_parameters(list(request.args.items(multi=True)))
 
@@ -170,13 +170,6 @@ def require_read(*resource_types: str) -> None:
     missing = [t for t in resource_types if not grant().can_read(t)]
     if missing:
         raise FhirError(403, "forbidden", f"the access token has no read scope for {missing[0]} (system/{missing[0]}.read)")
-
-
-@bp.after_request
-def _no_store(response: Response) -> Response:
-    response.headers.setdefault("Cache-Control", "no-store")
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
 
 
 def _body() -> Any:
@@ -333,9 +326,9 @@ def read(resource_type: str, resource_id: str) -> Response:
         if found is None:
             raise FhirError(404, "not-found", f"Questionnaire/{resource_id} is not known")
         return _json_response(found[0], headers={"ETag": 'W/"1"'})
-    stored = fhir_store.get_resource(reader(), resource_type, resource_id[:64])
+    stored = fhir_store.get_resource(reader(), resource_type, resource_id)
     if stored is None:
-        raise FhirError(404, "not-found", f"{resource_type}/{resource_id[:64]} is not known")
+        raise FhirError(404, "not-found", f"{resource_type}/{resource_id} is not known")
     etag = f'W/"{stored.version_id}"'
     if request.headers.get("If-None-Match") == etag:
         return Response(status=304, headers={"ETag": etag})
@@ -394,13 +387,10 @@ def _search(resource_type: str, args: list[tuple[str, str]]) -> Response:
 @bp.get("/Binary/<binary_id>")
 def binary(binary_id: str) -> Response:
     require_read("DocumentReference")
-    stored = fhir_store.get_resource(reader(), "DocumentReference", binary_id[:64])
-    document = None
-    if stored is not None:
-        intake_id = json.loads(stored.resource_json)["identifier"][0]["value"]
-        document = fhir_store.get_document(reader(), intake_id)
+    intake_id = fhir_store.intake_of(reader(), "DocumentReference", binary_id)
+    document = fhir_store.get_document(reader(), intake_id) if intake_id else None
     if document is None:
-        raise FhirError(404, "not-found", f"Binary/{binary_id[:64]} is not known")
+        raise FhirError(404, "not-found", f"Binary/{binary_id} is not known")
     wants_json = request.args.get("_format") in JSON_FORMATS or any(
         m.strip().split(";")[0] in ("application/fhir+json", "application/json") for m in request.headers.get("Accept", "").split(","))
     if wants_json:
@@ -459,12 +449,9 @@ def extract(response_id: str) -> Response:
     require_read("Patient", "QuestionnaireResponse", "Observation", "Flag", "Provenance",
                  *(["DocumentReference"] if document == "true" else []))
     db = reader()
-    stored = fhir_store.get_resource(db, "QuestionnaireResponse", response_id[:64])
-    if stored is None:
-        raise FhirError(404, "not-found", f"QuestionnaireResponse/{response_id[:64]} is not known (only completed responses are served)")
     intake_id = fhir_store.intake_of(db, "QuestionnaireResponse", response_id)
     if intake_id is None:
-        raise FhirError(404, "not-found", f"QuestionnaireResponse/{response_id} belongs to no intake")
+        raise FhirError(404, "not-found", f"QuestionnaireResponse/{response_id} is not known (only completed responses are served)")
     if document == "true" and fhir_store.get_document(db, intake_id) is None:
         with writer() as session:  # the background render has not run yet (or was lost): do it now
             try:

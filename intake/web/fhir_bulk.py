@@ -46,8 +46,8 @@ def export_patients() -> Response:
 @bp.get("/Group/<group_id>/$export")
 def export_group(group_id: str) -> Response:
     require_read("Group")
-    if fhir_store.get_resource(reader(), "Group", group_id[:64]) is None:
-        raise FhirError(404, "not-found", f"Group/{group_id[:64]} is not known")
+    if fhir_store.get_resource(reader(), "Group", group_id) is None:
+        raise FhirError(404, "not-found", f"Group/{group_id} is not known")
     return _kickoff("group", group_id, bulk_export.PATIENT_TYPES)
 
 
@@ -106,7 +106,7 @@ def export_cancel(job_id: str) -> Response:
     if _own_job(job_id) is None:
         raise FhirError(404, "not-found", "no such export")
     with session_scope(current_app.extensions["intake.sessions"]) as session:
-        if not bulk_export.cancel(current_app, session, job_id[:64]):  # type: ignore[arg-type]
+        if not bulk_export.cancel(current_app, session, job_id):  # type: ignore[arg-type]
             raise FhirError(404, "not-found", "no such export")
     return Response(status=202)
 
@@ -123,5 +123,5 @@ def export_file(job_id: str, name: str) -> Response:
 
 def _own_job(job_id: str) -> Any:
     """The export job if the caller started it (another client's job does not exist for them)."""
-    job = fhir_store.get_export(reader(), job_id[:64])
+    job = fhir_store.get_export(reader(), job_id)
     return job if job is not None and job.requested_by == grant().client else None
