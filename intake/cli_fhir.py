@@ -74,7 +74,7 @@ def publish_command(intake_ids: tuple[str, ...], everything: bool) -> None:
                 click.echo(f"{intake_id}: {exc}", err=True)
                 failed += 1
                 continue
-            if not workflow.publish(session, intake_id, forms, now=utcnow(), mrn_system=app.config["INTAKE_MRN_SYSTEM"]):
+            if not workflow.publish(session, intake_id, forms, now=utcnow()):
                 click.echo(f"{intake_id}: not published (see the log)", err=True)
                 failed += 1
     click.echo(f"published {len(ids) - failed} of {len(ids)} intake(s)")

@@ -60,8 +60,7 @@ def rescore_command(intake_ids: tuple[str, ...], everything: bool) -> None:
         try:
             with session_scope(factory) as session:
                 result = workflow.rescore(session, app.extensions["intake.catalog"], intake_id,
-                                          onset_age=app.config["INTAKE_GI_ONSET_AGE"],
-                                          mrn_system=app.config["INTAKE_MRN_SYSTEM"])
+                                          onset_age=app.config["INTAKE_GI_ONSET_AGE"])
         except workflow.WorkflowError as exc:
             _fail(str(exc))
             return

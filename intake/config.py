@@ -11,8 +11,11 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from intake.core.extract import SID
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+MRN_SYSTEM = SID + "mrn"  # a local system until a deployment names its EHR's (INTAKE_MRN_SYSTEM)
 DEFAULT_QUESTIONNAIRES = ["digestive", "neuropathy", "autoimmune", "diet", "stress"]
 
 # name -> (type, default). Each is read from INTAKE_<NAME>.
@@ -46,7 +49,7 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     # "eager" (at once, in the caller: tests and one-off commands).
     "JOBS": (str, "thread"),
     # The system of the patient record numbers given with `flask intake invite --mrn`.
-    "MRN_SYSTEM": (str, "https://intake.example.org/fhir/sid/mrn"),
+    "MRN_SYSTEM": (str, MRN_SYSTEM),
     "STAFF_PASSWORD_HASH": (str, ""),
 }
 

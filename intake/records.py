@@ -26,8 +26,6 @@ from intake.storage import fhir_store, repository
 from intake.storage.fhir_store import StoredResource, Token
 from intake.storage.models import Patient
 
-DEFAULT_MRN_SYSTEM = extract.SID + "mrn"
-
 
 class PublishError(Exception):
     """A resource built from stored data failed FHIR validation (a bug, never patient input)."""
@@ -68,10 +66,9 @@ def fold(text: str) -> str:
     return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).casefold().split())
 
 
-def publish_patient(session: Session, patient: Patient, *, now: datetime,
-                    mrn_system: str = DEFAULT_MRN_SYSTEM) -> StoredResource:
+def publish_patient(session: Session, patient: Patient, *, now: datetime) -> StoredResource:
     resource = _checked(extract.patient_resource(patient.id, name=patient.name, birth_date=patient.birth_date,
-                                                 mrn=patient.mrn, mrn_system=mrn_system))
+                                                 mrn=patient.mrn, mrn_system=patient.mrn_system))
     birth = datetime(patient.birth_date.year, patient.birth_date.month, patient.birth_date.day,
                      tzinfo=timezone.utc) if patient.birth_date else None  # searched as a range
     return fhir_store.put_resource(session, resource, now=now, patient_id=patient.id, date=birth,
@@ -89,7 +86,7 @@ class Published:
 
 
 def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form], now: datetime,
-                   document_url: str | None = None, mrn_system: str = DEFAULT_MRN_SYSTEM) -> Published:
+                   document_url: str | None = None) -> Published:
     """Store the FHIR resources of a completed intake: its patient, completed responses, and —
     once scored — an Observation per score, a Flag per raised flag, the PDF's DocumentReference
     (once rendered) and a Provenance. `forms` maps Questionnaire canonicals (url|version) to the
@@ -100,7 +97,7 @@ def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form
     patient = repository.get_patient(session, intake.patient_id)
     if patient is None:
         raise PublishError(f"intake {intake_id} has no patient")
-    publish_patient(session, patient, now=now, mrn_system=mrn_system)
+    publish_patient(session, patient, now=now)
 
     responses: list[StoredResource] = []
     response_ids: dict[str, str] = {}

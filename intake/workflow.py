@@ -77,12 +77,13 @@ def invite(
     now: datetime | None = None,
     patient_id: str | None = None,
     mrn: str | None = None,
-    mrn_system: str = records.DEFAULT_MRN_SYSTEM,
+    mrn_system: str | None = None,
 ) -> tuple[Intake, str]:
     """Create patient + intake + link token; returns the intake and the raw token (shown once).
 
     With `patient_id`, the intake is for that existing patient (a follow-up visit), so their
     scores show the change since last time; `name`, `birth_date` and `mrn` are then ignored.
+    `mrn_system` is the identifier system the record number belongs to (INTAKE_MRN_SYSTEM).
     A new patient is published as a FHIR Patient at once.
     """
     now = now or utcnow()
@@ -100,8 +101,10 @@ def invite(
         mrn = mrn.strip() if mrn else None
         if mrn is not None and not (0 < len(mrn) <= 64 and mrn.isprintable()):
             raise WorkflowError("the record number must be 1 to 64 printable characters")
-        patient = repository.create_patient(session, name=name, birth_date=birth_date, mrn=mrn)
-        records.publish_patient(session, patient, now=now, mrn_system=mrn_system)
+        if mrn is not None and not mrn_system:
+            raise WorkflowError("a record number needs its identifier system (INTAKE_MRN_SYSTEM)")
+        patient = repository.create_patient(session, name=name, birth_date=birth_date, mrn=mrn, mrn_system=mrn_system)
+        records.publish_patient(session, patient, now=now)
     intake = repository.create_intake(
         session,
         patient_id=patient.id,
@@ -228,7 +231,7 @@ def completed_responses(
 
 
 def submit(session: Session, catalog: Catalog, intake: IntakeView, *, onset_age: int = 50,
-           now: datetime | None = None, mrn_system: str = records.DEFAULT_MRN_SYSTEM) -> tuple[bool, list[tuple[Form, Issue]]]:
+           now: datetime | None = None) -> tuple[bool, list[tuple[Form, Issue]]]:
     """Validate strictly, complete, and score — in one transaction, so a completed intake always
     has its results and flags. (True, []) when this call completed it; (False, []) when it was
     already complete (a double submit stores nothing new); (False, problems) when invalid."""
@@ -248,18 +251,16 @@ def submit(session: Session, catalog: Catalog, intake: IntakeView, *, onset_age:
             # The rule's name only (never answers); staff see an unscored intake and can
             # `flask intake rescore` it once the Questionnaire is fixed.
             log.error("scoring failed for intake %s: %s", intake.id, str(exc).split(":", 1)[0])
-        publish(session, intake.id, [form for form, _ in pairs], now=now, mrn_system=mrn_system)
+        publish(session, intake.id, [form for form, _ in pairs], now=now)
     return done, []
 
 
-def publish(session: Session, intake_id: str, forms: list[Form], *, now: datetime,
-            mrn_system: str = records.DEFAULT_MRN_SYSTEM) -> bool:
+def publish(session: Session, intake_id: str, forms: list[Form], *, now: datetime) -> bool:
     """Store the intake's FHIR resources; a failure is logged (no PHI) and leaves the intake
     completed and scored (`flask intake publish` retries). True when published."""
     try:
         with session.begin_nested():
-            records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now,
-                                   mrn_system=mrn_system)
+            records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
     except records.PublishError as exc:
         log.error("publishing FHIR resources failed for intake %s: %s", intake_id, str(exc).split(":", 1)[0])
         return False
@@ -304,8 +305,7 @@ def stored_pairs(session: Session, catalog: Catalog, intake_id: str, *, latest: 
     return pairs
 
 
-def rescore(session: Session, catalog: Catalog, intake_id: str, *, onset_age: int, now: datetime | None = None,
-            mrn_system: str = records.DEFAULT_MRN_SYSTEM) -> Result:
+def rescore(session: Session, catalog: Catalog, intake_id: str, *, onset_age: int, now: datetime | None = None) -> Result:
     """Recompute a completed intake's scores and flags with the rules loaded now."""
     intake = repository.get_intake(session, intake_id)
     if intake is None or intake.status != "completed":
@@ -314,7 +314,7 @@ def rescore(session: Session, catalog: Catalog, intake_id: str, *, onset_age: in
     now = now or utcnow()
     result = score_and_store(session, pairs, intake_id=intake_id, patient_id=intake.patient_id,
                              onset_age=onset_age, now=now)
-    publish(session, intake_id, [form for form, _ in pairs], now=now, mrn_system=mrn_system)
+    publish(session, intake_id, [form for form, _ in pairs], now=now)
     return result
 
 

@@ -102,8 +102,10 @@ class Patient(Base):
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255))
     birth_date: Mapped[date] = mapped_column(Date)
-    # The health record's number for this person (system: INTAKE_MRN_SYSTEM), when staff gave one.
+    # The health record's number for this person, when staff gave one, and its identifier system
+    # (INTAKE_MRN_SYSTEM when it was recorded): the Patient resource is built from these alone.
     mrn: Mapped[str | None] = mapped_column(String(64))
+    mrn_system: Mapped[str | None] = mapped_column(String(URL_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -77,9 +77,11 @@ def canonical_json(resource: dict[str, Any]) -> str:
 # --- patients and intakes -------------------------------------------------------------------
 
 
-def create_patient(session: Session, *, name: str, birth_date: date, mrn: str | None = None) -> Patient:
-    """Add a patient (`mrn`: the health record's number for them, when known)."""
-    patient = Patient(id=new_id(), name=name, birth_date=birth_date, mrn=mrn, created_at=utcnow())
+def create_patient(session: Session, *, name: str, birth_date: date, mrn: str | None = None,
+                   mrn_system: str | None = None) -> Patient:
+    """Add a patient (`mrn`: the health record's number for them, when known, in `mrn_system`)."""
+    patient = Patient(id=new_id(), name=name, birth_date=birth_date, mrn=mrn, mrn_system=mrn_system if mrn else None,
+                      created_at=utcnow())
     session.add(patient)
     session.flush()
     return patient

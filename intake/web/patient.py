@@ -24,7 +24,6 @@ from flask import (
 from flask_wtf.csrf import validate_csrf
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import CombinedMultiDict
-from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from intake import notify, webforms, workflow
@@ -42,14 +41,6 @@ SESSION_KEY = "intake_id"
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-@bp.after_request
-def no_store(response: Response) -> Response:
-    """Answers are health information: no caching, no referrer leaking the link."""
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
 
 
 @bp.get("/")
@@ -308,8 +299,7 @@ def submit() -> Any:
         return redirect(url_for("patient.review"))
     with writer() as db:
         intake = _open_intake(db)
-        done, problems = workflow.submit(db, catalog(), intake, onset_age=current_app.config["INTAKE_GI_ONSET_AGE"],
-                                         mrn_system=current_app.config["INTAKE_MRN_SYSTEM"])
+        done, problems = workflow.submit(db, catalog(), intake, onset_age=current_app.config["INTAKE_GI_ONSET_AGE"])
         if problems:
             _forms, answers, steps = _context(db, intake)
             return _render_review(steps, answers, problems, status=400)

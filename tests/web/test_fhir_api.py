@@ -213,6 +213,7 @@ def test_patient_names_fold_case_and_accents_and_mrn_is_searchable(api_app: Flas
     found = api.json("/fhir/Patient?identifier=MRN-0042")
     assert found["total"] == 1
     assert found["entry"][0]["resource"]["identifier"][0]["type"]["coding"][0]["code"] == "MR"
+    assert found["entry"][0]["resource"]["identifier"][0]["system"] == api_app.config["INTAKE_MRN_SYSTEM"]
 
 
 def test_search_observations_by_code_derived_from_and_flags_by_patient(api_app: Flask, api: Api,

@@ -29,6 +29,7 @@ def _utc() -> sa.DateTime:
 def upgrade() -> None:
     with op.batch_alter_table("patients") as batch:
         batch.add_column(sa.Column("mrn", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("mrn_system", sa.String(255), nullable=True))
 
     op.create_table(
         "fhir_resources",
@@ -129,4 +130,5 @@ def downgrade() -> None:
     op.drop_table("fhir_tokens")
     op.drop_table("fhir_resources")
     with op.batch_alter_table("patients") as batch:
+        batch.drop_column("mrn_system")
         batch.drop_column("mrn")
