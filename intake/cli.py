@@ -23,6 +23,7 @@ intake_cli.add_command(__import__("intake.cli_score", fromlist=["score"]).score)
 
 
 def register(app: Flask) -> None:
+    from intake.cli_accounts import audit_cli, user_cli
     from intake.cli_fhir import (
         api_client_command,
         export_command,
@@ -30,10 +31,10 @@ def register(app: Flask) -> None:
         pdf_command,
         publish_command,
     )
-    from intake.cli_flags import flags_command, hash_password_command, rescore_command
+    from intake.cli_flags import flags_command, rescore_command
 
-    for command in (flags_command, rescore_command, hash_password_command, api_client_command, publish_command,
-                    group_command, pdf_command, export_command):
+    for command in (flags_command, rescore_command, api_client_command, publish_command,
+                    group_command, pdf_command, export_command, user_cli, audit_cli):
         intake_cli.add_command(command)
     app.cli.add_command(intake_cli)
 

@@ -9,7 +9,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from intake import records, workflow
+from intake import audit, records, smart, workflow
 from intake.storage import fhir_store, repository
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
@@ -30,27 +30,26 @@ def _fail(message: str) -> None:
 @with_appcontext
 def api_client_command(name: str, jwks_path: Path | None, scopes: tuple[str, ...], revoke: bool) -> None:
     """Register (or update) the SMART Backend Services client NAME: its public keys and scopes."""
-    from intake import smart
-
     name = " ".join(name.split())
-    if not name or len(name) > 255:
-        _fail("a client name of 1 to 255 characters is required")
     with session_scope(current_app.extensions["intake.sessions"]) as session:
         if revoke:
             count = fhir_store.revoke_api_client(session, name, now=utcnow())
+            if count:
+                audit.record_cli(session, "delete", f"ApiClient/{name}")
             click.echo(f"revoked {name}" if count else f"no active client {name}")
             return
         if jwks_path is None:
             _fail("give --jwks FILE (the client's public keys)")
             return
         try:
-            jwks = smart.parse_jwks(jwks_path.read_text(encoding="utf-8"))
-            allowed = smart.valid_scopes(" ".join(scopes))
+            client = smart.register_client(session, name=name, jwks_text=jwks_path.read_text(encoding="utf-8"),
+                                           scopes=" ".join(scopes), now=utcnow())
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             _fail(str(exc))
             return
-        fhir_store.add_api_client(session, name=name, jwks=jwks, scopes=" ".join(allowed), now=utcnow())
-    click.echo(f"client {name}: {' '.join(allowed)}; token endpoint {current_app.config['INTAKE_BASE_URL'].rstrip('/')}/auth/token")
+        allowed = client.scopes
+        audit.record_cli(session, "create", f"ApiClient/{name}")
+    click.echo(f"client {name}: {allowed}; token endpoint {current_app.config['INTAKE_BASE_URL'].rstrip('/')}/auth/token")
 
 
 @click.command("publish")
@@ -118,6 +117,7 @@ def pdf_command(intake_id: str, output: Path) -> None:
             _fail(str(exc))
             return
         content = document.content
+        audit.record_cli(session, "pdf", f"Intake/{intake_id}", detail={"output": str(output)[:200]})
     _write(output, content)
     click.echo(f"{output}: {len(content)} bytes")
 
@@ -147,6 +147,8 @@ def export_command(intake_id: str | None, everything: bool, since: str | None, o
             _fail(str(exc))
             return
         counts = bulk_export.write_ndjson(app, output, types=list(bulk_export.SYSTEM_TYPES), since=since_at)  # type: ignore[arg-type]
+        with session_scope(app.extensions["intake.sessions"]) as session:
+            audit.record_cli(session, "export", detail={"scope": "system", "since": since or "", "output": str(output)[:200]})
         click.echo(", ".join(f"{t}: {n}" for t, n in counts.items() if n) or "nothing to export")
         return
     with session_scope(app.extensions["intake.sessions"]) as session:
@@ -158,6 +160,7 @@ def export_command(intake_id: str | None, everything: bool, since: str | None, o
             _fail(str(exc))
             return
         content = document.content
+        audit.record_cli(session, "export", f"Intake/{intake_id}", detail={"output": str(output)[:200]})
     _write(output / "extract-bundle.json", documents.extract_bundle_bytes(bundle))
     for name, data in files:
         _write(output / name, data)

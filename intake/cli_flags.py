@@ -7,7 +7,6 @@ import sys
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from werkzeug.security import generate_password_hash
 
 from intake import notify, workflow
 from intake.jobs import jobs_of
@@ -68,10 +67,3 @@ def rescore_command(intake_ids: tuple[str, ...], everything: bool) -> None:
                    f"({'; '.join(sorted(set(result.versions.values())))})")
         jobs_of(app).submit("render_pdf", intake_id=intake_id)  # the PDF shows the new scores
     notify.send_pending(app)
-
-
-@click.command("hash-password")
-@click.password_option()
-def hash_password_command(password: str) -> None:
-    """Print a password hash for INTAKE_STAFF_PASSWORD_HASH."""
-    click.echo(generate_password_hash(password))

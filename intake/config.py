@@ -38,19 +38,21 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "SMTP_USER": (str, ""),
     "SMTP_PASSWORD": (str, ""),
     "SMTP_STARTTLS": (bool, False),
-    # Interim staff sign-in (HTTP Basic) until accounts exist: a user name and a password hash
-    # made with `flask intake hash-password`. Unset = the clinician pages are closed.
-    "STAFF_USER": (str, ""),
+    # Staff sessions end after this long without a request, and this long after sign-in.
+    "STAFF_IDLE_MINUTES": (int, 15),
+    "STAFF_SESSION_HOURS": (int, 10),
     # Rate limits (Flask-Limiter syntax) per client address, and where the counts live.
     "LINK_RATE_LIMIT": (str, "20 per minute"),
     "TOKEN_RATE_LIMIT": (str, "60 per minute"),
+    # Staff sign-in: failed attempts per address, and per user name (whoever tries it).
+    "LOGIN_RATE_LIMIT": (str, "10 per minute"),
+    "LOGIN_USER_RATE_LIMIT": (str, "30 per hour"),
     "RATE_LIMIT_STORAGE": (str, "memory://"),
     # Background jobs (PDF rendering, bulk export): "thread" (in-process, after the request) or
     # "eager" (at once, in the caller: tests and one-off commands).
     "JOBS": (str, "thread"),
     # The system of the patient record numbers given with `flask intake invite --mrn`.
     "MRN_SYSTEM": (str, MRN_SYSTEM),
-    "STAFF_PASSWORD_HASH": (str, ""),
 }
 
 

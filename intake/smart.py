@@ -25,6 +25,7 @@ from jwt import PyJWKSet
 from sqlalchemy.orm import Session
 
 from intake.storage import fhir_store
+from intake.storage.models import ApiClient
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ("RS384", "ES384")
@@ -84,6 +85,17 @@ def parse_jwks(text: str) -> str:
     if not keys:
         raise ValueError("the JWK set has no keys")
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+def register_client(session: Session, *, name: str, jwks_text: str, scopes: str, now: datetime) -> ApiClient:
+    """Register (or update) a client from its public JWK set and the scopes it may be granted;
+    ValueError with a message fit to show when any part is unusable."""
+    name = " ".join(name.split())
+    if not name or len(name) > 255 or not name.isprintable():
+        raise ValueError("a client name of 1 to 255 printable characters is required")
+    jwks = parse_jwks(jwks_text)
+    allowed = valid_scopes(scopes)
+    return fhir_store.add_api_client(session, name=name, jwks=jwks, scopes=" ".join(allowed), now=now)
 
 
 def _access_key(secret: str) -> bytes:

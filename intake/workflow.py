@@ -103,8 +103,16 @@ def invite(
             raise WorkflowError("the record number must be 1 to 64 printable characters")
         if mrn is not None and not mrn_system:
             raise WorkflowError("a record number needs its identifier system (INTAKE_MRN_SYSTEM)")
-        patient = repository.create_patient(session, name=name, birth_date=birth_date, mrn=mrn, mrn_system=mrn_system)
-        records.publish_patient(session, patient, now=now)
+        known = repository.patient_by_mrn(session, mrn, mrn_system) if mrn and mrn_system else None
+        if known is not None:
+            # The same record number is the same person: a follow-up intake, so their scores show
+            # the change since last time. The name and birth date must agree with the record.
+            if (" ".join(known.name.split()).casefold(), known.birth_date) != (name.casefold(), birth_date):
+                raise WorkflowError("that record number belongs to a patient with another name or birth date")
+            patient = known
+        else:
+            patient = repository.create_patient(session, name=name, birth_date=birth_date, mrn=mrn, mrn_system=mrn_system)
+            records.publish_patient(session, patient, now=now)
     intake = repository.create_intake(
         session,
         patient_id=patient.id,
@@ -114,6 +122,19 @@ def invite(
     token = new_token()
     repository.issue_invite(session, intake_id=intake.id, token_hash=token_hash(token), expires_at=now + ttl)
     return intake, token
+
+
+def new_link(session: Session, intake_id: str, *, ttl: timedelta, now: datetime | None = None) -> str:
+    """A fresh link for an intake not yet submitted; every earlier link stops working."""
+    now = now or utcnow()
+    intake = repository.get_intake(session, intake_id)
+    if intake is None:
+        raise WorkflowError("no such intake")
+    if intake.status == "completed":
+        raise WorkflowError("this intake was already submitted; create a new intake instead")
+    token = new_token()
+    repository.issue_invite(session, intake_id=intake_id, token_hash=token_hash(token), expires_at=now + ttl)
+    return token
 
 
 def intake_forms(catalog: Catalog, intake: IntakeView) -> list[Form]:

@@ -17,7 +17,7 @@ from intake import documents
 from intake.core.fhir_models import resource_errors
 from intake.storage import fhir_store
 from tests.fhircheck import fhircheck
-from tests.web.flow import EMERGENCY, HIGH_PHQ4, STAFF, complete_intake
+from tests.web.flow import EMERGENCY, HIGH_PHQ4, complete_intake, signed_in
 from tests.web.test_fhir_api import Api, api_app, new_token, patient_of  # noqa: F401  (fixture)
 
 
@@ -43,11 +43,12 @@ def test_submit_renders_stores_and_publishes_the_pdf(api_app: Flask) -> None:  #
     assert api.get(f"/fhir/{attachment['url']}").data == pdf  # Binary read: the stored bytes
     binary = json.loads(api.get(f"/fhir/{attachment['url']}", headers={"Accept": "application/fhir+json"}).data)
     assert base64.b64decode(binary["data"]) == pdf
-    staff = api_app.test_client().get(f"/clinician/intakes/{intake_id}/screening-summary.pdf", auth=STAFF)
+    clinician = signed_in(api_app)
+    staff = clinician.get(f"/clinician/intakes/{intake_id}/screening-summary.pdf")
     assert staff.status_code == 200 and staff.data == pdf and staff.content_type == "application/pdf"
-    page = api_app.test_client().get(f"/clinician/intakes/{intake_id}", auth=STAFF).text
+    page = clinician.get(f"/clinician/intakes/{intake_id}").text
     assert f"/clinician/intakes/{intake_id}/screening-summary.pdf" in page
-    assert api_app.test_client().get(f"/clinician/intakes/{intake_id}/screening-summary.pdf").status_code == 401
+    assert api_app.test_client().get(f"/clinician/intakes/{intake_id}/screening-summary.pdf").status_code == 302  # to sign-in
 
 
 def test_embedded_files_equal_the_apis_json(api_app: Flask) -> None:  # noqa: F811

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.documentreference import DocumentReference
@@ -24,13 +25,14 @@ FHIR_VERSION = "4.0.1"
 
 MODELS: dict[str, type] = {
     model.__name__: model
-    for model in (Bundle, CapabilityStatement, DocumentReference, Flag, Group, Observation, OperationOutcome, Patient,
+    for model in (AuditEvent, Bundle, CapabilityStatement, DocumentReference, Flag, Group, Observation, OperationOutcome, Patient,
                   Provenance, Questionnaire, QuestionnaireResponse)
 }
 
 __all__ = [
     "FHIR_VERSION",
     "MODELS",
+    "AuditEvent",
     "Bundle",
     "CapabilityStatement",
     "DocumentReference",

@@ -336,3 +336,70 @@ class UsedAssertion(Base):
     client: Mapped[str] = mapped_column(String(255))
     jti: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+ROLES = ("admin", "clinician", "front-desk")
+
+
+class User(Base):
+    """A staff account. One role each (admin: users, API clients, audit; clinician: summaries,
+    PDFs, FHIR JSON; front-desk: patients, intakes, links). The password is a werkzeug scrypt
+    hash (memory-hard); the TOTP secret is set only once the user has confirmed a code."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(f"role IN {ROLES!r}", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)  # stored case-folded
+    display_name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)  # a code is accepted once
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StaffSession(Base):
+    """A signed-in staff session, held server-side so logout and disabling end it at once.
+
+    The cookie carries a random token; only its SHA-256 is kept here (``id``)."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[str] = mapped_column(String(TOKEN_HASH_LENGTH), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditRecord(Base):
+    """One audited action, append-only and hash-chained: ``hash`` = SHA-256 of the previous
+    row's hash and this row's fields, so changing, removing or reordering a row is detected."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor_kind: Mapped[str] = mapped_column(String(16))  # user | client | patient-link | anonymous | system
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # success | failure
+    entities: Mapped[str] = mapped_column(Text)  # JSON list of "Type/id"
+    detail: Mapped[str] = mapped_column(Text)  # endpoint, method, status, query (no free text)
+    source: Mapped[str] = mapped_column(String(64))  # client address
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's head (one row): locked for update by each writer, so rows get consecutive
+    numbers and each is chained to the one before, on PostgreSQL as on SQLite."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

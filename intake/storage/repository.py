@@ -701,3 +701,27 @@ def list_intakes(session: Session, *, limit: int = 200) -> list[tuple[Intake, st
         for intake_id, tier in session.execute(select(FlagRecord.intake_id, FlagRecord.tier).where(FlagRecord.intake_id.in_(ids))):
             tiers.setdefault(intake_id, []).append(tier)
     return [(row[0], row[1], tiers.get(row[0].id, [])) for row in rows]
+
+
+def intakes_between(session: Session, start: datetime, end: datetime) -> list[tuple[Intake, Patient, list[str]]]:
+    """Intakes with an appointment in [start, end) — or, without one, created then — with their
+    patient and the tiers of their raised flags, in appointment order."""
+    require_aware(start, "start")
+    require_aware(end, "end")
+    when = case((Intake.appointment_at.is_(None), Intake.created_at), else_=Intake.appointment_at)
+    rows = session.execute(
+        select(Intake, Patient).join(Patient, Patient.id == Intake.patient_id)
+        .where(when >= start, when < end).order_by(when, Patient.name)
+    ).all()
+    ids = [row[0].id for row in rows]
+    tiers: dict[str, list[str]] = {}
+    if ids:
+        for intake_id, tier in session.execute(select(FlagRecord.intake_id, FlagRecord.tier).where(FlagRecord.intake_id.in_(ids))):
+            tiers.setdefault(intake_id, []).append(tier)
+    return [(row[0], row[1], tiers.get(row[0].id, [])) for row in rows]
+
+
+def patient_by_mrn(session: Session, mrn: str, system: str) -> Patient | None:
+    """The patient already recorded with this record number (a follow-up visit), or None."""
+    return session.scalars(select(Patient).where(Patient.mrn == mrn, Patient.mrn_system == system)
+                           .order_by(Patient.created_at).limit(1)).one_or_none()

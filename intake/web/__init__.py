@@ -20,10 +20,12 @@ from intake.web.fragments import render_question
 
 
 def register(app: Flask) -> None:
-    from intake.web import fhir_bulk  # noqa: F401  (adds the $export routes to the FHIR blueprint)
+    from intake.web import auditing, fhir_bulk, staff  # noqa: F401  (fhir_bulk adds the $export routes)
+    from intake.web.admin import bp as admin_bp
     from intake.web.auth_api import bp as auth_bp
     from intake.web.clinician import bp as clinician_bp
     from intake.web.fhir_api import bp as fhir_bp
+    from intake.web.front_desk import bp as front_desk_bp
     from intake.web.patient import bp as patient_bp
 
     app.extensions["intake.readers"] = make_session_factory(app.extensions["intake.engine"], read_only=True)
@@ -31,6 +33,11 @@ def register(app: Flask) -> None:
     app.register_blueprint(clinician_bp)
     app.register_blueprint(fhir_bp)
     app.register_blueprint(auth_bp)
+    app.register_blueprint(staff.bp)
+    app.register_blueprint(front_desk_bp)
+    app.register_blueprint(admin_bp)
+    staff.register(app)
+    auditing.register(app)
     headers.register(app)
     limits.register(app)
     # Flask-WTF's token for hand-written forms (the review page); page forms are FlaskForms.

@@ -11,7 +11,8 @@ from intake import documents, workflow
 from intake.core.summary import TIER_ORDER
 from intake.storage import fhir_store, repository
 from intake.web import catalog, reader, writer
-from intake.web.staff import staff_required
+from intake.web.auditing import note
+from intake.web.staff import role_required
 
 bp = Blueprint("clinician", __name__, url_prefix="/clinician")
 
@@ -21,16 +22,19 @@ def _top_tier(tiers: list[str]) -> str | None:
 
 
 @bp.get("/")
-@staff_required
+@role_required("clinician")
 def intakes() -> Any:
     rows = [(intake, name, _top_tier(tiers)) for intake, name, tiers in repository.list_intakes(reader())]
+    note(*(f"Intake/{intake.id}" for intake, _, _ in rows))
     return render_template("clinician/intakes.html", rows=rows)
 
 
 @bp.get("/flags")
-@staff_required
+@role_required("clinician")
 def flags() -> Any:
-    return render_template("clinician/flags.html", rows=repository.list_flags(reader()))
+    rows = repository.list_flags(reader())
+    note(*(f"Intake/{flag.intake_id}" for flag, _ in rows))
+    return render_template("clinician/flags.html", rows=rows)
 
 
 def summary_for(intake_id: str) -> Any:
@@ -38,11 +42,12 @@ def summary_for(intake_id: str) -> Any:
     summary = workflow.summary_of(reader(), catalog(), intake_id)
     if summary is None:
         abort(404)
+    note(f"Intake/{intake_id}")
     return summary
 
 
 @bp.get("/intakes/<intake_id>")
-@staff_required
+@role_required("clinician")
 def summary(intake_id: str) -> Any:
     if len(intake_id) > 64:
         abort(404)
@@ -51,11 +56,12 @@ def summary(intake_id: str) -> Any:
 
 
 @bp.get("/intakes/<intake_id>/screening-summary.pdf")
-@staff_required
+@role_required("clinician")
 def summary_pdf(intake_id: str) -> Any:
     """The stored PDF (rendered now if the background job has not run yet)."""
     if len(intake_id) > 64 or workflow.summary_of(reader(), catalog(), intake_id) is None:
         abort(404)
+    note(f"Intake/{intake_id}")
     document = fhir_store.get_document(reader(), intake_id)
     if document is None:
         with writer() as session:

@@ -5,8 +5,9 @@ without parsing it: a search Bundle is assembled around the stored texts. Every 
 OperationOutcome with a fitting status; nothing here answers with HTML.
 
 Access: an access token from `/auth/token` (SMART Backend Services, `intake.smart`), whose scopes
-every route checks (403 without the read scope for what it returns), or the interim staff HTTP
-Basic sign-in (slow by design: a password hash per request).
+every route checks (403 without the read scope for what it returns); or, for GET only, a signed-in
+clinician's staff session (the summary page links to the FHIR JSON). Each read, search and export
+writes an audit row (`intake.web.auditing`).
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from intake.fhir_search import (
 from intake.records import questionnaire_id, questionnaires
 from intake.storage import fhir_store
 from intake.web import catalog, reader, readers, writer
+from intake.web.auditing import note
 from intake.web.auth_api import token_url
-from intake.web.staff import staff_signed_in
+from intake.web.staff import signed_in_role
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
@@ -143,7 +145,7 @@ def _authenticate() -> Response | None:
     if header.startswith("Bearer "):
         grant = smart.verify_access_token(header[7:].strip(), secret=current_app.config["SECRET_KEY"],
                                           token_url=token_url())
-    elif header.startswith("Basic "):
+    elif not header and request.method in ("GET", "HEAD"):
         grant = _staff_grant()
     if grant is None:
         response = outcome(401, "login", "authentication required: an access token from /auth/token (SMART Backend Services)")
@@ -154,10 +156,13 @@ def _authenticate() -> Response | None:
 
 
 def _staff_grant() -> smart.Grant | None:
-    """The interim staff sign-in (HTTP Basic, a password hash per request: for people, not systems)."""
-    if not staff_signed_in():
+    """A signed-in clinician reads everything a system/*.read client can (GET only: a cookie is
+    sent by the browser on its own, so nothing that changes state may rest on it)."""
+    from flask_login import current_user
+
+    if signed_in_role() != "clinician":
         return None
-    return smart.Grant(f"staff:{current_app.config['INTAKE_STAFF_USER']}", frozenset({"system/*.read"}))
+    return smart.Grant(f"user:{current_user.username}", frozenset({"system/*.read"}))
 
 
 def grant() -> smart.Grant:
@@ -325,10 +330,12 @@ def read(resource_type: str, resource_id: str) -> Response:
         found = questionnaires(catalog()).get(resource_id)
         if found is None:
             raise FhirError(404, "not-found", f"Questionnaire/{resource_id} is not known")
+        note(f"Questionnaire/{resource_id}")
         return _json_response(found[0], headers={"ETag": 'W/"1"'})
     stored = fhir_store.get_resource(reader(), resource_type, resource_id)
     if stored is None:
         raise FhirError(404, "not-found", f"{resource_type}/{resource_id} is not known")
+    note(f"{resource_type}/{resource_id}")
     etag = f'W/"{stored.version_id}"'
     if request.headers.get("If-None-Match") == etag:
         return Response(status=304, headers={"ETag": etag})
@@ -367,6 +374,7 @@ def _search(resource_type: str, args: list[tuple[str, str]]) -> Response:
         criteria, count, after = parse(resource_type, args)
         rows, total, more = fhir_store.search(reader(), criteria, after_seq=after, count=count)
         texts = [(f"{base}/{r.resource_type}/{r.resource_id}", r.resource_json, r.seq) for r in rows]
+        note(*(f"{r.resource_type}/{r.resource_id}" for r in rows))
     query = [(k, v) for k, v in args if k != "_cursor"]
     links = [{"relation": "self", "url": f"{base}/{resource_type}" + (f"?{urlencode(args)}" if args else "")}]
     if more and texts:
@@ -391,6 +399,7 @@ def binary(binary_id: str) -> Response:
     document = fhir_store.get_document(reader(), intake_id) if intake_id else None
     if document is None:
         raise FhirError(404, "not-found", f"Binary/{binary_id} is not known")
+    note(f"Binary/{binary_id}", f"Intake/{intake_id}")
     wants_json = request.args.get("_format") in JSON_FORMATS or any(
         m.strip().split(";")[0] in ("application/fhir+json", "application/json") for m in request.headers.get("Accept", "").split(","))
     if wants_json:
@@ -460,4 +469,5 @@ def extract(response_id: str) -> Response:
                 pass  # not scored: the Bundle goes without a PDF
     with readers() as fresh:
         bundle = records.extract_bundle(fresh, intake_id, response_id=response_id, include_document=document == "true")
+    note(f"QuestionnaireResponse/{response_id}", f"Intake/{intake_id}")
     return _json_response(extract_bundle_bytes(bundle))

@@ -20,6 +20,7 @@ from intake.storage import fhir_store
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
 from intake.web import reader
+from intake.web.auditing import note
 from intake.web.fhir_api import (
     FhirError,
     _base,
@@ -48,6 +49,7 @@ def export_group(group_id: str) -> Response:
     require_read("Group")
     if fhir_store.get_resource(reader(), "Group", group_id) is None:
         raise FhirError(404, "not-found", f"Group/{group_id} is not known")
+    note(f"Group/{group_id}")
     return _kickoff("group", group_id, bulk_export.PATIENT_TYPES)
 
 

@@ -1,28 +1,61 @@
-"""Rate limits (Flask-Limiter) on the doors that take guesses: patient links and the token endpoint.
+"""Rate limits (Flask-Limiter) on the doors that take guesses: patient links, staff sign-in and
+the token endpoint.
 
-Keyed by client address, one Limiter per app (counts never leak between apps). Counts live in
-memory per process by default (each gunicorn worker counts on its own, so the effective limit is
-up to workers x the limit); set `INTAKE_RATE_LIMIT_STORAGE=redis://127.0.0.1:6379` to share them
-across processes and hosts. Over the limit: 429, with the neutral link page for people and an
-OAuth error for the token endpoint.
+Keyed by client address, one Limiter per app (counts never leak between apps); staff sign-in is
+also limited per user name tried (from any address), and there only failed attempts count (a
+successful sign-in redirects). Counts live in memory per process by default (each gunicorn worker
+counts on its own, so the effective limit is up to workers x the limit); set
+`INTAKE_RATE_LIMIT_STORAGE=redis://127.0.0.1:6379` to share them across processes and hosts.
+Over the limit: 429, with a page for people and an OAuth error for the token endpoint.
 """
 
 from __future__ import annotations
 
-from flask import Flask, render_template, request
+import hashlib
+from collections.abc import Callable
+from typing import NamedTuple
+
+from flask import Flask, Response, render_template, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
-# endpoint -> the setting holding its limit
-LIMITED = {"patient.open_link": "INTAKE_LINK_RATE_LIMIT", "auth_api.token": "INTAKE_TOKEN_RATE_LIMIT"}
+
+def _username_key() -> str:
+    """The user name tried, folded and hashed (the limiter's storage never holds it in clear)."""
+    name = (request.form.get("username") or "").strip().casefold()[:64]
+    return "login-user:" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _failed(response: Response) -> bool:
+    return response.status_code != 302
+
+
+class Rule(NamedTuple):
+    setting: str
+    key: Callable[[], str] | None = None  # default: the client address
+    methods: tuple[str, ...] | None = None  # default: every method
+    deduct_when: Callable[[Response], bool] | None = None  # default: every request counts
+
+
+LIMITED: dict[str, list[Rule]] = {
+    "patient.open_link": [Rule("INTAKE_LINK_RATE_LIMIT")],
+    "auth_api.token": [Rule("INTAKE_TOKEN_RATE_LIMIT")],
+    "staff.login": [Rule("INTAKE_LOGIN_RATE_LIMIT", None, ("POST",), _failed),
+                    Rule("INTAKE_LOGIN_USER_RATE_LIMIT", _username_key, ("POST",), _failed)],
+    "staff.login_code": [Rule("INTAKE_LOGIN_RATE_LIMIT", None, ("POST",), _failed)],
+}
 
 
 def register(app: Flask) -> None:
     """Call after the blueprints are registered: wraps the LIMITED view functions."""
     limiter = Limiter(key_func=get_remote_address, app=app, default_limits=[],
                       storage_uri=app.config["INTAKE_RATE_LIMIT_STORAGE"], headers_enabled=True)
-    for endpoint, setting in LIMITED.items():
-        app.view_functions[endpoint] = limiter.limit(app.config[setting])(app.view_functions[endpoint])
+    for endpoint, rules in LIMITED.items():
+        view = app.view_functions[endpoint]
+        for rule in rules:
+            view = limiter.limit(app.config[rule.setting], key_func=rule.key, methods=list(rule.methods) if rule.methods else None,
+                                 deduct_when=rule.deduct_when, scope=f"{endpoint}:{rule.setting}")(view)
+        app.view_functions[endpoint] = view
     app.extensions["intake.limiter"] = limiter
 
     @app.errorhandler(RateLimitExceeded)
@@ -31,5 +64,8 @@ def register(app: Flask) -> None:
             from intake.web.auth_api import _json
 
             return _json({"error": "invalid_request", "error_description": "too many requests; try again later"}, 429)
+        if request.path.startswith("/staff/"):
+            return render_template("staff/error.html", title="Too many sign-in attempts",
+                                   body="Wait a few minutes, then try again. Ask an admin if you have forgotten your password."), 429
         return render_template("error.html", title="This link cannot be used",
                                body="Too many tries from this connection. Wait a few minutes, or contact the clinic."), 429

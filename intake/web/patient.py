@@ -26,13 +26,13 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import CombinedMultiDict
 from wtforms import ValidationError
 
-from intake import notify, webforms, workflow
+from intake import audit, notify, webforms, workflow
 from intake.auth import token_hash
 from intake.core.enablement import Answers
 from intake.jobs import jobs_of
 from intake.storage import repository
 from intake.storage.repository import IntakeView
-from intake.web import catalog, reader, readers, writer
+from intake.web import auditing, catalog, reader, readers, writer
 
 bp = Blueprint("patient", __name__)
 
@@ -57,7 +57,13 @@ def open_link(token: str) -> Any:
     if intake is None or intake.status == "completed":
         # Unknown, expired, revoked and already-submitted links look the same: nobody holding a
         # link can learn which (the patient who just submitted keeps their session's done page).
+        with writer() as db:
+            audit.record(db, actor=audit.Actor("anonymous", ""), action="login-failed", outcome="failure",
+                         now=_now(), detail={"via": "patient link"}, source=auditing.source())
         return _invalid_link()
+    with writer() as db:
+        audit.record(db, actor=audit.Actor("patient-link", f"Intake/{intake.id}"), action="login", now=_now(),
+                     entities=[f"Intake/{intake.id}"], source=auditing.source())
     session.clear()
     session.permanent = True
     session[SESSION_KEY] = intake.id
@@ -234,6 +240,7 @@ def _post_page(form_key: str, page_key: str) -> Any:
         try:
             with writer() as db:
                 workflow.save_page(db, intake, step.form, step.page, merged)
+                auditing.record_change(db, "update", f"Intake/{intake.id}", detail={"page": f"{form_key}/{page_key}"[:200]})
         except repository.IntakeClosed:
             return redirect(url_for("patient.done"))
         except repository.StaleResponse:
@@ -300,6 +307,8 @@ def submit() -> Any:
     with writer() as db:
         intake = _open_intake(db)
         done, problems = workflow.submit(db, catalog(), intake, onset_age=current_app.config["INTAKE_GI_ONSET_AGE"])
+        if done:
+            auditing.record_change(db, "create", f"Intake/{intake.id}", detail={"submitted": True})
         if problems:
             _forms, answers, steps = _context(db, intake)
             return _render_review(steps, answers, problems, status=400)

@@ -1,55 +1,263 @@
-"""Interim staff sign-in for the clinician pages: HTTP Basic against a configured password hash.
+"""Staff sign-in (Flask-Login over server-side sessions), the optional TOTP step, sign-out, and
+the role checks every staff page uses.
 
-Accounts, roles, sessions and audit come with the accounts issue; until then the clinician pages
-are closed unless `INTAKE_STAFF_USER` and `INTAKE_STAFF_PASSWORD_HASH` (a werkzeug scrypt hash,
-`flask intake hash-password`) are set. Comparison is constant-time; a wrong name costs the same.
+Flask-Login keeps the session's random token as the "user id" in the signed cookie; the loader
+finds the live server-side session for it (`intake.accounts.live_session`), so a signed-out,
+disabled, idle (INTAKE_STAFF_IDLE_MINUTES) or too old (INTAKE_STAFF_SESSION_HOURS) session is
+anonymous at once, even if its old cookie is replayed. Sign-in failures all answer the same.
 """
 
 from __future__ import annotations
 
-import hmac
+import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Response, current_app, request
-from werkzeug.security import check_password_hash
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import validate_csrf
+from wtforms import PasswordField, StringField, ValidationError
+from wtforms.validators import InputRequired, Length
 
-# A hash of a random password, checked when the user name is wrong, so both paths cost the same.
-_DECOY = "scrypt:32768:8:1$Qk9VbFpQeW5O$" + "0" * 128
+from intake import accounts, audit
+from intake.web import readers, writer
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+
+HOME = {"admin": "admin.users", "clinician": "clinician.intakes", "front-desk": "front_desk.day"}
+PENDING = "staff_login_pending"  # password accepted, waiting for the TOTP code
+PENDING_SECONDS = 300
+FAILED = "Incorrect user name or password."  # one message for every failure: no user enumeration
 
 
-def _challenge() -> Response:
-    return Response("Staff sign-in required.", 401, {"WWW-Authenticate": 'Basic realm="Intake staff", charset="UTF-8"'})
+class StaffUser(UserMixin):  # type: ignore[misc]
+    """What Flask-Login holds for a request: the signed-in account and its session token."""
+
+    def __init__(self, token: str, signed_in: accounts.SignedIn) -> None:
+        self.token, self.account = token, signed_in
+
+    def get_id(self) -> str:
+        return self.token
+
+    @property
+    def username(self) -> str:
+        return self.account.username
+
+    @property
+    def role(self) -> str:
+        return self.account.role
 
 
-def staff_configured() -> bool:
-    return bool(current_app.config.get("INTAKE_STAFF_USER") and current_app.config.get("INTAKE_STAFF_PASSWORD_HASH"))
+def register(app: Flask) -> None:
+    manager = LoginManager(app)
+    manager.session_protection = None  # the server-side session is the protection
+    manager.user_loader(_load_user)
+
+    @manager.unauthorized_handler
+    def unauthorized() -> Any:
+        return redirect(url_for("staff.login", next=request.full_path if request.query_string else request.path))
+
+    app.jinja_env.globals["staff_user"] = lambda: current_user
 
 
-def staff_signed_in() -> bool:
-    """The request carries the configured staff user's HTTP Basic credentials (constant-time name
-    check; a wrong name is checked against a decoy hash so it costs the same)."""
-    auth = request.authorization
-    if not staff_configured() or auth is None or auth.type != "basic":
-        return False
-    user = current_app.config["INTAKE_STAFF_USER"]
-    name_ok = hmac.compare_digest((auth.username or "").encode(), user.encode())
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _load_user(token: str) -> StaffUser | None:
+    config, now = current_app.config, _now()
+    with readers() as db:
+        found = accounts.live_session(db, token, now=now,
+                                      idle=timedelta(minutes=config["INTAKE_STAFF_IDLE_MINUTES"]),
+                                      absolute=timedelta(hours=config["INTAKE_STAFF_SESSION_HOURS"]))
+    if found is None:
+        return None
+    signed_in, stale = found
+    if stale:
+        with writer() as db:
+            accounts.touch_session(db, signed_in.session_hash, now=now)
+    return StaffUser(token, signed_in)
+
+
+def signed_in_role() -> str | None:
+    """The role of the signed-in staff member, or None."""
+    return current_user.role if current_user.is_authenticated else None
+
+
+def role_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Signed out: to the sign-in page (back here afterwards). Signed in without the role: 403."""
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                return current_app.login_manager.unauthorized()
+            if current_user.role not in roles:
+                return render_template("staff/error.html", title="You cannot see this page",
+                                       body="Your account does not have access to this page."), 403
+            return view(*args, **kwargs)
+        wrapper.roles = roles  # type: ignore[attr-defined]
+        return wrapper
+    return decorate
+
+
+def safe_next(target: str | None) -> str | None:
+    """`target` if it is a path on this site, else None: no scheme, no host, no `//` or `/\\`
+    (browsers read both as another host), no control characters."""
+    if not target or len(target) > 2000 or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+def _source() -> str:
+    return request.remote_addr or ""
+
+
+class LoginForm(FlaskForm):  # type: ignore[misc]
+    username = StringField("User name", validators=[InputRequired(), Length(max=64)])
+    password = PasswordField("Password", validators=[InputRequired(), Length(max=accounts.MAX_PASSWORD)])
+
+
+class CodeForm(FlaskForm):  # type: ignore[misc]
+    code = StringField("Code from your authenticator app", validators=[InputRequired(), Length(max=10)])
+
+
+def _finish_login(user_id: int, next_url: str | None) -> Any:
+    """Open the server-side session (a new token: nothing from before sign-in carries over)."""
+    now = _now()
+    with writer() as db:
+        user = accounts.store.get_user(db, user_id)
+        if user is None or user.disabled_at is not None:
+            abort(403)
+        token = accounts.start_session(db, user, now=now)
+        audit.record(db, actor=audit.Actor("user", user.username), action="login", now=now, source=_source())
+        role = user.role
+        signed_in = accounts.SignedIn(user.id, user.username, user.display_name, user.role, accounts.session_hash(token))
+    session.clear()
+    login_user(StaffUser(token, signed_in))
+    return redirect(next_url or url_for(HOME[role]))
+
+
+def _failed(username: str) -> None:
+    with writer() as db:
+        audit.record(db, actor=audit.Actor("anonymous", username[:64]), action="login-failed", outcome="failure",
+                     now=_now(), source=_source())
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    next_url = safe_next(request.args.get("next"))
+    form = LoginForm()
+    error = None
+    if request.method == "POST":
+        if form.validate_on_submit():
+            with readers() as db:
+                user = accounts.check_credentials(db, form.username.data, form.password.data)
+            if user is None:
+                _failed(form.username.data)
+                error = FAILED
+            elif user.totp_secret:
+                session.clear()
+                session[PENDING] = {"user": user.id, "at": int(time.time()), "next": next_url}
+                return redirect(url_for("staff.login_code"))
+            else:
+                return _finish_login(user.id, next_url)
+        else:
+            error = "Enter your user name and password." if not form.csrf_token.errors else \
+                "The sign-in form expired. Try again."
+    status = 400 if error and error != FAILED else (401 if error else 200)
+    return render_template("staff/login.html", form=form, error=error, next_url=next_url), status
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def login_code() -> Any:
+    pending = session.get(PENDING)
+    if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > PENDING_SECONDS:
+        session.pop(PENDING, None)
+        return redirect(url_for("staff.login"))
+    form = CodeForm()
+    error = None
+    if request.method == "POST":
+        if form.validate_on_submit():
+            with writer() as db:
+                user = accounts.store.get_user(db, pending["user"])
+                ok = user is not None and user.disabled_at is None and accounts.accept_totp(db, user, form.code.data, now=_now())
+                name = user.username if user else ""
+            if ok:
+                session.pop(PENDING, None)
+                return _finish_login(pending["user"], safe_next(pending.get("next")))
+            _failed(name)
+            error = "That code is not right. Enter the current code from your app."
+        else:
+            error = "Enter the 6-digit code from your authenticator app."
+    return render_template("staff/code.html", form=form, error=error), (401 if error else 200)
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    """Ends the server-side session: the cookie, even if copied, no longer signs anyone in."""
     try:
-        password_ok = check_password_hash(current_app.config["INTAKE_STAFF_PASSWORD_HASH"] if name_ok else _DECOY,
-                                          auth.password or "")
-    except ValueError:
-        return False
-    return name_ok and password_ok
+        validate_csrf(request.form.get("csrf_token"))
+    except ValidationError:
+        abort(400)
+    if current_user.is_authenticated:
+        now = _now()
+        with writer() as db:
+            accounts.end_session(db, current_user.account.session_hash, now=now)
+            audit.record(db, actor=audit.Actor("user", current_user.username), action="logout", now=now, source=_source())
+        logout_user()
+    session.clear()
+    g.pop("_login_user", None)
+    return redirect(url_for("staff.login", signed_out=1))
 
 
-def staff_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not staff_configured():
-            return Response("Clinician pages are not configured on this server.", 403)
-        if not staff_signed_in():
-            return _challenge()
-        return view(*args, **kwargs)
+TOTP_PENDING = "staff_totp_pending"
 
-    return wrapper
+
+@bp.route("/two-step", methods=["GET", "POST"])
+@role_required("admin", "clinician", "front-desk")
+def two_step() -> Any:
+    """Turn on the TOTP second factor: scan or type the secret, then prove it with a code."""
+    secret = session.get(TOTP_PENDING)
+    if not isinstance(secret, str):
+        secret = session[TOTP_PENDING] = accounts.new_totp_secret()
+    form = CodeForm()
+    error = None
+    if request.method == "POST":
+        if form.validate_on_submit():
+            now = _now()
+            with writer() as db:
+                user = accounts.store.get_user(db, current_user.account.user_id)
+                ok = user is not None and accounts.enable_totp(db, user, secret, form.code.data, now=now)
+                if ok:
+                    audit.record(db, actor=audit.Actor("user", current_user.username), action="update", now=now,
+                                 entities=[f"User/{current_user.username}"], detail={"change": "second factor on"},
+                                 source=_source())
+            if ok:
+                session.pop(TOTP_PENDING, None)
+                return render_template("staff/error.html", title="Two-step sign-in is on",
+                                       body="From now on, signing in asks for a code from your app.")
+            error = "That code is not right. Check your phone's time and enter the current code."
+        else:
+            error = "Enter the 6-digit code from your authenticator app."
+    return render_template("staff/two_step.html", form=form, error=error, secret=secret,
+                           uri=accounts.totp_uri(secret, current_user.username)), (400 if error else 200)

@@ -42,7 +42,7 @@ def invite_link(app: Flask, *, name: str = "Test Patient", birth_date: str = "19
 
 
 def csrf(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    match = re.search(r'name="csrf_token"[^>]*? value="([^"]+)"', html)
     assert match, "page has no CSRF token"
     return match.group(1)
 

@@ -69,7 +69,36 @@ def fill_all(client: FlaskClient, app: Flask, first: str, overrides: dict[str, A
     return visited
 
 
-STAFF = ("doctor", "correct horse battery staple")
+STAFF = ("doctor", "correct horse battery staple")  # a clinician account (see `signed_in`)
+
+
+def add_staff(app: Flask, username: str = STAFF[0], role: str = "clinician", password: str = STAFF[1]) -> None:
+    """Create a staff account unless it exists (the same function `flask intake user add` uses)."""
+    from intake import accounts
+    from intake.storage.db import session_scope
+    from intake.storage.models import utcnow
+
+    with session_scope(app.extensions["intake.sessions"]) as session:
+        if accounts.store.user_named(session, username) is None:
+            accounts.add_user(session, username=username, display_name=username.title(), role=role,
+                              password=password, now=utcnow())
+
+
+def sign_in(client: FlaskClient, username: str = STAFF[0], password: str = STAFF[1], next_url: str | None = None) -> Any:
+    """Post the sign-in form as a browser would; returns the response."""
+    path = "/staff/login" + (f"?next={next_url}" if next_url else "")
+    token = csrf(client.get(path).text)
+    return client.post(path, data={"username": username, "password": password, "csrf_token": token})
+
+
+def signed_in(app: Flask, role: str = "clinician", username: str | None = None, password: str = STAFF[1]) -> FlaskClient:
+    """A client signed in as a staff member with `role` (the account is made if missing)."""
+    username = username or (STAFF[0] if role == "clinician" else role.replace("-", ""))
+    add_staff(app, username, role, password)
+    client = app.test_client()
+    response = sign_in(client, username, password)
+    assert response.status_code == 302, response.text
+    return client
 EMERGENCY = {"n-rf2": "true"}  # difficulty breathing/swallowing/speaking: emergency tier
 HIGH_PHQ4 = {"phq4-1": "LA6571-9", "phq4-2": "LA6571-9", "phq4-3": "LA6571-9", "phq4-4": "LA6571-9"}
 

@@ -2,9 +2,10 @@
 fails) x every kind of caller, each cell asserted; and patient A's session never shows patient B's
 answers.
 
-Callers: anonymous; a patient session (bound to an in-progress intake); the interim staff sign-in;
-a SMART client with `system/*.read`; a SMART client with only `system/Observation.read`. Roles of
-the staff accounts to come (admin, clinician, front-desk) get their columns with them.
+Callers: anonymous; a patient session (bound to an in-progress intake); staff signed in as admin,
+clinician and front desk; a SMART client with `system/*.read`; a SMART client with only
+`system/Observation.read`. Staff pages send the signed-out to the sign-in page (302); a signed-in
+role without access gets 403. POSTs without a CSRF token are refused (400) before anything changes.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.web.conftest import csrf, invite_link
-from tests.web.flow import EMERGENCY, STAFF, complete_intake, page_data
+from tests.web.flow import EMERGENCY, complete_intake, page_data, signed_in
 from tests.web.test_fhir_api import api_app, new_token, patient_of  # noqa: F401  (fixture)
 
-ACTORS = ("anonymous", "patient", "staff", "system", "narrow")
+ROLES = ("admin", "clinician", "front-desk")
+ACTORS = ("anonymous", "patient", *ROLES, "system", "narrow")
 PAGE = "/intake/digestive/digestive-alarm"
 
 
@@ -32,23 +34,26 @@ def patient_only(status: int) -> dict[str, int]:
     return {**everyone(403), "patient": status}
 
 
-def staff_only(status: int) -> dict[str, int]:
-    return {**everyone(401), "staff": status}
+def staff(status: int, *roles: str) -> dict[str, int]:
+    """A staff page: `roles` get `status`, other roles 403, everyone else the sign-in redirect."""
+    return {**everyone(302), **dict.fromkeys(ROLES, 403), **dict.fromkeys(roles, status)}
 
 
-def fhir(status: int, narrow: int = 403) -> dict[str, int]:
-    return {"anonymous": 401, "patient": 401, "staff": status, "system": status, "narrow": narrow}
+def fhir(status: int, narrow: int = 403, clinician: bool = True) -> dict[str, int]:
+    """A FHIR route: bearer tokens by scope; a clinician's session only for GET (`clinician`)."""
+    return {**everyone(401), "clinician": status if clinician else 401, "system": status, "narrow": narrow}
 
 
-def own_job(status: int) -> dict[str, int]:
-    return {"anonymous": 401, "patient": 401, "staff": 404, "narrow": 404, "system": status}
+def own_job(status: int, clinician: int = 404) -> dict[str, int]:
+    return {**everyone(401), "clinician": clinician, "narrow": 404, "system": status}
 
 
-def matrix(ids: dict[str, str]) -> dict[str, list[tuple[str, str, dict[str, Any], dict[str, int]]]]:
+def matrix(ids: dict[str, Any]) -> dict[str, list[tuple[str, str, dict[str, Any], dict[str, int]]]]:
     """endpoint -> [(method, path, request kwargs, expected status per actor)]."""
     qr = json.dumps(ids["qr"])
     fhir_json = {"data": qr, "content_type": "application/fhir+json"}
-    job = ids["job"]
+    job, intake = ids["job"], ids["intake"]
+    open_intake = ids["open_intake"]
     return {
         "patient.home": [("GET", "/", {}, everyone(200))],
         "patient.open_link": [("GET", "/i/not-a-link", {}, everyone(404))],
@@ -57,10 +62,27 @@ def matrix(ids: dict[str, str]) -> dict[str, list[tuple[str, str, dict[str, Any]
         "patient.review": [("GET", "/intake/review", {}, patient_only(200))],
         "patient.submit": [("POST", "/intake/submit", {}, everyone(302))],  # no CSRF token: back to review
         "patient.done": [("GET", "/intake/done", {}, patient_only(302))],  # not submitted: back to start
-        "clinician.intakes": [("GET", "/clinician/", {}, staff_only(200))],
-        "clinician.flags": [("GET", "/clinician/flags", {}, staff_only(200))],
-        "clinician.summary": [("GET", f"/clinician/intakes/{ids['intake']}", {}, staff_only(200))],
-        "clinician.summary_pdf": [("GET", f"/clinician/intakes/{ids['intake']}/screening-summary.pdf", {}, staff_only(200))],
+        "staff.login": [("GET", "/staff/login", {}, everyone(200)), ("POST", "/staff/login", {}, everyone(400))],
+        "staff.login_code": [("GET", "/staff/login/code", {}, everyone(302))],  # no password step pending
+        "staff.logout": [("POST", "/staff/logout", {}, everyone(400))],  # no CSRF token
+        "staff.two_step": [("GET", "/staff/two-step", {}, staff(200, *ROLES))],
+        "front_desk.day": [("GET", "/front-desk/", {}, staff(200, "front-desk", "clinician"))],
+        "front_desk.new_intake": [("GET", "/front-desk/new", {}, staff(200, "front-desk")),
+                                  ("POST", "/front-desk/new", {}, staff(400, "front-desk"))],
+        "front_desk.new_link": [("POST", f"/front-desk/intakes/{open_intake}/link", {}, staff(400, "front-desk"))],
+        "front_desk.show_link": [("GET", f"/front-desk/intakes/{open_intake}/link", {}, staff(200, "front-desk"))],
+        "clinician.intakes": [("GET", "/clinician/", {}, staff(200, "clinician"))],
+        "clinician.flags": [("GET", "/clinician/flags", {}, staff(200, "clinician"))],
+        "clinician.summary": [("GET", f"/clinician/intakes/{intake}", {}, staff(200, "clinician"))],
+        "clinician.summary_pdf": [("GET", f"/clinician/intakes/{intake}/screening-summary.pdf", {}, staff(200, "clinician"))],
+        "admin.users": [("GET", "/admin/users", {}, staff(200, "admin"))],
+        "admin.add_user": [("POST", "/admin/users", {}, staff(400, "admin"))],
+        "admin.change_user": [("POST", "/admin/users/doctor/disable", {}, staff(400, "admin"))],
+        "admin.clients": [("GET", "/admin/clients", {}, staff(200, "admin"))],
+        "admin.add_client": [("POST", "/admin/clients", {}, staff(400, "admin"))],
+        "admin.revoke_client": [("POST", "/admin/clients/narrow/revoke", {}, staff(400, "admin"))],
+        "admin.audit_log": [("GET", "/admin/audit", {}, staff(200, "admin"))],
+        "admin.audit_export": [("GET", "/admin/audit/AuditEvent.ndjson", {}, staff(200, "admin"))],
         "auth_api.smart_configuration": [("GET", "/.well-known/smart-configuration", {}, everyone(200)),
                                          ("GET", "/fhir/.well-known/smart-configuration", {}, everyone(200))],
         "auth_api.token": [("POST", "/auth/token", {"data": {"grant_type": "client_credentials"}}, everyone(400))],
@@ -69,19 +91,20 @@ def matrix(ids: dict[str, str]) -> dict[str, list[tuple[str, str, dict[str, Any]
                       ("GET", f"/fhir/Observation/{ids['observation']}", {}, fhir(200, narrow=200))],
         "fhir.search": [("GET", "/fhir/QuestionnaireResponse", {}, fhir(200)),
                         ("GET", "/fhir/Observation", {}, fhir(200, narrow=200))],
-        "fhir.search_post": [("POST", "/fhir/Patient/_search", {"data": {"name": "test"}}, fhir(200))],
+        "fhir.search_post": [("POST", "/fhir/Patient/_search", {"data": {"name": "test"}}, fhir(200, clinician=False))],
         "fhir.binary": [("GET", f"/fhir/Binary/{ids['document']}", {}, fhir(200))],
         "fhir.extract": [("GET", f"/fhir/QuestionnaireResponse/{ids['qr']['id']}/$extract", {}, fhir(200))],
-        "fhir.validate_response": [("POST", "/fhir/QuestionnaireResponse/$validate", fhir_json, fhir(200, narrow=200))],
+        "fhir.validate_response": [("POST", "/fhir/QuestionnaireResponse/$validate", fhir_json,
+                                    fhir(200, narrow=200, clinician=False))],
         "fhir.validate_questionnaire": [("POST", "/fhir/Questionnaire/$validate",
                                          {"data": json.dumps({"resourceType": "Questionnaire"}),
-                                          "content_type": "application/fhir+json"}, fhir(200, narrow=200))],
+                                          "content_type": "application/fhir+json"}, fhir(200, narrow=200, clinician=False))],
         "fhir.export_system": [("GET", "/fhir/$export", {}, fhir(202))],
         "fhir.export_patients": [("GET", "/fhir/Patient/$export", {}, fhir(202))],
         "fhir.export_group": [("GET", "/fhir/Group/clinic/$export", {}, fhir(202))],
         "fhir.export_status": [("GET", f"/fhir/$export-status/{job}", {}, own_job(200))],
         "fhir.export_file": [("GET", f"/fhir/$export-file/{job}/Patient.ndjson", {}, own_job(200))],
-        "fhir.export_cancel": [("DELETE", f"/fhir/$export-status/{job}", {}, own_job(202))],  # runs last
+        "fhir.export_cancel": [("DELETE", f"/fhir/$export-status/{job}", {}, own_job(202, clinician=401))],  # runs last
         "static": [("GET", "/static/intake.css", {}, everyone(200))],
     }
 
@@ -89,18 +112,18 @@ def matrix(ids: dict[str, str]) -> dict[str, list[tuple[str, str, dict[str, Any]
 def callers(app: Flask) -> dict[str, Callable[..., Any]]:
     patient = app.test_client()
     assert patient.get(invite_link(app)).status_code == 302
-    anonymous, staff, system, narrow = (app.test_client() for _ in range(4))
+    anonymous, system, narrow = (app.test_client() for _ in range(3))
     system_token, narrow_token = new_token(app, "system"), new_token(app, "narrow", ("system/Observation.read",))
 
-    def with_headers(client: FlaskClient, headers: dict[str, str], **extra: Any) -> Callable[..., Any]:
+    def with_headers(client: FlaskClient, headers: dict[str, str]) -> Callable[..., Any]:
         def call(method: str, path: str, **kwargs: Any) -> Any:
-            return client.open(path, method=method, headers={**headers, "Prefer": "respond-async"}, **extra, **kwargs)
+            return client.open(path, method=method, headers={**headers, "Prefer": "respond-async"}, **kwargs)
         return call
 
     return {
         "anonymous": with_headers(anonymous, {}),
         "patient": with_headers(patient, {}),
-        "staff": with_headers(staff, {}, auth=STAFF),
+        **{role: with_headers(signed_in(app, role), {}) for role in ROLES},
         "system": with_headers(system, {"Authorization": f"Bearer {system_token}"}),
         "narrow": with_headers(narrow, {"Authorization": f"Bearer {narrow_token}"}),
     }
@@ -121,8 +144,15 @@ def test_every_route_for_every_caller(api_app: Flask) -> None:  # noqa: F811
         response = read.get(path, headers={"Authorization": f"Bearer {admin}"})
         return json.loads(response.data)["entry"][0]["resource"]
 
+    with api_app.extensions["intake.sessions"]() as session:
+        from sqlalchemy import select
+
+        from intake.storage.models import Intake
+
+        open_intake = session.scalars(select(Intake.id).where(Intake.status != "completed")).first()
     ids = {"intake": intake_id, "patient": patient_id, "job": job, "qr": first("/fhir/QuestionnaireResponse"),
-           "observation": first("/fhir/Observation")["id"], "document": first("/fhir/DocumentReference")["id"]}
+           "observation": first("/fhir/Observation")["id"], "document": first("/fhir/DocumentReference")["id"],
+           "open_intake": open_intake}
     rows = matrix(ids)
     endpoints = {rule.endpoint for rule in api_app.url_map.iter_rules()}
     assert endpoints == set(rows), f"routes without a row: {endpoints - set(rows)}; rows without a route: {set(rows) - endpoints}"

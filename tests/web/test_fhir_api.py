@@ -12,14 +12,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from werkzeug.security import generate_password_hash
 
 from intake import create_app
 from intake.core.fhir_models import resource_errors
 from intake.storage.models import FhirResource, Intake, Patient
 from tests.fhircheck import fhircheck
 from tests.smart_client import SmartClient
-from tests.web.flow import EMERGENCY, HIGH_PHQ4, STAFF, complete_intake
+from tests.web.flow import EMERGENCY, HIGH_PHQ4, STAFF, complete_intake, signed_in
 
 FHIR_JSON = "application/fhir+json"
 
@@ -28,7 +27,6 @@ FHIR_JSON = "application/fhir+json"
 def api_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     app = create_app({
         "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager",
-        "INTAKE_STAFF_USER": STAFF[0], "INTAKE_STAFF_PASSWORD_HASH": generate_password_hash(STAFF[1]),
     })
     yield app
     app.extensions["intake.engine"].dispose()
@@ -114,10 +112,14 @@ def test_everything_but_metadata_needs_a_valid_token(api_app: Flask, two_intakes
     client = api_app.test_client()
     assert_outcome(client.get("/fhir/Patient"), 401, "login")
     assert_outcome(client.get("/fhir/Patient", headers={"Authorization": "Bearer nope"}), 401, "login")
-    assert_outcome(client.get("/fhir/Patient", auth=(STAFF[0], "wrong")), 401, "login")
+    assert_outcome(client.get("/fhir/Patient", auth=STAFF), 401, "login")  # HTTP Basic is not a way in
     token = new_token(api_app, "lab")
     assert client.get("/fhir/Patient", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    assert client.get("/fhir/Patient", auth=STAFF).status_code == 200  # interim staff sign-in
+    # A signed-in clinician reads the FHIR JSON with their session (GET only); other roles do not.
+    clinician = signed_in(api_app, "clinician")
+    assert clinician.get("/fhir/Patient").status_code == 200
+    assert_outcome(clinician.post("/fhir/Patient/_search", data={"name": "x"}), 401, "login")
+    assert_outcome(signed_in(api_app, "front-desk").get("/fhir/Patient"), 401, "login")
     # A token issued for another host (its issuer is that host's token endpoint) is refused here.
     elsewhere = new_token(api_app, "other", base_url="http://elsewhere.example")
     assert_outcome(client.get("/fhir/Patient", headers={"Authorization": f"Bearer {elsewhere}"}), 401)

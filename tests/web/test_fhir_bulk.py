@@ -11,14 +11,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.security import generate_password_hash
 
 from intake import bulk_export, create_app
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
 from tests.fhircheck import fhircheck
-from tests.web.flow import EMERGENCY, STAFF, complete_intake
+from tests.web.flow import EMERGENCY, complete_intake
 from tests.web.test_fhir_api import Api, assert_outcome, new_token, patient_of
 
 ASYNC = {"Prefer": "respond-async"}
@@ -27,7 +26,6 @@ ASYNC = {"Prefer": "respond-async"}
 def make_app(database_url: str, tmp_path: Path, jobs: str) -> Flask:
     return create_app({
         "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True,
-        "INTAKE_STAFF_USER": STAFF[0], "INTAKE_STAFF_PASSWORD_HASH": generate_password_hash(STAFF[1]),
         "INTAKE_JOBS": jobs,
     })
 

@@ -12,15 +12,21 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select
-from werkzeug.security import generate_password_hash
 
 from intake import create_app
 from intake.core.scoring import Context, score_intake
 from intake.storage.models import FlagRecord, Intake, ScoringResult
 from tests.web.conftest import csrf
-from tests.web.flow import EMERGENCY, HIGH_PHQ4, STAFF, complete_intake, fill_all
+from tests.web.flow import (
+    EMERGENCY,
+    HIGH_PHQ4,
+    STAFF,
+    complete_intake,
+    fill_all,
+    sign_in,
+    signed_in,
+)
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -55,15 +61,14 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 def staff_app(database_url: str, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]) -> Iterator[Flask]:
     app = create_app({
         "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager",
-        "INTAKE_STAFF_USER": STAFF[0], "INTAKE_STAFF_PASSWORD_HASH": generate_password_hash(STAFF[1]),
         "INTAKE_NOTIFY_WEBHOOK": webhook[0],
     })
     yield app
     app.extensions["intake.engine"].dispose()
 
 
-def staff_get(client: FlaskClient, path: str) -> Any:
-    return client.get(path, auth=STAFF)
+def staff_get(app: Flask, path: str) -> Any:
+    return signed_in(app).get(path)
 
 
 def test_emergency_answer_shows_guidance_and_notifies_staff_once(staff_app: Flask, webhook: tuple[str, list]) -> None:
@@ -92,21 +97,22 @@ def test_no_guidance_without_an_emergency_flag(staff_app: Flask, webhook: tuple[
     assert all(r["tier"] != "emergency" for r in webhook[1])
 
 
-def test_clinician_pages_need_staff_credentials(staff_app: Flask, app: Flask) -> None:
+def test_clinician_pages_need_a_clinician_signed_in(staff_app: Flask) -> None:
     _client, intake_id = complete_intake(staff_app, {})
     client = staff_app.test_client()
     path = f"/clinician/intakes/{intake_id}"
-    assert client.get(path).status_code == 401
-    assert client.get(path, auth=(STAFF[0], "wrong")).status_code == 401
-    assert client.get(path, auth=("nobody", STAFF[1])).status_code == 401
-    assert staff_get(client, path).status_code == 200
-    # An app with no staff configured keeps the pages closed.
-    assert app.test_client().get("/clinician/", auth=STAFF).status_code == 403
+    response = client.get(path)
+    assert response.status_code == 302 and response.headers["Location"].startswith("/staff/login?next=")
+    assert client.get(path, auth=STAFF).status_code == 302  # HTTP Basic is not a way in
+    assert sign_in(client, STAFF[0], "wrong").status_code == 401
+    assert signed_in(staff_app).get(path).status_code == 200
+    assert signed_in(staff_app, "front-desk").get(path).status_code == 403
+    assert signed_in(staff_app, "admin").get(path).status_code == 403
 
 
 def test_summary_flags_first_then_scores_matching_the_engine(staff_app: Flask) -> None:
     _client, intake_id = complete_intake(staff_app, {**EMERGENCY, **HIGH_PHQ4})
-    page = staff_get(staff_app.test_client(), f"/clinician/intakes/{intake_id}").text
+    page = staff_get(staff_app, f"/clinician/intakes/{intake_id}").text
     assert "Screening aid, not a diagnosis" in page
     assert page.index('id="flags-title"') < page.index('id="scores-title"') < page.index('id="answers-title"')
     assert page.index("tier-emergency") < page.index("<h2 id=\"scores-title\">")
@@ -139,7 +145,7 @@ def test_summary_shows_change_since_last_time_and_a_trend(staff_app: Flask) -> N
         assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
     with staff_app.extensions["intake.sessions"]() as session:
         latest = session.scalars(select(Intake.id).order_by(Intake.completed_at.desc())).first()
-    page = staff_get(staff_app.test_client(), f"/clinician/intakes/{latest}").text
+    page = staff_get(staff_app, f"/clinician/intakes/{latest}").text
     # PHQ-4 total: 0 the first time, 12 the second, 4 now: last time 12, change -8, three points.
     assert '12 <span class="change">(-8)</span>' in page
     assert 'aria-label="Trend of' in page and "over 3 intakes" in page
@@ -178,7 +184,7 @@ def test_same_scores_on_the_page_in_the_cli_and_after_a_reload(staff_app: Flask,
     assert reading(printed) == reading(stored)
     assert sorted(f["id"] for f in printed["flags"]) == sorted(f["id"] for f in stored["flags"])
     assert {"phq9", "gad7", "mnsi", "pss10", "medas"} <= {s["id"] for s in stored["scores"]}
-    page = staff_get(staff_app.test_client(), f"/clinician/intakes/{intake_id}").text
+    page = staff_get(staff_app, f"/clinician/intakes/{intake_id}").text
     for score_id, total, band, complete in reading(stored):
         title = next(s["title"] for s in stored["scores"] if s["id"] == score_id)
         row = page[page.index(title):]

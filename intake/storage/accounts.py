@@ -1,0 +1,60 @@
+"""Queries for staff accounts and their server-side sessions. Functions take the caller's
+`Session` and never commit (the caller owns the transaction)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from intake.storage.models import StaffSession, User
+
+
+def get_user(session: Session, user_id: int) -> User | None:
+    return session.get(User, user_id)
+
+
+def user_named(session: Session, username: str) -> User | None:
+    return session.scalars(select(User).where(User.username == username)).one_or_none()
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def add_user(session: Session, *, username: str, display_name: str, role: str, password_hash: str,
+             now: datetime) -> User:
+    user = User(username=username, display_name=display_name, role=role, password_hash=password_hash,
+                created_at=now, password_changed_at=now)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def end_sessions_of(session: Session, user_id: int, *, now: datetime) -> int:
+    """End every open session of a user (disable, password reset): their cookies stop working."""
+    result = session.execute(update(StaffSession).where(StaffSession.user_id == user_id, StaffSession.ended_at.is_(None))
+                             .values(ended_at=now), execution_options={"synchronize_session": False})
+    return int(getattr(result, "rowcount", 0))
+
+
+def open_session(session: Session, *, session_hash: str, user_id: int, now: datetime) -> None:
+    session.add(StaffSession(id=session_hash, user_id=user_id, created_at=now, last_seen_at=now))
+    session.flush()
+
+
+def session_and_user(session: Session, session_hash: str) -> tuple[StaffSession, User] | None:
+    row = session.execute(select(StaffSession, User).join(User, User.id == StaffSession.user_id)
+                          .where(StaffSession.id == session_hash)).first()
+    return (row[0], row[1]) if row else None
+
+
+def touch_session(session: Session, session_hash: str, *, now: datetime) -> None:
+    session.execute(update(StaffSession).where(StaffSession.id == session_hash, StaffSession.ended_at.is_(None))
+                    .values(last_seen_at=now), execution_options={"synchronize_session": False})
+
+
+def end_session(session: Session, session_hash: str, *, now: datetime) -> None:
+    session.execute(update(StaffSession).where(StaffSession.id == session_hash, StaffSession.ended_at.is_(None))
+                    .values(ended_at=now), execution_options={"synchronize_session": False})

@@ -1,0 +1,88 @@
+"""Audit rows for every read, search, download and export, written after the view answered.
+
+Reads are audited here, in one place, by endpoint (`AUDITED`), refused attempts included (outcome
+failure); views name what they returned with `note(...)`. Sign-ins and changes are audited by the
+code that makes them, in the same transaction as the change (`intake.audit.record`), so a change
+and its audit row commit or fail together. Each audited request writes exactly one row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import Flask, Response, g, request, session
+from flask_login import current_user
+
+from intake import audit
+from intake.web import writer
+
+# endpoint -> action, for requests that disclose records (changes are recorded where they happen)
+AUDITED: dict[str, str] = {
+    "fhir.read": "read",
+    "fhir.search": "search",
+    "fhir.search_post": "search",
+    "fhir.extract": "read",
+    "fhir.binary": "pdf",
+    "fhir.export_system": "export",
+    "fhir.export_patients": "export",
+    "fhir.export_group": "export",
+    "fhir.export_file": "export",
+    "fhir.export_cancel": "delete",
+    "clinician.intakes": "search",
+    "clinician.flags": "search",
+    "clinician.summary": "read",
+    "clinician.summary_pdf": "pdf",
+    "front_desk.day": "search",
+    "admin.audit_log": "search",
+    "admin.audit_export": "export",
+}
+
+
+def note(*entities: str) -> None:
+    """Name the records this request disclosed ("Type/id"), for its audit row."""
+    g.setdefault("audit_entities", []).extend(entities)
+
+
+def current_actor() -> audit.Actor:
+    """Who is asking: an API client or a clinician through the FHIR API, a signed-in staff member,
+    a patient's link session, or nobody."""
+    grant = g.get("grant")
+    if grant is not None:
+        if grant.client.startswith("user:"):
+            return audit.Actor("user", grant.client[5:])
+        return audit.Actor("client", grant.client)
+    if current_user.is_authenticated:
+        return audit.Actor("user", current_user.username)
+    from intake.web.patient import SESSION_KEY
+
+    intake_id = session.get(SESSION_KEY)
+    if isinstance(intake_id, str):
+        return audit.Actor("patient-link", f"Intake/{intake_id}")
+    return audit.Actor("anonymous", "")
+
+
+def source() -> str:
+    return request.remote_addr or ""
+
+
+def record_change(db: object, action: str, *entities: str, detail: dict[str, object] | None = None,
+                  now: datetime | None = None) -> None:
+    """Audit a change in the caller's write transaction (`db` is its session)."""
+    audit.record(db, actor=current_actor(), action=action, now=now or datetime.now(timezone.utc),  # type: ignore[arg-type]
+                 entities=entities, detail=detail, source=source())
+
+
+def register(app: Flask) -> None:
+    @app.after_request
+    def audit_disclosure(response: Response) -> Response:
+        action = AUDITED.get(request.endpoint or "")
+        if action is None:
+            return response
+        detail: dict[str, object] = {"method": request.method, "path": request.path[:300], "status": response.status_code}
+        if request.query_string:
+            detail["query"] = request.query_string.decode("latin-1")[:500]
+        with writer() as db:
+            audit.record(db, actor=current_actor(), action=action, now=datetime.now(timezone.utc),
+                         entities=g.get("audit_entities", ()), detail=detail, source=source(),
+                         outcome="success" if response.status_code < 400 else "failure")
+        return response
