@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from intake.core.extensions import BASE
-from intake.core.extract import SID, instant
+from intake.core.extract import SID
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 AUDIT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
@@ -43,6 +43,17 @@ CODES: dict[str, tuple[dict[str, str], dict[str, str], str]] = {
 }
 
 
+# The service's own records (not FHIR resources) travel as identifiers, not references.
+LOCAL_RECORDS = {"Intake": "intake", "User": "user", "ApiClient": "api-client"}
+
+
+def _entity(ref: str) -> dict[str, Any]:
+    kind, _, ident = ref.partition("/")
+    if kind in LOCAL_RECORDS:
+        return {"what": {"identifier": {"system": SID + LOCAL_RECORDS[kind], "value": ident}}}
+    return {"what": {"reference": ref}}
+
+
 def audit_event(row: Mapping[str, Any]) -> dict[str, Any]:
     """One AuditEvent from an audit row (keys: seq, at, actor_kind, actor, action, outcome,
     entities (JSON list of "Type/id"), detail (JSON object), source, hash)."""
@@ -64,7 +75,7 @@ def audit_event(row: Mapping[str, Any]) -> dict[str, Any]:
         "type": event_type,
         "subtype": [subtype],
         "action": action,
-        "recorded": instant(at),
+        "recorded": at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "outcome": "0" if row["outcome"] == "success" else "4",
         "agent": [agent],
         "source": {"site": "Intake", "observer": {"display": "Intake screening service"},
@@ -73,7 +84,7 @@ def audit_event(row: Mapping[str, Any]) -> dict[str, Any]:
     }
     if detail:
         event["outcomeDesc"] = " ".join(f"{key}={detail[key]}" for key in sorted(detail))[:1000]
-    entities = [{"what": {"reference": ref}} for ref in json.loads(row["entities"] or "[]")]
+    entities = [_entity(ref) for ref in json.loads(row["entities"] or "[]")]
     if entities:
         event["entity"] = entities
     return event

@@ -141,5 +141,6 @@ def show_link(intake_id: str) -> Any:
     if intake is None:
         abort(404)
     patient = repository.get_patient(reader(), intake.patient_id)
-    return render_template("staff/link.html", link=link, intake=intake, patient=patient, form=FlaskForm(),
+    day = intake.appointment_at.astimezone(_zone()).date().isoformat() if intake.appointment_at else None
+    return render_template("staff/link.html", link=link, intake=intake, patient=patient, form=FlaskForm(), day=day,
                            expires_hours=current_app.config["INTAKE_LINK_TTL_HOURS"])

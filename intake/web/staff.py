@@ -133,7 +133,8 @@ def _source() -> str:
 
 
 class LoginForm(FlaskForm):  # type: ignore[misc]
-    username = StringField("User name", validators=[InputRequired(), Length(max=64)])
+    # No length rule of its own: a name too long to exist fails like any other wrong name.
+    username = StringField("User name", validators=[InputRequired(), Length(max=accounts.MAX_PASSWORD)])
     password = PasswordField("Password", validators=[InputRequired(), Length(max=accounts.MAX_PASSWORD)])
 
 

@@ -1,0 +1,101 @@
+"""intake.accounts: account rules, credentials without enumeration, TOTP replay, session liveness."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pyotp
+import pytest
+from sqlalchemy.orm import Session
+
+from intake import accounts
+from intake.storage.db import make_engine, make_session_factory, session_scope
+from intake.storage.migrate import upgrade
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+PASSWORD = "correct horse battery staple"
+IDLE, ABSOLUTE = timedelta(minutes=15), timedelta(hours=10)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Session]:
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with session_scope(make_session_factory(engine)) as session:
+        yield session
+    engine.dispose()
+
+
+def test_new_accounts_follow_the_rules(db: Session) -> None:
+    user = accounts.add_user(db, username="  Dr.Who ", display_name="  Doctor   Who ", role="clinician", password=PASSWORD, now=NOW)
+    assert (user.username, user.display_name) == ("dr.who", "Doctor Who")
+    assert user.password_hash.startswith("scrypt:") and PASSWORD not in user.password_hash
+    for kwargs, message in [
+        ({"username": "DR.WHO"}, "already a user"),
+        ({"username": "x"}, "user name"),
+        ({"username": "a b"}, "user name"),
+        ({"role": "root"}, "role"),
+        ({"password": "short"}, "12 to 256"),
+        ({"username": "longenoughname1", "password": "LongEnoughName1"}, "not be the user name"),
+    ]:
+        with pytest.raises(accounts.AccountError, match=message):
+            accounts.add_user(db, **{"username": "other", "display_name": "", "role": "clinician", "password": PASSWORD, "now": NOW,
+                                     **kwargs})
+
+
+def test_credentials_fail_alike_for_unknown_wrong_and_disabled(db: Session) -> None:
+    accounts.add_user(db, username="nurse", display_name="", role="front-desk", password=PASSWORD, now=NOW)
+    assert accounts.check_credentials(db, "NURSE ", PASSWORD) is not None
+    assert accounts.check_credentials(db, "nurse", PASSWORD + "x") is None
+    assert accounts.check_credentials(db, "nobody", PASSWORD) is None
+    assert accounts.check_credentials(db, "n" * 5000, PASSWORD) is None
+    accounts.set_disabled(db, "nurse", True, now=NOW)
+    assert accounts.check_credentials(db, "nurse", PASSWORD) is None
+
+
+def test_a_totp_code_works_once_and_only_near_its_time(db: Session) -> None:
+    user = accounts.add_user(db, username="doc", display_name="", role="clinician", password=PASSWORD, now=NOW)
+    secret = accounts.new_totp_secret()
+    totp = pyotp.TOTP(secret)
+    assert not accounts.enable_totp(db, user, secret, "000000" if totp.at(NOW) != "000000" else "111111", now=NOW)
+    assert accounts.enable_totp(db, user, secret, totp.at(NOW), now=NOW)
+    later = NOW + timedelta(seconds=30)
+    assert accounts.accept_totp(db, user, totp.at(later), now=later)
+    assert not accounts.accept_totp(db, user, totp.at(later), now=later)  # replayed
+    much_later = NOW + timedelta(minutes=10)
+    assert not accounts.accept_totp(db, user, totp.at(NOW + timedelta(minutes=5)), now=much_later)  # too old
+    assert accounts.accept_totp(db, user, totp.at(much_later - timedelta(seconds=30)), now=much_later)  # one step of drift
+    assert "otpauth://totp/Intake:doc?secret=" in accounts.totp_uri(secret, "doc")
+    assert accounts.totp_step(secret, "12 34", now=NOW, after=None) is None  # not six digits
+
+
+def test_sessions_end_on_logout_idle_age_disable_and_password_reset(db: Session) -> None:
+    user = accounts.add_user(db, username="desk", display_name="", role="front-desk", password=PASSWORD, now=NOW)
+
+    def live(token: str, at: datetime) -> bool:
+        return accounts.live_session(db, token, now=at, idle=IDLE, absolute=ABSOLUTE) is not None
+
+    token = accounts.start_session(db, user, now=NOW)
+    signed_in, stale = accounts.live_session(db, token, now=NOW, idle=IDLE, absolute=ABSOLUTE)  # type: ignore[misc]
+    assert signed_in.username == "desk" and not stale
+    assert not live("not-a-token", NOW) and not live(token + "x", NOW)
+    assert not live(token, NOW + IDLE + timedelta(seconds=1))  # idle
+    step = NOW
+    for _ in range(50):  # active every 14 minutes: alive until the absolute limit
+        step += timedelta(minutes=14)
+        if step - NOW > ABSOLUTE:
+            assert not live(token, step)
+            break
+        assert live(token, step)
+        accounts.touch_session(db, accounts.session_hash(token), now=step)
+    else:
+        pytest.fail("the absolute timeout never ended the session")
+    for end in (lambda t: accounts.end_session(db, accounts.session_hash(t), now=NOW),
+                lambda t: accounts.set_disabled(db, "desk", True, now=NOW),
+                lambda t: accounts.reset_password(db, "desk", PASSWORD + "!", now=NOW)):
+        accounts.set_disabled(db, "desk", False, now=NOW)
+        fresh = accounts.start_session(db, user, now=NOW)
+        assert live(fresh, NOW)
+        end(fresh)
+        assert not live(fresh, NOW)

@@ -1,0 +1,176 @@
+"""The audit log through the service: each listed action writes exactly one row, naming who, what,
+when and from where; tampering is detected (`flask intake audit verify`); the log exports as FHIR
+AuditEvent (through fhircheck); admins see it, nobody else; no PHI reaches the application logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import delete, select, update
+
+from intake.storage.models import AuditRecord
+from tests.fhircheck import fhircheck
+from tests.web.conftest import csrf, invite_link
+from tests.web.flow import (
+    EMERGENCY,
+    complete_intake,
+    fill_page,
+    page_data,
+    sign_in,
+    signed_in,
+)
+from tests.web.test_fhir_api import Api, api_app, new_token, patient_of  # noqa: F401  (fixture)
+
+
+def rows(app: Flask) -> list[AuditRecord]:
+    with app.extensions["intake.sessions"]() as session:
+        found = list(session.scalars(select(AuditRecord).order_by(AuditRecord.seq)))
+        session.expunge_all()
+    return found
+
+
+def one_new_row(app: Flask, action: Callable[[], Any]) -> AuditRecord:
+    """Run `action`; exactly one audit row must have been written; return it."""
+    before = len(rows(app))
+    action()
+    after = rows(app)
+    assert len(after) == before + 1, [(r.action, r.actor, r.detail) for r in after[before:]]
+    return after[-1]
+
+
+def test_each_audited_action_writes_exactly_one_row(api_app: Flask) -> None:  # noqa: F811
+    _client, intake_id = complete_intake(api_app, EMERGENCY)
+    patient_id = patient_of(api_app, intake_id)
+    api = Api(api_app.test_client(), new_token(api_app, "ehr"))
+    clinician = signed_in(api_app, "clinician")
+    desk = signed_in(api_app, "front-desk")
+    admin = signed_in(api_app, "admin")
+
+    read = one_new_row(api_app, lambda: api.json(f"/fhir/Patient/{patient_id}"))
+    assert (read.action, read.actor_kind, read.actor, read.outcome) == ("read", "client", "ehr", "success")
+    assert json.loads(read.entities) == [f"Patient/{patient_id}"] and read.source == "127.0.0.1"
+
+    search = one_new_row(api_app, lambda: api.json(f"/fhir/Observation?patient={patient_id}"))
+    assert search.action == "search" and len(json.loads(search.entities)) >= 2
+    assert json.loads(search.detail)["query"] == f"patient={patient_id}"
+
+    export = one_new_row(api_app, lambda: api.get("/fhir/$export?_type=Patient", headers={"Prefer": "respond-async"}))
+    assert export.action == "export" and json.loads(export.detail)["status"] == 202
+
+    pdf = one_new_row(api_app, lambda: clinician.get(f"/clinician/intakes/{intake_id}/screening-summary.pdf"))
+    assert (pdf.action, pdf.actor_kind, pdf.actor) == ("pdf", "user", "doctor")
+    assert json.loads(pdf.entities) == [f"Intake/{intake_id}"]
+
+    summary = one_new_row(api_app, lambda: clinician.get(f"/clinician/intakes/{intake_id}"))
+    assert summary.action == "read"
+    fhir_json = one_new_row(api_app, lambda: clinician.get(f"/fhir/Patient/{patient_id}"))
+    assert (fhir_json.action, fhir_json.actor_kind, fhir_json.actor) == ("read", "user", "doctor")
+
+    login = one_new_row(api_app, lambda: signed_in(api_app, "clinician"))
+    assert (login.action, login.actor, login.outcome) == ("login", "doctor", "success")
+    failed = one_new_row(api_app, lambda: sign_in(api_app.test_client(), "doctor", "not the password"))
+    assert (failed.action, failed.actor_kind, failed.actor, failed.outcome) == ("login-failed", "anonymous", "doctor", "failure")
+    logout = one_new_row(api_app, lambda: clinician.post("/staff/logout", data={"csrf_token": csrf(clinician.get("/staff/two-step").text)}))
+    assert (logout.action, logout.actor) == ("logout", "doctor")
+
+    refused = one_new_row(api_app, lambda: desk.get(f"/clinician/intakes/{intake_id}"))
+    assert refused.outcome == "failure" and json.loads(refused.detail)["status"] == 403
+
+    page = desk.get("/front-desk/new").text
+    created = one_new_row(api_app, lambda: desk.post("/front-desk/new", data={
+        "name": "Audit Person", "birth_date": "1980-01-01", "appointment_day": "2030-01-01", "appointment_time": "09:00",
+        "questionnaires": ["stress"], "csrf_token": csrf(page)}))
+    assert (created.action, created.actor, created.actor_kind) == ("create", "frontdesk", "user")
+    page = admin.get("/admin/users").text
+    added = one_new_row(api_app, lambda: admin.post("/admin/users", data={
+        "username": "nurse2", "display_name": "Nurse", "role": "front-desk", "password": "another long password",
+        "csrf_token": csrf(page)}))
+    assert (added.action, json.loads(added.entities)) == ("create", ["User/nurse2"])
+
+    patient = api_app.test_client()
+    link = invite_link(api_app)
+    opened = one_new_row(api_app, lambda: patient.get(link))
+    assert (opened.action, opened.actor_kind) == ("login", "patient-link")
+    path = "/intake/stress/stress-phq4" if "stress-phq4" in patient.get("/intake").text else None
+    first = path or __import__("re").search(r'href="(/intake/[^"]+)"', patient.get("/intake").text).group(1)
+    saved = one_new_row(api_app, lambda: fill_page(patient, api_app, first, {}))
+    assert (saved.action, saved.actor_kind, saved.actor) == ("update", "patient-link", opened.actor)
+    bad_link = one_new_row(api_app, lambda: api_app.test_client().get("/i/not-a-real-link"))
+    assert (bad_link.action, bad_link.outcome) == ("login-failed", "failure")
+
+    unaudited = len(rows(api_app))
+    api_app.test_client().get("/fhir/metadata")
+    api_app.test_client().get("/")
+    assert len(rows(api_app)) == unaudited  # nothing disclosed, nothing written
+    assert api_app.test_cli_runner().invoke(args=["intake", "audit", "verify"]).exit_code == 0
+
+
+@pytest.mark.parametrize("tamper", ["change", "delete-middle", "delete-last", "reorder"])
+def test_tampering_is_detected(api_app: Flask, tamper: str) -> None:  # noqa: F811
+    for _ in range(3):
+        signed_in(api_app, "admin").get("/admin/users")
+    runner = api_app.test_cli_runner()
+    ok = runner.invoke(args=["intake", "audit", "verify"])
+    assert ok.exit_code == 0 and "intact" in ok.output
+    with api_app.extensions["intake.sessions"]() as session, session.begin():
+        if tamper == "change":
+            session.execute(update(AuditRecord).where(AuditRecord.seq == 2).values(actor="someone-else"))
+        elif tamper == "delete-middle":
+            session.execute(delete(AuditRecord).where(AuditRecord.seq == 2))
+        elif tamper == "delete-last":
+            last = session.scalars(select(AuditRecord.seq).order_by(AuditRecord.seq.desc())).first()
+            session.execute(delete(AuditRecord).where(AuditRecord.seq == last))
+        else:
+            first, second = session.scalars(select(AuditRecord).where(AuditRecord.seq.in_([1, 2])).order_by(AuditRecord.seq)).all()
+            a, b = first.at, second.at
+            first.at, second.at = b, a
+    result = runner.invoke(args=["intake", "audit", "verify"])
+    assert result.exit_code == 1 and "TAMPERED" in result.output
+    page = signed_in(api_app, "admin").get("/admin/audit").text
+    assert "tampered with" in page
+
+
+def test_the_log_exports_as_audit_events_for_admins_only(api_app: Flask, tmp_path: Path) -> None:  # noqa: F811
+    _client, intake_id = complete_intake(api_app, {})
+    Api(api_app.test_client(), new_token(api_app)).json(f"/fhir/Patient/{patient_of(api_app, intake_id)}")
+    sign_in(api_app.test_client(), "doctor", "wrong password!")
+    admin = signed_in(api_app, "admin")
+    response = admin.get("/admin/audit/AuditEvent.ndjson")
+    assert response.status_code == 200 and response.content_type == "application/fhir+ndjson"
+    lines = response.data.decode().splitlines()
+    assert len(lines) == len(rows(api_app))  # the export's own row is written before the body streams
+    events = [json.loads(line) for line in lines]
+    assert {e["resourceType"] for e in events} == {"AuditEvent"}
+    assert {e["subtype"][0]["code"] for e in events} >= {"read", "110122"}
+    (tmp_path / "AuditEvent.ndjson").write_bytes(response.data)
+    fhircheck(tmp_path / "AuditEvent.ndjson")
+    out = tmp_path / "cli.ndjson"
+    result = api_app.test_cli_runner().invoke(args=["intake", "audit", "export", "-o", str(out)])
+    assert result.exit_code == 0 and len(out.read_text().splitlines()) >= len(lines)
+    assert signed_in(api_app, "clinician").get("/admin/audit").status_code == 403
+    page = admin.get("/admin/audit?action=login-failed").text
+    assert "login-failed" in page and "Hash chain intact" in page
+
+
+def test_no_patient_details_reach_the_application_logs(api_app: Flask, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    marker = "Zebediah Quaxmoor"
+    caplog.set_level(logging.DEBUG)
+    client = api_app.test_client()
+    client.get(invite_link(api_app, name=marker))
+    path = __import__("re").search(r'href="(/intake/[^"]+)"', client.get("/intake").text).group(1)
+    answers = page_data(api_app, path, {})
+    answers = {key: (marker if isinstance(value, str) and not value.startswith("LA") and len(value) > 5 else value)
+               for key, value in answers.items()}
+    client.post(path, data={**answers, "csrf_token": csrf(client.get(path).text)})
+    _c, intake_id = complete_intake(api_app, EMERGENCY)
+    Api(api_app.test_client(), new_token(api_app)).json(f"/fhir/Patient?name={marker.split()[1]}")
+    signed_in(api_app).get(f"/clinician/intakes/{intake_id}")
+    logged = "\n".join(record.getMessage() + str(record.args or "") for record in caplog.records)
+    assert caplog.records, "nothing was logged at all: the test would prove nothing"
+    assert marker not in logged and marker.split()[1] not in logged

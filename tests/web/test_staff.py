@@ -1,0 +1,188 @@
+"""Staff sign-in: no user enumeration, same-site `next=` only, sessions that end for real (logout,
+idle, disable, password reset), the TOTP step, rate limits, cookie flags."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pyotp
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select, update
+
+from intake import create_app
+from intake.storage.models import StaffSession, User, utcnow
+from tests.web.conftest import csrf
+from tests.web.flow import STAFF, add_staff, sign_in, signed_in
+
+
+def make_app(database_url: str, tmp_path: Path, **config: object) -> Flask:
+    return create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
+                       "TESTING": True, "INTAKE_JOBS": "eager", **config})
+
+
+@pytest.fixture
+def staff_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    app = make_app(database_url, tmp_path)
+    yield app
+    app.extensions["intake.engine"].dispose()
+
+
+def test_every_failed_sign_in_looks_the_same(staff_app: Flask) -> None:
+    add_staff(staff_app)
+    add_staff(staff_app, "gone", "clinician")
+    client = staff_app.test_client()
+    assert client.post("/staff/logout", data={"csrf_token": csrf(client.get("/staff/login").text)}).status_code == 302
+    from intake import accounts
+    from intake.storage.db import session_scope
+
+    with session_scope(staff_app.extensions["intake.sessions"]) as session:
+        accounts.set_disabled(session, "gone", True, now=utcnow())
+    answers = []
+    for username, password in [(STAFF[0], "wrong password!"), ("nobody", STAFF[1]), ("gone", STAFF[1]), ("x" * 65, STAFF[1])]:
+        response = sign_in(client, username, password)
+        body = response.text.replace(csrf(response.text), "")
+        answers.append((response.status_code, body.replace(f'value="{username}"', "")))
+    assert {status for status, _ in answers} == {401}
+    assert len({body for _, body in answers}) == 1, "a failure must not say which part was wrong"
+    assert "Incorrect user name or password." in answers[0][1]
+
+
+@pytest.mark.parametrize("target", [
+    "//evil.com", "/\\evil.com", "https:evil.com", "https://evil.com/", "http://evil.com", "\\\\evil.com",
+    "//evil.com/%2F..", "/\\/evil.com", "javascript:alert(1)", "\t//evil.com", " //evil.com", "/%0d%0aSet-Cookie:x=y",
+    "/\t/evil.com", "evil.com", "///evil.com", "HTTPS://evil.com",
+])
+def test_next_goes_only_to_paths_on_this_site(staff_app: Flask, target: str) -> None:
+    add_staff(staff_app)
+    response = sign_in(staff_app.test_client(), next_url=target)
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert location in ("/clinician/", "/%0d%0aSet-Cookie:x=y"), location
+
+
+def test_next_returns_to_the_page_asked_for(staff_app: Flask) -> None:
+    add_staff(staff_app)
+    client = staff_app.test_client()
+    asked = client.get("/clinician/flags")
+    assert asked.status_code == 302 and asked.headers["Location"] == "/staff/login?next=/clinician/flags"
+    response = sign_in(client, next_url="/clinician/flags")
+    assert response.headers["Location"] == "/clinician/flags"
+    assert client.get("/clinician/flags").status_code == 200
+
+
+def test_a_replayed_cookie_after_logout_is_refused(staff_app: Flask) -> None:
+    client = signed_in(staff_app)
+    cookie = client.get_cookie("session")
+    assert cookie is not None and client.get("/clinician/").status_code == 200
+    page = client.get("/clinician/").text
+    assert client.post("/staff/logout", data={"csrf_token": csrf(page)}).status_code == 302
+    assert client.get("/clinician/").status_code == 302
+    replay = staff_app.test_client()
+    replay.set_cookie("session", cookie.value)  # the old cookie, copied before logout
+    assert replay.get("/clinician/").status_code == 302
+
+
+def _age_sessions(app: Flask, **delta: float) -> None:
+    with app.extensions["intake.sessions"]() as session, session.begin():
+        session.execute(update(StaffSession).values(last_seen_at=utcnow() - timedelta(**delta)))
+
+
+def test_idle_sessions_end_and_activity_keeps_them(staff_app: Flask) -> None:
+    client = signed_in(staff_app)
+    _age_sessions(staff_app, minutes=14)
+    assert client.get("/clinician/").status_code == 200  # 14 idle minutes: still in, and now fresh
+    with staff_app.extensions["intake.sessions"]() as session:
+        seen = session.scalars(select(StaffSession.last_seen_at)).one()
+    assert utcnow() - seen < timedelta(minutes=1)
+    _age_sessions(staff_app, minutes=16)
+    response = client.get("/clinician/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/staff/login")
+
+
+def test_absolute_timeout(staff_app: Flask) -> None:
+    client = signed_in(staff_app)
+    with staff_app.extensions["intake.sessions"]() as session, session.begin():
+        session.execute(update(StaffSession).values(created_at=utcnow() - timedelta(hours=10, minutes=1)))
+    assert client.get("/clinician/").status_code == 302
+
+
+def test_disabling_or_resetting_a_user_ends_their_sessions(staff_app: Flask) -> None:
+    client = signed_in(staff_app)
+    runner = staff_app.test_cli_runner()
+    assert runner.invoke(args=["intake", "user", "disable", STAFF[0]]).exit_code == 0
+    assert client.get("/clinician/").status_code == 302
+    assert sign_in(client).status_code == 401  # and cannot sign in again
+    assert runner.invoke(args=["intake", "user", "enable", STAFF[0]]).exit_code == 0
+    client = signed_in(staff_app)
+    result = runner.invoke(args=["intake", "user", "reset", STAFF[0]], input="a brand new password\n" * 2)
+    assert result.exit_code == 0, result.output
+    assert client.get("/clinician/").status_code == 302
+    assert sign_in(client, password="a brand new password").status_code == 302
+
+
+def test_totp_sign_in_and_a_code_is_not_accepted_twice(staff_app: Flask) -> None:
+    client = signed_in(staff_app)
+    page = client.get("/staff/two-step").text
+    secret = page.split('<code class="secret">')[1].split("<")[0]
+    wrong = client.post("/staff/two-step", data={"code": "000000" if pyotp.TOTP(secret).now() != "000000" else "111111",
+                                                 "csrf_token": csrf(page)})
+    assert wrong.status_code == 400 and "not right" in wrong.text
+    ok = client.post("/staff/two-step", data={"code": pyotp.TOTP(secret).now(), "csrf_token": csrf(page)})
+    assert ok.status_code == 200 and "is on" in ok.text
+    fresh = staff_app.test_client()
+    response = sign_in(fresh)
+    assert response.status_code == 302 and response.headers["Location"] == "/staff/login/code"
+    assert fresh.get("/clinician/").status_code == 302  # the password alone does not sign in
+    code_page = fresh.get("/staff/login/code").text
+    used = pyotp.TOTP(secret).now()  # the code just used to turn it on: refused as a replay
+    assert fresh.post("/staff/login/code", data={"code": used, "csrf_token": csrf(code_page)}).status_code == 401
+    with staff_app.extensions["intake.sessions"]() as session, session.begin():
+        session.execute(update(User).values(totp_last_step=User.totp_last_step - 2))  # as if 60 s had passed
+    done = fresh.post("/staff/login/code", data={"code": pyotp.TOTP(secret).now(), "csrf_token": csrf(code_page)})
+    assert done.status_code == 302 and done.headers["Location"] == "/clinician/"
+    assert fresh.get("/clinician/").status_code == 200
+    assert staff_app.test_cli_runner().invoke(args=["intake", "user", "totp", STAFF[0], "--clear"]).exit_code == 0
+    assert sign_in(staff_app.test_client()).headers["Location"] == "/clinician/"
+
+
+def test_sign_in_is_rate_limited_per_address_and_per_user_name(database_url: str, tmp_path: Path) -> None:
+    app = make_app(database_url, tmp_path, INTAKE_LOGIN_RATE_LIMIT="3 per minute", INTAKE_LOGIN_USER_RATE_LIMIT="5 per hour")
+    add_staff(app)
+    client = app.test_client()
+    statuses = [sign_in(client, password="wrong password!").status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    assert "Too many sign-in attempts" in sign_in(client).text  # even the right password waits
+    # Other addresses trying the same user name are limited too, after 5 failures in all.
+    def from_address(address: str) -> FlaskClient:
+        other = app.test_client()
+        other.environ_base["REMOTE_ADDR"] = address
+        return other
+
+    others = [sign_in(from_address(f"10.0.0.{n}"), password="wrong password!").status_code for n in range(1, 5)]
+    assert others == [401, 401, 429, 429]
+    assert sign_in(from_address("10.0.0.9")).status_code == 429  # the name is locked for now, whoever asks
+    assert sign_in(from_address("10.0.0.10"), "someone", "wrong password!").status_code == 401  # other names are not
+
+
+def test_successful_sign_ins_do_not_count_towards_the_limit(database_url: str, tmp_path: Path) -> None:
+    app = make_app(database_url, tmp_path, INTAKE_LOGIN_RATE_LIMIT="2 per minute")
+    add_staff(app)
+    for _ in range(4):
+        assert sign_in(app.test_client()).status_code == 302
+
+
+def test_cookies_are_http_only_lax_and_host_prefixed_over_https(database_url: str, tmp_path: Path) -> None:
+    app = make_app(database_url, tmp_path, INTAKE_BASE_URL="https://intake.example.org")
+    add_staff(app)
+    client: FlaskClient = app.test_client()
+    token = csrf(client.get("/staff/login", base_url="https://localhost").text)
+    response = client.post("/staff/login", base_url="https://localhost",
+                           data={"username": STAFF[0], "password": STAFF[1], "csrf_token": token})
+    assert response.status_code == 302
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-intake=") and "Secure" in cookie and "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie and "Path=/" in cookie and "Domain" not in cookie
