@@ -49,17 +49,28 @@ def chain_hash(prev_hash: str, seq: int, fields: dict[str, object]) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + _canonical(seq, fields)).hexdigest()
 
 
-def record(session: Session, *, actor: Actor, action: str, now: datetime, entities: Iterable[str] = (),
-           outcome: str = "success", detail: dict[str, object] | None = None, source: str = "") -> AuditRecord:
-    """Append one row in the caller's transaction (so a change and its audit row commit together)."""
+def row_fields(*, actor: Actor, action: str, now: datetime, entities: Iterable[str] = (), outcome: str = "success",
+               detail: dict[str, object] | None = None, source: str = "") -> dict[str, object]:
+    """The stored fields of one row (all but its number and hashes)."""
     if action not in ACTIONS or actor.kind not in ACTOR_KINDS:
         raise ValueError(f"unknown audit action {action!r} or actor kind {actor.kind!r}")
-    fields: dict[str, object] = {
-        "at": now.astimezone(timezone.utc), "actor_kind": actor.kind, "actor": actor.name[:255], "action": action, "outcome": outcome,
-        "entities": json.dumps(sorted(set(entities))), "source": source[:64],
+    return {
+        "at": now.astimezone(timezone.utc), "actor_kind": actor.kind, "actor": actor.name[:255], "action": action,
+        "outcome": outcome, "entities": json.dumps(sorted(set(entities))), "source": source[:64],
         "detail": json.dumps(detail or {}, sort_keys=True, separators=(",", ":")),
     }
-    return audit_log.append(session, fields, chain_hash)
+
+
+def record(session: Session, *, actor: Actor, action: str, now: datetime, entities: Iterable[str] = (),
+           outcome: str = "success", detail: dict[str, object] | None = None, source: str = "") -> None:
+    """Append one row in the caller's transaction (so a change and its audit row commit together)."""
+    fields = row_fields(actor=actor, action=action, now=now, entities=entities, outcome=outcome, detail=detail, source=source)
+    audit_log.append(session, fields, chain_hash)
+
+
+def record_many(session: Session, batch: list[dict[str, object]]) -> int:
+    """Append rows made by `row_fields`, in order, in the caller's transaction."""
+    return audit_log.append_many(session, batch, chain_hash)
 
 
 def _fields(row: AuditRecord) -> dict[str, object]:
@@ -95,9 +106,9 @@ def cli_actor() -> Actor:
     return Actor("cli", name)
 
 
-def record_cli(session: Session, action: str, *entities: str, detail: dict[str, object] | None = None) -> AuditRecord:
+def record_cli(session: Session, action: str, *entities: str, detail: dict[str, object] | None = None) -> None:
     """Audit what a `flask intake` command did, in its transaction."""
-    return record(session, actor=cli_actor(), action=action, now=datetime.now(timezone.utc), entities=entities,
+    record(session, actor=cli_actor(), action=action, now=datetime.now(timezone.utc), entities=entities,
                   detail=detail, source="cli")
 
 

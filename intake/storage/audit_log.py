@@ -10,22 +10,43 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from intake.storage.models import AuditHead, AuditRecord
 
 
-def append(session: Session, fields: dict[str, object], chain: Callable[[str, int, dict[str, object]], str]) -> AuditRecord:
+Chain = Callable[[str, int, dict[str, object]], str]
+
+# Core statements built once: appending is on every audited request, and the ORM's per-statement
+# work cost ten times the database's (1 ms against 0.1 ms per row on SQLite).
+_HEAD_TABLE = AuditHead.__table__
+_LOG_TABLE = AuditRecord.__table__
+_LOCK_HEAD = select(_HEAD_TABLE.c.seq, _HEAD_TABLE.c.hash).where(_HEAD_TABLE.c.id == 1).with_for_update()
+_INSERT = insert(_LOG_TABLE)
+_MOVE_HEAD = update(_HEAD_TABLE).where(_HEAD_TABLE.c.id == 1)
+
+
+def append(session: Session, fields: dict[str, object], chain: Chain) -> None:
     """Insert one row after the head; `chain(prev_hash, seq, fields)` gives its hash."""
-    head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()).one()
-    seq = head.seq + 1
-    digest = chain(head.hash, seq, fields)
-    record = AuditRecord(seq=seq, prev_hash=head.hash, hash=digest, **fields)
-    session.add(record)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=digest))
-    session.flush()
-    return record
+    append_many(session, [fields], chain)
+
+
+def append_many(session: Session, batch: list[dict[str, object]], chain: Chain) -> int:
+    """Insert rows in order after the head: one lock, one (multi-row) insert, one head update."""
+    if not batch:
+        return 0
+    connection = session.connection()
+    seq, previous = connection.execute(_LOCK_HEAD).one()
+    values = []
+    for fields in batch:
+        seq += 1
+        digest = chain(previous, seq, fields)
+        values.append({**fields, "seq": seq, "prev_hash": previous, "hash": digest})
+        previous = digest
+    connection.execute(_INSERT, values)
+    connection.execute(_MOVE_HEAD, {"seq": seq, "hash": previous})
+    return len(values)
 
 
 def head(session: Session) -> tuple[int, str]:

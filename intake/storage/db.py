@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 #: Execution option marking a read-only engine/session (see `make_session_factory`).
 READ_ONLY_OPTION = "intake_read_only"
+#: Execution option marking sessions whose commits need not wait for the disk (see `make_session_factory`).
+RELAXED_OPTION = "intake_relaxed_durability"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -53,7 +55,9 @@ def make_engine(url: str | URL) -> Engine:
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     if backend == "postgresql":
-        return create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_pre_ping=True)
+        event.listen(engine, "begin", _postgresql_on_begin)
+        return engine
     raise ValueError(f"unsupported database backend {backend!r}: use sqlite or postgresql")
 
 
@@ -73,26 +77,48 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(conn: Any) -> None:
-    """Start every transaction with the write lock, unless the connection is marked read-only."""
-    if conn.get_execution_options().get(READ_ONLY_OPTION):
+    """Start every transaction with the write lock, unless the connection is marked read-only;
+    set `synchronous` for the kind of session (FULL, or NORMAL for relaxed ones) when it changes."""
+    options = conn.get_execution_options()
+    if options.get(READ_ONLY_OPTION):
         conn.exec_driver_sql("BEGIN")
-    else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    wanted = "NORMAL" if options.get(RELAXED_OPTION) else "FULL"
+    info = conn.connection.info
+    if info.get("synchronous", "FULL") != wanted:
+        conn.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+        info["synchronous"] = wanted
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+def _postgresql_on_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(RELAXED_OPTION):
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+
+def make_session_factory(engine: Engine, *, read_only: bool = False, relaxed: bool = False) -> sessionmaker[Session]:
     """Sessions that keep loaded attributes after commit (views render after the transaction).
 
     All sessions start their SQLite transaction with ``BEGIN IMMEDIATE``, so even a pure read
     holds the single write lock until it ends. ``read_only=True`` gives sessions for pages that
     only read: a deferred ``BEGIN`` on SQLite (never blocks writers under WAL) and a
     ``READ ONLY`` transaction on PostgreSQL.
+
+    ``relaxed=True`` gives write sessions whose commit does not wait for the disk: SQLite
+    ``synchronous=NORMAL`` under WAL, PostgreSQL ``synchronous_commit=off``. A committed row
+    survives the process being killed, but a power cut or OS crash can lose the last moments of
+    them. Only for records whose loss then is tolerable (the audit rows of reads); a patient's
+    answers always use the durable sessions.
     """
     bind = engine
+    options: dict[str, Any] = {}
     if read_only:
-        options: dict[str, Any] = {READ_ONLY_OPTION: True}
+        options[READ_ONLY_OPTION] = True
         if engine.dialect.name == "postgresql":
             options["postgresql_readonly"] = True
+    if relaxed:
+        options[RELAXED_OPTION] = True
+    if options:
         bind = engine.execution_options(**options)
     return sessionmaker(bind=bind, expire_on_commit=False)
 

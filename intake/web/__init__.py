@@ -29,6 +29,8 @@ def register(app: Flask) -> None:
     from intake.web.patient import bp as patient_bp
 
     app.extensions["intake.readers"] = make_session_factory(app.extensions["intake.engine"], read_only=True)
+    # Commits that need not wait for the disk: the audit rows of reads (intake.audit_queue).
+    app.extensions["intake.relaxed_writers"] = make_session_factory(app.extensions["intake.engine"], relaxed=True)
     app.register_blueprint(patient_bp)
     app.register_blueprint(clinician_bp)
     app.register_blueprint(fhir_bp)

@@ -1,7 +1,9 @@
 """Audit rows for every read, search, download and export, written after the view answered.
 
 Reads are audited here, in one place, by endpoint (`AUDITED`), refused attempts included (outcome
-failure); views name what they returned with `note(...)`. Sign-ins and changes are audited by the
+failure); views name what they returned with `note(...)`. Their rows go through the write-behind
+queue (`intake.audit_queue`: group commit, without waiting for the disk), so a read does not pay
+for a write transaction of its own. Sign-ins and changes are audited by the
 code that makes them, in the same transaction as the change (`intake.audit.record`), so a change
 and its audit row commit or fail together. Each audited request writes exactly one row.
 """
@@ -14,7 +16,7 @@ from flask import Flask, Response, g, request, session
 from flask_login import current_user
 
 from intake import audit
-from intake.web import writer
+from intake.audit_queue import AuditQueue
 
 # endpoint -> action, for requests that disclose records (changes are recorded where they happen)
 AUDITED: dict[str, str] = {
@@ -73,6 +75,9 @@ def record_change(db: object, action: str, *entities: str, detail: dict[str, obj
 
 
 def register(app: Flask) -> None:
+    reads = AuditQueue(app.extensions["intake.relaxed_writers"], app.config["INTAKE_AUDIT_READS"])
+    app.extensions["intake.audit_reads"] = reads
+
     @app.after_request
     def audit_disclosure(response: Response) -> Response:
         action = AUDITED.get(request.endpoint or "")
@@ -81,8 +86,12 @@ def register(app: Flask) -> None:
         detail: dict[str, object] = {"method": request.method, "path": request.path[:300], "status": response.status_code}
         if request.query_string:
             detail["query"] = request.query_string.decode("latin-1")[:500]
-        with writer() as db:
-            audit.record(db, actor=current_actor(), action=action, now=datetime.now(timezone.utc),
-                         entities=g.get("audit_entities", ()), detail=detail, source=source(),
-                         outcome="success" if response.status_code < 400 else "failure")
+        reads.put(audit.row_fields(actor=current_actor(), action=action, now=datetime.now(timezone.utc),
+                                   entities=g.get("audit_entities", ()), detail=detail, source=source(),
+                                   outcome="success" if response.status_code < 400 else "failure"))
         return response
+
+
+def flush(app: Flask) -> None:
+    """Write every queued read row now (tests, before counting rows)."""
+    app.extensions["intake.audit_reads"].flush()

@@ -15,6 +15,7 @@ from flask import Flask
 from sqlalchemy import delete, select, update
 
 from intake.storage.models import AuditRecord
+from intake.web.auditing import flush
 from tests.fhircheck import fhircheck
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import (
@@ -29,6 +30,7 @@ from tests.web.test_fhir_api import Api, api_app, new_token, patient_of  # noqa:
 
 
 def rows(app: Flask) -> list[AuditRecord]:
+    flush(app)  # the write-behind queue of read rows
     with app.extensions["intake.sessions"]() as session:
         found = list(session.scalars(select(AuditRecord).order_by(AuditRecord.seq)))
         session.expunge_all()
