@@ -13,7 +13,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
 from flask import Flask
 
-from intake import create_app, notify
+from intake import close_app, create_app, notify
 from intake.storage import repository
 from intake.storage.db import session_scope
 
@@ -83,7 +83,7 @@ def test_email_once_per_emergency_or_urgent_flag(database_url: str, tmp_path: Pa
         assert notify.send_pending(app) == 0
         assert len(handler.messages) == 2
     finally:
-        app.extensions["intake.engine"].dispose()
+        close_app(app)
 
 
 def test_a_failed_send_is_recorded_and_retried(database_url: str, tmp_path: Path, inbox: tuple[Inbox, int]) -> None:
@@ -101,4 +101,4 @@ def test_a_failed_send_is_recorded_and_retried(database_url: str, tmp_path: Path
         assert "notifications sent: 2" in result.output
         assert len(handler.messages) == 2
     finally:
-        app.extensions["intake.engine"].dispose()
+        close_app(app)

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from intake.storage.models import AuditHead, AuditRecord
 
-
 Chain = Callable[[str, int, dict[str, object]], str]
 
 # Core statements built once: appending is on every audited request, and the ORM's per-statement

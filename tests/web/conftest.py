@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from intake import create_app
+from intake import close_app, create_app
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
         "TESTING": True, "INTAKE_JOBS": "eager",
     })
     yield app
-    app.extensions["intake.engine"].dispose()
+    close_app(app)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from intake import create_app
+from intake import close_app, create_app
 from intake.core.fhir_models import resource_errors
 from intake.storage.models import FhirResource, Intake, Patient
 from tests.fhircheck import fhircheck
@@ -29,7 +29,7 @@ def api_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
         "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager",
     })
     yield app
-    app.extensions["intake.engine"].dispose()
+    close_app(app)
 
 
 def new_token(app: Flask, name: str = "ehr", scopes: tuple[str, ...] = ("system/*.read",),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from intake import bulk_export, create_app
+from intake import bulk_export, close_app, create_app
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
@@ -34,7 +34,7 @@ def make_app(database_url: str, tmp_path: Path, jobs: str) -> Flask:
 def eager_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     app = make_app(database_url, tmp_path, "eager")
     yield app
-    app.extensions["intake.engine"].dispose()
+    close_app(app)
 
 
 @pytest.fixture
@@ -164,7 +164,7 @@ def test_the_background_thread_runs_the_export(database_url: str, tmp_path: Path
         assert manifest["output"][0]["count"] == 1
     finally:
         app.extensions["intake.jobs"].wait()
-        app.extensions["intake.engine"].dispose()
+        close_app(app)
 
 
 def test_jobs_belong_to_the_client_that_started_them_and_need_read_scopes(eager_app: Flask, api: Api,

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from intake import create_app
+from intake import close_app, create_app
 from intake.storage.models import Intake, Patient
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import EMERGENCY, fill_all, signed_in
@@ -26,7 +26,7 @@ def desk_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
                       "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_BASE_URL": "https://intake.example.org"})
     yield app
-    app.extensions["intake.engine"].dispose()
+    close_app(app)
 
 
 def new_intake(desk: FlaskClient, name: str, *, born: str = "1971-03-04", mrn: str = "", at: str = "09:30",

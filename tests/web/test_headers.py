@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from intake import create_app
+from intake import close_app, create_app
 from intake.web.headers import CONTENT_SECURITY_POLICY
 from tests.web.conftest import invite_link
 
@@ -51,4 +51,4 @@ def test_session_cookie_is_secure_and_host_prefixed_over_https(database_url: str
         assert cookie.startswith("__Host-intake=") and "Secure" in cookie and "HttpOnly" in cookie
         assert "SameSite=Lax" in cookie and "Path=/" in cookie and "Domain" not in cookie
     finally:
-        app.extensions["intake.engine"].dispose()
+        close_app(app)

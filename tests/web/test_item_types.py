@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from intake import create_app
+from intake import close_app, create_app
 from intake.core.fhir_models import QuestionnaireResponse
 from intake.storage.models import ResponseRecord
 from tests.web.conftest import csrf, error_summary, invite_link
@@ -71,7 +71,7 @@ def sink_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
                       "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_FORMS_DIR": str(forms), "INTAKE_QUESTIONNAIRES": ["sink"]})
     yield app
-    app.extensions["intake.engine"].dispose()
+    close_app(app)
 
 
 @pytest.fixture
@@ -180,4 +180,4 @@ def test_a_broken_scoring_rule_does_not_cost_the_patient_their_submission(databa
             assert session.scalars(select(ScoringResult)).all() == []  # unscored, to be re-scored
         assert "Your answers have been sent" in client.get("/intake/done").text
     finally:
-        app.extensions["intake.engine"].dispose()
+        close_app(app)

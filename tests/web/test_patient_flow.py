@@ -167,7 +167,7 @@ def test_a_submitted_intakes_link_is_as_neutral_as_an_unknown_one(app: Flask) ->
 
 
 def test_link_guessing_is_rate_limited(database_url: str, tmp_path: Path) -> None:
-    from intake import create_app
+    from intake import close_app, create_app
 
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
                       "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_LINK_RATE_LIMIT": "5 per minute"})
@@ -179,4 +179,4 @@ def test_link_guessing_is_rate_limited(database_url: str, tmp_path: Path) -> Non
         other = app.test_client().get("/i/guess-y", environ_base={"REMOTE_ADDR": "10.0.0.9"})
         assert other.status_code == 404  # counted per address
     finally:
-        app.extensions["intake.engine"].dispose()
+        close_app(app)

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from intake import create_app
+from intake import close_app, create_app
 from intake.core.scoring import Context, score_intake
 from intake.storage.models import FlagRecord, Intake, ScoringResult
 from tests.web.conftest import csrf
@@ -64,7 +64,7 @@ def staff_app(database_url: str, tmp_path: Path, webhook: tuple[str, list[dict[s
         "INTAKE_NOTIFY_WEBHOOK": webhook[0],
     })
     yield app
-    app.extensions["intake.engine"].dispose()
+    close_app(app)
 
 
 def staff_get(app: Flask, path: str) -> Any:

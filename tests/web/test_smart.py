@@ -121,7 +121,7 @@ def test_registration_refuses_private_keys_and_bad_scopes(api_app: Flask, tmp_pa
 
 
 def test_the_token_endpoint_is_rate_limited(database_url: str, tmp_path: Path) -> None:
-    from intake import create_app
+    from intake import close_app, create_app
 
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t" * 32,
                       "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_TOKEN_RATE_LIMIT": "3 per minute"})
@@ -130,4 +130,4 @@ def test_the_token_endpoint_is_rate_limited(database_url: str, tmp_path: Path) -
         assert statuses == [400, 400, 400, 429, 429]
         assert post_token(app, {"grant_type": "x"}).json["error"] == "invalid_request"
     finally:
-        app.extensions["intake.engine"].dispose()
+        close_app(app)

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from intake import create_app
+from intake import close_app, create_app
 from intake.storage.models import StaffSession, User, utcnow
 from tests.web.conftest import csrf
 from tests.web.flow import STAFF, add_staff, sign_in, signed_in
@@ -28,7 +28,7 @@ def make_app(database_url: str, tmp_path: Path, **config: object) -> Flask:
 def staff_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     app = make_app(database_url, tmp_path)
     yield app
-    app.extensions["intake.engine"].dispose()
+    close_app(app)
 
 
 def test_every_failed_sign_in_looks_the_same(staff_app: Flask) -> None:
