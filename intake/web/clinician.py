@@ -51,7 +51,13 @@ def summary_for(intake_id: str) -> Any:
 def summary(intake_id: str) -> Any:
     if len(intake_id) > 64:
         abort(404)
-    return render_template("clinician/summary.html", summary=summary_for(intake_id),
+    summary = summary_for(intake_id)
+    intake = repository.get_intake(reader(), intake_id)
+    responses = fhir_store.resources_of_intake(reader(), intake_id, "QuestionnaireResponse")
+    fhir_links = [("Patient", f"/fhir/Patient/{intake.patient_id}")] if intake else []
+    fhir_links += [(f"$extract Bundle {n}", f"/fhir/QuestionnaireResponse/{r.resource_id}/$extract")
+                   for n, r in enumerate(responses, 1)]
+    return render_template("clinician/summary.html", summary=summary, fhir_links=fhir_links,
                            onset_age=current_app.config["INTAKE_GI_ONSET_AGE"])
 
 

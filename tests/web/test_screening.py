@@ -4,6 +4,7 @@ clinician summary (auth, flags first, scores, trends), and the flags/rescore com
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -112,8 +113,15 @@ def test_clinician_pages_need_a_clinician_signed_in(staff_app: Flask) -> None:
 
 def test_summary_flags_first_then_scores_matching_the_engine(staff_app: Flask) -> None:
     _client, intake_id = complete_intake(staff_app, {**EMERGENCY, **HIGH_PHQ4})
-    page = staff_get(staff_app, f"/clinician/intakes/{intake_id}").text
+    clinician = signed_in(staff_app)
+    page = clinician.get(f"/clinician/intakes/{intake_id}").text
     assert "Screening aid, not a diagnosis" in page
+    # The FHIR JSON links open with the clinician's own session: the Patient and one $extract per response.
+    links = re.findall(r'href="(/fhir/[^"]+)"', page)
+    assert len(links) == 6 and links[0].startswith("/fhir/Patient/")
+    for link in links:
+        response = clinician.get(link)
+        assert response.status_code == 200 and response.content_type.startswith("application/fhir+json"), link
     assert page.index('id="flags-title"') < page.index('id="scores-title"') < page.index('id="answers-title"')
     assert page.index("tier-emergency") < page.index("<h2 id=\"scores-title\">")
     # The page's scores are the engine's scores for the stored responses.
