@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, render_template, request
+from flask import Flask, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -19,15 +19,26 @@ MESSAGES = {
 }
 
 
+def too_large_message() -> str:
+    """What a 413 says to an API client: the limit, in bytes and in MiB."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+    return f"the request body is over the {limit} byte ({limit / 1024 / 1024:g} MiB) limit; send less"
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         code = exc.code or 500
+        description = too_large_message() if code == 413 else (exc.description or exc.name)
         if _is_fhir():
             from intake.web.fhir_api import outcome
 
             kind = {404: "not-found", 405: "not-supported", 413: "too-costly"}.get(code, "invalid" if code < 500 else "exception")
-            return outcome(code, kind, exc.description or exc.name)
+            return outcome(code, kind, description)
+        if request.path == "/auth/token":
+            from intake.web.auth_api import _json
+
+            return _json({"error": "invalid_request", "error_description": description}, code)
         title, body = MESSAGES.get(code, ("Sorry, there is a problem", "Try again later."))
         return render_template("error.html", title=title, body=body), code
 

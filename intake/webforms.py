@@ -84,9 +84,14 @@ class MultiChoiceInput(Field):
         self.data = list(value) if isinstance(value, (list, tuple)) else []
 
     def process_formdata(self, valuelist: list[Any]) -> None:
+        if len(valuelist) > len(self.choices):  # nothing kept: a page shows each box once
+            self.data = []
+            raise ValueError(f"Select at most {len(self.choices)} answers: each box once")
         self.data = [v for v in valuelist if isinstance(v, str)]
-        if len(self.data) != len(valuelist) or len(set(self.data)) != len(self.data):
-            raise ValueError("Select only the options shown")  # a file, or a box sent twice
+        if len(self.data) != len(valuelist):
+            raise ValueError("Select only the options shown")  # a file
+        if len(set(self.data)) != len(self.data):
+            raise ValueError("Select each answer only once")
 
     def pre_validate(self, form: Any) -> None:
         allowed = {key for key, _ in self.choices or []}

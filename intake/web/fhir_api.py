@@ -28,6 +28,7 @@ from intake.core.fhir_models import FHIR_VERSION, resource_errors
 from intake.core.lint import lint
 from intake.core.validation import Issue, operation_outcome, validate
 from intake.documents import DocumentError, document_for, extract_bundle_bytes
+from intake.errors import too_large_message
 from intake.fhir_search import (
     DEFAULT_COUNT,
     RESULT_PARAMETERS,
@@ -49,7 +50,6 @@ bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 FHIR_JSON = "application/fhir+json"
 JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
 XML_FORMATS = {"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"}
-MAX_BODY = 2 * 1024 * 1024
 MAX_DEPTH = 64  # FHIR resources nest far less; deeper bodies are refused before any processing
 
 
@@ -97,7 +97,7 @@ def _search_error(exc: SearchError) -> Response:
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
     code = {404: "not-found", 405: "not-supported", 413: "too-costly", 401: "login", 403: "forbidden"}.get(exc.code or 500, "processing")
-    return outcome(exc.code or 500, code, exc.description or exc.name)
+    return outcome(exc.code or 500, code, too_large_message() if exc.code == 413 else (exc.description or exc.name))
 
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -178,14 +178,15 @@ def require_read(*resource_types: str) -> None:
 
 
 def _body() -> Any:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise FhirError(413, "too-costly", f"request body over {MAX_BODY} bytes")
+    """The JSON body of an operation: at most MAX_CONTENT_LENGTH bytes (413), FHIR JSON (415),
+    nested at most MAX_DEPTH levels, strings without control characters (400)."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        raise FhirError(413, "too-costly", too_large_message())
     mime = (request.mimetype or "").lower()
     if mime not in ("application/fhir+json", "application/json", "application/json+fhir"):
         raise FhirError(415, "not-supported", "send application/fhir+json")
-    raw = request.get_data(cache=False)
-    if len(raw) > MAX_BODY:
-        raise FhirError(413, "too-costly", f"request body over {MAX_BODY} bytes")
+    raw = request.get_data(cache=False)  # werkzeug stops at the limit (413) without a Content-Length too
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -194,7 +195,35 @@ def _body() -> Any:
         raise FhirError(400, "too-costly", f"JSON nested deeper than {MAX_DEPTH} levels") from exc
     if _depth(body) > MAX_DEPTH:
         raise FhirError(400, "too-costly", f"JSON nested deeper than {MAX_DEPTH} levels")
+    where = _bad_string(body)
+    if where is not None:
+        raise FhirError(400, "invalid", f"{where[:200]}: FHIR strings cannot carry control characters (U+0000-U+001F "
+                                        "but tab, CR and LF) or unpaired surrogates")
     return body
+
+
+# FHIR R4 (datatypes, string): no Unicode code points below 32 but tab, CR and LF. Unpaired
+# surrogates (JSON "\ud800") are not characters at all and cannot be written back out as UTF-8.
+BAD_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
+def _bad_string(value: Any) -> str | None:
+    """The path of the first string (or key) in `value` with a forbidden character, else None.
+    Iterative, like `_depth`; the path names keys and indexes, never the offending text."""
+    stack: list[tuple[Any, str]] = [(value, "$")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if BAD_CHARACTERS.search(node):
+                return path
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                if BAD_CHARACTERS.search(key):
+                    return f"{path} (a key)"
+                stack.append((child, f"{path}.{key}"))
+        elif isinstance(node, list):
+            stack.extend((child, f"{path}[{n}]") for n, child in enumerate(node))
+    return None
 
 
 def _depth(value: Any) -> int:
