@@ -110,7 +110,6 @@ def role_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., A
                 return render_template("staff/error.html", title="You cannot see this page",
                                        body="Your account does not have access to this page."), 403
             return view(*args, **kwargs)
-        wrapper.roles = roles  # type: ignore[attr-defined]
         return wrapper
     return decorate
 
