@@ -56,6 +56,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 def close_app(app: Flask) -> None:
     """Finish what runs behind requests (queued audit rows, background jobs), then close the
     database connections: for tests and embedding code that make apps and throw them away."""
-    app.extensions["intake.audit_reads"].flush()
+    app.extensions["intake.audit_queue"].flush()
     app.extensions["intake.jobs"].wait()
     app.extensions["intake.engine"].dispose()

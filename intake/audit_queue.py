@@ -1,12 +1,14 @@
-"""Write-behind for the audit rows of reads: the request hands its row to a queue and answers; one
-thread per process appends whatever has queued up in one transaction (group commit).
+"""Write-behind for the audit rows of reads and of patients' page saves: the request hands its row
+to a queue and answers; one thread per process appends whatever has queued up in one transaction
+(group commit).
 
 Why: a synchronous audit write (lock the chain head, insert, commit) cost a FHIR read about 2 ms
 in-process, three times the read itself. Handed to this queue it costs microseconds, and under
 load many rows share one commit. The price, written down: rows still in the queue when the process
 is killed (-9) or the machine loses power are lost — normally a few milliseconds' worth; a
-clean shutdown (atexit) writes them. `INTAKE_AUDIT_READS=sync` writes each read's row before the
-response instead. Sign-ins and changes never come here: their rows commit with the change.
+clean shutdown (atexit) writes them. `INTAKE_AUDIT_QUEUE=sync` writes each row before the
+response instead. Sign-ins, submits and staff changes never come here: their rows commit with the
+change.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ MAX_BATCH = 500
 class AuditQueue:
     def __init__(self, sessions: sessionmaker[Session], mode: str) -> None:
         if mode not in MODES:
-            raise ValueError(f"INTAKE_AUDIT_READS must be one of {', '.join(MODES)}, not {mode!r}")
+            raise ValueError(f"INTAKE_AUDIT_QUEUE must be one of {', '.join(MODES)}, not {mode!r}")
         self.sessions, self.mode = sessions, mode
         self._queue: queue.Queue[dict[str, object]] = queue.Queue()
         self._thread: threading.Thread | None = None

@@ -43,7 +43,7 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "STAFF_SESSION_HOURS": (int, 10),
     # The audit rows of reads: "behind" (a queue written by a thread per process, group commit)
     # or "sync" (written before each response). Sign-ins and changes are always written with them.
-    "AUDIT_READS": (str, "behind"),
+    "AUDIT_QUEUE": (str, "behind"),
     # Rate limits (Flask-Limiter syntax) per client address, and where the counts live.
     "LINK_RATE_LIMIT": (str, "20 per minute"),
     "TOKEN_RATE_LIMIT": (str, "60 per minute"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flask import Flask, Response, g, request, session
+from flask import Flask, Response, current_app, g, request, session
 from flask_login import current_user
 
 from intake import audit
@@ -74,9 +74,17 @@ def record_change(db: object, action: str, *entities: str, detail: dict[str, obj
                  entities=entities, detail=detail, source=source())
 
 
+def record_behind(action: str, *entities: str, detail: dict[str, object] | None = None) -> None:
+    """Audit a high-volume change through the write-behind queue (a patient's page saves: the row
+    follows the committed save instead of sharing its transaction, which kept the save's cost)."""
+    current_app.extensions["intake.audit_queue"].put(audit.row_fields(
+        actor=current_actor(), action=action, now=datetime.now(timezone.utc), entities=entities, detail=detail,
+        source=source()))
+
+
 def register(app: Flask) -> None:
-    reads = AuditQueue(app.extensions["intake.relaxed_writers"], app.config["INTAKE_AUDIT_READS"])
-    app.extensions["intake.audit_reads"] = reads
+    queued = AuditQueue(app.extensions["intake.relaxed_writers"], app.config["INTAKE_AUDIT_QUEUE"])
+    app.extensions["intake.audit_queue"] = queued
 
     @app.after_request
     def audit_disclosure(response: Response) -> Response:
@@ -86,7 +94,7 @@ def register(app: Flask) -> None:
         detail: dict[str, object] = {"method": request.method, "path": request.path[:300], "status": response.status_code}
         if request.query_string:
             detail["query"] = request.query_string.decode("latin-1")[:500]
-        reads.put(audit.row_fields(actor=current_actor(), action=action, now=datetime.now(timezone.utc),
+        queued.put(audit.row_fields(actor=current_actor(), action=action, now=datetime.now(timezone.utc),
                                    entities=g.get("audit_entities", ()), detail=detail, source=source(),
                                    outcome="success" if response.status_code < 400 else "failure"))
         return response
@@ -94,4 +102,4 @@ def register(app: Flask) -> None:
 
 def flush(app: Flask) -> None:
     """Write every queued read row now (tests, before counting rows)."""
-    app.extensions["intake.audit_reads"].flush()
+    app.extensions["intake.audit_queue"].flush()
