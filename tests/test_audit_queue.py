@@ -53,5 +53,5 @@ def test_sync_mode_writes_before_returning(engine: Engine) -> None:
     writes = AuditQueue(factory, "sync")
     writes.put(fields(1))
     assert stored(factory) == ["c1"] and writes._thread is None
-    with pytest.raises(ValueError, match="INTAKE_AUDIT_READS"):
+    with pytest.raises(ValueError, match="INTAKE_AUDIT_QUEUE"):
         AuditQueue(factory, "later")
