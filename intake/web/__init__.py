@@ -26,6 +26,7 @@ def register(app: Flask) -> None:
     from intake.web.clinician import bp as clinician_bp
     from intake.web.fhir_api import bp as fhir_bp
     from intake.web.front_desk import bp as front_desk_bp
+    from intake.web.openapi import bp as openapi_bp
     from intake.web.patient import bp as patient_bp
 
     app.extensions["intake.readers"] = make_session_factory(app.extensions["intake.engine"], read_only=True)
@@ -35,6 +36,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(clinician_bp)
     app.register_blueprint(fhir_bp)
     app.register_blueprint(auth_bp)
+    app.register_blueprint(openapi_bp)
     app.register_blueprint(staff.bp)
     app.register_blueprint(front_desk_bp)
     app.register_blueprint(admin_bp)

@@ -87,6 +87,7 @@ def matrix(ids: dict[str, Any]) -> dict[str, list[tuple[str, str, dict[str, Any]
                                          ("GET", "/fhir/.well-known/smart-configuration", {}, everyone(200))],
         "auth_api.token": [("POST", "/auth/token", {"data": {"grant_type": "client_credentials"}}, everyone(400))],
         "fhir.metadata": [("GET", "/fhir/metadata", {}, everyone(200))],
+        "openapi.spec": [("GET", "/openapi.json", {}, everyone(200))],  # the API description is public
         "fhir.read": [("GET", f"/fhir/Patient/{ids['patient']}", {}, fhir(200)),
                       ("GET", f"/fhir/Observation/{ids['observation']}", {}, fhir(200, narrow=200))],
         "fhir.search": [("GET", "/fhir/QuestionnaireResponse", {}, fhir(200)),
