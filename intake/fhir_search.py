@@ -268,8 +268,13 @@ def _count(raw: str) -> int:
     return int(raw)
 
 
+MAX_CURSOR = 2**31 - 1  # the store's `seq` is a 32-bit integer on PostgreSQL: no token can be larger
+
+
 def _cursor(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    """A `next` link's page token: a store `seq`. One out of the column's range is refused here;
+    PostgreSQL would fail the comparison itself ("integer out of range": a 500)."""
+    if not raw.isdigit() or len(raw) > 10 or int(raw) > MAX_CURSOR:
         raise SearchError("_cursor: not a page token this server issued")
     return int(raw)
 

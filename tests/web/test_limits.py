@@ -170,3 +170,14 @@ def test_fhir_strings_with_control_characters_are_400_naming_where(api: Api) -> 
     assert response.json["issue"][0]["diagnostics"].startswith("$.item[0].text")
     # Tab, carriage return and line feed are allowed in FHIR strings: validated as usual.
     assert api.post("/fhir/QuestionnaireResponse/$validate", response_with("a\tb\r\nc")).status_code == 200
+
+
+def test_a_page_token_beyond_the_stores_range_is_400(api: Api) -> None:  # noqa: F811
+    """Found by schemathesis: `_cursor=2200000000` reached PostgreSQL, whose 32-bit `seq`
+    comparison failed ("integer out of range", a 500). Tokens the store cannot hold are refused."""
+    for cursor in ("2147483648", "2200000000", "99999999999", "9" * 18):
+        for response in (api.get(f"/fhir/DocumentReference?_cursor={cursor}"),
+                         api.client.post("/fhir/DocumentReference/_search", data={"_cursor": cursor}, headers=api.headers)):
+            assert response.status_code == 400, cursor
+            assert "_cursor: not a page token" in response.json["issue"][0]["diagnostics"]
+    assert api.get("/fhir/DocumentReference?_cursor=2147483647").status_code == 200
