@@ -192,9 +192,9 @@ def page_post(draw: st.DrawFn, questions: list[Item], token: str, foreign_token:
         targets = questions if mode == "everywhere" else rng.sample(questions, rng.randint(1, min(3, len(questions))))
         for item in targets:
             data[field_name(item.link_id)] = mutate(item, drawn, rng)
-        if rng.random() < 0.1:  # one huge answer (at most 200 kB: most bodies stay under the 1 MiB limit)
+        if rng.random() < 0.1:  # one huge answer: over the 10,000-character cap on free text
             chunk = rng.choice(["x", "9", "é", "\x00", "<b>", "😀"])
-            data[field_name(rng.choice(questions).link_id)] = [Huge(chunk, rng.randint(1_000, 50_000))]
+            data[field_name(rng.choice(questions).link_id)] = [Huge(chunk, rng.randint(1_000, 12_000))]
     csrf_case = rng.choice(["valid"] * 12 + ["missing", "empty", "junk", "two", "foreign"])
     data["csrf_token"] = {"valid": [token], "missing": None, "empty": [""], "foreign": [foreign_token],
                           "junk": [rng.choice(drawn)], "two": [token, token]}[csrf_case]
