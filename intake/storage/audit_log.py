@@ -69,4 +69,8 @@ def records(session: Session, *, since: datetime | None = None, until: datetime 
     query = query.order_by(AuditRecord.seq.desc() if newest_first else AuditRecord.seq)
     if limit is not None:
         query = query.limit(limit)
-    yield from session.scalars(query.execution_options(yield_per=1000))
+    result = session.scalars(query.execution_options(yield_per=1000))
+    try:
+        yield from result
+    finally:  # a reader that stops early (a closed download) must not leave the server-side cursor open
+        result.close()
