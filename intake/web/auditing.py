@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flask import Flask, Response, current_app, g, request, session
+from flask import Flask, Response, g, request, session
 from flask_login import current_user
 
 from intake import audit
@@ -72,14 +72,6 @@ def record_change(db: object, action: str, *entities: str, detail: dict[str, obj
     """Audit a change in the caller's write transaction (`db` is its session)."""
     audit.record(db, actor=current_actor(), action=action, now=now or datetime.now(timezone.utc),  # type: ignore[arg-type]
                  entities=entities, detail=detail, source=source())
-
-
-def record_behind(action: str, *entities: str, detail: dict[str, object] | None = None) -> None:
-    """Audit a high-volume change through the write-behind queue (a patient's page saves: the row
-    follows the committed save instead of sharing its transaction, which kept the save's cost)."""
-    current_app.extensions["intake.audit_queue"].put(audit.row_fields(
-        actor=current_actor(), action=action, now=datetime.now(timezone.utc), entities=entities, detail=detail,
-        source=source()))
 
 
 def register(app: Flask) -> None:

@@ -240,11 +240,11 @@ def _post_page(form_key: str, page_key: str) -> Any:
         try:
             with writer() as db:
                 workflow.save_page(db, intake, step.form, step.page, merged)
+                auditing.record_change(db, "update", f"Intake/{intake.id}", detail={"page": f"{form_key}/{page_key}"[:200]})
         except repository.IntakeClosed:
             return redirect(url_for("patient.done"))
         except repository.StaleResponse:
             continue
-        auditing.record_behind("update", f"Intake/{intake.id}", detail={"page": f"{form_key}/{page_key}"[:200]})
         return _after_save(forms, answers, step, merged, form_key, page_key)
     abort(409)
 
