@@ -143,3 +143,5 @@ def demo() -> None:
     link = create_invite("Alex Demo", date(1968, 4, 2), datetime.now(timezone.utc) + timedelta(days=1),
                          current_app.config["INTAKE_QUESTIONNAIRES"])
     click.echo(f"Demo patient link: {link}")
+    click.echo("Staff pages (/staff/login): make an account first, e.g. "
+               "flask --app wsgi intake user add alice --role clinician (also admin, front-desk)")
