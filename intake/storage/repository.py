@@ -695,12 +695,18 @@ def list_intakes(session: Session, *, limit: int = 200) -> list[tuple[Intake, st
         select(Intake, Patient.name).join(Patient, Patient.id == Intake.patient_id)
         .order_by(Intake.updated_at.desc()).limit(limit)
     ).all()
-    ids = [row[0].id for row in rows]
-    tiers: dict[str, list[str]] = {}
-    if ids:
-        for intake_id, tier in session.execute(select(FlagRecord.intake_id, FlagRecord.tier).where(FlagRecord.intake_id.in_(ids))):
-            tiers.setdefault(intake_id, []).append(tier)
+    tiers = _flag_tiers(session, [row[0].id for row in rows])
     return [(row[0], row[1], tiers.get(row[0].id, [])) for row in rows]
+
+
+def _flag_tiers(session: Session, intake_ids: list[str]) -> dict[str, list[str]]:
+    """intake id -> the tiers of its raised flags (one query for the whole list)."""
+    tiers: dict[str, list[str]] = {}
+    if intake_ids:
+        query = select(FlagRecord.intake_id, FlagRecord.tier).where(FlagRecord.intake_id.in_(intake_ids))
+        for intake_id, tier in session.execute(query):
+            tiers.setdefault(intake_id, []).append(tier)
+    return tiers
 
 
 def intakes_between(session: Session, start: datetime, end: datetime) -> list[tuple[Intake, Patient, list[str]]]:
@@ -713,11 +719,7 @@ def intakes_between(session: Session, start: datetime, end: datetime) -> list[tu
         select(Intake, Patient).join(Patient, Patient.id == Intake.patient_id)
         .where(when >= start, when < end).order_by(when, Patient.name)
     ).all()
-    ids = [row[0].id for row in rows]
-    tiers: dict[str, list[str]] = {}
-    if ids:
-        for intake_id, tier in session.execute(select(FlagRecord.intake_id, FlagRecord.tier).where(FlagRecord.intake_id.in_(ids))):
-            tiers.setdefault(intake_id, []).append(tier)
+    tiers = _flag_tiers(session, [row[0].id for row in rows])
     return [(row[0], row[1], tiers.get(row[0].id, [])) for row in rows]
 
 
