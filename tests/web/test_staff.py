@@ -3,7 +3,7 @@ idle, disable, password reset), the TOTP step, rate limits, cookie flags."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,16 +19,25 @@ from tests.web.conftest import csrf
 from tests.web.flow import STAFF, add_staff, sign_in, signed_in
 
 
-def make_app(database_url: str, tmp_path: Path, **config: object) -> Flask:
-    return create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                       "TESTING": True, "INTAKE_JOBS": "eager", **config})
+@pytest.fixture
+def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Apps with extra settings; each is closed after the test (its connections too)."""
+    made: list[Flask] = []
+
+    def make(**config: object) -> Flask:
+        app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / f"i{len(made)}"),
+                          "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager", **config})
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        close_app(app)
 
 
 @pytest.fixture
-def staff_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = make_app(database_url, tmp_path)
-    yield app
-    close_app(app)
+def staff_app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
 
 
 def test_every_failed_sign_in_looks_the_same(staff_app: Flask) -> None:
@@ -149,8 +158,8 @@ def test_totp_sign_in_and_a_code_is_not_accepted_twice(staff_app: Flask) -> None
     assert sign_in(staff_app.test_client()).headers["Location"] == "/clinician/"
 
 
-def test_sign_in_is_rate_limited_per_address_and_per_user_name(database_url: str, tmp_path: Path) -> None:
-    app = make_app(database_url, tmp_path, INTAKE_LOGIN_RATE_LIMIT="3 per minute", INTAKE_LOGIN_USER_RATE_LIMIT="5 per hour")
+def test_sign_in_is_rate_limited_per_address_and_per_user_name(make_app: Callable[..., Flask]) -> None:
+    app = make_app(INTAKE_LOGIN_RATE_LIMIT="3 per minute", INTAKE_LOGIN_USER_RATE_LIMIT="5 per hour")
     add_staff(app)
     client = app.test_client()
     statuses = [sign_in(client, password="wrong password!").status_code for _ in range(4)]
@@ -168,15 +177,15 @@ def test_sign_in_is_rate_limited_per_address_and_per_user_name(database_url: str
     assert sign_in(from_address("10.0.0.10"), "someone", "wrong password!").status_code == 401  # other names are not
 
 
-def test_successful_sign_ins_do_not_count_towards_the_limit(database_url: str, tmp_path: Path) -> None:
-    app = make_app(database_url, tmp_path, INTAKE_LOGIN_RATE_LIMIT="2 per minute")
+def test_successful_sign_ins_do_not_count_towards_the_limit(make_app: Callable[..., Flask]) -> None:
+    app = make_app(INTAKE_LOGIN_RATE_LIMIT="2 per minute")
     add_staff(app)
     for _ in range(4):
         assert sign_in(app.test_client()).status_code == 302
 
 
-def test_cookies_are_http_only_lax_and_host_prefixed_over_https(database_url: str, tmp_path: Path) -> None:
-    app = make_app(database_url, tmp_path, INTAKE_BASE_URL="https://intake.example.org")
+def test_cookies_are_http_only_lax_and_host_prefixed_over_https(make_app: Callable[..., Flask]) -> None:
+    app = make_app(INTAKE_BASE_URL="https://intake.example.org")
     add_staff(app)
     client: FlaskClient = app.test_client()
     token = csrf(client.get("/staff/login", base_url="https://localhost").text)
