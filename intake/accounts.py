@@ -49,6 +49,10 @@ class SignedIn:
     role: str
     session_hash: str
 
+    @classmethod
+    def of(cls, user: User, session_hash: str) -> SignedIn:
+        return cls(user.id, user.username, user.display_name, user.role, session_hash)
+
 
 def normalise_username(raw: str) -> str:
     return raw.strip().casefold()
@@ -195,8 +199,7 @@ def live_session(session: Session, token: str, *, now: datetime, idle: timedelta
     if (staff_session.ended_at is not None or user.disabled_at is not None
             or now - staff_session.last_seen_at > idle or now - staff_session.created_at > absolute):
         return None
-    signed_in = SignedIn(user.id, user.username, user.display_name, user.role, staff_session.id)
-    return signed_in, now - staff_session.last_seen_at >= TOUCH_EVERY
+    return SignedIn.of(user, staff_session.id), now - staff_session.last_seen_at >= TOUCH_EVERY
 
 
 def touch_session(session: Session, hashed: str, *, now: datetime) -> None:

@@ -109,7 +109,7 @@ def cli_actor() -> Actor:
 def record_cli(session: Session, action: str, *entities: str, detail: dict[str, object] | None = None) -> None:
     """Audit what a `flask intake` command did, in its transaction."""
     record(session, actor=cli_actor(), action=action, now=datetime.now(timezone.utc), entities=entities,
-                  detail=detail, source="cli")
+           detail=detail, source="cli")
 
 
 def row_dict(row: AuditRecord) -> dict[str, object]:

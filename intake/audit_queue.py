@@ -6,8 +6,8 @@ Why: a synchronous audit write (lock the chain head, insert, commit) cost a FHIR
 in-process, three times the read itself. Handed to this queue it costs microseconds, and under
 load many rows share one commit. The price, written down: rows still in the queue when the process
 is killed (-9) or the machine loses power are lost — at most the last GATHER_SECONDS (50 ms)
-plus one commit's worth; a clean shutdown (atexit) writes them. `INTAKE_AUDIT_QUEUE=sync` writes each row before the
-response instead. Sign-ins and changes never come here: their rows commit with the change (a
+plus one commit's worth; a clean shutdown (atexit) writes them. `INTAKE_AUDIT_QUEUE=sync` writes
+each row before the response instead. Sign-ins and changes never come here: their rows commit with the change (a
 separate transaction per patient page save cost the save a third of its throughput, contending
 for SQLite's write lock).
 """

@@ -16,6 +16,11 @@ from intake.core.display import display_answer, plain_number
 from intake.core.items import Form
 
 TIER_ORDER = {"emergency": 0, "urgent": 1, "review": 2}
+
+
+def top_tier(tiers: list[str]) -> str | None:
+    """The most urgent of some flag tiers (None for no flags): what a list row shows."""
+    return min(tiers, key=lambda t: TIER_ORDER.get(t, 9)) if tiers else None
 DISCLAIMER = ("Screening aid, not a diagnosis. Scores are from patient self-report and name their "
               "instrument and source; bands marked 'not validated' are conventional, not cut-offs.")
 

@@ -8,7 +8,7 @@ from flask import Blueprint, abort, current_app, render_template
 from werkzeug.wrappers import Response
 
 from intake import documents, workflow
-from intake.core.summary import TIER_ORDER
+from intake.core.summary import top_tier
 from intake.storage import fhir_store, repository
 from intake.web import catalog, reader, writer
 from intake.web.auditing import note
@@ -17,14 +17,10 @@ from intake.web.staff import role_required
 bp = Blueprint("clinician", __name__, url_prefix="/clinician")
 
 
-def _top_tier(tiers: list[str]) -> str | None:
-    return min(tiers, key=lambda t: TIER_ORDER.get(t, 9)) if tiers else None
-
-
 @bp.get("/")
 @role_required("clinician")
 def intakes() -> Any:
-    rows = [(intake, name, _top_tier(tiers)) for intake, name, tiers in repository.list_intakes(reader())]
+    rows = [(intake, name, top_tier(tiers)) for intake, name, tiers in repository.list_intakes(reader())]
     note(*(f"Intake/{intake.id}" for intake, _, _ in rows))
     return render_template("clinician/intakes.html", rows=rows)
 

@@ -27,7 +27,7 @@ from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from intake import workflow
-from intake.core.summary import TIER_ORDER
+from intake.core.summary import top_tier
 from intake.storage import repository
 from intake.web import auditing, catalog, reader, writer
 from intake.web.staff import role_required
@@ -65,8 +65,7 @@ def day() -> Any:
     end = datetime.combine(chosen + timedelta(days=1), time.min, zone).astimezone(timezone.utc)
     rows = []
     for intake, patient, tiers in repository.intakes_between(reader(), start, end):
-        top = min(tiers, key=lambda t: TIER_ORDER.get(t, 9)) if tiers else None
-        rows.append({"intake": intake, "patient": patient, "status": status_of(intake.status, tiers), "tier": top,
+        rows.append({"intake": intake, "patient": patient, "status": status_of(intake.status, tiers), "tier": top_tier(tiers),
                      "time": intake.appointment_at.astimezone(zone).strftime("%H:%M") if intake.appointment_at else ""})
         auditing.note(f"Patient/{patient.id}")
     return render_template("staff/day.html", rows=rows, day=chosen, today=today,

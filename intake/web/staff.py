@@ -21,7 +21,6 @@ from flask import (
     Flask,
     abort,
     current_app,
-    g,
     redirect,
     render_template,
     request,
@@ -151,7 +150,7 @@ def _finish_login(user_id: int, next_url: str | None) -> Any:
         token = accounts.start_session(db, user, now=now)
         audit.record(db, actor=audit.Actor("user", user.username), action="login", now=now, source=_source())
         role = user.role
-        signed_in = accounts.SignedIn(user.id, user.username, user.display_name, user.role, accounts.session_hash(token))
+        signed_in = accounts.SignedIn.of(user, accounts.session_hash(token))
     session.clear()
     login_user(StaffUser(token, signed_in))
     return redirect(next_url or url_for(HOME[role]))
@@ -226,7 +225,6 @@ def logout() -> Any:
             audit.record(db, actor=audit.Actor("user", current_user.username), action="logout", now=now, source=_source())
         logout_user()
     session.clear()
-    g.pop("_login_user", None)
     return redirect(url_for("staff.login", signed_out=1))
 
 

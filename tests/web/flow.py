@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,6 +57,13 @@ def fill_page(client: FlaskClient, app: Flask, path: str, overrides: dict[str, A
     response = client.post(path, data=data)
     assert response.status_code == 302, (path, response.status_code)
     return response.headers["Location"]
+
+
+def first_page(client: FlaskClient) -> str:
+    """The first questionnaire page linked from the start page of the client's intake."""
+    match = re.search(r'href="(/intake/[^"]+)"', client.get("/intake").text)
+    assert match, "the start page links to no questionnaire page"
+    return match.group(1)
 
 
 def fill_all(client: FlaskClient, app: Flask, first: str, overrides: dict[str, Any] | None = None) -> list[str]:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from intake import close_app, create_app
 from intake.storage.models import Intake, Patient
 from tests.web.conftest import csrf, error_summary
-from tests.web.flow import EMERGENCY, fill_all, signed_in
+from tests.web.flow import EMERGENCY, fill_all, fill_page, first_page, signed_in
 
 TOMORROW = date.today() + timedelta(days=1)
 
@@ -115,14 +115,12 @@ def test_the_day_list_shows_each_status_for_front_desk_and_clinician(desk_app: F
     for name, overrides, submit in [("In Progress", {}, False), ("Done Fine", {}, True), ("Done Flagged", EMERGENCY, True)]:
         patient = desk_app.test_client()
         patient.get(links[name])
-        first = re.search(r'href="(/intake/[^"]+)"', patient.get("/intake").text).group(1)  # type: ignore[union-attr]
+        first = first_page(patient)
         if submit:
             fill_all(patient, desk_app, first, overrides)
             review = patient.get("/intake/review").text
             assert patient.post("/intake/submit", data={"csrf_token": csrf(review)}).status_code == 302
         else:
-            from tests.web.flow import fill_page
-
             fill_page(patient, desk_app, first, {})
     day = desk.get(f"/front-desk/?day={TOMORROW.isoformat()}").text
     rows = re.findall(r"<tr>\s*<td>(\d\d:\d\d)</td>\s*<td>([^<]+)<.*?<td class=\"status\">([^<]+)", day, re.S)
