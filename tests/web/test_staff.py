@@ -140,15 +140,17 @@ def test_totp_sign_in_and_a_code_is_not_accepted_twice(staff_app: Flask) -> None
     wrong = client.post("/staff/two-step", data={"code": "000000" if pyotp.TOTP(secret).now() != "000000" else "111111",
                                                  "csrf_token": csrf(page)})
     assert wrong.status_code == 400 and "not right" in wrong.text
-    ok = client.post("/staff/two-step", data={"code": pyotp.TOTP(secret).now(), "csrf_token": csrf(page)})
+    turned_on_with = pyotp.TOTP(secret).now()
+    ok = client.post("/staff/two-step", data={"code": turned_on_with, "csrf_token": csrf(page)})
     assert ok.status_code == 200 and "is on" in ok.text
     fresh = staff_app.test_client()
     response = sign_in(fresh)
     assert response.status_code == 302 and response.headers["Location"] == "/staff/login/code"
     assert fresh.get("/clinician/").status_code == 302  # the password alone does not sign in
     code_page = fresh.get("/staff/login/code").text
-    used = pyotp.TOTP(secret).now()  # the code just used to turn it on: refused as a replay
-    assert fresh.post("/staff/login/code", data={"code": used, "csrf_token": csrf(code_page)}).status_code == 401
+    # The code that turned it on is refused as a replay (kept, not recomputed: the 30 s step may
+    # have rolled over since, and a fresh code would rightly be accepted - CI saw exactly that).
+    assert fresh.post("/staff/login/code", data={"code": turned_on_with, "csrf_token": csrf(code_page)}).status_code == 401
     with staff_app.extensions["intake.sessions"]() as session, session.begin():
         session.execute(update(User).values(totp_last_step=User.totp_last_step - 2))  # as if 60 s had passed
     done = fresh.post("/staff/login/code", data={"code": pyotp.TOTP(secret).now(), "csrf_token": csrf(code_page)})
