@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-postgres install bench lint-forms clean
+.PHONY: run run-prod test test-long test-postgres install bench lint-forms clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required (set PYTHON=...)")'
@@ -26,6 +26,10 @@ run: $(STAMP)
 ## The test suite (SQLite; set INTAKE_TEST_DATABASE_URL to run it on PostgreSQL).
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## The full-size durability tests (marker `long`; `make test` leaves them out, CI runs both).
+test-long: $(STAMP)
+	$(BIN)/python -m pytest -m long
 
 test-postgres: $(STAMP)
 	INTAKE_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest
