@@ -30,7 +30,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(load_config(Path(app.instance_path), config))
 
-    from intake import cli, errors, web
+    from intake import cli, ehr_push, errors, notify, outbox, web
     from intake.bulk_export import run_job as run_export_job
     from intake.core.catalog import load_catalog
     from intake.documents import render_job as render_pdf_job
@@ -42,9 +42,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["intake.sessions"] = make_session_factory(engine)
     app.extensions["intake.catalog"] = load_catalog(Path(app.config["INTAKE_FORMS_DIR"]))
 
+    app.extensions["intake.outbox_handlers"] = {
+        outbox.RENDER_PDF: render_pdf_job,
+        outbox.EHR_PUSH: ehr_push.push_job,
+        outbox.NOTIFY: notify.notify_job,
+    }
+    app.extensions["intake.outbox_poller"] = outbox.Poller(app)
     jobs = Jobs(app, app.config["INTAKE_JOBS"])
     jobs.register("export", run_export_job)
-    jobs.register("render_pdf", render_pdf_job)
+    jobs.register("outbox", outbox.run)
+    jobs.register("outbox_dispatch", outbox.dispatch)
     app.extensions["intake.jobs"] = jobs
 
     web.register(app)
@@ -57,5 +64,6 @@ def close_app(app: Flask) -> None:
     """Finish what runs behind requests (queued audit rows, background jobs), then close the
     database connections: for tests and embedding code that make apps and throw them away."""
     app.extensions["intake.audit_queue"].flush()
+    app.extensions["intake.outbox_poller"].stop()
     app.extensions["intake.jobs"].wait()
     app.extensions["intake.engine"].dispose()

@@ -28,7 +28,7 @@ from intake.storage import audit_log
 from intake.storage.models import AuditRecord
 
 ACTIONS = ("read", "search", "pdf", "export", "login", "login-failed", "logout", "create", "update", "delete")
-ACTOR_KINDS = ("user", "client", "patient-link", "anonymous", "cli")
+ACTOR_KINDS = ("user", "client", "patient-link", "anonymous", "cli", "system")
 GENESIS = "0" * 64
 
 

@@ -32,9 +32,10 @@ def register(app: Flask) -> None:
         publish_command,
     )
     from intake.cli_flags import flags_command, rescore_command
+    from intake.cli_outbox import outbox_cli
 
     for command in (flags_command, rescore_command, api_client_command, publish_command,
-                    group_command, pdf_command, export_command, user_cli, audit_cli):
+                    group_command, pdf_command, export_command, user_cli, audit_cli, outbox_cli):
         intake_cli.add_command(command)
     app.cli.add_command(intake_cli)
 

@@ -8,8 +8,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from intake import notify, workflow
-from intake.jobs import jobs_of
+from intake import notify, outbox, workflow
 from intake.storage import repository
 from intake.storage.db import session_scope
 
@@ -60,10 +59,11 @@ def rescore_command(intake_ids: tuple[str, ...], everything: bool) -> None:
             with session_scope(factory) as session:
                 result = workflow.rescore(session, app.extensions["intake.catalog"], intake_id,
                                           onset_age=app.config["INTAKE_GI_ONSET_AGE"])
+                # The PDF shows the new scores; new flags are notified; the EHR gets the new Bundle.
+                outbox.after_submit(app, session, intake_id, now=workflow.utcnow())
         except workflow.WorkflowError as exc:
             _fail(str(exc))
             return
         click.echo(f"{intake_id}: {len(result.scores)} scores, {len(result.flags)} flags "
                    f"({'; '.join(sorted(set(result.versions.values())))})")
-        jobs_of(app).submit("render_pdf", intake_id=intake_id)  # the PDF shows the new scores
-    notify.send_pending(app)
+    outbox.kick(app)

@@ -51,9 +51,27 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "LOGIN_RATE_LIMIT": (str, "10 per minute"),
     "LOGIN_USER_RATE_LIMIT": (str, "30 per hour"),
     "RATE_LIMIT_STORAGE": (str, "memory://"),
-    # Background jobs (PDF rendering, bulk export): "thread" (in-process, after the request) or
-    # "eager" (at once, in the caller: tests and one-off commands).
+    # Background jobs (outbox rows, bulk export): "thread" (in-process, after the request: the
+    # embedded default), "eager" (at once, in the caller: tests and one-off commands) or "celery"
+    # (handed to Celery workers over the broker below: production, intake/celery_app.py).
     "JOBS": (str, "thread"),
+    "CELERY_BROKER_URL": (str, "redis://127.0.0.1:6379/0"),
+    # Seconds before Redis hands an unacknowledged task to another worker (acks_late): longer than
+    # any task runs, and short enough that a killed worker's task is not left waiting long.
+    "CELERY_VISIBILITY_TIMEOUT": (int, 600),
+    # The outbox (intake/outbox.py): how often due rows are looked for, how long a hand-over lasts
+    # before the row is handed over again, and retries: exponential backoff from BACKOFF seconds,
+    # capped at BACKOFF_MAX, with jitter; after MAX_ATTEMPTS the row is a dead letter.
+    "OUTBOX_POLL_SECONDS": (float, 2.0),
+    "OUTBOX_LEASE_SECONDS": (float, 300.0),
+    "OUTBOX_BACKOFF_SECONDS": (float, 2.0),
+    "OUTBOX_BACKOFF_MAX_SECONDS": (float, 600.0),
+    "OUTBOX_MAX_ATTEMPTS": (int, 20),
+    # EHR push (optional): each completed intake's $extract transaction Bundle is POSTed to this
+    # FHIR base, with this bearer token (a secret: from the environment only), within this timeout.
+    "EHR_FHIR_BASE": (str, ""),
+    "EHR_BEARER_TOKEN": (str, ""),
+    "EHR_TIMEOUT_SECONDS": (float, 30.0),
     # The system of the patient record numbers given with `flask intake invite --mrn`.
     "MRN_SYSTEM": (str, MRN_SYSTEM),
 }
@@ -62,6 +80,8 @@ SETTINGS: dict[str, tuple[type, Any]] = {
 def _parse(kind: type, raw: str) -> Any:
     if kind is int:
         return int(raw)
+    if kind is float:
+        return float(raw)
     if kind is bool:
         return raw.strip().lower() in ("1", "true", "yes", "on")
     if kind is list:

@@ -126,8 +126,9 @@ def document_for(session: Session, catalog: Catalog, intake_id: str) -> Document
     return document
 
 
-def render_job(app: Flask, *, intake_id: str) -> None:
-    """The job run after submit and re-scoring (safe to run twice: the render is deterministic)."""
+def render_job(app: Flask, intake_id: str) -> None:
+    """The outbox handler run after submit and re-scoring (safe to run twice: the render is
+    deterministic and replaces the stored PDF)."""
     with session_scope(app.extensions["intake.sessions"]) as session:
         try:
             render_and_store(session, app.extensions["intake.catalog"], intake_id)

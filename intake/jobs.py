@@ -1,12 +1,14 @@
-"""The job interface: background work (PDF rendering, bulk export) runs here, not in requests.
+"""The job runner: background work (outbox rows, bulk export) runs here, not in requests.
 
-Two modes, chosen by `INTAKE_JOBS`:
+Three modes, chosen by `INTAKE_JOBS`:
 - ``thread`` (default): one worker thread per process runs jobs in order after the request
   that asked for them has committed; nothing else is needed (the embedded default).
-- ``eager``: the job runs at once in the caller's thread (tests and the CLI, so results are
-  there when the call returns).
-A Celery mode comes with the scale-out work; jobs are plain functions of (app, **kwargs) over
-ids, so they can be sent to a worker as they are. A job must be safe to run twice.
+- ``eager``: the job runs at once in the caller's thread (tests and one-off commands, so
+  results are there when the call returns).
+- ``celery``: each job is a Celery task on the broker (INTAKE_CELERY_BROKER_URL), run by
+  `celery -A intake.celery_app worker` processes (production; see intake/celery_app.py).
+Jobs are plain functions of (app, **kwargs) over ids and plain values, so any mode can run them;
+a job must be safe to run twice (a worker may die after the work and before acknowledging it).
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 
 JobFunction = Callable[..., Any]
-MODES = ("thread", "eager")
+MODES = ("thread", "eager", "celery")
 
 
 class Jobs:
@@ -33,28 +38,38 @@ class Jobs:
         self.app, self.mode = app, mode
         self.registry: dict[str, JobFunction] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self.celery: Celery | None = None
+        if mode == "celery":
+            from intake.celery_tasks import make_celery
+
+            self.celery = make_celery(self)
 
     def register(self, name: str, function: JobFunction) -> None:
         self.registry[name] = function
 
     def submit(self, name: str, **kwargs: Any) -> Future[Any] | None:
-        """Run job `name` with `kwargs` (ids and plain values only); errors are logged, not raised."""
+        """Run job `name` with `kwargs` (ids and plain values only); errors are logged, not raised
+        (in celery mode a broker error is raised: the caller keeps the work and retries)."""
         function = self.registry[name]
         if self.mode == "eager":
-            self._run(name, function, kwargs)
+            self.run(name, function, kwargs)
+            return None
+        if self.celery is not None:
+            self.celery.send_task("intake.job", args=[name, kwargs])
             return None
         if self._executor is None:  # created lazily: after a pre-forking server has forked
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-job")
-        return self._executor.submit(self._run, name, function, kwargs)
+        return self._executor.submit(self.run, name, function, kwargs)
 
-    def _run(self, name: str, function: JobFunction, kwargs: dict[str, Any]) -> None:
+    def run(self, name: str, function: JobFunction, kwargs: dict[str, Any]) -> None:
+        """Run one job in an app context; failures are logged without PHI (the type only)."""
         with self.app.app_context():
             try:
                 function(self.app, **kwargs)
-            except Exception as exc:  # a job failure must not take the worker down; no PHI in logs
+            except Exception as exc:  # a job failure must not take the worker down
                 log.error("job %s failed: %s", name, type(exc).__name__)
-                if self.app.testing:
-                    raise
+                if self.app.testing or self.mode == "celery":
+                    raise  # celery: the task's retry policy decides (intake/celery_tasks.py)
 
     def wait(self) -> None:
         """Block until queued jobs have run (tests, and shutdown)."""

@@ -72,30 +72,51 @@ def send_email(app: Flask, body: dict[str, Any]) -> None:
         smtp.send_message(message)
 
 
-def send_pending(app: Flask) -> int:
-    """Send every pending notification once; returns how many were sent."""
-    if not configured(app):
-        return 0
+def _send(app: Flask, body: dict[str, Any]) -> str | None:
+    """Send one message by every configured channel; the error (no PHI) or None."""
+    try:
+        if app.config.get("INTAKE_NOTIFY_WEBHOOK"):
+            send_webhook(app.config["INTAKE_NOTIFY_WEBHOOK"], body)
+        if app.config.get("INTAKE_NOTIFY_EMAIL_TO"):
+            send_email(app, body)
+    except (OSError, smtplib.SMTPException, urllib.error.URLError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _claim_and_send(app: Flask, flag_id: int, states: tuple[str, ...]) -> str | None:
+    """Claim the flag (from one of `states`), send it, record the outcome. Returns "" when it
+    was sent, None when there was nothing to send (claimed elsewhere, or sent), else the error."""
     factory = app.extensions["intake.sessions"]
     with session_scope(factory) as session:
+        flag = repository.claim_notification(session, flag_id, states=states)
+        body = payload(flag, app) if flag else None
+    if body is None:
+        return None
+    error = _send(app, body)
+    if error is not None:
+        log.warning("flag notification %s failed: %s", flag_id, error.split(":", 1)[0])
+    with session_scope(factory) as session:
+        repository.finish_notification(session, flag_id, ok=error is None, now=datetime.now(timezone.utc), error=error)
+    return error or ""
+
+
+def notify_job(app: Flask, subject: str) -> None:
+    """The outbox handler: one flag's notification. At least once: a flag left `sending` by a
+    worker that died, or `failed`, is sent again (a repeat beats a missed emergency)."""
+    if not configured(app):
+        return
+    error = _claim_and_send(app, int(subject), ("pending", "sending", "failed"))
+    if error:
+        from intake.outbox import Retry
+
+        raise Retry(error.split(":", 1)[0])
+
+
+def send_pending(app: Flask) -> int:
+    """Send every pending notification once (`flask intake flags --send`); how many were sent."""
+    if not configured(app):
+        return 0
+    with session_scope(app.extensions["intake.sessions"]) as session:
         pending = repository.pending_notifications(session)
-    sent = 0
-    for flag_id in pending:
-        with session_scope(factory) as session:
-            flag = repository.claim_notification(session, flag_id)
-            body = payload(flag, app) if flag else None
-        if body is None:
-            continue
-        error = None
-        try:
-            if app.config.get("INTAKE_NOTIFY_WEBHOOK"):
-                send_webhook(app.config["INTAKE_NOTIFY_WEBHOOK"], body)
-            if app.config.get("INTAKE_NOTIFY_EMAIL_TO"):
-                send_email(app, body)
-        except (OSError, smtplib.SMTPException, urllib.error.URLError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            log.warning("flag notification %s failed: %s", flag_id, type(exc).__name__)
-        with session_scope(factory) as session:
-            repository.finish_notification(session, flag_id, ok=error is None, now=datetime.now(timezone.utc), error=error)
-        sent += error is None
-    return sent
+    return sum(_claim_and_send(app, flag_id, ("pending",)) == "" for flag_id in pending)

@@ -403,3 +403,35 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+OUTBOX_STATES = ("pending", "queued", "done", "dead")
+
+
+class OutboxRecord(Base):
+    """One piece of background work (render a PDF, push to the EHR, notify staff), written in
+    the same transaction as the data that caused it, so a commit never loses its follow-up and a
+    rollback never leaves one behind. A dispatcher hands due rows to the job runner; the runner
+    marks them done, or due again later (backoff), or dead (a dead letter, re-driven by hand).
+
+    ``due_at`` means: when pending, the earliest time to run; when queued (handed over), when
+    the hand-over lapses and the row is handed over again (a worker died or the broker lost it).
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(f"state IN {OUTBOX_STATES}", name="state"),
+        Index("ix_outbox_state_due_at", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(64), index=True)  # an intake, flag or job id
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    after_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))  # runs once that row is settled
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(255))  # a status or exception name, never PHI

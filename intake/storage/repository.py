@@ -652,14 +652,18 @@ def list_flags(session: Session, *, tiers: tuple[str, ...] = NOTIFIED_TIERS, lim
     return [(row[0], row[1]) for row in rows]
 
 
-def pending_notifications(session: Session) -> list[int]:
-    return list(session.scalars(select(FlagRecord.id).where(FlagRecord.notify_state == "pending").order_by(FlagRecord.id)))
+def pending_notifications(session: Session, *, intake_id: str | None = None) -> list[int]:
+    query = select(FlagRecord.id).where(FlagRecord.notify_state == "pending").order_by(FlagRecord.id)
+    if intake_id is not None:
+        query = query.where(FlagRecord.intake_id == intake_id)
+    return list(session.scalars(query))
 
 
-def claim_notification(session: Session, flag_id: int) -> FlagRecord | None:
-    """Move one flag from pending to sending; None if another worker claimed it first."""
+def claim_notification(session: Session, flag_id: int, *, states: tuple[str, ...] = ("pending",)) -> FlagRecord | None:
+    """Move one flag from one of `states` to sending; None if it is in none of them (another
+    worker claimed it first, or it was sent)."""
     result = cast(CursorResult[Any], session.execute(
-        update(FlagRecord).where(FlagRecord.id == flag_id, FlagRecord.notify_state == "pending")
+        update(FlagRecord).where(FlagRecord.id == flag_id, FlagRecord.notify_state.in_(states))
         .values(notify_state="sending"),
         execution_options={"synchronize_session": False},
     ))

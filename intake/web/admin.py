@@ -1,4 +1,5 @@
-"""Admin pages: staff accounts, API clients, and the audit log (view, check, export as AuditEvent).
+"""Admin pages: staff accounts, API clients, the audit log (view, check, export as AuditEvent)
+and the outbox of background work (dead letters, re-drive).
 
 Admins manage access; they do not see clinical summaries (that is the clinician role). Every
 change here is audited in the transaction that makes it.
@@ -26,11 +27,11 @@ from wtforms import PasswordField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length
 
-from intake import accounts, audit, smart
+from intake import accounts, audit, outbox, smart
 from intake.core.audit_event import audit_event
 from intake.storage import accounts as account_store
 from intake.storage import audit_log as audit_store
-from intake.storage import fhir_store
+from intake.storage import fhir_store, outbox_store
 from intake.storage.models import ROLES, ApiClient
 from intake.web import auditing, readers, writer
 from intake.web.staff import role_required
@@ -183,3 +184,31 @@ def audit_export() -> Response:
 
     return Response(lines(), 200, content_type="application/fhir+ndjson",
                     headers={"Content-Disposition": 'attachment; filename="AuditEvent.ndjson"'})
+
+
+@bp.get("/outbox")
+@role_required("admin")
+def outbox_rows() -> Any:
+    """Background work that is not done: dead letters first (they need a person), then waiting."""
+    with readers() as db:
+        dead = outbox_store.rows(db, states=("dead",), limit=PAGE_ROWS)
+        waiting = outbox_store.rows(db, states=("pending", "queued"), limit=PAGE_ROWS)
+        counts = outbox_store.counts(db)
+    return render_template("staff/admin_outbox.html", dead=dead, waiting=waiting, counts=counts,
+                           action=FlaskForm(), limit=PAGE_ROWS)
+
+
+@bp.post("/outbox/retry")
+@role_required("admin")
+def outbox_retry() -> Any:
+    """Re-drive one dead letter (`row`) or all of them: pending again, attempts from zero."""
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    raw = request.form.get("row", "")
+    if raw and not raw.isdigit():
+        abort(400)
+    row_ids = [int(raw)] if raw else None
+    with writer() as db:
+        auditing.record_change(db, "update", *(f"Outbox/{i}" for i in row_ids or []), detail={"redrive": raw or "all"})
+    outbox.redrive(current_app._get_current_object(), row_ids)  # type: ignore[attr-defined]
+    return redirect(url_for("admin.outbox_rows"))

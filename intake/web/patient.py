@@ -26,10 +26,9 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import CombinedMultiDict
 from wtforms import ValidationError
 
-from intake import audit, notify, webforms, workflow
+from intake import audit, outbox, webforms, workflow
 from intake.auth import token_hash
 from intake.core.enablement import Answers
-from intake.jobs import jobs_of
 from intake.storage import repository
 from intake.storage.repository import IntakeView
 from intake.web import auditing, catalog, reader, readers, writer
@@ -309,13 +308,13 @@ def submit() -> Any:
         done, problems = workflow.submit(db, catalog(), intake, onset_age=current_app.config["INTAKE_GI_ONSET_AGE"])
         if done:
             auditing.record_change(db, "create", f"Intake/{intake.id}", detail={"submitted": True})
+            outbox.after_submit(current_app._get_current_object(), db, intake.id,  # type: ignore[attr-defined]
+                                now=workflow.utcnow())
         if problems:
             _forms, answers, steps = _context(db, intake)
             return _render_review(steps, answers, problems, status=400)
     if done:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        notify.send_pending(app)
-        jobs_of(app).submit("render_pdf", intake_id=intake.id)
+        outbox.kick(current_app._get_current_object())  # type: ignore[attr-defined]
     return redirect(url_for("patient.done"))
 
 

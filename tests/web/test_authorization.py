@@ -83,6 +83,8 @@ def matrix(ids: dict[str, Any]) -> dict[str, list[tuple[str, str, dict[str, Any]
         "admin.revoke_client": [("POST", "/admin/clients/narrow/revoke", {}, staff(400, "admin"))],
         "admin.audit_log": [("GET", "/admin/audit", {}, staff(200, "admin"))],
         "admin.audit_export": [("GET", "/admin/audit/AuditEvent.ndjson", {}, staff(200, "admin"))],
+        "admin.outbox_rows": [("GET", "/admin/outbox", {}, staff(200, "admin"))],
+        "admin.outbox_retry": [("POST", "/admin/outbox/retry", {}, staff(400, "admin"))],  # no CSRF token
         "auth_api.smart_configuration": [("GET", "/.well-known/smart-configuration", {}, everyone(200)),
                                          ("GET", "/fhir/.well-known/smart-configuration", {}, everyone(200))],
         "auth_api.token": [("POST", "/auth/token", {"data": {"grant_type": "client_credentials"}}, everyone(400))],

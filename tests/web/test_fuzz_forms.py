@@ -234,7 +234,7 @@ def _started(app: Flask) -> FlaskClient:
     The clinician PDF that a submit renders in a job (~1 s, tested in tests/test_pdf.py) is
     replaced by a no-op: the submit at the end of each page's fuzzing runs in full otherwise.
     """
-    app.extensions["intake.jobs"].register("render_pdf", lambda _app, **_kwargs: None)
+    app.extensions["intake.outbox_handlers"]["render_pdf"] = lambda _app, _intake_id: None
     client = app.test_client()
     assert client.get(invite_link(app)).status_code == 302
     fill_all(client, app, FIRST, HIGH_PHQ4)

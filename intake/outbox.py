@@ -1,0 +1,219 @@
+"""Background work that must not be lost: PDF rendering, EHR push, staff notifications.
+
+The rows are written by `after_submit` (and `enqueue`) in the caller's transaction, next to the
+data that caused them. `dispatch` claims due rows and hands each to the job runner (`intake.jobs`:
+in-process, or Celery workers in production); `run` is what the runner calls: it counts the
+attempt, runs the handler for the row's kind and settles the row:
+
+- done when the handler returns;
+- due again after an exponential backoff with jitter when it raises `Retry` (or anything
+  unexpected), or at the time a `Retry-After` asked for;
+- dead (a dead letter for an admin: `flask intake outbox retry`, /admin/outbox) when it raises
+  `Permanent`, or after INTAKE_OUTBOX_MAX_ATTEMPTS.
+
+A handed-over row that is not settled within INTAKE_OUTBOX_LEASE_SECONDS (its worker was killed,
+the broker lost the message) is handed over again by the next dispatch, so Redis losing its data
+loses no work. Handlers must therefore be safe to run twice (renders replace, pushes are
+conditional creates, a notification is at least once).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from flask import Flask
+
+from intake.storage import outbox_store, repository
+from intake.storage.db import session_scope
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Flask, str], None]
+RENDER_PDF, EHR_PUSH, NOTIFY = "render_pdf", "ehr_push", "notify"
+DISPATCH_BATCH = 100
+
+
+class Retry(Exception):
+    """A transient failure: try again later (after `after` seconds when the other side said so)."""
+
+    def __init__(self, reason: str, *, after: float | None = None) -> None:
+        super().__init__(reason)
+        self.after = after
+
+
+class Permanent(Exception):
+    """A failure that repeating cannot fix (the receiver refused the content): a dead letter."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _seconds(app: Flask, name: str) -> timedelta:
+    return timedelta(seconds=float(app.config[f"INTAKE_OUTBOX_{name}_SECONDS"]))
+
+
+def handlers(app: Flask) -> dict[str, Handler]:
+    registry: dict[str, Handler] = app.extensions["intake.outbox_handlers"]
+    return registry
+
+
+# --- writing rows (in the caller's transaction) -------------------------------------------------
+
+
+def enqueue(session: Any, kind: str, subject: str, *, now: datetime, after: int | None = None) -> int:
+    return outbox_store.enqueue(session, kind, subject, now=now, after=after)
+
+
+def after_submit(app: Flask, session: Any, intake_id: str, *, now: datetime) -> None:
+    """The follow-up work of a completed (or re-scored) intake, in its transaction: a notification
+    per new emergency/urgent flag (first: staff hear at once), the PDF, then, when this deployment
+    pushes to an EHR, the push (after the PDF, so the Bundle carries it; it goes even if the
+    render fails for good)."""
+    if app.config.get("INTAKE_NOTIFY_WEBHOOK") or app.config.get("INTAKE_NOTIFY_EMAIL_TO"):
+        for flag_id in repository.pending_notifications(session, intake_id=intake_id):
+            enqueue(session, NOTIFY, str(flag_id), now=now)
+    render = enqueue(session, RENDER_PDF, intake_id, now=now)
+    if app.config.get("INTAKE_EHR_FHIR_BASE"):
+        enqueue(session, EHR_PUSH, intake_id, now=now, after=render)
+
+
+# --- handing rows over ----------------------------------------------------------------------------
+
+
+def dispatch(app: Flask, *, now: datetime | None = None) -> int:
+    """Hand every due row to the job runner; how many were handed over.
+
+    With an in-process runner (thread, eager) the rows run here, one after the other, and rows
+    that waited for them are picked up by the next round; with Celery each row becomes a task.
+    """
+    from intake.jobs import jobs_of
+
+    jobs = jobs_of(app)
+    lease = _seconds(app, "LEASE")
+    total = 0
+    while True:
+        moment = now or _now()
+        with session_scope(app.extensions["intake.sessions"]) as session:
+            claimed = outbox_store.claim_due(session, now=moment, lease=lease, limit=DISPATCH_BATCH)
+        for work in claimed:
+            if jobs.mode == "celery":
+                jobs.submit("outbox", row_id=work.id)
+            else:
+                jobs.run("outbox", run, {"row_id": work.id, "now": now})
+        total += len(claimed)
+        if not claimed or jobs.mode == "celery":
+            return total
+
+
+def run(app: Flask, row_id: int, *, now: datetime | None = None) -> str | None:
+    """Run one handed-over row and settle it; its new state (None: nothing to do, a duplicate)."""
+    sessions = app.extensions["intake.sessions"]
+    with session_scope(sessions) as session:
+        work = outbox_store.start(session, row_id, now=now or _now(), lease=_seconds(app, "LEASE"))
+    if work is None:
+        return None
+    state, error, delay = "done", "", timedelta(0)
+    try:
+        handlers(app)[work.kind](app, work.subject)
+    except Permanent as exc:
+        state, error = "dead", str(exc)
+    except Retry as exc:
+        state, error = "pending", str(exc)
+        delay = timedelta(seconds=exc.after) if exc.after is not None else backoff(app, work.attempts)
+    except Exception as exc:  # a bug or an outage of something we use: retried, and logged without PHI
+        log.error("outbox %s %s failed: %s", work.kind, work.id, type(exc).__name__)
+        state, error, delay = "pending", type(exc).__name__, backoff(app, work.attempts)
+    if state == "pending" and work.attempts >= int(app.config["INTAKE_OUTBOX_MAX_ATTEMPTS"]):
+        state, error = "dead", f"gave up after {work.attempts} attempts: {error}"
+    settled_at = now or _now()
+    with session_scope(sessions) as session:
+        if state == "done":
+            outbox_store.mark_done(session, work.id, now=settled_at)
+        elif state == "dead":
+            outbox_store.mark_dead(session, work.id, now=settled_at, error=error)
+        else:
+            outbox_store.mark_retry(session, work.id, now=settled_at, delay=delay, error=error)
+    if state == "dead":
+        log.warning("outbox %s %s is a dead letter: %s", work.kind, work.id, error)
+    return state
+
+
+def backoff(app: Flask, attempts: int, *, rng: random.Random | None = None) -> timedelta:
+    """Exponential backoff with "equal jitter": half the step fixed, half random, so retries of
+    many rows spread out yet each row's waits still grow (base * 2^(n-1), capped)."""
+    base = float(app.config["INTAKE_OUTBOX_BACKOFF_SECONDS"])
+    cap = float(app.config["INTAKE_OUTBOX_BACKOFF_MAX_SECONDS"])
+    step = min(cap, base * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=step / 2 + (rng or random).uniform(0, step / 2))
+
+
+def redrive(app: Flask, row_ids: list[int] | None) -> int:
+    """Dead letters back to pending (all, or those of `row_ids`) and dispatched; how many."""
+    with session_scope(app.extensions["intake.sessions"]) as session:
+        count = outbox_store.redrive(session, row_ids, now=_now())
+    if count:
+        kick(app)
+    return count
+
+
+# --- when dispatch runs ------------------------------------------------------------------------------
+
+
+def kick(app: Flask) -> None:
+    """After a transaction that wrote rows has committed: dispatch now rather than at the next
+    poll. In-process runners do it on their worker thread (the request does not wait for it) and
+    start the poller that retries rows later; with Celery the rows are handed over here, and
+    `celery beat` polls."""
+    from intake.jobs import jobs_of
+
+    jobs = jobs_of(app)
+    if jobs.mode == "celery":
+        try:
+            dispatch(app)
+        except Exception as exc:  # the broker is down: the rows stay in the table; beat retries
+            log.warning("outbox hand-over failed: %s", type(exc).__name__)
+        return
+    jobs.submit("outbox_dispatch")
+    if jobs.mode == "thread":
+        poller_of(app).start()
+
+
+class Poller:
+    """The in-process runner's clock: every INTAKE_OUTBOX_POLL_SECONDS it queues a dispatch, so
+    rows waiting out a backoff (or handed over by a process that died) run without a request."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:  # lazily, and again in a forked child (threads do not survive a fork)
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._loop, name="intake-outbox", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        from intake.jobs import jobs_of
+
+        while not self._stop.wait(float(self.app.config["INTAKE_OUTBOX_POLL_SECONDS"])):
+            jobs_of(self.app).submit("outbox_dispatch")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+def poller_of(app: Flask) -> Poller:
+    poller: Poller = app.extensions["intake.outbox_poller"]
+    return poller
