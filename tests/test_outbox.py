@@ -1,0 +1,173 @@
+"""The outbox state machine with the in-process (eager) runner and probe handlers: rows written in
+the caller's transaction, dispatch, ordering, backoff with jitter, Retry-After, dead letters,
+re-drive, lapsed hand-overs, duplicate deliveries, and the `flask intake outbox` commands."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from intake import close_app, create_app, outbox
+from intake.storage import outbox_store
+from intake.storage.db import session_scope
+from intake.storage.models import OutboxRecord
+
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
+
+
+class Probe:
+    """A handler that fails as scripted: each call pops the next outcome (None = success)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.script: list[BaseException | None] = []
+
+    def __call__(self, _app: Flask, subject: str) -> None:
+        self.calls.append(subject)
+        outcome = self.script.pop(0) if self.script else None
+        if outcome is not None:
+            raise outcome
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
+                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_OUTBOX_MAX_ATTEMPTS": 4})
+    yield app
+    close_app(app)
+
+
+@pytest.fixture
+def probe(app: Flask) -> Probe:
+    probe = Probe()
+    app.extensions["intake.outbox_handlers"]["probe"] = probe
+    return probe
+
+
+def add(app: Flask, subject: str, *, after: int | None = None, now: datetime = NOW) -> int:
+    with session_scope(app.extensions["intake.sessions"]) as session:
+        return outbox.enqueue(session, "probe", subject, now=now, after=after)
+
+
+def row(app: Flask, row_id: int) -> OutboxRecord:
+    with app.extensions["intake.sessions"]() as session:
+        found = session.get(OutboxRecord, row_id)
+        assert found is not None
+        return found
+
+
+def test_a_row_exists_only_if_its_transaction_commits(app: Flask, probe: Probe) -> None:
+    with pytest.raises(RuntimeError), session_scope(app.extensions["intake.sessions"]) as session:
+        outbox.enqueue(session, "probe", "rolled-back", now=NOW)
+        raise RuntimeError("the cause's transaction fails")
+    kept = add(app, "kept")
+    assert outbox.dispatch(app, now=NOW) == 1
+    assert probe.calls == ["kept"] and row(app, kept).state == "done"
+    assert outbox.dispatch(app, now=NOW + timedelta(hours=1)) == 0  # done is done
+
+
+def test_a_row_waits_for_the_one_it_comes_after_even_if_that_one_dies(app: Flask, probe: Probe) -> None:
+    first = add(app, "first")
+    second = add(app, "second", after=first)
+    probe.script = [outbox.Permanent("HTTP 422")]
+    assert outbox.dispatch(app, now=NOW) == 2  # first settles (dead), then second runs
+    assert probe.calls == ["first", "second"]
+    assert (row(app, first).state, row(app, second).state) == ("dead", "done")
+    third, fourth = add(app, "third"), None
+    fourth = add(app, "fourth", after=third)
+    probe.script = [outbox.Retry("HTTP 503")]
+    outbox.dispatch(app, now=NOW)
+    assert row(app, third).state == "pending" and row(app, fourth).state == "pending"
+    assert probe.calls[-1] == "third"  # fourth did not run while third waits out its backoff
+
+
+def test_retries_back_off_exponentially_with_jitter_then_dead(app: Flask, probe: Probe) -> None:
+    row_id = add(app, "flaky")
+    probe.script = [outbox.Retry("HTTP 503")] * 10
+    moment, waits = NOW, []
+    for attempt in range(1, 5):
+        assert outbox.dispatch(app, now=moment) == 1
+        settled = row(app, row_id)
+        if attempt < 4:
+            wait = (settled.due_at - moment).total_seconds()
+            step = 2.0 * 2 ** (attempt - 1)  # INTAKE_OUTBOX_BACKOFF_SECONDS = 2
+            assert step / 2 <= wait <= step, (attempt, wait)
+            assert outbox.dispatch(app, now=settled.due_at - timedelta(milliseconds=1)) == 0  # not before
+            waits.append(wait)
+            moment = settled.due_at
+    assert waits == sorted(waits)
+    dead = row(app, row_id)
+    assert (dead.state, dead.attempts) == ("dead", 4)
+    assert dead.last_error == "gave up after 4 attempts: HTTP 503"
+
+
+def test_backoff_is_capped_and_jitter_spreads_rows(app: Flask) -> None:
+    app.config["INTAKE_OUTBOX_BACKOFF_MAX_SECONDS"] = 60.0
+    assert outbox.backoff(app, 30, rng=random.Random(1)) <= timedelta(seconds=60)
+    spread = {outbox.backoff(app, 5, rng=random.Random(seed)).total_seconds() for seed in range(20)}
+    assert len(spread) == 20 and min(spread) >= 16 and max(spread) <= 32
+
+
+def test_retry_after_is_honoured(app: Flask, probe: Probe) -> None:
+    row_id = add(app, "busy")
+    probe.script = [outbox.Retry("HTTP 429", after=120)]
+    outbox.dispatch(app, now=NOW)
+    assert row(app, row_id).due_at == NOW + timedelta(seconds=120)
+
+
+def test_dead_letters_are_re_driven_from_zero(app: Flask, probe: Probe) -> None:
+    row_id = add(app, "refused")
+    probe.script = [outbox.Permanent("HTTP 400 (invalid)")]
+    outbox.dispatch(app, now=NOW)
+    assert (row(app, row_id).state, row(app, row_id).last_error) == ("dead", "HTTP 400 (invalid)")
+    assert outbox.redrive(app, [row_id]) == 1  # and dispatched at once
+    again = row(app, row_id)
+    assert (again.state, again.attempts, again.last_error) == ("done", 1, None)
+    assert outbox.redrive(app, None) == 0
+
+
+def test_an_unexpected_error_is_retried_and_logged_without_detail(app: Flask, probe: Probe,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    row_id = add(app, "buggy")
+    probe.script = [ValueError("Secret Name said something")]
+    outbox.dispatch(app, now=NOW)
+    assert (row(app, row_id).state, row(app, row_id).last_error) == ("pending", "ValueError")
+    assert "Secret Name" not in caplog.text and "ValueError" in caplog.text
+
+
+def test_a_lapsed_hand_over_is_handed_over_again_and_a_late_duplicate_does_nothing(app: Flask, probe: Probe) -> None:
+    row_id = add(app, "stranded")
+    with session_scope(app.extensions["intake.sessions"]) as session:  # handed to a worker that then died
+        assert [w.id for w in outbox_store.claim_due(session, now=NOW, lease=timedelta(minutes=5), limit=10)] == [row_id]
+    assert outbox.dispatch(app, now=NOW + timedelta(minutes=4)) == 0  # the hand-over still holds
+    assert outbox.dispatch(app, now=NOW + timedelta(minutes=5, seconds=1)) == 1
+    assert probe.calls == ["stranded"] and row(app, row_id).state == "done"
+    assert outbox.run(app, row_id) is None  # the broker redelivers the first hand-over: nothing runs
+    assert probe.calls == ["stranded"]
+
+
+def test_the_commands_list_and_retry_dead_letters(app: Flask, probe: Probe) -> None:
+    dead, waiting = add(app, "refused"), add(app, "later", now=NOW + timedelta(days=1))
+    probe.script = [outbox.Permanent("HTTP 404")]
+    outbox.dispatch(app, now=NOW)
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["intake", "outbox", "list"])
+    assert listed.exit_code == 0
+    lines = listed.output.splitlines()
+    assert any(str(dead) in line and "dead" in line and "HTTP 404" in line for line in lines)
+    assert any(str(waiting) in line and "pending" in line for line in lines)
+    assert lines[-1] == "pending 1  queued 0  done 0  dead 1"
+    only_dead = runner.invoke(args=["intake", "outbox", "list", "--state", "dead"]).output
+    assert [line.split()[:3] for line in only_dead.splitlines()[:-1]] == [[str(dead), "dead", "probe"]]
+    refused = runner.invoke(args=["intake", "outbox", "retry", str(waiting)])
+    assert refused.exit_code == 1 and refused.output.strip() == f"error: not dead letters: {waiting}"
+    assert runner.invoke(args=["intake", "outbox", "retry"]).exit_code == 1
+    retried = runner.invoke(args=["intake", "outbox", "retry", "--dead"])
+    assert (retried.exit_code, retried.output.strip()) == (0, "re-driven: 1")
+    assert row(app, dead).state == "done"
+    assert runner.invoke(args=["intake", "audit", "verify"]).exit_code == 0
