@@ -1,0 +1,191 @@
+"""EHR push against a real FHIR receiver on 127.0.0.1 (tests/support/fhir_receiver.py) that can fail
+on command: delivery once, repeats harmless, retries of 5xx/429/timeouts/refusals with backoff and
+Retry-After, dead letters for 4xx only, and an outage followed by recovery."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from intake import close_app, create_app, ehr_push, outbox
+from intake.storage import audit_log, outbox_store
+from intake.storage.db import session_scope
+from intake.storage.models import OutboxRecord
+from tests.support.fhir_receiver import FhirReceiver
+from tests.web.conftest import csrf, invite_link
+from tests.web.flow import fill_all, first_page, signed_in
+
+TOKEN = "ehr-secret-token"
+
+
+@pytest.fixture
+def receiver() -> Iterator[FhirReceiver]:
+    with FhirReceiver() as server:
+        yield server
+
+
+def make_app(database_url: str, tmp_path: Path, receiver: FhirReceiver, **config: Any) -> Flask:
+    return create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
+                       "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_EHR_FHIR_BASE": receiver.base_url,
+                       "INTAKE_EHR_BEARER_TOKEN": TOKEN, "INTAKE_EHR_TIMEOUT_SECONDS": 2.0, **config})
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path, receiver: FhirReceiver) -> Iterator[Flask]:
+    app = make_app(database_url, tmp_path, receiver)
+    yield app
+    close_app(app)
+
+
+def submit_short_intake(app: Flask, name: str = "Test Patient") -> str:
+    """A patient completes a one-questionnaire intake over the web pages; its id."""
+    client = app.test_client()
+    assert client.get(invite_link(app, name=name, questionnaires="stress")).status_code == 302
+    fill_all(client, app, first_page(client))
+    review = client.get("/intake/review")
+    assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
+    with app.extensions["intake.sessions"]() as session:
+        return session.query(OutboxRecord.subject).filter_by(kind="render_pdf").order_by(OutboxRecord.id.desc()).first()[0]
+
+
+def rows_of(app: Flask, intake_id: str) -> dict[str, OutboxRecord]:
+    with app.extensions["intake.sessions"]() as session:
+        return {r.kind: r for r in outbox_store.rows(session, subject=intake_id)}
+
+
+def pushes(receiver: FhirReceiver) -> list[Any]:
+    return [r for r in receiver.requests if r.method == "POST"]
+
+
+def test_a_completed_intake_arrives_once_with_its_pdf_and_a_repeat_creates_nothing(
+        app: Flask, receiver: FhirReceiver) -> None:
+    intake_id = submit_short_intake(app)
+    rows = rows_of(app, intake_id)
+    assert {k: r.state for k, r in rows.items()} == {"render_pdf": "done", "ehr_push": "done"}
+    assert rows["ehr_push"].after_id == rows["render_pdf"].id  # the PDF first, so the Bundle carries it
+    [push] = pushes(receiver)
+    assert push.status == 200 and push.headers["authorization"] == f"Bearer {TOKEN}"
+    assert push.headers["content-type"] == "application/fhir+json"
+    kinds = sorted({e["resource"]["resourceType"] for e in push.bundle["entry"]})
+    assert {"Patient", "QuestionnaireResponse", "Observation", "DocumentReference", "Provenance"} <= set(kinds)
+    ehr_push.push_job(app, intake_id)  # the same push again (a worker died before settling the row)
+    assert len(pushes(receiver)) == 2 and receiver.transactions_ok == 2
+    counts = receiver.created_counts()
+    assert counts and set(counts.values()) == {1}  # every resource created exactly once
+    with app.extensions["intake.sessions"]() as session:
+        exports = [r for r in audit_log.records(session) if r.action == "export" and r.actor == "ehr-push"]
+    assert len(exports) == 2 and f"Intake/{intake_id}" in exports[0].entities
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(503, None), (500, None), (429, "7"), (408, None)])
+def test_transient_answers_are_retried_later(app: Flask, receiver: FhirReceiver, status: int, retry_after: str | None) -> None:
+    receiver.fail_next(status, retry_after=retry_after)
+    before = datetime.now(timezone.utc)
+    intake_id = submit_short_intake(app)
+    push = rows_of(app, intake_id)["ehr_push"]
+    assert (push.state, push.attempts) == ("pending", 1)
+    assert push.last_error is not None and push.last_error.startswith(f"HTTP {status}")
+    wait = (push.due_at - before).total_seconds()
+    if retry_after:
+        assert 7 <= wait <= 7 + 5  # exactly Retry-After from when the answer came
+    else:
+        assert 0.9 <= wait <= 2 + 5  # the first backoff step: 1-2 s
+    assert outbox.dispatch(app, now=push.due_at) == 1
+    assert rows_of(app, intake_id)["ehr_push"].state == "done"
+    assert [r.status for r in pushes(receiver)] == [status, 200]
+
+
+def test_refused_connections_and_timeouts_are_retried(app: Flask, receiver: FhirReceiver) -> None:
+    receiver.outage()
+    intake_id = submit_short_intake(app)
+    assert rows_of(app, intake_id)["ehr_push"].last_error == "ConnectionRefusedError"
+    receiver.recover()
+    receiver.delay(3)  # longer than INTAKE_EHR_TIMEOUT_SECONDS
+    due = rows_of(app, intake_id)["ehr_push"].due_at
+    outbox.dispatch(app, now=due)
+    push = rows_of(app, intake_id)["ehr_push"]
+    assert (push.state, push.attempts, push.last_error) == ("pending", 2, "TimeoutError")
+    receiver.delay(0)
+    outbox.dispatch(app, now=push.due_at)
+    assert rows_of(app, intake_id)["ehr_push"].state == "done"
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 409, 422])
+def test_a_4xx_is_a_dead_letter_shown_to_admins_and_re_drivable(app: Flask, receiver: FhirReceiver, status: int) -> None:
+    receiver.fail_next(status)
+    intake_id = submit_short_intake(app)
+    push = rows_of(app, intake_id)["ehr_push"]
+    assert (push.state, push.attempts) == ("dead", 1) and push.last_error.startswith(f"HTTP {status}")
+    admin = signed_in(app, "admin")
+    page = admin.get("/admin/outbox").text
+    assert intake_id in page and f"HTTP {status}" in page
+    assert admin.post("/admin/outbox/retry", data={"row": str(push.id), "csrf_token": csrf(page)}).status_code == 302
+    assert rows_of(app, intake_id)["ehr_push"].state == "done"
+    assert [r.status for r in pushes(receiver)] == [status, 200]
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    now = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
+    assert ehr_push.retry_after_seconds("120") == 120
+    assert ehr_push.retry_after_seconds("Thu, 03 Dec 2026 09:01:30 GMT", now=now) == 90
+    assert ehr_push.retry_after_seconds("Thu, 03 Dec 2026 08:00:00 GMT", now=now) == 0
+    assert ehr_push.retry_after_seconds("99999999") == ehr_push.MAX_RETRY_AFTER_S
+    assert ehr_push.retry_after_seconds("soon") is None and ehr_push.retry_after_seconds(None) is None
+
+
+def _outage_then_recovery(database_url: str, tmp_path: Path, receiver: FhirReceiver, outage_s: float) -> None:
+    """Intakes completed during an EHR outage (503 to everything) are all delivered after it, each
+    after attempts whose gaps grow (the backoff), and only the one the EHR refuses is dead."""
+    app = make_app(database_url, tmp_path, receiver, INTAKE_OUTBOX_BACKOFF_SECONDS=0.5,
+                   INTAKE_OUTBOX_BACKOFF_MAX_SECONDS=outage_s / 3, INTAKE_OUTBOX_MAX_ATTEMPTS=50)
+    try:
+        receiver.outage(mode="503")
+        receiver.reject_when(lambda bundle: 422 if "Refused" in json.dumps(bundle) else None)
+        names = [f"Patient {n}" for n in "ABCD"] + ["Refused Patient"]
+        ids = [submit_short_intake(app, name=name) for name in names]
+        started = time.monotonic()
+        while time.monotonic() - started < outage_s:
+            outbox.dispatch(app)
+            time.sleep(0.1)
+        receiver.recover()
+        deadline = time.monotonic() + outage_s / 3 * 2 + 10
+        while time.monotonic() < deadline:
+            outbox.dispatch(app)
+            with app.extensions["intake.sessions"]() as session:
+                if not outbox_store.rows(session, states=("pending", "queued")):
+                    break
+            time.sleep(0.1)
+        states = {i: rows_of(app, i)["ehr_push"] for i in ids}
+        assert {i: r.state for i, r in states.items()} == {**{i: "done" for i in ids[:-1]}, ids[-1]: "dead"}
+        assert states[ids[-1]].last_error.startswith("HTTP 422")
+        assert receiver.transactions_ok == 4 and set(receiver.created_counts().values()) == {1}
+        for name in names[:-1]:
+            attempts = [r.monotonic for r in pushes(receiver) if name in json.dumps(r.bundle)]
+            gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+            assert len(gaps) >= 3, gaps
+            # Attempt n+1 comes a backoff step after attempt n: never before half the step (the
+            # jitter's floor), and late only by the dispatch loop (0.1 s sleeps, other rows' pushes;
+            # the first gap also spans the later intakes' submits).
+            for n, gap in enumerate(gaps[1:], start=2):
+                step = min(outage_s / 3, 0.5 * 2 ** (n - 1))
+                assert step / 2 - 0.05 <= gap <= step + 1.5, (n, gaps)
+        print(f"outage {outage_s:.0f} s: {len(pushes(receiver))} POSTs, "
+              f"{receiver.transactions_ok} delivered, 1 dead letter (422)")
+    finally:
+        close_app(app)
+
+
+def test_an_ehr_outage_then_recovery(database_url: str, tmp_path: Path, receiver: FhirReceiver) -> None:
+    _outage_then_recovery(database_url, tmp_path, receiver, outage_s=6)
+
+
+@pytest.mark.long
+def test_a_one_minute_ehr_outage_then_recovery(database_url: str, tmp_path: Path, receiver: FhirReceiver) -> None:
+    _outage_then_recovery(database_url, tmp_path, receiver, outage_s=60)
