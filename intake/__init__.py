@@ -6,6 +6,7 @@ happens at import time.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app = Flask(
         __name__,
-        instance_path=str(Path((config or {}).get("INSTANCE_PATH") or PROJECT_ROOT / "instance")),
+        # The instance folder (SQLite file, secret key, export files): INTAKE_INSTANCE_PATH lets
+        # web and job workers of one deployment share it.
+        instance_path=str(Path((config or {}).get("INSTANCE_PATH") or os.environ.get("INTAKE_INSTANCE_PATH")
+                               or PROJECT_ROOT / "instance")),
         template_folder=str(PROJECT_ROOT / "templates"),
         static_folder=str(PROJECT_ROOT / "static"),
     )
