@@ -23,6 +23,16 @@ run: $(STAMP)
 	$(FLASK) intake demo
 	$(FLASK) run --host 127.0.0.1 --port 5000
 
+## Production shape on this machine: gunicorn + Celery worker + beat (Procfile, via honcho) on the
+## local PostgreSQL and Redis. Each setting can be overridden from the environment (README "Production").
+run-prod: export DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/intake
+run-prod: export INTAKE_CELERY_BROKER_URL ?= redis://127.0.0.1:6379/0
+run-prod: export INTAKE_JOBS = celery
+run-prod: $(STAMP)
+	$(FLASK) intake init-db --create-database
+	$(FLASK) intake lint-forms
+	$(BIN)/honcho start -f Procfile
+
 ## The test suite (SQLite; set INTAKE_TEST_DATABASE_URL to run it on PostgreSQL).
 test: $(STAMP)
 	$(BIN)/python -m pytest

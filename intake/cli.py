@@ -16,7 +16,7 @@ from flask.cli import AppGroup
 from intake import workflow
 from intake.core.catalog import lint_file
 from intake.storage.db import session_scope
-from intake.storage.migrate import upgrade
+from intake.storage.migrate import create_database_if_missing, upgrade
 
 intake_cli = AppGroup("intake", help="Intake service commands.")
 intake_cli.add_command(__import__("intake.cli_score", fromlist=["score"]).score)  # `flask intake score`
@@ -46,8 +46,11 @@ def _fail(message: str) -> None:
 
 
 @intake_cli.command("init-db")
-def init_db() -> None:
+@click.option("--create-database", is_flag=True, help="First create the PostgreSQL database if the server lacks it.")
+def init_db(create_database: bool) -> None:
     """Create or upgrade the database schema (Alembic migrations)."""
+    if create_database and create_database_if_missing(current_app.config["DATABASE_URL"]):
+        click.echo("database created")
     upgrade(current_app.config["DATABASE_URL"])
     click.echo("database is up to date")
 

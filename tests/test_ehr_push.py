@@ -189,3 +189,22 @@ def test_an_ehr_outage_then_recovery(database_url: str, tmp_path: Path, receiver
 @pytest.mark.long
 def test_a_one_minute_ehr_outage_then_recovery(database_url: str, tmp_path: Path, receiver: FhirReceiver) -> None:
     _outage_then_recovery(database_url, tmp_path, receiver, outage_s=60)
+
+
+def test_the_embedded_runner_delivers_and_retries_on_its_own(database_url: str, tmp_path: Path,
+                                                             receiver: FhirReceiver) -> None:
+    """`make run`'s mode: the submit's work runs on the web process's job thread after the
+    response, and the poller retries it after its backoff without any further request."""
+    app = make_app(database_url, tmp_path, receiver, INTAKE_JOBS="thread", INTAKE_OUTBOX_POLL_SECONDS=0.2,
+                   INTAKE_OUTBOX_BACKOFF_SECONDS=0.5, TESTING=False)
+    try:
+        receiver.fail_next(503)
+        intake_id = submit_short_intake(app)
+        receiver.wait_for_requests(2, timeout=20)
+        deadline = time.monotonic() + 10
+        while rows_of(app, intake_id)["ehr_push"].state != "done" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert {k: r.state for k, r in rows_of(app, intake_id).items()} == {"render_pdf": "done", "ehr_push": "done"}
+        assert [r.status for r in pushes(receiver)] == [503, 200]
+    finally:
+        close_app(app)

@@ -16,6 +16,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 
 from intake.storage.db import make_engine, normalize_url
 
@@ -30,6 +31,29 @@ def alembic_config(url: str) -> Config:
     rendered = normalize_url(url).render_as_string(hide_password=False)
     config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
     return config
+
+
+def create_database_if_missing(url: str) -> bool:
+    """Create the PostgreSQL database named in `url` when the server lacks it (True if made).
+
+    For `make run-prod` and first deployments: the URL's user must be allowed to create
+    databases. SQLite files are created on first connection, so nothing is done for them.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "postgresql" or not parsed.database:
+        return False
+    engine = make_engine(parsed.set(database="postgres"))
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                                        {"name": parsed.database}).scalar()
+            if exists:
+                return False
+            quoted = connection.dialect.identifier_preparer.quote(parsed.database)
+            connection.execute(text(f"CREATE DATABASE {quoted}"))
+            return True
+    finally:
+        engine.dispose()
 
 
 def upgrade(url: str, revision: str = "head") -> None:
