@@ -51,6 +51,7 @@ DUPLICATE_EVERY = 10  # every 10th intake re-POSTs a page and double-submits: 10
 MAX_ATTEMPTS = 25  # per intake, each attempt resuming after a connection error
 CLIENT_TIMEOUT = 30.0  # per request: longer than any submit under load, shorter than the test
 INVITE_BATCH = 50
+MAX_PAGES = 40  # a whole five-questionnaire intake has about 15; more means a page loop
 
 CONNECTION_ERRORS = (OSError, http.client.HTTPException)
 _CSRF = re.compile(r'name="csrf_token"[^>]*? value="([^"]+)"')
@@ -204,7 +205,7 @@ class Patient:
         if not match:
             raise FlowError("the start page links to no page")
         path = match.group(1)
-        for _ in range(10):
+        for _ in range(MAX_PAGES):
             page = self._send("GET", path)
             if page.status == 302 and _path(page.location) == "/intake/done":
                 break
@@ -223,7 +224,7 @@ class Patient:
                 break
             path = after
         else:
-            raise FlowError("more than 10 pages")
+            raise FlowError(f"more than {MAX_PAGES} pages")
         review = self._send("GET", "/intake/review")
         if review.status == 200:
             self.csrf = self._token(review.text, "/intake/review")
