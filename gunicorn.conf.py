@@ -1,7 +1,8 @@
 """gunicorn settings for production: `.venv/bin/gunicorn -c gunicorn.conf.py wsgi:app`.
 
 Environment: INTAKE_BIND (default 127.0.0.1:8000; also `unix:PATH` or `fd://N`, several comma-
-separated), INTAKE_WEB_WORKERS (default 2 x cores + 1, at most 12), plus everything the app reads
+separated), INTAKE_WEB_WORKERS (default 2 x cores + 1, at most 12), INTAKE_WEB_MAX_REQUESTS (2000),
+INTAKE_LOG_LEVEL (info), INTAKE_CONTROL_SOCKET (off), plus everything the app reads
 (DATABASE_URL, INTAKE_SECRET_KEY, ...; see README "Configuration").
 
 Sync workers are meant to sit behind a reverse proxy (nginx, a cloud load balancer) that buffers
@@ -57,10 +58,11 @@ keepalive = 2
 
 # --- recycling -----------------------------------------------------------------------------------
 
-# Restart a worker after this many requests, bounding the growth of per-process caches and memory
-# fragmentation; the jitter spreads restarts so workers do not all restart at once.
-max_requests = 2000
-max_requests_jitter = 200
+# Restart a worker after this many requests (INTAKE_WEB_MAX_REQUESTS; 0 = never), bounding the
+# growth of per-process caches and memory fragmentation; the jitter (10 %) spreads restarts so
+# workers do not all restart at once.
+max_requests = int(os.environ.get("INTAKE_WEB_MAX_REQUESTS") or 2000)
+max_requests_jitter = max_requests // 10
 
 # --- logging -------------------------------------------------------------------------------------
 
@@ -100,3 +102,16 @@ def post_fork(server: Any, worker: Any) -> None:
     requests, so neither exists before the fork."""
     app = server.app.wsgi()
     app.extensions["intake.engine"].dispose(close=False)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """A worker leaving (stop, reload, max_requests): write its queued audit rows, stop the
+    outbox poller, finish queued jobs and close its connections, in that order (`close_app`),
+    before the interpreter shuts down under them (a poller thread left running fired into the
+    job executor after its shutdown: a traceback at every exit). gunicorn also calls this hook in
+    the master when it reaps a worker; there it does nothing."""
+    if os.getpid() != worker.pid:
+        return
+    from intake import close_app
+
+    close_app(server.app.wsgi())

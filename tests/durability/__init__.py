@@ -56,9 +56,11 @@ MAX_PAGES = 40  # a whole five-questionnaire intake has about 15; more means a p
 CONNECTION_ERRORS = (OSError, http.client.HTTPException)
 _CSRF = re.compile(r'name="csrf_token"[^>]*? value="([^"]+)"')
 _PAGE_LINK = re.compile(r'href="(/intake/[^"/]+/[^"]+)"')
-# Server log lines that mean a request failed inside the app; gunicorn's own lines about the
-# workers the kill test kills are expected there and not matched.
-_BAD_LOG = re.compile(r"database is locked|Traceback|Exception on |ERROR in |\bjob \S+ failed", re.IGNORECASE)
+# Server log lines that mean a request failed inside the app, or a worker hung (killed by the
+# master after gunicorn.conf.py's timeout); gunicorn's lines about the workers the kill test
+# kills are expected and not matched.
+_BAD_LOG = re.compile(r"database is locked|Traceback|Exception on |ERROR in |\bjob \S+ failed|WORKER TIMEOUT",
+                      re.IGNORECASE)
 
 
 # --- set-up --------------------------------------------------------------------------------------

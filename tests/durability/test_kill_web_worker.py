@@ -48,7 +48,7 @@ def killer(server: GunicornServer, cycles: int, total: int, killed: list[int]) -
             while finished() < threshold and time.monotonic() < deadline:
                 time.sleep(0.02)
             time.sleep(rng.uniform(0, 0.3))  # anywhere in a request, not just after one ended
-            victim = rng.choice(server.worker_pids())
+            victim = rng.choice(server.wait_for_workers(timeout=REPLACE_TIMEOUT))
             try:
                 os.kill(victim, signal.SIGKILL)
             except ProcessLookupError:  # it had just left (max_requests): the next cycle kills
