@@ -205,7 +205,10 @@ class Poller:
         from intake.jobs import jobs_of
 
         while not self._stop.wait(float(self.app.config["INTAKE_OUTBOX_POLL_SECONDS"])):
-            jobs_of(self.app).submit("outbox_dispatch")
+            try:
+                jobs_of(self.app).submit("outbox_dispatch")
+            except RuntimeError:  # the interpreter is shutting down: its executors take no more work
+                return
 
     def stop(self) -> None:
         self._stop.set()
