@@ -26,110 +26,48 @@ more than the page rates and flatter the ratios.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import re
 import secrets
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script: make `bench` and `intake` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-HOST = "127.0.0.1"
+from bench.harness import (
+    HELLO_PATH,
+    HOST,
+    ROOT,
+    SetupError,
+    expect,
+    free_port,
+    gunicorn,
+    http,
+    run_clients,
+    start_together,
+    update_cookies,
+)
+
+__all__ = ["HOST", "SetupError", "free_port", "gunicorn", "prepare_database", "run_phase"]
+
 WORKERS = 2
-HELLO_PATH = "/bench/hello"
 FORM_KEY, PAGE_KEY = "digestive", "digestive-alarm"
 PAGE_PATH = f"/intake/{FORM_KEY}/{PAGE_KEY}"
 TARGETS = {"get": 0.30, "post": 0.15}
 
 MAX_REQUESTS_PER_CLIENT = 1_000_000  # per phase; time ends a phase long before this
-MAX_RESPONSE_BYTES = 4 * 1024 * 1024
-REQUEST_TIMEOUT = 10.0
-SERVER_START_TIMEOUT = 30.0
-CLIENT_SETUP_TIMEOUT = 60.0
 
 CSRF_RE = re.compile(rb'name="csrf_token" value="([^"]+)"')
 
 
-# --- HTTP client -------------------------------------------------------------------------------
-
-
-class Response:
-    __slots__ = ("status", "headers", "body")
-
-    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k == name), None)
-
-
-def http(port: int, method: str, path: str, cookies: dict[str, str] | None = None,
-         body: bytes | None = None, headers: dict[str, str] | None = None) -> Response:
-    """One request on a fresh connection; reads to EOF (bounded by size and socket timeout)."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}", "Connection: close"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    if cookies:
-        lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items()))
-    if body is not None:
-        lines.append("Content-Type: application/x-www-form-urlencoded")
-        lines.append(f"Content-Length: {len(body)}")
-    raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
-    chunks: list[bytes] = []
-    size = 0
-    with socket.create_connection((HOST, port), timeout=REQUEST_TIMEOUT) as sock:
-        sock.sendall(raw)
-        while size <= MAX_RESPONSE_BYTES:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    data = b"".join(chunks)
-    head, _, payload = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[1].isdigit():
-        raise ConnectionError(f"bad status line {status_line[:80]!r}")
-    headers = []
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers.append((name.strip().lower(), value.strip()))
-    return Response(int(parts[1]), headers, payload)
-
-
-def update_cookies(cookies: dict[str, str], response: Response) -> None:
-    for name, value in response.headers:
-        if name == "set-cookie":
-            key, _, rest = value.partition("=")
-            cookies[key.strip()] = rest.split(";", 1)[0]
-
-
 # --- client processes --------------------------------------------------------------------------
-
-
-class SetupError(Exception):
-    pass
-
-
-def _expect(response: Response, status: int, what: str) -> None:
-    if response.status != status:
-        raise SetupError(f"{what}: expected {status}, got {response.status}")
 
 
 def _prepare(kind: str, port: int, link: str | None, post_fields: dict[str, str]) -> Any:
@@ -152,12 +90,12 @@ def _prepare(kind: str, port: int, link: str | None, post_fields: dict[str, str]
 
     cookies: dict[str, str] = {}
     response = http(port, "GET", link)
-    _expect(response, 302, f"GET {link}")
+    expect(response, 302, f"GET {link}")
     update_cookies(cookies, response)
     if not cookies:
         raise SetupError("opening the link set no session cookie")
     response = http(port, "GET", PAGE_PATH, cookies)
-    _expect(response, 200, f"GET {PAGE_PATH}")
+    expect(response, 200, f"GET {PAGE_PATH}")
     update_cookies(cookies, response)
 
     if kind == "get":
@@ -172,7 +110,7 @@ def _prepare(kind: str, port: int, link: str | None, post_fields: dict[str, str]
         raise SetupError(f"GET {PAGE_PATH}: no CSRF token in the page")
     body = urlencode({**post_fields, "csrf_token": match.group(1).decode()}).encode()
     response = http(port, "POST", PAGE_PATH, cookies, body)
-    _expect(response, 302, f"POST {PAGE_PATH}")
+    expect(response, 302, f"POST {PAGE_PATH}")
     location = response.header("location") or ""
     if not location.startswith("/intake/") or location.rstrip("/").endswith(PAGE_PATH):
         raise SetupError(f"POST {PAGE_PATH}: redirected to {location!r}, not to the next page")
@@ -190,14 +128,10 @@ def client(kind: str, port: int, link: str | None, post_fields: dict[str, str], 
     """One client: set up, wait for the others, then request in a loop until the phase ends."""
     try:
         request = _prepare(kind, port, link, post_fields)
-    except Exception as exc:  # reported by the parent; the others must not wait for us
-        barrier.abort()
-        results.put((index, {"error": f"client setup failed: {type(exc).__name__}: {exc}"}))
+    except Exception as exc:  # noqa: BLE001 - reported by the parent, whatever it is
+        start_together(barrier, results, index, f"{type(exc).__name__}: {exc}")
         return
-    try:
-        barrier.wait(timeout=CLIENT_SETUP_TIMEOUT)
-    except threading.BrokenBarrierError:
-        results.put((index, {"error": "another client failed to set up"}))
+    if not start_together(barrier, results, index):
         return
     start = time.monotonic()
     measure_from = start + warmup
@@ -222,53 +156,18 @@ def client(kind: str, port: int, link: str | None, post_fields: dict[str, str], 
 def run_phase(kind: str, port: int, links: list[str], post_fields: dict[str, str], clients: int,
               warmup: float, seconds: float) -> tuple[float, Counter[str], list[str]]:
     """Run one phase with `clients` processes; returns (req/s, unexpected statuses, errors)."""
-    ctx = mp.get_context("fork")
-    barrier = ctx.Barrier(clients)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=client, daemon=True,
-                    args=(kind, port, links[n] if links else None, post_fields, warmup, seconds,
-                          barrier, results, n))
-        for n in range(clients)
-    ]
-    for proc in procs:
-        proc.start()
+    client_args = [(kind, port, links[n] if links else None, post_fields, warmup, seconds)
+                   for n in range(clients)]
+    reports, errors = run_clients(kind, client, client_args, warmup + seconds)
     counted = 0
     bad: Counter[str] = Counter()
-    errors: list[str] = []
-    deadline = time.monotonic() + CLIENT_SETUP_TIMEOUT + warmup + seconds + 2 * REQUEST_TIMEOUT
-    try:
-        for _ in range(clients):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                errors.append(f"{kind}: a client did not report in time")
-                break
-            try:
-                _index, result = results.get(timeout=remaining)
-            except Exception:  # queue.Empty
-                errors.append(f"{kind}: a client did not report in time")
-                break
-            if "error" in result:
-                errors.append(f"{kind}: {result['error']}")
-            else:
-                counted += result["counted"]
-                bad.update(result["bad"])
-    finally:
-        for proc in procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=5)
+    for result in reports:
+        counted += result["counted"]
+        bad.update(result["bad"])
     return counted / seconds, bad, errors
 
 
-# --- set-up and server -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+# --- set-up ------------------------------------------------------------------------------------
 
 
 def prepare_database(intakes: int) -> tuple[list[str], dict[str, str]]:
@@ -304,58 +203,6 @@ def prepare_database(intakes: int) -> tuple[list[str], dict[str, str]]:
         return links, fields
     finally:
         app.extensions["intake.engine"].dispose()
-
-
-def start_server(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-k", "sync",
-           "-b", f"{HOST}:{port}", "--chdir", str(ROOT), "--graceful-timeout", "5",
-           "--log-level", "warning", "bench.pages_app:app"]
-    with log_path.open("wb") as log:
-        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_ready(server: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SetupError(f"gunicorn exited with {server.returncode}:\n{_tail(log_path)}")
-        try:
-            if http(port, "GET", HELLO_PATH).status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SetupError(f"gunicorn did not answer within {SERVER_START_TIMEOUT:.0f} s:\n{_tail(log_path)}")
-
-
-@contextmanager
-def gunicorn(port: int, env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """gunicorn started and answering; always stopped afterwards (a warning on an unclean exit)."""
-    server = start_server(port, env, log_path)
-    try:
-        wait_ready(server, port, log_path)
-        yield server
-    finally:
-        stop_server(server)
-        if server.returncode not in (0, -signal.SIGTERM):
-            print(f"warning: gunicorn exited with {server.returncode}:\n{_tail(log_path)}", file=sys.stderr)
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -414,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         log_path = Path(tmp) / "gunicorn.log"
         try:
             links, post_fields = prepare_database(2 * args.clients)
-            with gunicorn(port, {**os.environ, **bench_env}, log_path):
+            with gunicorn(port, {**os.environ, **bench_env}, log_path, WORKERS):
                 rates, failures = run_rounds(args, port, links, post_fields)
         except SetupError as exc:
             print(f"error: {exc}", file=sys.stderr)
