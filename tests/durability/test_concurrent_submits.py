@@ -45,7 +45,7 @@ def test_concurrent_submits(database_url: str, tmp_path: Path, submits: int) -> 
         answers = page_answers(app)
         env = {**server_env(database_url, tmp_path), "INTAKE_WEB_MAX_REQUESTS": str(MAX_REQUESTS)}
         with gunicorn_server(env, tmp_path / "logs", workers=WORKERS) as server:
-            run = run_patients(server, invites, answers, clients=CLIENTS, timeout=420 if submits > 200 else 150)
+            run = run_patients(server, invites, answers, clients=CLIENTS, timeout=600 if submits > 200 else 150)
         print("\n" + run.figures(f"concurrent submits ({app.extensions['intake.engine'].dialect.name}, "
                                  f"{CLIENTS} clients, {WORKERS} workers)") + f", server stop {server.stop_seconds:.1f} s")
 
