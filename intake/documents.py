@@ -105,14 +105,17 @@ def render_and_store(session: Session, catalog: Catalog, intake_id: str, *, now:
 
     Unchanged sources (a re-score that changed nothing) keep the stored PDF without rendering it
     again: the render is deterministic, and the expensive step."""
-    now = now or utcnow()
     existing = fhir_store.get_document(session, intake_id)
     source = sources(session, catalog, intake_id)
     if existing is not None and existing.source_sha256 == source.sha256:
         return existing
-    content = _pdf_of(source)
+    return _store(session, catalog, intake_id, _pdf_of(source), source.sha256, now=now or utcnow())
+
+
+def _store(session: Session, catalog: Catalog, intake_id: str, content: bytes, source_sha256: str, *,
+           now: datetime) -> DocumentRecord:
     document = fhir_store.store_document(session, intake_id=intake_id, content=content,
-                                         sha256=hashlib.sha256(content).hexdigest(), source_sha256=source.sha256, now=now)
+                                         sha256=hashlib.sha256(content).hexdigest(), source_sha256=source_sha256, now=now)
     forms = [form for form, _ in workflow.stored_pairs(session, catalog, intake_id, latest=False)]
     records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
     return document
@@ -128,11 +131,26 @@ def document_for(session: Session, catalog: Catalog, intake_id: str) -> Document
 
 def render_job(app: Flask, intake_id: str) -> None:
     """The outbox handler run after submit and re-scoring (safe to run twice: the render is
-    deterministic and replaces the stored PDF)."""
+    deterministic and replaces the stored PDF).
+
+    The render (WeasyPrint, up to a second) runs outside any transaction: on SQLite a write
+    transaction holds the one write lock, and every patient's page save would wait behind it.
+    The sources are read, rendered, then read again in the short write that stores the PDF: if
+    a re-score changed them meanwhile, this render is stale and the re-score's own job stores its
+    PDF instead."""
+    catalog = app.extensions["intake.catalog"]
+    try:
+        with app.extensions["intake.readers"]() as session:
+            existing = fhir_store.get_document(session, intake_id)
+            source = sources(session, catalog, intake_id)
+    except DocumentError:
+        # Not scored (a broken rule): nothing to render until `flask intake rescore`, which
+        # queues this job again.
+        log.warning("no PDF for intake %s yet: it is not scored", intake_id)
+        return
+    if existing is not None and existing.source_sha256 == source.sha256:
+        return
+    content = _pdf_of(source)
     with session_scope(app.extensions["intake.sessions"]) as session:
-        try:
-            render_and_store(session, app.extensions["intake.catalog"], intake_id)
-        except DocumentError:
-            # Not scored (a broken rule): nothing to render until `flask intake rescore`, which
-            # queues this job again.
-            log.warning("no PDF for intake %s yet: it is not scored", intake_id)
+        if sources(session, catalog, intake_id).sha256 == source.sha256:
+            _store(session, catalog, intake_id, content, source.sha256, now=utcnow())

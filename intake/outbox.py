@@ -89,26 +89,30 @@ def after_submit(app: Flask, session: Any, intake_id: str, *, now: datetime) -> 
 def dispatch(app: Flask, *, now: datetime | None = None) -> int:
     """Hand every due row to the job runner; how many were handed over.
 
-    With an in-process runner (thread, eager) the rows run here, one after the other, and rows
-    that waited for them are picked up by the next round; with Celery each row becomes a task.
+    With Celery each row becomes a task. With an in-process runner (thread, eager) the rows run
+    here, one claimed at a time, so a process that is shutting down (a gunicorn worker being
+    recycled) finishes the row in hand and leaves the rest to the other processes instead of
+    rendering the whole backlog before it may exit.
     """
     from intake.jobs import jobs_of
 
     jobs = jobs_of(app)
+    celery = jobs.mode == "celery"
     lease = _seconds(app, "LEASE")
     total = 0
-    while True:
-        moment = now or _now()
+    while not poller_of(app).stopping:
         with session_scope(app.extensions["intake.sessions"]) as session:
-            claimed = outbox_store.claim_due(session, now=moment, lease=lease, limit=DISPATCH_BATCH)
+            claimed = outbox_store.claim_due(session, now=now or _now(), lease=lease,
+                                             limit=DISPATCH_BATCH if celery else 1)
         for work in claimed:
-            if jobs.mode == "celery":
+            if celery:
                 jobs.submit("outbox", row_id=work.id)
             else:
                 jobs.run("outbox", run, {"row_id": work.id, "now": now})
         total += len(claimed)
-        if not claimed or jobs.mode == "celery":
-            return total
+        if not claimed or celery:
+            break
+    return total
 
 
 def run(app: Flask, row_id: int, *, now: datetime | None = None) -> str | None:
@@ -191,6 +195,7 @@ class Poller:
     def __init__(self, app: Flask) -> None:
         self.app = app
         self._stop = threading.Event()
+        self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -210,7 +215,13 @@ class Poller:
             except RuntimeError:  # the interpreter is shutting down: its executors take no more work
                 return
 
+    @property
+    def stopping(self) -> bool:
+        """Set by `stop` (the process is closing): in-process dispatch takes no more rows."""
+        return self._closing.is_set()
+
     def stop(self) -> None:
+        self._closing.set()
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

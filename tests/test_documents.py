@@ -8,14 +8,22 @@ import base64
 import hashlib
 import io
 import json
+import threading
+import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import pytest
 from flask import Flask
+from sqlalchemy import update
 from pypdf import PdfReader
 
 from intake import documents
 from intake.core.fhir_models import resource_errors
 from intake.storage import fhir_store
+from intake.storage.db import session_scope
+from intake.storage.models import DocumentRecord
 from tests.fhircheck import fhircheck
 from tests.web.flow import EMERGENCY, HIGH_PHQ4, complete_intake, signed_in
 from tests.web.test_fhir_api import Api, api_app, new_token, patient_of  # noqa: F401  (fixture)
@@ -109,3 +117,44 @@ def test_pdf_and_export_commands(api_app: Flask, tmp_path: Path) -> None:  # noq
                  ["export", "--all", "--since", "soon", "-o", str(tmp_path / "w")]):
         failed = runner.invoke(args=["intake", *args])
         assert failed.exit_code == 1 and failed.output.startswith("error: ") and len(failed.output.splitlines()) == 1, failed.output
+
+
+def test_the_render_holds_no_write_lock_and_a_stale_render_is_not_stored(api_app: Flask,  # noqa: F811
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """WeasyPrint runs outside any transaction (on SQLite a write transaction blocks every page
+    save), and a render whose sources changed meanwhile is dropped, not stored over newer ones."""
+    _client, intake_id = complete_intake(api_app, {})
+    before = stored_pdf(api_app, intake_id)
+    sessions = api_app.extensions["intake.sessions"]
+    with session_scope(sessions) as session:  # the stored PDF is outdated: the job renders again
+        session.execute(update(DocumentRecord).values(source_sha256="outdated"))
+    rendering, release, changed = threading.Event(), threading.Event(), threading.Event()
+    real_pdf_of, real_sources = documents._pdf_of, documents.sources
+
+    def slow_pdf_of(source: documents.Sources) -> bytes:
+        rendering.set()
+        assert release.wait(10)
+        return real_pdf_of(source)
+
+    def sources(session: Any, catalog: Any, intake: str) -> documents.Sources:
+        found = real_sources(session, catalog, intake)
+        return replace(found, sha256=found.sha256 + "-changed") if changed.is_set() else found
+
+    monkeypatch.setattr(documents, "_pdf_of", slow_pdf_of)
+    monkeypatch.setattr(documents, "sources", sources)
+    worker = threading.Thread(target=documents.render_job, args=(api_app, intake_id))
+    worker.start()
+    assert rendering.wait(10)
+    started = time.monotonic()
+    with session_scope(sessions) as session:  # a patient's page save, say, while WeasyPrint works
+        session.execute(update(DocumentRecord).values(size=DocumentRecord.size))
+    assert time.monotonic() - started < 2
+    changed.set()  # a re-score changes the sources before the render is stored
+    release.set()
+    worker.join(20)
+    with sessions() as session:
+        document = fhir_store.get_document(session, intake_id)
+        assert (document.source_sha256, document.content) == ("outdated", before)
+    documents.render_job(api_app, intake_id)  # the re-score's own job stores its render
+    with sessions() as session:
+        assert fhir_store.get_document(session, intake_id).source_sha256.endswith("-changed")

@@ -171,3 +171,18 @@ def test_the_commands_list_and_retry_dead_letters(app: Flask, probe: Probe) -> N
     assert (retried.exit_code, retried.output.strip()) == (0, "re-driven: 1")
     assert row(app, dead).state == "done"
     assert runner.invoke(args=["intake", "audit", "verify"]).exit_code == 0
+
+
+def test_a_closing_process_finishes_the_row_in_hand_and_leaves_the_rest(app: Flask, probe: Probe) -> None:
+    """A recycled gunicorn worker must not render the whole backlog before it may exit."""
+    ids = [add(app, f"row {n}") for n in range(3)]
+    probe_call = probe.__call__
+
+    def close_during_first(app_: Flask, subject: str) -> None:
+        probe_call(app_, subject)
+        outbox.poller_of(app_).stop()  # close_app (gunicorn's worker_exit) while a row runs
+
+    app.extensions["intake.outbox_handlers"]["probe"] = close_during_first
+    assert outbox.dispatch(app, now=NOW) == 1
+    assert probe.calls == ["row 0"]
+    assert [row(app, i).state for i in ids] == ["done", "pending", "pending"]  # for the other processes
