@@ -16,7 +16,6 @@ diagnostics may quote the patient data back.
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
@@ -69,7 +68,7 @@ def post_bundle(base: str, bundle: dict[str, Any], *, token: str, timeout: float
         if status in RETRIED_STATUSES or status >= 500:
             raise Retry(reason, after=retry_after_seconds(retry_after)) from None
         raise Permanent(reason) from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as exc:
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:  # socket.timeout is TimeoutError
         cause = getattr(exc, "reason", exc)
         raise Retry(type(cause).__name__ if isinstance(cause, BaseException) else "URLError") from None
 
