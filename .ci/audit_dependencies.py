@@ -6,8 +6,9 @@ reachable from this project's machines (only the project JSON, /pypi/NAME/json, 
 lists the advisories (OSV/PYSEC/GHSA) that affect the project's *latest* release. So:
 
 - a distribution at its latest release is checked exactly: any advisory fails the run;
-- one behind its latest release is reported, and fails unless an advisory-free reason is given in
-  ALLOWED_BEHIND (a dependency that caps it), because its advisories cannot be seen from here.
+- one behind its latest release is reported, and fails unless it cannot be upgraded: another
+  installed distribution's requirement excludes the latest release (found from their metadata,
+  and named), or a reason is given in ALLOWED_BEHIND; its advisories cannot be seen from here.
 
 Run with the environment's python: `.venv/bin/python .ci/audit_dependencies.py`. Exit 0 = clean.
 """
@@ -38,6 +39,29 @@ def latest(name: str) -> tuple[str, list[str]] | None:
     return data["info"]["version"], [v["id"] for v in data.get("vulnerabilities") or []]
 
 
+def capped_by(name: str, newest: str) -> list[str]:
+    """Installed distributions whose requirements (with any of their extras) exclude `newest` of
+    `name`, e.g. ["kombu[redis] packaging==26.3"]: why pip could not install the latest."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    wanted, caps = canonicalize_name(name), []
+    for dist in metadata.distributions():
+        extras = [""] + list(dist.metadata.get_all("Provides-Extra") or [])
+        for text in dist.requires or []:
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if canonicalize_name(requirement.name) != wanted or requirement.specifier.contains(newest, prereleases=True):
+                continue
+            for extra in extras:
+                if requirement.marker is None or requirement.marker.evaluate({"extra": extra}):
+                    caps.append(f"{dist.metadata['Name']}{f'[{extra}]' if extra else ''} {requirement.name}{requirement.specifier}")
+                    break
+    return sorted(set(caps))
+
+
 def main() -> int:
     dists = {d.metadata["Name"].lower(): d.version for d in metadata.distributions() if d.metadata["Name"]}
     names = sorted(n for n in dists if n not in SKIP)
@@ -55,6 +79,9 @@ def main() -> int:
                 failed += 1
         elif name in ALLOWED_BEHIND:
             print(f"behind    {name} {installed} (latest {answer[0]}): {ALLOWED_BEHIND[name]}")
+            behind += 1
+        elif caps := capped_by(name, answer[0]):
+            print(f"behind    {name} {installed} (latest {answer[0]}): capped by {'; '.join(caps)}")
             behind += 1
         else:
             print(f"BEHIND    {name} {installed} (latest {answer[0]}): its advisories cannot be checked from here; upgrade it")
