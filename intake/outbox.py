@@ -28,6 +28,7 @@ from typing import Any
 
 from flask import Flask
 
+from intake import notify
 from intake.storage import outbox_store, repository
 from intake.storage.db import session_scope
 
@@ -75,7 +76,7 @@ def after_submit(app: Flask, session: Any, intake_id: str, *, now: datetime) -> 
     per new emergency/urgent flag (first: staff hear at once), the PDF, then, when this deployment
     pushes to an EHR, the push (after the PDF, so the Bundle carries it; it goes even if the
     render fails for good)."""
-    if app.config.get("INTAKE_NOTIFY_WEBHOOK") or app.config.get("INTAKE_NOTIFY_EMAIL_TO"):
+    if notify.configured(app):
         for flag_id in repository.pending_notifications(session, intake_id=intake_id):
             enqueue(session, NOTIFY, str(flag_id), now=now)
     render = enqueue(session, RENDER_PDF, intake_id, now=now)
