@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run run-prod test test-long test-postgres install bench lint-forms clean
+CATALOGS := intake/translations/es/LC_MESSAGES/messages.mo
+
+.PHONY: run run-prod test test-long test-postgres install bench lint-forms translations clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required (set PYTHON=...)")'
@@ -14,10 +16,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(CATALOGS)
+
+## The UI's Spanish catalog is compiled in the build (the .mo is not in git).
+%.mo: %.po $(STAMP)
+	$(BIN)/pybabel compile -i $< -o $@
+
+## After changing UI text: extract it and merge it into the catalog (then translate the new entries).
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l --no-location --sort-output -o $(VENV)/messages.pot .
+	$(BIN)/pybabel update -i $(VENV)/messages.pot -d intake/translations --no-location --ignore-obsolete
 
 ## Serve on http://127.0.0.1:5000 with the embedded default (SQLite in ./instance, demo patient).
-run: $(STAMP)
+run: $(STAMP) $(CATALOGS)
 	$(FLASK) intake init-db
 	$(FLASK) intake lint-forms
 	$(FLASK) intake demo
@@ -28,23 +39,23 @@ run: $(STAMP)
 run-prod: export DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/intake
 run-prod: export INTAKE_CELERY_BROKER_URL ?= redis://127.0.0.1:6379/0
 run-prod: export INTAKE_JOBS = celery
-run-prod: $(STAMP)
+run-prod: $(STAMP) $(CATALOGS)
 	$(FLASK) intake init-db --create-database
 	$(FLASK) intake lint-forms
 	$(BIN)/honcho start -f Procfile
 
 ## The test suite (SQLite; set INTAKE_TEST_DATABASE_URL to run it on PostgreSQL).
-test: $(STAMP)
+test: $(STAMP) $(CATALOGS)
 	$(BIN)/python -m pytest
 
 ## The full-size durability tests (marker `long`; `make test` leaves them out, CI runs both).
-test-long: $(STAMP)
+test-long: $(STAMP) $(CATALOGS)
 	$(BIN)/python -m pytest -m long
 
-test-postgres: $(STAMP)
+test-postgres: $(STAMP) $(CATALOGS)
 	INTAKE_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) $(CATALOGS)
 	$(BIN)/python bench/pages.py
 
 lint-forms: $(STAMP)

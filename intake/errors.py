@@ -6,16 +6,17 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, current_app, render_template, request
+from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
 MESSAGES = {
-    400: ("There is a problem with that request", "Go back and try again."),
-    403: ("You cannot see this page", "Open the link from your message again."),
-    404: ("Page not found", "If you typed the web address, check it is correct."),
-    405: ("There is a problem with that request", "Go back and try again."),
-    413: ("That was too much to send", "Shorten your answers and try again."),
+    400: (_l("There is a problem with that request"), _l("Go back and try again.")),
+    403: (_l("You cannot see this page"), _l("Open the link from your message again.")),
+    404: (_l("Page not found"), _l("If you typed the web address, check it is correct.")),
+    405: (_l("There is a problem with that request"), _l("Go back and try again.")),
+    413: (_l("That was too much to send"), _l("Shorten your answers and try again.")),
 }
 
 
@@ -39,7 +40,7 @@ def register(app: Flask) -> None:
             from intake.web.auth_api import _json
 
             return _json({"error": "invalid_request", "error_description": description}, code)
-        title, body = MESSAGES.get(code, ("Sorry, there is a problem", "Try again later."))
+        title, body = MESSAGES.get(code, (_l("Sorry, there is a problem"), _l("Try again later.")))
         return render_template("error.html", title=title, body=body), code
 
     @app.errorhandler(Exception)
@@ -52,8 +53,8 @@ def register(app: Flask) -> None:
             from intake.web.fhir_api import outcome
 
             return outcome(500, "exception", "internal error; nothing was changed by this request")
-        return render_template("error.html", title="Sorry, there is a problem with the service",
-                               body="Your saved answers are safe. Try again later."), 500
+        return render_template("error.html", title=_l("Sorry, there is a problem with the service"),
+                               body=_l("Your saved answers are safe. Try again later.")), 500
 
 
 def _is_fhir() -> bool:

@@ -17,6 +17,7 @@ from dataclasses import field as dc_field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from flask_babel import gettext as _
 from wtforms import Field, Form, StringField, TextAreaField
 from wtforms.validators import StopValidation, ValidationError
 
@@ -42,9 +43,9 @@ def _one_value(field: Field, valuelist: list[Any]) -> None:
     field.raw_data = valuelist
     field.data = valuelist[0].strip() if valuelist and isinstance(valuelist[0], str) else None
     if len(valuelist) > 1:
-        raise ValueError("Give only one answer")
+        raise ValueError(_("Give only one answer"))
     if valuelist and not isinstance(valuelist[0], str):
-        raise ValueError("Type your answer; files cannot be sent here")
+        raise ValueError(_("Type your answer; files cannot be sent here"))
 
 
 class TextInput(StringField):
@@ -70,7 +71,7 @@ class ChoiceInput(TextInput):
         # The posted value is kept (not reset to None): the view validates twice, and a reset
         # would let the second pass accept a tampered code as "no answer".
         if self.data and self.data not in {key for key, _ in self.choices}:
-            raise StopValidation("Select one of the options shown")
+            raise StopValidation(_("Select one of the options shown"))
 
 
 class MultiChoiceInput(Field):
@@ -86,17 +87,17 @@ class MultiChoiceInput(Field):
     def process_formdata(self, valuelist: list[Any]) -> None:
         if len(valuelist) > len(self.choices):  # nothing kept: a page shows each box once
             self.data = []
-            raise ValueError(f"Select at most {len(self.choices)} answers: each box once")
+            raise ValueError(_("Select at most %(count)s answers: each box once", count=len(self.choices)))
         self.data = [v for v in valuelist if isinstance(v, str)]
         if len(self.data) != len(valuelist):
-            raise ValueError("Select only the options shown")  # a file
+            raise ValueError(_("Select only the options shown"))  # a file
         if len(set(self.data)) != len(self.data):
-            raise ValueError("Select each answer only once")
+            raise ValueError(_("Select each answer only once"))
 
     def pre_validate(self, form: Any) -> None:
         allowed = {key for key, _ in self.choices or []}
         if any(value not in allowed for value in self.data or []):
-            raise StopValidation("Select only the options shown")
+            raise StopValidation(_("Select only the options shown"))
 
 
 # --- page form ------------------------------------------------------------------------------
@@ -125,8 +126,8 @@ def field_name(link_id: str) -> str:
 
 def _message_for(item: Item) -> str:
     if item.type in ("choice", "open-choice", "boolean"):
-        return "Select an answer" if not item.repeats else "Select at least one answer"
-    return "Enter an answer"
+        return _("Select an answer") if not item.repeats else _("Select at least one answer")
+    return _("Enter an answer")
 
 
 class RequiredWhenEnabled:
@@ -153,12 +154,12 @@ def _check_text(item: Item) -> Callable[[PageForm, Field], None]:
     def check(form: PageForm, field: Field) -> None:
         value = field.data or ""
         if CONTROL_CHARS.search(value):
-            raise ValidationError("Remove the special characters from your answer")
+            raise ValidationError(_("Remove the special characters from your answer"))
         limit = item.max_length or 10_000
         if len(value) > limit:
-            raise ValidationError(f"Answer must be {limit} characters or fewer")
+            raise ValidationError(_("Answer must be %(limit)s characters or fewer", limit=limit))
         if item.regex and not re.fullmatch(item.regex, value):
-            raise ValidationError("Enter your answer in the format shown")
+            raise ValidationError(_("Enter your answer in the format shown"))
 
     return check
 
@@ -169,12 +170,12 @@ def _parse_number(item: Item, raw: str) -> Decimal:
         number = Decimal(text)
     except InvalidOperation:
         raise ValidationError(
-            "Enter a whole number, like 3" if item.type == "integer" else "Enter a number, like 2 or 1.5"
+            _("Enter a whole number, like 3") if item.type == "integer" else _("Enter a number, like 2 or 1.5")
         ) from None
     if not number.is_finite():
-        raise ValidationError("Enter a number, like 2 or 1.5")
+        raise ValidationError(_("Enter a number, like 2 or 1.5"))
     if item.type == "integer" and number != number.to_integral_value():
-        raise ValidationError("Enter a whole number, like 3")
+        raise ValidationError(_("Enter a whole number, like 3"))
     return number
 
 
@@ -189,14 +190,14 @@ def _check_number(item: Item) -> Callable[[PageForm, Field], None]:
     def check(form: PageForm, field: Field) -> None:
         number = _parse_number(item, field.data)
         if item.type == "integer" and not (INT32[0] <= number <= INT32[1]):
-            raise ValidationError("Enter a smaller number")
+            raise ValidationError(_("Enter a smaller number"))
         low, high = _bound(item.min_value), _bound(item.max_value)
         if item.type != "integer" and not math.isfinite(float(number)):
-            raise ValidationError("Enter a smaller number")
+            raise ValidationError(_("Enter a smaller number"))
         if low is not None and number < Decimal(str(low)):
-            raise ValidationError(f"Enter a number of {low} or more")
+            raise ValidationError(_("Enter a number of %(low)s or more", low=low))
         if high is not None and number > Decimal(str(high)):
-            raise ValidationError(f"Enter a number of {high} or less")
+            raise ValidationError(_("Enter a number of %(high)s or less", high=high))
 
     return check
 
@@ -206,20 +207,20 @@ def _check_date(item: Item) -> Callable[[PageForm, Field], None]:
         value = field.data
         if not (DATE_RE.match(value) and _real_date(value)):
             raise ValidationError(
-                "Enter a real date, like 2024-05 (year and month)" if item.entry_format else "Enter a real date"
+                _("Enter a real date, like 2024-05 (year and month)") if item.entry_format else _("Enter a real date")
             )
         low, high = _bound(item.min_value), _bound(item.max_value)
         if low and value < low:
-            raise ValidationError(f"Enter a date on or after {low}")
+            raise ValidationError(_("Enter a date on or after %(low)s", low=low))
         if high and value > high:
-            raise ValidationError(f"Enter a date on or before {high}")
+            raise ValidationError(_("Enter a date on or before %(high)s", high=high))
 
     return check
 
 
 def _check_datetime(form: PageForm, field: Field) -> None:
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?", field.data or ""):
-        raise ValidationError("Enter a date and time")
+        raise ValidationError(_("Enter a date and time"))
 
 
 def option_key(option: dict[str, Any]) -> str:
@@ -455,6 +456,21 @@ class Node:
     children: list[Node] = dc_field(default_factory=list)
     value: str = ""
     live_condition: str | None = None
+    # (value, label) in the language of `item`: the field's own choices carry the base words.
+    choices: list[tuple[str, str]] = dc_field(default_factory=list)
+    unit_choices: list[tuple[str, str]] = dc_field(default_factory=list)
+
+
+def is_option_group(item: Item) -> bool:
+    """Shown as radio buttons or check boxes (a fieldset), rather than one input or a drop-down."""
+    return item.type in ("boolean", "choice", "open-choice") and item.control != "drop-down"
+
+
+def localized_choices(item: Item) -> list[tuple[str, str]]:
+    """The item's options as (value, label), labels as the item words them."""
+    if item.type == "boolean":
+        return [("true", _("Yes")), ("false", _("No"))]
+    return _choices(item)
 
 
 # enableWhen answer[x] -> how the browser sees the trigger's value (the field's HTML value).
@@ -510,7 +526,10 @@ def render_tree(page: Page, form: PageForm, enabled: set[str] | None, answers: A
             if name in form.unit_fields:
                 node.unit = form[form.unit_fields[name]]
         elif item.read_only and item.is_question:
-            node.value = display_answer(item, answers.get(item.link_id) or [])
+            node.value = display_answer(item, answers.get(item.link_id) or [], yes_no=(_("Yes"), _("No")))
+        node.choices = localized_choices(item) if name else []
+        if node.unit is not None:
+            node.unit_choices = [(str(u.get("code")), str(u.get("display") or u.get("code"))) for u in item.unit_options]
         node.children = [n for n in (build(c) for c in item.children) if n]
         node.live_condition = live_condition(item, on_page)
         return node

@@ -205,8 +205,12 @@ def save_page(
     merged: Answers,
     *,
     now: datetime | None = None,
+    language: str | None = None,
 ) -> None:
     """Store the whole questionnaire's answers as the in-progress response, at once.
+
+    `language` is the one the patient is answering in; the response records it (texts stay
+    the Questionnaire's own, so a receiver can match them to the definition).
 
     The write is conditional on the stored response still being the version the answers were
     read from (`intake.stored_version`); `repository.StaleResponse` otherwise, nothing written.
@@ -218,6 +222,7 @@ def save_page(
         status="in-progress",
         subject=f"Patient/{intake.patient_id}",
         authored=fhir_instant(now),
+        language=language,
     )
     repository.save_draft_if_unchanged(
         session,
@@ -231,7 +236,7 @@ def save_page(
 
 
 def completed_responses(
-    forms: list[Form], answers: dict[str, Answers], patient_id: str, now: datetime
+    forms: list[Form], answers: dict[str, Answers], patient_id: str, now: datetime, language: str | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[tuple[Form, Issue]]]:
     """The completed responses, and every strict-validation problem (form, issue) across them."""
     responses: dict[str, dict[str, Any]] = {}
@@ -243,6 +248,7 @@ def completed_responses(
             status="completed",
             subject=f"Patient/{patient_id}",
             authored=fhir_instant(now),
+            language=language,
         )
         issues = validate(form, response)
         if has_errors(issues):
@@ -252,13 +258,14 @@ def completed_responses(
 
 
 def submit(session: Session, catalog: Catalog, intake: IntakeView, *, onset_age: int = 50,
-           now: datetime | None = None) -> tuple[bool, list[tuple[Form, Issue]]]:
+           now: datetime | None = None, language: str | None = None) -> tuple[bool, list[tuple[Form, Issue]]]:
     """Validate strictly, complete, and score — in one transaction, so a completed intake always
     has its results and flags. (True, []) when this call completed it; (False, []) when it was
     already complete (a double submit stores nothing new); (False, problems) when invalid."""
     now = now or utcnow()
     forms = intake_forms(catalog, intake)
-    responses, problems = completed_responses(forms, stored_answers(intake), intake.patient_id, now)
+    responses, problems = completed_responses(forms, stored_answers(intake), intake.patient_id, now,
+                                              language or intake.language)
     if problems:
         return False, problems
     done = repository.complete_intake(session, intake_id=intake.id, responses=responses, now=now)

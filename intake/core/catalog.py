@@ -14,6 +14,7 @@ from typing import Any
 from intake.core import extensions as ext
 from intake.core.items import Form, build_form
 from intake.core.lint import LintIssue, lint
+from intake.core.translations import base_language, localize
 
 
 class CatalogError(Exception):
@@ -28,6 +29,23 @@ class Catalog:
     by_canonical: dict[str, Form] = field(repr=False)
     by_url: dict[str, Form] = field(repr=False)
     by_key: dict[str, Form] = field(repr=False)
+    # (canonical, language) -> the Form rebuilt from its translations; filled on first use.
+    localized_forms: dict[tuple[str, str], Form] = field(default_factory=dict, repr=False, compare=False)
+
+    def localized(self, form: Form, lang: str) -> Form:
+        """`form` as the patient reads it in `lang` (its own language: the form itself).
+
+        Same linkIds, pages and options; only the words differ. Built once per version and
+        language, so page views pay nothing for translation.
+        """
+        if lang == base_language(form.resource):
+            return form
+        key = (form.canonical, lang)
+        hit = self.localized_forms.get(key)
+        if hit is None:
+            hit = build_form(localize(form.resource, lang), form.source)
+            self.localized_forms[key] = hit
+        return hit
 
     def get(self, canonical: str) -> Form | None:
         """Resolve `url|version`, or a bare `url` to the loaded version."""

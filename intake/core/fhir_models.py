@@ -55,13 +55,42 @@ def model_errors(model: type, resource: dict[str, Any]) -> list[tuple[str, str]]
     """
     from pydantic import ValidationError
 
+    from fhir.resources.R4B.element import Element
+
+    shadows: list[tuple[str, Any]] = []
     try:
-        model.model_validate(resource)
+        model.model_validate(_without_choice_shadows(resource, "", shadows))
     except ValidationError as exc:
-        return [
-            (".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()
-        ]
-    return []
+        errors = [(".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
+    else:
+        errors = []
+    for path, shadow in shadows:
+        try:
+            Element.model_validate(shadow)
+        except ValidationError as exc:
+            errors += [(path + "." + ".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
+    return errors
+
+
+def _without_choice_shadows(node: Any, path: str, shadows: list[tuple[str, Any]]) -> Any:
+    """A copy without the `_value[x]` shadows of choice-type primitives, which are set aside.
+
+    FHIR R4 lets `valueString` carry extensions in `_valueString` (a `translation` on an
+    extension's text, say), but fhir.resources models no shadow for choice types and calls
+    it an extra input; each shadow is checked as an Element on its own instead.
+    """
+    if isinstance(node, list):
+        return [_without_choice_shadows(entry, f"{path}.{n}" if path else str(n), shadows) for n, entry in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        here = f"{path}.{key}" if path else key
+        if key.startswith("_value") and key[1:] in node:
+            shadows.append((here, value))
+            continue
+        out[key] = _without_choice_shadows(value, here, shadows)
+    return out
 
 
 def resource_errors(resource: dict[str, Any]) -> list[tuple[str, str]]:

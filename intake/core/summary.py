@@ -14,6 +14,7 @@ from typing import Any
 from intake.core.answers import flatten
 from intake.core.display import display_answer, plain_number
 from intake.core.items import Form
+from intake.core.translations import instruments
 
 TIER_ORDER = {"emergency": 0, "urgent": 1, "review": 2}
 
@@ -88,6 +89,14 @@ class Summary:
     domains: list[DomainAnswers]
     scoring_versions: dict[str, str]
     disclaimer: str = DISCLAIMER
+    # The language the patient answered in (the responses' `language`), and the instruments
+    # whose wording in that language is not the validated one.
+    language: str | None = None
+    unvalidated_instruments: list[str] = field(default_factory=list)
+
+    @property
+    def language_name(self) -> str:
+        return LANGUAGE_NAMES.get(self.language or "", self.language or "not recorded")
 
     @property
     def age(self) -> int | None:
@@ -149,6 +158,32 @@ def domain_answers(pairs: list[tuple[Form, dict[str, Any]]]) -> list[DomainAnswe
     return domains
 
 
+# Clinician-facing names of the languages patients may answer in (English name, own name).
+LANGUAGE_NAMES = {"en": "English", "es": "Spanish (español)"}
+
+
+def answered_language(pairs: list[tuple[Form, dict[str, Any]]]) -> str | None:
+    """The language the responses record (all of one intake are answered in one session)."""
+    return next((str(r["language"]) for _form, r in pairs if r.get("language")), None)
+
+
+def unvalidated_instruments(pairs: list[tuple[Form, dict[str, Any]]], language: str | None) -> list[str]:
+    """Instruments answered in a language their validated wording does not include."""
+    if not language:
+        return []
+    out = []
+    for form, response in pairs:
+        answered = set(flatten(response))
+        for item in form.walk():
+            if item.type != "group" or not any(i.link_id in answered for i in item.walk()):
+                continue
+            for instrument in instruments(item.raw):
+                validated = instrument["validated_languages"]
+                if validated and language not in validated and instrument["title"] not in out:
+                    out.append(instrument["title"])
+    return out
+
+
 def build_summary(
     *,
     intake_id: str,
@@ -173,4 +208,6 @@ def build_summary(
         notes=list(result.get("notes") or []),
         domains=domain_answers(pairs),
         scoring_versions=dict(result.get("scoringVersions") or {}),
+        language=(language := answered_language(pairs)),
+        unvalidated_instruments=unvalidated_instruments(pairs, language),
     )

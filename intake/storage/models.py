@@ -38,6 +38,7 @@ ID_LENGTH = 36  # str(uuid4())
 URL_LENGTH = 255
 VERSION_LENGTH = 64
 TOKEN_HASH_LENGTH = 64  # SHA-256 hex digest
+LANGUAGE_LENGTH = 8  # a BCP 47 primary tag (`es`), with room for a region (`es-419`)
 
 # Deterministic constraint names: Alembic needs names to alter constraints (batch mode on SQLite).
 NAMING_CONVENTION = {
@@ -125,6 +126,8 @@ class Intake(Base):
     questionnaires: Mapped[list[str]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), index=True, default="not-started")
     last_page: Mapped[str | None] = mapped_column(String(255))
+    # The language the patient chose (`en`, `es`): a link opened in a new browser continues in it.
+    language: Mapped[str | None] = mapped_column(String(LANGUAGE_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -195,6 +195,7 @@ class IntakeView:
     last_page: str | None
     responses_json: tuple[str, ...]
     stored: dict[str, StoredVersion] = field(default_factory=dict)
+    language: str | None = None
 
     def stored_version(self, questionnaire: str) -> StoredVersion | None:
         """The stored record and version of the response to `questionnaire` (url|version)."""
@@ -205,7 +206,7 @@ class IntakeView:
 # page path), and this one runs on every patient page view.
 _INTAKE_VIEW = (
     select(
-        Intake.id, Intake.patient_id, Intake.status, Intake.questionnaires, Intake.last_page,
+        Intake.id, Intake.patient_id, Intake.status, Intake.questionnaires, Intake.last_page, Intake.language,
         ResponseRecord.resource_json, ResponseRecord.questionnaire_url, ResponseRecord.id.label("record_id"),
         ResponseRecord.version_id,
     )
@@ -230,7 +231,18 @@ def intake_view(session: Session, intake_id: str) -> IntakeView | None:
         stored={
             r.questionnaire_url: StoredVersion(r.record_id, r.version_id) for r in rows if r.resource_json is not None
         },
+        language=first.language,
     )
+
+
+def set_intake_language(session: Session, intake_id: str, language: str) -> bool:
+    """Remember the patient's language on an open intake; False when it is unknown or completed."""
+    result = session.execute(
+        update(Intake)
+        .where(Intake.id == intake_id, Intake.status != "completed")
+        .values(language=language)
+    )
+    return bool(result.rowcount)
 
 
 # --- responses ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from intake.core.catalog import Catalog
 from intake.storage.db import make_session_factory, session_scope
-from intake.web import headers, limits
+from intake.web import headers, language, limits
 from intake.web.fragments import render_question
 
 
@@ -43,6 +43,7 @@ def register(app: Flask) -> None:
     staff.register(app)
     auditing.register(app)
     headers.register(app)
+    language.register(app)
     limits.register(app)
     # Flask-WTF's token for hand-written forms (the review page); page forms are FlaskForms.
     app.jinja_env.globals["csrf_token"] = generate_csrf

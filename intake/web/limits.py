@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from flask import Flask, Response, render_template, request
+from flask_babel import gettext
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
@@ -67,5 +68,5 @@ def register(app: Flask) -> None:
         if request.path.startswith("/staff/"):
             return render_template("staff/error.html", title="Too many sign-in attempts",
                                    body="Wait a few minutes, then try again. Ask an admin if you have forgotten your password."), 429
-        return render_template("error.html", title="This link cannot be used",
-                               body="Too many tries from this connection. Wait a few minutes, or contact the clinic."), 429
+        return render_template("error.html", title=gettext("This link cannot be used"),
+                               body=gettext("Too many tries from this connection. Wait a few minutes, or contact the clinic.")), 429

@@ -21,6 +21,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_wtf.csrf import validate_csrf
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import CombinedMultiDict
@@ -28,10 +29,13 @@ from wtforms import ValidationError
 
 from intake import audit, outbox, webforms, workflow
 from intake.auth import token_hash
+from intake.core import translations
 from intake.core.enablement import Answers
+from intake.core.items import Form, Page
 from intake.storage import repository
 from intake.storage.repository import IntakeView
-from intake.web import auditing, catalog, reader, readers, writer
+from intake.web import auditing, catalog, language, reader, readers, writer
+from intake.web.staff import safe_next
 
 bp = Blueprint("patient", __name__)
 
@@ -63,23 +67,46 @@ def open_link(token: str) -> Any:
     with writer() as db:
         audit.record(db, actor=audit.Actor("patient-link", f"Intake/{intake.id}"), action="login", now=_now(),
                      entities=[f"Intake/{intake.id}"], source=auditing.source())
+    chosen = intake.language if intake.language in language.LANGUAGES else session.get(language.SESSION_KEY)
     session.clear()
     session.permanent = True
     session[SESSION_KEY] = intake.id
+    if chosen in language.LANGUAGES:
+        session[language.SESSION_KEY] = chosen
     return redirect(url_for("patient.start"))
 
 
 def _invalid_link() -> Any:
-    return render_template("error.html", title="This link cannot be used",
-                           body="The link may have expired or been replaced. Contact the clinic for a new one."), 404
+    return render_template("error.html", title=_("This link cannot be used"),
+                           body=_("The link may have expired or been replaced. Contact the clinic for a new one.")), 404
 
 
 def _session_ended() -> Any:
     return render_template(
         "error.html",
-        title="Your session has ended",
-        body="Your saved answers are safe. Open the link from your message again to carry on where you stopped.",
+        title=_("Your session has ended"),
+        body=_("Your saved answers are safe. Open the link from your message again to carry on where you stopped."),
     ), 403
+
+
+@bp.get("/language/<code>")
+def choose_language(code: str) -> Any:
+    """The language switch on every page: remember the choice, then back to the same page."""
+    if code not in language.LANGUAGES:
+        abort(404)
+    _remember_language(code)
+    target = safe_next(request.args.get("next"))
+    return redirect(target or url_for("patient.start" if session.get(SESSION_KEY) else "patient.home"))
+
+
+def _remember_language(code: str) -> None:
+    """This session's language, and the open intake's, so its link continues in it anywhere."""
+    language.choose(code)
+    intake_id = session.get(SESSION_KEY)
+    if isinstance(intake_id, str):
+        with writer() as db:
+            if repository.set_intake_language(db, intake_id, code):
+                auditing.record_change(db, "update", f"Intake/{intake_id}", detail={"language": code})
 
 
 def _current_intake(db: Session) -> IntakeView | None:
@@ -133,7 +160,7 @@ def start() -> Any:
     _forms, _answers, steps = _context(db, intake)
     resume = steps[0]
     if intake.last_page:
-        form_key, _, page_key = intake.last_page.partition("/")
+        form_key, _sep, page_key = intake.last_page.partition("/")
         index = _step_index(steps, form_key, page_key)
         if index is not None:
             resume = steps[min(index + 1, len(steps) - 1)]
@@ -166,26 +193,69 @@ def _short(text: str, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
+def _localized(step: workflow.Step) -> tuple[Form, Page]:
+    """The step's questionnaire and page in the patient's language (the same items, other words)."""
+    form = catalog().localized(step.form, language.current())
+    page = next(p for p in form.pages if p.key == step.page.key)
+    return form, page
+
+
+def _translation_notices(page: Page) -> list[str]:
+    """For instruments validated only in other languages: say so, in the patient's language."""
+    lang = language.current()
+    notices = []
+    for item in page.walk():
+        if item.type != "group":
+            continue
+        for instrument in translations.instruments(item.raw):
+            validated = instrument["validated_languages"]
+            if validated and lang not in validated:
+                names = ", ".join(language.language_name(code) for code in validated)
+                notices.append(_(
+                    "%(instrument)s was tested and validated in %(languages)s. These questions are our "
+                    "translation, not a validated version: answer as well as you can, and your care team "
+                    "will take this into account.", instrument=instrument["title"], languages=names))
+    return notices
+
+
 def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm, enabled: set[str],
-                 answers: Answers, *, status: int, notice: str | None = None) -> Any:
+                 answers: Answers, *, status: int, notice: str | None = None, errors_shown: bool = True) -> Any:
     step = steps[index]
+    local_form, local_page = _localized(step)
     back_url = _page_url(steps[index - 1]) if index > 0 else url_for("patient.start")
-    # The summary names the question, so a list of "Select an answer" still says which one.
-    errors = [(field.id, f"{field.errors[0]} – {_short(item.text)}") for item, field in form.question_fields() if field.errors]
-    errors += [(form[name].id, form[name].errors[0]) for name in (*form.other_fields.values(), *form.unit_fields.values()) if form[name].errors]
+    errors: list[tuple[str, str]] = []
+    if errors_shown:
+        # The summary names the question, so a list of "Select an answer" still says which one.
+        errors = [(_error_target(item, field), f"{field.errors[0]} – {_short(local_form.by_link[item.link_id].text)}")
+                  for item, field in form.question_fields() if field.errors]
+        errors += [(form[name].id, form[name].errors[0]) for name in (*form.other_fields.values(), *form.unit_fields.values())
+                   if form[name].errors]
+    else:
+        for field in form:
+            field.errors = []
+    from_review = request.args.get("from") == "review"
     return render_template(
         "patient/page.html",
-        step=step,
+        page_title=local_page.title or local_form.title,
+        form_title=local_form.title,
         number=index + 1,
         total=len(steps),
         form=form,
-        nodes=webforms.render_tree(step.page, form, enabled, answers),
+        nodes=webforms.render_tree(local_page, form, enabled, answers),
         errors=errors,
         notice=notice,
+        translation_notices=_translation_notices(local_page),
         back_url=back_url,
-        from_review=request.args.get("from") == "review",
-        action=_page_url(step, **({"from": "review"} if request.args.get("from") == "review" else {})),
+        from_review=from_review,
+        action=_page_url(step, **({"from": "review"} if from_review else {})),
     ), status
+
+
+def _error_target(item: Any, field: Any) -> str:
+    """Where an error summary link goes: the field, or the first option of a radio/checkbox group."""
+    if webforms.is_option_group(item):
+        return f"{field.id}-1"
+    return str(field.id)
 
 
 MAX_SAVE_ATTEMPTS = 3
@@ -229,16 +299,23 @@ def _post_page(form_key: str, page_key: str) -> Any:
         merged.update(webforms.page_answers(form))
         enabled = set(workflow.enabled_for(step.form, merged))
         form.enabled = enabled
+        switch = request.form.get("language")
+        if switch is not None:
+            # The language switch on a question page: show the same page, with what was typed
+            # (nothing saved, nothing judged), in the other language.
+            if switch in language.LANGUAGES:
+                _remember_language(switch)
+            return _render_page(steps, index, form, enabled, merged, status=200, errors_shown=False)
         valid = form.validate()
         if not _csrf_ok():
-            notice = ("This page was open for a long time, so your answers on it were not saved yet. "
-                      "Check them and press Continue again.")
+            notice = _("This page was open for a long time, so your answers on it were not saved yet. "
+                       "Check them and press Continue again.")
             return _render_page(steps, index, form, enabled, merged, status=400, notice=notice)
         if not valid:
             return _render_page(steps, index, form, enabled, merged, status=400)
         try:
             with writer() as db:
-                workflow.save_page(db, intake, step.form, step.page, merged)
+                workflow.save_page(db, intake, step.form, step.page, merged, language=language.current())
                 auditing.record_change(db, "update", f"Intake/{intake.id}", detail={"page": f"{form_key}/{page_key}"[:200]})
         except repository.IntakeClosed:
             return redirect(url_for("patient.done"))
@@ -271,31 +348,47 @@ def review() -> Any:
 
 
 def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], problems: list[Any], status: int) -> Any:
+    yes_no = (_("Yes"), _("No"))
     sections = []
     for step in steps:
+        local_form, local_page = _localized(step)
         form_answers = answers.get(step.form.canonical, workflow.NO_ANSWERS)
         enabled = set(workflow.enabled_for(step.form, form_answers))
         rows = []
-        for item in step.page.walk():
+        for item in local_page.walk():
             if not item.is_question or item.hidden or item.link_id not in enabled:
                 continue
             values = form_answers.get(item.link_id) or []
             rows.append({
                 "text": item.text,
-                "answer": webforms.display_answer(item, values) if values else "",
-                "change": _page_url(step, **{"from": "review"}) + "#" + webforms.field_name(item.link_id),
+                "answer": webforms.display_answer(item, values, yes_no=yes_no) if values else "",
+                "change": _page_url(step, **{"from": "review"}) + "#" + _error_target(item, _FieldId(item)),
             })
-        sections.append({"title": step.page.title or step.form.title, "form": step.form.title, "rows": rows,
+        sections.append({"title": local_page.title or local_form.title, "form": local_form.title, "rows": rows,
                          "url": _page_url(step, **{"from": "review"})})
     problem_links = []
     for form, issue in problems:
         target = next((s for s in steps if s.form is form and any(i.link_id == issue.link_id for i in s.page.walk())), None)
-        item = form.by_link.get(issue.link_id or "")
-        label = f"{item.text}: {issue.message}" if item else issue.message
-        href = (_page_url(target, **{"from": "review"}) + "#" + webforms.field_name(issue.link_id or "")) if target else "#"
+        item = catalog().localized(form, language.current()).by_link.get(issue.link_id or "")
+        label = f"{item.text}: {_problem_message(issue.message)}" if item else _problem_message(issue.message)
+        href = (_page_url(target, **{"from": "review"}) + "#" + _error_target(item, _FieldId(item))) if target and item else "#"
         problem_links.append((href, label))
     return render_template("patient/review.html", sections=sections, problems=problem_links,
                            total=len(steps)), status
+
+
+class _FieldId:
+    """The id a question's field has on its page, without building the page's form."""
+
+    def __init__(self, item: Any) -> None:
+        self.id = webforms.field_name(item.link_id)
+
+
+def _problem_message(message: str) -> str:
+    """Strict validation at submit speaks FHIR; the patient is told plainly what to do."""
+    if "required" in message.lower():
+        return _("Answer this question")
+    return _("Check this answer")
 
 
 @bp.post("/intake/submit")
@@ -305,7 +398,8 @@ def submit() -> Any:
         return redirect(url_for("patient.review"))
     with writer() as db:
         intake = _open_intake(db)
-        done, problems = workflow.submit(db, catalog(), intake, onset_age=current_app.config["INTAKE_GI_ONSET_AGE"])
+        done, problems = workflow.submit(db, catalog(), intake, onset_age=current_app.config["INTAKE_GI_ONSET_AGE"],
+                                         language=language.current())
         if done:
             auditing.record_change(db, "create", f"Intake/{intake.id}", detail={"submitted": True})
             outbox.after_submit(current_app._get_current_object(), db, intake.id,  # type: ignore[attr-defined]
@@ -329,6 +423,11 @@ def done() -> Any:
     scoring = repository.get_scoring(db, intake.id)
     guidance = []
     if scoring is not None:
-        guidance = [f["patientGuidance"] for f in scoring.result.get("flags", [])
-                    if f.get("tier") == "emergency" and f.get("patientGuidance")]
+        forms = [catalog().localized(f, language.current()) for f in workflow.intake_forms(catalog(), intake)]
+        for flag in scoring.result.get("flags", []):
+            if flag.get("tier") != "emergency" or not flag.get("patientGuidance"):
+                continue
+            # The patient's language when the Questionnaire carries it; the stored English otherwise.
+            local = next((text for f in forms if (text := translations.flag_guidance(f.resource, str(flag.get("id"))))), None)
+            guidance.append(local or flag["patientGuidance"])
     return render_template("patient/done.html", guidance=list(dict.fromkeys(guidance)))

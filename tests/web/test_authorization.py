@@ -62,6 +62,9 @@ def matrix(ids: dict[str, Any]) -> dict[str, list[tuple[str, str, dict[str, Any]
         "patient.review": [("GET", "/intake/review", {}, patient_only(200))],
         "patient.submit": [("POST", "/intake/submit", {}, everyone(302))],  # no CSRF token: back to review
         "patient.done": [("GET", "/intake/done", {}, patient_only(302))],  # not submitted: back to start
+        # Anyone may choose a language (a session preference); unknown codes are not found.
+        "patient.choose_language": [("GET", "/language/es?next=/", {}, everyone(302)),
+                                    ("GET", "/language/xx", {}, everyone(404))],
         "staff.login": [("GET", "/staff/login", {}, everyone(200)), ("POST", "/staff/login", {}, everyone(400))],
         "staff.login_code": [("GET", "/staff/login/code", {}, everyone(302))],  # no password step pending
         "staff.logout": [("POST", "/staff/logout", {}, everyone(400))],  # no CSRF token

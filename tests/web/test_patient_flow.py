@@ -47,7 +47,8 @@ def test_full_flow_validation_back_resume_stale_token_and_double_submit(app: Fla
     bad = client.post(first, data={"csrf_token": csrf(page.text), "q-gi-af2-kg": "lots"})
     assert bad.status_code == 400
     summary = error_summary(bad.text)
-    assert ("q-gi-af1", "Select an answer – In the last 3 months, have you seen blood in or on your stool (poo),…") in summary
+    # A radio group's link goes to its first option (GOV.UK error summary pattern).
+    assert ("q-gi-af1-1", "Select an answer – In the last 3 months, have you seen blood in or on your stool (poo),…") in summary
     assert "Error:" in bad.text.split("</title>")[0]
     assert _records(app) == []
 

@@ -1,0 +1,159 @@
+"""The patient's language from the Questionnaire itself: FHIR `translation` extensions.
+
+A Questionnaire carries every language it is offered in. Beside a primitive `text` sits
+`_text.extension[translation]` with `lang` and `content` (the same for `_display`, `_title`,
+`_valueString`). `localize` turns a resource into a plain copy in one language, so the engine
+builds a localized `Form` with the code that builds the base one — nothing downstream needs to
+know about translations.
+
+Only rendering uses localized forms. Answers, responses, scoring and everything the clinician or
+an EHR sees are built from the base form, so codes and texts stay those of the definition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from intake.core.extensions import INSTRUMENT, TRANSLATION
+
+# Strings a patient sees; each needs a translation in every offered language (`missing`).
+# (element key, where): `item` = on an item, `option` = an answerOption or a unit coding,
+# `root` = the Questionnaire, `sub` = a sub-extension of a project extension.
+PATIENT_FACING_SUBEXTENSIONS = {"patientGuidance", "title"}
+PATIENT_FACING_PARENTS = {INSTRUMENT.rsplit("/", 1)[-1], "flag"}
+
+
+def translation(element: dict[str, Any], key: str, lang: str) -> str | None:
+    """The `lang` translation of `element[key]`, or None when there is none."""
+    shadow = element.get("_" + key)
+    if not isinstance(shadow, dict):
+        return None
+    for extension in shadow.get("extension") or []:
+        if extension.get("url") != TRANSLATION:
+            continue
+        parts = {p.get("url"): p for p in extension.get("extension") or []}
+        if (parts.get("lang") or {}).get("valueCode") == lang:
+            content = (parts.get("content") or {}).get("valueString")
+            if isinstance(content, str) and content:
+                return content
+    return None
+
+
+def base_language(resource: dict[str, Any]) -> str:
+    """The language the resource's own strings are written in (FHIR `language`; English if unsaid)."""
+    language = resource.get("language")
+    return language.split("-", 1)[0].lower() if isinstance(language, str) and language else "en"
+
+
+def localize(resource: Any, lang: str) -> Any:
+    """A deep copy with every translated primitive replaced by its `lang` text.
+
+    Strings without a translation keep the base text; the `_x` shadows are dropped, so the copy
+    reads like a Questionnaire written in `lang`.
+    """
+    if isinstance(resource, list):
+        return [localize(entry, lang) for entry in resource]
+    if not isinstance(resource, dict):
+        return resource
+    out: dict[str, Any] = {}
+    for key, value in resource.items():
+        if key.startswith("_"):
+            continue
+        if isinstance(value, str):
+            out[key] = translation(resource, key, lang) or value
+        else:
+            out[key] = localize(value, lang)
+    if "language" in resource and isinstance(resource.get("resourceType"), str):
+        out["language"] = lang
+    return out
+
+
+def languages(resource: Any) -> set[str]:
+    """Every language any translation in the resource is written in."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for entry in node:
+                walk(entry)
+        elif isinstance(node, dict):
+            if node.get("url") == TRANSLATION:
+                for part in node.get("extension") or []:
+                    if part.get("url") == "lang" and isinstance(part.get("valueCode"), str):
+                        found.add(part["valueCode"])
+            for value in node.values():
+                walk(value)
+
+    walk(resource)
+    return found
+
+
+def missing(resource: dict[str, Any], lang: str) -> list[str]:
+    """Paths of patient-facing strings with no `lang` translation (empty: fully translated).
+
+    Patient-facing: the title, every item's text, answer option and unit displays, entry
+    formats, flags' patient guidance and instruments' titles. Clinician wording (messages,
+    citations, band labels) stays in the base language and is not checked.
+    """
+    out: list[str] = []
+
+    def need(element: dict[str, Any], key: str, path: str) -> None:
+        if isinstance(element.get(key), str) and element[key] and translation(element, key, lang) is None:
+            out.append(f"{path}.{key}")
+
+    def coding(value: dict[str, Any], path: str) -> None:
+        if isinstance(value.get("valueCoding"), dict):
+            need(value["valueCoding"], "display", path + ".valueCoding")
+        need(value, "valueString", path)
+
+    def extensions(element: dict[str, Any], path: str) -> None:
+        for n, extension in enumerate(element.get("extension") or []):
+            url = str(extension.get("url") or "")
+            here = f"{path}.extension[{n}]"
+            name = url.rsplit("/", 1)[-1]
+            if name in ("questionnaire-unit", "questionnaire-unitOption"):
+                coding(extension, here)
+            elif name == "entryFormat":
+                need(extension, "valueString", here)
+            elif name in PATIENT_FACING_PARENTS:
+                for m, sub in enumerate(extension.get("extension") or []):
+                    if sub.get("url") in PATIENT_FACING_SUBEXTENSIONS:
+                        need(sub, "valueString", f"{here}.extension[{m}]")
+
+    def items(entries: list[dict[str, Any]], path: str) -> None:
+        for item in entries:
+            here = f"{path}[{item.get('linkId')}]"
+            need(item, "text", here)
+            extensions(item, here)
+            for n, option in enumerate(item.get("answerOption") or []):
+                coding(option, f"{here}.answerOption[{n}]")
+            items(item.get("item") or [], here + ".item")
+
+    need(resource, "title", "Questionnaire")
+    extensions(resource, "Questionnaire")
+    items(resource.get("item") or [], "item")
+    return out
+
+
+def instruments(group_raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `instrument` extensions on a group: title and the languages its wording is validated in."""
+    out = []
+    for extension in group_raw.get("extension") or []:
+        if extension.get("url") != INSTRUMENT:
+            continue
+        subs = extension.get("extension") or []
+        title = next((s.get("valueString") for s in subs if s.get("url") == "title"), None)
+        validated = [s.get("valueCode") for s in subs if s.get("url") == "validatedLanguage" and s.get("valueCode")]
+        out.append({"title": title or "", "validated_languages": validated})
+    return out
+
+
+def flag_guidance(resource: dict[str, Any], flag_id: str) -> str | None:
+    """A root `flag` rule's patientGuidance, read from a (localized) Questionnaire."""
+    for extension in resource.get("extension") or []:
+        if not str(extension.get("url") or "").endswith("/flag"):
+            continue
+        subs = extension.get("extension") or []
+        if any(s.get("url") == "id" and s.get("valueCode") == flag_id for s in subs):
+            return next((s.get("valueString") for s in subs if s.get("url") == "patientGuidance"), None)
+    return None
