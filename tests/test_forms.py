@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from intake.core.catalog import load_catalog
-from intake.core.fhir_models import Questionnaire
+from intake.core.fhir_models import Questionnaire, model_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMS = ROOT / "forms"
@@ -30,7 +30,9 @@ def test_the_five_questionnaires_load_with_versions() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_questionnaire_is_a_valid_r4_model(name: str) -> None:
-    Questionnaire.model_validate(json.loads((FORMS / f"{name}.json").read_text(encoding="utf-8")))
+    # model_errors, not the bare model: it also checks the `_valueString` translation shadows
+    # on extensions, which fhir.resources has no field for (intake/core/fhir_models.py).
+    assert model_errors(Questionnaire, json.loads((FORMS / f"{name}.json").read_text(encoding="utf-8"))) == []
 
 
 def test_questionnaires_pass_fhircheck() -> None:

@@ -212,9 +212,9 @@ def _translation_notices(page: Page) -> list[str]:
             if validated and lang not in validated:
                 names = ", ".join(language.language_name(code) for code in validated)
                 notices.append(_(
-                    "%(instrument)s was tested and validated in %(languages)s. These questions are our "
-                    "translation, not a validated version: answer as well as you can, and your care team "
-                    "will take this into account.", instrument=instrument["title"], languages=names))
+                    "%(instrument)s: the wording used here is the version validated in %(languages)s. These "
+                    "questions are our translation, not a validated version: answer as well as you can, and "
+                    "your care team will take this into account.", instrument=instrument["title"], languages=names))
     return notices
 
 

@@ -94,7 +94,7 @@ def test_a_whole_intake_in_spanish(app: Flask, opened: FlaskClient) -> None:
     stress = next(p for p in pages if "pss10" in p)
     pss = opened.get(stress)
     notice = re.search(r'<div class="translation-notice[^"]*"><p>(.*?)</p>', pss.text, re.S).group(1)
-    assert "PSS-10" in notice and "se probó y validó en inglés" in notice
+    assert "PSS-10" in notice and "la versión validada que usamos aquí está en inglés" in notice
     review = opened.get("/intake/review")
     assert "Revise sus respuestas antes de enviarlas" in review.text
     assert "Casi nunca" in review.text and "Enviar mis respuestas" in review.text
