@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from intake.storage.models import AuditRecord, Intake, ResponseRecord
+from tests.fhircheck import fhircheck
 from tests.web.conftest import csrf, error_summary, invite_link
 from tests.web.flow import EMERGENCY, HIGH_PHQ4, complete_intake, fill_all, fill_page, page_data, signed_in
 
@@ -88,7 +90,7 @@ def test_switching_on_a_question_page_keeps_what_was_typed_and_saves_nothing(app
     assert saved["item"][0]["text"].startswith("Warning signs")
 
 
-def test_a_whole_intake_in_spanish(app: Flask, opened: FlaskClient) -> None:
+def test_a_whole_intake_in_spanish(app: Flask, opened: FlaskClient, tmp_path: Path) -> None:
     opened.get("/language/es?next=/intake")
     pages = fill_all(opened, app, FIRST, {**PHQ9_ITEM9, "pss10-1": "LA13866-1"})
     stress = next(p for p in pages if "pss10" in p)
@@ -105,8 +107,12 @@ def test_a_whole_intake_in_spanish(app: Flask, opened: FlaskClient) -> None:
     guidance = re.search(r'<div class="urgent-guidance" role="alert">(.*?)</div>', done.text, re.S).group(1)
     assert "988" in guidance and "If you are" not in guidance
     with app.extensions["intake.sessions"]() as session:
-        languages = {json.loads(t).get("language") for t in session.scalars(select(ResponseRecord.resource_json))}
-    assert languages == {"es"}
+        stored = [json.loads(t) for t in session.scalars(select(ResponseRecord.resource_json))]
+    assert {r.get("language") for r in stored} == {"es"} and {r["status"] for r in stored} == {"completed"}
+    # What a health record receives passes the independent checker against the Questionnaires.
+    for n, response in enumerate(stored):
+        (tmp_path / f"qr-{n}.json").write_text(json.dumps(response), encoding="utf-8")
+    fhircheck(*sorted(tmp_path.glob("qr-*.json")))
 
 
 def test_the_clinician_summary_and_pdf_stay_english_and_name_the_patients_language(app: Flask) -> None:
