@@ -370,7 +370,7 @@ def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], prob
     for form, issue in problems:
         target = next((s for s in steps if s.form is form and any(i.link_id == issue.link_id for i in s.page.walk())), None)
         item = catalog().localized(form, language.current()).by_link.get(issue.link_id or "")
-        label = f"{item.text}: {_problem_message(issue.message)}" if item else _problem_message(issue.message)
+        label = f"{item.text}: {_problem_message(issue.code)}" if item else _problem_message(issue.code)
         href = (_page_url(target, **{"from": "review"}) + "#" + _error_target(item, _FieldId(item))) if target and item else "#"
         problem_links.append((href, label))
     return render_template("patient/review.html", sections=sections, problems=problem_links,
@@ -384,9 +384,9 @@ class _FieldId:
         self.id = webforms.field_name(item.link_id)
 
 
-def _problem_message(message: str) -> str:
-    """Strict validation at submit speaks FHIR; the patient is told plainly what to do."""
-    if "required" in message.lower():
+def _problem_message(code: str) -> str:
+    """Strict validation at submit speaks FHIR (issue codes); the patient is told plainly what to do."""
+    if code == "required":
         return _("Answer this question")
     return _("Check this answer")
 

@@ -142,3 +142,15 @@ def test_the_clinician_summary_and_pdf_stay_english_and_name_the_patients_langua
     assert pdf.status_code == 200
     text = " ".join(page.extract_text() for page in PdfReader(BytesIO(pdf.data)).pages)
     assert "Spanish (español)" in text and "not a validated version" in " ".join(text.split())
+
+
+def test_submitting_with_questions_unanswered_lists_them_in_spanish(app: Flask, opened: FlaskClient) -> None:
+    opened.get("/language/es?next=/intake")
+    review = opened.get("/intake/review")
+    refused = opened.post("/intake/submit", data={"csrf_token": csrf(review.text)})
+    assert refused.status_code == 400
+    assert "Faltan algunas respuestas" in refused.text
+    problems = error_summary(refused.text)
+    assert problems and all(label.endswith(": Responda esta pregunta") for _href, label in problems)
+    # Each link goes to the question on its page: the first option of a radio group.
+    assert problems[0][0] == "/intake/digestive/digestive-alarm?from=review#q-gi-af1-1"
