@@ -48,11 +48,27 @@ def csrf(html: str) -> str:
 
 
 def error_summary(html: str) -> list[tuple[str, str]]:
-    """(field id, message) pairs of the error summary."""
+    """(field id, message) pairs of the error summary.
+
+    A radio or checkbox group's link goes to its first option (`<field id>-1`, as GOV.UK's error
+    summary does); it is reported here as the group's field id.
+    """
+    return [(_field_of(target, html), message) for target, message in error_links(html)]
+
+
+def error_links(html: str) -> list[tuple[str, str]]:
+    """(link target, message) pairs of the error summary, exactly as the page has them."""
     block = re.search(r'<div class="error-summary".*?</div>', html, re.S)
     if not block:
         return []
     return re.findall(r'<li><a href="#?([^"]*)">([^<]+)</a></li>', block.group(0))
+
+
+def _field_of(target: str, html: str) -> str:
+    group = re.fullmatch(r"(.+)-1", target)
+    if group and f'<fieldset class="fieldset" id="{group.group(1)}"' in html:
+        return group.group(1)
+    return target
 
 
 @pytest.fixture

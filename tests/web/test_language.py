@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from intake.storage.models import AuditRecord, Intake, ResponseRecord
 from tests.fhircheck import fhircheck
-from tests.web.conftest import csrf, error_summary, invite_link
+from tests.web.conftest import csrf, error_links, error_summary, invite_link
 from tests.web.flow import EMERGENCY, HIGH_PHQ4, complete_intake, fill_all, fill_page, page_data, signed_in
 
 FIRST = "/intake/digestive/digestive-alarm"
@@ -150,7 +150,7 @@ def test_submitting_with_questions_unanswered_lists_them_in_spanish(app: Flask, 
     refused = opened.post("/intake/submit", data={"csrf_token": csrf(review.text)})
     assert refused.status_code == 400
     assert "Faltan algunas respuestas" in refused.text
-    problems = error_summary(refused.text)
+    problems = error_links(refused.text)
     assert problems and all(label.endswith(": Responda esta pregunta") for _href, label in problems)
     # Each link goes to the question on its page: the first option of a radio group.
     assert problems[0][0] == "/intake/digestive/digestive-alarm?from=review#q-gi-af1-1"

@@ -14,7 +14,7 @@ from intake.core.fhir_models import QuestionnaireResponse
 from intake.core.validation import has_errors, validate
 from intake.storage.models import Intake, ResponseRecord
 from tests.fhircheck import fhircheck
-from tests.web.conftest import csrf, error_summary, invite_link
+from tests.web.conftest import csrf, error_links, error_summary, invite_link
 from tests.web.flow import fill_all, fill_page, page_data
 
 FORMS = Path(__file__).resolve().parents[2] / "forms"
@@ -47,9 +47,10 @@ def test_full_flow_validation_back_resume_stale_token_and_double_submit(app: Fla
     bad = client.post(first, data={"csrf_token": csrf(page.text), "q-gi-af2-kg": "lots"})
     assert bad.status_code == 400
     summary = error_summary(bad.text)
-    # A radio group's link goes to its first option (GOV.UK error summary pattern).
-    assert ("q-gi-af1-1", "Select an answer – In the last 3 months, have you seen blood in or on your stool (poo),…") in summary
+    assert ("q-gi-af1", "Select an answer – In the last 3 months, have you seen blood in or on your stool (poo),…") in summary
     assert "Error:" in bad.text.split("</title>")[0]
+    # A radio group's link goes to its first option (GOV.UK error summary pattern).
+    assert error_links(bad.text)[0][0] == "q-gi-af1-1" and 'id="q-gi-af1-1"' in bad.text
     assert _records(app) == []
 
     # Fill the first page, then come Back to it: the answers are still there.
