@@ -316,6 +316,8 @@ def _post_page(form_key: str, page_key: str) -> Any:
         try:
             with writer() as db:
                 workflow.save_page(db, intake, step.form, step.page, merged, language=language.current())
+                if intake.language != language.current():  # answering in it: the intake keeps it
+                    repository.set_intake_language(db, intake.id, language.current())
                 auditing.record_change(db, "update", f"Intake/{intake.id}", detail={"page": f"{form_key}/{page_key}"[:200]})
         except repository.IntakeClosed:
             return redirect(url_for("patient.done"))

@@ -115,6 +115,8 @@ def test_the_day_list_shows_each_status_for_front_desk_and_clinician(desk_app: F
     for name, overrides, submit in [("In Progress", {}, False), ("Done Fine", {}, True), ("Done Flagged", EMERGENCY, True)]:
         patient = desk_app.test_client()
         patient.get(links[name])
+        if name == "Done Flagged":
+            patient.get("/language/es?next=/intake")  # staff see which language to call in
         first = first_page(patient)
         if submit:
             fill_all(patient, desk_app, first, overrides)
@@ -128,6 +130,8 @@ def test_the_day_list_shows_each_status_for_front_desk_and_clinician(desk_app: F
         ("08:00", "Not Started", "not started"), ("09:00", "In Progress", "in progress"),
         ("10:00", "Done Fine", "completed"), ("11:00", "Done Flagged", "flagged")]
     assert "New link" in day and "Summary" not in day
+    languages = re.findall(r'<td class="status">.*?</td>\s*<td>([^<]*)</td>', day, re.S)
+    assert languages == ["", "English", "English", "Spanish"]
     clinician_view = signed_in(desk_app, "clinician").get(f"/front-desk/?day={TOMORROW.isoformat()}").text
     assert clinician_view.count(">Summary<") == 2 and "New link" not in clinician_view
     assert "No intakes on this day." in desk.get(f"/front-desk/?day={(TOMORROW + timedelta(days=1)).isoformat()}").text
