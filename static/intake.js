@@ -49,3 +49,43 @@
   form.addEventListener("input", update);
   update();
 }());
+
+/* Error summary (after the GOV.UK Design System's): it gets the focus when the page loads (the
+   autofocus attribute does that too), and following one of its links moves the focus to the
+   question's input (a radio group's first radio) with its label or legend scrolled into view,
+   not just the input at the very top of the screen. Links to other pages are left alone. */
+(function () {
+  "use strict";
+  var summary = document.querySelector(".error-summary");
+  if (!summary) { return; }
+  if (document.activeElement !== summary) { summary.focus(); }
+
+  function inputFor(target) {
+    if (/^(INPUT|SELECT|TEXTAREA)$/.test(target.tagName)) { return target; }
+    return target.querySelector("input:not([type=hidden]), select, textarea");
+  }
+
+  function titleFor(input) {
+    var fieldset = input.closest("fieldset");
+    var legend = fieldset && fieldset.querySelector("legend");
+    if (legend) {
+      // A long fieldset on a small screen: scrolling to the legend would hide the input again.
+      var legendTop = legend.getBoundingClientRect().top;
+      var inputRect = input.getBoundingClientRect();
+      if (inputRect.top + inputRect.height - legendTop < window.innerHeight / 2) { return legend; }
+    }
+    return document.querySelector("label[for='" + input.id + "']") || legend || input;
+  }
+
+  summary.addEventListener("click", function (event) {
+    var link = event.target.closest("a");
+    var href = link ? link.getAttribute("href") : "";
+    if (!href || href.charAt(0) !== "#") { return; }
+    var target = document.getElementById(decodeURIComponent(href.slice(1)));
+    var input = target && inputFor(target);
+    if (!input) { return; }
+    event.preventDefault();
+    titleFor(input).scrollIntoView();
+    input.focus({preventScroll: true});
+  });
+}());

@@ -1,0 +1,95 @@
+"""A whole intake with the keyboard only, on a phone-sized screen; the error summary by keyboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.browser.support import (
+    CONTINUE,
+    PHONE,
+    active,
+    answer_by_keyboard,
+    continue_by_keyboard,
+    is_focused,
+    is_question_page,
+    page_path,
+    tab_to,
+)
+
+TYPED = {"gi-af5": "2019-06", "bsfs-hard-pct": "37"}  # answers typed on optional questions (MEDAS: on required ones)
+
+
+def test_whole_intake_with_the_keyboard_only(live: Any, patient_link: str, new_page: Any) -> None:
+    page = new_page(viewport=PHONE)
+    page.goto(patient_link)
+    assert page_path(page) == "/intake"
+    tab_to(page, "main a.button")  # Start now
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+    visited = []
+    while is_question_page(page):
+        path = page_path(page)
+        assert path not in visited, f"{path} shown again (it had errors?)"
+        visited.append(path)
+        assert not page.title().startswith("Error"), path
+        answered = answer_by_keyboard(page, TYPED)
+        assert answered, f"nothing to answer on {path}"
+        continue_by_keyboard(page)
+        assert page.locator(".error-summary").count() == 0, (path, page.locator(".error-summary").inner_text())
+    assert page_path(page) == "/intake/review", page.url
+    assert len(visited) >= 10, visited
+
+    # The typed answers are on the review page.
+    review = page.locator("main").inner_text()
+    assert "2019" in review and "37" in review
+
+    tab_to(page, CONTINUE, max_presses=400)  # Send my answers, past a Change link per answer
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page_path(page) == "/intake/done"
+    assert page.locator(".panel h1, .panel h2").count() == 1
+
+
+def test_error_summary_is_focused_and_its_links_focus_the_fields(live: Any, patient_link: str, new_page: Any) -> None:
+    page = new_page(viewport=PHONE)
+    page.goto(patient_link)
+    tab_to(page, "main a.button")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    first = page_path(page)
+
+    # Answer only the first question, then send the page: every other required one is missing.
+    tab_to(page, "input[type=radio]")
+    page.keyboard.press("Space")
+    continue_by_keyboard(page)
+
+    assert page_path(page) == first
+    summary = page.locator(".error-summary")
+    summary.wait_for()
+    assert page.title().startswith("Error:"), page.title()
+    page.wait_for_function("document.activeElement && document.activeElement.classList.contains('error-summary')")
+
+    links = summary.locator("a")
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    assert len(hrefs) >= 2, hrefs
+    for href in hrefs:
+        tab_to(page, f".error-summary a[href='{href}']")
+        page.keyboard.press("Enter")
+        target_id = href.lstrip("#")
+        expected = page.evaluate("""(id) => {
+          const t = document.getElementById(id);
+          const input = t.matches('input, select, textarea') ? t : t.querySelector('input, select, textarea');
+          return input.id;
+        }""", target_id)
+        assert is_focused(page, f"#{expected}"), f"{href}: focus is on {active(page)}, not #{expected}"
+        # Its question is in view, legend or label included.
+        in_view = page.evaluate("""(id) => {
+          const input = document.getElementById(id);
+          const fieldset = input.closest('fieldset');
+          const title = fieldset ? fieldset.querySelector('legend')
+                                 : document.querySelector('label[for="' + id + '"]');
+          const r = title.getBoundingClientRect();
+          return r.top > -2 && r.bottom < window.innerHeight;
+        }""", expected)
+        assert in_view, f"{href}: the question's label is not in view"
