@@ -53,12 +53,10 @@
 /* Error summary (after the GOV.UK Design System's): it gets the focus when the page loads (the
    autofocus attribute does that too), and following one of its links moves the focus to the
    question's input (a radio group's first radio) with its label or legend scrolled into view,
-   not just the input at the very top of the screen. Links to other pages are left alone. */
+   not just the input at the very top of the screen. A page opened at a question (the review
+   page's Change and problem links: /intake/...#q-...) starts the same way, at that question. */
 (function () {
   "use strict";
-  var summary = document.querySelector(".error-summary");
-  if (!summary) { return; }
-  if (document.activeElement !== summary) { summary.focus(); }
 
   function inputFor(target) {
     if (/^(INPUT|SELECT|TEXTAREA)$/.test(target.tagName)) { return target; }
@@ -77,15 +75,34 @@
     return document.querySelector("label[for='" + input.id + "']") || legend || input;
   }
 
-  summary.addEventListener("click", function (event) {
-    var link = event.target.closest("a");
-    var href = link ? link.getAttribute("href") : "";
-    if (!href || href.charAt(0) !== "#") { return; }
-    var target = document.getElementById(decodeURIComponent(href.slice(1)));
+  /* Focus the question `id` names, its label or legend in view; false if there is none. */
+  function goTo(id) {
+    var target = id && document.getElementById(id);
     var input = target && inputFor(target);
-    if (!input) { return; }
-    event.preventDefault();
+    if (!input) { return false; }
     titleFor(input).scrollIntoView();
     input.focus({preventScroll: true});
-  });
+    return true;
+  }
+
+  function fragment(href) {
+    try { return decodeURIComponent(href.slice(1)); } catch (e) { return ""; }
+  }
+
+  var summary = document.querySelector(".error-summary");
+  if (summary) {
+    if (document.activeElement !== summary) { summary.focus(); }
+    summary.addEventListener("click", function (event) {
+      var link = event.target.closest("a");
+      var href = link ? link.getAttribute("href") : "";
+      // Links to other pages are left alone: that page starts at the question (below).
+      if (href && href.charAt(0) === "#" && goTo(fragment(href))) { event.preventDefault(); }
+    });
+  } else if (location.hash.length > 1 && document.querySelector("form[data-live]")) {
+    // After the browser's own jump to the fragment (which puts the radio at the very top).
+    var id = fragment(location.hash);
+    if (document.readyState === "complete") { goTo(id); } else {
+      window.addEventListener("load", function () { window.setTimeout(function () { goTo(id); }, 0); });
+    }
+  }
 }());

@@ -24,7 +24,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from intake import close_app, create_app, workflow
 from intake.storage.db import session_scope
 from tests.browser.axe import summary_text, write_report
-from tests.browser.support import AXE_JS, AXE_RESULTS, CHROMIUM, CHROMIUM_ARGS, PHONE, PROJECT_ROOT
+from tests.browser.support import AXE_JS, AXE_RESULTS, CHROMIUM, CHROMIUM_ARGS, PHONE, PROJECT_ROOT, SCREENSHOTS
 
 
 def _missing() -> str | None:
@@ -54,6 +54,8 @@ def browser() -> Iterator[Any]:
         _skip_or_fail(reason)
     from playwright.sync_api import sync_playwright
 
+    for old in SCREENSHOTS.glob("*.png"):  # the folder shows this run's pages only
+        old.unlink()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:

@@ -16,6 +16,15 @@ from tests.browser.support import (
     tab_to,
 )
 
+# The legend (radios, check boxes) or label of input `id` is on screen.
+LABEL_IN_VIEW = """(id) => {
+  const input = document.getElementById(id);
+  const fieldset = input.closest('fieldset');
+  const title = fieldset ? fieldset.querySelector('legend') : document.querySelector('label[for="' + id + '"]');
+  const r = title.getBoundingClientRect();
+  return r.top > -2 && r.bottom < window.innerHeight;
+}"""
+
 TYPED = {"gi-af5": "2019-06", "bsfs-hard-pct": "37"}  # answers typed on optional questions (MEDAS: on required ones)
 
 
@@ -35,6 +44,14 @@ def test_whole_intake_with_the_keyboard_only(live: Any, patient_link: str, new_p
         assert not page.title().startswith("Error"), path
         answered = answer_by_keyboard(page, TYPED)
         assert answered, f"nothing to answer on {path}"
+        if path.endswith("/diet-medas"):
+            # Enter in a text box sends the page as Continue does (not the language switch,
+            # which is also a submit button of the page's form, and comes first).
+            assert is_focused(page, "input.input"), active(page)
+            with page.expect_navigation():
+                page.keyboard.press("Enter")
+            assert page_path(page) != path and is_question_page(page), page.url
+            continue
         continue_by_keyboard(page)
         assert page.locator(".error-summary").count() == 0, (path, page.locator(".error-summary").inner_text())
     assert page_path(page) == "/intake/review", page.url
@@ -84,12 +101,17 @@ def test_error_summary_is_focused_and_its_links_focus_the_fields(live: Any, pati
         }""", target_id)
         assert is_focused(page, f"#{expected}"), f"{href}: focus is on {active(page)}, not #{expected}"
         # Its question is in view, legend or label included.
-        in_view = page.evaluate("""(id) => {
-          const input = document.getElementById(id);
-          const fieldset = input.closest('fieldset');
-          const title = fieldset ? fieldset.querySelector('legend')
-                                 : document.querySelector('label[for="' + id + '"]');
-          const r = title.getBoundingClientRect();
-          return r.top > -2 && r.bottom < window.innerHeight;
-        }""", expected)
+        in_view = page.evaluate(LABEL_IN_VIEW, expected)
         assert in_view, f"{href}: the question's label is not in view"
+
+    # The review page's Change links open a page at a question: it starts there, focused, in view.
+    for target in ("q-gi-af8-1", "q-gi-af5"):
+        page.goto(f"{live.url}/intake")  # a new document each time, as from the review page
+        page.goto(f"{live.url}{first}?from=review#{target}")
+        page.wait_for_load_state("load")
+        try:
+            page.wait_for_function(f"(id) => document.activeElement && document.activeElement.id === id"
+                                   f" && ({LABEL_IN_VIEW})(id)", arg=target, timeout=3000)
+        except Exception:
+            raise AssertionError(f"#{target}: focus on {active(page)}, label in view: "
+                                 f"{page.evaluate(LABEL_IN_VIEW, target)}") from None

@@ -98,6 +98,7 @@ def test_every_page_type(lang: str, live: Any, new_page: Any) -> None:
         page.click(CONTINUE)  # nothing answered
     assert page.locator(".error-summary").count() == 1
     check("question-with-errors")
+    page.goto(page.url)  # the same page, fresh
     _finish_pages(page, check)
     assert page_path(page) == "/intake/review"
     check("review")
