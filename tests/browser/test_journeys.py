@@ -125,6 +125,13 @@ def test_switch_to_spanish_half_way_keeps_answers_and_finishes_in_spanish(live: 
     assert (page.locator(".translation-notice").count() > 0) == (second in validated)
     assert page.locator(".language-switch [lang=en]").count() == 1
 
+    # The choice is kept on the intake: the link opened in another browser (English by its
+    # Accept-Language) continues in Spanish.
+    elsewhere = new_page(lang="en")
+    elsewhere.goto(link)
+    assert page_path(elsewhere) == "/intake" and html_lang(elsewhere) == "es"
+    elsewhere.context.close()
+
     # The saved page is still answered, and Spanish.
     page.goto(live.url + first)
     assert html_lang(page) == "es"
