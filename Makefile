@@ -22,6 +22,12 @@ install: $(STAMP) $(CATALOGS)
 %.mo: %.po $(STAMP)
 	$(BIN)/pybabel compile -i $< -o $@
 
+## axe-core for the browser tests (npm registry; the tests skip, saying why, without npm or Chromium).
+AXE := node_modules/axe-core/axe.min.js
+$(AXE): package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent && touch $@; \
+	else echo "npm not found: the browser tests will skip (apt-get install nodejs npm chromium)"; fi
+
 ## After changing UI text: extract it and merge it into the catalog (then translate the new entries).
 translations: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k _l --no-location --sort-output -o $(VENV)/messages.pot .
@@ -45,14 +51,14 @@ run-prod: $(STAMP) $(CATALOGS)
 	$(BIN)/honcho start -f Procfile
 
 ## The test suite (SQLite; set INTAKE_TEST_DATABASE_URL to run it on PostgreSQL).
-test: $(STAMP) $(CATALOGS)
+test: $(STAMP) $(CATALOGS) $(AXE)
 	$(BIN)/python -m pytest
 
 ## The full-size durability tests (marker `long`; `make test` leaves them out, CI runs both).
 test-long: $(STAMP) $(CATALOGS)
 	$(BIN)/python -m pytest -m long
 
-test-postgres: $(STAMP) $(CATALOGS)
+test-postgres: $(STAMP) $(CATALOGS) $(AXE)
 	INTAKE_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest
 
 bench: $(STAMP) $(CATALOGS)
