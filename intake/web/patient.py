@@ -334,11 +334,38 @@ def _after_save(forms: list[Any], answers: dict[str, Answers], step: workflow.St
     new_answers[step.form.canonical] = merged
     new_steps = workflow.steps(forms, new_answers)
     if request.args.get("from") == "review":
-        return redirect(url_for("patient.review"))
+        return _back_to_review(answers, new_answers, forms, new_steps, (form_key, page_key))
     index = _step_index(new_steps, form_key, page_key)
     if index is None or index + 1 >= len(new_steps):
         return redirect(url_for("patient.review"))
     return redirect(_page_url(new_steps[index + 1]))
+
+
+PENDING_KEY = "pages_switched_on"
+
+
+def _back_to_review(answers: dict[str, Answers], new_answers: dict[str, Answers], forms: list[Any],
+                    new_steps: list[workflow.Step], saved: tuple[str, str]) -> Any:
+    """After a change from the review page: first the pages it switched on, then the review.
+
+    A change can switch follow-ups on (PHQ-4 raised: PHQ-9 and GAD-7). Their questions come
+    next, one page after the other, rather than a review page that only then lists them as
+    unanswered. Only newly switched-on pages are queued, so blank optional pages never loop.
+    """
+    before = {step.slug for step in workflow.steps(forms, answers)}
+    queued = [tuple(slug) for slug in session.get(PENDING_KEY, []) if isinstance(slug, list) and len(slug) == 2]
+    queued += [step.slug for step in new_steps if step.slug not in before]
+    by_slug = {step.slug: step for step in new_steps}
+    pending = [
+        slug for slug in dict.fromkeys(queued)
+        if slug != saved and slug in by_slug
+        and not any(i.link_id in new_answers.get(by_slug[slug].form.canonical, {}) for i in by_slug[slug].page.walk())
+    ]
+    session[PENDING_KEY] = [list(slug) for slug in pending[1:]]
+    if pending:
+        return redirect(_page_url(by_slug[pending[0]], **{"from": "review"}))
+    session.pop(PENDING_KEY, None)
+    return redirect(url_for("patient.review"))
 
 
 @bp.get("/intake/review")
@@ -372,7 +399,8 @@ def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], prob
     for form, issue in problems:
         target = next((s for s in steps if s.form is form and any(i.link_id == issue.link_id for i in s.page.walk())), None)
         item = catalog().localized(form, language.current()).by_link.get(issue.link_id or "")
-        label = f"{item.text}: {_problem_message(issue.code)}" if item else _problem_message(issue.code)
+        # Worded like the page's own error summary: what to do, then which question.
+        label = f"{_problem_message(issue.code)} – {_short(item.text)}" if item else _problem_message(issue.code)
         href = (_page_url(target, **{"from": "review"}) + "#" + _error_target(item, _FieldId(item))) if target and item else "#"
         problem_links.append((href, label))
     return render_template("patient/review.html", sections=sections, problems=problem_links,

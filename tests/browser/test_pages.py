@@ -103,11 +103,13 @@ def test_every_page_type(lang: str, live: Any, new_page: Any) -> None:
     assert page_path(page) == "/intake/review"
     check("review")
 
-    # A changed answer turns the PHQ-9 page on after the review: sending now lists what is missing.
+    # A changed answer turns the PHQ-9 page on after the review: its questions come next. A
+    # patient who goes back to the review page instead and sends is told what is missing.
     page.goto(live.url + "/intake/stress/stress-phq4?from=review")
     answer_quickly(page, HIGH_DEPRESSION)
     continue_by_mouse(page)
-    assert page_path(page) == "/intake/review"
+    assert page_path(page) == "/intake/stress/stress-phq9"
+    page.goto(live.url + "/intake/review")
     with page.expect_navigation():
         page.click(CONTINUE)
     assert page.locator(".error-summary").count() == 1, "sending with a page unanswered should list it"

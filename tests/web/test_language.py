@@ -151,6 +151,8 @@ def test_submitting_with_questions_unanswered_lists_them_in_spanish(app: Flask, 
     assert refused.status_code == 400
     assert "Faltan algunas respuestas" in refused.text
     problems = error_links(refused.text)
-    assert problems and all(label.endswith(": Responda esta pregunta") for _href, label in problems)
+    assert problems and all(label.startswith("Responda esta pregunta – ") for _href, label in problems)
+    # The language switch of a page shown for a POST leads back to a page that can be opened.
+    assert "/language/en?next=/intake/review" in refused.text
     # Each link goes to the question on its page: the first option of a radio group.
     assert problems[0][0] == "/intake/digestive/digestive-alarm?from=review#q-gi-af1-1"

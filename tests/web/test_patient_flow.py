@@ -182,3 +182,19 @@ def test_link_guessing_is_rate_limited(database_url: str, tmp_path: Path) -> Non
         assert other.status_code == 404  # counted per address
     finally:
         close_app(app)
+
+
+def test_a_change_from_the_review_page_that_switches_follow_ups_on_goes_to_them_first(app: Flask, opened: FlaskClient) -> None:
+    phq4 = "/intake/stress/stress-phq4"
+    path = _first_page(opened)
+    while not path.endswith("/intake/review"):
+        path = fill_page(opened, app, path)  # all defaults: no follow-ups
+    assert "/intake/stress/stress-phq9" not in opened.get("/intake/review").text
+    both = {"phq4-1": "LA6571-9", "phq4-2": "LA6571-9", "phq4-3": "LA6571-9", "phq4-4": "LA6571-9"}
+    nxt = fill_page(opened, app, phq4 + "?from=review", both)
+    assert nxt == "/intake/stress/stress-phq9?from=review"
+    nxt = fill_page(opened, app, nxt)
+    assert nxt == "/intake/stress/stress-gad7?from=review"
+    assert fill_page(opened, app, nxt).endswith("/intake/review")
+    # Nothing is left queued: the next change from the review page goes straight back.
+    assert fill_page(opened, app, phq4 + "?from=review", both).endswith("/intake/review")
