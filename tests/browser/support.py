@@ -3,6 +3,7 @@ screenshots. Answers are chosen from what the page shows, so the helpers follow 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 import re
 from pathlib import Path
 from typing import Any
@@ -131,14 +132,22 @@ def _todo(page: Any, answers: dict[str, Any], done: set[str]) -> dict[str, Any] 
     return None
 
 
-def answer_by_keyboard(page: Any, answers: dict[str, Any] | None = None) -> list[str]:
-    """Answer the page with the keyboard only: Tab/Shift+Tab to each control, arrow keys and Space
-    for radios, Space for check boxes, typing for text. Returns the field names answered."""
+def _each_answer(page: Any, answers: dict[str, Any] | None) -> Iterator[tuple[dict[str, Any], Any]]:
+    """(question, value) for each question to answer, read again after every answer (an answer
+    can show a follow-up on the same page)."""
     wanted = by_field(answers)
     done: set[str] = set()
     while (q := _todo(page, wanted, done)) is not None:
         done.add(q["name"])
-        value = choice_for(q, wanted)
+        yield q, choice_for(q, wanted)
+
+
+def answer_by_keyboard(page: Any, answers: dict[str, Any] | None = None) -> list[str]:
+    """Answer the page with the keyboard only: Tab/Shift+Tab to each control, arrow keys and Space
+    for radios, Space for check boxes, typing for text. Returns the field names answered."""
+    done: list[str] = []
+    for q, value in _each_answer(page, answers):
+        done.append(q["name"])
         if q["kind"] == "radio":
             target = q["values"].index(value)
             tab_to(page, f"input[type=radio][name='{q['name']}']")
@@ -173,11 +182,7 @@ def continue_by_keyboard(page: Any) -> None:
 
 def answer_by_mouse(page: Any, answers: dict[str, Any] | None = None) -> None:
     """Answer the page with check()/fill() (works with JavaScript off too)."""
-    wanted = by_field(answers)
-    done: set[str] = set()
-    while (q := _todo(page, wanted, done)) is not None:
-        done.add(q["name"])
-        value = choice_for(q, wanted)
+    for q, value in _each_answer(page, answers):
         if q["kind"] == "radio":
             page.check(f"#{q['ids'][q['values'].index(value)]}")
         elif q["kind"] == "checkbox":
