@@ -53,9 +53,8 @@ def model_errors(model: type, resource: dict[str, Any]) -> list[tuple[str, str]]
 
     Pydantic's error list is flattened to FHIR-ish dotted paths so callers can name the element.
     """
-    from pydantic import ValidationError
-
     from fhir.resources.R4B.element import Element
+    from pydantic import ValidationError
 
     shadows: list[tuple[str, Any]] = []
     try:

@@ -24,7 +24,15 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from intake import close_app, create_app, workflow
 from intake.storage.db import session_scope
 from tests.browser.axe import summary_text, write_report
-from tests.browser.support import AXE_JS, AXE_RESULTS, CHROMIUM, CHROMIUM_ARGS, PHONE, PROJECT_ROOT, SCREENSHOTS
+from tests.browser.support import (
+    AXE_JS,
+    AXE_RESULTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PHONE,
+    PROJECT_ROOT,
+    SCREENSHOTS,
+)
 
 
 def _missing() -> str | None:

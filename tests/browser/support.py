@@ -3,8 +3,8 @@ screenshots. Answers are chosen from what the page shows, so the helpers follow 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 

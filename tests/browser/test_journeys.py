@@ -7,8 +7,8 @@ from typing import Any
 
 from tests.browser.support import (
     CONTINUE,
-    PROJECT_ROOT,
     PHONE,
+    PROJECT_ROOT,
     answer_by_mouse,
     answer_quickly,
     continue_by_mouse,

@@ -14,7 +14,15 @@ from sqlalchemy import select
 from intake.storage.models import AuditRecord, Intake, ResponseRecord
 from tests.fhircheck import fhircheck
 from tests.web.conftest import csrf, error_links, error_summary, invite_link
-from tests.web.flow import EMERGENCY, HIGH_PHQ4, complete_intake, fill_all, fill_page, page_data, signed_in
+from tests.web.flow import (
+    EMERGENCY,
+    HIGH_PHQ4,
+    complete_intake,
+    fill_all,
+    fill_page,
+    page_data,
+    signed_in,
+)
 
 FIRST = "/intake/digestive/digestive-alarm"
 PHQ9_ITEM9 = {**HIGH_PHQ4, "phq9-9": "LA6569-3"}  # "Several days": the emergency-tier crisis flag
@@ -95,7 +103,7 @@ def test_a_whole_intake_in_spanish(app: Flask, opened: FlaskClient, tmp_path: Pa
     pages = fill_all(opened, app, FIRST, {**PHQ9_ITEM9, "pss10-1": "LA13866-1"})
     stress = next(p for p in pages if "pss10" in p)
     pss = opened.get(stress)
-    notice = re.search(r'<div class="translation-notice[^"]*"><p>(.*?)</p>', pss.text, re.S).group(1)
+    notice = re.search(r'<div class="translation-notice[^"]*"><p>(.*?)</p>', pss.text, re.DOTALL).group(1)
     assert "PSS-10" in notice and "la versión validada que usamos aquí está en inglés" in notice
     review = opened.get("/intake/review")
     assert "Revise sus respuestas antes de enviarlas" in review.text
@@ -104,7 +112,7 @@ def test_a_whole_intake_in_spanish(app: Flask, opened: FlaskClient, tmp_path: Pa
     done = opened.get("/intake/done")
     assert html_lang(done.text) == "es"
     assert "Actúe ahora, por favor" in done.text
-    guidance = re.search(r'<div class="urgent-guidance" role="alert">(.*?)</div>', done.text, re.S).group(1)
+    guidance = re.search(r'<div class="urgent-guidance" role="alert">(.*?)</div>', done.text, re.DOTALL).group(1)
     assert "988" in guidance and "If you are" not in guidance
     with app.extensions["intake.sessions"]() as session:
         stored = [json.loads(t) for t in session.scalars(select(ResponseRecord.resource_json))]
@@ -116,7 +124,7 @@ def test_a_whole_intake_in_spanish(app: Flask, opened: FlaskClient, tmp_path: Pa
 
 
 def test_the_clinician_summary_and_pdf_stay_english_and_name_the_patients_language(app: Flask) -> None:
-    patient, intake_id = complete_intake(app, EMERGENCY)
+    _patient, intake_id = complete_intake(app, EMERGENCY)
     english_only = signed_in(app).get(f"/clinician/intakes/{intake_id}")
     assert "patient's language: English" in english_only.text and "language-note" not in english_only.text
 
@@ -131,7 +139,7 @@ def test_the_clinician_summary_and_pdf_stay_english_and_name_the_patients_langua
     summary = clinician.get(f"/clinician/intakes/{spanish_id}", headers={"Accept-Language": "es"})
     assert html_lang(summary.text) == "en"
     assert "patient's language: Spanish (español)" in summary.text
-    note = re.search(r'<p class="language-note">(.*?)</p>', summary.text, re.S).group(1)
+    note = re.search(r'<p class="language-note">(.*?)</p>', summary.text, re.DOTALL).group(1)
     assert "PSS-10" in note and "PHQ-4" in note and "not a validated version" in note
     assert "Red flags" in summary.text  # the clinician's language
     from io import BytesIO
