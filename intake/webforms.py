@@ -244,6 +244,10 @@ def _choices(item: Item) -> list[tuple[str, str]]:
     return [(option_key(o), option_label(o)) for o in item.options]
 
 
+def _unit_choices(item: Item) -> list[tuple[str, str]]:
+    return [(str(u.get("code")), str(u.get("display") or u.get("code"))) for u in item.unit_options]
+
+
 def _unbound_field(item: Item) -> Any:
     """The strategy table, item type -> field; every field starts with the enablement gate."""
     gate = RequiredWhenEnabled(item)
@@ -289,9 +293,7 @@ def page_form_class(qform: QForm, page: Page) -> type[PageForm]:
             attrs[name + "-other"] = TextInput("Other", validators=[_check_text(item)])
         if item.type == "quantity" and len(item.unit_options) > 1:
             units[name] = name + "-unit"
-            attrs[name + "-unit"] = ChoiceInput(
-                "Unit", choices=[(str(u.get("code")), str(u.get("display") or u.get("code"))) for u in item.unit_options]
-            )
+            attrs[name + "-unit"] = ChoiceInput("Unit", choices=_unit_choices(item))
     attrs["field_items"] = items
     attrs["other_fields"] = others
     attrs["unit_fields"] = units
@@ -466,10 +468,22 @@ def is_option_group(item: Item) -> bool:
     return item.type in ("boolean", "choice", "open-choice") and item.control != "drop-down"
 
 
+def anchor(item: Item) -> str:
+    """Where a link to the question lands (error summaries, Change links): its field, or the
+    first option of a radio/checkbox group, as the page's template numbers them."""
+    name = field_name(item.link_id)
+    return f"{name}-1" if is_option_group(item) else name
+
+
+def yes_no() -> tuple[str, str]:
+    """The words for a boolean answer, in the page's language."""
+    return _("Yes"), _("No")
+
+
 def localized_choices(item: Item) -> list[tuple[str, str]]:
     """The item's options as (value, label), labels as the item words them."""
     if item.type == "boolean":
-        return [("true", _("Yes")), ("false", _("No"))]
+        return list(zip(("true", "false"), yes_no(), strict=True))
     return _choices(item)
 
 
@@ -526,10 +540,10 @@ def render_tree(page: Page, form: PageForm, enabled: set[str] | None, answers: A
             if name in form.unit_fields:
                 node.unit = form[form.unit_fields[name]]
         elif item.read_only and item.is_question:
-            node.value = display_answer(item, answers.get(item.link_id) or [], yes_no=(_("Yes"), _("No")))
+            node.value = display_answer(item, answers.get(item.link_id) or [], yes_no=yes_no())
         node.choices = localized_choices(item) if name else []
         if node.unit is not None:
-            node.unit_choices = [(str(u.get("code")), str(u.get("display") or u.get("code"))) for u in item.unit_options]
+            node.unit_choices = _unit_choices(item)
         node.children = [n for n in (build(c) for c in item.children) if n]
         node.live_condition = live_condition(item, on_page)
         return node

@@ -63,6 +63,12 @@ class Instrument:
     licence: str | None
     verification: str | None
     validated: bool
+    # The languages in which the wording used is the validated one (`validatedLanguage`).
+    validated_languages: tuple[str, ...] = ()
+
+    def validated_in(self, language: str) -> bool:
+        """False when the wording is validated only in other languages (a translation)."""
+        return not self.validated_languages or language in self.validated_languages
 
 
 @dataclass(frozen=True)
@@ -234,6 +240,7 @@ def instrument_of(item: Item) -> Instrument | None:
             licence=_one(subs, "licence"),
             verification=_one(subs, "verification"),
             validated=_one(subs, "validated") is not False,
+            validated_languages=tuple(str(code) for code in subs.get("validatedLanguage") or ()),
         )
     return None
 

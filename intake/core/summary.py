@@ -14,7 +14,7 @@ from typing import Any
 from intake.core.answers import flatten
 from intake.core.display import display_answer, plain_number
 from intake.core.items import Form
-from intake.core.translations import instruments
+from intake.core.scoring import instrument_of
 
 TIER_ORDER = {"emergency": 0, "urgent": 1, "review": 2}
 
@@ -177,10 +177,9 @@ def unvalidated_instruments(pairs: list[tuple[Form, dict[str, Any]]], language: 
         for item in form.walk():
             if item.type != "group" or not any(i.link_id in answered for i in item.walk()):
                 continue
-            for instrument in instruments(item.raw):
-                validated = instrument["validated_languages"]
-                if validated and language not in validated and instrument["title"] not in out:
-                    out.append(instrument["title"])
+            instrument = instrument_of(item)
+            if instrument and not instrument.validated_in(language) and instrument.title not in out:
+                out.append(instrument.title)
     return out
 
 

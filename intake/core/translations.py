@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from intake.core import extensions as ext
 from intake.core.extensions import INSTRUMENT, TRANSLATION
 
-# Strings a patient sees; each needs a translation in every offered language (`missing`).
-# (element key, where): `item` = on an item, `option` = an answerOption or a unit coding,
-# `root` = the Questionnaire, `sub` = a sub-extension of a project extension.
+# Sub-extensions a patient reads, and the project extensions that carry them (`missing`).
 PATIENT_FACING_SUBEXTENSIONS = {"patientGuidance", "title"}
 PATIENT_FACING_PARENTS = {INSTRUMENT.rsplit("/", 1)[-1], "flag"}
 
@@ -68,26 +67,6 @@ def localize(resource: Any, lang: str) -> Any:
     return out
 
 
-def languages(resource: Any) -> set[str]:
-    """Every language any translation in the resource is written in."""
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, list):
-            for entry in node:
-                walk(entry)
-        elif isinstance(node, dict):
-            if node.get("url") == TRANSLATION:
-                for part in node.get("extension") or []:
-                    if part.get("url") == "lang" and isinstance(part.get("valueCode"), str):
-                        found.add(part["valueCode"])
-            for value in node.values():
-                walk(value)
-
-    walk(resource)
-    return found
-
-
 def missing(resource: dict[str, Any], lang: str) -> list[str]:
     """Paths of patient-facing strings with no `lang` translation (empty: fully translated).
 
@@ -135,25 +114,10 @@ def missing(resource: dict[str, Any], lang: str) -> list[str]:
     return out
 
 
-def instruments(group_raw: dict[str, Any]) -> list[dict[str, Any]]:
-    """The `instrument` extensions on a group: title and the languages its wording is validated in."""
-    out = []
-    for extension in group_raw.get("extension") or []:
-        if extension.get("url") != INSTRUMENT:
-            continue
-        subs = extension.get("extension") or []
-        title = next((s.get("valueString") for s in subs if s.get("url") == "title"), None)
-        validated = [s.get("valueCode") for s in subs if s.get("url") == "validatedLanguage" and s.get("valueCode")]
-        out.append({"title": title or "", "validated_languages": validated})
-    return out
-
-
 def flag_guidance(resource: dict[str, Any], flag_id: str) -> str | None:
     """A root `flag` rule's patientGuidance, read from a (localized) Questionnaire."""
-    for extension in resource.get("extension") or []:
-        if not str(extension.get("url") or "").endswith("/flag"):
-            continue
-        subs = extension.get("extension") or []
-        if any(s.get("url") == "id" and s.get("valueCode") == flag_id for s in subs):
-            return next((s.get("valueString") for s in subs if s.get("url") == "patientGuidance"), None)
+    for extension in ext.find(resource, ext.PROJECT_EXT + "flag"):
+        subs = ext.sub_values(extension)
+        if flag_id in (subs.get("id") or []):
+            return next(iter(subs.get("patientGuidance") or []), None)
     return None

@@ -31,6 +31,7 @@ from intake import audit, outbox, webforms, workflow
 from intake.auth import token_hash
 from intake.core import translations
 from intake.core.enablement import Answers
+from intake.core.scoring import instrument_of
 from intake.core.items import Form, Page
 from intake.storage import repository
 from intake.storage.repository import IntakeView
@@ -205,16 +206,13 @@ def _translation_notices(page: Page) -> list[str]:
     lang = language.current()
     notices = []
     for item in page.walk():
-        if item.type != "group":
-            continue
-        for instrument in translations.instruments(item.raw):
-            validated = instrument["validated_languages"]
-            if validated and lang not in validated:
-                names = ", ".join(language.language_name(code) for code in validated)
-                notices.append(_(
-                    "%(instrument)s: the wording used here is the version validated in %(languages)s. These "
-                    "questions are our translation, not a validated version: answer as well as you can, and "
-                    "your care team will take this into account.", instrument=instrument["title"], languages=names))
+        instrument = instrument_of(item) if item.type == "group" else None
+        if instrument and not instrument.validated_in(lang):
+            names = ", ".join(language.language_name(code) for code in instrument.validated_languages)
+            notices.append(_(
+                "%(instrument)s: the wording used here is the version validated in %(languages)s. These "
+                "questions are our translation, not a validated version: answer as well as you can, and "
+                "your care team will take this into account.", instrument=instrument.title, languages=names))
     return notices
 
 
@@ -226,7 +224,7 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
     errors: list[tuple[str, str]] = []
     if errors_shown:
         # The summary names the question, so a list of "Select an answer" still says which one.
-        errors = [(_error_target(item, field), f"{field.errors[0]} – {_short(local_form.by_link[item.link_id].text)}")
+        errors = [(webforms.anchor(item), f"{field.errors[0]} – {_short(local_form.by_link[item.link_id].text)}")
                   for item, field in form.question_fields() if field.errors]
         errors += [(form[name].id, form[name].errors[0]) for name in (*form.other_fields.values(), *form.unit_fields.values())
                    if form[name].errors]
@@ -249,13 +247,6 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
         from_review=from_review,
         action=_page_url(step, **({"from": "review"} if from_review else {})),
     ), status
-
-
-def _error_target(item: Any, field: Any) -> str:
-    """Where an error summary link goes: the field, or the first option of a radio/checkbox group."""
-    if webforms.is_option_group(item):
-        return f"{field.id}-1"
-    return str(field.id)
 
 
 MAX_SAVE_ATTEMPTS = 3
@@ -323,18 +314,18 @@ def _post_page(form_key: str, page_key: str) -> Any:
             return redirect(url_for("patient.done"))
         except repository.StaleResponse:
             continue
-        return _after_save(forms, answers, step, merged, form_key, page_key)
+        return _after_save(forms, answers, steps, step, merged, form_key, page_key)
     abort(409)
 
 
-def _after_save(forms: list[Any], answers: dict[str, Answers], step: workflow.Step, merged: Answers,
-                form_key: str, page_key: str) -> Any:
+def _after_save(forms: list[Any], answers: dict[str, Answers], steps: list[workflow.Step], step: workflow.Step,
+                merged: Answers, form_key: str, page_key: str) -> Any:
     """Where to go next; enablement may have changed which pages follow (a reflex on or off)."""
     new_answers = dict(answers)
     new_answers[step.form.canonical] = merged
     new_steps = workflow.steps(forms, new_answers)
     if request.args.get("from") == "review":
-        return _back_to_review(answers, new_answers, forms, new_steps, (form_key, page_key))
+        return _back_to_review(steps, new_answers, new_steps, (form_key, page_key))
     index = _step_index(new_steps, form_key, page_key)
     if index is None or index + 1 >= len(new_steps):
         return redirect(url_for("patient.review"))
@@ -344,15 +335,15 @@ def _after_save(forms: list[Any], answers: dict[str, Answers], step: workflow.St
 PENDING_KEY = "pages_switched_on"
 
 
-def _back_to_review(answers: dict[str, Answers], new_answers: dict[str, Answers], forms: list[Any],
-                    new_steps: list[workflow.Step], saved: tuple[str, str]) -> Any:
+def _back_to_review(steps: list[workflow.Step], new_answers: dict[str, Answers], new_steps: list[workflow.Step],
+                    saved: tuple[str, str]) -> Any:
     """After a change from the review page: first the pages it switched on, then the review.
 
     A change can switch follow-ups on (PHQ-4 raised: PHQ-9 and GAD-7). Their questions come
     next, one page after the other, rather than a review page that only then lists them as
     unanswered. Only newly switched-on pages are queued, so blank optional pages never loop.
     """
-    before = {step.slug for step in workflow.steps(forms, answers)}
+    before = {step.slug for step in steps}
     queued = [tuple(slug) for slug in session.get(PENDING_KEY, []) if isinstance(slug, list) and len(slug) == 2]
     queued += [step.slug for step in new_steps if step.slug not in before]
     by_slug = {step.slug: step for step in new_steps}
@@ -377,7 +368,7 @@ def review() -> Any:
 
 
 def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], problems: list[Any], status: int) -> Any:
-    yes_no = (_("Yes"), _("No"))
+    yes_no = webforms.yes_no()
     sections = []
     for step in steps:
         local_form, local_page = _localized(step)
@@ -391,7 +382,7 @@ def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], prob
             rows.append({
                 "text": item.text,
                 "answer": webforms.display_answer(item, values, yes_no=yes_no) if values else "",
-                "change": _page_url(step, **{"from": "review"}) + "#" + _error_target(item, _FieldId(item)),
+                "change": _page_url(step, **{"from": "review"}) + "#" + webforms.anchor(item),
             })
         sections.append({"title": local_page.title or local_form.title, "form": local_form.title, "rows": rows,
                          "url": _page_url(step, **{"from": "review"})})
@@ -401,17 +392,10 @@ def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], prob
         item = catalog().localized(form, language.current()).by_link.get(issue.link_id or "")
         # Worded like the page's own error summary: what to do, then which question.
         label = f"{_problem_message(issue.code)} – {_short(item.text)}" if item else _problem_message(issue.code)
-        href = (_page_url(target, **{"from": "review"}) + "#" + _error_target(item, _FieldId(item))) if target and item else "#"
+        href = (_page_url(target, **{"from": "review"}) + "#" + webforms.anchor(item)) if target and item else "#"
         problem_links.append((href, label))
     return render_template("patient/review.html", sections=sections, problems=problem_links,
                            total=len(steps)), status
-
-
-class _FieldId:
-    """The id a question's field has on its page, without building the page's form."""
-
-    def __init__(self, item: Any) -> None:
-        self.id = webforms.field_name(item.link_id)
 
 
 def _problem_message(code: str) -> str:

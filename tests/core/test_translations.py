@@ -10,7 +10,9 @@ import pytest
 from intake.core import translations
 from intake.core.catalog import load_catalog
 from intake.core.fhir_models import Questionnaire, model_errors
+from intake.core.items import build_item
 from intake.core.lint import lint
+from intake.core.scoring import instrument_of
 
 FORMS = Path(__file__).resolve().parents[2] / "forms"
 TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
@@ -19,6 +21,20 @@ TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
 def shadow(lang: str, content: str) -> dict:
     return {"extension": [{"url": TRANSLATION, "extension": [{"url": "lang", "valueCode": lang},
                                                               {"url": "content", "valueString": content}]}]}
+
+
+def languages(resource: object) -> set[str]:
+    """Every language a translation anywhere in the resource is written in."""
+    found: set[str] = set()
+    if isinstance(resource, list):
+        for entry in resource:
+            found |= languages(entry)
+    elif isinstance(resource, dict):
+        if resource.get("url") == TRANSLATION:
+            found |= {p["valueCode"] for p in resource.get("extension") or [] if p.get("url") == "lang"}
+        for value in resource.values():
+            found |= languages(value)
+    return found
 
 
 def questionnaire() -> dict:
@@ -49,12 +65,12 @@ def questionnaire() -> dict:
 
 def test_translation_reads_the_requested_language_only() -> None:
     q = questionnaire()
+    assert languages(q) == {"es", "fr"}
     assert translations.translation(q, "title", "es") == "Ánimo"
     assert translations.translation(q, "title", "fr") is None
     assert translations.translation(q, "status", "es") is None
     assert translations.base_language(q) == "en"
     assert translations.base_language({}) == "en"
-    assert translations.languages(q) == {"es", "fr"}
 
 
 def test_localize_replaces_translated_strings_keeps_the_rest_and_drops_shadows() -> None:
@@ -71,7 +87,11 @@ def test_localize_replaces_translated_strings_keeps_the_rest_and_drops_shadows()
     assert translations.flag_guidance(es, "f1") == "Llame ahora."
     assert translations.flag_guidance(q, "f1") == "Call now."
     assert translations.flag_guidance(q, "nope") is None
-    assert translations.instruments(q["item"][0]) == [{"title": "Scale", "validated_languages": ["en"]}]
+    instrument = instrument_of(build_item(q["item"][0]))
+    assert instrument is not None and instrument.validated_languages == ("en",)
+    assert instrument.validated_in("en") and not instrument.validated_in("es")
+    spanish = instrument_of(build_item(es["item"][0]))
+    assert spanish is not None and spanish.title == "Escala"
 
 
 def test_missing_lists_every_untranslated_patient_facing_string() -> None:
@@ -100,7 +120,7 @@ def test_every_form_carries_spanish_for_everything_a_patient_reads(path: Path) -
     resource = json.loads(path.read_text(encoding="utf-8"))
     assert resource.get("language") == "en"
     assert translations.missing(resource, "es") == []
-    assert translations.languages(resource) == {"es"}
+    assert languages(resource) == {"es"}
 
 
 def test_the_catalog_builds_a_localized_form_once_with_the_same_structure() -> None:
@@ -122,8 +142,9 @@ def test_published_instruments_say_which_language_their_wording_is_validated_in(
     validated = {}
     for form in catalog:
         for item in form.walk():
-            for instrument in translations.instruments(item.raw):
-                validated[instrument["title"]] = instrument["validated_languages"]
-    titles = " ".join(t for t, langs in validated.items() if langs == ["en"])
+            instrument = instrument_of(item)
+            if instrument:
+                validated[instrument.title] = instrument.validated_languages
+    titles = " ".join(t for t, langs in validated.items() if langs == ("en",))
     for name in ("PSS-10", "PHQ-4", "PHQ-9", "GAD-7", "MNSI", "MEDAS"):
         assert name in titles
