@@ -7,6 +7,7 @@ concurrent writers get consecutive numbers and each row is chained to the one be
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -54,9 +55,11 @@ def head(session: Session) -> tuple[int, str]:
 
 
 def records(session: Session, *, since: datetime | None = None, until: datetime | None = None,
-            action: str | None = None, actor: str | None = None, limit: int | None = None,
+            action: str | None = None, actor: str | None = None, entity: str | None = None,
+            before_seq: int | None = None, limit: int | None = None,
             newest_first: bool = False) -> Iterator[AuditRecord]:
-    """Rows in chain order (or newest first), streamed in batches."""
+    """Rows in chain order (or newest first), streamed in batches. `entity` ("Intake/abc") keeps
+    the rows that name that record; `before_seq` keeps rows numbered below it (keyset paging)."""
     query = select(AuditRecord)
     if since is not None:
         query = query.where(AuditRecord.at >= since)
@@ -66,6 +69,12 @@ def records(session: Session, *, since: datetime | None = None, until: datetime 
         query = query.where(AuditRecord.action == action)
     if actor:
         query = query.where(AuditRecord.actor == actor)
+    if entity:
+        # `entities` is a JSON array of strings: match the quoted string, so "Intake/1" is not
+        # found inside "Intake/12"
+        query = query.where(AuditRecord.entities.contains(json.dumps(entity), autoescape=True))
+    if before_seq is not None:
+        query = query.where(AuditRecord.seq < before_seq)
     query = query.order_by(AuditRecord.seq.desc() if newest_first else AuditRecord.seq)
     if limit is not None:
         query = query.limit(limit)

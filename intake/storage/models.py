@@ -376,11 +376,14 @@ class StaffSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the TOTP secret offered while this session turns on two-step sign-in (not yet proven)
+    totp_pending: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditRecord(Base):
     """One audited action, append-only and hash-chained: ``hash`` = SHA-256 of the previous
-    row's hash and this row's fields, so changing, removing or reordering a row is detected."""
+    row's hash and this row's fields, so changing, removing or reordering a row is detected.
+    Database triggers (migration 0007) refuse UPDATE, DELETE and TRUNCATE of these rows."""
 
     __tablename__ = "audit_log"
 

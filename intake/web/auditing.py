@@ -1,7 +1,8 @@
 """Audit rows for every read, search, download and export, written after the view answered.
 
-Reads are audited here, in one place, by endpoint (`AUDITED`), refused attempts included (outcome
-failure); views name what they returned with `note(...)`. Their rows go through the write-behind
+Reads are audited here, in one place, by endpoint (`AUDITED`, and `PATIENT_READS` for a patient's
+own pages), refused attempts included (outcome failure); views name what they returned with
+`note(...)`. Their rows go through the write-behind
 queue (`intake.audit_queue`: group commit, without waiting for the disk), so a read does not pay
 for a write transaction of its own. Sign-ins and changes are audited by the
 code that makes them, in the same transaction as the change (`intake.audit.record`), so a change
@@ -38,6 +39,9 @@ AUDITED: dict[str, str] = {
     "admin.audit_log": "search",
     "admin.audit_export": "export",
 }
+# Pages that show a patient their own saved answers, progress or guidance: a read by the patient
+# link, audited on GET (their POSTs are saves, audited as changes where they are made).
+PATIENT_READS = frozenset({"patient.start", "patient.page", "patient.review", "patient.done"})
 
 
 def note(*entities: str) -> None:
@@ -80,13 +84,20 @@ def register(app: Flask) -> None:
 
     @app.after_request
     def audit_disclosure(response: Response) -> Response:
-        action = AUDITED.get(request.endpoint or "")
+        endpoint = request.endpoint or ""
+        action, actor = AUDITED.get(endpoint), None
+        if action is None and endpoint in PATIENT_READS and request.method == "GET":
+            actor = current_actor()
+            if actor.kind != "patient-link" or response.status_code // 100 == 3:
+                return response  # no intake in this session, or sent on elsewhere: nothing shown
+            action = "read"
+            note(actor.name)
         if action is None:
             return response
         detail: dict[str, object] = {"method": request.method, "path": request.path[:300], "status": response.status_code}
         if request.query_string:
             detail["query"] = request.query_string.decode("latin-1")[:500]
-        queued.put(audit.row_fields(actor=current_actor(), action=action, now=datetime.now(timezone.utc),
+        queued.put(audit.row_fields(actor=actor or current_actor(), action=action, now=datetime.now(timezone.utc),
                                    entities=g.get("audit_entities", ()), detail=detail, source=source(),
                                    outcome="success" if response.status_code < 400 else "failure"))
         return response

@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
-from intake.storage.models import AuditRecord
+from intake.audit import verify
+from intake.storage.models import AuditHead, AuditRecord
 from intake.web.auditing import flush
 from tests.fhircheck import fhircheck
 from tests.web.conftest import csrf, invite_link
@@ -100,9 +103,20 @@ def test_each_audited_action_writes_exactly_one_row(api_app: Flask) -> None:  # 
     link = invite_link(api_app)
     opened = one_new_row(api_app, lambda: patient.get(link))
     assert (opened.action, opened.actor_kind) == ("login", "patient-link")
+    start = one_new_row(api_app, lambda: first_page(patient))
+    assert (start.action, start.actor_kind, start.actor) == ("read", "patient-link", opened.actor)
+    assert json.loads(start.entities) == [opened.actor]
     first = first_page(patient)
-    saved = one_new_row(api_app, lambda: fill_page(patient, api_app, first, {}))
+    shown = one_new_row(api_app, lambda: patient.get(first))
+    assert (shown.action, json.loads(shown.detail)["path"]) == ("read", first)
+    answers = {**page_data(api_app, first, {}), "csrf_token": csrf(patient.get(first).text)}
+    saved = one_new_row(api_app, lambda: patient.post(first, data=answers))
     assert (saved.action, saved.actor_kind, saved.actor) == ("update", "patient-link", opened.actor)
+    review = one_new_row(api_app, lambda: patient.get("/intake/review"))
+    assert (review.action, review.actor, review.outcome) == ("read", opened.actor, "success")
+    unsent = len(rows(api_app))
+    api_app.test_client().get("/intake/review")  # no intake in that session: nothing shown, no row
+    assert len(rows(api_app)) == unsent
     bad_link = one_new_row(api_app, lambda: api_app.test_client().get("/i/not-a-real-link"))
     assert (bad_link.action, bad_link.outcome) == ("login-failed", "failure")
 
@@ -110,6 +124,50 @@ def test_each_audited_action_writes_exactly_one_row(api_app: Flask) -> None:  # 
     api_app.test_client().get("/fhir/metadata")
     api_app.test_client().get("/")
     assert len(rows(api_app)) == unaudited  # nothing disclosed, nothing written
+    assert api_app.test_cli_runner().invoke(args=["intake", "audit", "verify"]).exit_code == 0
+
+
+TRIGGERS = ("audit_log_no_update", "audit_log_no_delete", "audit_log_no_truncate", "audit_head_no_delete",
+            "audit_head_no_truncate", "audit_head_forward_only")
+
+
+def guards_off(session: Session) -> None:
+    """Switch off the append-only triggers in this transaction (as the schema's owner could)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
+        session.execute(text("ALTER TABLE audit_head DISABLE TRIGGER USER"))
+    else:
+        for name in TRIGGERS:
+            session.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+
+
+def guards_on(session: Session) -> None:
+    """Put them back for the tests after this one (PostgreSQL's database outlives a test)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ALTER TABLE audit_log ENABLE TRIGGER USER"))
+        session.execute(text("ALTER TABLE audit_head ENABLE TRIGGER USER"))
+
+
+def test_the_database_refuses_to_change_or_remove_audit_rows(api_app: Flask) -> None:  # noqa: F811
+    for _ in range(3):
+        signed_in(api_app, "admin").get("/admin/users")
+    postgres = api_app.extensions["intake.engine"].dialect.name == "postgresql"
+    attempts = [
+        update(AuditRecord).where(AuditRecord.seq == 2).values(actor="someone-else"),
+        delete(AuditRecord).where(AuditRecord.seq == 2),
+        delete(AuditRecord),
+        delete(AuditHead),
+        update(AuditHead).values(seq=AuditHead.seq - 1),
+    ] + ([text("TRUNCATE audit_log"), text("TRUNCATE audit_head")] if postgres else [])
+    for statement in attempts:
+        with api_app.extensions["intake.sessions"]() as session:
+            with pytest.raises(DBAPIError, match="append-only"):
+                with session.begin():
+                    session.execute(statement)
+    with api_app.extensions["intake.sessions"]() as session:
+        count, problems = verify(session)
+    assert count >= 3 and problems == []
+    signed_in(api_app, "admin").get("/admin/users")  # appending still works
     assert api_app.test_cli_runner().invoke(args=["intake", "audit", "verify"]).exit_code == 0
 
 
@@ -121,6 +179,7 @@ def test_tampering_is_detected(api_app: Flask, tamper: str) -> None:  # noqa: F8
     ok = runner.invoke(args=["intake", "audit", "verify"])
     assert ok.exit_code == 0 and "intact" in ok.output
     with api_app.extensions["intake.sessions"]() as session, session.begin():
+        guards_off(session)  # what someone who can change the schema could do
         if tamper == "change":
             session.execute(update(AuditRecord).where(AuditRecord.seq == 2).values(actor="someone-else"))
         elif tamper == "delete-middle":
@@ -132,9 +191,11 @@ def test_tampering_is_detected(api_app: Flask, tamper: str) -> None:  # noqa: F8
             first, second = session.scalars(select(AuditRecord).where(AuditRecord.seq.in_([1, 2])).order_by(AuditRecord.seq)).all()
             a, b = first.at, second.at
             first.at, second.at = b, a
+            session.flush()
+        guards_on(session)
     result = runner.invoke(args=["intake", "audit", "verify"])
     assert result.exit_code == 1 and "TAMPERED" in result.output
-    page = signed_in(api_app, "admin").get("/admin/audit").text
+    page = signed_in(api_app, "admin").get("/admin/audit?check=1").text
     assert "tampered with" in page
 
 
@@ -159,7 +220,7 @@ def test_the_log_exports_as_audit_events_for_admins_only(api_app: Flask, tmp_pat
     result = api_app.test_cli_runner().invoke(args=["intake", "audit", "export", "-o", str(out)])
     assert result.exit_code == 0 and len(out.read_text().splitlines()) >= len(lines)
     assert signed_in(api_app, "clinician").get("/admin/audit").status_code == 403
-    page = admin.get("/admin/audit?action=login-failed").text
+    page = admin.get("/admin/audit?action=login-failed&check=1").text
     assert "login-failed" in page and "Hash chain intact" in page
 
 
