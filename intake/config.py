@@ -51,6 +51,9 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "LOGIN_RATE_LIMIT": (str, "10 per minute"),
     "LOGIN_USER_RATE_LIMIT": (str, "30 per hour"),
     "RATE_LIMIT_STORAGE": (str, "memory://"),
+    # Reverse proxies in front of the service whose X-Forwarded-For/-Proto/-Host/-Port headers
+    # are believed (intake/web/proxies.py): 0 = none, the client connects directly.
+    "TRUSTED_PROXIES": (int, 0),
     # Background jobs (outbox rows, bulk export): "thread" (in-process, after the request: the
     # embedded default), "eager" (at once, in the caller: tests and one-off commands) or "celery"
     # (handed to Celery workers over the broker below: production, intake/celery_app.py).

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from intake.core.catalog import Catalog
 from intake.storage.db import make_session_factory, session_scope
-from intake.web import headers, language, limits
+from intake.web import headers, language, limits, proxies
 from intake.web.fragments import render_question
 
 
@@ -45,6 +45,7 @@ def register(app: Flask) -> None:
     headers.register(app)
     language.register(app)
     limits.register(app)
+    proxies.register(app)
     # Flask-WTF's token for hand-written forms (the review page); page forms are FlaskForms.
     app.jinja_env.globals["csrf_token"] = generate_csrf
     app.jinja_env.globals["cached_question"] = render_question

@@ -1,0 +1,86 @@
+"""intake.web.proxies: behind trusted proxies the client's own address reaches the audit log and
+the rate limits, and the scheme and host reach absolute URLs; with none trusted, the headers
+are ignored (a client cannot pick the address it is logged under)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from intake import close_app, create_app
+from intake.storage.models import AuditRecord
+from tests.web.flow import add_staff, sign_in
+
+PROXY = "10.0.0.2"  # the address every request arrives from when a proxy is in front
+
+
+@pytest.fixture
+def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    made: list[Flask] = []
+
+    def make(**config: object) -> Flask:
+        app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / f"i{len(made)}"),
+                          "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager", **config})
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        close_app(app)
+
+
+def via_proxy(app: Flask, client_address: str) -> FlaskClient:
+    """A client whose requests come through the proxy, which names the real client."""
+    client = app.test_client()
+    client.environ_base.update({"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": client_address,
+                                "HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_HOST": "intake.example.org"})
+    return client
+
+
+def failed_sign_in_source(app: Flask, client: FlaskClient) -> str:
+    assert sign_in(client, password="wrong password!").status_code == 401
+    with app.extensions["intake.sessions"]() as session:
+        return session.scalars(select(AuditRecord.source).where(AuditRecord.action == "login-failed")
+                               .order_by(AuditRecord.seq.desc())).first() or ""
+
+
+def test_a_trusted_proxy_names_the_client_in_the_audit_log_and_urls(make_app: Callable[..., Flask]) -> None:
+    app = make_app(INTAKE_TRUSTED_PROXIES=1)
+    add_staff(app)
+    assert failed_sign_in_source(app, via_proxy(app, "203.0.113.7")) == "203.0.113.7"
+    found = via_proxy(app, "203.0.113.7").get("/.well-known/smart-configuration").get_json()
+    assert found["token_endpoint"] == "https://intake.example.org/auth/token"
+
+
+def test_only_the_nearest_proxies_are_believed(make_app: Callable[..., Flask]) -> None:
+    app = make_app(INTAKE_TRUSTED_PROXIES=1)
+    add_staff(app)
+    # The client wrote its own X-Forwarded-For; the proxy appended the address it really saw.
+    assert failed_sign_in_source(app, via_proxy(app, "198.51.100.1, 203.0.113.8")) == "203.0.113.8"
+
+
+def test_without_trusted_proxies_the_headers_are_ignored(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    add_staff(app)
+    assert failed_sign_in_source(app, via_proxy(app, "203.0.113.7")) == PROXY
+    found = via_proxy(app, "203.0.113.7").get("/.well-known/smart-configuration").get_json()
+    assert found["token_endpoint"] == "http://localhost/auth/token"
+
+
+def test_rate_limits_count_each_client_behind_the_proxy(make_app: Callable[..., Flask]) -> None:
+    app = make_app(INTAKE_TRUSTED_PROXIES=1, INTAKE_LOGIN_RATE_LIMIT="2 per minute")
+    add_staff(app)
+    first = via_proxy(app, "203.0.113.1")
+    assert [sign_in(first, password="wrong password!").status_code for _ in range(3)] == [401, 401, 429]
+    assert sign_in(via_proxy(app, "203.0.113.2"), password="wrong password!").status_code == 401
+
+
+def test_a_negative_number_of_proxies_is_refused(database_url: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="INTAKE_TRUSTED_PROXIES"):
+        create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "t",
+                    "INTAKE_TRUSTED_PROXIES": -1})
