@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from flask import (
@@ -23,9 +23,9 @@ from flask import (
     url_for,
 )
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, SelectField, StringField, TextAreaField
+from wtforms import DateField, Form, PasswordField, SelectField, StringField, TextAreaField, ValidationError
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import InputRequired, Length, Optional, Regexp
 
 from intake import accounts, audit, outbox, smart
 from intake.core.audit_event import audit_event
@@ -34,7 +34,7 @@ from intake.storage import audit_log as audit_store
 from intake.storage import fhir_store, outbox_store
 from intake.storage.models import ROLES, ApiClient
 from intake.web import auditing, readers, writer
-from intake.web.staff import role_required
+from intake.web.staff import role_required, sentence
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -88,7 +88,7 @@ def add_user() -> Any:
                                      role=form.role.data, password=form.password.data, now=_now())
             auditing.record_change(db, "create", f"User/{user.username}", detail={"role": user.role})
     except accounts.AccountError as exc:
-        return _users_page(form, error=str(exc).capitalize() + ".", status=400)
+        return _users_page(form, error=sentence(str(exc)), status=400)
     return redirect(url_for("admin.users"))
 
 
@@ -113,7 +113,7 @@ def change_user(username: str, change: str) -> Any:
             user = CHANGES[change](db, username, form)
             auditing.record_change(db, "update", f"User/{user.username}", detail={"change": change})
     except accounts.AccountError as exc:
-        return _users_page(UserForm(), error=str(exc).capitalize() + ".", status=400)
+        return _users_page(UserForm(), error=sentence(str(exc)), status=400)
     return redirect(url_for("admin.users"))
 
 
@@ -157,29 +157,104 @@ def revoke_client(name: str) -> Any:
     return redirect(url_for("admin.clients"))
 
 
+DATE_MESSAGE = "Enter a date as YYYY-MM-DD, for example 2024-03-31."
+
+
+def _strip(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
+
+
+class AuditFilterForm(Form):  # type: ignore[misc]
+    """The audit report's filters (ONC 170.315(d)(3): by user, record and date), read from the
+    query string: a GET changes nothing, so there is no CSRF token to carry in links."""
+
+    action = SelectField("Action", choices=[SelectChoice("", "Any"), *(SelectChoice(a, a) for a in audit.ACTIONS)],
+                         default="")
+    actor = StringField("Who (user name or API client)", filters=[_strip], validators=[Optional(), Length(max=255)])
+    entity = StringField("Record", filters=[_strip], validators=[
+        Optional(), Length(max=255),
+        Regexp(r"[A-Za-z]+/\S+\Z", message="Enter a record as type/id, for example Patient/12 or Intake/abc.")])
+    since = DateField("From (UTC)", validators=[Optional()], invalid_value_message=DATE_MESSAGE)
+    until = DateField("To (UTC, this day included)", validators=[Optional()], invalid_value_message=DATE_MESSAGE)
+
+    def validate_until(self, field: DateField) -> None:
+        if field.data and self.since.data and field.data < self.since.data:
+            raise ValidationError("The end date must be on or after the start date.")
+
+    def query(self) -> dict[str, Any]:
+        """The filters as `audit_log.records` takes them: days become UTC instants, `until`
+        exclusive (the day after the one asked for)."""
+        since, until = self.since.data, self.until.data
+        return {"action": self.action.data or None, "actor": self.actor.data or None, "entity": self.entity.data or None,
+                "since": datetime.combine(since, time.min, timezone.utc) if since else None,
+                "until": datetime.combine(until, time.min, timezone.utc) + timedelta(days=1)
+                if until and until < date.max else None}
+
+    def args(self) -> dict[str, str]:
+        """The filters that are set, as query parameters (for the paging and export links)."""
+        values = {name: self[name].data for name in ("action", "actor", "entity", "since", "until")}
+        return {name: value.isoformat() if isinstance(value, date) else value for name, value in values.items() if value}
+
+
+def _before(raw: str | None) -> int | None:
+    """The row number an "Older rows" link starts below; ValueError if it is not a row number."""
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise ValueError(raw)
+    return int(raw)
+
+
+def _entities(text: str) -> list[str]:
+    """A row's records (a JSON list); shown as they are if a tampered row holds something else."""
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return [text]
+    return [str(e) for e in found] if isinstance(found, list) else [text]
+
+
+def _audit_page(form: AuditFilterForm, *, error: str | None = None, status: int = 200, **page: Any) -> Any:
+    return render_template("staff/admin_audit.html", form=form, error=error, filters=form.args(),
+                           entities=_entities, limit=PAGE_ROWS, **page), status
+
+
 @bp.get("/audit")
 @role_required("admin")
 def audit_log() -> Any:
-    action = request.args.get("action") or None
-    actor = (request.args.get("actor") or "")[:255] or None
-    if action is not None and action not in audit.ACTIONS:
-        action = None
+    """Newest first, PAGE_ROWS a page, keyset paging on the row number (`before`). The hash chain
+    is checked only when asked (`check=1`): it reads every row, too slow to run on each view."""
+    form = AuditFilterForm(request.args)
+    try:
+        before = _before(request.args.get("before"))
+    except ValueError:
+        return _audit_page(form, error="That page of the log does not exist. Start again from the newest rows.",
+                           status=400)
+    if not form.validate():
+        return _audit_page(form, status=400)
+    checking = request.args.get("check") == "1"
     with readers() as db:
-        rows = list(audit_store.records(db, action=action, actor=actor, limit=PAGE_ROWS, newest_first=True))
-        count, problems = audit.verify(db)
-    return render_template("staff/admin_audit.html", rows=rows, count=count, problems=problems,
-                           actions=audit.ACTIONS, action=action, actor=actor or "", limit=PAGE_ROWS)
+        rows = list(audit_store.records(db, **form.query(), before_seq=before, limit=PAGE_ROWS + 1, newest_first=True))
+        count, problems = audit.verify(db) if checking else (audit_store.head(db)[0], [])
+    older = rows[PAGE_ROWS - 1].seq if len(rows) > PAGE_ROWS else None
+    return _audit_page(form, rows=rows[:PAGE_ROWS], older=older, paged=before is not None, checked=checking,
+                       count=count, problems=problems)
 
 
 @bp.get("/audit/AuditEvent.ndjson")
 @role_required("admin")
-def audit_export() -> Response:
-    """The whole log as FHIR AuditEvent resources, one per line (streamed)."""
+def audit_export() -> Any:
+    """The log (or the rows the audit page's filters keep) as FHIR AuditEvent resources, one per
+    line, in chain order (streamed)."""
+    form = AuditFilterForm(request.args)
+    if not form.validate():
+        return _audit_page(form, status=400)
+    query = form.query()
     factory = current_app.extensions["intake.readers"]  # the generator runs after the request context
 
     def lines() -> Iterator[str]:
         with factory() as db:
-            for row in audit_store.records(db):
+            for row in audit_store.records(db, **query):
                 yield json.dumps(audit_event(audit.row_dict(row)), separators=(",", ":")) + "\n"
 
     return Response(lines(), 200, content_type="application/fhir+ndjson",

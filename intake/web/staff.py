@@ -30,11 +30,13 @@ from flask import (
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import validate_csrf
+from sqlalchemy.orm import Session
 from wtforms import PasswordField, StringField, ValidationError
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import EqualTo, InputRequired, Length
 
 from intake import accounts, audit
-from intake.web import readers, writer
+from intake.storage.models import User
+from intake.web import auditing, readers, writer
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -140,6 +142,18 @@ class CodeForm(FlaskForm):  # type: ignore[misc]
     code = StringField("Code from your authenticator app", validators=[InputRequired(), Length(max=10)])
 
 
+def _open_session(db: Session, user: User, now: datetime) -> StaffUser:
+    """A new server-side session for `user`, in the caller's transaction (sign in it after commit)."""
+    token = accounts.start_session(db, user, now=now)
+    return StaffUser(token, accounts.SignedIn.of(user, accounts.session_hash(token)))
+
+
+def _sign_in_browser(staff_user: StaffUser) -> None:
+    """Bind this browser to the session: a fresh cookie session, so nothing from before carries over."""
+    session.clear()
+    login_user(staff_user)
+
+
 def _finish_login(user_id: int, next_url: str | None) -> Any:
     """Open the server-side session (a new token: nothing from before sign-in carries over)."""
     now = _now()
@@ -147,13 +161,10 @@ def _finish_login(user_id: int, next_url: str | None) -> Any:
         user = accounts.store.get_user(db, user_id)
         if user is None or user.disabled_at is not None:
             abort(403)
-        token = accounts.start_session(db, user, now=now)
+        staff_user = _open_session(db, user, now)
         audit.record(db, actor=audit.Actor("user", user.username), action="login", now=now, source=_source())
-        role = user.role
-        signed_in = accounts.SignedIn.of(user, accounts.session_hash(token))
-    session.clear()
-    login_user(StaffUser(token, signed_in))
-    return redirect(next_url or url_for(HOME[role]))
+    _sign_in_browser(staff_user)
+    return redirect(next_url or url_for(HOME[staff_user.role]))
 
 
 def _failed(username: str) -> None:
@@ -259,3 +270,62 @@ def two_step() -> Any:
             error = "Enter the 6-digit code from your authenticator app."
     return render_template("staff/two_step.html", form=form, error=error, secret=secret,
                            uri=accounts.totp_uri(secret, current_user.username)), (400 if error else 200)
+
+
+def sentence(message: str) -> str:
+    """An AccountError's message as a sentence for the page (it may hold several sentences)."""
+    message = message.strip()
+    return message[:1].upper() + message[1:] + ("" if message.endswith((".", "!", "?")) else ".")
+
+
+class NewPasswordForm(FlaskForm):  # type: ignore[misc]
+    current_password = PasswordField("Current password", validators=[
+        InputRequired("Enter your current password."), Length(max=accounts.MAX_PASSWORD)])
+    new_password = PasswordField(f"New password (at least {accounts.MIN_PASSWORD} characters)", validators=[
+        InputRequired("Enter a new password."), Length(max=accounts.MAX_PASSWORD)])
+    new_password_again = PasswordField("New password again", validators=[
+        InputRequired("Enter the new password again."),
+        EqualTo("new_password", message="The two new passwords are not the same.")])
+
+
+def _password_problems(form: NewPasswordForm, username: str) -> bool:
+    """Check the rules and the current password, so every problem shows at once, each on its
+    field. True if there is any."""
+    new = form.new_password.data
+    try:
+        accounts.check_password_rules(new, username)
+    except accounts.AccountError as exc:
+        form.new_password.errors.append(sentence(str(exc)))
+    if new == form.current_password.data:
+        form.new_password.errors.append("The new password must be different from the current one.")
+    with readers() as db:  # the slow (scrypt) check runs outside any write transaction
+        if accounts.check_credentials(db, username, form.current_password.data) is None:
+            form.current_password.errors.append("Your current password is not right.")
+    return bool(form.errors)
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@role_required("admin", "clinician", "front-desk")
+def password() -> Any:
+    """Change your own password (OWASP ASVS 2.1.5, 2.1.6): the current one first. Every session of
+    the account ends, a copied cookie too; this browser gets a new session and stays signed in."""
+    form = NewPasswordForm()
+    if request.method == "GET":
+        return render_template("staff/password.html", form=form, changed=request.args.get("changed") == "1")
+    if not form.validate_on_submit():
+        error = "The form expired. Try again." if form.csrf_token.errors else None
+        return render_template("staff/password.html", form=form, error=error), 400
+    username = current_user.username
+    if _password_problems(form, username):
+        return render_template("staff/password.html", form=form), 400
+    now = _now()
+    try:
+        with writer() as db:
+            user = accounts.reset_password(db, username, form.new_password.data, now=now)
+            auditing.record_change(db, "update", f"User/{username}", detail={"change": "password"}, now=now)
+            staff_user = _open_session(db, user, now)
+    except accounts.AccountError as exc:  # a rule that knows more of the account (its display name)
+        form.new_password.errors.append(sentence(str(exc)))
+        return render_template("staff/password.html", form=form), 400
+    _sign_in_browser(staff_user)
+    return redirect(url_for("staff.password", changed=1))

@@ -69,6 +69,8 @@ def matrix(ids: dict[str, Any]) -> dict[str, list[tuple[str, str, dict[str, Any]
         "staff.login_code": [("GET", "/staff/login/code", {}, everyone(302))],  # no password step pending
         "staff.logout": [("POST", "/staff/logout", {}, everyone(400))],  # no CSRF token
         "staff.two_step": [("GET", "/staff/two-step", {}, staff(200, *ROLES))],
+        "staff.password": [("GET", "/staff/password", {}, staff(200, *ROLES)),
+                           ("POST", "/staff/password", {}, staff(400, *ROLES))],  # no CSRF token
         "front_desk.day": [("GET", "/front-desk/", {}, staff(200, "front-desk", "clinician"))],
         "front_desk.new_intake": [("GET", "/front-desk/new", {}, staff(200, "front-desk")),
                                   ("POST", "/front-desk/new", {}, staff(400, "front-desk"))],

@@ -136,3 +136,27 @@ def test_the_day_list_shows_each_status_for_front_desk_and_clinician(desk_app: F
     assert clinician_view.count(">Summary<") == 2 and "New link" not in clinician_view
     assert "No intakes on this day." in desk.get(f"/front-desk/?day={(TOMORROW + timedelta(days=1)).isoformat()}").text
     assert desk.get("/front-desk/?day=not-a-day").status_code == 200  # falls back to today
+
+
+def test_the_link_page_offers_a_copy_button_with_no_inline_script(desk_app: Flask) -> None:
+    desk = signed_in(desk_app, "front-desk")
+    _status, location = new_intake(desk, "Copy Person")
+    response = desk.get(location)
+    page = response.text
+    # Progressive enhancement: rendered hidden (the read-only box works without JavaScript),
+    # shown by static/staff.js where the Clipboard API is there; "Copied" goes to a live region.
+    button = re.search(r"<button[^>]*>Copy link</button>", page)
+    assert button and re.search(r"\shidden[\s>]", button.group(0)) and 'type="button"' in button.group(0)
+    assert 'data-copy="patient-link"' in button.group(0) and 'data-status="copy-status"' in button.group(0)
+    assert re.search(r'<p class="copy-status" id="copy-status" role="status"></p>', page)
+    assert re.search(r'id="patient-link" type="text" readonly value="https://', page)
+    # CSP (script-src 'self', style-src 'self'): scripts are files, nothing inline.
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", page, re.S)
+    assert scripts == [(' src="/static/staff.js" defer', "")]
+    assert not re.search(r"<style|\sstyle=|\son[a-z]+=|javascript:", page, re.I)
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    script = desk.get("/static/staff.js")
+    assert script.status_code == 200 and "javascript" in script.content_type
+    assert "navigator.clipboard.writeText" in script.text and '"Copied"' in script.text
+    script.close()
+    assert "Copy link" not in desk.get(location).text  # the link is shown once, and its button with it

@@ -1,21 +1,25 @@
 """Staff sign-in: no user enumeration, same-site `next=` only, sessions that end for real (logout,
-idle, disable, password reset), the TOTP step, rate limits, cookie flags."""
+idle, disable, password reset), the TOTP step, rate limits, cookie flags; changing your own
+password (the current one first; every other session ends, this browser stays signed in)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from intake import close_app, create_app
-from intake.storage.models import StaffSession, User, utcnow
-from tests.web.conftest import csrf
+from intake.storage.models import AuditRecord, StaffSession, User, utcnow
+from intake.web.auditing import flush
+from tests.web.conftest import csrf, error_summary
 from tests.web.flow import STAFF, add_staff, sign_in, signed_in
 
 
@@ -197,3 +201,94 @@ def test_cookies_are_http_only_lax_and_host_prefixed_over_https(make_app: Callab
     cookie = response.headers["Set-Cookie"]
     assert cookie.startswith("__Host-intake=") and "Secure" in cookie and "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie and "Path=/" in cookie and "Domain" not in cookie
+
+
+# -- changing your own password (OWASP ASVS 2.1.5, 2.1.6) ------------------------------------------
+
+NEW_PASSWORD = "a fresh and long passphrase"
+
+
+def change_password(client: FlaskClient, current: str, new: str, again: str | None = None) -> Any:
+    token = csrf(client.get("/staff/password").text)
+    return client.post("/staff/password", data={"current_password": current, "new_password": new,
+                                                "new_password_again": new if again is None else again,
+                                                "csrf_token": token})
+
+
+def password_rows(app: Flask) -> list[AuditRecord]:
+    flush(app)
+    with app.extensions["intake.sessions"]() as session:
+        found = [row for row in session.scalars(select(AuditRecord).order_by(AuditRecord.seq))
+                 if json.loads(row.detail).get("change") == "password"]
+        session.expunge_all()
+    return found
+
+
+def audit_rows(app: Flask) -> int:
+    flush(app)
+    with app.extensions["intake.sessions"]() as session:
+        return session.scalar(select(func.count()).select_from(AuditRecord)) or 0
+
+
+@pytest.mark.parametrize("current, new, again, problems", [
+    ("not my password!", NEW_PASSWORD, None, [("current_password", "Your current password is not right.")]),
+    (STAFF[1], NEW_PASSWORD, NEW_PASSWORD + "!", [("new_password_again", "The two new passwords are not the same.")]),
+    (STAFF[1], "too short", None, [("new_password", "The password must be 12 to 256 characters long.")]),
+    (STAFF[1], STAFF[1], None, [("new_password", "The new password must be different from the current one.")]),
+    (STAFF[1], "", "", [("new_password", "Enter a new password."), ("new_password_again", "Enter the new password again.")]),
+    ("", "too short", None, [("current_password", "Enter your current password.")]),
+    ("wrong password!", "too short", None, [("new_password", "The password must be 12 to 256 characters long."),
+                                            ("current_password", "Your current password is not right.")]),
+])
+def test_a_password_change_is_refused_with_the_reason(staff_app: Flask, current: str, new: str, again: str | None,
+                                                      problems: list[tuple[str, str]]) -> None:
+    client = signed_in(staff_app)
+    response = change_password(client, current, new, again)
+    assert response.status_code == 400 and "<title>Error: Change your password" in response.text
+    assert sorted((f, m.split(": ", 1)[1]) for f, m in error_summary(response.text)) == sorted(problems)
+    assert all(f'value="{typed}"' not in response.text for typed in (current, new) if typed)  # never echoed
+    assert client.get("/clinician/").status_code == 200  # still signed in
+    assert sign_in(staff_app.test_client()).status_code == 302  # the old password still works
+    assert password_rows(staff_app) == []
+
+
+def test_a_changed_password_keeps_this_browser_and_ends_every_other_session(staff_app: Flask) -> None:
+    client = signed_in(staff_app)
+    elsewhere = signed_in(staff_app)  # the same account in another browser
+    copied = client.get_cookie("session")
+    assert copied is not None
+    rows_before = audit_rows(staff_app)
+    response = change_password(client, STAFF[1], NEW_PASSWORD)
+    assert audit_rows(staff_app) == rows_before + 1  # the change, and no sign-in row for the new session
+    assert response.status_code == 302 and response.headers["Location"] == "/staff/password?changed=1"
+    done = client.get(response.headers["Location"])
+    assert done.status_code == 200 and "Your password is changed" in done.text
+    assert client.get("/clinician/").status_code == 200  # this browser: a new session, still signed in
+    assert client.get_cookie("session").value != copied.value
+    assert elsewhere.get("/clinician/").status_code == 302
+    replay = staff_app.test_client()
+    replay.set_cookie("session", copied.value)  # the cookie as it was before the change
+    assert replay.get("/clinician/").status_code == 302
+    assert sign_in(staff_app.test_client()).status_code == 401  # the old password
+    assert sign_in(staff_app.test_client(), password=NEW_PASSWORD).status_code == 302
+    [row] = password_rows(staff_app)
+    assert (row.action, row.actor_kind, row.actor, row.outcome) == ("update", "user", STAFF[0], "success")
+    assert json.loads(row.entities) == [f"User/{STAFF[0]}"]
+
+
+def test_a_password_change_needs_the_form_token_and_a_signed_in_user(staff_app: Flask) -> None:
+    client = signed_in(staff_app)
+    response = client.post("/staff/password", data={"current_password": STAFF[1], "new_password": NEW_PASSWORD,
+                                                    "new_password_again": NEW_PASSWORD})
+    assert response.status_code == 400 and "The form expired" in response.text
+    assert sign_in(staff_app.test_client()).status_code == 302  # unchanged
+    anonymous = staff_app.test_client()
+    assert anonymous.get("/staff/password").headers["Location"] == "/staff/login?next=/staff/password"
+
+
+def test_the_staff_header_links_to_the_password_page(staff_app: Flask) -> None:
+    for role in ("admin", "clinician", "front-desk"):
+        client = signed_in(staff_app, role)
+        page = client.get("/staff/password")
+        assert page.status_code == 200 and '<a href="/staff/password">Change password</a>' in page.text
+        assert 'autocomplete="current-password"' in page.text and page.text.count('autocomplete="new-password"') == 2
