@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyotp
+from zxcvbn import zxcvbn
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -28,6 +29,8 @@ from intake.storage.models import ROLES, User
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{1,63}")
 MIN_PASSWORD, MAX_PASSWORD = 12, 256
 TOTP_ISSUER = "Intake"
+MIN_GUESS_SCORE = 3  # zxcvbn's 0-4 scale; 3 = "safely unguessable", moderate protection offline
+GUESS_CHECK_LENGTH = 72  # zxcvbn's own limit (its matching grows with the square of the length)
 # How long last_seen may lag: a session's activity is written at most once a minute, so the idle
 # timeout is enforced to within that minute without a database write on every page.
 TOUCH_EVERY = timedelta(minutes=1)
@@ -58,12 +61,20 @@ def normalise_username(raw: str) -> str:
     return raw.strip().casefold()
 
 
-def check_password_rules(password: str, username: str) -> None:
-    """NIST SP 800-63B style: length matters, composition rules do not; not the user name."""
+def check_password_rules(password: str, username: str, display_name: str = "") -> None:
+    """NIST SP 800-63B style: length matters, composition rules do not, and a password that is
+    common, leaked-list-like or built from the user's own names is refused (zxcvbn's estimate of
+    the guesses it would take must be 10^8 or more: score MIN_GUESS_SCORE)."""
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise AccountError(f"the password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
     if password.casefold() == username.casefold():
         raise AccountError("the password must not be the user name")
+    # a longer password is judged by its first GUESS_CHECK_LENGTH characters
+    estimate = zxcvbn(password[:GUESS_CHECK_LENGTH], user_inputs=[username, *display_name.split(), TOTP_ISSUER])
+    if estimate["score"] < MIN_GUESS_SCORE:
+        warning = estimate["feedback"].get("warning") or "It is made of common words or patterns."
+        raise AccountError(f"this password is too easy to guess. {warning.rstrip('.')}. "
+                           "Try a phrase of four or more unrelated words")
 
 
 def add_user(session: Session, *, username: str, display_name: str, role: str, password: str, now: datetime) -> User:
@@ -77,7 +88,7 @@ def add_user(session: Session, *, username: str, display_name: str, role: str, p
         raise AccountError("the display name must be up to 128 printable characters")
     if store.user_named(session, username) is not None:
         raise AccountError(f"there is already a user {username!r}")
-    check_password_rules(password, username)
+    check_password_rules(password, username, display_name)
     return store.add_user(session, username=username, display_name=display_name, role=role,
                           password_hash=generate_password_hash(password), now=now)
 
@@ -102,7 +113,7 @@ def set_disabled(session: Session, username: str, disabled: bool, *, now: dateti
 def reset_password(session: Session, username: str, password: str, *, now: datetime) -> User:
     """Set a new password; every open session of the user ends."""
     user = existing_user(session, username)
-    check_password_rules(password, user.username)
+    check_password_rules(password, user.username, user.display_name)
     user.password_hash = generate_password_hash(password)
     user.password_changed_at = now
     store.end_sessions_of(session, user.id, now=now)
@@ -144,12 +155,26 @@ def totp_step(secret: str, code: str, *, now: datetime, after: int | None) -> in
     return None
 
 
-def enable_totp(session: Session, user: User, secret: str, code: str, *, now: datetime) -> bool:
-    """Turn on the second factor once the user proves their app has the secret."""
-    step = totp_step(secret, code, now=now, after=None)
+def offered_totp(session: Session, hashed: str) -> str:
+    """The secret offered to this staff session for turning on two-step sign-in (made on first
+    ask). Kept with the server-side session, not in the cookie: a cookie is readable by whoever
+    holds it, and a secret read there would outlive the session."""
+    secret = store.pending_totp(session, hashed)
+    if secret is None:
+        secret = new_totp_secret()
+        store.set_pending_totp(session, hashed, secret)
+    return secret
+
+
+def enable_totp(session: Session, user: User, hashed: str, code: str, *, now: datetime) -> bool:
+    """Turn on the second factor once the user proves their app has the secret offered to this
+    session (`hashed`); the offer is then used up."""
+    secret = store.pending_totp(session, hashed)
+    step = totp_step(secret, code, now=now, after=None) if secret else None
     if step is None:
         return False
     user.totp_secret, user.totp_last_step = secret, step
+    store.set_pending_totp(session, hashed, None)
     session.flush()
     return True
 

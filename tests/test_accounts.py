@@ -38,10 +38,23 @@ def test_new_accounts_follow_the_rules(db: Session) -> None:
         ({"role": "root"}, "role"),
         ({"password": "short"}, "12 to 256"),
         ({"username": "longenoughname1", "password": "LongEnoughName1"}, "not be the user name"),
+        ({"password": "password1234"}, "too easy to guess. This is a very common password"),
+        ({"password": "qwertyuiop12"}, "too easy to guess"),
+        ({"password": "aaaaaaaaaaaaaaaa"}, "too easy to guess"),
+        ({"username": "mjohnson", "display_name": "Maria Johnson", "password": "mariajohnson1"}, "too easy to guess"),
     ]:
         with pytest.raises(accounts.AccountError, match=message):
             accounts.add_user(db, **{"username": "other", "display_name": "", "role": "clinician", "password": PASSWORD, "now": NOW,
                                      **kwargs})
+
+
+def test_a_guessable_password_is_refused_on_reset_too(db: Session) -> None:
+    accounts.add_user(db, username="nurse", display_name="", role="front-desk", password=PASSWORD, now=NOW)
+    with pytest.raises(accounts.AccountError, match="too easy to guess"):
+        accounts.reset_password(db, "nurse", "iloveyou1234", now=NOW)
+    assert accounts.check_credentials(db, "nurse", PASSWORD) is not None  # unchanged
+    long_phrase = "violet anchor drum, seven lanterns over the quiet harbour at dusk, then the 4:15 ferry home"
+    accounts.reset_password(db, "nurse", long_phrase, now=NOW)  # over zxcvbn's 72-character limit
 
 
 def test_credentials_fail_alike_for_unknown_wrong_and_disabled(db: Session) -> None:
@@ -56,10 +69,16 @@ def test_credentials_fail_alike_for_unknown_wrong_and_disabled(db: Session) -> N
 
 def test_a_totp_code_works_once_and_only_near_its_time(db: Session) -> None:
     user = accounts.add_user(db, username="doc", display_name="", role="clinician", password=PASSWORD, now=NOW)
-    secret = accounts.new_totp_secret()
+    hashed = accounts.session_hash(accounts.start_session(db, user, now=NOW))
+    assert not accounts.enable_totp(db, user, hashed, "123456", now=NOW)  # nothing offered yet
+    secret = accounts.offered_totp(db, hashed)
+    assert accounts.offered_totp(db, hashed) == secret  # the same offer until it is used
+    other = accounts.offered_totp(db, accounts.session_hash(accounts.start_session(db, user, now=NOW)))
+    assert other != secret  # each session its own offer
     totp = pyotp.TOTP(secret)
-    assert not accounts.enable_totp(db, user, secret, "000000" if totp.at(NOW) != "000000" else "111111", now=NOW)
-    assert accounts.enable_totp(db, user, secret, totp.at(NOW), now=NOW)
+    assert not accounts.enable_totp(db, user, hashed, "000000" if totp.at(NOW) != "000000" else "111111", now=NOW)
+    assert accounts.enable_totp(db, user, hashed, totp.at(NOW), now=NOW)
+    assert user.totp_secret == secret and accounts.store.pending_totp(db, hashed) is None  # used up
     later = NOW + timedelta(seconds=30)
     assert accounts.accept_totp(db, user, totp.at(later), now=later)
     assert not accounts.accept_totp(db, user, totp.at(later), now=later)  # replayed

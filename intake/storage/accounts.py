@@ -58,3 +58,12 @@ def touch_session(session: Session, session_hash: str, *, now: datetime) -> None
 def end_session(session: Session, session_hash: str, *, now: datetime) -> None:
     session.execute(update(StaffSession).where(StaffSession.id == session_hash, StaffSession.ended_at.is_(None))
                     .values(ended_at=now), execution_options={"synchronize_session": False})
+
+
+def pending_totp(session: Session, session_hash: str) -> str | None:
+    return session.scalar(select(StaffSession.totp_pending).where(StaffSession.id == session_hash))
+
+
+def set_pending_totp(session: Session, session_hash: str, secret: str | None) -> None:
+    session.execute(update(StaffSession).where(StaffSession.id == session_hash).values(totp_pending=secret),
+                    execution_options={"synchronize_session": False})

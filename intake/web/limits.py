@@ -1,5 +1,5 @@
-"""Rate limits (Flask-Limiter) on the doors that take guesses: patient links, staff sign-in and
-the token endpoint.
+"""Rate limits (Flask-Limiter) on the doors that take guesses: patient links, staff sign-in (and
+the change-password page, which asks for the current password) and the token endpoint.
 
 Keyed by client address, one Limiter per app (counts never leak between apps); staff sign-in is
 also limited per user name tried (from any address), and there only failed attempts count (a
@@ -27,6 +27,15 @@ def _username_key() -> str:
     return "login-user:" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _signed_in_key() -> str:
+    """The signed-in staff member (hashed): wrong current passwords on the change-password page
+    count against the account, whichever address they come from."""
+    from flask_login import current_user
+
+    name = current_user.username if current_user.is_authenticated else ""
+    return "password-user:" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _failed(response: Response) -> bool:
     return response.status_code != 302
 
@@ -44,6 +53,9 @@ LIMITED: dict[str, list[Rule]] = {
     "staff.login": [Rule("INTAKE_LOGIN_RATE_LIMIT", None, ("POST",), _failed),
                     Rule("INTAKE_LOGIN_USER_RATE_LIMIT", _username_key, ("POST",), _failed)],
     "staff.login_code": [Rule("INTAKE_LOGIN_RATE_LIMIT", None, ("POST",), _failed)],
+    # the current password is asked again here: a guess at it is a guess at a sign-in
+    "staff.password": [Rule("INTAKE_LOGIN_RATE_LIMIT", None, ("POST",), _failed),
+                       Rule("INTAKE_LOGIN_USER_RATE_LIMIT", _signed_in_key, ("POST",), _failed)],
 }
 
 
@@ -66,7 +78,8 @@ def register(app: Flask) -> None:
 
             return _json({"error": "invalid_request", "error_description": "too many requests; try again later"}, 429)
         if request.path.startswith("/staff/"):
-            return render_template("staff/error.html", title="Too many sign-in attempts",
+            title = "Too many attempts" if request.endpoint == "staff.password" else "Too many sign-in attempts"
+            return render_template("staff/error.html", title=title,
                                    body="Wait a few minutes, then try again. Ask an admin if you have forgotten your password."), 429
         return render_template("error.html", title=gettext("This link cannot be used"),
                                body=gettext("Too many tries from this connection. Wait a few minutes, or contact the clinic.")), 429

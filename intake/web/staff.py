@@ -239,16 +239,13 @@ def logout() -> Any:
     return redirect(url_for("staff.login", signed_out=1))
 
 
-TOTP_PENDING = "staff_totp_pending"
-
-
 @bp.route("/two-step", methods=["GET", "POST"])
 @role_required("admin", "clinician", "front-desk")
 def two_step() -> Any:
     """Turn on the TOTP second factor: scan or type the secret, then prove it with a code."""
-    secret = session.get(TOTP_PENDING)
-    if not isinstance(secret, str):
-        secret = session[TOTP_PENDING] = accounts.new_totp_secret()
+    hashed = current_user.account.session_hash
+    with writer() as db:  # the offer stays with the server-side session, never in the cookie
+        secret = accounts.offered_totp(db, hashed)
     form = CodeForm()
     error = None
     if request.method == "POST":
@@ -256,13 +253,12 @@ def two_step() -> Any:
             now = _now()
             with writer() as db:
                 user = accounts.store.get_user(db, current_user.account.user_id)
-                ok = user is not None and accounts.enable_totp(db, user, secret, form.code.data, now=now)
+                ok = user is not None and accounts.enable_totp(db, user, hashed, form.code.data, now=now)
                 if ok:
                     audit.record(db, actor=audit.Actor("user", current_user.username), action="update", now=now,
                                  entities=[f"User/{current_user.username}"], detail={"change": "second factor on"},
                                  source=_source())
             if ok:
-                session.pop(TOTP_PENDING, None)
                 return render_template("staff/error.html", title="Two-step sign-in is on",
                                        body="From now on, signing in asks for a code from your app.")
             error = "That code is not right. Check your phone's time and enter the current code."

@@ -164,6 +164,18 @@ def test_totp_sign_in_and_a_code_is_not_accepted_twice(staff_app: Flask) -> None
     assert sign_in(staff_app.test_client()).headers["Location"] == "/clinician/"
 
 
+def test_the_offered_totp_secret_stays_on_the_server(staff_app: Flask) -> None:
+    client = signed_in(staff_app)
+    secret = client.get("/staff/two-step").text.split('<code class="secret">')[1].split("<")[0]
+    assert client.get("/staff/two-step").text.count(secret) >= 1  # the same offer on a reload
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    readable = staff_app.session_interface.get_signing_serializer(staff_app).loads(cookie.value)  # type: ignore[attr-defined]
+    assert secret not in json.dumps(readable) and len(secret) >= 32
+    other = signed_in(staff_app)  # another session of the same account gets its own offer
+    assert secret not in other.get("/staff/two-step").text
+
+
 def test_sign_in_is_rate_limited_per_address_and_per_user_name(make_app: Callable[..., Flask]) -> None:
     app = make_app(INTAKE_LOGIN_RATE_LIMIT="3 per minute", INTAKE_LOGIN_USER_RATE_LIMIT="5 per hour")
     add_staff(app)
@@ -292,3 +304,18 @@ def test_the_staff_header_links_to_the_password_page(staff_app: Flask) -> None:
         page = client.get("/staff/password")
         assert page.status_code == 200 and '<a href="/staff/password">Change password</a>' in page.text
         assert 'autocomplete="current-password"' in page.text and page.text.count('autocomplete="new-password"') == 2
+        assert '<a href="/staff/two-step">Two-step sign-in</a>' in page.text
+
+
+def test_wrong_current_passwords_are_rate_limited(make_app: Callable[..., Flask]) -> None:
+    app = make_app(INTAKE_LOGIN_RATE_LIMIT="100 per minute", INTAKE_LOGIN_USER_RATE_LIMIT="3 per hour")
+    client = signed_in(app)
+    statuses = [change_password(client, "not my password!", NEW_PASSWORD).status_code for _ in range(4)]
+    assert statuses == [400, 400, 400, 429]
+    assert "Too many attempts" in change_password(client, STAFF[1], NEW_PASSWORD).text  # even the right one waits
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "10.0.0.7"
+    sign_in(elsewhere)
+    assert change_password(elsewhere, STAFF[1], NEW_PASSWORD).status_code == 429  # counted per account
+    other = signed_in(app, "front-desk")
+    assert change_password(other, STAFF[1], NEW_PASSWORD).status_code == 302  # other accounts are not
