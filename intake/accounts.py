@@ -170,6 +170,8 @@ def enable_totp(session: Session, user: User, hashed: str, code: str, *, now: da
     """Turn on the second factor once the user proves their app has the secret offered to this
     session (`hashed`); the offer is then used up."""
     secret = store.pending_totp(session, hashed)
+    if user.totp_secret is not None:  # on already: replacing it is an admin's job (clear_totp)
+        return False
     step = totp_step(secret, code, now=now, after=None) if secret else None
     if step is None:
         return False

@@ -79,6 +79,9 @@ def test_a_totp_code_works_once_and_only_near_its_time(db: Session) -> None:
     assert not accounts.enable_totp(db, user, hashed, "000000" if totp.at(NOW) != "000000" else "111111", now=NOW)
     assert accounts.enable_totp(db, user, hashed, totp.at(NOW), now=NOW)
     assert user.totp_secret == secret and accounts.store.pending_totp(db, hashed) is None  # used up
+    replacement = accounts.offered_totp(db, hashed)
+    assert not accounts.enable_totp(db, user, hashed, pyotp.TOTP(replacement).at(NOW), now=NOW)  # on already
+    assert user.totp_secret == secret
     later = NOW + timedelta(seconds=30)
     assert accounts.accept_totp(db, user, totp.at(later), now=later)
     assert not accounts.accept_totp(db, user, totp.at(later), now=later)  # replayed

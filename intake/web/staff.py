@@ -242,10 +242,19 @@ def logout() -> Any:
 @bp.route("/two-step", methods=["GET", "POST"])
 @role_required("admin", "clinician", "front-desk")
 def two_step() -> Any:
-    """Turn on the TOTP second factor: scan or type the secret, then prove it with a code."""
+    """Turn on the TOTP second factor: scan or type the secret, then prove it with a code. Once it
+    is on, this page does not replace it: whoever holds a signed-in browser must not be able to
+    move the second factor to their own phone (an admin turns it off first)."""
     hashed = current_user.account.session_hash
     with writer() as db:  # the offer stays with the server-side session, never in the cookie
-        secret = accounts.offered_totp(db, hashed)
+        user = accounts.store.get_user(db, current_user.account.user_id)
+        already_on = user is not None and user.totp_secret is not None
+        secret = None if already_on else accounts.offered_totp(db, hashed)
+    if already_on or secret is None:
+        return render_template("staff/error.html", title="Two-step sign-in is on",
+                               body="Signing in asks for a code from your app. To move it to a new phone, "
+                                    "ask an admin to turn it off, then set it up again here."), \
+            (200 if request.method == "GET" else 409)
     form = CodeForm()
     error = None
     if request.method == "POST":

@@ -147,6 +147,10 @@ def test_totp_sign_in_and_a_code_is_not_accepted_twice(staff_app: Flask) -> None
     turned_on_with = pyotp.TOTP(secret).now()
     ok = client.post("/staff/two-step", data={"code": turned_on_with, "csrf_token": csrf(page)})
     assert ok.status_code == 200 and "is on" in ok.text
+    # Once on, the page offers no new secret: a signed-in browser cannot move the factor elsewhere.
+    again = client.get("/staff/two-step")
+    assert again.status_code == 200 and "ask an admin to turn it off" in again.text and '<code class="secret">' not in again.text
+    assert client.post("/staff/two-step", data={"code": turned_on_with, "csrf_token": csrf(page)}).status_code == 409
     fresh = staff_app.test_client()
     response = sign_in(fresh)
     assert response.status_code == 302 and response.headers["Location"] == "/staff/login/code"
