@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyotp
-from zxcvbn import zxcvbn
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
+from zxcvbn import zxcvbn
 
 from intake.storage import accounts as store
 from intake.storage.models import ROLES, User
@@ -169,9 +169,9 @@ def offered_totp(session: Session, hashed: str) -> str:
 def enable_totp(session: Session, user: User, hashed: str, code: str, *, now: datetime) -> bool:
     """Turn on the second factor once the user proves their app has the secret offered to this
     session (`hashed`); the offer is then used up."""
-    secret = store.pending_totp(session, hashed)
     if user.totp_secret is not None:  # on already: replacing it is an admin's job (clear_totp)
         return False
+    secret = store.pending_totp(session, hashed)
     step = totp_step(secret, code, now=now, after=None) if secret else None
     if step is None:
         return False

@@ -23,7 +23,15 @@ from flask import (
     url_for,
 )
 from flask_wtf import FlaskForm
-from wtforms import DateField, Form, PasswordField, SelectField, StringField, TextAreaField, ValidationError
+from wtforms import (
+    DateField,
+    Form,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+    ValidationError,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, Regexp
 

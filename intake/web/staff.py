@@ -248,9 +248,8 @@ def two_step() -> Any:
     hashed = current_user.account.session_hash
     with writer() as db:  # the offer stays with the server-side session, never in the cookie
         user = accounts.store.get_user(db, current_user.account.user_id)
-        already_on = user is not None and user.totp_secret is not None
-        secret = None if already_on else accounts.offered_totp(db, hashed)
-    if already_on or secret is None:
+        secret = None if user is None or user.totp_secret is not None else accounts.offered_totp(db, hashed)
+    if secret is None:
         return render_template("staff/error.html", title="Two-step sign-in is on",
                                body="Signing in asks for a code from your app. To move it to a new phone, "
                                     "ask an admin to turn it off, then set it up again here."), \

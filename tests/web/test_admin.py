@@ -90,7 +90,7 @@ def audit_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
 
 
 ROW = re.compile(r'<tr><td>(\d+)</td><td class="status">([^<]+)</td>\s*<td>(\S+) (?:<a [^>]*>([^<]*)</a>)?</td>\s*'
-                 r"<td>([^<]+)</td><td>[^<]+</td>\s*<td>(.*?)</td>", re.S)
+                 r"<td>([^<]+)</td><td>[^<]+</td>\s*<td>(.*?)</td>", re.DOTALL)
 
 
 def shown(html: str) -> list[dict[str, Any]]:
@@ -244,7 +244,7 @@ def test_the_hash_chain_is_checked_only_on_request(audit_app: Flask) -> None:
     page = admin.get("/admin/audit?action=create").text
     assert f"The log holds {head} rows." in page and "Hash chain intact" not in page
     assert "flask intake audit verify" in page
-    form = re.search(r'<form method="get" action="/admin/audit">(.*?)</form>', page, re.S)
+    form = re.search(r'<form method="get" action="/admin/audit">(.*?)</form>', page, re.DOTALL)
     assert form and 'name="check" value="1"' in form.group(1) and "Check the whole log</button>" in form.group(1)
     assert 'name="action" value="create"' in form.group(1)  # the check keeps the view
     checked = admin.get("/admin/audit?action=create&check=1").text

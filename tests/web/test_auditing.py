@@ -24,7 +24,6 @@ from tests.web.conftest import csrf, invite_link
 from tests.web.flow import (
     EMERGENCY,
     complete_intake,
-    fill_page,
     first_page,
     page_data,
     sign_in,
@@ -160,10 +159,9 @@ def test_the_database_refuses_to_change_or_remove_audit_rows(api_app: Flask) -> 
         update(AuditHead).values(seq=AuditHead.seq - 1),
     ] + ([text("TRUNCATE audit_log"), text("TRUNCATE audit_head")] if postgres else [])
     for statement in attempts:
-        with api_app.extensions["intake.sessions"]() as session:
-            with pytest.raises(DBAPIError, match="append-only"):
-                with session.begin():
-                    session.execute(statement)
+        with (api_app.extensions["intake.sessions"]() as session, pytest.raises(DBAPIError, match="append-only"),
+              session.begin()):
+            session.execute(statement)
     with api_app.extensions["intake.sessions"]() as session:
         count, problems = verify(session)
     assert count >= 3 and problems == []

@@ -31,16 +31,16 @@ _POSTGRES_UP = [
         RAISE EXCEPTION '{MESSAGE}: % on % refused', TG_OP, TG_TABLE_NAME
             USING ERRCODE = 'insufficient_privilege';
     END $$""",
-    "CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON audit_log "
-    "FOR EACH ROW EXECUTE FUNCTION intake_audit_append_only()",
-    "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
-    "FOR EACH STATEMENT EXECUTE FUNCTION intake_audit_append_only()",
-    "CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_head "
-    "FOR EACH ROW EXECUTE FUNCTION intake_audit_append_only()",
-    "CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head "
-    "FOR EACH STATEMENT EXECUTE FUNCTION intake_audit_append_only()",
-    "CREATE TRIGGER audit_head_forward_only BEFORE UPDATE ON audit_head "
-    "FOR EACH ROW WHEN (NEW.seq < OLD.seq OR NEW.id <> OLD.id) EXECUTE FUNCTION intake_audit_append_only()",
+    ("CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON audit_log "
+     "FOR EACH ROW EXECUTE FUNCTION intake_audit_append_only()"),
+    ("CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+     "FOR EACH STATEMENT EXECUTE FUNCTION intake_audit_append_only()"),
+    ("CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_head "
+     "FOR EACH ROW EXECUTE FUNCTION intake_audit_append_only()"),
+    ("CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head "
+     "FOR EACH STATEMENT EXECUTE FUNCTION intake_audit_append_only()"),
+    ("CREATE TRIGGER audit_head_forward_only BEFORE UPDATE ON audit_head "
+     "FOR EACH ROW WHEN (NEW.seq < OLD.seq OR NEW.id <> OLD.id) EXECUTE FUNCTION intake_audit_append_only()"),
 ]
 _POSTGRES_DOWN = [
     "DROP TRIGGER IF EXISTS audit_log_no_update ON audit_log",
@@ -54,8 +54,8 @@ _SQLITE_UP = [
     f"CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END",
     f"CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END",
     f"CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_head BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END",
-    "CREATE TRIGGER audit_head_forward_only BEFORE UPDATE ON audit_head WHEN NEW.seq < OLD.seq OR NEW.id <> OLD.id "
-    f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END",
+    ("CREATE TRIGGER audit_head_forward_only BEFORE UPDATE ON audit_head WHEN NEW.seq < OLD.seq OR NEW.id <> OLD.id "
+     f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END"),
 ]
 _SQLITE_DOWN = [
     "DROP TRIGGER IF EXISTS audit_log_no_update",
