@@ -4,7 +4,7 @@ are ignored (a client cannot pick the address it is logged under)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,26 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from intake import close_app, create_app
+from intake import create_app
 from intake.storage.models import AuditRecord
 from tests.web.flow import add_staff, sign_in
+from tests.web.test_staff import make_app  # noqa: F401  (fixture)
 
 PROXY = "10.0.0.2"  # the address every request arrives from when a proxy is in front
-
-
-@pytest.fixture
-def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
-    made: list[Flask] = []
-
-    def make(**config: object) -> Flask:
-        app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / f"i{len(made)}"),
-                          "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager", **config})
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        close_app(app)
 
 
 def via_proxy(app: Flask, client_address: str) -> FlaskClient:
@@ -49,7 +35,7 @@ def failed_sign_in_source(app: Flask, client: FlaskClient) -> str:
                                .order_by(AuditRecord.seq.desc())).first() or ""
 
 
-def test_a_trusted_proxy_names_the_client_in_the_audit_log_and_urls(make_app: Callable[..., Flask]) -> None:
+def test_a_trusted_proxy_names_the_client_in_the_audit_log_and_urls(make_app: Callable[..., Flask]) -> None:  # noqa: F811
     app = make_app(INTAKE_TRUSTED_PROXIES=1)
     add_staff(app)
     assert failed_sign_in_source(app, via_proxy(app, "203.0.113.7")) == "203.0.113.7"
@@ -57,14 +43,14 @@ def test_a_trusted_proxy_names_the_client_in_the_audit_log_and_urls(make_app: Ca
     assert found["token_endpoint"] == "https://intake.example.org/auth/token"
 
 
-def test_only_the_nearest_proxies_are_believed(make_app: Callable[..., Flask]) -> None:
+def test_only_the_nearest_proxies_are_believed(make_app: Callable[..., Flask]) -> None:  # noqa: F811
     app = make_app(INTAKE_TRUSTED_PROXIES=1)
     add_staff(app)
     # The client wrote its own X-Forwarded-For; the proxy appended the address it really saw.
     assert failed_sign_in_source(app, via_proxy(app, "198.51.100.1, 203.0.113.8")) == "203.0.113.8"
 
 
-def test_without_trusted_proxies_the_headers_are_ignored(make_app: Callable[..., Flask]) -> None:
+def test_without_trusted_proxies_the_headers_are_ignored(make_app: Callable[..., Flask]) -> None:  # noqa: F811
     app = make_app()
     add_staff(app)
     assert failed_sign_in_source(app, via_proxy(app, "203.0.113.7")) == PROXY
@@ -72,7 +58,7 @@ def test_without_trusted_proxies_the_headers_are_ignored(make_app: Callable[...,
     assert found["token_endpoint"] == "http://localhost/auth/token"
 
 
-def test_rate_limits_count_each_client_behind_the_proxy(make_app: Callable[..., Flask]) -> None:
+def test_rate_limits_count_each_client_behind_the_proxy(make_app: Callable[..., Flask]) -> None:  # noqa: F811
     app = make_app(INTAKE_TRUSTED_PROXIES=1, INTAKE_LOGIN_RATE_LIMIT="2 per minute")
     add_staff(app)
     first = via_proxy(app, "203.0.113.1")
