@@ -21,19 +21,22 @@ from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
 
+def _hashed(prefix: str, name: str) -> str:
+    """A limit key for a user name, hashed: the limiter's storage never holds it in clear."""
+    return prefix + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _username_key() -> str:
-    """The user name tried, folded and hashed (the limiter's storage never holds it in clear)."""
-    name = (request.form.get("username") or "").strip().casefold()[:64]
-    return "login-user:" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+    """The user name tried, folded."""
+    return _hashed("login-user:", (request.form.get("username") or "").strip().casefold()[:64])
 
 
 def _signed_in_key() -> str:
-    """The signed-in staff member (hashed): wrong current passwords on the change-password page
-    count against the account, whichever address they come from."""
+    """The signed-in staff member: wrong current passwords on the change-password page count
+    against the account, whichever address they come from."""
     from flask_login import current_user
 
-    name = current_user.username if current_user.is_authenticated else ""
-    return "password-user:" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+    return _hashed("password-user:", current_user.username if current_user.is_authenticated else "")
 
 
 def _failed(response: Response) -> bool:

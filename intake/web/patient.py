@@ -31,8 +31,8 @@ from intake import audit, outbox, webforms, workflow
 from intake.auth import token_hash
 from intake.core import translations
 from intake.core.enablement import Answers
-from intake.core.scoring import instrument_of
 from intake.core.items import Form, Page
+from intake.core.scoring import instrument_of
 from intake.storage import repository
 from intake.storage.repository import IntakeView
 from intake.web import auditing, catalog, language, reader, readers, writer

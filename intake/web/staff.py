@@ -292,12 +292,12 @@ class NewPasswordForm(FlaskForm):  # type: ignore[misc]
         EqualTo("new_password", message="The two new passwords are not the same.")])
 
 
-def _password_problems(form: NewPasswordForm, username: str) -> bool:
-    """Check the rules and the current password, so every problem shows at once, each on its
-    field. True if there is any."""
-    new = form.new_password.data
+def _password_problems(form: NewPasswordForm, account: accounts.SignedIn) -> bool:
+    """Check the rules (as `reset_password` will: the display name counts too) and the current
+    password, so every problem shows at once, each on its field. True if there is any."""
+    new, username = form.new_password.data, account.username
     try:
-        accounts.check_password_rules(new, username)
+        accounts.check_password_rules(new, username, account.display_name)
     except accounts.AccountError as exc:
         form.new_password.errors.append(sentence(str(exc)))
     if new == form.current_password.data:
@@ -320,7 +320,7 @@ def password() -> Any:
         error = "The form expired. Try again." if form.csrf_token.errors else None
         return render_template("staff/password.html", form=form, error=error), 400
     username = current_user.username
-    if _password_problems(form, username):
+    if _password_problems(form, current_user.account):
         return render_template("staff/password.html", form=form), 400
     now = _now()
     try:
@@ -328,7 +328,7 @@ def password() -> Any:
             user = accounts.reset_password(db, username, form.new_password.data, now=now)
             auditing.record_change(db, "update", f"User/{username}", detail={"change": "password"}, now=now)
             staff_user = _open_session(db, user, now)
-    except accounts.AccountError as exc:  # a rule that knows more of the account (its display name)
+    except accounts.AccountError as exc:  # the account changed since the check above (renamed, or gone)
         form.new_password.errors.append(sentence(str(exc)))
         return render_template("staff/password.html", form=form), 400
     _sign_in_browser(staff_user)

@@ -125,12 +125,12 @@ def test_the_day_list_shows_each_status_for_front_desk_and_clinician(desk_app: F
         else:
             fill_page(patient, desk_app, first, {})
     day = desk.get(f"/front-desk/?day={TOMORROW.isoformat()}").text
-    rows = re.findall(r"<tr>\s*<td>(\d\d:\d\d)</td>\s*<td>([^<]+)<.*?<td class=\"status\">([^<]+)", day, re.S)
+    rows = re.findall(r"<tr>\s*<td>(\d\d:\d\d)</td>\s*<td>([^<]+)<.*?<td class=\"status\">([^<]+)", day, re.DOTALL)
     assert [(t, n.strip(), s.strip()) for t, n, s in rows] == [
         ("08:00", "Not Started", "not started"), ("09:00", "In Progress", "in progress"),
         ("10:00", "Done Fine", "completed"), ("11:00", "Done Flagged", "flagged")]
     assert "New link" in day and "Summary" not in day
-    languages = re.findall(r'<td class="status">.*?</td>\s*<td>([^<]*)</td>', day, re.S)
+    languages = re.findall(r'<td class="status">.*?</td>\s*<td>([^<]*)</td>', day, re.DOTALL)
     assert languages == ["", "English", "English", "Spanish"]
     clinician_view = signed_in(desk_app, "clinician").get(f"/front-desk/?day={TOMORROW.isoformat()}").text
     assert clinician_view.count(">Summary<") == 2 and "New link" not in clinician_view
@@ -151,9 +151,9 @@ def test_the_link_page_offers_a_copy_button_with_no_inline_script(desk_app: Flas
     assert re.search(r'<p class="copy-status" id="copy-status" role="status"></p>', page)
     assert re.search(r'id="patient-link" type="text" readonly value="https://', page)
     # CSP (script-src 'self', style-src 'self'): scripts are files, nothing inline.
-    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", page, re.S)
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", page, re.DOTALL)
     assert scripts == [(' src="/static/staff.js" defer', "")]
-    assert not re.search(r"<style|\sstyle=|\son[a-z]+=|javascript:", page, re.I)
+    assert not re.search(r"<style|\sstyle=|\son[a-z]+=|javascript:", page, re.IGNORECASE)
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     script = desk.get("/static/staff.js")
     assert script.status_code == 200 and "javascript" in script.content_type
