@@ -23,7 +23,8 @@ def _fail(message: str) -> None:
 @click.option("--all-tiers", is_flag=True, help="Include review-tier flags.")
 @click.option("--send", is_flag=True, help="Send pending notifications now (and retry failed ones).")
 def flags_command(all_tiers: bool, send: bool) -> None:
-    """List emergency and urgent flags (newest first), one per line."""
+    """List emergency and urgent flags (newest first), one per line, including those raised from
+    intakes the patient has not sent, and those a later answer no longer raises ("cleared")."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     factory = app.extensions["intake.sessions"]
     if send:
@@ -34,9 +35,17 @@ def flags_command(all_tiers: bool, send: bool) -> None:
                    else "no notification channel configured (INTAKE_NOTIFY_WEBHOOK / INTAKE_NOTIFY_EMAIL_TO)")
     tiers = ("emergency", "urgent", "review") if all_tiers else repository.NOTIFIED_TIERS
     with session_scope(factory) as session:
-        rows = repository.list_flags(session, tiers=tiers)
-        for flag, _name in rows:
-            click.echo(f"{flag.raised_at:%Y-%m-%d %H:%M}Z  {flag.tier:<9} {flag.rule_id:<24} intake {flag.intake_id}  notify {flag.notify_state}")
+        rows = workflow.staff_flags(session, app.extensions["intake.catalog"], tiers=tiers)
+        for row in rows:
+            flag = row.flag
+            # Where it came from (an unsent draft, or the sent intake) and whether the answers
+            # still raise it; never the answers themselves (a terminal is no place for them).
+            source = "draft" if row.from_draft else "sent"
+            if row.from_draft and row.intake_status != "completed":
+                source = "draft (not sent)"
+            state = f"cleared {flag.cleared_at:%Y-%m-%d %H:%M}Z" if flag.cleared_at else "raised"
+            click.echo(f"{flag.raised_at:%Y-%m-%d %H:%M}Z  {flag.tier:<9} {flag.rule_id:<24} intake {flag.intake_id}  "
+                       f"from {source}  {state}  notify {flag.notify_state}")
     if not rows:
         click.echo("no flags")
 

@@ -29,6 +29,14 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "TIMEZONE": (str, "UTC"),
     # Scoring: the age (years) at GI symptom onset that raises the GI-AF5 flag (reference §2.2).
     "GI_ONSET_AGE": (int, 50),
+    # Who a patient who reports danger is told to call (intake/web/contacts.py), shown as tap-to-call
+    # links under the guidance. Empty: the pages say "your local emergency number" and name no
+    # country's numbers. CRISIS_LINES is "Label|number; Label|number"; CRISIS_LINES_ES, when set,
+    # replaces it on Spanish pages (a line's name, or a Spanish-speaking line, differs by language).
+    "EMERGENCY_NUMBER": (str, ""),
+    "CLINIC_PHONE": (str, ""),
+    "CRISIS_LINES": (str, ""),
+    "CRISIS_LINES_ES": (str, ""),
     # Staff notification of emergency/urgent flags (once per flag): a webhook and/or e-mail.
     "NOTIFY_WEBHOOK": (str, ""),
     "NOTIFY_EMAIL_TO": (str, ""),

@@ -71,14 +71,28 @@ def enqueue(session: Any, kind: str, subject: str, *, now: datetime, after: int 
     return outbox_store.enqueue(session, kind, subject, now=now, after=after)
 
 
+def notify_flags(app: Flask, session: Any, flag_ids: list[int], *, now: datetime) -> int:
+    """A notification row per flag not queued before, in the caller's transaction; how many.
+
+    A flag raised from a draft is queued when its page is saved; the submit that follows (or a
+    re-score) finds it queued already, so staff are told once.
+    """
+    if not notify.configured(app) or not flag_ids:
+        return 0
+    subjects = [str(flag_id) for flag_id in flag_ids]
+    queued = outbox_store.subjects_queued(session, NOTIFY, subjects)
+    fresh = [subject for subject in subjects if subject not in queued]
+    for subject in fresh:
+        enqueue(session, NOTIFY, subject, now=now)
+    return len(fresh)
+
+
 def after_submit(app: Flask, session: Any, intake_id: str, *, now: datetime) -> None:
     """The follow-up work of a completed (or re-scored) intake, in its transaction: a notification
-    per new emergency/urgent flag (first: staff hear at once), the PDF, then, when this deployment
-    pushes to an EHR, the push (after the PDF, so the Bundle carries it; it goes even if the
-    render fails for good)."""
-    if notify.configured(app):
-        for flag_id in repository.pending_notifications(session, intake_id=intake_id):
-            enqueue(session, NOTIFY, str(flag_id), now=now)
+    per emergency/urgent flag not yet notified (first: staff hear at once), the PDF, then, when
+    this deployment pushes to an EHR, the push (after the PDF, so the Bundle carries it; it goes
+    even if the render fails for good)."""
+    notify_flags(app, session, repository.pending_notifications(session, intake_id=intake_id), now=now)
     render = enqueue(session, RENDER_PDF, intake_id, now=now)
     if app.config.get("INTAKE_EHR_FHIR_BASE"):
         enqueue(session, EHR_PUSH, intake_id, now=now, after=render)

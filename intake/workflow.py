@@ -19,13 +19,14 @@ from intake import records
 from intake.auth import new_token, token_hash
 from intake.core.answers import build_response, compute, flatten
 from intake.core.catalog import Catalog
+from intake.core.display import display_answer
 from intake.core.enablement import Answers
 from intake.core.items import Form, Page
 from intake.core.scoring import Context, Result, RuleError, score_intake
 from intake.core.summary import Summary, build_summary
 from intake.core.validation import Issue, has_errors, validate
 from intake.storage import repository
-from intake.storage.models import Intake
+from intake.storage.models import FlagRecord, Intake
 from intake.storage.repository import IntakeView
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,41 @@ def save_page(
     )
 
 
+def draft_flags(
+    session: Session,
+    intake: IntakeView,
+    forms: list[Form],
+    answers: dict[str, Answers],
+    *,
+    onset_age: int,
+    now: datetime | None = None,
+) -> repository.FlagChanges:
+    """Evaluate the emergency and urgent flags on the answers saved so far, and store them.
+
+    Runs on every saved page, so a danger the patient reports reaches staff (and the patient
+    their guidance) whether or not the intake is ever sent. Flags come from the same rules as at
+    submit, on in-progress responses; review-tier flags wait for the submitted answers. A rule
+    that fails to evaluate costs nothing of the saved page: it is logged (its name only) and the
+    flags are evaluated again at the next save and at submit.
+    """
+    now = now or utcnow()
+    pairs = [
+        (form, build_response(form, answers[form.canonical], status="in-progress",
+                              subject=f"Patient/{intake.patient_id}", authored=fhir_instant(now)))
+        for form in forms if answers.get(form.canonical)
+    ]
+    patient = repository.get_patient(session, intake.patient_id)
+    try:
+        result = score_intake(pairs, scoring_context(patient.birth_date if patient else None, onset_age))
+    except RuleError as exc:
+        log.error("flag evaluation failed for intake %s: %s", intake.id, str(exc).split(":", 1)[0])
+        return repository.FlagChanges(added=[], reraised=[])
+    flags = [flag.as_json() for flag in result.flags]
+    return repository.record_flags(session, intake_id=intake.id, patient_id=intake.patient_id, flags=flags,
+                                   versions=result.versions, now=now, source="draft",
+                                   tiers=repository.NOTIFIED_TIERS)
+
+
 def completed_responses(
     forms: list[Form], answers: dict[str, Answers], patient_id: str, now: datetime, language: str | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[tuple[Form, Issue]]]:
@@ -344,6 +380,47 @@ def rescore(session: Session, catalog: Catalog, intake_id: str, *, onset_age: in
                              onset_age=onset_age, now=now)
     publish(session, intake_id, [form for form, _ in pairs], now=now)
     return result
+
+
+# --- flags, as staff see them -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlagRow:
+    """A raised flag for the staff list: where it came from, and what the answers say now."""
+
+    flag: FlagRecord
+    patient_name: str
+    intake_status: str
+    answers_now: list[tuple[str, str]]  # (question, the stored answer now; "" when unanswered)
+
+    @property
+    def from_draft(self) -> bool:
+        """Raised while the patient was answering (the intake may never be sent)."""
+        return self.flag.source == "draft"
+
+
+def staff_flags(session: Session, catalog: Catalog, *, tiers: tuple[str, ...] = repository.NOTIFIED_TIERS,
+                limit: int = 200) -> list[FlagRow]:
+    """The raised flags of `tiers`, newest first, each with the answers that raised it as they
+    stand now (a changed answer does not erase the flag; staff see both)."""
+    rows = []
+    views: dict[str, IntakeView | None] = {}
+    for flag, name in repository.list_flags(session, tiers=tiers, limit=limit):
+        if flag.intake_id not in views:
+            views[flag.intake_id] = repository.intake_view(session, flag.intake_id)
+        view = views[flag.intake_id]
+        answers = stored_answers(view) if view else {}
+        form = catalog.get(flag.questionnaire)
+        now_values = answers.get(flag.questionnaire) or (
+            next((a for q, a in answers.items() if q.split("|")[0] == flag.questionnaire.split("|")[0]), {}))
+        pairs = []
+        for link_id in flag.because:
+            item = form.by_link.get(link_id) if form else None
+            values = now_values.get(link_id) or []
+            pairs.append((item.text if item else link_id, display_answer(item, values) if item and values else ""))
+        rows.append(FlagRow(flag=flag, patient_name=name, intake_status=view.status if view else "", answers_now=pairs))
+    return rows
 
 
 # --- the screening summary ------------------------------------------------------------------------

@@ -184,6 +184,9 @@ class ResponseRecord(Base):
 
 FLAG_TIERS = ("emergency", "urgent", "review")
 NOTIFY_STATES = ("pending", "sending", "sent", "failed", "not-required")
+# Where a flag was first raised: a page saved while answering (the intake may never be sent), or
+# the submitted intake (or a re-score of it).
+FLAG_SOURCES = ("draft", "submitted")
 
 
 class ScoringResult(Base):
@@ -215,6 +218,7 @@ class FlagRecord(Base):
         UniqueConstraint("intake_id", "rule_id"),
         CheckConstraint(f"tier IN {FLAG_TIERS}", name="tier"),
         CheckConstraint(f"notify_state IN {NOTIFY_STATES}", name="notify_state"),
+        CheckConstraint(f"source IN {FLAG_SOURCES}", name="source"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -230,6 +234,10 @@ class FlagRecord(Base):
     notify_state: Mapped[str] = mapped_column(String(16), default="pending")
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notify_error: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16), default="submitted", server_default="submitted")
+    # When the latest answers stopped raising it (changed, or switched off by enablement); None
+    # while they still raise it. The row itself stays: a raised flag is never erased.
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class FhirResource(Base):

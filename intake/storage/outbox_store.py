@@ -39,6 +39,14 @@ def enqueue(session: Session, kind: str, subject: str, *, now: datetime, after: 
     return row.id
 
 
+def subjects_queued(session: Session, kind: str, subjects: Sequence[str]) -> set[str]:
+    """Which of `subjects` already have a row of `kind` (in any state): work written once."""
+    if not subjects:
+        return set()
+    query = select(OutboxRecord.subject).where(OutboxRecord.kind == kind, OutboxRecord.subject.in_(list(subjects)))
+    return set(session.scalars(query))
+
+
 def claim_due(session: Session, *, now: datetime, lease: timedelta, limit: int) -> list[Work]:
     """Mark up to `limit` due rows as handed over until now + lease, and return them, oldest first.
 

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake.storage.models import (
+    FLAG_TIERS,
     RESPONSE_STATUSES,
     URL_LENGTH,
     VERSION_LENGTH,
@@ -598,9 +599,9 @@ def store_scoring(
     """Store (or replace) an intake's computed results and add the flags not raised before.
 
     A flag is unique per intake and rule, so re-scoring never raises or notifies one twice; a
-    flag a corrected rule no longer raises stays listed (it was raised, and maybe notified).
-    Emergency and urgent flags start as notification "pending", review flags as "not-required".
-    Returns the flags added.
+    flag a corrected rule (or a changed answer) no longer raises stays listed, marked cleared (it
+    was raised, and maybe notified). Emergency and urgent flags start as notification "pending",
+    review flags as "not-required". Returns the flags added.
     """
     require_aware(now, "now")
     existing = session.get(ScoringResult, intake_id)
@@ -613,21 +614,63 @@ def store_scoring(
         existing.scoring_versions = dict(versions)
         existing.result_json = canonical_json(result)
         existing.computed_at = now
-    known = set(session.scalars(select(FlagRecord.rule_id).where(FlagRecord.intake_id == intake_id)))
+    return record_flags(session, intake_id=intake_id, patient_id=patient_id, flags=result.get("flags") or [],
+                        versions=versions, now=now, source="submitted").added
+
+
+@dataclass(frozen=True)
+class FlagChanges:
+    """What one evaluation of an intake's answers did to its flags."""
+
+    added: list[FlagRecord]  # raised for the first time in this intake: notified once
+    reraised: list[FlagRecord]  # raised before, cleared by a changed answer, raised again now
+
+
+def record_flags(
+    session: Session,
+    *,
+    intake_id: str,
+    patient_id: str,
+    flags: list[dict[str, Any]],
+    versions: dict[str, str],
+    now: datetime,
+    source: str,
+    tiers: tuple[str, ...] = FLAG_TIERS,
+) -> FlagChanges:
+    """Add the flags (of `tiers`) the answers raise for the first time, and mark each stored flag
+    of those tiers as raised by the current answers or cleared since `now`.
+
+    Rows are never deleted or re-notified: a flag raised from a draft and then answered away (or
+    switched off by enablement) stays listed for staff, with the time it was cleared.
+    """
+    require_aware(now, "now")
+    raised = {flag["id"]: flag for flag in flags if flag["tier"] in tiers}
+    known = {record.rule_id: record for record in
+             session.scalars(select(FlagRecord).where(FlagRecord.intake_id == intake_id))}
+    reraised = []
+    for rule_id, record in known.items():
+        if record.tier not in tiers:
+            continue
+        if rule_id in raised:
+            if record.cleared_at is not None:
+                record.cleared_at = None
+                reraised.append(record)
+        elif record.cleared_at is None:
+            record.cleared_at = now
     added = []
-    for flag in result.get("flags") or []:
-        if flag["id"] in known:
+    for rule_id, flag in raised.items():
+        if rule_id in known:
             continue
         record = FlagRecord(
-            intake_id=intake_id, patient_id=patient_id, rule_id=flag["id"], tier=flag["tier"],
+            intake_id=intake_id, patient_id=patient_id, rule_id=rule_id, tier=flag["tier"],
             message=flag["message"], because=list(flag.get("because") or []), questionnaire=flag["questionnaire"],
-            scoring_version=versions.get(flag["questionnaire"], ""), raised_at=now,
+            scoring_version=versions.get(flag["questionnaire"], ""), raised_at=now, source=source,
             notify_state="pending" if flag["tier"] in NOTIFIED_TIERS else "not-required",
         )
         session.add(record)
         added.append(record)
     session.flush()
-    return added
+    return FlagChanges(added=added, reraised=reraised)
 
 
 def get_scoring(session: Session, intake_id: str) -> ScoringResult | None:

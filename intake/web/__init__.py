@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from intake.core.catalog import Catalog
 from intake.storage.db import make_session_factory, session_scope
-from intake.web import headers, language, limits, proxies
+from intake.web import contacts, headers, language, limits, proxies
 from intake.web.fragments import render_question
 
 
@@ -44,6 +44,7 @@ def register(app: Flask) -> None:
     auditing.register(app)
     headers.register(app)
     language.register(app)
+    contacts.register(app)
     limits.register(app)
     proxies.register(app)
     # Flask-WTF's token for hand-written forms (the review page); page forms are FlaskForms.

@@ -41,7 +41,7 @@ AUDITED: dict[str, str] = {
 }
 # Pages that show a patient their own saved answers, progress or guidance: a read by the patient
 # link, audited on GET (their POSTs are saves, audited as changes where they are made).
-PATIENT_READS = frozenset({"patient.start", "patient.page", "patient.review", "patient.done"})
+PATIENT_READS = frozenset({"patient.start", "patient.page", "patient.urgent_help", "patient.review", "patient.done"})
 
 
 def note(*entities: str) -> None:

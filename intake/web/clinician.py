@@ -28,8 +28,8 @@ def intakes() -> Any:
 @bp.get("/flags")
 @role_required("clinician")
 def flags() -> Any:
-    rows = repository.list_flags(reader())
-    note(*(f"Intake/{flag.intake_id}" for flag, _ in rows))
+    rows = workflow.staff_flags(reader(), catalog())
+    note(*(f"Intake/{row.flag.intake_id}" for row in rows))
     return render_template("clinician/flags.html", rows=rows)
 
 

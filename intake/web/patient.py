@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import CombinedMultiDict
 from wtforms import ValidationError
 
-from intake import audit, outbox, webforms, workflow
+from intake import audit, notify, outbox, webforms, workflow
 from intake.auth import token_hash
 from intake.core import translations
 from intake.core.enablement import Answers
@@ -304,18 +304,74 @@ def _post_page(form_key: str, page_key: str) -> Any:
             return _render_page(steps, index, form, enabled, merged, status=400, notice=notice)
         if not valid:
             return _render_page(steps, index, form, enabled, merged, status=400)
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        now = _now()
         try:
             with writer() as db:
-                workflow.save_page(db, intake, step.form, step.page, merged, language=language.current())
+                workflow.save_page(db, intake, step.form, step.page, merged, language=language.current(), now=now)
                 if intake.language != language.current():  # answering in it: the intake keeps it
                     repository.set_intake_language(db, intake.id, language.current())
                 auditing.record_change(db, "update", f"Intake/{intake.id}", detail={"page": f"{form_key}/{page_key}"[:200]})
+                # Danger reported on this page is acted on now, not at Submit: stored, listed
+                # for staff and notified in the same transaction as the answers that raised it.
+                flags = workflow.draft_flags(db, intake, forms, {**answers, step.form.canonical: merged},
+                                             onset_age=app.config["INTAKE_GI_ONSET_AGE"], now=now)
+                queued = outbox.notify_flags(app, db, [flag.id for flag in flags.added], now=now)
+                emergencies = [flag.rule_id for flag in (*flags.added, *flags.reraised) if flag.tier == "emergency"]
         except repository.IntakeClosed:
             return redirect(url_for("patient.done"))
         except repository.StaleResponse:
             continue
-        return _after_save(forms, answers, steps, step, merged, form_key, page_key)
+        if queued:
+            outbox.kick(app)
+        following = _after_save(forms, answers, steps, step, merged, form_key, page_key)
+        if emergencies:
+            return _interrupt(emergencies, following.location)
+        session.pop(HELP_KEY, None)
+        return following
     abort(409)
+
+
+HELP_KEY = "urgent_help"
+
+
+def _interrupt(flag_ids: list[str], next_url: str) -> Any:
+    """The GOV.UK "interruption card": the guidance for what was just reported, before anything else.
+
+    A redirect to a GET page (so it works without JavaScript, and reloading it does not post the
+    answers again); the session remembers which guidance to show and where the questionnaire
+    carries on.
+    """
+    session[HELP_KEY] = {"flags": flag_ids, "next": next_url}
+    return redirect(url_for("patient.urgent_help"))
+
+
+@bp.get("/intake/help")
+def urgent_help() -> Any:
+    db = reader()
+    intake = _open_intake(db)
+    pending = session.get(HELP_KEY)
+    flag_ids = pending.get("flags") if isinstance(pending, dict) else None
+    next_url = safe_next(pending.get("next")) if isinstance(pending, dict) else None
+    if not isinstance(flag_ids, list) or not flag_ids or not next_url:
+        return redirect(url_for("patient.start"))
+    return render_template("patient/urgent_help.html", guidance=_guidance(intake, [str(f) for f in flag_ids]),
+                           next_url=next_url, staff_told=notify.configured(current_app))
+
+
+def _guidance(intake: IntakeView, flag_ids: list[str], stored: dict[str, str] | None = None) -> list[str]:
+    """What the patient is told for each flag, in their language (the base wording if a
+    Questionnaire lacks the translation; `stored` holds the wording kept with the scores)."""
+    forms = workflow.intake_forms(catalog(), intake)
+    local_forms = [catalog().localized(form, language.current()) for form in forms]
+    texts = []
+    for flag_id in flag_ids:
+        text = next((t for f in local_forms if (t := translations.flag_guidance(f.resource, flag_id))), None)
+        text = text or next((t for f in forms if (t := translations.flag_guidance(f.resource, flag_id))), None)
+        text = text or (stored or {}).get(flag_id)
+        if text:
+            texts.append(text)
+    return list(dict.fromkeys(texts))
 
 
 def _after_save(forms: list[Any], answers: dict[str, Answers], steps: list[workflow.Step], step: workflow.Step,
@@ -435,13 +491,15 @@ def done() -> Any:
     if intake.status != "completed":
         return redirect(url_for("patient.start"))
     scoring = repository.get_scoring(db, intake.id)
-    guidance = []
-    if scoring is not None:
-        forms = [catalog().localized(f, language.current()) for f in workflow.intake_forms(catalog(), intake)]
-        for flag in scoring.result.get("flags", []):
-            if flag.get("tier") != "emergency" or not flag.get("patientGuidance"):
-                continue
-            # The patient's language when the Questionnaire carries it; the stored English otherwise.
-            local = next((text for f in forms if (text := translations.flag_guidance(f.resource, str(flag.get("id"))))), None)
-            guidance.append(local or flag["patientGuidance"])
-    return render_template("patient/done.html", guidance=list(dict.fromkeys(guidance)))
+    flags = scoring.result.get("flags", []) if scoring is not None else []
+    stored = {str(flag.get("id")): str(flag["patientGuidance"]) for flag in flags if flag.get("patientGuidance")}
+    by_tier = {tier: [str(flag.get("id")) for flag in flags if flag.get("tier") == tier]
+               for tier in ("emergency", "urgent")}
+    return render_template(
+        "patient/done.html",
+        guidance=_guidance(intake, by_tier["emergency"], stored),
+        urgent_guidance=_guidance(intake, by_tier["urgent"], stored),
+        urgent=bool(by_tier["urgent"]),
+        flagged=bool(flags),
+        staff_told=notify.configured(current_app),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -77,3 +78,13 @@ def opened(app: Flask, client: FlaskClient) -> FlaskClient:
     response = client.get(invite_link(app))
     assert response.status_code == 302
     return client
+
+
+@pytest.fixture
+def staff_app(database_url: str, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]) -> Iterator[Flask]:
+    app = create_app({
+        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager",
+        "INTAKE_NOTIFY_WEBHOOK": webhook[0],
+    })
+    yield app
+    close_app(app)

@@ -56,7 +56,19 @@ def fill_page(client: FlaskClient, app: Flask, path: str, overrides: dict[str, A
     data["csrf_token"] = csrf(page.text)
     response = client.post(path, data=data)
     assert response.status_code == 302, (path, response.status_code)
-    return response.headers["Location"]
+    location = response.headers["Location"]
+    if urlsplit(location).path == "/intake/help":
+        return continue_after_help(client)
+    return location
+
+
+def continue_after_help(client: FlaskClient) -> str:
+    """The interruption shown after an emergency answer: read it, then take its Continue link."""
+    page = client.get("/intake/help")
+    assert page.status_code == 200 and 'class="interruption"' in page.text, page.status_code
+    match = re.search(r'<a class="button button--secondary" href="([^"]+)"', page.text)
+    assert match, "the interruption has no way to continue"
+    return match.group(1).replace("&amp;", "&")
 
 
 def first_page(client: FlaskClient) -> str:

@@ -60,6 +60,8 @@ def matrix(ids: dict[str, Any]) -> dict[str, list[tuple[str, str, dict[str, Any]
         "patient.start": [("GET", "/intake", {}, patient_only(200))],
         "patient.page": [("GET", PAGE, {}, patient_only(200)), ("POST", PAGE, {}, patient_only(400))],
         "patient.review": [("GET", "/intake/review", {}, patient_only(200))],
+        # No emergency answer given in this session: nothing to show, back to the start page.
+        "patient.urgent_help": [("GET", "/intake/help", {}, patient_only(302))],
         "patient.submit": [("POST", "/intake/submit", {}, everyone(302))],  # no CSRF token: back to review
         "patient.done": [("GET", "/intake/done", {}, patient_only(302))],  # not submitted: back to start
         # Anyone may choose a language (a session preference); unknown codes are not found.

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from intake import close_app, create_app
 from intake.core.scoring import Context, score_intake
 from intake.storage.models import FlagRecord, Intake, ScoringResult
 from tests.web.conftest import csrf
@@ -28,44 +23,6 @@ from tests.web.flow import (
     sign_in,
     signed_in,
 )
-
-
-class Receiver(BaseHTTPRequestHandler):
-    """A webhook receiver on 127.0.0.1 that records what it is sent."""
-
-    received: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-    handler = type("Handler", (Receiver,), {"received": received})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-@pytest.fixture
-def staff_app(database_url: str, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]) -> Iterator[Flask]:
-    app = create_app({
-        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager",
-        "INTAKE_NOTIFY_WEBHOOK": webhook[0],
-    })
-    yield app
-    close_app(app)
 
 
 def staff_get(app: Flask, path: str) -> Any:
