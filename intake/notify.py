@@ -40,6 +40,8 @@ def payload(flag: FlagRecord, app: Flask) -> dict[str, Any]:
         "message": flag.message,
         "intake": flag.intake_id,
         "raisedAt": flag.raised_at.isoformat(),
+        # "draft": raised while the patient was still answering; the intake may never be sent.
+        "source": flag.source,
         "summaryUrl": f"{base}/clinician/intakes/{flag.intake_id}",
     }
 
@@ -60,7 +62,10 @@ def send_email(app: Flask, body: dict[str, Any]) -> None:
     message["From"] = app.config.get("INTAKE_SMTP_FROM") or "intake@localhost"
     message["To"] = app.config["INTAKE_NOTIFY_EMAIL_TO"]
     message.set_content(
-        f"{body['message']}\n\nTier: {body['tier']}\nIntake: {body['intake']}\nSummary: {body['summaryUrl']}\n"
+        f"{body['message']}\n\nTier: {body['tier']}\n"
+        + ("Raised while the patient was answering: the intake may not be sent yet.\n"
+           if body.get("source") == "draft" else "")
+        + f"Intake: {body['intake']}\nSummary: {body['summaryUrl']}\n"
     )
     host = app.config.get("INTAKE_SMTP_HOST") or "127.0.0.1"
     port = int(app.config.get("INTAKE_SMTP_PORT") or 25)

@@ -120,11 +120,16 @@ def test_every_page_type(lang: str, live: Any, new_page: Any) -> None:
     check("question-stress-phq9")
     answer_quickly(page, SELF_HARM)
     continue_by_mouse(page)
+    # The emergency answer interrupts at once (the GOV.UK interruption card), then carries on.
+    assert page_path(page) == "/intake/help"
+    check("urgent-help")
+    with page.expect_navigation():
+        page.click("main a.button")
     assert page_path(page) == "/intake/review"
     with page.expect_navigation():
         page.click(CONTINUE)
     assert page_path(page) == "/intake/done"
-    assert page.locator(".urgent-guidance").count() == 1, "PHQ-9 item 9 above 'Not at all' shows emergency guidance"
+    assert page.locator(".interruption").count() == 1, "PHQ-9 item 9 above 'Not at all' shows emergency guidance"
     check("done-emergency")
     with live.app.extensions["intake.sessions"]() as session:
         emergency_id = session.scalars(select(Intake.id).where(Intake.status == "completed")).one()
@@ -138,7 +143,7 @@ def test_every_page_type(lang: str, live: Any, new_page: Any) -> None:
     with page.expect_navigation():
         page.click(CONTINUE)
     assert page_path(page) == "/intake/done"
-    assert page.locator(".urgent-guidance").count() == 0
+    assert page.locator(".interruption, .urgent-guidance").count() == 0
     check("done")
 
     if lang == "en":  # staff pages are English only
