@@ -43,6 +43,8 @@ def payload(flag: FlagRecord, app: Flask) -> dict[str, Any]:
         # "draft": raised while the patient was still answering; the intake may never be sent.
         "source": flag.source,
         "summaryUrl": f"{base}/clinician/intakes/{flag.intake_id}",
+        # The summary exists once the intake is sent; the flags list shows draft flags too.
+        "flagsUrl": f"{base}/clinician/flags",
     }
 
 
@@ -65,7 +67,7 @@ def send_email(app: Flask, body: dict[str, Any]) -> None:
         f"{body['message']}\n\nTier: {body['tier']}\n"
         + ("Raised while the patient was answering: the intake may not be sent yet.\n"
            if body.get("source") == "draft" else "")
-        + f"Intake: {body['intake']}\nSummary: {body['summaryUrl']}\n"
+        + f"Intake: {body['intake']}\nSummary: {body['summaryUrl']}\nFlags: {body['flagsUrl']}\n"
     )
     host = app.config.get("INTAKE_SMTP_HOST") or "127.0.0.1"
     port = int(app.config.get("INTAKE_SMTP_PORT") or 25)
