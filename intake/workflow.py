@@ -410,17 +410,24 @@ def staff_flags(session: Session, catalog: Catalog, *, tiers: tuple[str, ...] = 
         if flag.intake_id not in views:
             views[flag.intake_id] = repository.intake_view(session, flag.intake_id)
         view = views[flag.intake_id]
-        answers = stored_answers(view) if view else {}
-        form = catalog.get(flag.questionnaire)
-        now_values = answers.get(flag.questionnaire) or (
-            next((a for q, a in answers.items() if q.split("|")[0] == flag.questionnaire.split("|")[0]), {}))
-        pairs = []
-        for link_id in flag.because:
-            item = form.by_link.get(link_id) if form else None
-            values = now_values.get(link_id) or []
-            pairs.append((item.text if item else link_id, display_answer(item, values) if item and values else ""))
-        rows.append(FlagRow(flag=flag, patient_name=name, intake_status=view.status if view else "", answers_now=pairs))
+        rows.append(FlagRow(flag=flag, patient_name=name, intake_status=view.status if view else "",
+                            answers_now=answers_now(catalog, flag, stored_answers(view) if view else {})))
     return rows
+
+
+def answers_now(catalog: Catalog, flag: FlagRecord, answers: dict[str, Answers]) -> list[tuple[str, str]]:
+    """(question, answer as stored now) for each item that raised `flag`; "" when unanswered now
+    (changed to blank, or dropped because a changed answer switched its page off)."""
+    form = catalog.get(flag.questionnaire)
+    url = flag.questionnaire.split("|")[0]
+    values_now = answers.get(flag.questionnaire) or next(
+        (found for canonical, found in answers.items() if canonical.split("|")[0] == url), {})
+    out = []
+    for link_id in flag.because:
+        item = form.by_link.get(link_id) if form else None
+        values = values_now.get(link_id) or []
+        out.append((item.text if item else link_id, display_answer(item, values) if item and values else ""))
+    return out
 
 
 # --- the screening summary ------------------------------------------------------------------------
@@ -440,8 +447,15 @@ def summary_of(session: Session, catalog: Catalog, intake_id: str) -> Summary | 
         pairs = stored_pairs(session, catalog, intake_id, latest=False)
     except WorkflowError:
         pairs = stored_pairs(session, catalog, intake_id, latest=True)
+    answers = {form.canonical: flatten(resource) for form, resource in pairs}
+    withdrawn = [
+        {"id": flag.rule_id, "tier": flag.tier, "message": flag.message, "raisedAt": flag.raised_at,
+         "clearedAt": flag.cleared_at, "answersNow": answers_now(catalog, flag, answers)}
+        for flag in repository.flags_of_intake(session, intake_id) if flag.cleared_at is not None
+    ]
     return build_summary(
         intake_id=intake.id, patient_name=patient.name, birth_date=patient.birth_date,
         completed_at=intake.completed_at, appointment_at=intake.appointment_at, result=scoring.result,
         history=repository.patient_history(session, patient.id, before=intake.completed_at), pairs=pairs,
+        withdrawn_flags=withdrawn,
     )

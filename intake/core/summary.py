@@ -93,6 +93,10 @@ class Summary:
     # whose wording in that language is not the validated one.
     language: str | None = None
     unvalidated_instruments: list[str] = field(default_factory=list)
+    # Flags raised while the patient was answering that the sent answers no longer raise (the
+    # answer was changed, or its page switched off): id, tier, message, raisedAt, clearedAt and
+    # answersNow [(question, answer now)]. Staff were told; the summary says so.
+    withdrawn_flags: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def language_name(self) -> str:
@@ -193,6 +197,7 @@ def build_summary(
     result: dict[str, Any],
     history: list[tuple[datetime, dict[str, Any]]],
     pairs: list[tuple[Form, dict[str, Any]]],
+    withdrawn_flags: list[dict[str, Any]] | None = None,
 ) -> Summary:
     """The view model; `history` is the patient's earlier results, oldest first."""
     flags = sorted(result.get("flags") or [], key=lambda f: TIER_ORDER.get(f.get("tier", ""), 9))
@@ -209,4 +214,5 @@ def build_summary(
         scoring_versions=dict(result.get("scoringVersions") or {}),
         language=(language := answered_language(pairs)),
         unvalidated_instruments=unvalidated_instruments(pairs, language),
+        withdrawn_flags=sorted(withdrawn_flags or [], key=lambda f: TIER_ORDER.get(f.get("tier", ""), 9)),
     )

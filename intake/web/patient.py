@@ -500,6 +500,6 @@ def done() -> Any:
         guidance=_guidance(intake, by_tier["emergency"], stored),
         urgent_guidance=_guidance(intake, by_tier["urgent"], stored),
         urgent=bool(by_tier["urgent"]),
-        flagged=bool(flags),
+        flagged=bool(flags) or scoring is None,  # unscored (a rule failed): never "nothing else to do"
         staff_told=notify.configured(current_app),
     )

@@ -123,6 +123,21 @@ def test_an_emergency_answer_interrupts_at_once_and_staff_are_told_before_submit
     assert (flag.source, flag.cleared_at) == ("draft", None)
 
 
+def test_a_flag_answered_away_before_sending_is_on_the_summary(hooked_app: Flask,
+                                                                webhook: tuple[str, list[dict[str, Any]]]) -> None:
+    client = opened(hooked_app)
+    assert post_page(client, hooked_app, RED_FLAGS, {"n-rf2": "true"}).headers["Location"] == "/intake/help"
+    fill_all(client, hooked_app, "/intake/digestive/digestive-alarm", {"n-rf2": "false"})
+    review = client.get("/intake/review")
+    assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
+    [flag] = [f for f in flags(hooked_app) if f.rule_id == "n-rf2"]
+    assert flag.cleared_at is not None
+    summary = signed_in(hooked_app).get(f"/clinician/intakes/{flag.intake_id}").text
+    section = summary.split("Raised while answering, then changed before sending")[1].split("</div>")[0]
+    assert flag.message in section.replace("&#39;", "'") and re.search(r"breathing[^<]*— No", section)
+    assert [r["flag"] for r in webhook[1]] == ["n-rf2"]
+
+
 def flag_text_in(html: str, resource: dict[str, Any], flag_id: str) -> bool:
     """The flag's patient guidance (as the Questionnaire words it, HTML-escaped) is on the page."""
     text = flag_guidance(resource, flag_id)
@@ -197,7 +212,7 @@ def test_the_deployments_numbers_are_tap_to_call_links_in_each_language(database
         assert '<a class="contact-link" href="tel:112">Call 112</a>' in page
         assert 'href="tel:0800123456"' in page and "Crisis line" in page and "broken entry" not in page
         assert 'href="tel:+34910000000"' in page
-        assert "local emergency number" not in page.split('class="interruption"')[1].split("</div>")[0]
+        assert "<li>Call your local emergency number.</li>" not in page  # the fallback gives way to the number
         client.get("/language/es?next=/intake/help")
         spanish = client.get("/intake/help").text
         assert "Línea 024" in spanish and 'href="tel:024"' in spanish and "Crisis line" not in spanish
