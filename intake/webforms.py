@@ -4,6 +4,11 @@ WTForms parses and validates; Jinja macros render (WTForms widget rendering cost
 page when measured). A form class is built once per Questionnaire version and page, then cached.
 Which items are required depends on enablement, which depends on the answers just posted, so
 "required" is a validator that asks the form for the enabled set the view computed.
+
+What a page is judged against beyond its fields is given per request, never cached with the
+class: the patient's birth date (`%birthDate` date limits), today (read at validation), and
+the questionnaire's other answers (for `questionnaire-constraint` rules that look beyond the
+page). Each has a safe default: no birth date means no lower limit.
 """
 
 from __future__ import annotations
@@ -14,19 +19,35 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from wtforms import Field, Form, StringField, TextAreaField
 from wtforms.validators import StopValidation, ValidationError
 
+from intake.core.answers import compute, nest
 from intake.core.display import display_answer
 from intake.core.display import plain_number as _plain_number
 from intake.core.enablement import Answers
 from intake.core.items import Form as QForm
 from intake.core.items import Item, Page
-from intake.core.validation import CONTROL_CHARS, DATE_RE, INT32, _real_date
+from intake.core.validation import (
+    CONTROL_CHARS,
+    DATE_RE,
+    INT32,
+    Constraint,
+    Issue,
+    Limit,
+    _real_date,
+    check_constraints,
+    constraints,
+    current_date,
+    date_limits,
+    outside,
+)
 
 TRUE_FALSE = [("true", "Yes"), ("false", "No")]
 
@@ -108,15 +129,109 @@ class PageForm(Form):
 
     A plain WTForms form: the view checks the CSRF token with Flask-WTF's `validate_csrf`
     once, rather than having every form instance sign a fresh token it will not use.
+
+    Per request (keyword arguments, or attributes set before validate()):
+    `birth_date` — the patient's (`date` or `YYYY-MM-DD`; None: unknown, no lower limit);
+    `today` — pins `today()` (None: `current_date()`, read at each validation);
+    `answers` — the questionnaire's answers so far (other pages' included), which
+    `questionnaire-constraint` rules read; without them, this page's answers alone.
     """
 
     field_items: dict[str, Item] = {}
     other_fields: dict[str, str] = {}
     unit_fields: dict[str, str] = {}
+    qform: QForm | None = None
+    page: Page | None = None
     enabled: set[str]
+    birth_date: date | str | None = None
+    today: date | None = None
+    answers: Answers | None = None
+
+    def __init__(self, formdata: Any = None, *args: Any, birth_date: date | str | None = None,
+                 today: date | None = None, answers: Answers | None = None, **kwargs: Any) -> None:
+        super().__init__(formdata, *args, **kwargs)
+        self.birth_date, self.today, self.answers = birth_date, today, answers
+        self._today: date | None = None
 
     def question_fields(self) -> list[tuple[Item, Field]]:
         return [(item, self[name]) for name, item in self.field_items.items()]
+
+    def current_today(self) -> date:
+        """`today`, or the date read when this validation started (one date for the page)."""
+        if self.today is not None:
+            return self.today
+        if self._today is None:
+            self._today = current_date()
+        return self._today
+
+    def limits(self, item: Item) -> list[Limit]:
+        return date_limits(item, birth_date=self.birth_date, today=self.current_today())
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        self._today = None  # "today" is read afresh for each validation, never kept
+        valid = super().validate(extra_validators)
+        return self._check_constraints() and valid
+
+    # --- questionnaire-constraint ------------------------------------------------------------
+
+    def _check_constraints(self) -> bool:
+        """Refuse the page when a constraint of severity `error` that this page can fix is false;
+        its `human` text, in the page's language, goes beside the question it names."""
+        if self.qform is None:
+            return True
+        targets = {c: name for c in constraints(self.qform) if c.severity == "error" and (name := self._target(c))}
+        if not targets:
+            return True
+        ok = True
+        lang = _language()
+        for constraint, holds in check_constraints(self.qform, self._response(), birth_date=self.birth_date,
+                                                   only=list(targets)):
+            if holds is False:
+                ok = False
+                errors = self[targets[constraint]].errors
+                if not errors:
+                    errors.append(constraint.message(lang))
+        return ok
+
+    def _target(self, constraint: Constraint) -> str | None:
+        """The field a constraint's message goes beside: the first `location` asked on this
+        page, else (no location on this page) the first question of its group on this page.
+        None when the page cannot fix it (a Questionnaire-level rule about other pages: strict
+        validation at submit checks those)."""
+        enabled = getattr(self, "enabled", None)
+        names = {item.link_id: name for name, item in self.field_items.items()
+                 if enabled is None or item.link_id in enabled}
+        for location in constraint.locations:
+            if location in names:
+                return names[location]
+        if constraint.context is None or self.qform is None:
+            return None
+        group = self.qform.by_link.get(constraint.context)
+        if group is None:
+            return None
+        return next((names[i.link_id] for i in group.walk() if i.link_id in names), None)
+
+    def _response(self) -> dict[str, Any]:
+        """The questionnaire response as it would be with this page saved (enabled answers only)."""
+        assert self.qform is not None
+        merged = dict(self.answers or {})
+        merged.update(page_answers(self))
+        enabled = getattr(self, "enabled", None)
+        if self.answers is not None or enabled is None:
+            kept, enabled = compute(self.qform, merged)
+        else:  # this page's answers only: the view's enabled set knows about the other pages
+            kept = {k: v for k, v in merged.items() if k in enabled and v}
+        return {"resourceType": "QuestionnaireResponse", "status": "in-progress",
+                "item": nest(self.qform, kept, set(enabled))}
+
+
+def _language() -> str | None:
+    """The page's language (Flask-Babel's locale), None outside a request."""
+    try:
+        locale = get_locale()
+    except RuntimeError:
+        return None
+    return locale.language if locale is not None else None
 
 
 def field_name(link_id: str) -> str:
@@ -202,6 +317,41 @@ def _check_number(item: Item) -> Callable[[PageForm, Field], None]:
     return check
 
 
+def _limit_message(limit: Limit) -> str:
+    """GOV.UK date-pattern wording: what the date must be, in plain words."""
+    if limit.source == "today":
+        return _("The date must be today or in the past")
+    if limit.source == "birthDate":
+        return _("The date cannot be before your date of birth")
+    if limit.is_min:
+        return _("Enter a date on or after %(low)s", low=limit.value)
+    return _("Enter a date on or before %(high)s", high=limit.value)
+
+
+def patient_message(qform: QForm, issue: Issue, lang: str | None = None) -> str | None:
+    """A strict-validation issue (submit) in the patient's words, when a rule of the
+    Questionnaire gives them: a constraint's `human` in `lang`, or a date limit's message
+    (in the request's language); None for the other issues."""
+    rule = issue.rule or ""
+    if rule.startswith("constraint:"):
+        key = rule.partition(":")[2]
+        found = next((c for c in constraints(qform) if c.key == key), None)
+        return found.message(lang or _language()) if found else None
+    if rule.startswith("limit:"):
+        source = rule.partition(":")[2]
+        if source in ("today", "birthDate"):
+            return _limit_message(Limit("", source == "birthDate", source))
+    return None
+
+
+def _check_limits(form: PageForm, item: Item, value: str) -> None:
+    """minValue/maxValue, fixed or given by an expression (`today()`, `%birthDate`), compared at
+    the precision of the answer: a year-only answer in the year of birth is not before it."""
+    for limit in form.limits(item):
+        if outside(value, limit):
+            raise ValidationError(_limit_message(limit))
+
+
 def _check_date(item: Item) -> Callable[[PageForm, Field], None]:
     def check(form: PageForm, field: Field) -> None:
         value = field.data
@@ -209,18 +359,20 @@ def _check_date(item: Item) -> Callable[[PageForm, Field], None]:
             raise ValidationError(
                 _("Enter a real date, like 2024-05 (year and month)") if item.entry_format else _("Enter a real date")
             )
-        low, high = _bound(item.min_value), _bound(item.max_value)
-        if low and value < low:
-            raise ValidationError(_("Enter a date on or after %(low)s", low=low))
-        if high and value > high:
-            raise ValidationError(_("Enter a date on or before %(high)s", high=high))
+        _check_limits(form, item, value)
 
     return check
 
 
-def _check_datetime(form: PageForm, field: Field) -> None:
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?", field.data or ""):
-        raise ValidationError(_("Enter a date and time"))
+def _check_datetime(item: Item) -> Callable[[PageForm, Field], None]:
+    def check(form: PageForm, field: Field) -> None:
+        value = field.data or ""
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?", value) or not _real_date(value[:10]):
+            raise ValidationError(_("Enter a date and time"))
+        # The browser sends local time without a zone: the limits are judged on the day.
+        _check_limits(form, item, value[:10])
+
+    return check
 
 
 def option_key(option: dict[str, Any]) -> str:
@@ -263,7 +415,7 @@ def _unbound_field(item: Item) -> Any:
     if kind == "date":
         return TextInput(item.text, validators=[gate, _check_date(item)])
     if kind == "dateTime":
-        return TextInput(item.text, validators=[gate, _check_datetime])
+        return TextInput(item.text, validators=[gate, _check_datetime(item)])
     if kind == "text":
         return LongText(item.text, validators=[gate, _check_text(item)])
     return TextInput(item.text, validators=[gate, _check_text(item)])
@@ -297,6 +449,8 @@ def page_form_class(qform: QForm, page: Page) -> type[PageForm]:
     attrs["field_items"] = items
     attrs["other_fields"] = others
     attrs["unit_fields"] = units
+    attrs["qform"] = qform
+    attrs["page"] = page
     cls = type(f"Page_{page.key}", (PageForm,), attrs)
     _FORM_CACHE[key] = cls
     return cls

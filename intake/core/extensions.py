@@ -23,6 +23,8 @@ UNIT_OPTION = FHIR_EXT + "questionnaire-unitOption"
 UNIT = FHIR_EXT + "questionnaire-unit"
 VARIABLE = FHIR_EXT + "variable"
 TRANSLATION = FHIR_EXT + "translation"
+CQF_EXPRESSION = FHIR_EXT + "cqf-expression"
+CONSTRAINT = FHIR_EXT + "questionnaire-constraint"
 ENABLE_WHEN_EXPRESSION = SDC_EXT + "sdc-questionnaire-enableWhenExpression"
 CALCULATED_EXPRESSION = SDC_EXT + "sdc-questionnaire-calculatedExpression"
 
@@ -65,6 +67,20 @@ def expression(element: dict[str, Any], url: str) -> str | None:
     val = value(element, url)
     if isinstance(val, dict):
         return val.get("expression")
+    return None
+
+
+def shadow_expression(extension: dict[str, Any]) -> tuple[str, Any] | None:
+    """(`value[x]` key, Expression) of a primitive value given by a `cqf-expression`.
+
+    `{"url": ".../maxValue", "_valueDate": {"extension": [{"url": ".../cqf-expression",
+    "valueExpression": {...}}]}}` -> ("valueDate", {...}). The Expression is returned as
+    written (the lint checks its language and syntax); None when there is no such shadow.
+    """
+    for key, shadow in extension.items():
+        if key.startswith("_value") and isinstance(shadow, dict):
+            for inner in find(shadow, CQF_EXPRESSION):
+                return key[1:], inner.get("valueExpression")
     return None
 
 

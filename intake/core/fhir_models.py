@@ -6,6 +6,7 @@ structurally R4 for the resources used here, so everything else imports them fro
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fhir.resources.R4B.auditevent import AuditEvent
@@ -22,6 +23,7 @@ from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 FHIR_VERSION = "4.0.1"
+CHOICE_SHADOW = re.compile(r"^_value[A-Z][A-Za-z]*$")  # `_valueDate`: the shadow of a value[x] primitive
 
 MODELS: dict[str, type] = {
     model.__name__: model
@@ -64,6 +66,11 @@ def model_errors(model: type, resource: dict[str, Any]) -> list[tuple[str, str]]
     else:
         errors = []
     for path, shadow in shadows:
+        parent, _, key = path.rpartition(".")
+        empty = not isinstance(shadow, dict) or not (shadow.get("extension") or shadow.get("id"))
+        if empty and key[1:] not in _at(resource, parent):
+            errors.append((path, "a value with neither a value nor extensions (ele-1)"))
+            continue
         try:
             Element.model_validate(shadow)
         except ValidationError as exc:
@@ -71,12 +78,25 @@ def model_errors(model: type, resource: dict[str, Any]) -> list[tuple[str, str]]
     return errors
 
 
+def _at(resource: Any, path: str) -> Any:
+    """The node at a dotted path (`item.0.extension.2`); {} when the path leads nowhere."""
+    node = resource
+    for part in path.split(".") if path else []:
+        try:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return {}
+    return node if isinstance(node, dict) else {}
+
+
 def _without_choice_shadows(node: Any, path: str, shadows: list[tuple[str, Any]]) -> Any:
     """A copy without the `_value[x]` shadows of choice-type primitives, which are set aside.
 
     FHIR R4 lets `valueString` carry extensions in `_valueString` (a `translation` on an
     extension's text, say), but fhir.resources models no shadow for choice types and calls
-    it an extra input; each shadow is checked as an Element on its own instead.
+    it an extra input; each shadow is checked as an Element on its own instead. On an
+    extension the shadow may also stand alone: a primitive with extensions and no value, as
+    SDC writes a value given by an expression (`"_valueDate": {"extension": [cqf-expression]}`).
     """
     if isinstance(node, list):
         return [_without_choice_shadows(entry, f"{path}.{n}" if path else str(n), shadows) for n, entry in enumerate(node)]
@@ -85,7 +105,7 @@ def _without_choice_shadows(node: Any, path: str, shadows: list[tuple[str, Any]]
     out = {}
     for key, value in node.items():
         here = f"{path}.{key}" if path else key
-        if key.startswith("_value") and key[1:] in node:
+        if key.startswith("_value") and (key[1:] in node or ("url" in node and CHOICE_SHADOW.match(key))):
             shadows.append((here, value))
             continue
         out[key] = _without_choice_shadows(value, here, shadows)

@@ -86,6 +86,7 @@ def lint(resource: Any) -> list[LintIssue]:
     issues += _expression_issues(resource, None)
     items = list(_walk(resource.get("item") or []))
     issues += _item_issues(items)
+    issues += _constraint_issues(resource, items)
     issues += _rule_issues(resource, items)
     return sorted(issues, key=lambda i: i.severity != "error")
 
@@ -218,11 +219,15 @@ def _one_item(
             error(f"initial #{n + 1} has {keys or 'no value'}, which does not fit a {kind} item")
 
     for url, name in ((ext.MIN_VALUE, "minValue"), (ext.MAX_VALUE, "maxValue")):
-        typed = ext.typed_value(item, url)
-        if typed:
-            key = next(iter(typed))
-            if key not in MIN_MAX_TYPES_FOR.get(kind or "", set()):
-                error(f"{name} {key} does not fit a {kind} item")
+        for extension in ext.find(item, url):
+            if not any(k.startswith(("value", "_value")) for k in extension):
+                # Ignored by the engine. (Not an error: `localize` drops `_value[x]` shadows, so a
+                # localized copy of a limit given by an expression has no value left.)
+                out.append(LintIssue("warning", link_id, f"{name} has neither a value nor a cqf-expression giving one: ignored"))
+                continue
+            out += [LintIssue("error", link_id, f"{name} {m}") for m in _limit_problems(extension, kind or "")]
+    if kind != "group" and ext.find(item, ext.CONSTRAINT):
+        error("questionnaire-constraint is supported on groups and on the Questionnaire only")
     pattern = ext.value(item, ext.REGEX)
     if pattern is not None:
         try:
@@ -246,6 +251,92 @@ def _one_item(
     if ext.expression(item, ext.CALCULATED_EXPRESSION) and not item.get("readOnly"):
         out.append(LintIssue("warning", link_id, "has a calculatedExpression but is not readOnly: the calculated value overwrites the patient's"))
     return out
+
+
+DYNAMIC_LIMIT_TYPES = {"date", "dateTime"}
+
+
+def _limit_problems(extension: dict[str, Any], kind: str) -> list[str]:
+    """A minValue/maxValue: a fixed value[x] of the item's type, or one given by a FHIRPath
+    `cqf-expression` on the primitive (`_valueDate`), which the engine evaluates on date and
+    dateTime items (`today()`, `%birthDate`)."""
+    keys = [k for k in extension if k.startswith("value")]
+    shadows = [k for k in extension if k.startswith("_value")]
+    allowed = MIN_MAX_TYPES_FOR.get(kind, set())
+    problems = [f"{k} does not fit a {kind} item" for k in dict.fromkeys(keys + [s[1:] for s in shadows]) if k not in allowed]
+    dynamic = ext.shadow_expression(extension)
+    if dynamic is None:
+        if not keys:
+            problems.append("has no value: its `_value[x]` carries no cqf-expression")
+        return problems
+    if kind not in DYNAMIC_LIMIT_TYPES:
+        problems.append(f"given by an expression is supported on date and dateTime items only, not on a {kind} item")
+    expression = dynamic[1]
+    if not isinstance(expression, dict):
+        problems.append("cqf-expression needs a valueExpression")
+    elif expression.get("language") != "text/fhirpath":
+        problems.append(f"cqf-expression language {expression.get('language')!r} is not supported (only text/fhirpath)")
+    else:
+        reason = check_syntax(expression.get("expression") or "")
+        if reason:
+            problems.append(f"cqf-expression: {reason}")
+    return problems
+
+
+def _constraint_issues(resource: dict[str, Any], items: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[LintIssue]:
+    """questionnaire-constraint (R4 core): a unique key, severity error|warning, an expression that
+    parses, the `human` text, and `location`s that are linkIds of this Questionnaire."""
+    by_link = {item.get("linkId") for item, _ in items if item.get("linkId")}
+    holders = [(resource, None)] + [(item, item.get("linkId")) for item, _ in items if item.get("type") == "group"]
+    keys: set[str] = set()
+    out: list[LintIssue] = []
+    for holder, link_id in holders:
+        for extension in ext.find(holder, ext.CONSTRAINT):
+            out += _one_constraint(extension, link_id, by_link, keys)
+    return out
+
+
+def _one_constraint(extension: dict[str, Any], link_id: str | None, by_link: set[Any], keys: set[str]) -> list[LintIssue]:
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for sub in extension.get("extension") or []:
+        parts.setdefault(str(sub.get("url")), []).append(sub)
+
+    def one(name: str, value_key: str) -> Any:
+        found = parts.get(name) or []
+        value = found[0].get(value_key) if len(found) == 1 else None
+        return value if isinstance(value, str) and value else None
+
+    key = one("key", "valueId")
+    where = f"questionnaire-constraint {key!r}" if key else "questionnaire-constraint"
+    problems: list[str] = []
+    if key is None:
+        problems.append("needs one `key` (valueId)")
+    elif key in keys:
+        problems.append("key is used by another constraint of this Questionnaire")
+    else:
+        keys.add(key)
+    if one("severity", "valueCode") not in CONSTRAINT_SEVERITIES:
+        problems.append(f"needs one `severity` (valueCode): one of {sorted(CONSTRAINT_SEVERITIES)}")
+    expression = one("expression", "valueString")
+    if expression is None:
+        problems.append("needs one `expression` (valueString, FHIRPath)")
+    elif reason := check_syntax(expression):
+        problems.append(f"expression: {reason}")
+    if one("human", "valueString") is None:
+        problems.append("needs one `human` (valueString): the message the patient reads")
+    for location in parts.get("location") or []:
+        if location.get("valueString") not in by_link:
+            problems.append(f"location {location.get('valueString')!r} is not a linkId of this Questionnaire")
+    if len(parts.get("requirements") or []) > 1:
+        problems.append("has more than one `requirements`")
+    out = [LintIssue("error", link_id, f"{where}: {problem}") for problem in problems]
+    out += [LintIssue("warning", link_id, f"{where}: unknown sub-extension {name!r} is ignored")
+            for name in parts if name not in CONSTRAINT_PARTS]
+    return out
+
+
+CONSTRAINT_SEVERITIES = {"error", "warning"}
+CONSTRAINT_PARTS = {"key", "requirements", "severity", "expression", "human", "location"}
 
 
 def _descendants(item: dict[str, Any]) -> set[str]:

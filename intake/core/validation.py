@@ -3,20 +3,35 @@
 Lenient for `in-progress` (a missing required answer is a warning: a draft may be half done),
 strict otherwise. Problems are returned as data — OperationOutcome-shaped issues with the linkId —
 never raised, so a page can show them next to the fields and the FHIR API can return them.
+
+Besides the item rules, two standard extensions refuse impossible answers:
+
+- `minValue` / `maxValue` given by a `cqf-expression` on the primitive (`_valueDate`), evaluated
+  when the answer is checked: `today()` (no date in the future) and `%birthDate` (nothing before
+  the patient was born; no lower limit while the birth date is unknown). Dates are compared at
+  the precision of the less precise of the two, as FHIR partial dates mean: a year-only `1970`
+  is not before a birth on 1970-05-01, and `2026` is not after today in 2026.
+- `questionnaire-constraint` on a group or the Questionnaire: a FHIRPath rule on the response
+  that must not be false (empty — an answer it needs is missing — is not a failure), with the
+  patient-facing `human` text shown beside the item named by `location`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from intake.core import extensions as ext
+from intake.core import fhirpath
 from intake.core.answers import compute, flatten
-from intake.core.enablement import answer_value
+from intake.core.enablement import answer_value, expression_variables
 from intake.core.fhir_models import QuestionnaireResponse, model_errors
 from intake.core.items import Form, Item
+from intake.core.translations import translation
 
 STATUSES = {"in-progress", "completed", "amended", "entered-in-error", "stopped"}
 VALUE_TYPES = {
@@ -44,6 +59,9 @@ class Issue:
     code: str
     link_id: str | None
     message: str
+    # Which rule refused the answer, for wording it to the patient: `constraint:<key>`,
+    # `limit:today`, `limit:birthDate` (None for the item rules).
+    rule: str | None = field(default=None, compare=False)
 
     def as_fhir(self) -> dict[str, Any]:
         issue: dict[str, Any] = {
@@ -70,8 +88,261 @@ def has_errors(issues: list[Issue]) -> bool:
     return any(i.severity in ("error", "fatal") for i in issues)
 
 
-def validate(form: Form, response: Any) -> list[Issue]:
-    """Every problem with `response` against `form`, in document order."""
+# --- date limits ---------------------------------------------------------------------------------
+
+# The latest calendar date anywhere on Earth is in UTC+14 (Kiribati).
+LATEST_ZONE = timezone(timedelta(hours=14))
+TODAY_CALL = re.compile(r"\btoday\(\s*\)")
+BIRTH_DATE = "%birthDate"
+
+
+def current_date() -> date:
+    """"Today" for `today()` limits, read afresh at every call (never cached).
+
+    The patient's time zone is unknown, so it is the latest date in use anywhere (UTC+14): a
+    patient is never told that their own today is in the future. The price: for part of the
+    day, the date of tomorrow where the patient is (at most one day ahead) is accepted.
+    """
+    return datetime.now(LATEST_ZONE).date()
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One bound on a date answer: its value (`YYYY[-MM[-DD]]`, or a dateTime) and where it comes
+    from: `today` (an expression `today()`), `birthDate` (`%birthDate`), or `value` (a fixed
+    value, or any other expression's result)."""
+
+    value: str
+    is_min: bool
+    source: str = "value"
+
+
+def as_date_text(value: Any) -> str | None:
+    """`date`, `datetime` or `YYYY-MM-DD...` text as FHIR date text; None for anything else."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str) and DATE_RE.match(value[:10]):
+        return value
+    return None
+
+
+def limit_expression(item: Item, url: str) -> str | None:
+    """The FHIRPath of a `cqf-expression` giving the item's minValue/maxValue, if any."""
+    for extension in ext.find(item.raw, url):
+        found = ext.shadow_expression(extension)
+        if found and isinstance(found[1], dict) and isinstance(found[1].get("expression"), str):
+            return found[1]["expression"]
+    return None
+
+
+def evaluate_limit(expression: str, *, birth_date: Any = None, today: date | None = None) -> str | None:
+    """A limit expression's value as date text; None when it has none (an unknown birth date).
+
+    `today()` is evaluated as `today` (default `current_date()`), so a page and a test can pin
+    it; `%birthDate` is the patient's birth date, `YYYY-MM-DD`.
+    """
+    day = today or current_date()
+    birth = as_date_text(birth_date)
+    if expression.strip() == BIRTH_DATE:
+        return birth  # the common case, without a FHIRPath round trip
+    pinned = TODAY_CALL.sub("@" + day.isoformat(), expression)
+    try:
+        result = fhirpath.evaluate(pinned, {}, variables={"birthDate": birth, "resource": {}})
+    except fhirpath.FhirPathError:
+        return None
+    values = [str(v) for v in result if v is not None and not isinstance(v, (bool, dict, list))]
+    return as_date_text(values[0]) if len(values) == 1 else None
+
+
+def date_limits(item: Item, *, birth_date: Any = None, today: date | None = None) -> list[Limit]:
+    """The bounds of a date or dateTime item: fixed `valueDate`/`valueDateTime`, or given by an
+    expression (which wins when it has a value; the fixed value, if any, applies otherwise)."""
+    out: list[Limit] = []
+    for url, static, is_min in ((ext.MIN_VALUE, item.min_value, True), (ext.MAX_VALUE, item.max_value, False)):
+        expression = limit_expression(item, url)
+        value = evaluate_limit(expression, birth_date=birth_date, today=today) if expression else None
+        if value is not None:
+            text = expression.strip() if expression else ""
+            source = "today" if TODAY_CALL.fullmatch(text) else "birthDate" if text == BIRTH_DATE else "value"
+            out.append(Limit(value, is_min, source))
+        elif static and isinstance(next(iter(static.values())), str):
+            out.append(Limit(next(iter(static.values())), is_min))
+    return out
+
+
+def compare_dates(answer: str, limit: str) -> int:
+    """-1/0/1: `answer` against `limit`, at the precision of the less precise of the two.
+
+    `1970` against `1970-05-01` is 0 (the same year), `1970-04` is -1. Two dateTimes with times
+    are compared as instants when both carry a zone.
+    """
+    left_day, _, left_time = answer.partition("T")
+    right_day, _, right_time = limit.partition("T")
+    if left_time and right_time:
+        left, right = _instant(answer), _instant(limit)
+        if left is not None and right is not None:
+            return (left > right) - (left < right)
+    n = min(len(left_day), len(right_day))
+    a, b = left_day[:n], right_day[:n]
+    return (a > b) - (a < b)
+
+
+def outside(answer: str, limit: Limit) -> bool:
+    order = compare_dates(answer, limit.value)
+    return order < 0 if limit.is_min else order > 0
+
+
+def _instant(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value)  # Python 3.11 reads a trailing "Z" too
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def limit_message(limit: Limit) -> str:
+    """The diagnostics (English, for OperationOutcome) of an answer outside `limit`."""
+    if limit.source == "today":
+        return f"is in the future: must be today ({limit.value}) or earlier"
+    if limit.source == "birthDate":
+        return "is before the patient's date of birth"
+    return f"must be {'at least' if limit.is_min else 'at most'} {limit.value}"
+
+
+# --- questionnaire-constraint ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One `questionnaire-constraint`: on a group (`context` = its linkId) or the Questionnaire
+    (`context` None). `human` is the base-language text; `message(lang)` the patient's."""
+
+    key: str
+    severity: str
+    expression: str
+    human: str
+    locations: tuple[str, ...] = ()
+    context: str | None = None
+    human_element: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def message(self, lang: str | None = None) -> str:
+        """`human` in `lang` when the Questionnaire carries that translation, else as written."""
+        if lang:
+            return translation(self.human_element, "valueString", lang) or self.human
+        return self.human
+
+
+def read_constraint(extension: dict[str, Any], context: str | None) -> Constraint | None:
+    """A `questionnaire-constraint` extension as a Constraint; None when it lacks what the engine
+    needs (key, expression, human: the lint reports those)."""
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for sub in extension.get("extension") or []:
+        if isinstance(sub, dict):
+            parts.setdefault(str(sub.get("url")), []).append(sub)
+
+    def one(name: str, key: str) -> Any:
+        found = parts.get(name) or [{}]
+        return found[0].get(key)
+
+    key, expression, human = one("key", "valueId"), one("expression", "valueString"), one("human", "valueString")
+    if not (isinstance(key, str) and isinstance(expression, str) and isinstance(human, str)):
+        return None
+    locations = tuple(p["valueString"] for p in parts.get("location") or [] if isinstance(p.get("valueString"), str))
+    return Constraint(
+        key=key, severity=str(one("severity", "valueCode") or "error"), expression=expression, human=human,
+        locations=locations, context=context, human_element=(parts.get("human") or [{}])[0],
+    )
+
+
+_CONSTRAINTS: OrderedDict[int, tuple[Form, tuple[Constraint, ...]]] = OrderedDict()
+
+
+def constraints(form: Form) -> tuple[Constraint, ...]:
+    """The form's constraints, the Questionnaire's first, then the groups' in document order
+    (read once per form object)."""
+    hit = _CONSTRAINTS.get(id(form))
+    if hit is not None and hit[0] is form:
+        return hit[1]
+    found = [read_constraint(e, None) for e in ext.find(form.resource, ext.CONSTRAINT)]
+    for item in form.walk():
+        if item.type == "group":
+            found += [read_constraint(e, item.link_id) for e in ext.find(item.raw, ext.CONSTRAINT)]
+    result = tuple(c for c in found if c is not None)
+    _CONSTRAINTS[id(form)] = (form, result)
+    if len(_CONSTRAINTS) > 256:
+        _CONSTRAINTS.popitem(last=False)
+    return result
+
+
+def _response_nodes(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for node in items:
+        if isinstance(node, dict):
+            out.setdefault(str(node.get("linkId")), node)
+            out.update({k: v for k, v in _response_nodes(node.get("item") or []).items() if k not in out})
+            for answer in node.get("answer") or []:
+                if isinstance(answer, dict):
+                    out.update({k: v for k, v in _response_nodes(answer.get("item") or []).items() if k not in out})
+    return out
+
+
+def check_constraints(
+    form: Form, response: dict[str, Any], *, birth_date: Any = None, only: list[Constraint] | None = None,
+) -> list[tuple[Constraint, bool | None]]:
+    """Each constraint that applies, with True (holds), False (fails) or None (the expression
+    failed to evaluate). A group's constraint applies when the group is in the response (its
+    response item is the context); the Questionnaire's always. `only` limits the check to those.
+    """
+    chosen = list(constraints(form) if only is None else only)
+    if not chosen:
+        return []
+    weighted = fhirpath.with_weights(response, form.weights)
+    variables = expression_variables(form, weighted)
+    variables["birthDate"] = as_date_text(birth_date)
+    variables = fhirpath.with_index(variables, weighted)
+    nodes = _response_nodes(weighted.get("item") or [])
+    out: list[tuple[Constraint, bool | None]] = []
+    for constraint in chosen:
+        target = weighted if constraint.context is None else nodes.get(constraint.context)
+        if target is None:
+            continue
+        try:
+            if constraint.context is None:
+                result = fhirpath.evaluate(constraint.expression, target, variables=variables)
+            else:
+                result = fhirpath.evaluate(constraint.expression, target, variables={**variables, "context": target},
+                                           base="QuestionnaireResponse.item")
+        except fhirpath.FhirPathError:
+            out.append((constraint, None))
+            continue
+        out.append((constraint, result != [False]))
+    return out
+
+
+def _constraint_issues(form: Form, response: dict[str, Any], birth_date: Any) -> list[Issue]:
+    issues: list[Issue] = []
+    for constraint, holds in check_constraints(form, response, birth_date=birth_date):
+        where = next(iter(constraint.locations), constraint.context)
+        rule = f"constraint:{constraint.key}"
+        if holds is None:
+            issues.append(Issue("warning", "exception", where, f"constraint '{constraint.key}' could not be evaluated", rule))
+        elif not holds:
+            severity = "error" if constraint.severity == "error" else "warning"
+            issues.append(Issue(severity, "invariant", where, f"{constraint.human} (constraint '{constraint.key}')", rule))
+    return issues
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def validate(form: Form, response: Any, *, birth_date: Any = None, today: date | None = None) -> list[Issue]:
+    """Every problem with `response` against `form`, in document order, then the constraints'.
+
+    `birth_date` (a `date` or `YYYY-MM-DD`; None when unknown) is `%birthDate` for limits and
+    constraints; `today` pins `today()` (default: `current_date()`, read at each call).
+    """
     if not isinstance(response, dict) or response.get("resourceType") != "QuestionnaireResponse":
         return [Issue("error", "structure", None, "not a QuestionnaireResponse")]
     issues: list[Issue] = []
@@ -88,10 +359,21 @@ def validate(form: Form, response: Any) -> list[Issue]:
     if issues and any(i.code == "structure" for i in issues):
         return issues  # the tree cannot be trusted enough to walk
 
-    issues += _tree_issues(form, response.get("item") or [], list(form.items), None)
+    context = _Context(birth_date, today or current_date())
+    issues += _tree_issues(form, response.get("item") or [], list(form.items), None, context)
     answers = flatten(response)
     issues += _enablement_issues(form, answers, strict)
+    if not any(i.code == "structure" for i in issues):
+        issues += _constraint_issues(form, response, birth_date)
     return issues
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What the answer checks need besides the Questionnaire: the patient's birth date, today."""
+
+    birth_date: Any
+    today: date
 
 
 def _locate(response: dict[str, Any], path: str) -> tuple[str | None, str]:
@@ -113,7 +395,8 @@ def _locate(response: dict[str, Any], path: str) -> tuple[str | None, str]:
     return link_id, ".".join(parts[start:]) or path
 
 
-def _tree_issues(form: Form, nodes: list[dict[str, Any]], allowed: list[Item], parent: str | None) -> list[Issue]:
+def _tree_issues(form: Form, nodes: list[dict[str, Any]], allowed: list[Item], parent: str | None,
+                 context: _Context) -> list[Issue]:
     """Each response item sits where the Questionnaire has it, in order, with the right answers."""
     issues: list[Issue] = []
     order = {item.link_id: n for n, item in enumerate(allowed)}
@@ -142,20 +425,20 @@ def _tree_issues(form: Form, nodes: list[dict[str, Any]], allowed: list[Item], p
         if item.type in ("group", "display"):
             if answers:
                 issues.append(Issue("error", "structure", link_id, f"a {item.type} item cannot have answers"))
-            issues += _tree_issues(form, node.get("item") or [], list(item.children), link_id)
+            issues += _tree_issues(form, node.get("item") or [], list(item.children), link_id, context)
             continue
         if node.get("item"):
             issues.append(Issue("error", "structure", link_id, "children of a question go under answer.item"))
         if len(answers) > 1 and not item.repeats:
             issues.append(Issue("error", "structure", link_id, "more than one answer to a question that does not repeat"))
         for answer in answers:
-            issues += _answer_issues(item, answer)
+            issues += _answer_issues(item, answer, context)
             if answer.get("item"):
-                issues += _tree_issues(form, answer["item"], list(item.children), link_id)
+                issues += _tree_issues(form, answer["item"], list(item.children), link_id, context)
     return issues
 
 
-def _answer_issues(item: Item, answer: dict[str, Any]) -> list[Issue]:
+def _answer_issues(item: Item, answer: dict[str, Any], context: _Context) -> list[Issue]:
     pair = answer_value(answer)
     link_id = item.link_id
     if pair is None:
@@ -185,8 +468,15 @@ def _answer_issues(item: Item, answer: dict[str, Any]) -> list[Issue]:
         bad("is outside the 32-bit integer range")
     if key in ("valueDate",) and not (isinstance(value, str) and DATE_RE.match(value) and _real_date(value)):
         bad("is not a valid date")
+        return issues
     if key == "valueDateTime" and not _valid_datetime(value):
         bad("is not a valid date and time with a time zone")
+        return issues
+    if key in ("valueDate", "valueDateTime") and item.type in ("date", "dateTime"):
+        for limit in date_limits(item, birth_date=context.birth_date, today=context.today):
+            if outside(value, limit):
+                issues.append(Issue("error", "value", link_id, limit_message(limit), f"limit:{limit.source}"))
+        return issues
     number = value.get("value") if key == "valueQuantity" and isinstance(value, dict) else value
     for bound, is_min in ((item.min_value, True), (item.max_value, False)):
         if bound:
@@ -224,11 +514,7 @@ def _valid_datetime(value: Any) -> bool:
         return False
     if len(value) <= 10:
         return bool(DATE_RE.match(value)) and _real_date(value)
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return parsed.tzinfo is not None
+    return _instant(value) is not None
 
 
 def _out_of_bound(number: Any, limit: Any, is_min: bool) -> bool:

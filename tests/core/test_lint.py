@@ -390,7 +390,7 @@ def test_project_form_lints_clean(path: Path):
 def test_project_catalog_loads():
     catalog = load_catalog(FORMS)
     assert sorted(catalog.by_key) == ["autoimmune", "diet", "digestive", "neuropathy", "stress"]
-    stress = catalog.get("https://intake.example.org/fhir/Questionnaire/stress|1.1.0")
+    stress = catalog.get("https://intake.example.org/fhir/Questionnaire/stress|1.2.0")
     assert stress is catalog.by_key["stress"]
     assert catalog.get("https://intake.example.org/fhir/Questionnaire/stress") is stress
     assert catalog.get("https://intake.example.org/fhir/Questionnaire/stress|9.9.9") is None
@@ -523,3 +523,131 @@ def test_lint_file_reports_unreadable_json_as_an_issue(tmp_path: Path):
     [issue] = lint_file(path)
     assert (issue.severity, issue.link_id) == ("error", None)
     assert issue.message.startswith("not valid JSON: line 1 column 6: ")
+
+
+# ------------------------------------------------------------------ limits given by an expression
+
+CQF = "http://hl7.org/fhir/StructureDefinition/cqf-expression"
+CONSTRAINT = "http://hl7.org/fhir/StructureDefinition/questionnaire-constraint"
+ANSWER_LIMITS = Path(__file__).resolve().parents[1] / "fixtures" / "answer-limits.json"
+
+
+def dynamic(url, expression, key="_valueDate", language="text/fhirpath", **static):
+    value = {"language": language, "expression": expression}
+    return {"url": url, **static, key: {"extension": [{"url": CQF, "valueExpression": value}]}}
+
+
+def test_date_limits_given_by_expressions_are_clean():
+    resource = in_group(
+        question("onset", "date", extension=[dynamic(MIN_VALUE, "%birthDate"), dynamic(MAX_VALUE, "today()")]),
+        question("seen", "dateTime", extension=[dynamic(MAX_VALUE, "today()", key="_valueDateTime")]),
+        question("fixed", "date", extension=[ext(MIN_VALUE, valueDate="1900"), dynamic(MAX_VALUE, "today()", valueDate="2030-01-01")]),
+    )
+    assert found(resource) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "extension", "message"),
+    [
+        ("date", dynamic(MAX_VALUE, "today() +"), "maxValue cqf-expression: FHIRPath does not parse"),
+        ("date", dynamic(MAX_VALUE, "today()", language="text/cql"), "maxValue cqf-expression language 'text/cql' is not supported"),
+        ("integer", dynamic(MAX_VALUE, "1", key="_valueInteger"), "maxValue given by an expression is supported on date and dateTime items only"),
+        ("date", dynamic(MIN_VALUE, "%birthDate", key="_valueInteger"), "minValue valueInteger does not fit a date item"),
+        ("date", {"url": MIN_VALUE, "_valueDate": {"extension": [{"url": "urn:other", "valueString": "x"}]}},
+         "minValue has no value: its `_value[x]` carries no cqf-expression"),
+        ("date", ext(MIN_VALUE, valueInteger=3), "minValue valueInteger does not fit a date item"),
+    ],
+)
+def test_bad_date_limits(kind, extension, message):
+    problems = [m for s, _, m in found(in_group(question("q", kind, extension=[extension]))) if s == "error"]
+    assert any(m.startswith(message) for m in problems), problems
+
+
+def test_a_limit_with_nothing_is_ignored_with_a_warning():
+    # What `localize` leaves of a limit given by an expression (it drops the `_valueDate` shadow).
+    assert found(in_group(question("q", "date", extension=[{"url": MIN_VALUE}]))) == [
+        ("warning", "q", "minValue has neither a value nor a cqf-expression giving one: ignored")]
+
+
+def test_a_value_date_shadow_alone_passes_the_fhir_model():
+    from intake.core.fhir_models import Questionnaire, model_errors
+
+    resource = in_group(question("q", "date", extension=[dynamic(MAX_VALUE, "today()")]))
+    assert model_errors(Questionnaire, resource) == []
+    resource["item"][0]["item"][0]["extension"][0]["_valueDate"] = {}
+    assert model_errors(Questionnaire, resource) == [
+        ("item.0.item.0.extension.0._valueDate", "a value with neither a value nor extensions (ele-1)")]
+
+
+# ------------------------------------------------------------------ questionnaire-constraint
+
+
+def constraint(*parts):
+    return {"url": CONSTRAINT, "extension": [{"url": url, **value} for url, value in parts]}
+
+
+def good(key="total", **replace):
+    parts = {"key": {"valueId": key}, "severity": {"valueCode": "error"},
+             "expression": {"valueString": "item.where(linkId='a').answer.value.first() <= 100"},
+             "human": {"valueString": "At most 100"}, "location": {"valueString": "a"}}
+    parts.update(replace)
+    return constraint(*((k, v) for k, v in parts.items() if v is not None))
+
+
+def test_constraints_on_groups_and_the_questionnaire_are_clean():
+    resource = questionnaire(group("g", question("a", "integer"), extension=[good()]), extension=[good("other")])
+    assert found(resource) == []
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        ({"key": None}, "questionnaire-constraint: needs one `key` (valueId)"),
+        ({"severity": {"valueCode": "fatal"}}, "questionnaire-constraint 'total': needs one `severity` (valueCode): one of ['error', 'warning']"),
+        ({"severity": None}, "questionnaire-constraint 'total': needs one `severity`"),
+        ({"expression": {"valueString": "item.where(linkId = "}}, "questionnaire-constraint 'total': expression: FHIRPath does not parse"),
+        ({"expression": None}, "questionnaire-constraint 'total': needs one `expression`"),
+        ({"human": None}, "questionnaire-constraint 'total': needs one `human`"),
+        ({"location": {"valueString": "nowhere"}}, "questionnaire-constraint 'total': location 'nowhere' is not a linkId"),
+    ],
+)
+def test_bad_constraints(replace, message):
+    problems = found(questionnaire(group("g", question("a", "integer"), extension=[good(**replace)])))
+    assert any(s == "error" and link == "g" and m.startswith(message) for s, link, m in problems), problems
+
+
+def test_constraint_keys_are_unique_in_the_questionnaire():
+    resource = questionnaire(group("g", question("a", "integer"), extension=[good()]), extension=[good()])
+    assert found(resource) == [error("g", "questionnaire-constraint 'total': key is used by another constraint of this Questionnaire")]
+
+
+def test_constraint_on_a_question_is_refused():
+    assert found(in_group(question("a", "integer", extension=[good()]))) == [
+        error("a", "questionnaire-constraint is supported on groups and on the Questionnaire only")]
+
+
+def test_unknown_constraint_part_is_a_warning():
+    rule = good()
+    rule["extension"].append({"url": "colour", "valueString": "red"})
+    assert found(questionnaire(group("g", question("a", "integer"), extension=[rule]))) == [
+        ("warning", "g", "questionnaire-constraint 'total': unknown sub-extension 'colour' is ignored")]
+
+
+def test_the_answer_limits_fixture_is_clean_and_loads():
+    assert lint_file(ANSWER_LIMITS) == []
+    assert load_form(ANSWER_LIMITS).key == "limits"
+
+
+def test_the_answer_limits_fixture_passes_fhircheck():
+    import shutil
+    import subprocess
+
+    check = FIXTURES.parent / "check.sh"
+    if not check.exists():
+        pytest.skip("../shared/fhircheck is not beside this clone")
+    if not (FIXTURES.parent / "node_modules").exists() or shutil.which("node") is None:
+        pytest.skip("fhircheck dependencies missing: run (cd ../shared/fhircheck && npm ci)")
+    result = subprocess.run([str(check), "--strict", str(ANSWER_LIMITS)], capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "PASS" in result.stdout

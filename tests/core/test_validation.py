@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import pytest
 
 from intake.core.validation import Issue, has_errors, operation_outcome, validate
@@ -483,3 +485,203 @@ def test_answers_to_a_reflex_switched_off_by_the_real_scores():
     assert found == [
         ("error", "business-rule", f"phq9-{n}", "is answered but not enabled by the earlier answers") for n in range(1, 10)
     ]
+
+
+# ------------------------------------------------------------------ limits given by an expression
+
+CQF = "http://hl7.org/fhir/StructureDefinition/cqf-expression"
+CONSTRAINT = "http://hl7.org/fhir/StructureDefinition/questionnaire-constraint"
+TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
+TODAY = date(2024, 6, 1)
+BORN = date(1970, 5, 1)
+
+
+def dynamic(url, expression, key="_valueDate", **static):
+    return {"url": url, **static, key: {"extension": [{"url": CQF, "valueExpression": {"language": "text/fhirpath", "expression": expression}}]}}
+
+
+def dated(kind="date", *extensions):
+    return single(kind, extension=list(extensions) or [dynamic(MIN_VALUE, "%birthDate"), dynamic(MAX_VALUE, "today()")])
+
+
+def date_messages(f, value, key="valueDate", **kw):
+    return [i.message for i in validate(f, one("q", {key: value}), **kw)]
+
+
+FUTURE = "is in the future: must be today (2024-06-01) or earlier"
+BEFORE_BIRTH = "is before the patient's date of birth"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1969", [BEFORE_BIRTH]), ("1970", []), ("1971", []),  # year: the birth year is allowed
+        ("1970-04", [BEFORE_BIRTH]), ("1970-05", []),  # month
+        ("1970-04-30", [BEFORE_BIRTH]), ("1970-05-01", []),  # day
+        ("2024", []), ("2025", [FUTURE]),  # this year allowed, next year not
+        ("2024-06", []), ("2024-07", [FUTURE]),
+        ("2024-06-01", []), ("2024-06-02", [FUTURE]),
+    ],
+)
+def test_date_limits_at_the_precision_of_the_answer(value, expected):
+    assert date_messages(dated(), value, birth_date=BORN, today=TODAY) == expected
+
+
+def test_birth_date_may_be_text_and_unknown_means_no_lower_limit():
+    f = dated()
+    assert date_messages(f, "1970-04", birth_date="1970-05-01", today=TODAY) == [BEFORE_BIRTH]
+    assert date_messages(f, "1800-01-01", today=TODAY) == []
+    assert date_messages(f, "1800-01-01", birth_date=None, today=TODAY) == []
+
+
+def test_today_is_read_at_each_validation(monkeypatch):
+    from intake.core import validation
+
+    f = dated()
+    monkeypatch.setattr(validation, "current_date", lambda: date(2030, 12, 31))
+    assert date_messages(f, "2031-01-01") == ["is in the future: must be today (2030-12-31) or earlier"]
+    monkeypatch.setattr(validation, "current_date", lambda: date(2031, 1, 1))
+    assert date_messages(f, "2031-01-01") == []
+
+
+def test_the_default_today_is_never_before_the_patients_today():
+    from intake.core.validation import current_date
+
+    assert current_date() >= datetime.now(UTC).date()
+    assert date_messages(dated(), date.today().isoformat()) == []
+
+
+def test_date_time_answers_are_judged_on_their_day():
+    f = dated("dateTime", dynamic(MAX_VALUE, "today()", key="_valueDateTime"))
+    assert date_messages(f, "2024-06-01T23:30:00-05:00", "valueDateTime", today=TODAY) == []
+    assert date_messages(f, "2024-06-02T00:10:00+02:00", "valueDateTime", today=TODAY) == [FUTURE]
+    assert date_messages(f, "2025", "valueDateTime", today=TODAY) == [FUTURE]
+
+
+def test_other_expressions_give_a_plain_limit():
+    f = dated("date", dynamic(MIN_VALUE, "today() - 1 year"))
+    assert date_messages(f, "2023-05-31", today=TODAY) == ["must be at least 2023-06-01"]
+    assert date_messages(f, "2023-06", today=TODAY) == []
+
+
+def test_an_expression_wins_over_the_fixed_value_which_applies_when_it_has_none():
+    f = dated("date", dynamic(MIN_VALUE, "%birthDate", valueDate="1900-01-01"))
+    assert date_messages(f, "1950", birth_date=BORN, today=TODAY) == [BEFORE_BIRTH]
+    assert date_messages(f, "1950", today=TODAY) == []
+    assert date_messages(f, "1899", today=TODAY) == ["must be at least 1900-01-01"]
+
+
+@pytest.mark.parametrize(
+    ("limit", "value", "expected"),
+    [
+        ({"min": "2000"}, "2000-01-01", []),  # a fixed partial-date limit at the common precision
+        ({"min": "2000-06-15"}, "2000-06", []),
+        ({"min": "2000-06-15"}, "2000-05", ["must be at least 2000-06-15"]),
+        ({"max": "2000-06"}, "2000-06-30", []),
+        ({"max": "2000-06"}, "2000-07-01", ["must be at most 2000-06"]),
+    ],
+)
+def test_fixed_date_limits_compare_at_the_common_precision(limit, value, expected):
+    extensions = [ext(MIN_VALUE if "min" in limit else MAX_VALUE, valueDate=next(iter(limit.values())))]
+    assert date_messages(single("date", extension=extensions), value) == expected
+
+
+# ------------------------------------------------------------------ questionnaire-constraint
+
+
+def constraint(key, expression, human, *, severity="error", location=None, spanish=None):
+    parts = [{"url": "key", "valueId": key}, {"url": "severity", "valueCode": severity},
+             {"url": "expression", "valueString": expression}, {"url": "human", "valueString": human}]
+    if spanish:
+        parts[3]["_valueString"] = {"extension": [{"url": TRANSLATION, "extension": [
+            {"url": "lang", "valueCode": "es"}, {"url": "content", "valueString": spanish}]}]}
+    if location:
+        parts.append({"url": "location", "valueString": location})
+    return {"url": CONSTRAINT, "extension": parts}
+
+
+PERCENT = ("(item.where(linkId='hard').answer.value | 0).first() "
+           "+ (item.where(linkId='loose').answer.value | 0).first() <= 100")
+
+
+def bowel_form(**kw):
+    rule = constraint("bowel-pct", PERCENT, "Together at most 100%", spanish="Juntos como mucho 100 %", **kw)
+    return form(group("g", question("hard", "integer"), question("loose", "integer"), extension=[rule]))
+
+
+def percentages(hard=None, loose=None):
+    answers = [node(k, {"valueInteger": v}) for k, v in (("hard", hard), ("loose", loose)) if v is not None]
+    return response(node("g", items=answers)) if answers else response()
+
+
+@pytest.mark.parametrize(("hard", "loose"), [(60, 40), (100, None), (None, 100), (0, 0), (None, None)])
+def test_constraint_holds(hard, loose):
+    assert issues(bowel_form(location="loose"), percentages(hard, loose)) == []
+
+
+def test_constraint_fails_at_its_location():
+    assert issues(bowel_form(location="loose"), percentages(60, 50)) == [
+        ("error", "invariant", "loose", "Together at most 100% (constraint 'bowel-pct')")
+    ]
+
+
+def test_constraint_without_location_names_its_group():
+    assert [i[2] for i in issues(bowel_form(), percentages(60, 50))] == ["g"]
+
+
+def test_constraint_fails_in_progress_too():
+    draft = {**percentages(99, 2), "status": "in-progress"}
+    assert [i[:3] for i in issues(bowel_form(location="loose"), draft)] == [("error", "invariant", "loose")]
+
+
+def test_constraint_of_severity_warning_does_not_refuse():
+    rule = constraint("hint", "item.where(linkId='hard').answer.value.first() != 100", "All hard?", severity="warning")
+    f = form(group("g", question("hard", "integer"), extension=[rule]))
+    found = validate(f, response(node("g", items=[node("hard", {"valueInteger": 100})])))
+    assert [(i.severity, i.code) for i in found] == [("warning", "invariant")] and not has_errors(found)
+
+
+def test_constraint_message_in_the_patients_language():
+    from intake.core.validation import constraints
+
+    (rule,) = constraints(bowel_form())
+    assert (rule.message("es"), rule.message("en"), rule.message(None), rule.message("fr")) == (
+        "Juntos como mucho 100 %", "Together at most 100%", "Together at most 100%", "Together at most 100%")
+
+
+def test_constraint_on_the_questionnaire_sees_the_whole_response_and_the_birth_date():
+    rule = constraint("after-birth", "%resource.repeat(item).where(linkId='onset').answer.value >= %birthDate.toDate()",
+                      "Not before birth", location="onset")
+    f = form(group("g", question("onset", "date")), extension=[rule])
+    before = one("onset", {"valueDate": "1960-01-01"})
+    assert issues(f, before) == []  # unknown birth date: the comparison is empty, not false
+    assert [i[1:3] for i in validate_tuples(f, before, birth_date=BORN)] == [("invariant", "onset")]
+    assert validate_tuples(f, one("onset", {"valueDate": "1980-01-01"}), birth_date=BORN) == []
+
+
+def validate_tuples(f, resource, **kw):
+    return [(i.severity, i.code, i.link_id, i.message) for i in validate(f, resource, **kw)]
+
+
+def test_constraint_that_cannot_be_evaluated_is_a_warning_not_a_refusal():
+    rule = constraint("odd", "item.where(linkId='hard').answer.value + 'x' > 1", "never shown")
+    f = form(group("g", question("hard", "integer"), extension=[rule]))
+    found = validate(f, response(node("g", items=[node("hard", {"valueInteger": 1})])))
+    assert not has_errors(found)
+    assert all(i.code == "exception" for i in found)
+
+
+def test_constraint_on_a_group_not_in_the_response_is_not_checked():
+    rule = constraint("never", "false", "always fails")
+    f = form(group("g", question("a", "string"), extension=[rule]), group("h", question("b", "string")))
+    assert issues(f, response(node("h", items=[node("b", {"valueString": "x"})]))) == []
+    assert [i[2] for i in issues(f, one("a", {"valueString": "x"}))] == ["g"]
+
+
+def test_constraint_issue_in_operation_outcome():
+    outcome = operation_outcome(validate(bowel_form(location="loose"), percentages(60, 50)))
+    assert outcome["issue"] == [{
+        "severity": "error", "code": "invariant",
+        "diagnostics": "Item 'loose': Together at most 100% (constraint 'bowel-pct')",
+        "expression": ["QuestionnaireResponse.repeat(item).where(linkId='loose')"],
+    }]

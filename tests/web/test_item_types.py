@@ -143,6 +143,7 @@ def test_every_type_is_stored_as_the_right_fhir_answer(sink_app: Flask, sink: Fl
         ("q-name", "R2D2", "Enter your answer in the format shown"),
         ("q-day", "2024-02-30", "Enter a real date"),
         ("q-moment", "tomorrow", "Enter a date and time"),
+        ("q-moment", "2024-02-30T10:30", "Enter a date and time"),  # not a real day
         ("q-colour", "blue", "Select one of the options shown"),
         ("q-weight-unit", "stone", "Select one of the options shown"),
     ],
