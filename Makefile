@@ -31,7 +31,7 @@ $(AXE): package.json package-lock.json
 ## After changing UI text: extract it and merge it into the catalog (then translate the new entries).
 translations: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k _l --no-location --sort-output -o $(VENV)/messages.pot .
-	$(BIN)/pybabel update -i $(VENV)/messages.pot -d intake/translations --no-location --ignore-obsolete
+	$(BIN)/pybabel update -i $(VENV)/messages.pot -d intake/translations --ignore-obsolete --no-fuzzy-matching
 
 ## Serve on http://127.0.0.1:5000 with the embedded default (SQLite in ./instance, demo patient).
 run: $(STAMP) $(CATALOGS)

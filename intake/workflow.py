@@ -273,8 +273,10 @@ def draft_flags(
 
 def completed_responses(
     forms: list[Form], answers: dict[str, Answers], patient_id: str, now: datetime, language: str | None = None,
+    birth_date: date | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[tuple[Form, Issue]]]:
-    """The completed responses, and every strict-validation problem (form, issue) across them."""
+    """The completed responses, and every strict-validation problem (form, issue) across them
+    (`birth_date` bounds dates such as symptom onsets; without it there is no lower limit)."""
     responses: dict[str, dict[str, Any]] = {}
     problems: list[tuple[Form, Issue]] = []
     for form in forms:
@@ -286,7 +288,7 @@ def completed_responses(
             authored=fhir_instant(now),
             language=language,
         )
-        issues = validate(form, response)
+        issues = validate(form, response, birth_date=birth_date)
         if has_errors(issues):
             problems.extend((form, i) for i in issues if i.severity in ("error", "fatal"))
         responses[form.canonical] = response
@@ -300,8 +302,9 @@ def submit(session: Session, catalog: Catalog, intake: IntakeView, *, onset_age:
     already complete (a double submit stores nothing new); (False, problems) when invalid."""
     now = now or utcnow()
     forms = intake_forms(catalog, intake)
+    patient = repository.get_patient(session, intake.patient_id)
     responses, problems = completed_responses(forms, stored_answers(intake), intake.patient_id, now,
-                                              language or intake.language)
+                                              language or intake.language, patient.birth_date if patient else None)
     if problems:
         return False, problems
     done = repository.complete_intake(session, intake_id=intake.id, responses=responses, now=now)

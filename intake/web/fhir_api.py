@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -39,7 +39,7 @@ from intake.fhir_search import (
     split_values,
 )
 from intake.records import questionnaire_id, questionnaires
-from intake.storage import fhir_store
+from intake.storage import fhir_store, repository
 from intake.web import catalog, reader, readers, writer
 from intake.web.auditing import note
 from intake.web.auth_api import token_url
@@ -463,8 +463,20 @@ def validate_response() -> Response:
         issues = [Issue("error", "not-found", None, f"questionnaire {str(reference)[:200]!r} is not loaded on this server")]
         issues += [Issue("error", "structure", None, f"{path}: {message}") for path, message in resource_errors(resource)]
     else:
-        issues = validate(form, resource)
+        issues = validate(form, resource, birth_date=_subject_birth_date(resource))
     return _json_response(json.dumps(operation_outcome(issues)))
+
+
+def _subject_birth_date(resource: dict[str, Any]) -> date | None:
+    """The birth date of the response's subject when it is one of our Patients (it bounds dates
+    such as a symptom onset); None otherwise: then there is no lower limit."""
+    subject = resource.get("subject")
+    reference = subject.get("reference") if isinstance(subject, dict) else None
+    if not isinstance(reference, str) or not reference.startswith("Patient/") or len(reference) > 100 \
+            or not reference.isprintable():
+        return None
+    patient = repository.get_patient(reader(), reference.removeprefix("Patient/"))
+    return patient.birth_date if patient else None
 
 
 @bp.post("/Questionnaire/$validate")

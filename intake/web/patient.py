@@ -281,13 +281,16 @@ def _post_page(form_key: str, page_key: str) -> Any:
         with readers() as db:
             intake = _open_intake(db)
             forms, answers, steps, index = _locate(db, intake, form_key, page_key)
+            patient = repository.get_patient(db, intake.patient_id)
         step = steps[index]
         form_cls = webforms.page_form_class(step.form, step.page)
-        form = form_cls(_posted())
+        # The birth date bounds dates such as a symptom onset (`minValue` = %birthDate).
+        form = form_cls(_posted(), birth_date=patient.birth_date if patient else None)
         # Enablement needs the posted answers before validation can say what is required;
         # answers that do not parse count as unanswered here and fail validation below.
         merged = dict(answers.get(step.form.canonical, {}))
         merged.update(webforms.page_answers(form))
+        form.answers = merged  # a questionnaire-level constraint may read answers on other pages
         enabled = set(workflow.enabled_for(step.form, merged))
         form.enabled = enabled
         switch = request.form.get("language")
@@ -447,7 +450,8 @@ def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], prob
         target = next((s for s in steps if s.form is form and any(i.link_id == issue.link_id for i in s.page.walk())), None)
         item = catalog().localized(form, language.current()).by_link.get(issue.link_id or "")
         # Worded like the page's own error summary: what to do, then which question.
-        label = f"{_problem_message(issue.code)} – {_short(item.text)}" if item else _problem_message(issue.code)
+        message = webforms.patient_message(form, issue) or _problem_message(issue.code)
+        label = f"{message} – {_short(item.text)}" if item else message
         href = (_page_url(target, **{"from": "review"}) + "#" + webforms.anchor(item)) if target and item else "#"
         problem_links.append((href, label))
     return render_template("patient/review.html", sections=sections, problems=problem_links,

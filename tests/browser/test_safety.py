@@ -112,16 +112,23 @@ def test_emergency_answer_interrupts_on_the_next_response(notified_live: LiveSer
 
 
 CONFIRMATIONS = {
-    "done-unflagged": {},
+    "done-unflagged": {"gi-af5": "2005-01"},  # symptoms began at 44: no GI-AF5 review flag either
     "done-urgent": {"n-rf1": "true"},  # weakness spreading over days: urgent, same day
     "done-emergency": {"n-rf2": "true"},
 }
 
 
+def no_to_every_yes_no_choice(app: Any) -> dict[str, str]:
+    """'No' (LOINC LA32-8) for every Yes/No/Not sure question: no personal or family history."""
+    return {item.link_id: "LA32-8" for form in app.extensions["intake.catalog"].forms for item in form.walk()
+            if any((o.get("valueCoding") or {}).get("code") == "LA32-8" for o in item.options)}
+
+
 @pytest.mark.parametrize("kind", sorted(CONFIRMATIONS))
 def test_confirmation_pages(kind: str, notified_live: LiveServer, new_page: Any) -> None:
     """Answered over HTTP (tests.web.flow), shown in Chromium with the same session cookie."""
-    client, _intake_id = complete_intake(notified_live.app, CONFIRMATIONS[kind])
+    answers = {**no_to_every_yes_no_choice(notified_live.app), **CONFIRMATIONS[kind]}
+    client, _intake_id = complete_intake(notified_live.app, answers)
     cookie = client.get_cookie("session")
     assert cookie is not None
     page = new_page(viewport=PHONE, bypass_csp=True)

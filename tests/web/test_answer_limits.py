@@ -93,7 +93,6 @@ def test_an_expression_limit_wins_over_the_fixed_value_and_fixed_limits_keep_wor
     assert message_beside(response.text, "diagnosed") == "Enter a date on or after 1900"
 
 
-@pytest.mark.xfail(strict=True, reason="until intake/web/patient.py passes the patient's birth date to the page form")
 def test_a_date_before_the_patients_birth_is_refused(patient: FlaskClient) -> None:
     response = post(patient, DATES, onset="1970-04")
     assert response.status_code == 400
