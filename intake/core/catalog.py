@@ -2,6 +2,11 @@
 
 A Questionnaire that fails the lint stops start-up (CatalogError names file, linkId and
 problem): a half-loaded catalog would show patients a form the engine cannot score.
+
+`forms/archive/*.json` holds earlier versions, kept so that an intake pinned to one (a patient
+mid-way when the forms change, a stored response re-read) still resolves, renders and scores.
+They are pinned-only: `get("url|version")` finds them, but new intakes, `by_url`, `by_key` and
+iteration see only the current forms.
 """
 
 from __future__ import annotations
@@ -21,14 +26,22 @@ class CatalogError(Exception):
     """A Questionnaire file could not be loaded; the message names file, linkId and problem."""
 
 
+ARCHIVE = "archive"
+
+
 @dataclass(frozen=True)
 class Catalog:
-    """Loaded Questionnaires, indexed by `url|version` and by `url` (latest loaded version)."""
+    """Loaded Questionnaires, indexed by `url|version` and by `url` (latest loaded version).
+
+    `forms` are the current Questionnaires (what new intakes use and what iteration yields);
+    `archived` are earlier versions reachable only by their `url|version` (`get`).
+    """
 
     forms: tuple[Form, ...]
     by_canonical: dict[str, Form] = field(repr=False)
     by_url: dict[str, Form] = field(repr=False)
     by_key: dict[str, Form] = field(repr=False)
+    archived: tuple[Form, ...] = ()
     # (canonical, language) -> the Form rebuilt from its translations; filled on first use.
     localized_forms: dict[tuple[str, str], Form] = field(default_factory=dict, repr=False, compare=False)
 
@@ -59,6 +72,11 @@ class Catalog:
     def __iter__(self):
         return iter(self.forms)
 
+    @property
+    def versions(self) -> tuple[Form, ...]:
+        """Every loaded version, current and archived (e.g. to serve each as a FHIR resource)."""
+        return self.forms + self.archived
+
 
 def read_json(path: Path) -> Any:
     try:
@@ -86,25 +104,49 @@ def load_form(path: Path) -> Form:
     return build_form(resource, str(path))
 
 
-def build_catalog(forms: list[Form]) -> Catalog:
+def build_catalog(forms: list[Form], archived: list[Form] | None = None) -> Catalog:
+    """Index `forms` (current) and `archived` (earlier versions, pinned-only).
+
+    A score id belongs to one Questionnaire url: versions of the same url may repeat it (they
+    are the same score), other Questionnaires may not.
+    """
+    archived = list(archived or [])
     by_canonical: dict[str, Form] = {}
     by_url: dict[str, Form] = {}
     by_key: dict[str, Form] = {}
-    score_ids: dict[str, str] = {}
-    for form in forms:
+    score_ids: dict[str, Form] = {}
+    for form in [*forms, *archived]:
         for score_id in _score_ids(form):
-            if score_ids.setdefault(score_id, form.source) != form.source:
-                raise CatalogError(f"{form.source}: score id {score_id!r} is already defined in {score_ids[score_id]}")
+            owner = score_ids.setdefault(score_id, form)
+            if owner.url != form.url:
+                raise CatalogError(f"{form.source}: score id {score_id!r} is already defined in {owner.source}")
         if form.canonical in by_canonical:
             raise CatalogError(f"{form.source}: {form.canonical} is already loaded from {by_canonical[form.canonical].source}")
         by_canonical[form.canonical] = form
+    for form in forms:
         by_url[form.url] = form
         by_key[form.key] = form
-    return Catalog(forms=tuple(forms), by_canonical=by_canonical, by_url=by_url, by_key=by_key)
+    for old in archived:
+        current = by_url.get(old.url)
+        if current is not None and _newer(old.version, current.version):
+            raise CatalogError(f"{old.source}: archived version {old.version} of {old.url} is newer than the current "
+                               f"{current.version} ({current.source})")
+    return Catalog(forms=tuple(forms), by_canonical=by_canonical, by_url=by_url, by_key=by_key,
+                   archived=tuple(archived))
+
+
+def _newer(version: str | None, than: str | None) -> bool:
+    """`version` > `than` by dotted numeric parts; False when either is not of that shape."""
+    try:
+        left = tuple(int(part) for part in str(version).split("."))
+        right = tuple(int(part) for part in str(than).split("."))
+    except ValueError:
+        return False
+    return left > right
 
 
 def _score_ids(form: Form) -> list[str]:
-    """Score ids are shared by every output (CLI, Observations, summary), so they must be unique."""
+    """Score ids are shared by every output (CLI, Observations, summary): one Questionnaire url each."""
     out = []
     for item in form.walk():
         for extension in ext.find(item.raw, ext.PROJECT_EXT + "score"):
@@ -115,17 +157,21 @@ def _score_ids(form: Form) -> list[str]:
 
 
 def load_catalog(directory: Path) -> Catalog:
-    """Every `*.json` in `directory`, sorted by name; all errors of all files in one message."""
+    """Every `*.json` in `directory` (current) and in `directory/archive` (earlier versions,
+    pinned-only), each sorted by name; all errors of all files in one message."""
     paths = sorted(Path(directory).glob("*.json"))
     if not paths:
         raise CatalogError(f"{directory}: no Questionnaire files (*.json) found")
+    archive_paths = sorted((Path(directory) / ARCHIVE).glob("*.json"))
     forms: list[Form] = []
+    archived: list[Form] = []
     problems: list[str] = []
-    for path in paths:
-        try:
-            forms.append(load_form(path))
-        except CatalogError as exc:
-            problems.append(str(exc))
+    for target, group in ((forms, paths), (archived, archive_paths)):
+        for path in group:
+            try:
+                target.append(load_form(path))
+            except CatalogError as exc:
+                problems.append(str(exc))
     if problems:
         raise CatalogError("\n".join(problems))
-    return build_catalog(forms)
+    return build_catalog(forms, archived)

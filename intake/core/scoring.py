@@ -310,35 +310,83 @@ def score_response(form: Form, response: dict[str, Any], context: Context | None
     return _score_one(form, response, context or Context())[0]
 
 
-def _score_one(form: Form, response: dict[str, Any], context: Context,
-               built: dict[int, Any] | None = None) -> tuple[Result, dict[str, Any]]:
+DOMAINS = ("digestive", "neuropathy", "autoimmune", "diet", "stress")
+
+
+@dataclass
+class _Prepared:
+    """One response of an intake, ready for its rules: answers, weighted response, enabled set."""
+
+    form: Form
+    answers: dict[str, list[dict[str, Any]]]
+    weighted: dict[str, Any]
+    enabled: set[str]
+
+
+def _prepared(form: Form, response: dict[str, Any]) -> _Prepared:
     answers, weighted, enabled = prepare(form, response)
-    variables = _variables(form, weighted, context, built=built)
-    result = Result(versions={form.canonical: scoring_version(form)})
-    for group in form.walk():
-        if group.link_id not in enabled:
+    return _Prepared(form, answers, weighted, enabled)
+
+
+def _domains(prepared: list[_Prepared], scores: list[Score]) -> dict[str, Any]:
+    """The variables that let a rule look across the intake: each questionnaire's (weighted)
+    response by key — `%digestive`, `%autoimmune`, … (None when that questionnaire is not in the
+    intake, so its lookups find nothing) — and `%scores`, the complete totals by score id."""
+    by_key = {p.form.key: p.weighted for p in prepared}
+    extra: dict[str, Any] = {key: by_key.get(key) for key in DOMAINS}
+    extra.update(by_key)
+    extra["scores"] = {s.id: s.value for s in scores if s.complete}
+    return extra
+
+
+def _scores_of(p: _Prepared) -> list[Score]:
+    out = []
+    for group in p.form.walk():
+        if group.link_id not in p.enabled:
             continue  # not administered (a reflex the screen did not switch on): no score at all
         for extension in ext.find(group.raw, SCORE):
-            result.scores.append(_score(form, group, extension, answers))
+            out.append(_score(p.form, group, extension, p.answers, p.enabled))
+    return out
+
+
+def _rules_of(p: _Prepared, scores: list[Score], context: Context, extra: dict[str, Any],
+              built: dict[int, Any] | None) -> Result:
+    """Flags, then findings, of one response. Flags may read the other questionnaires of the
+    intake (`extra`) as cross-domain notes do, so a rule such as GI-AF4 can count a family
+    history given in another questionnaire; they are still evaluated when totals are incomplete."""
+    form = p.form
+    variables = _variables(form, p.weighted, context, extra, built)
+    result = Result(scores=scores, versions={form.canonical: scoring_version(form)})
     for extension in ext.find(form.resource, FLAG):
-        flag = _flag(form, extension, weighted, variables)
+        flag = _flag(form, extension, p.weighted, variables)
         if flag:
             result.flags.append(flag)
     variables["notes"] = raised = []  # ids of the notes raised so far: a rule may build on them
     for extension in ext.find(form.resource, FINDING):
-        note = _note(form, extension, weighted, variables, "finding", result.flags)
+        note = _note(form, extension, p.weighted, variables, "finding", result.flags)
         if note:
             result.notes.append(note)
             raised.append(note.id)
-    return result, weighted
+    return result
 
 
-def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str, list[dict[str, Any]]]) -> Score:
+def _score_one(form: Form, response: dict[str, Any], context: Context,
+               built: dict[int, Any] | None = None) -> tuple[Result, dict[str, Any]]:
+    """One response on its own: the other questionnaires' variables are empty."""
+    p = _prepared(form, response)
+    scores = _scores_of(p)
+    return _rules_of(p, scores, context, _domains([p], scores), built), p.weighted
+
+
+def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str, list[dict[str, Any]]],
+           enabled: set[str]) -> Score:
     subs = _subs(extension)
     score_id = str(_one(subs, "id"))
     holder = str(_one(subs, "item"))
     required = [str(link) for link in subs.get("requires") or []]
-    missing = tuple(link for link in required if not answers.get(link))
+    # A required question switched off by an earlier answer (a "Which relatives?" after No) is
+    # not missing; switched on and unanswered, it is.
+    missing = tuple(link for link in required if not answers.get(link) and link in enabled)
     value: float | None = None
     if not missing:
         for answer in answers.get(holder) or []:
@@ -433,30 +481,29 @@ def _note(form: Form, extension: dict[str, Any], weighted: dict[str, Any], varia
 def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | None = None) -> Result:
     """Every response of an intake, then the cross-domain notes that look across them.
 
-    Flags from all domains count for suppression (a GI alarm hides the IBS-pattern wording even
-    when the rule sits on another questionnaire).
+    Scores first (every response), then each response's flags and findings, which may read the
+    other responses and the complete totals (`%autoimmune`, `%scores`, …), then the cross-domain
+    notes. Flags from all domains count for suppression (a GI alarm hides the IBS-pattern wording
+    even when the rule sits on another questionnaire).
     """
     context = context or Context()
     result = Result()
-    prepared = []
-    built: dict[int, Any] = {}  # each response's linkId index, built once for its flags and all notes
-    for form, response in pairs:
-        one, weighted = _score_one(form, response, context, built)
+    built: dict[int, Any] = {}  # each response's linkId index, built once for all its rules
+    prepared = [_prepared(form, response) for form, response in pairs]
+    scored = [_scores_of(p) for p in prepared]
+    extra = _domains(prepared, [s for scores in scored for s in scores])
+    for p, scores in zip(prepared, scored):
+        one = _rules_of(p, scores, context, extra, built)
         result.scores += one.scores
         result.flags += one.flags
         result.notes += one.notes
         result.versions.update(one.versions)
-        prepared.append((form, weighted))
-    domains = {form.key: weighted for form, weighted in prepared}
-    scores = {s.id: s.value for s in result.scores if s.complete}
     # a finding is hidden by the flags of every domain, not only its own
     result.notes = [n for n in result.notes if not n.suppressed(result.flags)]
-    for form, weighted in prepared:
+    for p in prepared:
+        form, weighted = p.form, p.weighted
         if not ext.find(form.resource, CROSS_DOMAIN_NOTE):
             continue
-        extra: dict[str, Any] = {key: domains.get(key) for key in ("digestive", "neuropathy", "autoimmune", "diet", "stress")}
-        extra.update({k: v for k, v in domains.items()})
-        extra["scores"] = scores
         variables = _variables(form, weighted, context, extra, built)
         variables["notes"] = raised = [n.id for n in result.notes]
         for extension in ext.find(form.resource, CROSS_DOMAIN_NOTE):

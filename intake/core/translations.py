@@ -47,8 +47,9 @@ def base_language(resource: dict[str, Any]) -> str:
 def localize(resource: Any, lang: str) -> Any:
     """A deep copy with every translated primitive replaced by its `lang` text.
 
-    Strings without a translation keep the base text; the `_x` shadows are dropped, so the copy
-    reads like a Questionnaire written in `lang`.
+    Strings without a translation keep the base text; the translations in the `_x` shadows are
+    dropped, so the copy reads like a Questionnaire written in `lang` (other extensions on a
+    primitive, such as the `cqf-expression` of a `minValue`, are kept).
     """
     if isinstance(resource, list):
         return [localize(entry, lang) for entry in resource]
@@ -57,6 +58,9 @@ def localize(resource: Any, lang: str) -> Any:
     out: dict[str, Any] = {}
     for key, value in resource.items():
         if key.startswith("_"):
+            kept = _without_translations(value)
+            if kept:  # other extensions on a primitive (a cqf-expression giving a limit) stay
+                out[key] = localize(kept, lang)
             continue
         if isinstance(value, str):
             out[key] = translation(resource, key, lang) or value
@@ -65,6 +69,17 @@ def localize(resource: Any, lang: str) -> Any:
     if "language" in resource and isinstance(resource.get("resourceType"), str):
         out["language"] = lang
     return out
+
+
+def _without_translations(shadow: Any) -> dict[str, Any] | None:
+    """A primitive's `_x` shadow without its `translation` extensions; None when nothing is left."""
+    if not isinstance(shadow, dict):
+        return None
+    kept = {k: v for k, v in shadow.items() if k != "extension"}
+    others = [e for e in shadow.get("extension") or [] if not (isinstance(e, dict) and e.get("url") == TRANSLATION)]
+    if others:
+        kept["extension"] = others
+    return kept or None
 
 
 def missing(resource: dict[str, Any], lang: str) -> list[str]:

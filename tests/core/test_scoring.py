@@ -163,3 +163,56 @@ def test_a_rule_that_cannot_be_evaluated_is_an_error_naming_it() -> None:
     form = make_form(flag("bad", "urgent", "%nosuchvariable.foo()"))
     with pytest.raises(RuleError, match="flag bad"):
         score_response(form, answer(form, q1="n"))
+
+
+# --- flags that look across the intake; required questions switched off -------------------------
+
+
+def test_flags_see_the_other_questionnaires_of_the_intake() -> None:
+    """A flag reads `%other` as cross-domain notes do: raised from another domain's answer, quiet
+    (not an error) when that questionnaire is not in the intake or the response is scored alone."""
+    form = make_form(flag("across", "review", "%resource.repeat(item).where(linkId='q1').answer.value.code = 'y' or "
+                                              "%other.repeat(item).where(linkId='q2').answer.value.weight().exists($this > 0)",
+                          "q1"))
+    other = make_form(key="other")
+    own = answer(form, q1="n", q2="n", q3="n")
+    assert [f.id for f in score_intake([(form, own), (other, answer(other, q2="y"))]).flags] == ["across"]
+    assert score_intake([(form, own), (other, answer(other, q2="n"))]).flags == []
+    assert score_intake([(form, own)]).flags == []
+    assert score_response(form, own).flags == []
+    assert [f.id for f in score_response(form, answer(form, q1="y")).flags] == ["across"]
+
+
+def test_flags_see_the_complete_totals_of_the_intake() -> None:
+    form = make_form(flag("high", "review", "%scores.t.exists() and %scores.t >= 2"))
+    assert [f.id for f in score_intake([(form, answer(form, q1="y", q2="y", q3="n"))]).flags] == ["high"]
+    assert score_intake([(form, answer(form, q1="y", q2="y"))]).flags == []  # incomplete: no total
+
+
+def conditional_form() -> Any:
+    """q2 is asked only after q1 = Yes; the score requires both."""
+    score = complex_(PROJECT_EXT + "score", sub("id", valueCode="c"), sub("item", valueString="total"),
+                     sub("requires", valueString="q1"), sub("requires", valueString="q2"))
+    q2 = yes_no("q2")
+    q2["enableWhen"] = [{"question": "q1", "operator": "=", "answerCoding": YES}]
+    total = total_item()
+    total["extension"][1]["valueExpression"] = fhirpath(
+        "%resource.repeat(item).where(linkId='q1').answer.value.weight() + "
+        "iif(%resource.repeat(item).where(linkId='q2').answer.exists(), "
+        "%resource.repeat(item).where(linkId='q2').answer.value.weight(), 0)")
+    resource = {"resourceType": "Questionnaire", "id": "c", "url": "https://intake.example.org/fhir/Questionnaire/c",
+                "version": "1", "status": "active",
+                "item": [{"linkId": "g", "type": "group", "text": "G", "extension": [score],
+                          "item": [yes_no("q1"), q2, total]}]}
+    return build_form(resource, "test")
+
+
+def test_a_required_question_switched_off_is_not_missing() -> None:
+    form = conditional_form()
+    off = score_response(form, answer(form, q1="n")).scores[0]
+    assert (off.complete, off.value, off.missing) == (True, 0.0, ())
+    blank = score_response(form, answer(form, q1="y")).scores[0]  # switched on, left blank: unknown
+    assert (blank.complete, blank.value, blank.missing) == (False, None, ("q2",))
+    full = score_response(form, answer(form, q1="y", q2="y")).scores[0]
+    assert (full.complete, full.value) == (True, 2.0)
+    assert score_response(form, answer(form)).scores[0].missing == ("q1",)
