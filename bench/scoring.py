@@ -62,7 +62,7 @@ OVERRIDES: dict[str, Any] = {
     "ibs-pain-form": False, "ibs-onset-6m": True, "gi-af5": "2023-06",
     "bsfs-hard-pct": 20, "bsfs-loose-pct": 30,
     # autoimmune: one personal diagnosis with its year, two family histories
-    "ai-self-hashimoto": YES, "ai-self-hashimoto-year": 2012,
+    "ai-self-hashimoto": YES, "ai-self-hashimoto-year": "2012",
     "ai-family-coeliac": YES, "ai-family-coeliac-who": ["PRN", "SIB"], "ai-family-coeliac-age": 38,
     "ai-family-psoriasis": YES, "ai-family-psoriasis-who": ["GRPRN"], "ai-family-psoriasis-age": 60,
     "ai-family-lupus": "unsure",

@@ -1,4 +1,5 @@
-"""Cross-domain notes on forms/autoimmune.json 1.2.0 (instruments.md 4.2 AI-F1..F3, AI-F5 and 5.3).
+"""Cross-domain rules: notes on forms/autoimmune.json 1.3.0 (instruments.md 4.2 AI-F1..F3, AI-F5 and
+5.3) and the digestive GI-AF4 flag fed by the autoimmune family history (AI-F4).
 
 Each note is scored with `score_intake` over the real digestive, autoimmune and diet forms. The MNSI
 total comes from a minimal stand-in Questionnaire declaring a score with id `mnsi` (so these tests do
@@ -14,7 +15,7 @@ import pytest
 from intake.core.answers import build_response
 from intake.core.catalog import Catalog, load_catalog
 from intake.core.items import Form
-from intake.core.scoring import Context, Note, Result, score_intake
+from intake.core.scoring import Context, Note, Result, score_intake, score_response
 from tests.core.factories import (
     CALCULATED_EXPRESSION,
     FORMS,
@@ -26,7 +27,7 @@ from tests.core.factories import (
 )
 
 AUTHORED = "2024-05-01T10:00:00Z"
-AUTOIMMUNE = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.2.0"
+AUTOIMMUNE = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.3.0"
 CONDITIONS = ["coeliac", "rheumatoid-arthritis", "lupus", "multiple-sclerosis", "hashimoto", "graves",
               "type1-diabetes", "ibd", "psoriasis", "pernicious-anaemia"]
 ROLE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
@@ -39,6 +40,9 @@ ALARMS = ["gi-af1", "gi-af2", "gi-af3", "gi-af4", "gi-af6", "gi-af7", "gi-af8", 
 SEROLOGY = "Consider coeliac serology (tTG-IgA with total IgA) on a gluten-containing diet."
 FALSE_NEGATIVE = "Serology may be falsely negative on a gluten-free diet."
 B12 = "Consider checking vitamin B12 status (local rule)"
+WHICH_RELATIVE = ("A blood relative has coeliac disease, but which relative was not given: ask whether it is a parent, "
+                  "brother, sister or child. If so, consider coeliac serology (tTG-IgA with total IgA) on a "
+                  "gluten-containing diet.")
 
 Answers = dict[str, list[dict[str, Any]]]
 
@@ -134,7 +138,6 @@ def test_coeliac_family_note_fires_for_a_first_degree_relative(catalog: Catalog,
 
 @pytest.mark.parametrize("changes", [
     {"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("GRPRN", "AUNT", "UNCLE", "COUSN", "EXT")},
-    {"ai-family-coeliac": coded(YES)},                                    # relatives not given
     {"ai-family-coeliac": coded(NO), "ai-family-coeliac-who": who("PRN")},  # disabled answer is dropped
     {"ai-family-coeliac": coded(UNSURE)},
     {"ai-family-lupus": coded(YES), "ai-family-lupus-who": who("PRN")},   # another condition
@@ -142,6 +145,67 @@ def test_coeliac_family_note_fires_for_a_first_degree_relative(catalog: Catalog,
 ])
 def test_coeliac_family_note_does_not_fire(catalog: Catalog, changes: Answers) -> None:
     assert cross(intake(catalog, autoimmune=autoimmune_answers(**changes))) == {}
+
+
+# --- serology looks for undiagnosed coeliac disease ---------------------------------------------
+
+
+@pytest.mark.parametrize(("autoimmune", "digestive", "diet"), [
+    ({"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("PRN")}, None, None),
+    ({"ai-self-type1-diabetes": coded(YES)}, {"sym-pain": often()}, None),
+    ({"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("SIB"), "ai-self-hashimoto": coded(YES)},
+     {"gi-af3": boolean()}, {"diet-gluten-free": boolean()}),
+    ({"ai-family-coeliac": coded(YES)}, None, {"diet-gluten-free": boolean()}),  # relative unknown
+])
+def test_no_serology_note_for_a_patient_who_already_has_coeliac_disease(
+        catalog: Catalog, autoimmune: Answers, digestive: Answers | None, diet: Answers | None) -> None:
+    def notes(self_coeliac: dict[str, str]) -> list[str]:
+        answers = autoimmune_answers(**{"ai-self-coeliac": coded(self_coeliac), **autoimmune})
+        dig = digestive_answers(**digestive) if digestive is not None else None
+        return list(cross(intake(catalog, autoimmune=answers, digestive=dig, diet=diet)))
+
+    assert notes(YES) == []  # no serology note, so no gluten-free caveat either
+    raised = notes(UNSURE)   # "Not sure" is not a diagnosis: the notes stand
+    assert raised and all(n.startswith(("coeliac-", "gluten-free")) for n in raised)
+    assert notes(NO) == raised
+
+
+def test_the_serology_notes_say_why_they_skip_diagnosed_coeliac_disease(catalog: Catalog) -> None:
+    answers = autoimmune_answers(**{"ai-self-type1-diabetes": coded(YES), "ai-family-coeliac": coded(YES),
+                                    "ai-family-coeliac-who": who("CHILD")})
+    notes = cross(intake(catalog, autoimmune=answers, digestive=digestive_answers(**{"sym-pain": often()})))
+    for note_id in ("coeliac-serology-family", "coeliac-serology-personal"):
+        assert "already has coeliac disease" in (notes[note_id].citation or "")
+
+
+# --- family Yes with "Which relatives?" left blank ----------------------------------------------
+
+
+def test_a_coeliac_relative_not_named_asks_the_clinician_to_find_out(catalog: Catalog) -> None:
+    notes = cross(intake(catalog, autoimmune=autoimmune_answers(**{"ai-family-coeliac": coded(YES)})))
+    assert list(notes) == ["coeliac-family-relative-unknown"]
+    note = notes["coeliac-family-relative-unknown"]
+    assert note.text == WHICH_RELATIVE
+    assert note.because == ("ai-family-coeliac", "ai-family-coeliac-who")
+    assert note.verification == "partly-verified" and "ACG 2023" in (note.citation or "")
+    assert "instruments.md" not in note.text
+
+
+@pytest.mark.parametrize("changes", [
+    {"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("PRN")},    # named: the AI-F1 note instead
+    {"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("GRPRN")},  # named, not first-degree
+    {"ai-family-coeliac": coded(UNSURE)},
+    {"ai-family-coeliac": coded(YES), "ai-self-coeliac": coded(YES)},
+    {"ai-family-ibd": coded(YES)},
+])
+def test_the_relative_unknown_note_needs_a_blank_after_yes(catalog: Catalog, changes: Answers) -> None:
+    assert "coeliac-family-relative-unknown" not in cross(intake(catalog, autoimmune=autoimmune_answers(**changes)))
+
+
+def test_gluten_free_caveat_with_the_relative_unknown_note(catalog: Catalog) -> None:
+    result = intake(catalog, autoimmune=autoimmune_answers(**{"ai-family-coeliac": coded(YES)}),
+                    diet={"diet-gluten-free": boolean()})
+    assert list(cross(result)) == ["coeliac-family-relative-unknown", "gluten-free-caveat"]
 
 
 # --- AI-F2: personal T1D / autoimmune thyroid disease + GI symptoms -----------------------------
@@ -175,6 +239,7 @@ def test_coeliac_personal_note_fires(catalog: Catalog, condition: str, symptom: 
     ({"ai-self-graves": coded(YES)}, {"gi-af5": [{"valueDate": "2020-01"}]}),  # an onset date is not a symptom
     ({"ai-self-type1-diabetes": coded(UNSURE)}, {"sym-pain": often()}),
     ({"ai-self-coeliac": coded(YES), "ai-self-lupus": coded(YES)}, {"sym-pain": often("every-day")}),
+    ({"ai-self-coeliac": coded(YES), "ai-self-type1-diabetes": coded(YES)}, {"sym-pain": often()}),
     ({}, {"sym-pain": often(), "gi-af1": boolean()}),
 ])
 def test_coeliac_personal_note_does_not_fire(catalog: Catalog, autoimmune: Answers, digestive: Answers) -> None:
@@ -315,3 +380,56 @@ def test_all_four_notes_together(catalog: Catalog) -> None:
                     diet={"diet-gluten-free": boolean(), "diet-b12-risk": b12("none")}, mnsi=5)
     assert list(cross(result)) == ["coeliac-serology-family", "coeliac-serology-personal", "gluten-free-caveat",
                                    "b12-neuropathy"]
+
+
+# --- AI-F4: coeliac disease or IBD in a first-degree relative feeds GI-AF4 ----------------------
+
+
+def gi_af4(result: Result) -> list[tuple[str, str]]:
+    return [(f.id, f.tier) for f in result.flags if f.id == "gi-af4"]
+
+
+@pytest.mark.parametrize(("condition", "relatives", "raised"), [
+    ("coeliac", ("PRN",), True),
+    ("coeliac", ("SIB", "GRPRN"), True),
+    ("ibd", ("CHILD",), True),
+    ("ibd", ("SIB",), True),
+    ("coeliac", ("GRPRN", "AUNT", "COUSN", "EXT"), False),  # not first-degree
+    ("ibd", ("UNCLE",), False),
+    ("coeliac", (), False),                                  # relative not given: unknown, not raised
+    ("lupus", ("PRN",), False),                              # not a GI-AF4 condition
+    ("type1-diabetes", ("SIB",), False),
+])
+def test_first_degree_coeliac_or_ibd_in_the_autoimmune_history_raises_gi_af4(
+        catalog: Catalog, condition: str, relatives: tuple[str, ...], raised: bool) -> None:
+    changes = {f"ai-family-{condition}": coded(YES)}
+    if relatives:
+        changes[f"ai-family-{condition}-who"] = who(*relatives)
+    result = intake(catalog, autoimmune=autoimmune_answers(**changes), digestive=digestive_answers())  # gi-af4 No
+    assert gi_af4(result) == ([("gi-af4", "review")] if raised else [])
+
+
+def test_gi_af4_without_the_autoimmune_questionnaire(catalog: Catalog) -> None:
+    assert gi_af4(intake(catalog, digestive=digestive_answers())) == []
+    assert gi_af4(intake(catalog, digestive=digestive_answers(**{"gi-af4": boolean()}))) == [("gi-af4", "review")]
+    # and with it, a No everywhere stays quiet; a Yes in the digestive form is enough on its own
+    assert gi_af4(intake(catalog, autoimmune=autoimmune_answers(), digestive=digestive_answers())) == []
+    assert gi_af4(intake(catalog, autoimmune=autoimmune_answers(),
+                         digestive=digestive_answers(**{"gi-af4": boolean()}))) == [("gi-af4", "review")]
+
+
+def test_gi_af4_from_the_autoimmune_history_is_raised_once_and_says_why(catalog: Catalog) -> None:
+    answers = autoimmune_answers(**{"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("PRN"),
+                                    "ai-family-ibd": coded(YES), "ai-family-ibd-who": who("SIB")})
+    result = intake(catalog, autoimmune=answers, digestive=digestive_answers(**{"gi-af4": boolean()}))
+    [flag] = [f for f in result.flags if f.id == "gi-af4"]
+    assert "ai-family-coeliac-who" in flag.message and "ai-family-ibd-who" in flag.message
+    assert "AI-F4" in (flag.citation or "")
+    assert "instruments.md" not in flag.message
+
+
+def test_a_digestive_response_scored_alone_ignores_other_domains(catalog: Catalog) -> None:
+    """score_response: the other questionnaires' variables are empty, not an error."""
+    form = catalog.by_key["digestive"]
+    response = build_response(form, digestive_answers(), status="completed", subject="Patient/p1", authored=AUTHORED)
+    assert score_response(form, response, Context(birth_date="1980-01-01")).flags == []

@@ -1,4 +1,4 @@
-"""Autoimmune Questionnaire rules (forms/autoimmune.json 1.2.0): history counts and red flags.
+"""Autoimmune Questionnaire rules (forms/autoimmune.json 1.3.0): history counts and red flags.
 
 Reference: ../shared/instruments.md 4.2 (checklist: counts, no risk score; autoimmune red flags,
 in-house, clinical sign-off required). Responses are built with the real form, scored with the real
@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from intake.core.answers import build_response
-from intake.core.catalog import load_catalog
+from intake.core.catalog import Catalog, load_catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, Result, Score, score_intake, score_response
+from intake.core.translations import flag_guidance
 from tests.core.factories import FORMS
 
-CANONICAL = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.2.0"
+CANONICAL = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.3.0"
 AUTHORED = "2024-05-01T10:00:00Z"
 CONDITIONS = ["coeliac", "rheumatoid-arthritis", "lupus", "multiple-sclerosis", "hashimoto", "graves",
               "type1-diabetes", "ibd", "psoriasis", "pernicious-anaemia"]
@@ -33,8 +34,18 @@ OLD = "1950-01-01"
 
 
 @pytest.fixture(scope="module")
-def autoimmune() -> Form:
-    return load_catalog(FORMS).by_key["autoimmune"]
+def catalog() -> Catalog:
+    return load_catalog(FORMS)
+
+
+@pytest.fixture(scope="module")
+def autoimmune(catalog: Catalog) -> Form:
+    return catalog.by_key["autoimmune"]
+
+
+@pytest.fixture(scope="module")
+def spanish(catalog: Catalog, autoimmune: Form) -> Form:
+    return catalog.localized(autoimmune, "es")
 
 
 def coded(coding: dict[str, str]) -> list[dict[str, Any]]:
@@ -69,7 +80,7 @@ def totals(result: Result) -> dict[str, float | None]:
 
 
 def test_version_is_bumped(autoimmune: Form) -> None:
-    assert autoimmune.version == "1.2.0"
+    assert autoimmune.version == "1.3.0"
     assert autoimmune.canonical == CANONICAL
 
 
@@ -86,7 +97,7 @@ def test_all_no_gives_zero_counts_complete(autoimmune: Form) -> None:
 def test_personal_count_counts_yes_only(autoimmune: Form) -> None:
     answers = all_no()
     answers.update({"ai-self-coeliac": coded(YES), "ai-self-lupus": coded(YES), "ai-self-pernicious-anaemia": coded(YES),
-                    "ai-self-graves": coded(UNSURE), "ai-self-coeliac-year": [{"valueInteger": 2001}]})
+                    "ai-self-graves": coded(UNSURE), "ai-self-coeliac-year": [{"valueDate": "2001"}]})
     result = score(autoimmune, answers)
     assert totals(result)["ai-personal"] == 3
     assert scores(result)["ai-personal"].complete
@@ -105,11 +116,41 @@ def test_family_any_versus_first_degree(autoimmune: Form) -> None:
         "ai-family-lupus": coded(YES), "ai-family-lupus-who": who("PRN"),                        # both
         "ai-family-psoriasis": coded(YES), "ai-family-psoriasis-who": who("AUNT", "SIB"),        # both, counted once
         "ai-family-ibd": coded(YES), "ai-family-ibd-who": who("CHILD"),                          # both
-        "ai-family-graves": coded(YES),                                                          # no relative chosen
+        "ai-family-graves": coded(YES), "ai-family-graves-who": who("UNCLE"),                    # any only
         "ai-family-hashimoto": coded(UNSURE),                                                     # not counted
         "ai-family-type1-diabetes": coded(YES), "ai-family-type1-diabetes-who": who("COUSN", "UNCLE", "EXT"),
     })
     assert totals(score(autoimmune, answers)) == {"ai-personal": 0, "ai-family-any": 6, "ai-family-first-degree": 3}
+
+
+@pytest.mark.parametrize("blank", ["coeliac", "graves", "ibd"])
+def test_a_family_yes_with_no_relative_given_makes_the_first_degree_count_unknown(autoimmune: Form, blank: str) -> None:
+    """'Which relatives?' left blank after a Yes: a first-degree relative may or may not be affected."""
+    answers = all_no()
+    answers.update({"ai-family-lupus": coded(YES), "ai-family-lupus-who": who("PRN"), f"ai-family-{blank}": coded(YES)})
+    result = scores(score(autoimmune, answers))
+    first = result["ai-family-first-degree"]
+    assert (first.complete, first.value) == (False, None)
+    assert first.missing == (f"ai-family-{blank}-who",)
+    assert "unknown rather than 0" in (first.citation or "")
+    # "any blood relative" is known from the Yes itself
+    assert (result["ai-family-any"].complete, result["ai-family-any"].value) == (True, 2)
+
+
+def test_every_blank_relatives_question_is_listed(autoimmune: Form) -> None:
+    answers = all_no()
+    answers.update({"ai-family-coeliac": coded(YES), "ai-family-psoriasis": coded(YES),
+                    "ai-family-ibd": coded(YES), "ai-family-ibd-who": who("GRPRN")})
+    first = scores(score(autoimmune, answers))["ai-family-first-degree"]
+    assert first.missing == ("ai-family-coeliac-who", "ai-family-psoriasis-who")
+
+
+@pytest.mark.parametrize("answer", [NO, UNSURE])
+def test_relatives_question_switched_off_is_not_missing(autoimmune: Form, answer: dict[str, str]) -> None:
+    answers = all_no()
+    answers["ai-family-coeliac"] = coded(answer)
+    first = scores(score(autoimmune, answers))["ai-family-first-degree"]
+    assert (first.complete, first.value, first.missing) == (True, 0, ())
 
 
 def test_grandparent_only_counts_in_any_but_not_first_degree(autoimmune: Form) -> None:
@@ -182,7 +223,7 @@ def test_counts_are_not_risk_scores(autoimmune: Form) -> None:
 @pytest.mark.parametrize(("link", "tier"), [
     ("ai-rf1", "emergency"), ("ai-rf2", "emergency"), ("ai-rf3", "emergency"), ("ai-rf4", "urgent"),
 ])
-def test_each_red_flag_and_its_tier(autoimmune: Form, link: str, tier: str) -> None:
+def test_each_red_flag_and_its_tier(autoimmune: Form, spanish: Form, link: str, tier: str) -> None:
     answers = all_no()
     answers[link] = [{"valueBoolean": True}]
     result = score(autoimmune, answers)
@@ -192,10 +233,31 @@ def test_each_red_flag_and_its_tier(autoimmune: Form, link: str, tier: str) -> N
     assert flag.citation == "in-house, clinical sign-off required"
     assert flag.verification == "unverified"
     assert flag.questionnaire == CANONICAL
+    guidance = flag.patient_guidance or ""
+    es = flag_guidance(spanish.resource, link) or ""
+    assert guidance.startswith("You told us ") and es.startswith("Usted nos dijo que ")
+    assert not any(ch.isdigit() for ch in guidance + es)  # no country's phone numbers
     if tier == "emergency":
-        assert flag.patient_guidance and "emergency" in flag.patient_guidance
+        assert "Call your local emergency number now" in guidance
+        assert "Llame ahora al número de emergencias de su localidad" in es
     else:
-        assert flag.patient_guidance is None
+        assert "Please contact the clinic today to tell them. Do not wait for your appointment." in guidance
+        assert "Por favor, comuníquese hoy con la clínica para contárselo. No espere a su cita." in es
+        assert "If you suddenly lose your sight or see double, call your local emergency number now." in guidance
+
+
+# --- years of diagnosis ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_years_of_diagnosis_are_year_dates_within_the_patients_life(autoimmune: Form, spanish: Form,
+                                                                    condition: str) -> None:
+    item = autoimmune.by_link[f"ai-self-{condition}-year"]
+    assert item.type == "date" and item.entry_format == "YYYY"
+    assert spanish.by_link[item.link_id].entry_format == "AAAA"
+    limits = {e["url"].rsplit("/", 1)[-1]: e["_valueDate"]["extension"][0]["valueExpression"]["expression"]
+              for e in item.raw["extension"] if e["url"].endswith(("/minValue", "/maxValue"))}
+    assert limits == {"minValue": "%birthDate", "maxValue": "today()"}
 
 
 def test_red_flags_are_evaluated_on_an_incomplete_response(autoimmune: Form) -> None:

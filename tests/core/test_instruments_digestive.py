@@ -1,7 +1,8 @@
-"""Digestive Questionnaire rules (forms/digestive.json 1.2.0): GI alarm flags and the IBS pattern.
+"""Digestive Questionnaire rules (forms/digestive.json 1.3.0): GI alarm flags and the IBS pattern.
 
-Reference: ../shared/instruments.md 2.2 (GI-AF1..10, tiers, age at onset) and 2.3 (BSFS, Rome IV-style
-IBS pattern and subtype). Responses are built with the real form, scored with the real engine.
+Reference: ../shared/instruments.md 2.2 (GI-AF1..10, tiers, age at onset, the GI-AF1 emergency branch)
+and 2.3 (BSFS, Rome IV-style IBS pattern and subtype). Responses are built with the real form,
+scored with the real engine; patient wording is checked in English and Spanish.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from typing import Any
 
 import pytest
 
+from intake.core import fhirpath
 from intake.core.answers import build_response
-from intake.core.catalog import load_catalog
+from intake.core.catalog import Catalog, load_catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, Result, score_intake, score_response
+from intake.core.translations import flag_guidance, translation
 from tests.core.factories import FORMS
 
-CANONICAL = "https://intake.example.org/fhir/Questionnaire/digestive|1.2.0"
+CANONICAL = "https://intake.example.org/fhir/Questionnaire/digestive|1.3.0"
 AUTHORED = "2024-05-01T10:00:00Z"
 BOOLEAN_ALARMS = ["gi-af1", "gi-af2", "gi-af3", "gi-af4", "gi-af6", "gi-af7", "gi-af8", "gi-af9", "gi-af10"]
 TIERS = {
@@ -27,8 +30,18 @@ TEXT = "Symptom pattern consistent with {} (Rome IV-style criteria, paraphrased;
 
 
 @pytest.fixture(scope="module")
-def digestive() -> Form:
-    return load_catalog(FORMS).by_key["digestive"]
+def catalog() -> Catalog:
+    return load_catalog(FORMS)
+
+
+@pytest.fixture(scope="module")
+def digestive(catalog: Catalog) -> Form:
+    return catalog.by_key["digestive"]
+
+
+@pytest.fixture(scope="module")
+def spanish(catalog: Catalog, digestive: Form) -> Form:
+    return catalog.localized(digestive, "es")
 
 
 def yes(value: bool = True) -> list[dict[str, Any]]:
@@ -74,7 +87,7 @@ def flags(result: Result) -> list[tuple[str, str]]:
 
 
 def test_version_is_bumped(digestive: Form) -> None:
-    assert digestive.version == "1.2.0"
+    assert digestive.version == "1.3.0"
     assert score(digestive, no_alarms()).versions == {CANONICAL: f"engine-1;{CANONICAL}"}
 
 
@@ -90,7 +103,7 @@ def test_no_alarm_no_flag_and_no_numeric_score(digestive: Form) -> None:
 
 
 @pytest.mark.parametrize("link", BOOLEAN_ALARMS)
-def test_each_alarm_item_raises_its_flag_and_tier(digestive: Form, link: str) -> None:
+def test_each_alarm_item_raises_its_flag_and_tier(digestive: Form, spanish: Form, link: str) -> None:
     answers = no_alarms()
     answers[link] = yes()
     result = score(digestive, answers)
@@ -99,9 +112,18 @@ def test_each_alarm_item_raises_its_flag_and_tier(digestive: Form, link: str) ->
     assert flag.because == (link,)
     assert flag.verification == "partly-verified"
     assert flag.questionnaire == CANONICAL
-    assert flag.patient_guidance is None
     assert "instruments.md 2.2" in (flag.citation or "")
     assert link.upper() in flag.message
+    if TIERS[link] == "urgent":  # calm guidance on the confirmation page, in the patient's language
+        guidance = flag.patient_guidance or ""
+        assert guidance.startswith("You told us ")
+        assert "Please contact the clinic today to tell them. Do not wait for your appointment." in guidance
+        es = flag_guidance(spanish.resource, link) or ""
+        assert es.startswith("Usted nos dijo que ")
+        assert "Por favor, comuníquese hoy con la clínica para contárselo. No espere a su cita." in es
+        assert not any(ch.isdigit() for ch in guidance + es)  # no country's phone numbers
+    else:
+        assert flag.patient_guidance is None
 
 
 def test_tier_mapping_red_urgent_amber_review(digestive: Form) -> None:
@@ -116,9 +138,75 @@ def test_flags_are_evaluated_on_an_incomplete_response(digestive: Form) -> None:
     assert flags(score(digestive, {"gi-af1": yes()}, status="in-progress")) == [("gi-af1", "urgent")]
 
 
-def test_gi_af1_message_asks_about_emergency_features_the_form_does_not_ask(digestive: Form) -> None:
-    message = score(digestive, no_alarms(**{"gi-af1": yes()})).flags[0].message
-    assert "fainting/dizziness or vomiting blood" in message
+# --- GI-AF1: the emergency branch (bleeding with dizziness/fainting or vomiting blood) ---------
+
+FOLLOW_UPS = ["gi-af1-dizzy", "gi-af1-vomit-blood"]
+
+
+def test_gi_af1_follow_ups_are_asked_only_after_a_yes(digestive: Form, spanish: Form) -> None:
+    items = {link: digestive.by_link[link] for link in FOLLOW_UPS}
+    order = [i.link_id for i in digestive.walk()]
+    assert order.index("gi-af1") < order.index("gi-af1-dizzy") < order.index("gi-af1-vomit-blood") < order.index("gi-af2")
+    for link, item in items.items():
+        assert item.type == "boolean" and item.required
+        assert item.raw["enableWhen"] == [{"question": "gi-af1", "operator": "=", "answerBoolean": True}]
+        assert [c["code"] for c in item.raw["code"]] == [link.upper()]  # local code only, no LOINC/SNOMED
+        assert {c["system"] for c in item.raw["code"]} == {"https://intake.example.org/fhir/CodeSystem/intake-items"}
+    assert items["gi-af1-dizzy"].text == "With the bleeding, have you also felt dizzy or faint, or fainted (passed out)?"
+    assert items["gi-af1-vomit-blood"].text == ("Have you also vomited (been sick) blood, or something that looks like "
+                                                "coffee grounds?")
+    assert spanish.by_link["gi-af1-dizzy"].text == ("Junto con el sangrado, ¿se ha sentido también mareado(a) o a punto "
+                                                    "de desmayarse, o se ha desmayado?")
+    assert spanish.by_link["gi-af1-vomit-blood"].text == "¿Ha vomitado también sangre, o algo que parece posos de café?"
+    # after a No they are switched off and their answers dropped
+    answers = no_alarms(**{"gi-af1-dizzy": yes(), "gi-af1-vomit-blood": yes()})
+    assert score(digestive, answers).flags == []
+
+
+@pytest.mark.parametrize(("dizzy", "vomit", "emergency"), [
+    (True, False, True), (False, True, True), (True, True, True), (False, False, False), (None, None, False),
+])
+def test_gi_af1_with_dizziness_or_vomiting_blood_is_an_emergency(digestive: Form, dizzy: bool | None,
+                                                                 vomit: bool | None, emergency: bool) -> None:
+    answers = no_alarms(**{"gi-af1": yes()})
+    if dizzy is not None:
+        answers["gi-af1-dizzy"] = yes(dizzy)
+    if vomit is not None:
+        answers["gi-af1-vomit-blood"] = yes(vomit)
+    result = score_intake([(digestive, build_response(digestive, answers, status="in-progress", subject="Patient/p1",
+                                                      authored=AUTHORED))], Context(birth_date="1990-03-15"))
+    expected = [("gi-af1-emergency", "emergency")] if emergency else []
+    assert flags(result) == expected + [("gi-af1", "urgent")]  # gi-af1 itself stays urgent
+
+
+def test_gi_af1_emergency_flag_wording_and_provenance(digestive: Form, spanish: Form) -> None:
+    result = score(digestive, no_alarms(**{"gi-af1": yes(), "gi-af1-vomit-blood": yes(), "gi-af1-dizzy": yes(False)}))
+    assert flags(result) == [("gi-af1", "urgent"), ("gi-af1-emergency", "emergency")]  # declaration order
+    flag = result.flags[1]
+    assert flag.because == ("gi-af1", "gi-af1-dizzy", "gi-af1-vomit-blood")
+    assert flag.verification == "unverified"
+    assert "In-house wording" in (flag.citation or "") and "clinical sign-off required" in (flag.citation or "")
+    assert "'if with fainting/dizziness or vomiting blood -> show emergency advice'" in (flag.citation or "")
+    assert "instruments.md" not in flag.message + (flag.patient_guidance or "")
+    assert "vomiting blood" in flag.message and "dizziness" in flag.message
+    guidance = flag.patient_guidance or ""
+    assert guidance == ("You told us you have had blood in your stool (poo), or black, tarry stools, and that you have "
+                        "also felt dizzy or faint, fainted, or vomited blood. This needs help straight away. Call your "
+                        "local emergency number now, or go to the nearest emergency department. Do not wait for your "
+                        "appointment.")
+    es = flag_guidance(spanish.resource, "gi-af1-emergency") or ""
+    assert es.startswith("Usted nos dijo que ha tenido sangre en las heces (popó)")
+    assert "Llame ahora al número local de emergencias" in es and "No espere a su cita." in es
+
+
+def test_gi_af1_message_names_the_emergency_follow_ups(digestive: Form) -> None:
+    flag = score(digestive, no_alarms(**{"gi-af1": yes(), "gi-af1-dizzy": yes(False),
+                                         "gi-af1-vomit-blood": yes(False)})).flags[0]
+    assert flag.id == "gi-af1"
+    assert "gi-af1-dizzy" in flag.message and "gi-af1-vomit-blood" in flag.message
+    assert "gi-af1-emergency" in flag.message and "does not ask" not in flag.message
+    assert "If you feel dizzy or faint, or you vomit blood, call your local emergency number now." in (
+        flag.patient_guidance or "")
 
 
 # --- GI-AF5: age at onset ------------------------------------------------------------------
@@ -134,8 +222,9 @@ def test_gi_af1_message_asks_about_emergency_features_the_form_does_not_ask(dige
         ("1960-01-01", "2024-05", True),
         ("1974-06-15", "2024-06-03", True),  # a full date uses its month
         ("1974-06-15", "2024-05-31", False),
-        ("1974-01-15", "2024", True),      # year only: January assumed -> 600 months
-        ("1974-02-15", "2024", False),     # year only: January assumed -> 599 months
+        ("1974-01-15", "2024", True),      # year only: December assumed -> 611 months
+        ("1974-12-15", "2024", True),      # year only: December assumed -> 600 months
+        ("1975-01-15", "2024", False),     # year only: December assumed -> 599 months
     ],
 )
 def test_gi_af5_age_boundary_at_default_threshold(digestive: Form, birth: str, start: str, raised: bool) -> None:
@@ -155,7 +244,21 @@ def test_gi_af5_threshold_is_configurable(digestive: Form, start: str, threshold
     assert flags(result) == ([("gi-af5", "review")] if raised else [])
 
 
-def test_gi_af5_unanswered_raises_nothing(digestive: Form) -> None:
+@pytest.mark.parametrize(("start", "raised"), [
+    ("2020", True),      # turned 50 in May 2020: a year-only onset may be December, aged 50
+    ("2019", False),     # at most December 2019: 49 years 7 months
+    ("2020-04", False),  # 49 years 11 months
+    ("2020-05", True),   # 50 years
+    ("2020-05-01", True),
+    ("2020-04-30", False),
+])
+def test_gi_af5_uses_the_latest_moment_the_answer_allows(digestive: Form, start: str, raised: bool) -> None:
+    """Reference oracle (2.2): age at onset >= threshold (50); birth 1970-05."""
+    result = score(digestive, no_alarms(**{"gi-af5": onset(start)}), Context(birth_date="1970-05-20"))
+    assert flags(result) == ([("gi-af5", "review")] if raised else [])
+
+
+def test_gi_af5_unanswered_without_bowel_symptoms_raises_nothing(digestive: Form) -> None:
     assert score(digestive, no_alarms(), Context(birth_date="1930-01-01")).flags == []
 
 
@@ -170,7 +273,65 @@ def test_gi_af5_documents_the_boundary_and_the_missing_month(digestive: Form) ->
     assert flag.because == ("gi-af5",)
     assert flag.verification == "partly-verified"
     assert "(>= 50 vs > 50) is not consistent across sources" in (flag.citation or "")
-    assert "January of that year is assumed" in flag.message
+    assert "December of that year is assumed" in flag.message
+
+
+# --- GI-AF5 with no onset date: conservative review ---------------------------------------------
+
+NEVER = [{"valueCoding": {"system": "https://intake.example.org/fhir/CodeSystem/intake-answers", "code": "never"}}]
+SOME_DAYS = [{"valueCoding": {"system": "https://intake.example.org/fhir/CodeSystem/intake-answers",
+                              "code": "some-days"}}]
+BOWEL = [{"sym-pain": SOME_DAYS}, {"sym-bloating": SOME_DAYS}, {"sym-diarrhoea": SOME_DAYS},
+         {"sym-constipation": SOME_DAYS}, {"ibs-pain-weekly": yes()}, {"gi-af1": yes()}, {"gi-af3": yes()},
+         {"gi-af7": yes()}]
+
+
+def quiet_symptoms(**more: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    answers = no_alarms(**{link: NEVER for link in ("sym-pain", "sym-bloating", "sym-reflux", "sym-diarrhoea",
+                                                    "sym-constipation")})
+    answers["ibs-pain-weekly"] = yes(False)
+    answers.update(more)
+    return answers
+
+
+@pytest.mark.parametrize("symptom", BOWEL, ids=lambda s: next(iter(s)))
+def test_no_onset_date_with_bowel_symptoms_at_or_over_the_threshold_is_reviewed(digestive: Form,
+                                                                                 symptom: dict[str, Any]) -> None:
+    result = score(digestive, quiet_symptoms(**symptom), Context(birth_date="1974-05-01"))  # 50 on 2024-05-01
+    assert ("gi-af5-onset-unknown", "review") in flags(result)
+    assert "gi-af5" not in [f.id for f in result.flags]
+
+
+@pytest.mark.parametrize(("birth", "raised"), [
+    ("1974-05-01", True),   # 50 on the day the response was authored
+    ("1974-05-02", False),  # one day short of 50: the onset cannot have been at 50
+    ("1950-01-01", True),
+    (None, True),           # age unknown: a clinician checks
+])
+def test_no_onset_date_follows_the_current_age(digestive: Form, birth: str | None, raised: bool) -> None:
+    result = score(digestive, quiet_symptoms(**{"sym-diarrhoea": SOME_DAYS}), Context(birth_date=birth))
+    assert flags(result) == ([("gi-af5-onset-unknown", "review")] if raised else [])
+
+
+@pytest.mark.parametrize("answers", [
+    {},                                                        # no bowel symptom reported
+    {"sym-reflux": SOME_DAYS},                                 # heartburn is not a bowel symptom
+    {"sym-pain": SOME_DAYS, "gi-af5": onset("2023-01")},       # onset given: the GI-AF5 rule decides
+])
+def test_no_onset_flag_needs_bowel_symptoms_and_a_missing_date(digestive: Form, answers: dict[str, Any]) -> None:
+    result = score(digestive, quiet_symptoms(**answers), Context(birth_date="1930-01-01"))
+    assert "gi-af5-onset-unknown" not in [f.id for f in result.flags]
+
+
+def test_no_onset_flag_wording_and_provenance(digestive: Form) -> None:
+    result = score(digestive, ibs(30, 0, **{"sym-pain": SOME_DAYS}), Context(birth_date="1950-01-01"))
+    assert flags(result) == [("gi-af5-onset-unknown", "review")]
+    assert result.notes == []  # a review flag hides the IBS-pattern wording, as any GI alarm does
+    flag = result.flags[0]
+    assert "onset date not given" in flag.message and "Ask when the symptoms started" in flag.message
+    assert flag.because[0] == "gi-af5" and "sym-pain" in flag.because and "ibs-pain-weekly" in flag.because
+    assert flag.verification == "unverified" and "clinical sign-off required" in (flag.citation or "")
+    assert flag.patient_guidance is None
 
 
 # --- IBS pattern ---------------------------------------------------------------------------
@@ -199,9 +360,50 @@ def test_ibs_pattern_subtypes_at_the_25_percent_boundaries(digestive: Form, hard
     assert [(n.id, n.kind, n.text) for n in result.notes] == [("ibs-pattern", "finding", TEXT.format(subtype))]
 
 
-@pytest.mark.parametrize(("hard", "loose"), [(None, None), (80, None), (None, 80), (None, 0)])
-def test_ibs_subtype_is_u_when_a_percentage_is_unanswered(digestive: Form, hard: int | None, loose: int | None) -> None:
-    assert [n.text for n in score(digestive, ibs(hard, loose)).notes] == [TEXT.format("IBS-U")]
+NOT_ASSESSED = ("IBS; subtype not assessed: the percentages of hard (types 1-2) and loose (types 6-7) bowel "
+                "movements were not both answered")
+
+
+@pytest.mark.parametrize(("hard", "loose"), [(None, None), (80, None), (None, 80), (None, 0), (0, None)])
+def test_ibs_subtype_is_not_assessed_when_a_percentage_is_unanswered(digestive: Form, hard: int | None,
+                                                                     loose: int | None) -> None:
+    [text] = [n.text for n in score(digestive, ibs(hard, loose)).notes]
+    assert text == TEXT.format(NOT_ASSESSED)
+    assert "IBS-U" not in text and "IBS-C" not in text and "IBS-D" not in text and "IBS-M" not in text
+
+
+# --- hard + loose percentages above 100 are refused (questionnaire-constraint) ---------------------
+
+
+def bowel_constraint(form: Form) -> dict[str, Any]:
+    group = form.by_link["digestive-bowel-bsfs"]
+    [constraint] = [e for e in group.raw["extension"]
+                    if e["url"] == "http://hl7.org/fhir/StructureDefinition/questionnaire-constraint"]
+    return {s["url"]: s for s in constraint["extension"]}
+
+
+def test_bowel_percentages_constraint_shape_and_message(digestive: Form, spanish: Form) -> None:
+    parts = bowel_constraint(digestive)
+    assert parts["key"]["valueId"] == "bowel-percent-sum"
+    assert parts["severity"]["valueCode"] == "error"
+    assert parts["location"]["valueString"] == "bsfs-loose-pct"
+    human = parts["human"]
+    assert human["valueString"] == ("Your two percentages add up to more than 100%. Check your answers about hard and "
+                                    "loose bowel movements.")
+    assert translation(human, "valueString", "es") == ("Sus dos porcentajes suman más del 100 %. Revise sus respuestas "
+                                                       "sobre las evacuaciones duras y blandas.")
+    assert bowel_constraint(spanish)["human"]["valueString"].startswith("Sus dos porcentajes suman más del 100 %")
+
+
+@pytest.mark.parametrize(("hard", "loose", "valid"), [
+    (60, 41, False), (100, 100, False), (60, 40, True), (0, 100, True), (25, 25, True), (80, None, True),
+    (None, 80, True), (None, None, True),
+])
+def test_bowel_percentages_constraint_refuses_a_sum_above_100(digestive: Form, hard: int | None, loose: int | None,
+                                                              valid: bool) -> None:
+    response = build_response(digestive, ibs(hard, loose), status="in-progress", subject="Patient/p1", authored=AUTHORED)
+    expression = bowel_constraint(digestive)["expression"]["valueString"]
+    assert fhirpath.evaluate(expression, response, variables={"resource": response}) == [valid]
 
 
 def test_ibs_finding_carries_its_source(digestive: Form) -> None:
@@ -211,6 +413,7 @@ def test_ibs_finding_carries_its_source(digestive: Form) -> None:
     assert note.verification == "partly-verified"
     assert "instruments.md 2.3" in (note.citation or "")
     assert "Lacy BE et al., Gastroenterology 2016" in (note.citation or "")
+    assert "subtype not assessed" in (note.citation or "") and "bowel-percent-sum" in (note.citation or "")
     assert note.questionnaire == CANONICAL
 
 

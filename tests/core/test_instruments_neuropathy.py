@@ -16,6 +16,7 @@ from intake.core.answers import build_response
 from intake.core.catalog import load_catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, Result, Score, score_intake, score_response
+from intake.core.translations import flag_guidance
 from tests.core.factories import FORMS
 
 LOINC = "http://loinc.org"
@@ -150,8 +151,22 @@ def test_each_red_flag_has_its_tier(link):
     assert "3.3" in flag.citation
     if TIERS[link] == "emergency":
         assert "emergency number" in flag.patient_guidance
+        assert "shown to the patient at once" in flag.message
+    elif TIERS[link] == "urgent":
+        assert flag.patient_guidance.startswith("You told us ")
+        assert "Please contact the clinic today to tell them. Do not wait for your appointment." in flag.patient_guidance
     else:
         assert flag.patient_guidance is None
+    if flag.patient_guidance:
+        spanish = flag_guidance(load_catalog(FORMS).localized(neuropathy(), "es").resource, link) or ""
+        assert spanish.startswith("Usted nos dijo que ")
+        assert not any(ch.isdigit() for ch in flag.patient_guidance + spanish)  # no country's phone numbers
+
+
+def test_n_rf1_guidance_names_the_signs_that_need_an_emergency_call():
+    [flag] = result(red_flags({"n-rf1"})).flags
+    assert flag.patient_guidance.endswith(
+        "If you have any difficulty breathing, swallowing or speaking, call your local emergency number now.")
 
 
 def test_n_rf2_is_an_emergency_with_guidance_even_without_mnsi_answers():
@@ -166,4 +181,4 @@ def test_n_rf2_is_an_emergency_with_guidance_even_without_mnsi_answers():
 def test_intake_result_sorts_emergencies_first():
     out = score_intake([(neuropathy(), response({**mnsi(healthy), **red_flags({"n-rf5", "n-rf1", "n-rf2"})}))])
     assert [(f.id, f.tier) for f in out.flags] == [("n-rf2", "emergency"), ("n-rf1", "urgent"), ("n-rf5", "review")]
-    assert neuropathy().version == "1.1.0"
+    assert neuropathy().version == "1.2.0"

@@ -17,6 +17,7 @@ from intake.core.answers import build_response
 from intake.core.catalog import load_catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, Result, Score, score_intake, score_response
+from intake.core.translations import flag_guidance
 from tests.core.factories import FORMS
 
 LOINC = "http://loinc.org"
@@ -276,8 +277,57 @@ def test_phq9_item9_above_zero_is_an_emergency_whatever_the_total(item9):
     assert (score.value, score.band.code) == (item9, "minimal")
     [flag] = out.flags
     assert (flag.id, flag.tier, flag.because) == ("phq9-item9", "emergency", ("phq9-9",))
-    assert "emergency number" in flag.patient_guidance and "988" in flag.patient_guidance
+    assert "call your local emergency number or a crisis line (see the numbers below)" in flag.patient_guidance
+    assert not any(ch.isdigit() for ch in flag.patient_guidance)  # no country's numbers (the page lists them)
     assert flag.as_json()["patientGuidance"] == flag.patient_guidance
+    assert "in some way" in flag.message and "instruments.md" not in flag.patient_guidance
+
+
+def test_phq9_item9_guidance_in_spanish_names_no_country():
+    spanish = flag_guidance(load_catalog(FORMS).localized(stress(), "es").resource, "phq9-item9") or ""
+    assert "llame al número local de emergencias o a una línea de crisis (vea los números más abajo)" in spanish
+    assert not any(ch.isdigit() for ch in spanish) and "EE. UU." not in spanish
+
+
+# ------------------------------------------------------------------ published wording (Pfizer PHQ-9, GAD-7)
+
+PHQ9_STEM = "Over the last 2 weeks, how often have you been bothered by any of the following problems?"
+PHQ9_ITEMS = [
+    "Little interest or pleasure in doing things",
+    "Feeling down, depressed, or hopeless",
+    "Trouble falling or staying asleep, or sleeping too much",
+    "Feeling tired or having little energy",
+    "Poor appetite or overeating",
+    "Feeling bad about yourself — or that you are a failure or have let yourself or your family down",
+    "Trouble concentrating on things, such as reading the newspaper or watching television",
+    ("Moving or speaking so slowly that other people could have noticed? Or the opposite — being so fidgety or "
+     "restless that you have been moving around a lot more than usual"),
+    "Thoughts that you would be better off dead, or of hurting yourself in some way",
+]
+GAD7_STEM = "Over the last 2 weeks, how often have you been bothered by the following problems?"
+GAD7_ITEMS = [
+    "Feeling nervous, anxious, or on edge",
+    "Not being able to stop or control worrying",
+    "Worrying too much about different things",
+    "Trouble relaxing",
+    "Being so restless that it is hard to sit still",
+    "Becoming easily annoyed or irritable",
+    "Feeling afraid, as if something awful might happen",
+]
+
+
+def test_phq9_and_gad7_wording_is_the_published_english():
+    by_link = stress().by_link
+    assert by_link["phq9-instructions"].text == PHQ9_STEM
+    assert [by_link[f"phq9-{n}"].text for n in range(1, 10)] == PHQ9_ITEMS
+    assert by_link["gad7-instructions"].text == GAD7_STEM
+    assert [by_link[f"gad7-{n}"].text for n in range(1, 8)] == GAD7_ITEMS
+
+
+def test_phq9_item9_spanish_is_the_published_pfizer_wording():
+    spanish = load_catalog(FORMS).localized(stress(), "es")
+    assert spanish.by_link["phq9-9"].text == "Pensamientos de que estaría mejor muerto(a) o de lastimarse de alguna manera"
+    assert [c["code"] for c in stress().by_link["phq9-9"].raw["code"]] == ["PHQ9-9", "44260-8"]
 
 
 def test_phq9_item9_zero_raises_nothing_even_with_a_severe_total():
@@ -342,4 +392,4 @@ def test_stress_totals_carry_their_verified_loinc_codes():
     by_link = {i.link_id: i.raw for i in stress().walk()}
     assert by_link["phq9-total"]["code"][1] == {"system": LOINC, "code": "44261-6"}
     assert by_link["gad7-total"]["code"][1] == {"system": LOINC, "code": "70274-6"}
-    assert stress().version == "1.1.0"
+    assert stress().version == "1.2.0"
