@@ -118,7 +118,7 @@ def _write_type(app: Flask, path: Path, rtype: str, *, since: datetime | None, u
 def _write_questionnaires(app: Flask, path: Path, since: datetime | None) -> int:
     """The loaded Questionnaires; with `_since`, those whose file changed after it."""
     loaded = app.extensions["intake.catalog"]
-    changed = {f.canonical for f in loaded.forms if since is None or _modified(f.source) > since}
+    changed = {f.canonical for f in loaded.versions if since is None or _modified(f.source) > since}
     texts = [text for text, canonical in questionnaires(loaded).values() if canonical in changed]
     with path.open("w", encoding="utf-8", newline="\n") as out:
         for text in texts:

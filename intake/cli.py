@@ -14,7 +14,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from intake import workflow
-from intake.core.catalog import lint_file
+from intake.core.catalog import ARCHIVE, lint_file
 from intake.storage.db import session_scope
 from intake.storage.migrate import create_database_if_missing, upgrade
 
@@ -61,8 +61,8 @@ def lint_forms(paths: tuple[Path, ...]) -> None:
     """Lint Questionnaire files (default: the forms folder). Exit 1 if any has an error."""
     targets: list[Path] = []
     for path in paths or (Path(current_app.config["INTAKE_FORMS_DIR"]),):
-        if path.is_dir():
-            targets.extend(sorted(path.glob("*.json")))
+        if path.is_dir():  # the forms and the earlier versions kept for pinned intakes
+            targets.extend(sorted(path.glob("*.json")) + sorted((path / ARCHIVE).glob("*.json")))
         elif path.exists():
             targets.append(path)
         else:

@@ -241,12 +241,13 @@ def questionnaire_id(form: Form) -> str:
 
 
 def questionnaires(loaded: Any) -> dict[str, tuple[str, str]]:
-    """id -> (canonical JSON, canonical url|version) of every loaded Questionnaire, built once
-    per catalog: the files are the source of truth, so they are served, not copied to the store."""
+    """id -> (canonical JSON, canonical url|version) of every loaded Questionnaire version (the
+    earlier ones too: a response pinned to one must resolve where it is read), built once per
+    catalog: the files are the source of truth, so they are served, not copied to the store."""
     cached = _QUESTIONNAIRE_JSON.get(id(loaded))
     if cached is None:
         cached = {}
-        for form in loaded.forms:
+        for form in loaded.versions:
             body = dict(form.resource)
             body["id"] = questionnaire_id(form)
             body["meta"] = {"versionId": "1"}

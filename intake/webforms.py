@@ -352,13 +352,21 @@ def _check_limits(form: PageForm, item: Item, value: str) -> None:
             raise ValidationError(_limit_message(limit))
 
 
+def _date_format_message(item: Item) -> str:
+    """What to type, after the item's entry format: a year (`YYYY`), a month (`YYYY-MM`), a date."""
+    entry = (item.entry_format or "").strip().upper()
+    if entry == "YYYY":
+        return _("Enter a year, like 2019")
+    if entry:
+        return _("Enter a real date, like 2024-05 (year and month)")
+    return _("Enter a real date")
+
+
 def _check_date(item: Item) -> Callable[[PageForm, Field], None]:
     def check(form: PageForm, field: Field) -> None:
         value = field.data
         if not (DATE_RE.match(value) and _real_date(value)):
-            raise ValidationError(
-                _("Enter a real date, like 2024-05 (year and month)") if item.entry_format else _("Enter a real date")
-            )
+            raise ValidationError(_date_format_message(item))
         _check_limits(form, item, value)
 
     return check

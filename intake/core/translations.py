@@ -18,8 +18,9 @@ from intake.core import extensions as ext
 from intake.core.extensions import INSTRUMENT, TRANSLATION
 
 # Sub-extensions a patient reads, and the project extensions that carry them (`missing`).
-PATIENT_FACING_SUBEXTENSIONS = {"patientGuidance", "title"}
-PATIENT_FACING_PARENTS = {INSTRUMENT.rsplit("/", 1)[-1], "flag"}
+PATIENT_FACING_SUBEXTENSIONS = {"patientGuidance", "title", "human"}
+# `questionnaire-constraint`: its `human` text is the message shown beside a refused answer.
+PATIENT_FACING_PARENTS = {INSTRUMENT.rsplit("/", 1)[-1], "flag", "questionnaire-constraint"}
 
 
 def translation(element: dict[str, Any], key: str, lang: str) -> str | None:

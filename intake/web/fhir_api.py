@@ -319,7 +319,7 @@ def metadata() -> Response:
 def _search_questionnaires(args: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], int, int | None]:
     """In-memory search of the loaded forms: (id, json) matches, count, cursor."""
     loaded = catalog()
-    forms = {questionnaire_id(f): f for f in loaded.forms}
+    forms = {questionnaire_id(f): f for f in loaded.versions}
     matches = list(forms)
     count, after = DEFAULT_COUNT, None
     supported = SEARCH_PARAMETERS["Questionnaire"]

@@ -144,12 +144,19 @@ def test_read_serves_the_stored_json_with_etag_and_version(api_app: Flask, api: 
 
 
 def test_questionnaires_are_read_and_searched_from_the_loaded_forms(api: Api) -> None:
-    bundle = api.json("/fhir/Questionnaire?url=https://intake.example.org/fhir/Questionnaire/stress")
-    assert bundle["total"] == 1
-    questionnaire = bundle["entry"][0]["resource"]
-    assert questionnaire["url"].endswith("/stress") and questionnaire["id"] == f"stress-{questionnaire['version']}"
+    stress = "https://intake.example.org/fhir/Questionnaire/stress"
+    bundle = api.json(f"/fhir/Questionnaire?url={stress}")
+    # Every loaded version: the current one and the earlier one kept for intakes pinned to it.
+    assert bundle["total"] == 2
+    versions = {e["resource"]["version"]: e["resource"] for e in bundle["entry"]}
+    current = api.client.application.extensions["intake.catalog"].by_key["stress"].version
+    assert current in versions and len(versions) == 2
+    questionnaire = versions[current]
+    assert questionnaire["url"] == stress and questionnaire["id"] == f"stress-{current}"
     assert api.json(f"/fhir/Questionnaire/{questionnaire['id']}")["item"] == questionnaire["item"]
-    assert api.json("/fhir/Questionnaire?status=active")["total"] == 5
+    [earlier] = [v for v in versions if v != current]
+    assert api.json(f"/fhir/Questionnaire?url={stress}&version={earlier}")["entry"][0]["resource"]["version"] == earlier
+    assert api.json("/fhir/Questionnaire?status=active")["total"] == 10
     assert api.json("/fhir/Questionnaire?status=retired")["total"] == 0
 
 

@@ -112,8 +112,9 @@ def test_a_whole_intake_in_spanish(app: Flask, opened: FlaskClient, tmp_path: Pa
     done = opened.get("/intake/done")
     assert html_lang(done.text) == "es"
     assert "Actúe ahora, por favor" in done.text
-    guidance = re.search(r'<div class="urgent-guidance" role="alert">(.*?)</div>', done.text, re.DOTALL).group(1)
-    assert "988" in guidance and "If you are" not in guidance
+    guidance = re.search(r'<div class="interruption" role="alert">(.*?)</div>', done.text, re.DOTALL).group(1)
+    assert "vea los números más abajo" in guidance and "If you are" not in guidance
+    assert "Llame al número local de emergencias." in guidance  # no number is configured: no country's
     with app.extensions["intake.sessions"]() as session:
         stored = [json.loads(t) for t in session.scalars(select(ResponseRecord.resource_json))]
     assert {r.get("language") for r in stored} == {"es"} and {r["status"] for r in stored} == {"completed"}

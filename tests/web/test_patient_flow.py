@@ -147,7 +147,8 @@ def test_same_page_follow_ups_carry_a_live_condition(app: Flask, opened: FlaskCl
     page = opened.get("/intake/digestive/digestive-alarm").text
     rule = '{&#34;all&#34;:true,&#34;when&#34;:[{&#34;f&#34;:&#34;q-gi-af2&#34;,&#34;op&#34;:&#34;=&#34;,&#34;v&#34;:&#34;true&#34;}]}'
     assert f'<div class="conditional" data-when="{rule}">' in page
-    assert page.count('class="conditional"') == 1
+    # The weight lost (after gi-af2), and the two bleeding follow-ups (after gi-af1).
+    assert page.count('class="conditional"') == 3
     assert '<script src="/static/intake.js" defer></script>' in page
     family = opened.get("/intake/autoimmune/autoimmune-family").text
     assert family.count('class="conditional"') == 20  # who + age for each of ten conditions
