@@ -148,3 +148,23 @@ def test_confirmation_pages(kind: str, notified_live: LiveServer, new_page: Any)
         assert page.locator(".interruption").count() == 1 and "Please act on this now" in text
     assert not blocking(run_axe(page, kind, "en"))
     screenshot(page, kind, "en")
+
+
+def test_the_interruption_works_without_javascript_in_spanish(notified_live: LiveServer, new_page: Any,
+                                                              webhook: tuple[str, list[dict[str, Any]]]) -> None:
+    page = new_page(viewport=PHONE, lang="es", java_script_enabled=False)
+    page.goto(notified_live.invite(questionnaires=["neuropathy"]))
+    assert page.locator("html").get_attribute("lang") == "es"
+    with page.expect_navigation():
+        page.click("main a.button")
+    _to(page, RED_FLAGS)
+    answer_by_mouse(page, {"n-rf3": "true"})  # new loss of bladder or bowel control: emergency
+    continue_by_mouse(page)
+    assert page_path(page) == "/intake/help"
+    card = page.locator(".interruption").inner_text()
+    assert "Busque ayuda ahora" in card and "Llame al 999" in card
+    screenshot(page, "urgent-help", "es")
+    with page.expect_navigation():
+        page.click("text=Continuar con el cuestionario")
+    assert page_path(page) == "/intake/review"
+    assert [r["flag"] for r in webhook[1]] == ["n-rf3"]
