@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,14 +106,16 @@ class LiveServer:
         return f"{self.url}/i/{token}"
 
 
-@pytest.fixture
-def live(browser: Any, database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    """The app (the test configuration of tests/web/conftest.py) served on a free port."""
+@contextmanager
+def serving(database_url: str, tmp_path: Path, **settings: Any) -> Iterator[LiveServer]:
+    """The app (the test configuration of tests/web/conftest.py, plus `settings`) served on a
+    free port until the block ends."""
     app = create_app({
         "DATABASE_URL": database_url,
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "SECRET_KEY": "test-secret",
         "TESTING": True, "INTAKE_JOBS": "eager",
+        **settings,
     })
     server = LiveServer(app)
     try:
@@ -120,6 +123,13 @@ def live(browser: Any, database_url: str, tmp_path: Path) -> Iterator[LiveServer
     finally:
         server.stop()
         close_app(app)
+
+
+@pytest.fixture
+def live(browser: Any, database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """The app served on a free port."""
+    with serving(database_url, tmp_path) as server:
+        yield server
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from intake import close_app, create_app
 from intake.storage.models import FlagRecord
 from tests.browser.axe import blocking, run_axe
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import LiveServer, serving
 from tests.browser.support import (
     CONTINUE,
     PHONE,
@@ -32,17 +31,11 @@ RED_FLAGS = "/intake/neuropathy/neuropathy-red-flags"
 @pytest.fixture
 def notified_live(browser: Any, database_url: str, tmp_path: Path,
                   webhook: tuple[str, list[dict[str, Any]]]) -> Iterator[LiveServer]:
-    """The app served on a free port, notifying staff through a webhook on 127.0.0.1."""
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "instance"),
-                      "SECRET_KEY": "test-secret", "TESTING": True, "INTAKE_JOBS": "eager",
-                      "INTAKE_NOTIFY_WEBHOOK": webhook[0], "INTAKE_EMERGENCY_NUMBER": "999",
-                      "INTAKE_CLINIC_PHONE": "020 7946 0000"})
-    server = LiveServer(app)
-    try:
+    """The app served on a free port, notifying staff through a webhook on 127.0.0.1, with a
+    deployment's emergency and clinic numbers."""
+    with serving(database_url, tmp_path, INTAKE_NOTIFY_WEBHOOK=webhook[0], INTAKE_EMERGENCY_NUMBER="999",
+                 INTAKE_CLINIC_PHONE="020 7946 0000") as server:
         yield server
-    finally:
-        server.stop()
-        close_app(app)
 
 
 def _flags(live: LiveServer) -> list[tuple[str, str, bool]]:

@@ -26,11 +26,6 @@ CURRENT = {"digestive": "1.3.0", "autoimmune": "1.3.0", "neuropathy": "1.2.0", "
 AUTHORED = "2024-05-01T10:00:00Z"
 
 
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(FORMS)
-
-
 def test_current_forms_are_the_newest_and_the_archive_is_pinned_only(catalog: Catalog) -> None:
     assert {f.key: f.version for f in catalog} == CURRENT
     assert {key: catalog.by_key[key].version for key in CURRENT} == CURRENT

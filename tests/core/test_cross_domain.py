@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 
 from intake.core.answers import build_response
-from intake.core.catalog import Catalog, load_catalog
+from intake.core.catalog import Catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, Note, Result, score_intake, score_response
 from tests.core.factories import (
     CALCULATED_EXPRESSION,
-    FORMS,
     PROJECT_EXT,
     expression,
     form,
@@ -45,11 +44,6 @@ WHICH_RELATIVE = ("A blood relative has coeliac disease, but which relative was 
                   "gluten-containing diet.")
 
 Answers = dict[str, list[dict[str, Any]]]
-
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(FORMS)
 
 
 def mnsi_like() -> Form:

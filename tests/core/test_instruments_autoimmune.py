@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 
 from intake.core.answers import build_response
-from intake.core.catalog import Catalog, load_catalog
+from intake.core.catalog import Catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, Result, Score, score_intake, score_response
 from intake.core.translations import flag_guidance
-from tests.core.factories import FORMS
 
 CANONICAL = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.3.0"
 AUTHORED = "2024-05-01T10:00:00Z"
@@ -31,11 +30,6 @@ UNSURE = {"system": "https://intake.example.org/fhir/CodeSystem/intake-answers",
 RELATIVES = {"PRN": "Parent", "SIB": "Brother or sister", "CHILD": "Child", "GRPRN": "Grandparent", "AUNT": "Aunt",
              "UNCLE": "Uncle", "COUSN": "Cousin", "EXT": "Other blood relative"}
 OLD = "1950-01-01"
-
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(FORMS)
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,10 @@ import pytest
 
 from intake.core import fhirpath
 from intake.core.answers import build_response
-from intake.core.catalog import Catalog, load_catalog
+from intake.core.catalog import Catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, Result, score_intake, score_response
 from intake.core.translations import flag_guidance, translation
-from tests.core.factories import FORMS
 
 CANONICAL = "https://intake.example.org/fhir/Questionnaire/digestive|1.3.0"
 AUTHORED = "2024-05-01T10:00:00Z"
@@ -27,11 +26,6 @@ TIERS = {
     "gi-af7": "review", "gi-af8": "urgent", "gi-af9": "review", "gi-af10": "urgent",
 }
 TEXT = "Symptom pattern consistent with {} (Rome IV-style criteria, paraphrased; not a diagnosis)"
-
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(FORMS)
 
 
 @pytest.fixture(scope="module")
