@@ -261,7 +261,7 @@ def draft_flags(
     ]
     patient = repository.get_patient(session, intake.patient_id)
     try:
-        result = score_intake(pairs, scoring_context(patient.birth_date if patient else None, onset_age))
+        result = score_intake(pairs, scoring_context(patient.birth_date if patient else None, onset_age), notes=False)
     except RuleError as exc:
         log.error("flag evaluation failed for intake %s: %s", intake.id, str(exc).split(":", 1)[0])
         return repository.FlagChanges(added=[], reraised=[])

@@ -350,7 +350,7 @@ def _scores_of(p: _Prepared) -> list[Score]:
 
 
 def _rules_of(p: _Prepared, scores: list[Score], context: Context, extra: dict[str, Any],
-              built: dict[int, Any] | None) -> Result:
+              built: dict[int, Any] | None, *, findings: bool = True) -> Result:
     """Flags, then findings, of one response. Flags may read the other questionnaires of the
     intake (`extra`) as cross-domain notes do, so a rule such as GI-AF4 can count a family
     history given in another questionnaire; they are still evaluated when totals are incomplete."""
@@ -361,6 +361,8 @@ def _rules_of(p: _Prepared, scores: list[Score], context: Context, extra: dict[s
         flag = _flag(form, extension, p.weighted, variables)
         if flag:
             result.flags.append(flag)
+    if not findings:
+        return result
     variables["notes"] = raised = []  # ids of the notes raised so far: a rule may build on them
     for extension in ext.find(form.resource, FINDING):
         note = _note(form, extension, p.weighted, variables, "finding", result.flags)
@@ -478,13 +480,15 @@ def _note(form: Form, extension: dict[str, Any], weighted: dict[str, Any], varia
     )
 
 
-def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | None = None) -> Result:
+def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | None = None, *,
+                 notes: bool = True) -> Result:
     """Every response of an intake, then the cross-domain notes that look across them.
 
     Scores first (every response), then each response's flags and findings, which may read the
     other responses and the complete totals (`%autoimmune`, `%scores`, …), then the cross-domain
     notes. Flags from all domains count for suppression (a GI alarm hides the IBS-pattern wording
-    even when the rule sits on another questionnaire).
+    even when the rule sits on another questionnaire). With `notes=False` only scores and flags
+    are worked out (the check run on every saved page: no finding or note can raise a flag).
     """
     context = context or Context()
     result = Result()
@@ -493,14 +497,14 @@ def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | No
     scored = [_scores_of(p) for p in prepared]
     extra = _domains(prepared, [s for scores in scored for s in scores])
     for p, scores in zip(prepared, scored):
-        one = _rules_of(p, scores, context, extra, built)
+        one = _rules_of(p, scores, context, extra, built, findings=notes)
         result.scores += one.scores
         result.flags += one.flags
         result.notes += one.notes
         result.versions.update(one.versions)
     # a finding is hidden by the flags of every domain, not only its own
     result.notes = [n for n in result.notes if not n.suppressed(result.flags)]
-    for p in prepared:
+    for p in prepared if notes else ():
         form, weighted = p.form, p.weighted
         if not ext.find(form.resource, CROSS_DOMAIN_NOTE):
             continue

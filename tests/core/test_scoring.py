@@ -144,6 +144,17 @@ def test_cross_domain_notes_see_other_domains_and_complete_scores() -> None:
     assert quiet.notes == []
 
 
+def test_without_notes_the_same_flags_and_scores_and_no_notes() -> None:
+    """The check run on every saved page (notes=False) raises exactly what the full scoring does."""
+    note = complex_(PROJECT_EXT + "crossDomainNote", sub("id", valueCode="n"),
+                    sub("when", valueExpression=fhirpath("true")), sub("text", valueString="always"))
+    form = make_form(note, flag("alarm", "urgent", "%resource.repeat(item).where(linkId='q1').answer.value.code = 'y'", "q1"))
+    pairs = [(form, answer(form, q1="y", q2="y", q3="n"))]
+    full, quick = score_intake(pairs), score_intake(pairs, notes=False)
+    assert [n.id for n in full.notes] == ["n"] and quick.notes == []
+    assert quick.flags == full.flags and quick.scores == full.scores
+
+
 def test_flags_are_ordered_emergency_urgent_review_and_versioned() -> None:
     form = make_form(flag("r", "review", "true"), flag("e", "emergency", "true"), flag("u", "urgent", "true"))
     result = score_intake([(form, answer(form, q1="n", q2="n", q3="n"))])
