@@ -22,7 +22,7 @@ from intake.core.catalog import Catalog
 from intake.core.display import display_answer
 from intake.core.enablement import Answers
 from intake.core.items import Form, Page
-from intake.core.scoring import Context, Result, RuleError, score_intake
+from intake.core.scoring import Context, Result, RuleError, flags_reading, score_intake
 from intake.core.summary import Summary, build_summary
 from intake.core.validation import Issue, has_errors, validate
 from intake.storage import repository
@@ -242,6 +242,8 @@ def draft_flags(
     forms: list[Form],
     answers: dict[str, Answers],
     *,
+    saved: Form,
+    birth_date: date | None,
     onset_age: int,
     now: datetime | None = None,
 ) -> repository.FlagChanges:
@@ -249,9 +251,10 @@ def draft_flags(
 
     Runs on every saved page, so a danger the patient reports reaches staff (and the patient
     their guidance) whether or not the intake is ever sent. Flags come from the same rules as at
-    submit, on in-progress responses; review-tier flags wait for the submitted answers. A rule
-    that fails to evaluate costs nothing of the saved page: it is logged (its name only) and the
-    flags are evaluated again at the next save and at submit.
+    submit, on in-progress responses; review-tier flags wait for the submitted answers. Only the
+    flags the save of `saved` can change are evaluated (its own, and those of questionnaires
+    whose rules read it). A rule that fails to evaluate costs nothing of the saved page: it is
+    logged (its name only) and the flags are evaluated again at the next save and at submit.
     """
     now = now or utcnow()
     pairs = [
@@ -259,16 +262,18 @@ def draft_flags(
                               subject=f"Patient/{intake.patient_id}", authored=fhir_instant(now)))
         for form in forms if answers.get(form.canonical)
     ]
-    patient = repository.get_patient(session, intake.patient_id)
+    affected = flags_reading(forms, saved.key)
     try:
-        result = score_intake(pairs, scoring_context(patient.birth_date if patient else None, onset_age), notes=False)
+        result = score_intake(pairs, scoring_context(birth_date, onset_age), notes=False, flags_of=affected,
+                              tiers=repository.NOTIFIED_TIERS)
     except RuleError as exc:
         log.error("flag evaluation failed for intake %s: %s", intake.id, str(exc).split(":", 1)[0])
         return repository.FlagChanges(added=[], reraised=[])
     flags = [flag.as_json() for flag in result.flags]
     return repository.record_flags(session, intake_id=intake.id, patient_id=intake.patient_id, flags=flags,
                                    versions=result.versions, now=now, source="draft",
-                                   tiers=repository.NOTIFIED_TIERS)
+                                   tiers=repository.NOTIFIED_TIERS,
+                                   questionnaires={form.url for form in forms if form.key in affected})
 
 
 def completed_responses(
@@ -302,9 +307,8 @@ def submit(session: Session, catalog: Catalog, intake: IntakeView, *, onset_age:
     already complete (a double submit stores nothing new); (False, problems) when invalid."""
     now = now or utcnow()
     forms = intake_forms(catalog, intake)
-    patient = repository.get_patient(session, intake.patient_id)
     responses, problems = completed_responses(forms, stored_answers(intake), intake.patient_id, now,
-                                              language or intake.language, patient.birth_date if patient else None)
+                                              language or intake.language, intake.birth_date)
     if problems:
         return False, problems
     done = repository.complete_intake(session, intake_id=intake.id, responses=responses, now=now)

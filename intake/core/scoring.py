@@ -9,6 +9,8 @@ rescore` applies it to old intakes.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -313,6 +315,20 @@ def score_response(form: Form, response: dict[str, Any], context: Context | None
 DOMAINS = ("digestive", "neuropathy", "autoimmune", "diet", "stress")
 
 
+def flags_reading(forms: list[Form], key: str) -> set[str]:
+    """The keys of the questionnaires whose flags can change when the answers of questionnaire
+    `key` change: itself, and those whose flag rules read it (`%autoimmune` in a digestive
+    flag). The rest keep their flags: their answers and the variables they read did not move."""
+    out = {key}
+    for form in forms:
+        for extension in ext.find(form.resource, FLAG):
+            expression = _expression(_subs(extension), "when") or ""
+            # %scores holds every questionnaire's totals: such a rule may move with any answer.
+            if re.search(rf"%({re.escape(key)}|scores)\b", expression):
+                out.add(form.key)
+    return out
+
+
 @dataclass
 class _Prepared:
     """One response of an intake, ready for its rules: answers, weighted response, enabled set."""
@@ -350,7 +366,8 @@ def _scores_of(p: _Prepared) -> list[Score]:
 
 
 def _rules_of(p: _Prepared, scores: list[Score], context: Context, extra: dict[str, Any],
-              built: dict[int, Any] | None, *, findings: bool = True) -> Result:
+              built: dict[int, Any] | None, *, findings: bool = True,
+              tiers: Collection[str] | None = None) -> Result:
     """Flags, then findings, of one response. Flags may read the other questionnaires of the
     intake (`extra`) as cross-domain notes do, so a rule such as GI-AF4 can count a family
     history given in another questionnaire; they are still evaluated when totals are incomplete."""
@@ -358,6 +375,8 @@ def _rules_of(p: _Prepared, scores: list[Score], context: Context, extra: dict[s
     variables = _variables(form, p.weighted, context, extra, built)
     result = Result(scores=scores, versions={form.canonical: scoring_version(form)})
     for extension in ext.find(form.resource, FLAG):
+        if tiers is not None and _one(_subs(extension), "tier") not in tiers:
+            continue
         flag = _flag(form, extension, p.weighted, variables)
         if flag:
             result.flags.append(flag)
@@ -481,14 +500,16 @@ def _note(form: Form, extension: dict[str, Any], weighted: dict[str, Any], varia
 
 
 def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | None = None, *,
-                 notes: bool = True) -> Result:
+                 notes: bool = True, flags_of: Collection[str] | None = None,
+                 tiers: Collection[str] | None = None) -> Result:
     """Every response of an intake, then the cross-domain notes that look across them.
 
     Scores first (every response), then each response's flags and findings, which may read the
     other responses and the complete totals (`%autoimmune`, `%scores`, …), then the cross-domain
     notes. Flags from all domains count for suppression (a GI alarm hides the IBS-pattern wording
     even when the rule sits on another questionnaire). With `notes=False` only scores and flags
-    are worked out (the check run on every saved page: no finding or note can raise a flag).
+    are worked out (the check run on every saved page: no finding or note can raise a flag);
+    `flags_of` (questionnaire keys) and `tiers` narrow which flags are evaluated at all.
     """
     context = context or Context()
     result = Result()
@@ -497,7 +518,11 @@ def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | No
     scored = [_scores_of(p) for p in prepared]
     extra = _domains(prepared, [s for scores in scored for s in scores])
     for p, scores in zip(prepared, scored):
-        one = _rules_of(p, scores, context, extra, built, findings=notes)
+        if flags_of is not None and p.form.key not in flags_of:
+            result.scores += scores
+            result.versions[p.form.canonical] = scoring_version(p.form)
+            continue
+        one = _rules_of(p, scores, context, extra, built, findings=notes, tiers=tiers)
         result.scores += one.scores
         result.flags += one.flags
         result.notes += one.notes

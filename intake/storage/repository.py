@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, NamedTuple, cast
@@ -197,6 +198,8 @@ class IntakeView:
     responses_json: tuple[str, ...]
     stored: dict[str, StoredVersion] = field(default_factory=dict)
     language: str | None = None
+    # The patient's: it bounds dates such as a symptom onset, and age rules use it.
+    birth_date: date | None = None
 
     def stored_version(self, questionnaire: str) -> StoredVersion | None:
         """The stored record and version of the response to `questionnaire` (url|version)."""
@@ -208,9 +211,11 @@ class IntakeView:
 _INTAKE_VIEW = (
     select(
         Intake.id, Intake.patient_id, Intake.status, Intake.questionnaires, Intake.last_page, Intake.language,
+        Patient.birth_date,
         ResponseRecord.resource_json, ResponseRecord.questionnaire_url, ResponseRecord.id.label("record_id"),
         ResponseRecord.version_id,
     )
+    .join(Patient, Patient.id == Intake.patient_id)
     .outerjoin(ResponseRecord, ResponseRecord.intake_id == Intake.id)
     .where(Intake.id == bindparam("intake_id"))
 )
@@ -233,6 +238,7 @@ def intake_view(session: Session, intake_id: str) -> IntakeView | None:
             r.questionnaire_url: StoredVersion(r.record_id, r.version_id) for r in rows if r.resource_json is not None
         },
         language=first.language,
+        birth_date=first.birth_date,
     )
 
 
@@ -636,27 +642,36 @@ def record_flags(
     now: datetime,
     source: str,
     tiers: tuple[str, ...] = FLAG_TIERS,
+    questionnaires: Collection[str] | None = None,
 ) -> FlagChanges:
     """Add the flags (of `tiers`) the answers raise for the first time, and mark each stored flag
-    of those tiers as raised by the current answers or cleared since `now`.
+    of those tiers as raised by the current answers or cleared since `now`. With
+    `questionnaires` (urls), only the flags of those were evaluated: the others are left as
+    they are.
 
     Rows are never deleted or re-notified: a flag raised from a draft and then answered away (or
     switched off by enablement) stays listed for staff, with the time it was cleared.
     """
     require_aware(now, "now")
     raised = {flag["id"]: flag for flag in flags if flag["tier"] in tiers}
-    known = {record.rule_id: record for record in
-             session.scalars(select(FlagRecord).where(FlagRecord.intake_id == intake_id))}
-    reraised = []
-    for rule_id, record in known.items():
-        if record.tier not in tiers:
+    # Plain rows (this runs on every saved page); ORM objects only for the rows that change.
+    known = {row.rule_id: row for row in session.execute(_KNOWN_FLAGS, {"intake_id": intake_id})}
+    reraised, cleared = [], []
+    for rule_id, row in known.items():
+        if row.tier not in tiers:
             continue
-        if rule_id in raised:
-            if record.cleared_at is not None:
-                record.cleared_at = None
-                reraised.append(record)
-        elif record.cleared_at is None:
-            record.cleared_at = now
+        if questionnaires is not None and row.questionnaire.split("|")[0] not in questionnaires:
+            continue
+        if rule_id in raised and row.cleared_at is not None:
+            reraised.append(row.id)
+        elif rule_id not in raised and row.cleared_at is None:
+            cleared.append(row.id)
+    if cleared:
+        session.execute(update(FlagRecord).where(FlagRecord.id.in_(cleared)).values(cleared_at=now),
+                        execution_options={"synchronize_session": False})
+    if reraised:
+        session.execute(update(FlagRecord).where(FlagRecord.id.in_(reraised)).values(cleared_at=None),
+                        execution_options={"synchronize_session": False})
     added = []
     for rule_id, flag in raised.items():
         if rule_id in known:
@@ -670,7 +685,16 @@ def record_flags(
         session.add(record)
         added.append(record)
     session.flush()
-    return FlagChanges(added=added, reraised=reraised)
+    again = [session.get(FlagRecord, flag_id, populate_existing=True) for flag_id in reraised]
+    for flag_id in cleared:  # loaded earlier in this session: read the new time on next access
+        stale = session.identity_map.get(session.identity_key(FlagRecord, (flag_id,)))
+        if stale is not None:
+            session.expire(stale)
+    return FlagChanges(added=added, reraised=[record for record in again if record is not None])
+
+
+_KNOWN_FLAGS = select(FlagRecord.id, FlagRecord.rule_id, FlagRecord.tier, FlagRecord.questionnaire,
+                      FlagRecord.cleared_at).where(FlagRecord.intake_id == bindparam("intake_id"))
 
 
 def get_scoring(session: Session, intake_id: str) -> ScoringResult | None:

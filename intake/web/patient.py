@@ -281,11 +281,10 @@ def _post_page(form_key: str, page_key: str) -> Any:
         with readers() as db:
             intake = _open_intake(db)
             forms, answers, steps, index = _locate(db, intake, form_key, page_key)
-            patient = repository.get_patient(db, intake.patient_id)
         step = steps[index]
         form_cls = webforms.page_form_class(step.form, step.page)
         # The birth date bounds dates such as a symptom onset (`minValue` = %birthDate).
-        form = form_cls(_posted(), birth_date=patient.birth_date if patient else None)
+        form = form_cls(_posted(), birth_date=intake.birth_date)
         # Enablement needs the posted answers before validation can say what is required;
         # answers that do not parse count as unanswered here and fail validation below.
         merged = dict(answers.get(step.form.canonical, {}))
@@ -318,6 +317,7 @@ def _post_page(form_key: str, page_key: str) -> Any:
                 # Danger reported on this page is acted on now, not at Submit: stored, listed
                 # for staff and notified in the same transaction as the answers that raised it.
                 flags = workflow.draft_flags(db, intake, forms, {**answers, step.form.canonical: merged},
+                                             saved=step.form, birth_date=intake.birth_date,
                                              onset_age=app.config["INTAKE_GI_ONSET_AGE"], now=now)
                 queued = outbox.notify_flags(app, db, [flag.id for flag in flags.added], now=now)
                 emergencies = [flag.rule_id for flag in (*flags.added, *flags.reraised) if flag.tier == "emergency"]
