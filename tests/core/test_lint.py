@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from intake.core.catalog import CatalogError, lint_file, load_catalog, load_form
+from intake.core.fhir_models import Questionnaire, model_errors
 from intake.core.fhirpath import check_syntax
 from intake.core.lint import LintIssue, lint
 from tests.core.factories import (
@@ -570,7 +571,6 @@ def test_a_limit_with_nothing_is_ignored_with_a_warning():
 
 
 def test_a_value_date_shadow_alone_passes_the_fhir_model():
-    from intake.core.fhir_models import Questionnaire, model_errors
 
     resource = in_group(question("q", "date", extension=[dynamic(MAX_VALUE, "today()")]))
     assert model_errors(Questionnaire, resource) == []

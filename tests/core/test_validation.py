@@ -6,7 +6,15 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from intake.core.validation import Issue, has_errors, operation_outcome, validate
+from intake.core import validation
+from intake.core.validation import (
+    Issue,
+    constraints,
+    current_date,
+    has_errors,
+    operation_outcome,
+    validate,
+)
 from tests.core.factories import (
     CANONICAL,
     MAX_VALUE,
@@ -535,7 +543,6 @@ def test_birth_date_may_be_text_and_unknown_means_no_lower_limit():
 
 
 def test_today_is_read_at_each_validation(monkeypatch):
-    from intake.core import validation
 
     f = dated()
     monkeypatch.setattr(validation, "current_date", lambda: date(2030, 12, 31))
@@ -545,7 +552,6 @@ def test_today_is_read_at_each_validation(monkeypatch):
 
 
 def test_the_default_today_is_never_before_the_patients_today():
-    from intake.core.validation import current_date
 
     assert current_date() >= datetime.now(UTC).date()
     assert date_messages(dated(), date.today().isoformat()) == []
@@ -642,7 +648,6 @@ def test_constraint_of_severity_warning_does_not_refuse():
 
 
 def test_constraint_message_in_the_patients_language():
-    from intake.core.validation import constraints
 
     (rule,) = constraints(bowel_form())
     assert (rule.message("es"), rule.message("en"), rule.message(None), rule.message("fr")) == (

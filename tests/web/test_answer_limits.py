@@ -18,7 +18,9 @@ from werkzeug.datastructures import MultiDict
 
 from intake import close_app, create_app, webforms
 from intake.core.items import build_form
+from intake.core.validation import validate
 from tests.web.conftest import csrf, error_summary, invite_link
+from tests.web.test_fhir_api import Api, new_token
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "answer-limits.json"
 QUESTIONNAIRE = json.loads(FIXTURE.read_text(encoding="utf-8"))
@@ -227,7 +229,6 @@ def group(link_id: str, text: str, **answers: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def api(limits_app: Flask) -> Any:
-    from tests.web.test_fhir_api import Api, new_token
 
     return Api(limits_app.test_client(), new_token(limits_app))
 
@@ -265,7 +266,6 @@ def test_validate_reports_a_warning_constraint_without_refusing(api: Any) -> Non
 
 
 def test_submit_problems_can_be_worded_for_the_patient(limits_app: Flask) -> None:
-    from intake.core.validation import validate
 
     qform = build_form(QUESTIONNAIRE, "fixture")
     found = validate(qform, qr(group("dates", "Dates", onset={"valueDate": "1960"}),
