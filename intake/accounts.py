@@ -182,15 +182,13 @@ def enable_totp(session: Session, user: User, hashed: str, code: str, *, now: da
 
 
 def accept_totp(session: Session, user: User, code: str, *, now: datetime) -> bool:
-    """Check a sign-in code and remember its step (so it cannot be used again)."""
+    """Check a sign-in code and remember its step, so it cannot be used again: the step is
+    claimed with a conditional update, not read-then-written, so that of several requests posting
+    the same code at once only one is accepted (on PostgreSQL each may have read the old step)."""
     if not user.totp_secret:
         return False
     step = totp_step(user.totp_secret, code, now=now, after=user.totp_last_step)
-    if step is None:
-        return False
-    user.totp_last_step = step
-    session.flush()
-    return True
+    return step is not None and store.claim_totp_step(session, user, step)
 
 
 def clear_totp(session: Session, username: str) -> User:

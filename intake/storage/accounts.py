@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from intake.storage.models import StaffSession, User
 
@@ -67,3 +68,15 @@ def pending_totp(session: Session, session_hash: str) -> str | None:
 def set_pending_totp(session: Session, session_hash: str, secret: str | None) -> None:
     session.execute(update(StaffSession).where(StaffSession.id == session_hash).values(totp_pending=secret),
                     execution_options={"synchronize_session": False})
+
+
+def claim_totp_step(session: Session, user: User, step: int) -> bool:
+    """Record `step` as the user's last accepted TOTP step if it is later than the one stored,
+    in one conditional UPDATE: of concurrent claims of the same step exactly one changes the row
+    (PostgreSQL re-checks the condition once the first claim commits; SQLite has one writer)."""
+    result = session.execute(update(User).where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+                             .values(totp_last_step=step), execution_options={"synchronize_session": False})
+    if getattr(result, "rowcount", 0) != 1:
+        return False
+    set_committed_value(user, "totp_last_step", step)  # the row holds it already: no second write
+    return True

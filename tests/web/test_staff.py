@@ -5,6 +5,7 @@ password (the current one first; every other session ends, this browser stays si
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from intake import close_app, create_app
+from intake import accounts, close_app, create_app
+from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord, StaffSession, User, utcnow
 from intake.web.auditing import flush
 from tests.web.conftest import csrf, error_summary
@@ -49,9 +51,6 @@ def test_every_failed_sign_in_looks_the_same(staff_app: Flask) -> None:
     add_staff(staff_app, "gone", "clinician")
     client = staff_app.test_client()
     assert client.post("/staff/logout", data={"csrf_token": csrf(client.get("/staff/login").text)}).status_code == 302
-    from intake import accounts
-    from intake.storage.db import session_scope
-
     with session_scope(staff_app.extensions["intake.sessions"]) as session:
         accounts.set_disabled(session, "gone", True, now=utcnow())
     answers = []
@@ -166,6 +165,46 @@ def test_totp_sign_in_and_a_code_is_not_accepted_twice(staff_app: Flask) -> None
     assert fresh.get("/clinician/").status_code == 200
     assert staff_app.test_cli_runner().invoke(args=["intake", "user", "totp", STAFF[0], "--clear"]).exit_code == 0
     assert sign_in(staff_app.test_client()).headers["Location"] == "/clinician/"
+
+
+def with_totp(app: Flask, username: str = STAFF[0]) -> pyotp.TOTP:
+    """Turn on two-step sign-in for `username` (made if missing); its authenticator."""
+    add_staff(app, username)
+    secret = pyotp.random_base32()
+    with session_scope(app.extensions["intake.sessions"]) as session:
+        session.execute(update(User).where(User.username == username).values(totp_secret=secret, totp_last_step=None))
+    return pyotp.TOTP(secret)
+
+
+def awaiting_code(app: Flask, username: str = STAFF[0], address: str = "127.0.0.1") -> tuple[FlaskClient, str]:
+    """A browser past the password step (from `address`), and the code page's form token."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    response = sign_in(client, username)
+    assert response.status_code == 302 and response.headers["Location"] == "/staff/login/code", response.text
+    return client, csrf(client.get("/staff/login/code").text)
+
+
+def test_finding_6_a_totp_code_signs_in_once_under_concurrent_posts(make_app: Callable[..., Flask]) -> None:
+    """Six browsers past the password step post the same valid code at the same moment: exactly
+    one signs in (the review saw five of six on PostgreSQL: read, check, then write)."""
+    app = make_app(INTAKE_LOGIN_RATE_LIMIT="100 per minute", INTAKE_LOGIN_CODE_RATE_LIMIT="100 per minute")
+    totp = with_totp(app)
+    browsers = [awaiting_code(app) for _ in range(6)]
+    code, start = totp.now(), threading.Barrier(len(browsers))
+    statuses: list[int] = []
+
+    def post(client: FlaskClient, token: str) -> None:
+        start.wait()
+        statuses.append(client.post("/staff/login/code", data={"code": code, "csrf_token": token}).status_code)
+
+    threads = [threading.Thread(target=post, args=browser) for browser in browsers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [302, 401, 401, 401, 401, 401]
+    assert sum(client.get("/clinician/").status_code == 200 for client, _ in browsers) == 1
 
 
 def test_the_offered_totp_secret_stays_on_the_server(staff_app: Flask) -> None:
