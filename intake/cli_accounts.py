@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 from flask import current_app
@@ -20,7 +21,7 @@ from intake.storage.db import session_scope
 from intake.storage.models import ROLES, utcnow
 
 user_cli = AppGroup("user", help="Staff accounts: add, list, disable, enable, reset, totp.")
-audit_cli = AppGroup("audit", help="The audit log: verify the hash chain, export AuditEvents.")
+audit_cli = AppGroup("audit", help="The audit log: verify the hash chain and its anchors, anchor the head, export AuditEvents.")
 
 
 def _fail(message: str) -> None:
@@ -106,15 +107,36 @@ def totp(username: str, clear: bool) -> None:
 
 
 @audit_cli.command("verify")
-def verify() -> None:
-    """Check the audit log's hash chain; exit 1 and name the rows if it was tampered with."""
+@click.option("--anchors", "anchor_files", multiple=True, type=click.File("r", encoding="utf-8", errors="replace"),
+              help="An application log holding AUDIT_ANCHOR lines (repeatable; - for standard input): each "
+                   "anchored row must still be there with the same hash.")
+def verify(anchor_files: tuple[TextIO, ...]) -> None:
+    """Check the audit log's keyed hash chain (with INTAKE_AUDIT_KEY), and the anchors logged
+    outside the database; exit 1 and name the rows if it was tampered with."""
+    anchors = [anchor for stream in anchor_files for anchor in audit.read_anchors(stream)]
+    if anchor_files and not anchors:
+        _fail("no AUDIT_ANCHOR lines in the given log")
     with _sessions() as session:
-        count, problems = audit.verify(session)
-    for problem in problems:
+        result = audit.check(session, anchors)
+    for problem in result.problems:
         click.echo(f"TAMPERED: {problem}", err=True)
-    if problems:
+    if result.unkeyed:
+        click.echo(f"rows {result.unkeyed[0]}-{result.unkeyed[1]}: unkeyed SHA-256 (written before the chain was keyed)")
+    if result.keyed:
+        click.echo(f"rows {result.keyed[0]}-{result.keyed[1]}: keyed (HMAC-SHA256, key {result.key_id})")
+    if anchor_files:
+        click.echo(f"anchors: {result.anchors} matched, the latest at row {result.last_anchor}")
+    if result.problems:
         sys.exit(1)
-    click.echo(f"audit log intact: {count} rows")
+    click.echo(f"audit log intact: {result.count} rows")
+
+
+@audit_cli.command("anchor")
+def anchor() -> None:
+    """Write the chain's head (row number and hash) to the application log and print it: run it
+    from cron or at each deploy, and keep the log where the database's users cannot change it."""
+    with _sessions() as session:
+        click.echo(audit.anchor_head(session))
 
 
 @audit_cli.command("export")

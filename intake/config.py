@@ -52,6 +52,15 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     # The audit rows of reads: "behind" (a queue written by a thread per process, group commit)
     # or "sync" (written before each response). Sign-ins and changes are always written with them.
     "AUDIT_QUEUE": (str, "behind"),
+    # The key of the audit log's HMAC chain (a secret, at least 32 characters, never in the
+    # database; the same in every process of a deployment). Required with INTAKE_JOBS=celery
+    # (production); the embedded default generates one into the instance folder (docs/security.md).
+    "AUDIT_KEY": (str, ""),
+    # The audit chain's head goes to the application log (an AUDIT_ANCHOR line) every this many rows.
+    "AUDIT_ANCHOR_ROWS": (int, 100),
+    # How many audit rows were written before the chain was keyed (migration 0012 logs the number
+    # when it upgrades a log that has rows): `audit verify` accepts unkeyed rows only up to there.
+    "AUDIT_UNKEYED_ROWS": (int, 0),
     # Rate limits (Flask-Limiter syntax) per client address, and where the counts live.
     "LINK_RATE_LIMIT": (str, "20 per minute"),
     "TOKEN_RATE_LIMIT": (str, "60 per minute"),
@@ -112,6 +121,13 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
     config.update(overrides or {})
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = _instance_secret(instance_path)
+    if not config.get("INTAKE_AUDIT_KEY"):
+        if config["INTAKE_JOBS"] == "celery":
+            # several processes, often on several machines: a key generated per instance folder
+            # would differ between them, and a key beside the database protects nothing
+            raise ValueError("INTAKE_AUDIT_KEY must be set in production (INTAKE_JOBS=celery): "
+                             "the same secret of 32 or more characters in every process")
+        config["INTAKE_AUDIT_KEY"] = _instance_secret(instance_path, "audit_key")
     from datetime import timedelta
 
     config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=config["INTAKE_SESSION_HOURS"]))
@@ -131,10 +147,10 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
     return config
 
 
-def _instance_secret(instance_path: Path) -> str:
+def _instance_secret(instance_path: Path, name: str = "secret_key") -> str:
     """A per-installation random key for the embedded default; never committed."""
     instance_path.mkdir(parents=True, exist_ok=True)
-    path = instance_path / "secret_key"
+    path = instance_path / name
     if not path.exists():
         path.write_text(secrets.token_hex(32), encoding="utf-8")
         path.chmod(0o600)

@@ -21,13 +21,20 @@ def fields(n: int) -> dict[str, object]:
                             entities=[f"Patient/{n}"], source="127.0.0.1")
 
 
+def keyed(engine: Engine) -> sessionmaker[Session]:
+    """Relaxed-commit sessions that carry an audit key, as the app's are (intake.web.auditing)."""
+    factory = make_session_factory(engine, relaxed=True)
+    audit.use_key([factory], audit.audit_key("the audit key of the queue tests, 32+"), 100)
+    return factory
+
+
 def stored(factory: sessionmaker[Session]) -> list[str]:
     with factory() as session:
         return list(session.scalars(select(AuditRecord.actor).order_by(AuditRecord.seq)))
 
 
 def test_rows_from_many_threads_are_all_written_and_the_chain_holds(engine: Engine) -> None:
-    relaxed = make_session_factory(engine, relaxed=True)
+    relaxed = keyed(engine)
     writes = AuditQueue(relaxed, "behind")
 
     def put_many(start: int) -> None:
@@ -49,7 +56,7 @@ def test_rows_from_many_threads_are_all_written_and_the_chain_holds(engine: Engi
 
 
 def test_sync_mode_writes_before_returning(engine: Engine) -> None:
-    factory = make_session_factory(engine, relaxed=True)
+    factory = keyed(engine)
     writes = AuditQueue(factory, "sync")
     writes.put(fields(1))
     assert stored(factory) == ["c1"] and writes._thread is None

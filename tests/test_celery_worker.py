@@ -37,6 +37,7 @@ def settings(database_url: str, tmp_path: Path, receiver: FhirReceiver) -> dict[
     """What the web side and the Celery processes share, as the environment would carry it."""
     flush_broker()
     return {"DATABASE_URL": database_url, "INTAKE_SECRET_KEY": "t", "INTAKE_INSTANCE_PATH": str(tmp_path / "i"),
+            "INTAKE_AUDIT_KEY": "the audit key the web side and the workers share",  # required with celery
             "INTAKE_EHR_FHIR_BASE": receiver.base_url, **FAST}
 
 
@@ -44,7 +45,7 @@ def settings(database_url: str, tmp_path: Path, receiver: FhirReceiver) -> dict[
 def web(settings: dict[str, str]) -> Iterator[Flask]:
     """The web side in celery mode: a submit writes rows and hands them to the broker."""
     app = create_app({"DATABASE_URL": settings["DATABASE_URL"], "INSTANCE_PATH": settings["INTAKE_INSTANCE_PATH"],
-                      "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "celery",
+                      "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "celery", "INTAKE_AUDIT_KEY": settings["INTAKE_AUDIT_KEY"],
                       "INTAKE_LINK_RATE_LIMIT": "1000 per minute",  # one test client opens every link
                       "INTAKE_CELERY_BROKER_URL": REDIS_URL, "INTAKE_EHR_FHIR_BASE": settings["INTAKE_EHR_FHIR_BASE"],
                       **{k: float(v) if "." in v or k.endswith("SECONDS") else int(v) for k, v in FAST.items()}})

@@ -81,7 +81,8 @@ def environment(tmp_path: Path) -> Iterator[dict[str, str]]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_") and k != "DATABASE_URL"}
     yield {**base, "DATABASE_URL": TEST_URL, "INTAKE_BIND": f"127.0.0.1:{port}", "INTAKE_WEB_WORKERS": "2",
            "INTAKE_CELERY_BROKER_URL": REDIS_URL, "INTAKE_INSTANCE_PATH": str(tmp_path / "instance"),
-           "INTAKE_JOB_WORKERS": "1", "INTAKE_OUTBOX_POLL_SECONDS": "1"}
+           "INTAKE_JOB_WORKERS": "1", "INTAKE_OUTBOX_POLL_SECONDS": "1",
+           "INTAKE_AUDIT_KEY": "the audit key production requires, 32+ characters"}
     _drop_test_database()
 
 
@@ -114,7 +115,8 @@ def test_make_run_prod_then_a_patient_completes_an_intake(environment: dict[str,
         assert made.returncode == 0, made.stderr
         link = "/i/" + made.stdout.strip().rsplit("/i/", 1)[1]
 
-        app = create_app({"DATABASE_URL": TEST_URL, "INSTANCE_PATH": environment["INTAKE_INSTANCE_PATH"]})
+        app = create_app({"DATABASE_URL": TEST_URL, "INSTANCE_PATH": environment["INTAKE_INSTANCE_PATH"],
+                          "INTAKE_AUDIT_KEY": environment["INTAKE_AUDIT_KEY"]})
         try:
             answers = {}
             for form in app.extensions["intake.catalog"].forms:
@@ -131,6 +133,9 @@ def test_make_run_prod_then_a_patient_completes_an_intake(environment: dict[str,
             assert counts == {"pending": 0, "queued": 0, "done": 1, "dead": 0}, (counts, log.read_text()[-3000:])
             admin = app.test_cli_runner().invoke(args=["intake", "user", "list"])
             assert "admin" in admin.output
+            # the processes' audit anchors reached their log, and the keyed chain matches them
+            audit = app.test_cli_runner().invoke(args=["intake", "audit", "verify", "--anchors", str(log)])
+            assert audit.exit_code == 0 and "keyed" in audit.output, audit.output
         finally:
             close_app(app)
         worker_log = log.read_text()

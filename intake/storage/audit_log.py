@@ -1,4 +1,5 @@
 """Queries of the audit log: append (chained to the head under a row lock) and read in order.
+What a row's hash is (keyed, since migration 0012) is the caller's `chain`: see `intake.audit`.
 
 Rows are only ever inserted; nothing here updates or deletes one. The head row is locked with
 ``SELECT ... FOR UPDATE`` (PostgreSQL; SQLite's write transactions are already serial), so
@@ -27,15 +28,17 @@ _INSERT = insert(_LOG_TABLE)
 _MOVE_HEAD = update(_HEAD_TABLE).where(_HEAD_TABLE.c.id == 1)
 
 
-def append(session: Session, fields: dict[str, object], chain: Chain) -> None:
-    """Insert one row after the head; `chain(prev_hash, seq, fields)` gives its hash."""
-    append_many(session, [fields], chain)
+def append(session: Session, fields: dict[str, object], chain: Chain) -> tuple[int, str]:
+    """Insert one row after the head; `chain(prev_hash, seq, fields)` gives its hash. Returns
+    the row's (seq, hash)."""
+    return append_many(session, [fields], chain)[0]
 
 
-def append_many(session: Session, batch: list[dict[str, object]], chain: Chain) -> int:
-    """Insert rows in order after the head: one lock, one (multi-row) insert, one head update."""
+def append_many(session: Session, batch: list[dict[str, object]], chain: Chain) -> list[tuple[int, str]]:
+    """Insert rows in order after the head: one lock, one (multi-row) insert, one head update.
+    Returns each row's (seq, hash), in order."""
     if not batch:
-        return 0
+        return []
     connection = session.connection()
     seq, previous = connection.execute(_LOCK_HEAD).one()
     values = []
@@ -46,7 +49,7 @@ def append_many(session: Session, batch: list[dict[str, object]], chain: Chain) 
         previous = digest
     connection.execute(_INSERT, values)
     connection.execute(_MOVE_HEAD, {"seq": seq, "hash": previous})
-    return len(values)
+    return [(row["seq"], row["hash"]) for row in values]
 
 
 def head(session: Session) -> tuple[int, str]:

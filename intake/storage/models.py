@@ -389,8 +389,10 @@ class StaffSession(Base):
 
 
 class AuditRecord(Base):
-    """One audited action, append-only and hash-chained: ``hash`` = SHA-256 of the previous
-    row's hash and this row's fields, so changing, removing or reordering a row is detected.
+    """One audited action, append-only and hash-chained: ``hash`` = HMAC-SHA256, under a key kept
+    outside the database, of the previous row's hash and this row's fields, so changing, removing
+    or reordering a row is detected (`intake.audit`). ``scheme`` says how the hash was made: rows
+    from before migration 0012 are "sha256" (unkeyed), later ones "hmac-sha256:<key id>".
     Database triggers (migration 0007) refuse UPDATE, DELETE and TRUNCATE of these rows."""
 
     __tablename__ = "audit_log"
@@ -417,6 +419,7 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+    scheme: Mapped[str] = mapped_column(String(32), server_default="sha256")
 
 
 OUTBOX_STATES = ("pending", "queued", "done", "dead")

@@ -224,7 +224,7 @@ def _entities(text: str) -> list[str]:
 
 def _audit_page(form: AuditFilterForm, *, error: str | None = None, status: int = 200, **page: Any) -> Any:
     return render_template("staff/admin_audit.html", form=form, error=error, filters=form.args(),
-                           entities=_entities, limit=PAGE_ROWS, **page), status
+                           entities=_entities, shown_detail=audit.shown_detail, limit=PAGE_ROWS, **page), status
 
 
 @bp.get("/audit")
@@ -243,10 +243,11 @@ def audit_log() -> Any:
     checking = request.args.get("check") == "1"
     with readers() as db:
         rows = list(audit_store.records(db, **form.query(), before_seq=before, limit=PAGE_ROWS + 1, newest_first=True))
-        count, problems = audit.verify(db) if checking else (audit_store.head(db)[0], [])
+        result = audit.check(db) if checking else None
+        count = result.count if result else audit_store.head(db)[0]
     older = rows[PAGE_ROWS - 1].seq if len(rows) > PAGE_ROWS else None
     return _audit_page(form, rows=rows[:PAGE_ROWS], older=older, paged=before is not None, checked=checking,
-                       count=count, problems=problems)
+                       count=count, problems=result.problems if result else [], result=result)
 
 
 @bp.get("/audit/AuditEvent.ndjson")

@@ -1,16 +1,19 @@
 """Audit rows for every read, search, download and export, written after the view answered.
 
 Reads are audited here, in one place, by endpoint (`AUDITED`, and `PATIENT_READS` for a patient's
-own pages), refused attempts included (outcome failure); views name what they returned with
-`note(...)`. Their rows go through the write-behind
-queue (`intake.audit_queue`: group commit, without waiting for the disk), so a read does not pay
-for a write transaction of its own. Sign-ins and changes are audited by the
-code that makes them, in the same transaction as the change (`intake.audit.record`), so a change
-and its audit row commit or fail together. Each audited request writes exactly one row.
+own pages), refused attempts included: only a 2xx (or 304) answer is a success; a redirect to
+sign-in, 401, 403, 404 or any other answer is outcome failure, with its status. Views name what they
+returned with `note(...)`. A query string is recorded as its parameter names only: its values can
+be a patient's name or birth date (FHIR search, bulk export, the audit filters themselves).
+Their rows go through the write-behind queue (`intake.audit_queue`: group commit, without waiting
+for the disk), so a read does not pay for a write transaction of its own. Sign-ins and changes are
+audited by the code that makes them, in the same transaction as the change (`intake.audit.record`),
+so a change and its audit row commit or fail together. Each audited request writes exactly one row.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
 from flask import Flask, Response, g, request, session
@@ -78,7 +81,26 @@ def record_change(db: object, action: str, *entities: str, detail: dict[str, obj
                  entities=entities, detail=detail, source=source())
 
 
+def succeeded(status: int) -> bool:
+    """Whether an answer disclosed what was asked for: 2xx, or 304 (the client's copy is current).
+    A redirect (to sign-in, or elsewhere) shows nothing."""
+    return 200 <= status < 300 or status == 304
+
+
+def keyed_sessions(app: Flask) -> None:
+    """Give every session factory of the app the audit key (writers chain with it, readers check
+    with it), and make sure the anchor lines reach a log."""
+    key = audit.audit_key(app.config["INTAKE_AUDIT_KEY"])
+    audit.use_key([app.extensions[name] for name in ("intake.sessions", "intake.relaxed_writers", "intake.readers")],
+                  key, app.config["INTAKE_AUDIT_ANCHOR_ROWS"], app.config["INTAKE_AUDIT_UNKEYED_ROWS"])
+    anchors = audit.anchor_log
+    anchors.setLevel(logging.INFO)
+    if not anchors.hasHandlers():  # gunicorn and `flask` configure no root handler: stderr then
+        anchors.addHandler(logging.StreamHandler())
+
+
 def register(app: Flask) -> None:
+    keyed_sessions(app)
     queued = AuditQueue(app.extensions["intake.relaxed_writers"], app.config["INTAKE_AUDIT_QUEUE"])
     app.extensions["intake.audit_queue"] = queued
 
@@ -96,10 +118,10 @@ def register(app: Flask) -> None:
             return response
         detail: dict[str, object] = {"method": request.method, "path": request.path[:300], "status": response.status_code}
         if request.query_string:
-            detail["query"] = request.query_string.decode("latin-1")[:500]
+            detail["query"] = audit.query_names(request.query_string.decode("latin-1"))
         queued.put(audit.row_fields(actor=actor or current_actor(), action=action, now=datetime.now(timezone.utc),
                                    entities=g.get("audit_entities", ()), detail=detail, source=source(),
-                                   outcome="success" if response.status_code < 400 else "failure"))
+                                   outcome="success" if succeeded(response.status_code) else "failure"))
         return response
 
 

@@ -66,6 +66,9 @@ _BAD_LOG = re.compile(r"database is locked|Traceback|Exception on |ERROR in |\bj
 # --- set-up --------------------------------------------------------------------------------------
 
 
+AUDIT_KEY = "the audit key of the durability tests' server and checks"
+
+
 def server_env(database_url: str, tmp_path: Path) -> dict[str, str]:
     """gunicorn's environment: the test database, its own instance folder, a random key, jobs in
     a thread (the default), and a link rate limit no test reaches (all clients are 127.0.0.1)."""
@@ -73,6 +76,7 @@ def server_env(database_url: str, tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "INTAKE_INSTANCE_PATH": str(tmp_path / "server-instance"),
         "INTAKE_SECRET_KEY": secrets.token_hex(32),
+        "INTAKE_AUDIT_KEY": AUDIT_KEY,  # the local app checks the chain the server wrote
         "INTAKE_JOBS": "thread",
         "INTAKE_LINK_RATE_LIMIT": "1000000 per minute",
     }
@@ -86,6 +90,7 @@ def local_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "SECRET_KEY": "local",
         "TESTING": True,
+        "INTAKE_AUDIT_KEY": AUDIT_KEY,
         "INTAKE_JOBS": "eager",
     })
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from intake import audit
 from intake.audit import verify
 from intake.storage.models import AuditHead, AuditRecord
 from intake.web.auditing import flush
@@ -63,7 +65,7 @@ def test_each_audited_action_writes_exactly_one_row(api_app: Flask) -> None:  # 
 
     search = one_new_row(api_app, lambda: api.json(f"/fhir/Observation?patient={patient_id}"))
     assert search.action == "search" and len(json.loads(search.entities)) >= 2
-    assert json.loads(search.detail)["query"] == f"patient={patient_id}"
+    assert json.loads(search.detail)["query"] == ["patient"]  # names only: values can be PHI (finding 8)
 
     export = one_new_row(api_app, lambda: api.get("/fhir/$export?_type=Patient", headers={"Prefer": "respond-async"}))
     assert export.action == "export" and json.loads(export.detail)["status"] == 202
@@ -238,3 +240,54 @@ def test_no_patient_details_reach_the_application_logs(api_app: Flask, caplog: p
     logged = "\n".join(record.getMessage() + str(record.args or "") for record in caplog.records)
     assert caplog.records, "nothing was logged at all: the test would prove nothing"
     assert marker not in logged and marker.split()[1] not in logged
+
+
+# -- issue 15, finding 8: the real outcome of a read; no query values in the log --
+
+
+def test_finding_8_an_anonymous_summary_request_is_not_logged_as_a_successful_read(app: Flask) -> None:
+    anonymous = app.test_client()
+    for path in ("/clinician/intakes/abc123", "/clinician/intakes/abc123/screening-summary.pdf"):
+        row = one_new_row(app, lambda: anonymous.get(path))  # noqa: B023 (called at once)
+        detail = json.loads(row.detail)
+        assert (row.actor_kind, row.outcome, detail["status"], json.loads(row.entities)) == ("anonymous", "failure", 302, [])
+    clinician = signed_in(app, "clinician")
+    missing = one_new_row(app, lambda: clinician.get("/clinician/intakes/no-such-intake"))
+    assert (missing.outcome, json.loads(missing.detail)["status"]) == ("failure", 404)
+    shown = one_new_row(app, lambda: clinician.get("/clinician/"))
+    assert (shown.action, shown.outcome) == ("search", "success")
+
+
+def test_finding_8_search_values_never_reach_the_audit_log_page_or_export(app: Flask) -> None:
+    clinician = signed_in(app, "clinician")
+    admin = signed_in(app, "admin")
+    search = one_new_row(app, lambda: clinician.get("/fhir/Patient?name=Smith&birthdate=1970-01-01"))
+    assert (search.action, json.loads(search.detail)["query"]) == ("search", ["birthdate", "name"])
+    posted = one_new_row(app, lambda: clinician.post("/fhir/Patient/_search", data={"name": "Smith"},
+                                                     query_string={"birthdate": "1970-01-01"}))
+    assert json.loads(posted.detail)["query"] == ["birthdate"]
+    exported = one_new_row(app, lambda: clinician.get("/fhir/Patient/$export?_type=Patient&_since=1970-01-01T00:00:00Z",
+                                                      headers={"Prefer": "respond-async"}))
+    assert (exported.action, json.loads(exported.detail)["query"]) == ("export", ["_since", "_type"])
+    filtered = one_new_row(app, lambda: admin.get("/admin/audit?actor=Smith&entity=Patient/1970-01-01"))
+    assert json.loads(filtered.detail)["query"] == ["actor", "entity"]
+    odd = one_new_row(app, lambda: clinician.get("/fhir/Patient?Smith%201970-01-01=x"))
+    assert json.loads(odd.detail)["query"] == ["?"]  # a name that is no parameter name is not kept either
+
+    with app.extensions["intake.sessions"]() as session:
+        stored = "\n".join(str(getattr(row, column.key)) for row in session.scalars(select(AuditRecord))
+                            for column in AuditRecord.__table__.columns)
+    page = admin.get("/admin/audit").text
+    export = admin.get("/admin/audit/AuditEvent.ndjson").text
+    for secret in ("Smith", "1970-01-01"):
+        assert secret not in stored and secret not in page and secret not in export
+
+
+def test_finding_8_query_values_of_rows_written_before_are_not_shown(app: Flask) -> None:
+    with app.extensions["intake.sessions"]() as session, session.begin():  # a row as the old code wrote it
+        audit.record(session, actor=audit.Actor("client", "ehr"), action="search", now=datetime.now(timezone.utc),
+                     detail={"method": "GET", "path": "/fhir/Patient", "query": "name=Smith&birthdate=1970-01-01"})
+    admin = signed_in(app, "admin")
+    page, export = admin.get("/admin/audit").text, admin.get("/admin/audit/AuditEvent.ndjson").text
+    assert "birthdate" in page and "Smith" not in page and "1970-01-01" not in page
+    assert "Smith" not in export and "1970-01-01" not in export
