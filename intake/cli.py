@@ -13,7 +13,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from intake import workflow
+from intake import audit, workflow
 from intake.core.catalog import ARCHIVE, lint_file
 from intake.storage.db import session_scope
 from intake.storage.migrate import create_database_if_missing, upgrade
@@ -115,7 +115,21 @@ def create_invite(name: str, birth_date: date, appointment: datetime | None, que
             mrn=mrn,
             mrn_system=app.config["INTAKE_MRN_SYSTEM"],
         )
-    return f"{app.config['INTAKE_BASE_URL'].rstrip('/')}/i/{token}"
+    return _link(token)
+
+
+def replace_link(intake_id: str) -> str:
+    """A new link for an intake not yet submitted; its earlier link, and every browser session
+    that link opened, stop working. Returns the patient's URL."""
+    app = current_app
+    with session_scope(app.extensions["intake.sessions"]) as session:
+        token = workflow.new_link(session, intake_id, ttl=timedelta(hours=app.config["INTAKE_LINK_TTL_HOURS"]))
+        audit.record_cli(session, "update", f"Intake/{intake_id}", detail={"link": "replaced"})
+    return _link(token)
+
+
+def _link(token: str) -> str:
+    return f"{current_app.config['INTAKE_BASE_URL'].rstrip('/')}/i/{token}"
 
 
 @intake_cli.command("invite")
@@ -125,9 +139,22 @@ def create_invite(name: str, birth_date: date, appointment: datetime | None, que
 @click.option("--appointment", default=None, help="YYYY-MM-DDTHH:MM (UTC unless an offset is given)")
 @click.option("--questionnaires", default=None, help="Comma-separated questionnaire ids (default: all five)")
 @click.option("--mrn", default=None, help="The health record's number for a new patient (system: INTAKE_MRN_SYSTEM).")
+@click.option("--intake", "intake_id", default=None,
+              help="An existing intake's id: a new link for it (its old link and that link's sessions stop working).")
 def invite(name: str | None, birth_date: str | None, patient_id: str | None, appointment: str | None,
-           questionnaires: str | None, mrn: str | None) -> None:
-    """Create a patient and an intake, and print the one-time link to send them."""
+           questionnaires: str | None, mrn: str | None, intake_id: str | None) -> None:
+    """Create a patient and an intake, and print the one-time link to send them.
+
+    With --intake, print a new link for that intake instead (a patient who lost theirs).
+    """
+    if intake_id is not None:
+        if any(v is not None for v in (name, birth_date, patient_id, appointment, questionnaires, mrn)):
+            _fail("--intake takes no other option: it only replaces that intake's link")
+        try:
+            click.echo(replace_link(intake_id))
+        except workflow.WorkflowError as exc:
+            _fail(str(exc))
+        return
     if patient_id is None and (name is None or birth_date is None):
         _fail("give --name and --birth-date for a new patient, or --patient ID for an existing one")
     born = _parse_date(birth_date, "--birth-date") if birth_date else date.min

@@ -146,6 +146,22 @@ class InviteToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class ShownLink(Base):
+    """A new patient link waiting to be shown, once, to the staff member who made it.
+
+    ``sealed`` is the token encrypted with a key kept only in that staff member's session cookie,
+    so neither the cookie nor the database alone holds the link. The row is deleted when shown
+    and is useless after ``expires_at`` (a few minutes).
+    """
+
+    __tablename__ = "shown_links"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    intake_id: Mapped[str] = mapped_column(ForeignKey("intakes.id"), index=True)
+    sealed: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ResponseRecord(Base):
     """The stored QuestionnaireResponse of one questionnaire of an intake (draft or completed).
 

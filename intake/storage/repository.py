@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, bindparam, case, insert, select, update
+from sqlalchemy import CursorResult, bindparam, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,7 @@ from intake.storage.models import (
     Patient,
     ResponseRecord,
     ScoringResult,
+    ShownLink,
     new_id,
     utcnow,
 )
@@ -160,11 +161,12 @@ def issue_invite(
     return token
 
 
-def find_intake_by_token_hash(session: Session, token_hash: str, *, now: datetime) -> Intake | None:
-    """The intake a patient link opens: None when the link is unknown, expired or revoked."""
+def find_live_link(session: Session, token_hash: str, *, now: datetime) -> tuple[Intake, int] | None:
+    """The intake a patient link opens and the link's id (the session it opens records it):
+    None when the link is unknown, expired or revoked."""
     require_aware(now, "now")
-    return session.scalars(
-        select(Intake)
+    row = session.execute(
+        select(Intake, InviteToken.id)
         .join(InviteToken, InviteToken.intake_id == Intake.id)
         .where(
             InviteToken.token_hash == token_hash,
@@ -172,6 +174,63 @@ def find_intake_by_token_hash(session: Session, token_hash: str, *, now: datetim
             InviteToken.expires_at > now,
         )
     ).one_or_none()
+    return (row[0], row[1]) if row is not None else None
+
+
+def find_intake_by_token_hash(session: Session, token_hash: str, *, now: datetime) -> Intake | None:
+    """The intake a patient link opens: None when the link is unknown, expired or revoked."""
+    found = find_live_link(session, token_hash, now=now)
+    return found[0] if found is not None else None
+
+
+def link_in_force(session: Session, link_id: int, intake_id: str, *, now: datetime, lock: bool = False) -> bool:
+    """Whether the link that opened a patient's session still works: it is this intake's, not
+    revoked (a newer link revokes it) and not expired.
+
+    With `lock`, the intake row is locked first, as `issue_invite` locks it before revoking, so a
+    write in the caller's transaction and a new link take turns: the write either commits before
+    the revocation or sees it.
+    """
+    require_aware(now, "now")
+    if lock:
+        try:
+            _lock_intake(session, intake_id)
+        except IntakeNotFound:
+            return False
+    return session.scalar(
+        select(InviteToken.id).where(
+            InviteToken.id == link_id,
+            InviteToken.intake_id == intake_id,
+            InviteToken.revoked_at.is_(None),
+            InviteToken.expires_at > now,
+        )
+    ) is not None
+
+
+def hold_shown_link(session: Session, *, intake_id: str, sealed: str, expires_at: datetime, now: datetime) -> str:
+    """Keep a new link, sealed, until it is shown once (`take_shown_link`); returns the id to ask
+    for it by. Links held past their time, never shown, are deleted here."""
+    require_aware(expires_at, "expires_at")
+    require_aware(now, "now")
+    session.execute(delete(ShownLink).where(ShownLink.expires_at <= now))
+    held = ShownLink(intake_id=intake_id, sealed=sealed, expires_at=expires_at)
+    session.add(held)
+    session.flush()
+    return held.id
+
+
+def take_shown_link(session: Session, shown_id: str, *, intake_id: str, now: datetime) -> str | None:
+    """The sealed link held under `shown_id` for this intake, deleted as it is read, so a reload
+    (or a copy of the cookie) finds nothing: None when it was taken, has expired or is another
+    intake's."""
+    require_aware(now, "now")
+    row = session.execute(
+        delete(ShownLink).where(ShownLink.id == shown_id)
+        .returning(ShownLink.intake_id, ShownLink.sealed, ShownLink.expires_at)
+    ).one_or_none()
+    if row is None or row.intake_id != intake_id or row.expires_at <= now:
+        return None
+    return str(row.sealed)
 
 
 class StoredVersion(NamedTuple):

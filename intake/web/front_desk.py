@@ -1,14 +1,21 @@
 """Front desk: the day's intakes with their status, a new intake for an appointment, new links.
 
 A patient link is shown once, right after it is made (the database keeps only its hash); making
-a new link revokes the old one. Clinicians see the same day list, with links to the summaries.
+a new link revokes the old one, and ends the browser sessions it opened. Between the POST that
+makes a link and the page that shows it, the link waits server-side, sealed with a key that only
+the staff member's session cookie holds (`_hold`): the cookie never carries the link, the row is
+deleted when shown, and a link not shown within `HOLD_FOR` is never shown. Clinicians see the
+same day list, with links to the summaries.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from cryptography.fernet import Fernet, InvalidToken
 
 from flask import (
     Blueprint,
@@ -21,6 +28,7 @@ from flask import (
     url_for,
 )
 from flask_wtf import FlaskForm
+from sqlalchemy.orm import Session
 from wtforms import DateField, SelectMultipleField, StringField, TimeField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
@@ -34,7 +42,11 @@ from intake.web.staff import role_required
 
 bp = Blueprint("front_desk", __name__, url_prefix="/front-desk")
 
-SHOWN_LINK = "front_desk_link"  # the link to show once, between the POST and its redirect
+SHOWN_LINK = "front_desk_link"  # which held link to show once, and its key (never the link itself)
+HOLD_FOR = timedelta(minutes=5)  # a new link not shown by then is dropped: make another
+# The days the list can show: any date whose neighbours and local midnights are valid datetimes.
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits only (`\d` takes any script's)
 
 
 def _zone() -> ZoneInfo:
@@ -43,6 +55,39 @@ def _zone() -> ZoneInfo:
 
 def _link(token: str) -> str:
     return f"{current_app.config['INTAKE_BASE_URL'].rstrip('/')}/i/{token}"
+
+
+def _hold(db: Session, intake_id: str, token: str) -> dict[str, str]:
+    """Keep the new link server-side until it is shown; returns what the session remembers."""
+    key = Fernet.generate_key()
+    now = datetime.now(timezone.utc)
+    held = repository.hold_shown_link(db, intake_id=intake_id, sealed=Fernet(key).encrypt(token.encode()).decode(),
+                                      expires_at=now + HOLD_FOR, now=now)
+    return {"id": held, "key": key.decode()}
+
+
+def _take(db: Session, ticket: object, intake_id: str) -> str | None:
+    """The held link of this intake, once: its row is deleted as it is read."""
+    if not isinstance(ticket, dict) or not isinstance(ticket.get("id"), str) or not isinstance(ticket.get("key"), str):
+        return None
+    sealed = repository.take_shown_link(db, ticket["id"], intake_id=intake_id, now=datetime.now(timezone.utc))
+    if sealed is None:
+        return None
+    try:
+        return Fernet(ticket["key"].encode()).decrypt(sealed.encode(), ttl=int(HOLD_FOR.total_seconds())).decode()
+    except (InvalidToken, ValueError):
+        return None
+
+
+def parse_day(value: str) -> date | None:
+    """A day asked for in the address (`YYYY-MM-DD`), or None when it is not one the list can show."""
+    if not _ISO_DAY.fullmatch(value):
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        return None
+    return day if FIRST_DAY <= day <= LAST_DAY else None
 
 
 def status_of(intake_status: str, tiers: list[str]) -> str:
@@ -57,9 +102,12 @@ def status_of(intake_status: str, tiers: list[str]) -> str:
 def day() -> Any:
     zone = _zone()
     today = datetime.now(zone).date()
-    try:
-        chosen = date.fromisoformat(request.args["day"]) if request.args.get("day") else today
-    except ValueError:
+    asked = request.args.get("day")
+    chosen = parse_day(asked) if asked else today
+    error = None
+    if chosen is None:
+        error = (f"The day must be a date written as YYYY-MM-DD, from {FIRST_DAY.isoformat()} to "
+                 f"{LAST_DAY.isoformat()}. Showing today instead.")
         chosen = today
     start = datetime.combine(chosen, time.min, zone).astimezone(timezone.utc)
     end = datetime.combine(chosen + timedelta(days=1), time.min, zone).astimezone(timezone.utc)
@@ -68,8 +116,8 @@ def day() -> Any:
         rows.append({"intake": intake, "patient": patient, "status": status_of(intake.status, tiers), "tier": top_tier(tiers),
                      "time": intake.appointment_at.astimezone(zone).strftime("%H:%M") if intake.appointment_at else ""})
         auditing.note(f"Patient/{patient.id}")
-    return render_template("staff/day.html", rows=rows, day=chosen, today=today,
-                           previous=chosen - timedelta(days=1), next=chosen + timedelta(days=1))
+    return render_template("staff/day.html", rows=rows, day=chosen, today=today, error=error,
+                           previous=chosen - timedelta(days=1), next=chosen + timedelta(days=1)), 400 if error else 200
 
 
 class IntakeForm(FlaskForm):  # type: ignore[misc]
@@ -104,10 +152,11 @@ def new_intake() -> Any:
                     mrn=form.mrn.data or None, mrn_system=current_app.config["INTAKE_MRN_SYSTEM"])
                 auditing.record_change(db, "create", f"Patient/{intake.patient_id}", f"Intake/{intake.id}")
                 intake_id = intake.id
+                ticket = _hold(db, intake_id, token)
         except workflow.WorkflowError as exc:
             error = str(exc).capitalize() + "."
         else:
-            session[SHOWN_LINK] = {"intake": intake_id, "link": _link(token)}
+            session[SHOWN_LINK] = ticket
             return redirect(url_for("front_desk.show_link", intake_id=intake_id))
     status = 400 if request.method == "POST" else 200
     return render_template("staff/new_intake.html", form=form, error=error), status
@@ -124,22 +173,32 @@ def new_link(intake_id: str) -> Any:
         with writer() as db:
             token = workflow.new_link(db, intake_id, ttl=timedelta(hours=current_app.config["INTAKE_LINK_TTL_HOURS"]))
             auditing.record_change(db, "update", f"Intake/{intake_id}", detail={"link": "replaced"})
+            ticket = _hold(db, intake_id, token)
     except workflow.WorkflowError:
         abort(404)
-    session[SHOWN_LINK] = {"intake": intake_id, "link": _link(token)}
+    session[SHOWN_LINK] = ticket
     return redirect(url_for("front_desk.show_link", intake_id=intake_id))
 
 
 @bp.get("/intakes/<intake_id>/link")
 @role_required("front-desk")
 def show_link(intake_id: str) -> Any:
-    """The new link, once: a reload shows that it was shown, and offers a new one."""
-    shown = session.pop(SHOWN_LINK, None)
-    link = shown["link"] if isinstance(shown, dict) and shown.get("intake") == intake_id else None
-    intake = repository.get_intake(reader(), intake_id)
-    if intake is None:
-        abort(404)
-    patient = repository.get_patient(reader(), intake.patient_id)
+    """The new link, once: a reload shows that it was shown, and offers a new one.
+
+    The page names the patient, so showing it is audited (a read, with whether the link was shown),
+    in the same transaction that deletes the held link.
+    """
+    ticket = session.pop(SHOWN_LINK, None)
+    with writer() as db:
+        intake = repository.get_intake(db, intake_id)
+        if intake is None:
+            abort(404)
+        token = _take(db, ticket, intake_id)
+        patient = repository.get_patient(db, intake.patient_id)
+        auditing.record_change(db, "read", f"Patient/{intake.patient_id}", f"Intake/{intake_id}",
+                               detail={"method": request.method, "path": request.path[:300],
+                                       "link": "shown" if token else "not shown"})
+    link = _link(token) if token else None
     day = intake.appointment_at.astimezone(_zone()).date().isoformat() if intake.appointment_at else None
     return render_template("staff/link.html", link=link, intake=intake, patient=patient, form=FlaskForm(), day=day,
                            expires_hours=current_app.config["INTAKE_LINK_TTL_HOURS"])

@@ -41,6 +41,13 @@ from intake.web.staff import safe_next
 bp = Blueprint("patient", __name__)
 
 SESSION_KEY = "intake_id"
+LINK_KEY = "link_id"  # the link that opened this session: the session ends when that link does
+# Pages a browser may ask for whatever its session holds (opening a link starts a new session).
+UNBOUND_ENDPOINTS = frozenset({"patient.home", "patient.open_link"})
+
+
+class LinkEnded(Exception):
+    """The link that opened this session was revoked, replaced by a newer one, or has expired."""
 
 
 def _now() -> datetime:
@@ -57,7 +64,8 @@ def open_link(token: str) -> Any:
     """The link from the invitation: bind this browser session to the intake, then drop the token."""
     if len(token) > 200:
         return _invalid_link()
-    intake = repository.find_intake_by_token_hash(reader(), token_hash(token), now=_now())
+    found = repository.find_live_link(reader(), token_hash(token), now=_now())
+    intake, link_id = found if found is not None else (None, None)
     if intake is None or intake.status == "completed":
         # Unknown, expired, revoked and already-submitted links look the same: nobody holding a
         # link can learn which (the patient who just submitted keeps their session's done page).
@@ -72,6 +80,7 @@ def open_link(token: str) -> Any:
     session.clear()
     session.permanent = True
     session[SESSION_KEY] = intake.id
+    session[LINK_KEY] = link_id
     if chosen in language.LANGUAGES:
         session[language.SESSION_KEY] = chosen
     return redirect(url_for("patient.start"))
@@ -87,6 +96,56 @@ def _session_ended() -> Any:
         "error.html",
         title=_("Your session has ended"),
         body=_("Your saved answers are safe. Open the link from your message again to carry on where you stopped."),
+    ), 403
+
+
+@bp.before_request
+def _check_link() -> None:
+    """Every request of a link's session, on every patient page: is that link still in force?
+
+    The session records which link opened it; once the front desk or the command line issues a
+    newer link, or the link is revoked or expires, the old browser is refused (`LinkEnded`).
+    Writes check again inside their own transaction (`_hold_link`), so a new link issued in
+    between cannot let a save or a submit through.
+    """
+    if request.endpoint in UNBOUND_ENDPOINTS or SESSION_KEY not in session:
+        return
+    if not _link_in_force(reader()):
+        raise LinkEnded()
+
+
+def _link_in_force(db: Session, *, lock: bool = False) -> bool:
+    intake_id, link_id = session.get(SESSION_KEY), session.get(LINK_KEY)
+    if not isinstance(intake_id, str) or not isinstance(link_id, int) or isinstance(link_id, bool):
+        return False
+    return repository.link_in_force(db, link_id, intake_id, now=_now(), lock=lock)
+
+
+def _hold_link(db: Session) -> None:
+    """In a write transaction: lock the intake and stop unless the session's link still works,
+    so the write and a newer link take turns (the write lands first or is refused)."""
+    if not _link_in_force(db, lock=True):
+        raise LinkEnded()
+
+
+@bp.errorhandler(LinkEnded)
+def _link_ended(_exc: LinkEnded) -> Any:
+    """Forget the intake in this browser (its saved answers stay stored) and say what to do."""
+    intake_id = session.get(SESSION_KEY)
+    chosen = session.get(language.SESSION_KEY)
+    session.clear()
+    if chosen in language.LANGUAGES:
+        session[language.SESSION_KEY] = chosen  # the page, and what follows, stay in their language
+    with writer() as db:
+        audit.record(db, actor=audit.Actor("patient-link", f"Intake/{intake_id}"), action="login-failed",
+                     outcome="failure", now=_now(), entities=[f"Intake/{intake_id}"] if isinstance(intake_id, str) else [],
+                     detail={"via": "patient session", "reason": "link revoked, replaced or expired"},
+                     source=auditing.source())
+    return render_template(
+        "error.html",
+        title=_("This link no longer works"),
+        body=_("Your saved answers are safe. Use the newest link the clinic sent you, or contact the clinic "
+               "for a new one."),
     ), 403
 
 
@@ -106,6 +165,7 @@ def _remember_language(code: str) -> None:
     intake_id = session.get(SESSION_KEY)
     if isinstance(intake_id, str):
         with writer() as db:
+            _hold_link(db)
             if repository.set_intake_language(db, intake_id, code):
                 auditing.record_change(db, "update", f"Intake/{intake_id}", detail={"language": code})
 
@@ -310,6 +370,7 @@ def _post_page(form_key: str, page_key: str) -> Any:
         now = _now()
         try:
             with writer() as db:
+                _hold_link(db)
                 workflow.save_page(db, intake, step.form, step.page, merged, language=language.current(), now=now)
                 if intake.language != language.current():  # answering in it: the intake keeps it
                     repository.set_intake_language(db, intake.id, language.current())
@@ -471,6 +532,7 @@ def submit() -> Any:
         # A stale review page: nothing is lost, show it again with a fresh token.
         return redirect(url_for("patient.review"))
     with writer() as db:
+        _hold_link(db)
         intake = _open_intake(db)
         done, problems = workflow.submit(db, catalog(), intake, onset_age=current_app.config["INTAKE_GI_ONSET_AGE"],
                                          language=language.current())

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from intake.storage import repository as repo
 from intake.storage.db import session_scope
-from intake.storage.models import Intake, InviteToken, ResponseRecord
+from intake.storage.models import Intake, InviteToken, ResponseRecord, ShownLink
 
 GUT = "http://intake.example/fhir/Questionnaire/gut|1.0.0"
 NERVE = "http://intake.example/fhir/Questionnaire/nerve|2.1"
@@ -152,6 +152,42 @@ def test_raw_tokens_are_refused(session: Session) -> None:
         repo.issue_invite(
             session, intake_id=intake.id, token_hash="raw-secret-token", expires_at=NOW
         )
+
+
+def test_finding_1_a_link_is_in_force_until_replaced_revoked_or_expired(session: Session) -> None:
+    intake, other = make_intake(session), make_intake(session)
+    tomorrow = NOW + timedelta(days=1)
+    repo.issue_invite(session, intake_id=intake.id, token_hash=token_hash("first"), expires_at=tomorrow)
+    found = repo.find_live_link(session, token_hash("first"), now=NOW)
+    assert found is not None and found[0].id == intake.id
+    first = found[1]
+    for lock in (False, True):
+        assert repo.link_in_force(session, first, intake.id, now=NOW, lock=lock)
+        assert not repo.link_in_force(session, first, intake.id, now=tomorrow, lock=lock)  # expired
+        assert not repo.link_in_force(session, first, other.id, now=NOW, lock=lock)  # another intake's
+        assert not repo.link_in_force(session, first, "no-such-intake", now=NOW, lock=lock)
+    repo.issue_invite(session, intake_id=intake.id, token_hash=token_hash("second"), expires_at=tomorrow)
+    second = repo.find_live_link(session, token_hash("second"), now=NOW)
+    assert second is not None
+    assert not repo.link_in_force(session, first, intake.id, now=NOW)  # replaced
+    assert repo.link_in_force(session, second[1], intake.id, now=NOW)
+    assert repo.find_live_link(session, token_hash("first"), now=NOW) is None
+
+
+def test_finding_9_a_held_link_is_taken_once_and_not_after_it_expires(session: Session) -> None:
+    intake, other = make_intake(session), make_intake(session)
+    soon = NOW + timedelta(minutes=5)
+    held = repo.hold_shown_link(session, intake_id=intake.id, sealed="sealed-1", expires_at=soon, now=NOW)
+    assert repo.take_shown_link(session, held, intake_id=intake.id, now=NOW) == "sealed-1"
+    assert repo.take_shown_link(session, held, intake_id=intake.id, now=NOW) is None  # once
+    held = repo.hold_shown_link(session, intake_id=intake.id, sealed="sealed-2", expires_at=soon, now=NOW)
+    assert repo.take_shown_link(session, held, intake_id=other.id, now=NOW) is None  # another intake's page
+    assert repo.take_shown_link(session, held, intake_id=intake.id, now=NOW) is None  # and it is gone
+    held = repo.hold_shown_link(session, intake_id=intake.id, sealed="sealed-3", expires_at=soon, now=NOW)
+    assert repo.take_shown_link(session, held, intake_id=intake.id, now=soon) is None  # expired
+    repo.hold_shown_link(session, intake_id=intake.id, sealed="stale", expires_at=soon, now=NOW)
+    repo.hold_shown_link(session, intake_id=other.id, sealed="fresh", expires_at=soon + timedelta(minutes=5), now=soon)
+    assert session.scalars(select(ShownLink.sealed)).all() == ["fresh"]  # held past their time: dropped
 
 
 # --- drafts ---------------------------------------------------------------------------------

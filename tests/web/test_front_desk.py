@@ -3,6 +3,7 @@ and the day list with each intake's status (not started, in progress, completed,
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from intake import close_app, create_app
-from intake.storage.models import Intake, Patient
+from intake.storage.db import session_scope
+from intake.storage.models import AuditRecord, Intake, Patient, ShownLink, utcnow
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import EMERGENCY, fill_all, fill_page, first_page, signed_in
 
@@ -135,7 +137,6 @@ def test_the_day_list_shows_each_status_for_front_desk_and_clinician(desk_app: F
     clinician_view = signed_in(desk_app, "clinician").get(f"/front-desk/?day={TOMORROW.isoformat()}").text
     assert clinician_view.count(">Summary<") == 2 and "New link" not in clinician_view
     assert "No intakes on this day." in desk.get(f"/front-desk/?day={(TOMORROW + timedelta(days=1)).isoformat()}").text
-    assert desk.get("/front-desk/?day=not-a-day").status_code == 200  # falls back to today
 
 
 def test_the_link_page_offers_a_copy_button_with_no_inline_script(desk_app: Flask) -> None:
@@ -160,3 +161,101 @@ def test_the_link_page_offers_a_copy_button_with_no_inline_script(desk_app: Flas
     assert "navigator.clipboard.writeText" in script.text and '"Copied"' in script.text
     script.close()
     assert "Copy link" not in desk.get(location).text  # the link is shown once, and its button with it
+
+
+# --- finding 9: the new link never rides in the session cookie, and is shown once -------------
+
+
+def _cookie(app: Flask, client: FlaskClient) -> str:
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    return cookie.value
+
+
+def _session_text(app: Flask, cookie: str) -> str:
+    """The session cookie as anyone holding it can read it (signed, not encrypted)."""
+    return json.dumps(app.session_interface.get_signing_serializer(app).loads(cookie))  # type: ignore[attr-defined]
+
+
+def _held(app: Flask) -> list[str]:
+    with app.extensions["intake.sessions"]() as session:
+        return list(session.scalars(select(ShownLink.sealed)))
+
+
+@pytest.mark.parametrize("made_by", ["new intake", "new link"])
+def test_finding_9_the_link_stays_server_side_and_is_shown_once(desk_app: Flask, made_by: str) -> None:
+    desk = signed_in(desk_app, "front-desk")
+    status, location = new_intake(desk, "Kim Park")
+    assert status == 302
+    if made_by == "new link":
+        page = desk.get(location).text
+        response = desk.post(location, data={"csrf_token": csrf(page)})
+        assert response.status_code == 302 and response.headers["Location"] == location
+    cookie = _cookie(desk_app, desk)  # what the browser holds between the POST and the page that shows the link
+    held = _held(desk_app)
+    link = shown_link(desk, location)
+    token = link.rsplit("/i/", 1)[1]
+    assert token not in _session_text(desk_app, cookie) and "/i/" not in _session_text(desk_app, cookie)
+    assert len(held) == 1 and token not in held[0]  # held sealed: the database alone does not hold it either
+    assert _held(desk_app) == []  # deleted when shown
+    assert "/i/" not in desk.get(location).text  # a reload does not show it
+    desk.set_cookie(desk_app.config["SESSION_COOKIE_NAME"], cookie)  # nor does replaying the cookie that pointed at it
+    again = desk.get(location).text
+    assert "/i/" not in again and "cannot be shown again" in again
+    assert desk_app.test_client().get(link).status_code == 302  # the link itself works
+
+
+def test_finding_9_a_link_not_shown_in_time_is_never_shown(desk_app: Flask) -> None:
+    desk = signed_in(desk_app, "front-desk")
+    _status, location = new_intake(desk, "Late Viewer")
+    with session_scope(desk_app.extensions["intake.sessions"]) as session:
+        session.execute(update(ShownLink).values(expires_at=utcnow() - timedelta(seconds=1)))
+    page = desk.get(location).text
+    assert "/i/" not in page and "cannot be shown again" in page
+    assert _held(desk_app) == []
+    _status, location = new_intake(desk, "Next Patient")  # expired rows nobody asked for are dropped too
+    with session_scope(desk_app.extensions["intake.sessions"]) as session:
+        session.execute(update(ShownLink).values(expires_at=utcnow() - timedelta(seconds=1)))
+    new_intake(desk, "Third Patient")
+    assert len(_held(desk_app)) == 1
+
+
+# --- finding 8: the page that shows a link names the patient, so it is audited ----------------
+
+
+def test_finding_8_the_link_page_is_audited(desk_app: Flask) -> None:
+    desk = signed_in(desk_app, "front-desk")
+    _status, location = new_intake(desk, "Audited Person")
+    intake_id = location.split("/")[3]
+    shown_link(desk, location)
+    desk.get(location)
+    with desk_app.extensions["intake.sessions"]() as session:
+        intake = session.get(Intake, intake_id)
+        assert intake is not None
+        rows = session.scalars(select(AuditRecord).where(AuditRecord.action == "read").order_by(AuditRecord.seq)).all()
+    reads = [r for r in rows if f"Patient/{intake.patient_id}" in json.loads(r.entities)]
+    assert [(r.actor_kind, r.actor, r.outcome) for r in reads] == [("user", "frontdesk", "success")] * 2
+    assert all(f"Intake/{intake_id}" in json.loads(r.entities) for r in reads)
+    assert [json.loads(r.detail)["link"] for r in reads] == ["shown", "not shown"]
+
+
+# --- finding 7: days the list cannot show are a 400 with a message, not a 500 ------------------
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "1899-12-31", "\uff12\uff10\uff12\uff16-01-01",
+                                 "2026-01-01\x00", "\x00", "2026-02-30", "not-a-day", "2026-1-1", "20260101",
+                                 "2026-01-01T00:00", "\u0662\u0660\u0662\u0666-01-01", "9" * 5000])
+def test_finding_7_a_day_the_list_cannot_show_is_a_400_with_a_message(desk_app: Flask, day: str) -> None:
+    desk = signed_in(desk_app, "front-desk")
+    response = desk.get("/front-desk/", query_string={"day": day})
+    assert response.status_code == 400
+    assert "There is a problem" in response.text and "YYYY-MM-DD" in response.text
+    assert "Showing today instead" in response.text and "<title>Error: Intakes on" in response.text
+
+
+def test_finding_7_the_first_and_last_days_the_list_can_show(desk_app: Flask) -> None:
+    desk = signed_in(desk_app, "front-desk")
+    for day in ("1900-01-01", "9998-12-31"):
+        response = desk.get(f"/front-desk/?day={day}")
+        assert response.status_code == 200 and "No intakes on this day." in response.text
+        assert "There is a problem" not in response.text
