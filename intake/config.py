@@ -64,9 +64,11 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     # Rate limits (Flask-Limiter syntax) per client address, and where the counts live.
     "LINK_RATE_LIMIT": (str, "20 per minute"),
     "TOKEN_RATE_LIMIT": (str, "60 per minute"),
-    # Staff sign-in: failed attempts per address, and per user name (whoever tries it).
+    # Staff sign-in: failed attempts per address; per address and user name (and, softly, per
+    # user name from anywhere: intake/web/limits.py); wrong TOTP codes per account.
     "LOGIN_RATE_LIMIT": (str, "10 per minute"),
     "LOGIN_USER_RATE_LIMIT": (str, "30 per hour"),
+    "LOGIN_CODE_RATE_LIMIT": (str, "5 per 15 minutes"),
     "RATE_LIMIT_STORAGE": (str, "memory://"),
     # Reverse proxies in front of the service whose X-Forwarded-For/-Proto/-Host/-Port headers
     # are believed (intake/web/proxies.py): 0 = none, the client connects directly.

@@ -36,7 +36,7 @@ from wtforms.validators import EqualTo, InputRequired, Length
 
 from intake import accounts, audit
 from intake.storage.models import User
-from intake.web import auditing, readers, writer
+from intake.web import auditing, limits, readers, writer
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -167,10 +167,11 @@ def _finish_login(user_id: int, next_url: str | None) -> Any:
     return redirect(next_url or url_for(HOME[staff_user.role]))
 
 
-def _failed(username: str) -> None:
+def _failed(username: str, reason: str | None = None) -> None:
+    """Audit a failed or refused sign-in; `reason` says why when it is not a wrong password or code."""
     with writer() as db:
         audit.record(db, actor=audit.Actor("anonymous", username[:64]), action="login-failed", outcome="failure",
-                     now=_now(), source=_source())
+                     now=_now(), source=_source(), detail={"reason": reason} if reason else None)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -180,9 +181,13 @@ def login() -> Any:
     error = None
     if request.method == "POST":
         if form.validate_on_submit():
+            if limits.name_refused(form.username.data):  # the same for every name, known or not
+                _failed(form.username.data, "too many failures for this user name, and from this address")
+                return limits.too_many_attempts()
             with readers() as db:
                 user = accounts.check_credentials(db, form.username.data, form.password.data)
             if user is None:
+                limits.sign_in_failed(form.username.data)
                 _failed(form.username.data)
                 error = FAILED
             elif user.totp_secret:
@@ -208,6 +213,9 @@ def login_code() -> Any:
     error = None
     if request.method == "POST":
         if form.validate_on_submit():
+            wait = limits.code_wait_minutes(pending["user"])
+            if wait:
+                return _codes_closed(_username(pending["user"]), wait, "codes refused: too many wrong codes for this account")
             with writer() as db:
                 user = accounts.store.get_user(db, pending["user"])
                 ok = user is not None and user.disabled_at is None and accounts.accept_totp(db, user, form.code.data, now=_now())
@@ -215,11 +223,31 @@ def login_code() -> Any:
             if ok:
                 session.pop(PENDING, None)
                 return _finish_login(pending["user"], safe_next(pending.get("next")))
+            if limits.code_failed(pending["user"]):
+                return _codes_closed(name, limits.code_wait_minutes(pending["user"]),
+                                     "too many wrong codes: the account's codes are refused for now")
             _failed(name)
             error = "That code is not right. Enter the current code from your app."
         else:
             error = "Enter the 6-digit code from your authenticator app."
     return render_template("staff/code.html", form=form, error=error), (401 if error else 200)
+
+
+def _username(user_id: int) -> str:
+    with readers() as db:
+        user = accounts.store.get_user(db, user_id)
+        return user.username if user else ""
+
+
+def _codes_closed(username: str, wait: int, reason: str) -> Any:
+    """Too many wrong codes for this account, from wherever: audited, and the sign-in starts over
+    once the wait is over. Only someone with the password gets here, so the page says so."""
+    session.pop(PENDING, None)
+    _failed(username, reason)
+    return render_template("staff/error.html", title="Too many wrong codes",
+                           body=f"After too many wrong codes this account takes no code, not even a right one, "
+                                f"for {wait} minute{'s' if wait != 1 else ''}. Then sign in again. If it was not you "
+                                "who tried, tell an admin at once: someone else knows your password."), 429
 
 
 @bp.post("/logout")

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 
 from intake import close_app, create_app
-from intake.web.headers import CONTENT_SECURITY_POLICY
+from intake.web.headers import CONTENT_SECURITY_POLICY, HSTS
 from tests.web.conftest import invite_link
 
 PATHS = ["/", "/intake", "/no-such-page", "/fhir/metadata", "/fhir/Patient", "/clinician/", "/static/intake.css"]
@@ -31,6 +31,22 @@ def test_every_response_carries_the_security_headers(client, path: str) -> None:
 def test_hsts_over_https(client) -> None:  # type: ignore[no-untyped-def]
     response = client.get("/", base_url="https://localhost")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+@pytest.mark.parametrize("base_url, sent", [("https://intake.example.org", True), ("http://127.0.0.1:5000", False)])
+def test_hsts_follows_an_https_base_url_behind_a_tls_proxy(database_url: str, tmp_path: Path, base_url: str,
+                                                          sent: bool) -> None:
+    """A TLS-terminating proxy hands the request on over plain HTTP (request.is_secure is false,
+    and no X-Forwarded-Proto is trusted by default): the service is still served over HTTPS, as
+    INTAKE_BASE_URL says, so HSTS is sent. With an http:// base URL it is not."""
+    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
+                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_BASE_URL": base_url})
+    try:
+        for path in ("/", "/staff/login", "/fhir/metadata", "/no-such-page"):
+            response = app.test_client().get(path, base_url="http://intake.example.org")
+            assert (response.headers.get("Strict-Transport-Security") == HSTS) is sent, (path, response.headers)
+    finally:
+        close_app(app)
 
 
 def test_pages_need_nothing_inline(app: Flask, client) -> None:  # type: ignore[no-untyped-def]

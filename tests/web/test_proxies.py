@@ -18,6 +18,7 @@ from tests.web.flow import add_staff, sign_in
 from tests.web.test_staff import make_app  # noqa: F401  (fixture)
 
 PROXY = "10.0.0.2"  # the address every request arrives from when a proxy is in front
+BASE_TOKEN_URL = "http://127.0.0.1:5000/auth/token"  # from the default INTAKE_BASE_URL
 
 
 def via_proxy(app: Flask, client_address: str) -> FlaskClient:
@@ -39,8 +40,11 @@ def test_a_trusted_proxy_names_the_client_in_the_audit_log_and_urls(make_app: Ca
     app = make_app(INTAKE_TRUSTED_PROXIES=1)
     add_staff(app)
     assert failed_sign_in_source(app, via_proxy(app, "203.0.113.7")) == "203.0.113.7"
+    metadata = via_proxy(app, "203.0.113.7").get("/fhir/metadata")
+    assert metadata.get_json()["implementation"]["url"] == "https://intake.example.org/fhir"
+    assert "Strict-Transport-Security" in metadata.headers  # the client's connection was HTTPS
     found = via_proxy(app, "203.0.113.7").get("/.well-known/smart-configuration").get_json()
-    assert found["token_endpoint"] == "https://intake.example.org/auth/token"
+    assert found["token_endpoint"] == BASE_TOKEN_URL  # INTAKE_BASE_URL alone (finding 2), whatever the headers
 
 
 def test_only_the_nearest_proxies_are_believed(make_app: Callable[..., Flask]) -> None:  # noqa: F811
@@ -54,8 +58,9 @@ def test_without_trusted_proxies_the_headers_are_ignored(make_app: Callable[...,
     app = make_app()
     add_staff(app)
     assert failed_sign_in_source(app, via_proxy(app, "203.0.113.7")) == PROXY
-    found = via_proxy(app, "203.0.113.7").get("/.well-known/smart-configuration").get_json()
-    assert found["token_endpoint"] == "http://localhost/auth/token"
+    metadata = via_proxy(app, "203.0.113.7").get("/fhir/metadata")
+    assert metadata.get_json()["implementation"]["url"] == "http://localhost/fhir"
+    assert "Strict-Transport-Security" not in metadata.headers  # an http:// INTAKE_BASE_URL, a plain request
 
 
 def test_rate_limits_count_each_client_behind_the_proxy(make_app: Callable[..., Flask]) -> None:  # noqa: F811
@@ -64,6 +69,16 @@ def test_rate_limits_count_each_client_behind_the_proxy(make_app: Callable[..., 
     first = via_proxy(app, "203.0.113.1")
     assert [sign_in(first, password="wrong password!").status_code for _ in range(3)] == [401, 401, 429]
     assert sign_in(via_proxy(app, "203.0.113.2"), password="wrong password!").status_code == 401
+
+
+def test_behind_the_proxy_failures_for_a_name_do_not_lock_its_owner_out(make_app: Callable[..., Flask]) -> None:  # noqa: F811
+    """The soft per-name limit tells clients apart by the forwarded address: attacking addresses
+    are refused, the owner's fresh one is not (docs/security.md)."""
+    app = make_app(INTAKE_TRUSTED_PROXIES=1, INTAKE_LOGIN_USER_RATE_LIMIT="2 per hour")
+    add_staff(app)
+    assert [sign_in(via_proxy(app, f"203.0.113.{n}"), password="wrong password!").status_code for n in range(1, 6)] == [401] * 5
+    assert sign_in(via_proxy(app, "203.0.113.1")).status_code == 429
+    assert sign_in(via_proxy(app, "198.51.100.7")).status_code == 302
 
 
 def test_a_negative_number_of_proxies_is_refused(database_url: str, tmp_path: Path) -> None:

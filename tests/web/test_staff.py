@@ -219,23 +219,93 @@ def test_the_offered_totp_secret_stays_on_the_server(staff_app: Flask) -> None:
     assert secret not in other.get("/staff/two-step").text
 
 
-def test_sign_in_is_rate_limited_per_address_and_per_user_name(make_app: Callable[..., Flask]) -> None:
-    app = make_app(INTAKE_LOGIN_RATE_LIMIT="3 per minute", INTAKE_LOGIN_USER_RATE_LIMIT="5 per hour")
+def from_address(app: Flask, address: str) -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_failed_sign_ins_are_limited_per_address(make_app: Callable[..., Flask]) -> None:
+    app = make_app(INTAKE_LOGIN_RATE_LIMIT="3 per minute")
     add_staff(app)
     client = app.test_client()
     statuses = [sign_in(client, password="wrong password!").status_code for _ in range(4)]
     assert statuses == [401, 401, 401, 429]
     assert "Too many sign-in attempts" in sign_in(client).text  # even the right password waits
-    # Other addresses trying the same user name are limited too, after 5 failures in all.
-    def from_address(address: str) -> FlaskClient:
-        other = app.test_client()
-        other.environ_base["REMOTE_ADDR"] = address
-        return other
+    assert sign_in(client, "someone", "wrong password!").status_code == 429  # whatever the name
+    assert sign_in(from_address(app, "10.0.0.9")).status_code == 302  # other addresses are not limited
 
-    others = [sign_in(from_address(f"10.0.0.{n}"), password="wrong password!").status_code for n in range(1, 5)]
-    assert others == [401, 401, 429, 429]
-    assert sign_in(from_address("10.0.0.9")).status_code == 429  # the name is locked for now, whoever asks
-    assert sign_in(from_address("10.0.0.10"), "someone", "wrong password!").status_code == 401  # other names are not
+
+def test_failed_sign_ins_are_limited_per_address_and_user_name(make_app: Callable[..., Flask]) -> None:
+    app = make_app(INTAKE_LOGIN_USER_RATE_LIMIT="3 per hour")
+    add_staff(app)
+    client = from_address(app, "10.0.0.1")
+    statuses = [sign_in(client, password="wrong password!").status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    assert sign_in(client).status_code == 429  # this address has had its tries at this name
+    assert sign_in(client, "someone", "wrong password!").status_code == 401  # other names from it go on
+    assert sign_in(from_address(app, "10.0.0.9")).status_code == 302  # and the name's owner is not locked out
+
+
+def test_failures_for_a_user_name_from_many_addresses_do_not_lock_its_owner_out(make_app: Callable[..., Flask]) -> None:
+    """ASVS 2.2.1: slowing a distributed guesser must not become a lock-out anyone can cause. Over
+    the per-name limit, an address that has failed gets no more tries at the name (hard limits
+    per address, and per address and name, stay as they were); a fresh address with the right
+    password, and the right code, still signs in; a wrong password from it counts as usual."""
+    app = make_app(INTAKE_LOGIN_USER_RATE_LIMIT="3 per hour")
+    totp = with_totp(app)
+    attackers = [from_address(app, f"203.0.113.{n}") for n in range(1, 21)]
+    assert [sign_in(a, password="wrong password!").status_code for a in attackers] == [401] * 20
+    assert {sign_in(a, password="wrong password!").status_code for a in attackers} == {429}  # each one again
+    refused = sign_in(attackers[0])  # even with the right password: this address has been failing
+    assert refused.status_code == 429 and "Too many sign-in attempts" in refused.text
+    owner = from_address(app, "198.51.100.7")
+    response = sign_in(owner)
+    assert response.status_code == 302 and response.headers["Location"] == "/staff/login/code"
+    done = owner.post("/staff/login/code", data={"code": totp.now(), "csrf_token": csrf(owner.get("/staff/login/code").text)})
+    assert done.status_code == 302 and owner.get("/clinician/").status_code == 200
+    late = from_address(app, "203.0.113.99")
+    assert sign_in(late, password="wrong password!").status_code == 401  # a fresh attacker: one guess
+    assert sign_in(late).status_code == 429  # and no more
+    flush(app)
+    with app.extensions["intake.sessions"]() as session:
+        reasons = [json.loads(row.detail).get("reason") for row in session.scalars(
+            select(AuditRecord).where(AuditRecord.action == "login-failed", AuditRecord.source == "203.0.113.1"))]
+    refusal = "too many failures for this user name, and from this address"
+    assert reasons == [None, refusal, refusal]  # the wrong password, then both refusals
+
+
+def wrong_code(totp: pyotp.TOTP) -> str:
+    """A code valid at no step near now."""
+    near = {totp.at(utcnow() + timedelta(seconds=s)) for s in (-60, -30, 0, 30, 60)}
+    return next(c for c in ("000000", "111111", "222222", "333333", "444444", "555555", "666666") if c not in near)
+
+
+def test_wrong_codes_are_limited_per_account_whatever_the_address(make_app: Callable[..., Flask]) -> None:
+    app = make_app(INTAKE_LOGIN_CODE_RATE_LIMIT="3 per 15 minutes")
+    totp, other = with_totp(app), with_totp(app, "nurse")
+    statuses = []
+    for n in range(3):  # each from its own address, each its own pending sign-in
+        client, token = awaiting_code(app, address=f"203.0.113.{n}")
+        statuses.append(client.post("/staff/login/code", data={"code": wrong_code(totp), "csrf_token": token}))
+    assert [r.status_code for r in statuses] == [401, 401, 429]
+    assert "Too many wrong codes" in statuses[-1].text and "not even a right one" in statuses[-1].text
+    client, token = awaiting_code(app, address="198.51.100.7")  # the owner: password right, code right
+    refused = client.post("/staff/login/code", data={"code": totp.now(), "csrf_token": token})
+    assert refused.status_code == 429 and "for 15 minutes" in refused.text
+    assert client.get("/clinician/").status_code == 302 and client.get("/staff/login/code").status_code == 302
+    nurse, token = awaiting_code(app, "nurse", address="203.0.113.0")
+    assert nurse.post("/staff/login/code", data={"code": other.now(), "csrf_token": token}).status_code == 302
+    flush(app)
+    with app.extensions["intake.sessions"]() as session:
+        rows = session.scalars(select(AuditRecord).where(AuditRecord.action == "login-failed")).all()
+    assert [(row.actor, row.source, json.loads(row.detail).get("reason")) for row in rows] == [
+        (STAFF[0], "203.0.113.0", None), (STAFF[0], "203.0.113.1", None),
+        (STAFF[0], "203.0.113.2", "too many wrong codes: the account's codes are refused for now"),
+        (STAFF[0], "198.51.100.7", "codes refused: too many wrong codes for this account")]
+    app.extensions["intake.limiter"].reset()  # as if the window had passed
+    client, token = awaiting_code(app, address="198.51.100.7")
+    assert client.post("/staff/login/code", data={"code": totp.now(), "csrf_token": token}).status_code == 302
 
 
 def test_successful_sign_ins_do_not_count_towards_the_limit(make_app: Callable[..., Flask]) -> None:

@@ -1,4 +1,9 @@
-"""Staff sign-in attempts (reserved for issue 15; filled in by the change that needs it).
+"""Staff sign-in attempts (reserved for issue 15): no schema change in the end.
+
+The sign-in limits of issue 15 (per address and user name, softly per user name, wrong TOTP codes
+per account) count in the rate-limit storage (INTAKE_RATE_LIMIT_STORAGE) with the others, and a
+TOTP step is claimed with a conditional UPDATE of users.totp_last_step, which exists. The empty
+revision keeps the reserved chain 0009 -> 0010 -> 0011 intact.
 
 Revision ID: 0010
 Revises: 0009
