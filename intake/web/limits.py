@@ -7,9 +7,10 @@ automated guessing without letting anyone lock a staff member out):
 - per address (INTAKE_LOGIN_RATE_LIMIT) and per address and user name (INTAKE_LOGIN_USER_RATE_LIMIT):
   hard limits, every attempt over them is refused;
 - per user name from any address (INTAKE_LOGIN_USER_RATE_LIMIT again): a soft limit. Over it,
-  only addresses that have failed no sign-in within that window may still try the name, so a
-  flood of failures from elsewhere never stops its owner, while each attacking address gets one
-  guess per window at most;
+  only addresses that have failed fewer than SUSPECT_AFTER sign-ins (any name, password or code)
+  within that window may still try the name, so a flood of failures from elsewhere never stops
+  its owner (who may mistype twice), while each attacking address gets SUSPECT_AFTER guesses
+  per window at most;
 - the second step (TOTP) per account (INTAKE_LOGIN_CODE_RATE_LIMIT), from any address or pending
   sign-in: over it, the account's codes are refused, even a right one, until the window ends.
   Only someone who has the password gets that far.
@@ -36,6 +37,9 @@ from limits import RateLimitItem, parse
 from limits.strategies import RateLimiter
 
 from intake.web.auth_api import _json
+
+
+SUSPECT_AFTER = 3  # failed sign-ins within the window after which an address is not let past the soft limit
 
 
 def _hashed(prefix: str, name: str) -> str:
@@ -123,6 +127,12 @@ def _name_key(username: str) -> str:
     return _hashed("login-name:", _folded(username))
 
 
+def _suspect() -> RateLimitItem:
+    """SUSPECT_AFTER failures within the window of the per-name limit."""
+    window = _item("INTAKE_LOGIN_USER_RATE_LIMIT")
+    return type(window)(SUSPECT_AFTER, window.multiples)
+
+
 def _failing_address_key() -> str:
     return "login-failing:" + get_remote_address()
 
@@ -133,18 +143,16 @@ def _code_key(user_id: int) -> str:
 
 def name_refused(username: str) -> bool:
     """The soft per-name limit: True if the name has had its fill of failures in this window and
-    this address has failed a sign-in (for any name) within the window as well."""
+    this address has failed SUSPECT_AFTER sign-ins (for any name) within the window as well."""
     item, strategy = _item("INTAKE_LOGIN_USER_RATE_LIMIT"), _strategy()
-    if strategy.test(item, _name_key(username)):
-        return False
-    return strategy.get_window_stats(item, _failing_address_key()).remaining < item.amount
+    return not strategy.test(item, _name_key(username)) and not strategy.test(_suspect(), _failing_address_key())
 
 
 def sign_in_failed(username: str) -> None:
     """Count a wrong user name or password against the name, and mark this address as failing."""
     item, strategy = _item("INTAKE_LOGIN_USER_RATE_LIMIT"), _strategy()
     strategy.hit(item, _name_key(username))
-    strategy.hit(item, _failing_address_key())
+    strategy.hit(_suspect(), _failing_address_key())
 
 
 def code_wait_minutes(user_id: int) -> int:
@@ -162,5 +170,5 @@ def code_failed(user_id: int) -> bool:
     was the last one allowed, so the account's codes are refused from now on."""
     item, strategy = _item("INTAKE_LOGIN_CODE_RATE_LIMIT"), _strategy()
     strategy.hit(item, _code_key(user_id))
-    strategy.hit(_item("INTAKE_LOGIN_USER_RATE_LIMIT"), _failing_address_key())
+    strategy.hit(_suspect(), _failing_address_key())
     return strategy.get_window_stats(item, _code_key(user_id)).remaining == 0

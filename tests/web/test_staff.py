@@ -21,6 +21,7 @@ from intake import accounts, close_app, create_app
 from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord, StaffSession, User, utcnow
 from intake.web.auditing import flush
+from intake.web.limits import SUSPECT_AFTER
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import STAFF, add_staff, sign_in, signed_in
 
@@ -249,30 +250,34 @@ def test_failed_sign_ins_are_limited_per_address_and_user_name(make_app: Callabl
 
 def test_failures_for_a_user_name_from_many_addresses_do_not_lock_its_owner_out(make_app: Callable[..., Flask]) -> None:
     """ASVS 2.2.1: slowing a distributed guesser must not become a lock-out anyone can cause. Over
-    the per-name limit, an address that has failed gets no more tries at the name (hard limits
-    per address, and per address and name, stay as they were); a fresh address with the right
-    password, and the right code, still signs in; a wrong password from it counts as usual."""
-    app = make_app(INTAKE_LOGIN_USER_RATE_LIMIT="3 per hour")
+    the per-name limit, an address that has failed SUSPECT_AFTER times gets no more tries at the
+    name (the hard limits per address, and per address and name, stay as they were); an address
+    that has not been failing, with the right password and the right code, still signs in."""
+    app = make_app(INTAKE_LOGIN_USER_RATE_LIMIT="5 per hour")
     totp = with_totp(app)
-    attackers = [from_address(app, f"203.0.113.{n}") for n in range(1, 21)]
-    assert [sign_in(a, password="wrong password!").status_code for a in attackers] == [401] * 20
+    attackers = [from_address(app, f"203.0.113.{n}") for n in range(1, 11)]
+    for _ in range(SUSPECT_AFTER):
+        assert [sign_in(a, password="wrong password!").status_code for a in attackers] == [401] * 10
     assert {sign_in(a, password="wrong password!").status_code for a in attackers} == {429}  # each one again
     refused = sign_in(attackers[0])  # even with the right password: this address has been failing
     assert refused.status_code == 429 and "Too many sign-in attempts" in refused.text
     owner = from_address(app, "198.51.100.7")
+    for _ in range(SUSPECT_AFTER - 1):  # a typo or two while the name is under attack
+        assert sign_in(owner, password="wrong password!").status_code == 401
     response = sign_in(owner)
     assert response.status_code == 302 and response.headers["Location"] == "/staff/login/code"
     done = owner.post("/staff/login/code", data={"code": totp.now(), "csrf_token": csrf(owner.get("/staff/login/code").text)})
     assert done.status_code == 302 and owner.get("/clinician/").status_code == 200
-    late = from_address(app, "203.0.113.99")
-    assert sign_in(late, password="wrong password!").status_code == 401  # a fresh attacker: one guess
-    assert sign_in(late).status_code == 429  # and no more
+    late = from_address(app, "203.0.113.99")  # a fresh attacker: SUSPECT_AFTER guesses, then no more
+    assert [sign_in(late, password="wrong password!").status_code for _ in range(SUSPECT_AFTER + 1)] == \
+        [401] * SUSPECT_AFTER + [429]
+    assert sign_in(from_address(app, "203.0.113.100"), "someone", "wrong password!").status_code == 401  # other names
     flush(app)
     with app.extensions["intake.sessions"]() as session:
         reasons = [json.loads(row.detail).get("reason") for row in session.scalars(
             select(AuditRecord).where(AuditRecord.action == "login-failed", AuditRecord.source == "203.0.113.1"))]
     refusal = "too many failures for this user name, and from this address"
-    assert reasons == [None, refusal, refusal]  # the wrong password, then both refusals
+    assert reasons == [None] * SUSPECT_AFTER + [refusal, refusal]  # the wrong passwords, then both refusals
 
 
 def wrong_code(totp: pyotp.TOTP) -> str:
