@@ -17,6 +17,12 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
+def token_endpoint(app: Flask) -> str:
+    """The token URL an assertion must name: the app's INTAKE_BASE_URL + /auth/token, whatever
+    host the request reaches it by."""
+    return str(app.config["INTAKE_BASE_URL"]).rstrip("/") + "/auth/token"
+
+
 class SmartClient:
     def __init__(self, name: str, alg: str = "RS384") -> None:
         self.name, self.alg, self.kid = name, alg, f"{name}-key-1"
@@ -49,8 +55,9 @@ class SmartClient:
                 "client_assertion": self.assertion(audience, **claims), "scope": scope}
 
     def token(self, app: Flask, scope: str = "system/*.read", base_url: str = "http://localhost") -> str:
-        """An access token from the app's token endpoint, as reached at `base_url`."""
-        response = app.test_client().post("/auth/token", data=self.token_form(f"{base_url}/auth/token", scope),
+        """An access token from the app's token endpoint, reached at `base_url` (the assertion names
+        the configured endpoint, `token_endpoint(app)`)."""
+        response = app.test_client().post("/auth/token", data=self.token_form(token_endpoint(app), scope),
                                           base_url=base_url)
         assert response.status_code == 200, response.text
         return str(response.json["access_token"])  # type: ignore[index]

@@ -1,11 +1,14 @@
-"""`flask intake user ...` and `flask intake audit ...`: one line and a non-zero exit on errors."""
+"""`flask intake user ...`, `flask intake audit ...` and `flask intake api-client`: one line and a
+non-zero exit on errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from flask import Flask
 
+from tests.smart_client import SmartClient
 from tests.web.conftest import app  # noqa: F401  (fixture)
 
 
@@ -36,3 +39,15 @@ def test_audit_verify_on_an_empty_log_and_export(app: Flask, tmp_path: Path) -> 
     assert "intact: 1 rows" in runner.invoke(args=["intake", "audit", "verify"]).output
     bad = runner.invoke(args=["intake", "audit", "export", "-o", str(tmp_path / "no" / "such" / "dir" / "x")])
     assert bad.exit_code == 1 and bad.output.startswith("error:")
+
+
+def test_finding_8_api_client_named_like_a_staff_user_is_refused(app: Flask, tmp_path: Path) -> None:  # noqa: F811
+    runner = app.test_cli_runner()
+    jwks = tmp_path / "keys.json"
+    jwks.write_text(json.dumps(SmartClient("lab", "ES384").jwks))
+    for name in ("user:clin", "client:lab", "USER"):
+        result = runner.invoke(args=["intake", "api-client", name, "--jwks", str(jwks)])
+        assert result.exit_code == 1 and len(result.output.splitlines()) == 1, result.output
+        assert result.output.startswith("error: client name") and "mistaken for another kind" in result.output
+    result = runner.invoke(args=["intake", "api-client", "clin", "--jwks", str(jwks)])
+    assert result.exit_code == 0 and result.output.startswith("client clin: system/*.read")

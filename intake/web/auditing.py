@@ -56,10 +56,8 @@ def current_actor() -> audit.Actor:
     """Who is asking: an API client or a clinician through the FHIR API, a signed-in staff member,
     a patient's link session, or nobody."""
     grant = g.get("grant")
-    if grant is not None:
-        if grant.client.startswith("user:"):
-            return audit.Actor("user", grant.client[5:])
-        return audit.Actor("client", grant.client)
+    if grant is not None:  # the kind is the grant's own, never read from the name (a client may be called anything)
+        return audit.Actor(grant.kind, grant.name)
     if current_user.is_authenticated:
         return audit.Actor("user", current_user.username)
     from intake.web.patient import SESSION_KEY

@@ -1,21 +1,44 @@
-"""The SMART Backend Services endpoints: discovery and the token endpoint (see intake/smart.py)."""
+"""The SMART Backend Services endpoints: discovery and the token endpoint (see intake/smart.py).
+
+The token URL — the `aud` every assertion must name, the `iss` of every access token, the
+`token_endpoint` discovery advertises — comes from INTAKE_BASE_URL alone, never from the Host or
+X-Forwarded-Host header: a client that made an assertion for another server cannot spend it here
+by naming that server in a header. Left at its development default (http://127.0.0.1:5000), the
+service accepts only assertions made for that address (it fails closed) and says so in the log
+at start-up when it runs the production way (INTAKE_JOBS=celery).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 
 from flask import Blueprint, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 
 from intake import smart
+from intake.config import SETTINGS
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("auth_api", __name__)
 
 
+@bp.record_once
+def _warn_on_default_base_url(state: BlueprintSetupState) -> None:
+    config = state.app.config
+    if config["INTAKE_JOBS"] == "celery" and config["INTAKE_BASE_URL"] == SETTINGS["BASE_URL"][1]:
+        log.warning("INTAKE_BASE_URL is not set: SMART clients must sign their assertions for %s, "
+                    "and printed links name that address; set it to the public https:// address",
+                    smart.token_url(config["INTAKE_BASE_URL"]))
+
+
 def token_url() -> str:
-    """The token endpoint as the client reached this server: the `aud` its assertion must name."""
-    return request.host_url + "auth/token"
+    """The token endpoint at the configured public address (INTAKE_BASE_URL), whatever host the
+    request came in by: the `aud` an assertion must name and the `iss` of access tokens."""
+    return smart.token_url(current_app.config["INTAKE_BASE_URL"])
 
 
 def _json(body: dict, status: int = 200) -> Response:

@@ -162,7 +162,7 @@ def _staff_grant() -> smart.Grant | None:
 
     if signed_in_role() != "clinician":
         return None
-    return smart.Grant(f"user:{current_user.username}", frozenset({"system/*.read"}))
+    return smart.Grant("user", current_user.username, frozenset({"system/*.read"}))
 
 
 def grant() -> smart.Grant:

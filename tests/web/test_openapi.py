@@ -37,7 +37,7 @@ from intake import close_app, create_app
 from intake.fhir_search import RESULT_PARAMETERS, SEARCH_PARAMETERS
 from intake.web.fhir_api import READ_TYPES
 from intake.web.openapi import SPEC_FILE
-from tests.smart_client import SmartClient
+from tests.smart_client import SmartClient, token_endpoint
 from tests.web.flow import EMERGENCY, HIGH_PHQ4, complete_intake
 from tests.web.test_fhir_api import new_token, patient_of
 
@@ -235,7 +235,7 @@ def test_a_real_token_request_is_answered_as_described(api_app: Flask) -> None:
     client = SmartClient("described")
     client.register(api_app, Path(api_app.instance_path), "system/*.read")
     operation = schemathesis.openapi.from_dict(json.loads(json.dumps(SPEC)))["/auth/token"]["POST"]
-    case = operation.Case(body=client.token_form("http://localhost/auth/token"),
+    case = operation.Case(body=client.token_form(token_endpoint(api_app)),
                           media_type="application/x-www-form-urlencoded")
     response = case.call(app=api_app, session=BufferedClient(api_app, api_app.response_class))
     assert response.status_code == 200, response.text
