@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake import audit, close_app, create_app
 from intake.config import load_config
-from intake.storage import audit_log
-from intake.storage.db import make_session_factory, session_scope
+from intake.storage import audit_log, migrate
+from intake.storage.db import make_engine, make_session_factory, session_scope
 from intake.storage.models import AuditHead, AuditRecord
 from tests.web.test_auditing import guards_off, guards_on
 
@@ -157,6 +158,12 @@ def test_finding_4_anchors_are_logged_after_commit_only(engine: Engine, caplog: 
         assert anchors_logged(caplog) == []
         session.rollback()
     assert anchors_logged(caplog) == []  # a rolled-back row is never anchored: its number is reused
+    with factory() as session, session.begin():
+        with pytest.raises(RuntimeError), session.begin_nested():
+            audit.record_many(session, [audit.row_fields(actor=audit.Actor("cli", "t"), action="read",
+                                                         now=datetime.now(timezone.utc)) for _ in range(2)])
+            raise RuntimeError("a savepoint rolled back")
+    assert anchors_logged(caplog) == []  # nor one from a savepoint that was rolled back
     write(factory, 4)
     with factory() as session:
         rows = {seq: digest for seq, digest in session.execute(select(AuditRecord.seq, AuditRecord.hash))}
@@ -174,6 +181,31 @@ def test_finding_4_unkeyed_rows_from_before_the_upgrade_pass_only_up_to_the_sett
     assert (result.problems, result.unkeyed, result.keyed) == ([], (1, 3), (4, 5))
     problems = check(keyed(engine, unkeyed_rows=0)).problems
     assert len(problems) == 1 and "rows 1-3 (3): unkeyed" in problems[0]
+
+
+def test_finding_4_migration_0012_keeps_old_rows_verifiable_and_announces_them(
+        empty_database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    migrate.upgrade(empty_database_url, "0011")
+    engine = make_engine(empty_database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:  # the log as the code before 0012 wrote it
+            for n in range(3):
+                audit_log.append(session, audit.row_fields(actor=audit.Actor("cli", f"old{n}"), action="create",
+                                                           now=datetime.now(timezone.utc)), audit.chain_hash)
+            head = audit_log.head(session)
+        caplog.set_level(logging.INFO, logger="intake.audit.anchor")
+        migrate.upgrade(empty_database_url)
+        announced = [r.getMessage() for r in caplog.records if r.name == "intake.audit.anchor"]
+        assert len(announced) == 1 and "INTAKE_AUDIT_UNKEYED_ROWS=3" in announced[0]
+        assert list(audit.read_anchors(announced)) == [head]
+        factory = keyed(engine, unkeyed_rows=3)
+        write(factory, 2)
+        result = check(factory, [head])
+        assert (result.problems, result.unkeyed, result.keyed, result.anchors) == ([], (1, 3), (4, 5), 1)
+        with factory() as session, pytest.raises(DBAPIError, match="append-only"), session.begin():
+            session.execute(delete(AuditRecord).where(AuditRecord.seq == 1))  # the triggers survived the migration
+    finally:
+        engine.dispose()
 
 
 def test_finding_4_production_requires_the_audit_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
