@@ -57,7 +57,7 @@ def smart_configuration() -> Response:
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(smart.ASSERTION_ALGORITHMS),
         "scopes_supported": ["system/*.read", "system/*.rs"],
-        "capabilities": ["client-confidential-asymmetric"],
+        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
     })
 
 

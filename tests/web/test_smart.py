@@ -66,7 +66,7 @@ def test_discovery_advertises_the_token_endpoint(api_app: Flask, aud: str) -> No
         assert config["token_endpoint"] == aud
         assert config["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
         assert set(config["token_endpoint_auth_signing_alg_values_supported"]) == {"RS384", "ES384"}
-        assert "client-confidential-asymmetric" in config["capabilities"]
+        assert {"client-confidential-asymmetric", "permission-v1", "permission-v2"} <= set(config["capabilities"])
 
 
 @pytest.mark.parametrize("alg", ["RS384", "ES384"])
