@@ -203,6 +203,25 @@ def test_finding_2_access_token_issuer_is_the_configured_token_url(proxied_app: 
         assert web.get("/fhir/Patient", headers={**bearer, "X-Forwarded-Host": "evil.example"}).status_code == status
 
 
+def test_finding_2_default_base_url_fails_closed_and_production_says_so(
+        api_app: Flask, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """Left at the development default, the audience is that default's token endpoint, not the
+    host a request names; run the production way (celery), the start-up log says it is unset."""
+    client = SmartClient("dev", "ES384")
+    client.register(api_app, tmp_path, "system/*.read")
+    assert oauth_error(post_token(api_app, client.token_form("http://localhost/auth/token"))) == "invalid_client"
+    assert post_token(api_app, client.token_form("http://127.0.0.1:5000/auth/token")).status_code == 200
+    settings = {"DATABASE_URL": database_url, "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "celery",
+                "INTAKE_AUDIT_KEY": "k" * 40, "INTAKE_CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}
+    warned: dict[str, list[str]] = {}
+    for folder, extra in (("unset", {}), ("set", {"INTAKE_BASE_URL": PUBLIC_BASE})):
+        caplog.clear()
+        close_app(create_app({**settings, **extra, "INSTANCE_PATH": str(tmp_path / folder)}))
+        warned[folder] = [r.getMessage() for r in caplog.records if r.name == "intake.web.auth_api"]
+    assert len(warned["unset"]) == 1 and "INTAKE_BASE_URL is not set" in warned["unset"][0]
+    assert "http://127.0.0.1:5000/auth/token" in warned["unset"][0] and warned["set"] == []
+
+
 # --- finding 3: a token carries only what the registration allows ---------------------------------
 
 # (registered, requested, granted; None = invalid_scope)
