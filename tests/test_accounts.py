@@ -7,11 +7,13 @@ from datetime import datetime, timedelta, timezone
 
 import pyotp
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from intake import accounts
 from intake.storage.db import make_engine, make_session_factory, session_scope
 from intake.storage.migrate import upgrade
+from intake.storage.models import User
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 PASSWORD = "correct horse battery staple"
@@ -90,6 +92,23 @@ def test_a_totp_code_works_once_and_only_near_its_time(db: Session) -> None:
     assert accounts.accept_totp(db, user, totp.at(much_later - timedelta(seconds=30)), now=much_later)  # one step of drift
     assert "otpauth://totp/Intake:doc?secret=" in accounts.totp_uri(secret, "doc")
     assert accounts.totp_step(secret, "12 34", now=NOW, after=None) is None  # not six digits
+
+
+def test_finding_6_a_step_claimed_since_the_user_was_read_is_refused(db: Session) -> None:
+    """What a concurrent request does between this one's read and write: it accepts the same code
+    and stores its step. The stale copy of the user must not accept the code again."""
+    user = accounts.add_user(db, username="doc", display_name="", role="clinician", password=PASSWORD, now=NOW)
+    totp = pyotp.TOTP(accounts.new_totp_secret())
+    user.totp_secret = totp.secret
+    db.flush()
+    step = accounts.totp_step(totp.secret, totp.at(NOW), now=NOW, after=None)
+    assert step is not None
+    db.execute(update(User).where(User.id == user.id).values(totp_last_step=step),
+               execution_options={"synchronize_session": False})  # the other request's write
+    assert user.totp_last_step is None  # this request still sees the step as free
+    assert not accounts.accept_totp(db, user, totp.at(NOW), now=NOW)
+    assert accounts.accept_totp(db, user, totp.at(NOW + timedelta(seconds=30)), now=NOW + timedelta(seconds=30))
+    assert user.totp_last_step == step + 1
 
 
 def test_sessions_end_on_logout_idle_age_disable_and_password_reset(db: Session) -> None:
