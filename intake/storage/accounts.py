@@ -74,8 +74,9 @@ def claim_totp_step(session: Session, user: User, step: int) -> bool:
     """Record `step` as the user's last accepted TOTP step if it is later than the one stored,
     in one conditional UPDATE: of concurrent claims of the same step exactly one changes the row
     (PostgreSQL re-checks the condition once the first claim commits; SQLite has one writer)."""
-    result = session.execute(update(User).where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
-                             .values(totp_last_step=step), execution_options={"synchronize_session": False})
+    later = or_(User.totp_last_step.is_(None), User.totp_last_step < step)
+    result = session.execute(update(User).where(User.id == user.id, later).values(totp_last_step=step),
+                             execution_options={"synchronize_session": False})
     if getattr(result, "rowcount", 0) != 1:
         return False
     set_committed_value(user, "totp_last_step", step)  # the row holds it already: no second write
