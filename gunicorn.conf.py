@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from intake import background, close_app
+
 # --- what to serve -------------------------------------------------------------------------------
 
 # The app factory's instance (also given on the command line, which wins).
@@ -22,6 +24,11 @@ wsgi_app = "wsgi:app"
 # memory copy-on-write, and a broken configuration fails at start instead of in each worker.
 # What the app opened in the master is reset after the fork (see `post_fork`).
 preload_app = True
+# A forked process keeps no threads, and the master must run none: the outbox poller (the clock of
+# outbox dispatch and bulk-export expiry, intake/background.py) starts in each worker, in
+# `post_worker_init` below, rather than when the master creates the app. Unless it is turned off.
+if os.environ.get("INTAKE_OUTBOX_POLLER", "on") == "on":
+    os.environ["INTAKE_OUTBOX_POLLER"] = "worker"
 # Where to listen. The default is loopback only: a proxy in front terminates TLS.
 bind = [part.strip() for part in os.environ.get("INTAKE_BIND", "127.0.0.1:8000").split(",") if part.strip()]
 
@@ -104,6 +111,13 @@ def post_fork(server: Any, worker: Any) -> None:
     app.extensions["intake.engine"].dispose(close=False)
 
 
+def post_worker_init(worker: Any) -> None:
+    """In each worker, once it runs: start the outbox poller (not in celery mode, nor when
+    INTAKE_OUTBOX_POLLER=off), so rows left by a previous run or a dead worker go out without a
+    request. Every worker polls; claiming a row is atomic, so each row runs once."""
+    background.start_in_worker(worker.app.wsgi())
+
+
 def worker_exit(server: Any, worker: Any) -> None:
     """A worker leaving (stop, reload, max_requests): write its queued audit rows, stop the
     outbox poller, finish queued jobs and close its connections, in that order (`close_app`),
@@ -112,6 +126,4 @@ def worker_exit(server: Any, worker: Any) -> None:
     the master when it reaps a worker; there it does nothing."""
     if os.getpid() != worker.pid:
         return
-    from intake import close_app
-
     close_app(server.app.wsgi())

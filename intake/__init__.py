@@ -35,6 +35,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(load_config(Path(app.instance_path), config))
 
     from intake import cli, ehr_push, errors, notify, outbox, web
+    from intake.bulk_export import EXPIRY_SWEEP_SECONDS
+    from intake.bulk_export import expire as expire_exports
     from intake.bulk_export import run_job as run_export_job
     from intake.core.catalog import load_catalog
     from intake.documents import render_job as render_pdf_job
@@ -54,6 +56,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["intake.outbox_poller"] = outbox.Poller(app)
     jobs = Jobs(app, app.config["INTAKE_JOBS"])
     jobs.register("export", run_export_job)
+    jobs.register("expire_exports", expire_exports, every=EXPIRY_SWEEP_SECONDS)
     jobs.register("outbox", outbox.run)
     jobs.register("outbox_dispatch", outbox.dispatch)
     app.extensions["intake.jobs"] = jobs

@@ -5,6 +5,12 @@ the stored JSON texts line by line, so memory does not grow with the number of r
 checks for cancellation between batches. Files live in ``<instance>/exports/<job id>/`` and are
 removed when the job is cancelled or deleted. A job never includes data written after its
 ``transactionTime`` (the kick-off time), as the Bulk Data spec requires.
+
+Exports hold patient data outside the database, so they do not stay: a job expires
+INTAKE_BULK_EXPORT_TTL_HOURS after it ended (the status answer says when, in `Expires`), and
+`expire` (a periodic job: the in-process poller or `celery beat`) deletes it with its files. Each
+API client holds at most INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT unexpired jobs; DELETE on the
+status URL frees a slot at once.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import json
 import shutil
 from collections.abc import Callable
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,17 @@ PATIENT_TYPES = ("Patient", "QuestionnaireResponse", "Observation", "Flag", "Doc
 SYSTEM_TYPES = ("Questionnaire", "Group", *PATIENT_TYPES)
 OUTPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
 BATCH = 1000
+EXPIRY_SWEEP_SECONDS = 60.0  # how often `expire` runs
+
+
+def ttl(app: Flask) -> timedelta:
+    """How long a job's files are kept after it ends."""
+    return timedelta(hours=float(app.config["INTAKE_BULK_EXPORT_TTL_HOURS"]))
+
+
+def expired(job: Any, now: datetime) -> bool:
+    """Whether the job's time is up (its row and files may still await `expire`)."""
+    return bool(job.expires_at <= now)
 
 
 def export_dir(app: Flask, job_id: str) -> Path:
@@ -58,11 +75,13 @@ def run_job(app: Flask, *, job_id: str) -> None:
             return
         output = [{"type": t, "count": n, "file": f"{t}.ndjson"} for t, n in counts.items() if n]
         with session_scope(sessions) as session:
-            if not fhir_store.update_export(session, job_id, status="completed", progress="done", output=output):
+            if not fhir_store.update_export(session, job_id, status="completed", progress="done", output=output,
+                                            expires_at=_now() + ttl(app)):
                 shutil.rmtree(folder, ignore_errors=True)
     except Exception as exc:
         with session_scope(sessions) as session:
-            fhir_store.update_export(session, job_id, status="failed", error=type(exc).__name__)
+            fhir_store.update_export(session, job_id, status="failed", error=type(exc).__name__,
+                                     expires_at=_now() + ttl(app))
         raise
 
 
@@ -152,14 +171,48 @@ def manifest(job: Any, file_url: str) -> dict[str, Any]:
 
 
 def cancel(app: Flask, session: Any, job_id: str) -> bool:
-    """Cancel a running job or delete a finished one, with its files. False when unknown."""
+    """Cancel a running job (it stops at its next check; `expire` deletes the row later) or
+    delete a finished one, with its files. False when unknown."""
     job = fhir_store.get_export(session, job_id)
     if job is None or job.status == "cancelled":
         return False
-    fhir_store.update_export(session, job_id, status="cancelled",
-                             only_if=("accepted", "in-progress", "completed", "failed"))
+    if not fhir_store.update_export(session, job_id, status="cancelled"):  # it has ended: nothing runs
+        fhir_store.delete_export(session, job_id)
     shutil.rmtree(export_dir(app, job_id), ignore_errors=True)
     return True
+
+
+def wait_for_slot(app: Flask, session: Any, client: str, *, now: datetime) -> timedelta | None:
+    """None when `client` may start another job; else how long until one of its jobs expires
+    and frees a slot (in the caller's write transaction, which it serialises per client)."""
+    live = fhir_store.live_exports(session, client, now=now)
+    limit = max(1, int(app.config["INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT"]))
+    if len(live) < limit:
+        return None
+    return max(timedelta(seconds=1), live[len(live) - limit].expires_at - now)
+
+
+def expire(app: Flask, *, now: datetime | None = None) -> int:
+    """Delete the jobs whose time is up, then their files and any export folder no job owns (its
+    row deleted by a process that died before removing it); how many jobs. The periodic job."""
+    with session_scope(app.extensions["intake.sessions"]) as session:
+        ids = fhir_store.expired_exports(session, now=now or _now())
+        for job_id in ids:
+            fhir_store.delete_export(session, job_id)
+    for job_id in ids:
+        shutil.rmtree(export_dir(app, job_id), ignore_errors=True)
+    root = export_dir(app, "")
+    folders = [entry.name for entry in root.iterdir() if entry.is_dir()] if root.is_dir() else []
+    with app.extensions["intake.sessions"]() as session:
+        owned = fhir_store.export_ids(session, folders)
+    for name in folders:
+        if name not in owned:
+            shutil.rmtree(root / name, ignore_errors=True)
+    return len(ids)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def since_of(value: str | None) -> datetime | None:

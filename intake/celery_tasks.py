@@ -50,11 +50,13 @@ def make_celery(jobs: Jobs) -> Celery:
         beat_schedule_filename=str(jobs.app.instance_path) + "/celerybeat-schedule",
     )
 
-    @celery.task(name="intake.job", **TASK_RETRY)
+    # shared=False: the tasks close over this app's `jobs`; a shared task would also be added to
+    # every Celery app made later in the process (tests make several), under the same name.
+    @celery.task(name="intake.job", shared=False, **TASK_RETRY)
     def run_job(name: str, kwargs: dict[str, Any]) -> None:
         jobs.run(name, jobs.registry[name], kwargs)
 
-    @celery.task(name="intake.dispatch", **TASK_RETRY)
+    @celery.task(name="intake.dispatch", shared=False, **TASK_RETRY)
     def dispatch() -> None:
         with jobs.app.app_context():
             outbox.dispatch(jobs.app)

@@ -89,6 +89,17 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "OUTBOX_BACKOFF_SECONDS": (float, 2.0),
     "OUTBOX_BACKOFF_MAX_SECONDS": (float, 600.0),
     "OUTBOX_MAX_ATTEMPTS": (int, 20),
+    # Whether a process that serves starts the in-process poller (the clock of outbox dispatch and
+    # bulk-export expiry) when the app is created, so work left by a previous run goes out without
+    # waiting for a request (intake/background.py): "on", "off" (the default of TESTING apps), or
+    # "worker" (the server starts it in each worker process: gunicorn.conf.py sets this). Celery
+    # mode never starts it: `celery beat` is the clock there.
+    "OUTBOX_POLLER": (str, "on"),
+    # Bulk export (intake/bulk_export.py): hours a job's files are kept after it ends (then its
+    # status and file URLs answer 404 and the files are deleted), and how many unexpired jobs
+    # (running or finished, not deleted) one API client may hold before a kick-off answers 429.
+    "BULK_EXPORT_TTL_HOURS": (float, 24.0),
+    "BULK_EXPORT_MAX_JOBS_PER_CLIENT": (int, 3),
     # EHR push (optional): each completed intake's $extract transaction Bundle is POSTed to this
     # FHIR base, with this bearer token (a secret: from the environment only), within this timeout.
     "EHR_FHIR_BASE": (str, ""),
@@ -121,6 +132,8 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
     config["DATABASE_URL"] = env.get("DATABASE_URL") or f"sqlite:///{instance_path / 'intake.sqlite3'}"
     config["SECRET_KEY"] = env.get("INTAKE_SECRET_KEY")
     config.update(overrides or {})
+    if config.get("TESTING") and "INTAKE_OUTBOX_POLLER" not in env and "INTAKE_OUTBOX_POLLER" not in (overrides or {}):
+        config["INTAKE_OUTBOX_POLLER"] = "off"  # test apps leave no thread behind unless a test asks
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = _instance_secret(instance_path)
     if not config.get("INTAKE_AUDIT_KEY"):

@@ -37,6 +37,7 @@ class Jobs:
             raise ValueError(f"INTAKE_JOBS must be one of {', '.join(MODES)}, not {mode!r}")
         self.app, self.mode = app, mode
         self.registry: dict[str, JobFunction] = {}
+        self.periodic: dict[str, float] = {}  # job name -> seconds between runs
         self._executor: ThreadPoolExecutor | None = None
         self.celery: Celery | None = None
         if mode == "celery":
@@ -44,8 +45,16 @@ class Jobs:
 
             self.celery = make_celery(self)
 
-    def register(self, name: str, function: JobFunction) -> None:
+    def register(self, name: str, function: JobFunction, *, every: float | None = None) -> None:
+        """Make `function` runnable as job `name`; with `every`, also run it (without arguments)
+        every so many seconds: by the in-process poller (intake/outbox.py), or by `celery beat`."""
         self.registry[name] = function
+        if every is None:
+            return
+        self.periodic[name] = every
+        if self.celery is not None:
+            entry = {"task": "intake.job", "schedule": every, "args": [name, {}]}
+            self.celery.conf.beat_schedule = {**self.celery.conf.beat_schedule, f"job-{name}": entry}
 
     def submit(self, name: str, **kwargs: Any) -> Future[Any] | None:
         """Run job `name` with `kwargs` (ids and plain values only); errors are logged, not raised

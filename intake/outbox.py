@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 from flask import Flask
 
 from intake import notify
+from intake.jobs import jobs_of
 from intake.storage import outbox_store, repository
 from intake.storage.db import session_scope
 
@@ -109,8 +111,6 @@ def dispatch(app: Flask, *, now: datetime | None = None) -> int:
     recycled) finishes the row in hand and leaves the rest to the other processes instead of
     rendering the whole backlog before it may exit.
     """
-    from intake.jobs import jobs_of
-
     jobs = jobs_of(app)
     celery = jobs.mode == "celery"
     lease = _seconds(app, "LEASE")
@@ -186,11 +186,10 @@ def redrive(app: Flask, row_ids: list[int] | None) -> int:
 
 def kick(app: Flask) -> None:
     """After a transaction that wrote rows has committed: dispatch now rather than at the next
-    poll. In-process runners do it on their worker thread (the request does not wait for it) and
-    start the poller that retries rows later; with Celery the rows are handed over here, and
-    `celery beat` polls."""
-    from intake.jobs import jobs_of
-
+    poll. In-process runners do it on their worker thread (the request does not wait for it); the
+    poller that retries rows later runs from start-up in serving processes (intake/background.py),
+    so a command that kicks (`flask intake outbox retry`) starts no thread that outlives it. With
+    Celery the rows are handed over here, and `celery beat` polls."""
     jobs = jobs_of(app)
     if jobs.mode == "celery":
         try:
@@ -199,13 +198,13 @@ def kick(app: Flask) -> None:
             log.warning("outbox hand-over failed: %s", type(exc).__name__)
         return
     jobs.submit("outbox_dispatch")
-    if jobs.mode == "thread":
-        poller_of(app).start()
 
 
 class Poller:
-    """The in-process runner's clock: every INTAKE_OUTBOX_POLL_SECONDS it queues a dispatch, so
-    rows waiting out a backoff (or handed over by a process that died) run without a request."""
+    """The in-process runner's clock: at start and then every INTAKE_OUTBOX_POLL_SECONDS it queues
+    a dispatch, so rows left by a previous run, waiting out a backoff or handed over by a process
+    that died run without a request; it also queues the jobs registered with `every` (bulk-export
+    expiry), at start and then at their own intervals. Started by intake/background.py."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -222,12 +221,19 @@ class Poller:
                 self._thread.start()
 
     def _loop(self) -> None:
-        from intake.jobs import jobs_of
-
-        while not self._stop.wait(float(self.app.config["INTAKE_OUTBOX_POLL_SECONDS"])):
+        jobs = jobs_of(self.app)
+        due = dict.fromkeys(jobs.periodic, 0.0)  # monotonic time each periodic job runs next
+        while True:
             try:
-                jobs_of(self.app).submit("outbox_dispatch")
+                jobs.submit("outbox_dispatch")
+                now = time.monotonic()
+                for name, at in due.items():
+                    if at <= now:
+                        due[name] = now + jobs.periodic[name]
+                        jobs.submit(name)
             except RuntimeError:  # the interpreter is shutting down: its executors take no more work
+                return
+            if self._stop.wait(float(self.app.config["INTAKE_OUTBOX_POLL_SECONDS"])):
                 return
 
     @property

@@ -4,17 +4,20 @@ middle of them, nothing is left in the outbox, and Redis losing its data loses n
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from intake import close_app, create_app
-from intake.storage import outbox_store
-from intake.storage.models import DocumentRecord
+from intake import background, bulk_export, close_app, create_app
+from intake.storage import fhir_store, outbox_store
+from intake.storage.db import session_scope
+from intake.storage.models import DocumentRecord, utcnow
 from tests.support.celery_processes import REDIS_URL, CeleryProcesses, flush_broker, redis_available
 from tests.support.fhir_receiver import FhirReceiver
 from tests.test_ehr_push import submit_short_intake
@@ -127,3 +130,25 @@ def test_redis_losing_its_data_loses_no_work(web: Flask, settings: dict[str, str
     with CeleryProcesses(settings, tmp_path / "logs") as processes:
         wait_settled(web, processes, timeout=90)  # beat hands the lapsed rows over again
     assert_each_delivered_once(web, receiver, intake_ids)
+
+
+def test_beat_is_the_clock_of_bulk_export_expiry_and_the_web_side_polls_nothing(web: Flask) -> None:
+    """Celery mode: no in-process poller, even when asked for; `celery beat` sends the expiry job."""
+    web.config["INTAKE_OUTBOX_POLLER"] = "on"
+    assert not background.start(web) and not background.start_in_worker(web)
+    assert not [t for t in threading.enumerate() if t.name == "intake-outbox"]
+    celery = web.extensions["intake.jobs"].celery
+    assert celery.conf.beat_schedule["job-expire_exports"] == {
+        "task": "intake.job", "schedule": bulk_export.EXPIRY_SWEEP_SECONDS, "args": ["expire_exports", {}]}
+    with session_scope(web.extensions["intake.sessions"]) as session:
+        job = fhir_store.create_export(session, request_url="http://x/fhir/$export", scope="system", group_id=None,
+                                       types=["Patient"], since=None, now=utcnow() - timedelta(days=2),
+                                       requested_by="ehr", expires_at=utcnow() - timedelta(days=1))
+        job_id = job.id
+    folder = bulk_export.export_dir(web, job_id)
+    folder.mkdir(parents=True)
+    (folder / "Patient.ndjson").write_text("{}\n")
+    celery.tasks["intake.job"].run("expire_exports", {})  # what a worker runs when beat sends it
+    assert not folder.exists()
+    with web.extensions["intake.sessions"]() as session:
+        assert fhir_store.get_export(session, job_id) is None

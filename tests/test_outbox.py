@@ -1,21 +1,31 @@
 """The outbox state machine with the in-process (eager) runner and probe handlers: rows written in
 the caller's transaction, dispatch, ordering, backoff with jitter, Retry-After, dead letters,
-re-drive, lapsed hand-overs, duplicate deliveries, and the `flask intake outbox` commands."""
+re-drive, lapsed hand-overs, duplicate deliveries, and the `flask intake outbox` commands; and the
+poller that runs from start-up (intake/background.py) under `wsgi.py`, gunicorn and `flask`."""
 
 from __future__ import annotations
 
 import random
+import runpy
+import sys
+import threading
+import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner
 from flask import Flask
+from flask.cli import cli as flask_cli
 
-from intake import close_app, create_app, outbox
-from intake.storage import outbox_store
+from intake import background, close_app, create_app, outbox
+from intake.storage import outbox_store, repository
 from intake.storage.db import session_scope
 from intake.storage.models import OutboxRecord
+from tests.support.gunicorn_server import ROOT, gunicorn_server
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
 
@@ -186,3 +196,128 @@ def test_a_closing_process_finishes_the_row_in_hand_and_leaves_the_rest(app: Fla
     assert outbox.dispatch(app, now=NOW) == 1
     assert probe.calls == ["row 0"]
     assert [row(app, i).state for i in ids] == ["done", "pending", "pending"]  # for the other processes
+
+
+# --- the poller from start-up (finding 5) ---------------------------------------------------------
+
+Webhook = tuple[str, list[dict[str, Any]]]
+
+
+def leave_pending_notifications(database_url: str, tmp_path: Path, hook: str, rules: tuple[str, ...]) -> list[int]:
+    """What a previous run left: emergency flags whose notifications were queued, then the process
+    stopped before sending them. The outbox rows' ids."""
+    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "before"), "SECRET_KEY": "t",
+                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_NOTIFY_WEBHOOK": hook})
+    try:
+        with session_scope(app.extensions["intake.sessions"]) as session:
+            patient = repository.create_patient(session, name="Secret Name", birth_date=date(1950, 1, 1))
+            intake = repository.create_intake(session, patient_id=patient.id, questionnaires=["https://x/q|1"])
+            flags = [{"id": rule, "tier": "emergency", "message": f"{rule} message", "because": ["a"],
+                      "questionnaire": "https://x/q|1"} for rule in rules]
+            repository.store_scoring(session, intake_id=intake.id, patient_id=patient.id,
+                                     result={"scores": [], "flags": flags, "notes": []},
+                                     versions={"https://x/q|1": "v"}, now=NOW)
+            assert outbox.notify_flags(app, session, repository.pending_notifications(session, intake_id=intake.id),
+                                       now=NOW) == len(rules)
+        with app.extensions["intake.sessions"]() as session:
+            return [r.id for r in session.query(OutboxRecord).filter_by(kind=outbox.NOTIFY)]
+    finally:
+        close_app(app)
+
+
+def served_environment(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path, hook: str) -> None:
+    """The environment `make run` gives `wsgi.py`: only where the data is and whom to notify."""
+    for name in ("INTAKE_JOBS", "INTAKE_OUTBOX_POLLER", "INTAKE_CELERY_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("INTAKE_INSTANCE_PATH", str(tmp_path / "served"))
+    monkeypatch.setenv("INTAKE_SECRET_KEY", "s" * 32)
+    monkeypatch.setenv("INTAKE_NOTIFY_WEBHOOK", hook)
+
+
+def wait_for(condition: Any, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def pollers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "intake-outbox"]
+
+
+def test_finding_5_a_restarted_process_delivers_pending_notifications_without_a_request(
+        database_url: str, tmp_path: Path, webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook, received = webhook
+    rows = leave_pending_notifications(database_url, tmp_path, hook, ("e1", "e2"))
+    served_environment(monkeypatch, database_url, tmp_path, hook)
+    app = runpy.run_path(str(ROOT / "wsgi.py"))["app"]  # start-up exactly as `flask --app wsgi run` / gunicorn
+    try:
+        assert app.config["INTAKE_JOBS"] == "thread"
+        # no request, no submit: the poller started with the app delivers what the last run left
+        assert wait_for(lambda: len(received) >= 2), "pending notifications were not sent after a restart"
+        assert sorted(body["flag"] for body in received) == ["e1", "e2"]
+        assert wait_for(lambda: all(row(app, r).state == "done" for r in rows))
+    finally:
+        close_app(app)
+    assert not pollers()  # close_app stops it: nothing outlives the app
+
+
+def test_finding_5_every_gunicorn_worker_polls_and_each_row_runs_once(database_url: str, tmp_path: Path,
+                                                                       webhook: Webhook) -> None:
+    hook, received = webhook
+    rules = tuple(f"e{n}" for n in range(6))
+    leave_pending_notifications(database_url, tmp_path, hook, rules)
+    env = {"DATABASE_URL": database_url, "INTAKE_INSTANCE_PATH": str(tmp_path / "served"),
+           "INTAKE_SECRET_KEY": "s" * 32, "INTAKE_NOTIFY_WEBHOOK": hook, "INTAKE_OUTBOX_POLL_SECONDS": "0.2"}
+    with gunicorn_server(env, tmp_path / "logs", workers=2, ready_path="/openapi.json") as server:
+        assert wait_for(lambda: len(received) >= len(rules)), server.tail()
+        time.sleep(1.0)  # both workers keep polling: a duplicate would arrive now
+        assert sorted(body["flag"] for body in received) == sorted(rules)
+        assert "intake-outbox" not in server.error_log() and "Traceback" not in server.error_log()
+
+
+def test_finding_5_flask_commands_that_do_not_serve_start_no_poller(database_url: str, tmp_path: Path,
+                                                                     webhook: Webhook,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    hook, received = webhook
+    rows = leave_pending_notifications(database_url, tmp_path, hook, ("e1",))
+    served_environment(monkeypatch, database_url, tmp_path, hook)
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delitem(sys.modules, "wsgi", raising=False)  # `--app wsgi` imports it afresh
+    result = CliRunner().invoke(flask_cli, ["--app", "wsgi", "intake", "outbox", "list"])
+    try:
+        assert result.exit_code == 0, result.output
+        assert not pollers()
+        time.sleep(0.5)
+        assert received == [] and row(sys.modules["wsgi"].app, rows[0]).state == "pending"
+    finally:
+        close_app(sys.modules["wsgi"].app)
+
+
+@pytest.mark.parametrize(("command", "reload", "reloader_child", "serves"), [
+    ("run", False, False, True),       # flask run
+    ("run", True, False, False),       # flask run --reload: the watcher serves nothing
+    ("run", True, True, True),         # ... its child does
+    ("intake", None, False, False),    # flask intake ...
+    ("shell", None, False, False),
+])
+def test_finding_5_only_flask_run_serves(command: str, reload: bool | None, reloader_child: bool, serves: bool,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    if reloader_child:
+        monkeypatch.setenv("WERKZEUG_RUN_MAIN", "true")
+    else:
+        monkeypatch.delenv("WERKZEUG_RUN_MAIN", raising=False)
+    with click.Context(click.Command(command)) as context:
+        context.params["reload"] = reload
+        assert background.serving() is serves
+    assert background.serving() is True  # no command: a WSGI server importing wsgi.py
+
+
+def test_finding_5_the_poller_setting_is_checked_and_off_for_tests(app: Flask) -> None:
+    assert app.config["INTAKE_OUTBOX_POLLER"] == "off" and not background.start(app)
+    app.config["INTAKE_OUTBOX_POLLER"] = "sometimes"
+    with pytest.raises(ValueError, match="INTAKE_OUTBOX_POLLER"):
+        background.start(app)

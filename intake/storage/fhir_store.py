@@ -284,9 +284,10 @@ def store_document(session: Session, *, intake_id: str, content: bytes, sha256: 
 
 
 def create_export(session: Session, *, request_url: str, scope: str, group_id: str | None, types: list[str],
-                  since: datetime | None, now: datetime, requested_by: str) -> ExportJob:
+                  since: datetime | None, now: datetime, requested_by: str, expires_at: datetime) -> ExportJob:
     job = ExportJob(request_url=request_url, scope=scope, group_id=group_id, types=types, since=since,
-                    transaction_time=now, status="accepted", created_at=now, updated_at=now, requested_by=requested_by)
+                    transaction_time=now, status="accepted", created_at=now, updated_at=now, requested_by=requested_by,
+                    expires_at=expires_at)
     session.add(job)
     session.flush()
     return job
@@ -309,6 +310,26 @@ def update_export(session: Session, job_id: str, *, only_if: tuple[str, ...] = (
 
 def delete_export(session: Session, job_id: str) -> None:
     session.execute(delete(ExportJob).where(ExportJob.id == job_id))
+
+
+def live_exports(session: Session, client: str, *, now: datetime) -> list[ExportJob]:
+    """The client's jobs that hold a slot (not cancelled, not expired), soonest to expire first.
+    Locks the client's registration row first, so concurrent kick-offs count one after another."""
+    session.execute(select(ApiClient.id).where(ApiClient.name == client).with_for_update())
+    return list(session.scalars(
+        select(ExportJob).where(ExportJob.requested_by == client, ExportJob.status != "cancelled",
+                                ExportJob.expires_at > now).order_by(ExportJob.expires_at)
+    ))
+
+
+def expired_exports(session: Session, *, now: datetime) -> list[str]:
+    """The ids of jobs whose time is up (whatever their state)."""
+    return list(session.scalars(select(ExportJob.id).where(ExportJob.expires_at <= now)))
+
+
+def export_ids(session: Session, ids: Sequence[str]) -> set[str]:
+    """Which of `ids` are jobs (the others' folders are leftovers)."""
+    return set(session.scalars(select(ExportJob.id).where(ExportJob.id.in_(list(ids))))) if ids else set()
 
 
 # --- API clients ---------------------------------------------------------------------------------
@@ -348,7 +369,8 @@ def use_assertion(session: Session, *, client: str, jti: str, expires_at: dateti
 
 __all__ = [
     "active_api_client", "add_api_client", "revoke_api_client", "use_assertion",
-    "ColumnTest", "Criteria", "StoredResource", "TokenTest", "create_export", "delete_export", "get_document",
-    "get_export", "get_resource", "patient_ids", "put_resource", "resources_of_intake", "search", "store_document",
+    "ColumnTest", "Criteria", "StoredResource", "TokenTest", "create_export", "delete_export", "expired_exports",
+    "export_ids", "get_document", "get_export", "get_resource", "live_exports", "patient_ids", "put_resource",
+    "resources_of_intake", "search", "store_document",
     "stream", "update_export",
 ]

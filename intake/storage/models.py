@@ -334,9 +334,12 @@ class ExportJob(Base):
     progress: Mapped[str | None] = mapped_column(String(255))
     output: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(String(255))
-    requested_by: Mapped[str] = mapped_column(String(255))  # only this client sees the job
+    requested_by: Mapped[str] = mapped_column(String(255), index=True)  # only this client sees the job
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the job and its files are deleted: INTAKE_BULK_EXPORT_TTL_HOURS after it ended (after
+    # the kick-off while it runs, so a job whose worker died does not hold its client's slot forever).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class ApiClient(Base):

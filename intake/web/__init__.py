@@ -13,6 +13,7 @@ from flask import Flask, current_app, g
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy.orm import Session
 
+from intake import background
 from intake.core.catalog import Catalog
 from intake.storage.db import make_session_factory, session_scope
 from intake.web import contacts, headers, language, limits, proxies
@@ -56,6 +57,10 @@ def register(app: Flask) -> None:
         session = g.pop("reader", None)
         if session is not None:
             session.close()
+
+    # Last: a process that serves starts its clock now, not at the first request or submit, so the
+    # work a previous run left (emergency notifications first) goes out after a restart.
+    background.start(app)
 
 
 def reader() -> Session:

@@ -2,17 +2,21 @@
 
 `GET /fhir/$export`, `/fhir/Patient/$export`, `/fhir/Group/{id}/$export` with
 `Prefer: respond-async` answer 202 with a Content-Location status URL; the status URL answers
-202 with `X-Progress` while the job runs, 200 with the manifest when it is done, 500 with an
-OperationOutcome if it failed; DELETE cancels it (and removes its files). The job itself is
-`intake.bulk_export.run_job`, run by the job interface.
+202 with `X-Progress` while the job runs, 200 with the manifest when it is done (`Expires`: when
+its files will be deleted), 500 with an OperationOutcome if it failed, 404 once it expired; DELETE
+cancels it or deletes it (and removes its files), freeing one of the client's
+INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT slots. A kick-off beyond them answers 429 with Retry-After.
+The job itself is `intake.bulk_export.run_job`, run by the job interface.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from flask import Response, current_app, request, send_file
+from werkzeug.http import http_date
 
 from intake import bulk_export
 from intake.jobs import jobs_of
@@ -75,9 +79,18 @@ def _kickoff(scope: str, group_id: str | None, allowed: tuple[str, ...]) -> Resp
         since = bulk_export.since_of(request.args.get("_since"))
     except ValueError as exc:
         raise FhirError(400, "invalid", str(exc)) from exc
-    with session_scope(current_app.extensions["intake.sessions"]) as session:
+    app, now = current_app._get_current_object(), utcnow()  # type: ignore[attr-defined]
+    with session_scope(app.extensions["intake.sessions"]) as session:
+        wait = bulk_export.wait_for_slot(app, session, grant().client, now=now)
+        if wait is not None:
+            response = outcome(429, "throttled", "this client holds as many bulk exports as it may "
+                                                 f"({app.config['INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT']}): "
+                                                 "DELETE a finished one's status URL, or retry later")
+            response.headers["Retry-After"] = str(math.ceil(wait.total_seconds()))
+            return response
         job = fhir_store.create_export(session, request_url=request.url, scope=scope, group_id=group_id,
-                                       types=types, since=since, now=utcnow(), requested_by=grant().client)
+                                       types=types, since=since, now=now, requested_by=grant().client,
+                                       expires_at=now + bulk_export.ttl(app))
         job_id = job.id
     jobs_of(current_app).submit("export", job_id=job_id)  # type: ignore[arg-type]
     response = Response(status=202)
@@ -90,6 +103,8 @@ def export_status(job_id: str) -> Response:
     job = _own_job(job_id)
     if job is None or job.status == "cancelled":
         raise FhirError(404, "not-found", "no such export (it may have been cancelled or deleted)")
+    if bulk_export.expired(job, utcnow()):
+        raise FhirError(404, "not-found", "this export has expired and its files are deleted")
     if job.status in ("accepted", "in-progress"):
         response = Response(status=202)
         response.headers["X-Progress"] = job.progress or job.status
@@ -100,6 +115,7 @@ def export_status(job_id: str) -> Response:
     body = bulk_export.manifest(job, f"{_base()}/$export-file/{job.id}")
     response = _json_response(json.dumps(body))
     response.headers["Content-Type"] = "application/json"  # the manifest is plain JSON, not a resource
+    response.headers["Expires"] = http_date(job.expires_at)  # when the files are deleted
     return response
 
 
@@ -116,7 +132,8 @@ def export_cancel(job_id: str) -> Response:
 @bp.get("/$export-file/<job_id>/<name>")
 def export_file(job_id: str, name: str) -> Response:
     job = _own_job(job_id)
-    files = {o["file"] for o in (job.output or [])} if job is not None and job.status == "completed" else set()
+    files = ({o["file"] for o in (job.output or [])}
+             if job is not None and job.status == "completed" and not bulk_export.expired(job, utcnow()) else set())
     if name not in files:
         raise FhirError(404, "not-found", "no such export file")
     path = bulk_export.export_dir(current_app, job.id) / name  # type: ignore[union-attr, arg-type]

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +131,8 @@ def test_patient_and_group_exports_are_scoped(eager_app: Flask, api: Api, intake
 def test_status_is_202_with_progress_until_done_and_delete_cancels(eager_app: Flask, api: Api) -> None:
     with session_scope(eager_app.extensions["intake.sessions"]) as session:
         job = fhir_store.create_export(session, request_url="http://x/fhir/$export", scope="system", group_id=None,
-                                       types=["Patient"], since=None, now=utcnow(), requested_by="ehr")
+                                       types=["Patient"], since=None, now=utcnow(), requested_by="ehr",
+                                       expires_at=utcnow() + timedelta(hours=1))
         job_id = job.id
     status = api.get(f"/fhir/$export-status/{job_id}")
     assert status.status_code == 202 and status.headers["X-Progress"] == "accepted" and status.headers["Retry-After"]
@@ -178,3 +182,91 @@ def test_jobs_belong_to_the_client_that_started_them_and_need_read_scopes(eager_
     narrow = Api(eager_app.test_client(), new_token(eager_app, "narrow", ("system/Observation.read",)))
     assert_outcome(narrow.get("/fhir/$export", headers=ASYNC), 403, "forbidden")
     assert narrow.get("/fhir/$export?_type=Observation", headers=ASYNC).status_code == 202
+
+
+# --- expiry and the per-client limit --------------------------------------------------------------
+
+
+def job_id_of(status_url: str) -> str:
+    return status_url.rsplit("/", 1)[1]
+
+
+def set_expiry(app: Flask, job_id: str, delta: timedelta) -> None:
+    """Move the job's expiry to now + delta (negative: its time is up)."""
+    with session_scope(app.extensions["intake.sessions"]) as session:
+        assert fhir_store.update_export(session, job_id, only_if=("completed",), expires_at=utcnow() + delta)
+
+
+def test_export_files_expire_then_answer_404_and_are_deleted(eager_app: Flask, api: Api, intakes: tuple[str, str]) -> None:
+    status_url = kickoff(api, "/fhir/$export?_type=Patient,Observation")
+    response = api.get(local(status_url))
+    assert response.status_code == 200
+    expires = parsedate_to_datetime(response.headers["Expires"])  # the default: 24 h after it completed
+    assert abs(expires - (utcnow() + timedelta(hours=24))) < timedelta(minutes=1)
+    manifest = json.loads(response.data)
+    job_id = job_id_of(status_url)
+    folder = bulk_export.export_dir(eager_app, job_id)
+    assert sorted(p.name for p in folder.iterdir()) == ["Observation.ndjson", "Patient.ndjson"]
+    leftover = bulk_export.export_dir(eager_app, "from-a-process-that-died")
+    leftover.mkdir()
+    (leftover / "Patient.ndjson").write_text("{}\n")
+
+    set_expiry(eager_app, job_id, -timedelta(seconds=1))
+    assert "expired" in assert_outcome(api.get(local(status_url)), 404, "not-found")["issue"][0]["diagnostics"]
+    for item in manifest["output"]:
+        assert_outcome(api.get(local(item["url"])), 404, "not-found")
+    assert bulk_export.expire(eager_app) == 1  # the periodic job
+    assert not folder.exists() and not leftover.exists()
+    with eager_app.extensions["intake.sessions"]() as session:
+        assert fhir_store.get_export(session, job_id) is None
+    assert_outcome(api.get(local(status_url)), 404, "not-found")
+
+
+def test_expiry_runs_from_start_up_without_a_request(eager_app: Flask, api: Api, intakes: tuple[str, str],
+                                                     database_url: str, tmp_path: Path) -> None:
+    """The in-process poller deletes expired exports on its own (here: its first round at start)."""
+    job_id = job_id_of(kickoff(api, "/fhir/$export?_type=Patient"))
+    set_expiry(eager_app, job_id, -timedelta(seconds=1))
+    folder = bulk_export.export_dir(eager_app, job_id)
+    assert folder.exists()
+    served = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": eager_app.instance_path, "SECRET_KEY": "t",
+                         "TESTING": True, "INTAKE_JOBS": "thread", "INTAKE_OUTBOX_POLLER": "on"})
+    try:
+        deadline = time.monotonic() + 20
+        while folder.exists():
+            assert time.monotonic() < deadline, "the poller did not delete the expired export"
+            time.sleep(0.05)
+    finally:
+        close_app(served)
+
+
+def test_a_client_holds_a_bounded_number_of_exports_and_delete_frees_one(eager_app: Flask, api: Api,
+                                                                        intakes: tuple[str, str]) -> None:
+    held = [kickoff(api, "/fhir/$export?_type=Patient") for _ in range(3)]  # INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT
+    refused = api.get("/fhir/$export?_type=Patient", headers=ASYNC)
+    assert "DELETE" in assert_outcome(refused, 429, "throttled")["issue"][0]["diagnostics"]
+    retry_after = int(refused.headers["Retry-After"])  # when the first held job expires
+    assert 23 * 3600 < retry_after <= 24 * 3600
+    other = Api(eager_app.test_client(), new_token(eager_app, "other"))
+    assert other.get("/fhir/$export?_type=Patient", headers=ASYNC).status_code == 202  # per client
+
+    first = job_id_of(held[0])
+    assert api.client.delete(local(held[0]), headers=api.headers).status_code == 202  # the spec's DELETE
+    assert not bulk_export.export_dir(eager_app, first).exists()
+    assert_outcome(api.get(local(held[0])), 404)
+    with eager_app.extensions["intake.sessions"]() as session:
+        assert fhir_store.get_export(session, first) is None  # a finished job is deleted at once
+    again = kickoff(api, "/fhir/$export?_type=Patient")
+    assert_outcome(api.get("/fhir/$export?_type=Patient", headers=ASYNC), 429)
+    set_expiry(eager_app, job_id_of(again), -timedelta(seconds=1))  # an expired job holds no slot
+    assert api.get("/fhir/$export?_type=Patient", headers=ASYNC).status_code == 202
+
+
+def test_concurrent_kickoffs_do_not_exceed_the_bound(eager_app: Flask, api: Api) -> None:
+    def kick(_: int) -> int:
+        return int(Api(eager_app.test_client(), api.headers["Authorization"].split()[1])
+                   .get("/fhir/$export?_type=Patient", headers=ASYNC).status_code)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = sorted(pool.map(kick, range(6)))
+    assert statuses == [202, 202, 202, 429, 429, 429]
