@@ -108,7 +108,8 @@ def test_finding_4_a_chain_rebuilt_without_the_key_fails_verify(engine: Engine, 
         rebuild(factory, lambda p, s, f: audit.keyed_hash(guessed, p, s, f), drop=3)
     else:
         rebuild(factory, audit.chain_hash, change=2)
-    count, problems = audit.verify(factory())
+    with factory() as session:
+        count, problems = audit.verify(session)
     assert count == (6 if attack == "changed-row" else 5) and problems, problems
 
 
