@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
+from intake.numbers import INT32_MAX, whole_number
 from intake.records import fold
 from intake.storage.fhir_store import ColumnTest, Criteria, Test, TokenTest
 
@@ -97,10 +98,14 @@ _DATE = re.compile(
     r"^(?P<prefix>eq|ne|lt|le|gt|ge|sa|eb)?"
     r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
     r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d{1,9}))?)?"
-    r"(?P<zone>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+    r"(?P<zone>Z|[+-]\d{2}:\d{2})?)?)?)?$",
+    re.ASCII,  # `\d` would take other scripts' digits too (`２０２６` is a year to int())
 )
 _REF = re.compile(r"^(?:.*/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})$")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+FIRST_DAY, LAST_DAY = "0001-01-02", "9999-12-30"  # a day inside datetime's range at either end, in any zone
 
 
 class SearchError(ValueError):
@@ -145,23 +150,28 @@ def date_range(raw: str, name: str) -> tuple[str, datetime, datetime]:
             sign = 1 if g["zone"][0] == "+" else -1
             zone = timezone(sign * timedelta(hours=int(g["zone"][1:3]), minutes=int(g["zone"][4:6])))
         year, month, day = int(g["year"]), int(g["month"] or 1), int(g["day"] or 1)
+        # Fractions beyond microseconds (FHIR allows nine digits) are cut: the store keeps microseconds.
         start = datetime(year, month, day, int(g["hour"] or 0), int(g["minute"] or 0), int(g["second"] or 0),
                          int((g["fraction"] or "0")[:6].ljust(6, "0")), tzinfo=zone)
     except (ValueError, OverflowError) as exc:
         raise SearchError(f"{name}: {raw!r} is not a real date") from exc
-    if g["fraction"]:
-        end = start + timedelta(microseconds=1)
-    elif g["second"]:
-        end = start + timedelta(seconds=1)
-    elif g["minute"]:
-        end = start + timedelta(minutes=1)
-    elif g["day"]:
-        end = start + timedelta(days=1)
-    elif g["month"]:
-        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=zone)
-    else:
-        end = datetime(year + 1, 1, 1, tzinfo=zone)
-    return g["prefix"] or "eq", start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    try:
+        if g["fraction"]:
+            end = start + timedelta(microseconds=1)
+        elif g["second"]:
+            end = start + timedelta(seconds=1)
+        elif g["minute"]:
+            end = start + timedelta(minutes=1)
+        elif g["day"]:
+            end = start + timedelta(days=1)
+        elif g["month"]:
+            end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=zone)
+        else:
+            end = datetime(year + 1, 1, 1, tzinfo=zone)
+        return g["prefix"] or "eq", start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    except (ValueError, OverflowError) as exc:
+        # The range of `9999`, `9999-12-31` or `0001-01-01T00:00+05:00` runs past what a datetime holds.
+        raise SearchError(f"{name}: {raw!r} is out of range; dates from {FIRST_DAY} to {LAST_DAY} can be searched") from exc
 
 
 def _date_alternative(column: str, raw: str, name: str) -> list[list[Test]]:
@@ -263,18 +273,19 @@ def result_parameter(name: str, raw: str, count: int, after: int | None) -> tupl
 
 
 def _count(raw: str) -> int:
-    if not raw.isdigit() or int(raw) > MAX_COUNT:
-        raise SearchError(f"_count: a whole number from 0 to {MAX_COUNT}, not {raw!r}")
-    return int(raw)
+    try:
+        return whole_number(raw, high=MAX_COUNT)
+    except ValueError:
+        raise SearchError(f"_count: a whole number from 0 to {MAX_COUNT}, not {raw[:40]!r}") from None
 
 
-MAX_CURSOR = 2**31 - 1  # the store's `seq` is a 32-bit integer on PostgreSQL: no token can be larger
+MAX_CURSOR = INT32_MAX  # the store's `seq` is a 32-bit integer on PostgreSQL: no token can be larger
 
 
 def _cursor(raw: str) -> int:
     """A `next` link's page token: a store `seq`. One out of the column's range is refused here;
     PostgreSQL would fail the comparison itself ("integer out of range": a 500)."""
-    if not raw.isdigit() or len(raw) > 10 or int(raw) > MAX_CURSOR:
-        raise SearchError("_cursor: not a page token this server issued")
-    return int(raw)
-
+    try:
+        return whole_number(raw, high=MAX_CURSOR)
+    except ValueError:
+        raise SearchError("_cursor: not a page token this server issued") from None

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from intake import background
 from intake.core.catalog import Catalog
 from intake.storage.db import make_session_factory, session_scope
-from intake.web import contacts, headers, language, limits, proxies
+from intake.web import contacts, headers, input_guard, language, limits, proxies
 from intake.web.fragments import render_question
 
 
@@ -30,6 +30,7 @@ def register(app: Flask) -> None:
     from intake.web.openapi import bp as openapi_bp
     from intake.web.patient import bp as patient_bp
 
+    input_guard.register(app)  # first: no hostile path, query or form field reaches a view or the database
     app.extensions["intake.readers"] = make_session_factory(app.extensions["intake.engine"], read_only=True)
     # Commits that need not wait for the disk: the audit rows of reads (intake.audit_queue).
     app.extensions["intake.relaxed_writers"] = make_session_factory(app.extensions["intake.engine"], relaxed=True)

@@ -37,6 +37,7 @@ from wtforms.validators import InputRequired, Length, Optional, Regexp
 
 from intake import accounts, audit, outbox, smart
 from intake.core.audit_event import audit_event
+from intake.numbers import INT32_MAX, whole_number
 from intake.storage import accounts as account_store
 from intake.storage import audit_log as audit_store
 from intake.storage import fhir_store, outbox_store
@@ -208,9 +209,7 @@ def _before(raw: str | None) -> int | None:
     """The row number an "Older rows" link starts below; ValueError if it is not a row number."""
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise ValueError(raw)
-    return int(raw)
+    return whole_number(raw, high=INT32_MAX)
 
 
 def _entities(text: str) -> list[str]:
@@ -289,9 +288,10 @@ def outbox_retry() -> Any:
     if not FlaskForm().validate_on_submit():
         abort(400)
     raw = request.form.get("row", "")
-    if raw and not raw.isdigit():
+    try:
+        row_ids = [whole_number(raw, high=INT32_MAX)] if raw else None
+    except ValueError:
         abort(400)
-    row_ids = [int(raw)] if raw else None
     with writer() as db:
         auditing.record_change(db, "update", *(f"Outbox/{i}" for i in row_ids or []), detail={"redrive": raw or "all"})
     outbox.redrive(current_app._get_current_object(), row_ids)  # type: ignore[attr-defined]

@@ -199,6 +199,9 @@ def _body() -> Any:
     if where is not None:
         raise FhirError(400, "invalid", f"{where[:200]}: FHIR strings cannot carry control characters (U+0000-U+001F "
                                         "but tab, CR and LF) or unpaired surrogates")
+    where = _null_member(body)
+    if where is not None:
+        raise FhirError(400, "invalid", f"{where[:200]}: FHIR JSON has no null values; leave the element out")
     return body
 
 
@@ -220,6 +223,23 @@ def _bad_string(value: Any) -> str | None:
             for key, child in node.items():
                 if BAD_CHARACTERS.search(key):
                     return f"{path} (a key)"
+                stack.append((child, f"{path}.{key}"))
+        elif isinstance(node, list):
+            stack.extend((child, f"{path}[{n}]") for n, child in enumerate(node))
+    return None
+
+
+def _null_member(value: Any) -> str | None:
+    """The path of the first object member whose value is null, else None. FHIR JSON allows
+    null only inside arrays (to line primitives up with their `_name` extensions); the checks
+    after this one may take any member for an object or a string it names."""
+    stack: list[tuple[Any, str]] = [(value, "$")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if child is None:
+                    return f"{path}.{key}"
                 stack.append((child, f"{path}.{key}"))
         elif isinstance(node, list):
             stack.extend((child, f"{path}[{n}]") for n, child in enumerate(node))
@@ -454,9 +474,18 @@ def _resource_from(body: Any, expected: str) -> dict[str, Any]:
     return body
 
 
+# The response's elements that are JSON strings in FHIR and that the checks read before the
+# structure is validated: another type there is refused (400), as a FHIR parser would.
+TEXT_ELEMENTS = ("id", "status", "questionnaire", "authored", "language", "implicitRules")
+
+
 @bp.post("/QuestionnaireResponse/$validate")
 def validate_response() -> Response:
     resource = _resource_from(_body(), "QuestionnaireResponse")
+    for name in TEXT_ELEMENTS:
+        if name in resource and not isinstance(resource[name], str):
+            kind = {list: "an array", dict: "an object", bool: "true or false"}.get(type(resource[name]), "a number")
+            raise FhirError(400, "invalid", f"$.{name}: must be a JSON string, not {kind}")
     reference = resource.get("questionnaire")
     form = catalog().get(str(reference)) if isinstance(reference, str) else None
     if form is None:
