@@ -427,6 +427,7 @@ class AuditRecord(Base):
     source: Mapped[str] = mapped_column(String(64))  # client address
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    scheme: Mapped[str] = mapped_column(String(32), server_default="sha256")
 
 
 class AuditHead(Base):
@@ -438,7 +439,6 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
-    scheme: Mapped[str] = mapped_column(String(32), server_default="sha256")
 
 
 OUTBOX_STATES = ("pending", "queued", "done", "dead")
