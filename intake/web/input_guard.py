@@ -38,6 +38,9 @@ def problem() -> str | None:
     for key, value in request.args.items(multi=True):
         if CONTROL.search(key) or CONTROL.search(value):
             return f"The query parameter {_name(key)} contains control characters."
+    if request.method in ("POST", "PUT", "PATCH") and request.is_json and not request.path.startswith("/fhir/"):
+        # Flask-WTF reads a JSON body as the form: a deeply nested one overflowed its parser.
+        return "This address takes a form, not JSON."
     if request.method not in ("POST", "PUT", "PATCH") or request.mimetype not in FORM_TYPES \
             or request.endpoint in OWN_FIELD_CHECKS:
         return None
