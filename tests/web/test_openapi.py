@@ -126,9 +126,11 @@ def test_the_description_is_served_to_anyone(app: Flask) -> None:
 @pytest.fixture
 def api_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     """The FHIR test app, with a token rate limit high enough for the generated token requests
-    to reach the token logic (at the default 60 a minute most would be 429s)."""
+    to reach the token logic (at the default 60 a minute most would be 429s), and a bulk-export
+    bound high enough for the generated kick-offs (the bound's 429 is described and has its own tests)."""
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_TOKEN_RATE_LIMIT": "100000 per minute"})
+                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_TOKEN_RATE_LIMIT": "100000 per minute",
+                      "INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT": 100000})
     yield app
     close_app(app)
 
