@@ -38,7 +38,7 @@ def problem() -> str | None:
     for key, value in request.args.items(multi=True):
         if CONTROL.search(key) or CONTROL.search(value):
             return f"The query parameter {_name(key)} contains control characters."
-    if request.method in ("POST", "PUT", "PATCH") and request.is_json and not request.path.startswith("/fhir/"):
+    if request.method in ("POST", "PUT", "PATCH") and request.is_json and not _fhir(request.path):
         # Flask-WTF reads a JSON body as the form: a deeply nested one overflowed its parser.
         return "This address takes a form, not JSON."
     if request.method not in ("POST", "PUT", "PATCH") or request.mimetype not in FORM_TYPES \
@@ -52,6 +52,11 @@ def problem() -> str | None:
     return None
 
 
+def _fhir(path: str) -> bool:
+    """The FHIR API: JSON bodies are its own (a transaction Bundle POSTs to the base, /fhir)."""
+    return path == "/fhir" or path.startswith("/fhir/")
+
+
 def _name(key: str) -> str:
     """A field's name for a message: quoted, cut short, control characters shown as `?`."""
     return repr(CONTROL.sub("?", key[:40]))
@@ -60,7 +65,7 @@ def _name(key: str) -> str:
 def refusal(message: str) -> Response | tuple[str, int]:
     """A 400 saying `message`, in the form the route's clients read."""
     path = request.path
-    if path == "/fhir" or path.startswith("/fhir/"):
+    if _fhir(path):
         body = {"resourceType": "OperationOutcome",
                 "issue": [{"severity": "error", "code": "invalid", "diagnostics": message}]}
         return Response(json.dumps(body), 400, content_type="application/fhir+json; charset=utf-8")

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import pytest
 from gunicorn.config import Config
@@ -24,7 +25,8 @@ from tests.durability import invite_many, local_app, server_env
 from tests.support.gunicorn_server import ROOT, HttpClient, gunicorn_server
 
 TOKEN = "Zq3x_SECRET-token-value_0123456789abcdefghijklm"
-CONFIG = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+with mock.patch.dict(os.environ):  # the config sets INTAKE_OUTBOX_POLLER for its server's processes
+    CONFIG = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
 
 
 # --- the logger, in-process -----------------------------------------------------------------------
