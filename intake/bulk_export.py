@@ -28,6 +28,7 @@ from flask import Flask
 from intake.records import questionnaires
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
+from intake.storage.models import utcnow
 
 PATIENT_TYPES = ("Patient", "QuestionnaireResponse", "Observation", "Flag", "DocumentReference", "Provenance")
 SYSTEM_TYPES = ("Questionnaire", "Group", *PATIENT_TYPES)
@@ -76,12 +77,12 @@ def run_job(app: Flask, *, job_id: str) -> None:
         output = [{"type": t, "count": n, "file": f"{t}.ndjson"} for t, n in counts.items() if n]
         with session_scope(sessions) as session:
             if not fhir_store.update_export(session, job_id, status="completed", progress="done", output=output,
-                                            expires_at=_now() + ttl(app)):
+                                            expires_at=utcnow() + ttl(app)):
                 shutil.rmtree(folder, ignore_errors=True)
     except Exception as exc:
         with session_scope(sessions) as session:
             fhir_store.update_export(session, job_id, status="failed", error=type(exc).__name__,
-                                     expires_at=_now() + ttl(app))
+                                     expires_at=utcnow() + ttl(app))
         raise
 
 
@@ -196,7 +197,7 @@ def expire(app: Flask, *, now: datetime | None = None) -> int:
     """Delete the jobs whose time is up, then their files and any export folder no job owns (its
     row deleted by a process that died before removing it); how many jobs. The periodic job."""
     with session_scope(app.extensions["intake.sessions"]) as session:
-        ids = fhir_store.expired_exports(session, now=now or _now())
+        ids = fhir_store.expired_exports(session, now=now or utcnow())
         for job_id in ids:
             fhir_store.delete_export(session, job_id)
     for job_id in ids:
@@ -209,10 +210,6 @@ def expire(app: Flask, *, now: datetime | None = None) -> int:
         if name not in owned:
             shutil.rmtree(root / name, ignore_errors=True)
     return len(ids)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def since_of(value: str | None) -> datetime | None:
