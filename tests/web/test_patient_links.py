@@ -4,15 +4,13 @@ bar at once, and unknown, expired, revoked and submitted links answer with the v
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from intake import auth, close_app, create_app, webforms, workflow
+from intake import auth, webforms, workflow
 from intake.storage.db import session_scope
 from intake.storage.models import Intake, InviteToken, ResponseRecord, utcnow
 from intake.web import patient
@@ -151,18 +149,10 @@ def _keeps_working(app: Flask, link: str) -> None:
     assert client.get("/intake/done").status_code == 200
 
 
-@pytest.fixture
-def desk_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager"})
-    yield app
-    close_app(app)
-
-
-def test_finding_1_a_new_link_from_the_front_desk_ends_the_old_links_sessions(desk_app: Flask) -> None:
-    old_link = invite_link(desk_app, questionnaires="digestive")
-    old = OldBrowser(desk_app, old_link)
-    desk = signed_in(desk_app, "front-desk")
+def test_finding_1_a_new_link_from_the_front_desk_ends_the_old_links_sessions(app: Flask) -> None:
+    old_link = invite_link(app, questionnaires="digestive")
+    old = OldBrowser(app, old_link)
+    desk = signed_in(app, "front-desk")
     intake_id = old.intake_id()
     page = desk.get(f"/front-desk/intakes/{intake_id}/link").text
     response = desk.post(f"/front-desk/intakes/{intake_id}/link", data={"csrf_token": csrf(page)})
@@ -171,7 +161,7 @@ def test_finding_1_a_new_link_from_the_front_desk_ends_the_old_links_sessions(de
     match = re.search(r'id="patient-link" type="text" readonly value="[^"]*(/i/[^"]+)"', shown)
     assert match
     old.assert_refused_everywhere()
-    _keeps_working(desk_app, match.group(1))
+    _keeps_working(app, match.group(1))
 
 
 def test_finding_1_a_new_link_from_the_command_line_ends_the_old_links_sessions(app: Flask) -> None:
