@@ -179,6 +179,12 @@ def parse_jwks(text: str) -> str:
     """Check a JWK set holds public RS384/ES384-capable keys only; return it as compact JSON."""
     try:
         document = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not a usable JWK set: {exc}") from exc
+    if not (isinstance(document, dict) and isinstance(document.get("keys"), list)
+            and all(isinstance(key, dict) for key in document["keys"])):
+        raise ValueError('not a usable JWK set: expected a JSON object {"keys": [ {...}, ... ]}')
+    try:
         keys = PyJWKSet.from_dict(document).keys
     except (ValueError, TypeError, jwt.PyJWTError) as exc:
         raise ValueError(f"not a usable JWK set: {exc}") from exc

@@ -414,3 +414,11 @@ def test_finding_8_client_requests_are_audited_as_a_client(api_app: Flask, aud: 
                                   now=utcnow())
     refused = post_token(api_app, legacy.token_form(aud))
     assert oauth_error(refused) == "invalid_client" and "re-register" in refused.json["error_description"]
+
+
+@pytest.mark.parametrize("text", ["1", "-1", "1e3", "null", '"keys"', "[]", '{"keys": 1}', '{"keys": [1]}',
+                                  '{"keys": ["a"]}', '{"nokeys": []}', "{"])
+def test_a_jwk_set_of_the_wrong_json_shape_is_a_clear_error(text: str) -> None:
+    """The long fuzz run posted JSON numbers as the JWK set and got a 500 (AttributeError)."""
+    with pytest.raises(ValueError, match="not a usable JWK set"):
+        smart.parse_jwks(text)
