@@ -738,7 +738,7 @@ def run(args: argparse.Namespace, tmp: Path) -> list[Result]:
 
 
 def celery_queue(app: Any) -> str:
-    """The queue the app's Celery tasks go to (intake/celery_tasks.py)."""
+    """The queue the app's Celery tasks go to (intake/jobs/celery.py)."""
     from intake.jobs import jobs_of
 
     celery = jobs_of(app).celery

@@ -38,9 +38,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-if __package__ in (None, ""):  # run as a script: make `bench` and `intake` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.harness import (
     HELLO_PATH,
     HOST,
@@ -54,6 +51,9 @@ from bench.harness import (
     start_together,
     update_cookies,
 )
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `intake` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 __all__ = ["HOST", "SetupError", "free_port", "gunicorn", "prepare_database", "run_phase"]
 
@@ -179,7 +179,7 @@ def prepare_database(intakes: int) -> tuple[list[str], dict[str, str]]:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from intake import create_app
-    from intake.webforms import field_name
+    from intake.web.forms import field_name
 
     app = create_app()
     try:

@@ -34,13 +34,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(load_config(Path(app.instance_path), config))
 
-    from intake import cli, ehr_push, errors, notify, outbox, web
-    from intake.bulk_export import EXPIRY_SWEEP_SECONDS  # cycle-ok: the factory imports late (see above)
-    from intake.bulk_export import expire as expire_exports  # cycle-ok: the factory imports late
-    from intake.bulk_export import run_job as run_export_job
+    # Imported here, not at module level: this package's __init__ runs for every `import intake.core...`,
+    # which must stay free of Flask, SQLAlchemy and the rest of the service (tests/core/test_imports.py).
+    from intake import cli, errors, notify, web
     from intake.core.catalog import load_catalog
     from intake.documents import render_job as render_pdf_job
-    from intake.jobs import Jobs
+    from intake.fhir import ehr_push
+    from intake.fhir.bulk_export import EXPIRY_SWEEP_SECONDS
+    from intake.fhir.bulk_export import expire as expire_exports
+    from intake.fhir.bulk_export import run_job as run_export_job
+    from intake.jobs import Jobs, outbox
     from intake.storage.db import make_engine, make_session_factory
 
     engine = make_engine(app.config["DATABASE_URL"])

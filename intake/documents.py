@@ -19,11 +19,12 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from intake import records, workflow
+from intake import workflow
 from intake.core.catalog import Catalog
 from intake.storage import fhir_store, repository
 from intake.storage.db import session_scope
 from intake.storage.models import DocumentRecord, utcnow
+from intake.fhir import publish
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def attachments_of(session: Session, intake_id: str) -> list[tuple[str, bytes, s
         key = json.loads(stored.resource_json)["questionnaire"].split("|")[0].rsplit("/", 1)[-1]
         out.append((f"QuestionnaireResponse-{key}.json", stored.resource_json.encode(),
                     f"FHIR R4 QuestionnaireResponse/{stored.resource_id} ({key})"))
-        bundle = records.extract_bundle(session, intake_id, response_id=stored.resource_id, include_document=False)
+        bundle = publish.extract_bundle(session, intake_id, response_id=stored.resource_id, include_document=False)
         out.append((f"extract-{key}.json", extract_bundle_bytes(bundle),
                     f"FHIR R4 transaction Bundle: $extract of QuestionnaireResponse/{stored.resource_id} ({key})"))
     if not out:
@@ -117,7 +118,7 @@ def _store(session: Session, catalog: Catalog, intake_id: str, content: bytes, s
     document = fhir_store.store_document(session, intake_id=intake_id, content=content,
                                          sha256=hashlib.sha256(content).hexdigest(), source_sha256=source_sha256, now=now)
     forms = [form for form, _ in workflow.stored_pairs(session, catalog, intake_id, latest=False)]
-    records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
+    publish.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
     return document
 
 

@@ -115,7 +115,7 @@ def notify_job(app: Flask, subject: str) -> None:
         return
     error = _claim_and_send(app, int(subject), ("pending", "sending", "failed"))
     if error:
-        from intake.outbox import Retry
+        from intake.jobs.outbox import Retry
 
         raise Retry(error.split(":", 1)[0])
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from intake import records
-from intake.auth import new_token, token_hash
+from intake.fhir import publish as fhir_resources  # `publish` below is this module's own step
+from intake.auth.links import new_token, token_hash
 from intake.core.answers import build_response, compute, flatten
 from intake.core.catalog import Catalog
 from intake.core.display import display_answer
@@ -113,7 +113,7 @@ def invite(
             patient = known
         else:
             patient = repository.create_patient(session, name=name, birth_date=birth_date, mrn=mrn, mrn_system=mrn_system)
-            records.publish_patient(session, patient, now=now)
+            fhir_resources.publish_patient(session, patient, now=now)
     intake = repository.create_intake(
         session,
         patient_id=patient.id,
@@ -331,8 +331,8 @@ def publish(session: Session, intake_id: str, forms: list[Form], *, now: datetim
     completed and scored (`flask intake publish` retries). True when published."""
     try:
         with session.begin_nested():
-            records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
-    except records.PublishError as exc:
+            fhir_resources.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
+    except fhir_resources.PublishError as exc:
         log.error("publishing FHIR resources failed for intake %s: %s", intake_id, str(exc).split(":", 1)[0])
         return False
     return True

@@ -22,6 +22,7 @@ from intake.core.catalog import Catalog
 from intake.core.items import Form
 from intake.core.scoring import SCORE, Context, score_intake
 from tests.web.conftest import app, client  # noqa: F401  (fixtures)
+import intake.cli.score
 
 SUBJECT = "Patient/p1"
 AUTHORED = "2026-11-20T09:30:00Z"
@@ -204,7 +205,7 @@ def test_output_is_indented_json(app: Flask, tmp_path: Path) -> None:  # noqa: F
 
 @pytest.mark.parametrize("where", ["option", "contained", "bundle", "bundle-relative", "none"])
 def test_birth_date_reaches_the_rules(app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:  # noqa: F811
-    import intake.cli_score
+    import intake.cli.score
 
     seen: list[Context] = []
 
@@ -212,7 +213,7 @@ def test_birth_date_reaches_the_rules(app: Flask, tmp_path: Path, monkeypatch: p
         seen.append(context)
         return score_intake(pairs, context)
 
-    monkeypatch.setattr(intake.cli_score, "score_intake", spy)
+    monkeypatch.setattr(intake.cli.score, "score_intake", spy)
     app.config["INTAKE_GI_ONSET_AGE"] = 45
     stress = form(app, "stress")
     args: list[str] = []
@@ -238,10 +239,10 @@ def test_birth_date_reaches_the_rules(app: Flask, tmp_path: Path, monkeypatch: p
 
 
 def test_birth_date_option_overrides_the_patient(app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    import intake.cli_score
+    import intake.cli.score
 
     seen: list[Context] = []
-    monkeypatch.setattr(intake.cli_score, "score_intake", lambda pairs, context: seen.append(context) or score_intake(pairs, context))
+    monkeypatch.setattr(intake.cli.score, "score_intake", lambda pairs, context: seen.append(context) or score_intake(pairs, context))
     document = bundle(respond(form(app, "stress"), 0), patient("1999-01-01"))
     ok_json(run(app, document, tmp_path, "--birth-date", "1970-01-31"))
     assert seen[0].birth_date == "1970-01-31"

@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from intake import close_app, create_app, ehr_push, outbox
+from intake import close_app, create_app
 from intake.storage import audit_log, outbox_store
 from intake.storage.db import session_scope
 from intake.storage.models import OutboxRecord
 from tests.support.fhir_receiver import FhirReceiver
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import fill_all, first_page, signed_in
+from intake.fhir import ehr_push
+from intake.jobs import outbox
 
 TOKEN = "ehr-secret-token"
 

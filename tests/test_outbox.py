@@ -1,7 +1,7 @@
 """The outbox state machine with the in-process (eager) runner and probe handlers: rows written in
 the caller's transaction, dispatch, ordering, backoff with jitter, Retry-After, dead letters,
 re-drive, lapsed hand-overs, duplicate deliveries, and the `flask intake outbox` commands; and the
-poller that runs from start-up (intake/background.py) under `wsgi.py`, gunicorn and `flask`."""
+poller that runs from start-up (intake/jobs/background.py) under `wsgi.py`, gunicorn and `flask`."""
 
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.cli import cli as flask_cli
 
-from intake import background, close_app, create_app, outbox
+from intake import close_app, create_app
 from intake.storage import outbox_store, repository
 from intake.storage.db import session_scope
 from intake.storage.models import OutboxRecord
 from tests.support.gunicorn_server import ROOT, gunicorn_server
+from intake.jobs import outbox, background
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
 

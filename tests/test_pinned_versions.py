@@ -18,7 +18,7 @@ from sqlalchemy import select
 from intake.core.items import Form
 from intake.storage import repository
 from intake.storage.models import Intake
-from intake.webforms import field_name
+from intake.web.forms import field_name
 from tests.web.conftest import app, client, csrf, invite_link  # noqa: F401  (fixtures)
 from tests.web.flow import continue_after_help, default_value, first_page
 

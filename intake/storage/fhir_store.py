@@ -1,8 +1,8 @@
 """Queries of the FHIR store: put, read, search (keyset pages), stream; PDFs and export jobs.
 
 A second repository module beside `repository` (which owns the intake workflow's tables): the
-FHIR store is its own aggregate, written by `intake.records` and read by the FHIR API and bulk
-export. Views never build SQL; they pass `Criteria` built by `intake.fhir_search`.
+FHIR store is its own aggregate, written by `intake.fhir.publish` and read by the FHIR API and bulk
+export. Views never build SQL; they pass `Criteria` built by `intake.fhir.search`.
 
 Stored JSON is the canonical text (`repository.canonical_json`) and is returned untouched, so a
 read costs one indexed row fetch and no JSON parsing.

@@ -13,11 +13,11 @@ from flask import Flask, current_app, g
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy.orm import Session
 
-from intake import background
 from intake.core.catalog import Catalog
 from intake.storage.db import make_session_factory, session_scope
 from intake.web import contacts, headers, input_guard, language, limits, proxies
-from intake.web.fragments import render_question
+from intake.web.forms.fragments import render_question
+from intake.jobs import background
 
 
 def register(app: Flask) -> None:
@@ -32,7 +32,7 @@ def register(app: Flask) -> None:
 
     input_guard.register(app)  # first: no hostile path, query or form field reaches a view or the database
     app.extensions["intake.readers"] = make_session_factory(app.extensions["intake.engine"], read_only=True)
-    # Commits that need not wait for the disk: the audit rows of reads (intake.audit_queue).
+    # Commits that need not wait for the disk: the audit rows of reads (intake.audit.queue).
     app.extensions["intake.relaxed_writers"] = make_session_factory(app.extensions["intake.engine"], relaxed=True)
     app.register_blueprint(patient_bp)
     app.register_blueprint(clinician_bp)

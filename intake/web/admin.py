@@ -35,15 +35,17 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, Regexp
 
-from intake import accounts, audit, outbox, smart
+from intake import audit
 from intake.core.audit_event import audit_event
-from intake.numbers import INT32_MAX, whole_number
+from intake.core.numbers import INT32_MAX, whole_number
 from intake.storage import accounts as account_store
 from intake.storage import audit_log as audit_store
 from intake.storage import fhir_store, outbox_store
 from intake.storage.models import ROLES, ApiClient
 from intake.web import auditing, readers, writer
 from intake.web.staff import role_required, sentence
+from intake.auth import staff, smart
+from intake.jobs import outbox
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -93,19 +95,19 @@ def add_user() -> Any:
         return _users_page(form, status=400)
     try:
         with writer() as db:
-            user = accounts.add_user(db, username=form.username.data, display_name=form.display_name.data or "",
+            user = staff.add_user(db, username=form.username.data, display_name=form.display_name.data or "",
                                      role=form.role.data, password=form.password.data, now=_now())
             auditing.record_change(db, "create", f"User/{user.username}", detail={"role": user.role})
-    except accounts.AccountError as exc:
+    except staff.AccountError as exc:
         return _users_page(form, error=sentence(str(exc)), status=400)
     return redirect(url_for("admin.users"))
 
 
 CHANGES = {
-    "disable": lambda db, name, form: accounts.set_disabled(db, name, True, now=_now()),
-    "enable": lambda db, name, form: accounts.set_disabled(db, name, False, now=_now()),
-    "reset-totp": lambda db, name, form: accounts.clear_totp(db, name),
-    "reset-password": lambda db, name, form: accounts.reset_password(db, name, form.password.data or "", now=_now()),
+    "disable": lambda db, name, form: staff.set_disabled(db, name, True, now=_now()),
+    "enable": lambda db, name, form: staff.set_disabled(db, name, False, now=_now()),
+    "reset-totp": lambda db, name, form: staff.clear_totp(db, name),
+    "reset-password": lambda db, name, form: staff.reset_password(db, name, form.password.data or "", now=_now()),
 }
 
 
@@ -121,7 +123,7 @@ def change_user(username: str, change: str) -> Any:
         with writer() as db:
             user = CHANGES[change](db, username, form)
             auditing.record_change(db, "update", f"User/{user.username}", detail={"change": change})
-    except accounts.AccountError as exc:
+    except staff.AccountError as exc:
         return _users_page(UserForm(), error=sentence(str(exc)), status=400)
     return redirect(url_for("admin.users"))
 

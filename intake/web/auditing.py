@@ -5,7 +5,7 @@ own pages), refused attempts included: only a 2xx (or 304) answer is a success; 
 sign-in, 401, 403, 404 or any other answer is outcome failure, with its status. Views name what they
 returned with `note(...)`. A query string is recorded as its parameter names only: its values can
 be a patient's name or birth date (FHIR search, bulk export, the audit filters themselves).
-Their rows go through the write-behind queue (`intake.audit_queue`: group commit, without waiting
+Their rows go through the write-behind queue (`intake.audit.queue`: group commit, without waiting
 for the disk), so a read does not pay for a write transaction of its own. Sign-ins and changes are
 audited by the code that makes them, in the same transaction as the change (`intake.audit.record`),
 so a change and its audit row commit or fail together. Each audited request writes exactly one row.
@@ -20,7 +20,7 @@ from flask import Flask, Response, g, request, session
 from flask_login import current_user
 
 from intake import audit
-from intake.audit_queue import AuditQueue
+from intake.audit.queue import AuditQueue
 
 # endpoint -> action, for requests that disclose records (changes are recorded where they happen)
 AUDITED: dict[str, str] = {

@@ -1,4 +1,4 @@
-"""The SMART Backend Services endpoints: discovery and the token endpoint (see intake/smart.py).
+"""The SMART Backend Services endpoints: discovery and the token endpoint (see intake/auth/smart.py).
 
 The token URL — the `aud` every assertion must name, the `iss` of every access token, the
 `token_endpoint` discovery advertises — comes from INTAKE_BASE_URL alone, never from the Host or
@@ -16,10 +16,10 @@ import logging
 from flask import Blueprint, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 
-from intake import smart
 from intake.config import SETTINGS
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
+from intake.auth import smart
 
 log = logging.getLogger(__name__)
 

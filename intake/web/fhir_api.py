@@ -1,10 +1,10 @@
 """The FHIR R4 REST API under /fhir: metadata, read, search, $validate, $extract, Binary.
 
-Reads and searches serve the canonical JSON stored when the data was written (`intake.records`)
+Reads and searches serve the canonical JSON stored when the data was written (`intake.fhir.publish`)
 without parsing it: a search Bundle is assembled around the stored texts. Every error is an
 OperationOutcome with a fitting status; nothing here answers with HTML.
 
-Access: an access token from `/auth/token` (SMART Backend Services, `intake.smart`), whose scopes
+Access: an access token from `/auth/token` (SMART Backend Services, `intake.auth.smart`), whose scopes
 every route checks (403 without the read scope for what it returns); or, for GET only, a signed-in
 clinician's staff session (the summary page links to the FHIR JSON). Each read, search and export
 writes an audit row (`intake.web.auditing`).
@@ -23,13 +23,12 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from intake import records, smart
 from intake.core.fhir_models import FHIR_VERSION, resource_errors
 from intake.core.lint import lint
 from intake.core.validation import Issue, operation_outcome, validate
 from intake.documents import DocumentError, document_for, extract_bundle_bytes
 from intake.errors import too_large_message
-from intake.fhir_search import (
+from intake.fhir.search import (
     DEFAULT_COUNT,
     RESULT_PARAMETERS,
     SEARCH_PARAMETERS,
@@ -38,12 +37,14 @@ from intake.fhir_search import (
     result_parameter,
     split_values,
 )
-from intake.records import questionnaire_id, questionnaires
+from intake.fhir.publish import questionnaire_id, questionnaires
 from intake.storage import fhir_store, repository
 from intake.web import catalog, reader, readers, writer
 from intake.web.auditing import note
 from intake.web.auth_api import token_url
 from intake.web.staff import signed_in_role
+from intake.auth import smart
+from intake.fhir import publish
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
@@ -538,6 +539,6 @@ def extract(response_id: str) -> Response:
             except DocumentError:
                 pass  # not scored: the Bundle goes without a PDF
     with readers() as fresh:
-        bundle = records.extract_bundle(fresh, intake_id, response_id=response_id, include_document=document == "true")
+        bundle = publish.extract_bundle(fresh, intake_id, response_id=response_id, include_document=document == "true")
     note(f"QuestionnaireResponse/{response_id}", f"Intake/{intake_id}")
     return _json_response(extract_bundle_bytes(bundle))

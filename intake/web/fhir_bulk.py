@@ -6,7 +6,7 @@
 its files will be deleted), 500 with an OperationOutcome if it failed, 404 once it expired; DELETE
 cancels it or deletes it (and removes its files), freeing one of the client's
 INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT slots. A kick-off beyond them answers 429 with Retry-After.
-The job itself is `intake.bulk_export.run_job`, run by the job interface.
+The job itself is `intake.fhir.bulk_export.run_job`, run by the job interface.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 from flask import Response, current_app, request, send_file
 from werkzeug.http import http_date
 
-from intake import bulk_export
 from intake.jobs import jobs_of
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
@@ -34,6 +33,7 @@ from intake.web.fhir_api import (
     outcome,
     require_read,
 )
+from intake.fhir import bulk_export
 
 KICKOFF_PARAMETERS = {"_type", "_since", "_outputFormat", "_format"}
 

@@ -27,15 +27,17 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import CombinedMultiDict
 from wtforms import ValidationError
 
-from intake import audit, notify, outbox, webforms, workflow
-from intake.auth import token_hash
+from intake import audit, notify, workflow
+from intake.auth.links import token_hash
 from intake.core import translations
 from intake.core.enablement import Answers
 from intake.core.items import Form, Page
 from intake.core.scoring import instrument_of
 from intake.storage import repository
 from intake.storage.repository import IntakeView
+from intake.jobs import outbox
 from intake.web import auditing, catalog, language, reader, readers, writer
+from intake.web import forms as webforms  # `forms` names the intake's Questionnaires here
 from intake.web.staff import safe_next
 
 bp = Blueprint("patient", __name__)

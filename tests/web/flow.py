@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from intake.core.items import Item
 from intake.storage.models import Intake
-from intake.webforms import field_name, option_key
+from intake.web.forms import field_name, option_key
 from tests.web.conftest import csrf, invite_link
+import intake.auth.staff
 
 
 def default_value(item: Item) -> Any:
@@ -94,13 +95,13 @@ STAFF = ("doctor", "correct horse battery staple")  # a clinician account (see `
 
 def add_staff(app: Flask, username: str = STAFF[0], role: str = "clinician", password: str = STAFF[1]) -> None:
     """Create a staff account unless it exists (the same function `flask intake user add` uses)."""
-    from intake import accounts
+    from intake.auth import staff
     from intake.storage.db import session_scope
     from intake.storage.models import utcnow
 
     with session_scope(app.extensions["intake.sessions"]) as session:
-        if accounts.store.user_named(session, username) is None:
-            accounts.add_user(session, username=username, display_name=username.title(), role=role,
+        if intake.auth.staff.store.user_named(session, username) is None:
+            intake.auth.staff.add_user(session, username=username, display_name=username.title(), role=role,
                               password=password, now=utcnow())
 
 

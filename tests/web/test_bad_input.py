@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from intake import close_app, create_app
-from intake.numbers import INT32_MAX, whole_number
+from intake.core.numbers import INT32_MAX, whole_number
 from intake.storage.models import AuditRecord, FhirResource, Patient
 from intake.web.auditing import flush
 from tests.smart_client import SmartClient

@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 from intake.config import DEFAULT_QUESTIONNAIRES, PROJECT_ROOT
 from intake.core.catalog import load_catalog
 from intake.core.items import Item
-from intake.webforms import field_name, option_key
+from intake.web.forms import field_name, option_key
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import HIGH_PHQ4, fill_all
 

@@ -51,7 +51,7 @@ from intake.core.items import Form, Item, Page
 from intake.storage import repository
 from intake.storage.db import session_scope
 from intake.storage.models import Intake, ResponseRecord
-from intake.webforms import field_name, option_key
+from intake.web.forms import field_name, option_key
 from tests.web.conftest import csrf, error_summary, invite_link
 from tests.web.flow import default_value, fill_page, page_data
 

@@ -17,13 +17,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from intake import accounts, close_app, create_app
+from intake import close_app, create_app
 from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord, StaffSession, User, utcnow
 from intake.web.auditing import flush
 from intake.web.limits import SUSPECT_AFTER
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import STAFF, add_staff, sign_in, signed_in
+from intake.auth import staff
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_every_failed_sign_in_looks_the_same(staff_app: Flask) -> None:
     client = staff_app.test_client()
     assert client.post("/staff/logout", data={"csrf_token": csrf(client.get("/staff/login").text)}).status_code == 302
     with session_scope(staff_app.extensions["intake.sessions"]) as session:
-        accounts.set_disabled(session, "gone", True, now=utcnow())
+        staff.set_disabled(session, "gone", True, now=utcnow())
     answers = []
     for username, password in [(STAFF[0], "wrong password!"), ("nobody", STAFF[1]), ("gone", STAFF[1]), ("x" * 65, STAFF[1])]:
         response = sign_in(client, username, password)

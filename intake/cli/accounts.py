@@ -13,12 +13,13 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from intake import accounts, audit
+from intake import audit
 from intake.core.audit_event import audit_event
 from intake.storage import accounts as account_store
 from intake.storage import audit_log
 from intake.storage.db import session_scope
 from intake.storage.models import ROLES, utcnow
+from intake.auth import staff
 
 user_cli = AppGroup("user", help="Staff accounts: add, list, disable, enable, reset, totp.")
 audit_cli = AppGroup("audit", help="The audit log: verify the hash chain and its anchors, anchor the head, export AuditEvents.")
@@ -42,11 +43,11 @@ def add_user(username: str, role: str, display_name: str, password: str) -> None
     """Add a staff account."""
     try:
         with _sessions() as session:
-            user = accounts.add_user(session, username=username, display_name=display_name, role=role,
+            user = staff.add_user(session, username=username, display_name=display_name, role=role,
                                      password=password, now=utcnow())
             audit.record_cli(session, "create", f"User/{user.username}", detail={"role": role})
             name = user.username
-    except accounts.AccountError as exc:
+    except staff.AccountError as exc:
         _fail(str(exc))
         return
     click.echo(f"user {name} ({role}) added")
@@ -66,7 +67,7 @@ def _change(username: str, action: str, change) -> None:  # type: ignore[no-unty
         with _sessions() as session:
             user = change(session)
             audit.record_cli(session, "update", f"User/{user.username}", detail={"change": action})
-    except accounts.AccountError as exc:
+    except staff.AccountError as exc:
         _fail(str(exc))
 
 
@@ -74,7 +75,7 @@ def _change(username: str, action: str, change) -> None:  # type: ignore[no-unty
 @click.argument("username")
 def disable_user(username: str) -> None:
     """Disable an account; its open sessions end at once."""
-    _change(username, "disabled", lambda s: accounts.set_disabled(s, username, True, now=utcnow()))
+    _change(username, "disabled", lambda s: staff.set_disabled(s, username, True, now=utcnow()))
     click.echo(f"user {username} disabled")
 
 
@@ -82,7 +83,7 @@ def disable_user(username: str) -> None:
 @click.argument("username")
 def enable_user(username: str) -> None:
     """Enable a disabled account again."""
-    _change(username, "enabled", lambda s: accounts.set_disabled(s, username, False, now=utcnow()))
+    _change(username, "enabled", lambda s: staff.set_disabled(s, username, False, now=utcnow()))
     click.echo(f"user {username} enabled")
 
 
@@ -91,7 +92,7 @@ def enable_user(username: str) -> None:
 @click.password_option(help="The new password (prompted for twice).")
 def reset_password(username: str, password: str) -> None:
     """Set a new password; the user's open sessions end."""
-    _change(username, "password reset", lambda s: accounts.reset_password(s, username, password, now=utcnow()))
+    _change(username, "password reset", lambda s: staff.reset_password(s, username, password, now=utcnow()))
     click.echo(f"password of {username} reset")
 
 
@@ -102,7 +103,7 @@ def totp(username: str, clear: bool) -> None:
     """Remove a user's TOTP second factor (users turn it on themselves, on their account page)."""
     if not clear:
         _fail("give --clear to remove the second factor; users set it up on /staff/two-step")
-    _change(username, "second factor cleared", lambda s: accounts.clear_totp(s, username))
+    _change(username, "second factor cleared", lambda s: staff.clear_totp(s, username))
     click.echo(f"second factor of {username} cleared")
 
 

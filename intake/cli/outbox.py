@@ -9,10 +9,11 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from intake import audit, outbox
+from intake import audit
 from intake.storage import outbox_store
 from intake.storage.db import session_scope
 from intake.storage.models import OUTBOX_STATES
+from intake.jobs import outbox
 
 outbox_cli = AppGroup("outbox", help="Background work: list, retry dead letters, dispatch due rows.")
 

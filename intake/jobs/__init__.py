@@ -41,13 +41,13 @@ class Jobs:
         self._executor: ThreadPoolExecutor | None = None
         self.celery: Celery | None = None
         if mode == "celery":
-            from intake.celery_tasks import make_celery
+            from intake.jobs.celery import make_celery
 
             self.celery = make_celery(self)
 
     def register(self, name: str, function: JobFunction, *, every: float | None = None) -> None:
         """Make `function` runnable as job `name`; with `every`, also run it (without arguments)
-        every so many seconds: by the in-process poller (intake/outbox.py), or by `celery beat`."""
+        every so many seconds: by the in-process poller (intake/jobs/outbox.py), or by `celery beat`."""
         self.registry[name] = function
         if every is None:
             return
@@ -78,7 +78,7 @@ class Jobs:
             except Exception as exc:  # a job failure must not take the worker down
                 log.error("job %s failed: %s", name, type(exc).__name__)
                 if self.app.testing or self.mode == "celery":
-                    raise  # celery: the task's retry policy decides (intake/celery_tasks.py)
+                    raise  # celery: the task's retry policy decides (intake/jobs/celery.py)
 
     def wait(self) -> None:
         """Block until queued jobs have run (tests, and shutdown)."""

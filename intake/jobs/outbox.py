@@ -187,7 +187,7 @@ def redrive(app: Flask, row_ids: list[int] | None) -> int:
 def kick(app: Flask) -> None:
     """After a transaction that wrote rows has committed: dispatch now rather than at the next
     poll. In-process runners do it on their worker thread (the request does not wait for it); the
-    poller that retries rows later runs from start-up in serving processes (intake/background.py),
+    poller that retries rows later runs from start-up in serving processes (intake/jobs/background.py),
     so a command that kicks (`flask intake outbox retry`) starts no thread that outlives it. With
     Celery the rows are handed over here, and `celery beat` polls."""
     jobs = jobs_of(app)
@@ -204,7 +204,7 @@ class Poller:
     """The in-process runner's clock: at start and then every INTAKE_OUTBOX_POLL_SECONDS it queues
     a dispatch, so rows left by a previous run, waiting out a backoff or handed over by a process
     that died run without a request; it also queues the jobs registered with `every` (bulk-export
-    expiry), at start and then at their own intervals. Started by intake/background.py."""
+    expiry), at start and then at their own intervals. Started by intake/jobs/background.py."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app

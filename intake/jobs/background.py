@@ -4,7 +4,7 @@ periodic jobs (bulk-export expiry), in every mode that has no `celery beat`.
 A process that serves starts it when the app is created, so work a previous run left behind (an
 emergency notification, a PDF, an EHR push, expired export files) is done without waiting for a
 request or a submit. It is not started:
-- in celery mode (`celery beat` is the clock there: intake/celery_tasks.py);
+- in celery mode (`celery beat` is the clock there: intake/jobs/celery.py);
 - with INTAKE_OUTBOX_POLLER=off (the default of TESTING apps);
 - by `flask` commands other than `run` (`flask intake ...` serves nothing), nor in the watcher
   process of `flask run --reload` (its child serves);
@@ -22,7 +22,7 @@ from flask.helpers import get_debug_flag
 from werkzeug.serving import is_running_from_reloader
 
 from intake.jobs import jobs_of
-from intake.outbox import poller_of
+from intake.jobs.outbox import poller_of
 
 POLLER_MODES = ("on", "off", "worker")
 

@@ -3,7 +3,7 @@
 The Bundle is the one `GET QuestionnaireResponse/{id}/$extract` serves for the whole intake: its
 entries are conditional creates (`ifNoneExist` on each resource's identifier) and a PUT for the
 Provenance, so POSTing it again, after a timeout whose request did arrive, creates nothing twice.
-How the EHR answers decides what the outbox does with the row (`intake.outbox`):
+How the EHR answers decides what the outbox does with the row (`intake.jobs.outbox`):
 
 - 2xx: delivered;
 - 408, 429, 5xx, a timeout or a refused connection: tried again later, honouring `Retry-After`;
@@ -24,10 +24,11 @@ from typing import Any
 
 from flask import Flask
 
-from intake import audit, records
+from intake import audit
 from intake.audit import Actor
-from intake.outbox import Permanent, Retry
+from intake.jobs.outbox import Permanent, Retry
 from intake.storage.db import session_scope
+from intake.fhir import publish
 
 RETRIED_STATUSES = frozenset({408, 429})
 USER_AGENT = "intake-ehr-push"
@@ -41,8 +42,8 @@ def push_job(app: Flask, intake_id: str) -> None:
         return  # the deployment stopped pushing since the row was written
     with session_scope(app.extensions["intake.sessions"]) as session:
         try:
-            bundle = records.extract_bundle(session, intake_id)
-        except records.PublishError as exc:  # not published yet (`flask intake publish` fixes it)
+            bundle = publish.extract_bundle(session, intake_id)
+        except publish.PublishError as exc:  # not published yet (`flask intake publish` fixes it)
             raise Retry("not published") from exc
     status = post_bundle(base, bundle, token=str(app.config.get("INTAKE_EHR_BEARER_TOKEN") or ""),
                          timeout=float(app.config["INTAKE_EHR_TIMEOUT_SECONDS"]))

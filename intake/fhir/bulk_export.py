@@ -25,7 +25,7 @@ from typing import Any
 
 from flask import Flask
 
-from intake.records import questionnaires
+from intake.fhir.publish import questionnaires
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
@@ -216,7 +216,7 @@ def since_of(value: str | None) -> datetime | None:
     """Parse `_since` (a FHIR instant; a date is taken as its start, UTC)."""
     if value is None:
         return None
-    from intake.fhir_search import date_range
+    from intake.fhir.search import date_range
 
     _prefix, start, _end = date_range(value, "_since")
     if _prefix != "eq":

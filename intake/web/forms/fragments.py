@@ -15,7 +15,7 @@ from typing import Any
 from flask import current_app
 from markupsafe import Markup
 
-from intake.webforms import Node
+from intake.web.forms import Node
 
 MAX_FRAGMENTS = 20_000
 FINITE_TYPES = {"boolean", "choice"}

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-from intake.numbers import INT32_MAX, whole_number
-from intake.records import fold
+from intake.core.numbers import INT32_MAX, whole_number
+from intake.fhir.publish import fold
 from intake.storage.fhir_store import ColumnTest, Criteria, Test, TokenTest
 
 Kind = Literal["reference", "token", "date", "string", "uri"]

@@ -15,8 +15,7 @@ The birth date (`%birthDate` in the rules) is `--birth-date`, else the birthDate
 the responses' `subject` references, found among the response's `contained` resources (`#id`) or
 the Bundle's entries (by fullUrl or `Patient/id`). Messages never echo answers.
 
-Self-contained on purpose (no import of `intake.cli`), so `intake/cli.py` can register it with one
-line and neither module imports the other at load time in a cycle.
+Self-contained on purpose: `intake.cli` registers it; it imports nothing from the other commands.
 """
 
 from __future__ import annotations

@@ -9,10 +9,13 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from intake import audit, records, smart, workflow
+from intake import audit, workflow
 from intake.storage import fhir_store, repository
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
+from intake.auth import smart
+from intake.fhir import publish
+import intake.fhir.bulk_export
 
 
 def _fail(message: str) -> None:
@@ -96,7 +99,7 @@ def group_command(group_id: str, name: str, patients: tuple[str, ...]) -> None:
         missing = [p for p in patients if repository.get_patient(session, p) is None]
         if missing:
             _fail(f"no patient {missing[0]!r}")
-        records.publish_group(session, group_id=group_id, name=" ".join(name.split()),
+        publish.publish_group(session, group_id=group_id, name=" ".join(name.split()),
                               patient_ids=list(dict.fromkeys(patients)), now=utcnow())
     click.echo(f"Group/{group_id}: {len(set(patients))} patient(s)")
 
@@ -113,7 +116,7 @@ def pdf_command(intake_id: str, output: Path) -> None:
     with session_scope(current_app.extensions["intake.sessions"]) as session:
         try:
             document = documents.document_for(session, current_app.extensions["intake.catalog"], intake_id)
-        except (documents.DocumentError, records.PublishError, workflow.WorkflowError) as exc:
+        except (documents.DocumentError, publish.PublishError, workflow.WorkflowError) as exc:
             _fail(str(exc))
             return
         content = document.content
@@ -131,7 +134,8 @@ def pdf_command(intake_id: str, output: Path) -> None:
 @with_appcontext
 def export_command(intake_id: str | None, everything: bool, since: str | None, output: Path) -> None:
     """Write one intake's $extract Bundles and PDF, or (--all) NDJSON per resource type."""
-    from intake import bulk_export, documents
+    from intake import documents
+    from intake.fhir import bulk_export
 
     app = current_app
     if everything == bool(intake_id) or (since and not everything):
@@ -142,11 +146,11 @@ def export_command(intake_id: str | None, everything: bool, since: str | None, o
         _fail(f"{output}: {exc.strerror}")
     if everything:
         try:
-            since_at = bulk_export.since_of(since)
+            since_at = intake.fhir.bulk_export.since_of(since)
         except ValueError as exc:
             _fail(str(exc))
             return
-        counts = bulk_export.write_ndjson(app, output, types=list(bulk_export.SYSTEM_TYPES), since=since_at)  # type: ignore[arg-type]
+        counts = intake.fhir.bulk_export.write_ndjson(app, output, types=list(intake.fhir.bulk_export.SYSTEM_TYPES), since=since_at)  # type: ignore[arg-type]
         with session_scope(app.extensions["intake.sessions"]) as session:
             audit.record_cli(session, "export", detail={"scope": "system", "since": since or "", "output": str(output)[:200]})
         click.echo(", ".join(f"{t}: {n}" for t, n in counts.items() if n) or "nothing to export")
@@ -155,8 +159,8 @@ def export_command(intake_id: str | None, everything: bool, since: str | None, o
         try:
             document = documents.document_for(session, app.extensions["intake.catalog"], intake_id or "")
             files = [(name, data) for name, data, _ in documents.attachments_of(session, intake_id or "")]
-            bundle = records.extract_bundle(session, intake_id or "")
-        except (documents.DocumentError, records.PublishError, workflow.WorkflowError) as exc:
+            bundle = publish.extract_bundle(session, intake_id or "")
+        except (documents.DocumentError, publish.PublishError, workflow.WorkflowError) as exc:
             _fail(str(exc))
             return
         content = document.content

@@ -17,24 +17,17 @@ from intake import audit, workflow
 from intake.core.catalog import ARCHIVE, lint_file
 from intake.storage.db import session_scope
 from intake.storage.migrate import create_database_if_missing, upgrade
+from intake.cli.accounts import audit_cli, user_cli
+from intake.cli.fhir import api_client_command, export_command, group_command, pdf_command, publish_command
+from intake.cli.flags import flags_command, rescore_command
+from intake.cli.outbox import outbox_cli
+from intake.cli.score import score as score_command  # not `score`: that names the submodule
 
 intake_cli = AppGroup("intake", help="Intake service commands.")
-intake_cli.add_command(__import__("intake.cli_score", fromlist=["score"]).score)  # `flask intake score`
 
 
 def register(app: Flask) -> None:
-    from intake.cli_accounts import audit_cli, user_cli
-    from intake.cli_fhir import (
-        api_client_command,
-        export_command,
-        group_command,
-        pdf_command,
-        publish_command,
-    )
-    from intake.cli_flags import flags_command, rescore_command
-    from intake.cli_outbox import outbox_cli
-
-    for command in (flags_command, rescore_command, api_client_command, publish_command,
+    for command in (score_command, flags_command, rescore_command, api_client_command, publish_command,
                     group_command, pdf_command, export_command, user_cli, audit_cli, outbox_cli):
         intake_cli.add_command(command)
     app.cli.add_command(intake_cli)

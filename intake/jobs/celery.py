@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 from sqlalchemy.exc import DBAPIError
 
-from intake import outbox
+from intake.jobs import outbox
 
 if TYPE_CHECKING:
     from intake.jobs import Jobs
