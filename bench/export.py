@@ -22,9 +22,10 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
 import intake.fhir.bulk_export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ def fill(database_url: str, count: int) -> None:
 
     upgrade(database_url)
     engine = make_engine(database_url)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as connection:
         connection.execute(delete(FhirToken))
         connection.execute(delete(FhirResource))
@@ -79,7 +80,6 @@ def export_child(database_url: str, folder: str, traced: bool, results: Any) -> 
     """Run the export writer once in this fresh process; report time, peak RSS and traced peak."""
     try:
         from intake import create_app
-        from intake.fhir import bulk_export
 
         app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": folder, "SECRET_KEY": "bench"})
 

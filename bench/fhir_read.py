@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.pages import (  # noqa: E402
+from bench.pages import (
     HOST,
     SetupError,
     free_port,

@@ -243,7 +243,7 @@ def client(kind: str, port: int, links: list[str], answers: Answers, warmup: flo
             return
     except (PhaseOver, FlowBroken):
         pass
-    except Exception as exc:  # noqa: BLE001 - a bug here must be reported, not hang the parent
+    except Exception as exc:  # a bug here must be reported, not hang the parent
         results.put((index, {"error": f"{type(exc).__name__}: {exc}"}))
         return
     results.put((index, rec.report()))

@@ -128,7 +128,7 @@ def client(kind: str, port: int, link: str | None, post_fields: dict[str, str], 
     """One client: set up, wait for the others, then request in a loop until the phase ends."""
     try:
         request = _prepare(kind, port, link, post_fields)
-    except Exception as exc:  # noqa: BLE001 - reported by the parent, whatever it is
+    except Exception as exc:  # reported by the parent, whatever it is
         start_together(barrier, results, index, f"{type(exc).__name__}: {exc}")
         return
     if not start_together(barrier, results, index):

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 
 from intake import workflow
 from intake.core.catalog import Catalog
+from intake.fhir import publish
 from intake.storage import fhir_store, repository
 from intake.storage.db import session_scope
 from intake.storage.models import DocumentRecord, utcnow
-from intake.fhir import publish
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import logging
 import smtplib
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -53,7 +53,7 @@ def send_webhook(url: str, body: dict[str, Any]) -> None:
         url, data=json.dumps(body).encode("utf-8"), method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "intake-notify"},
     )
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 (configured URL)
+    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # configured URL
         if response.status >= 300:
             raise OSError(f"webhook answered {response.status}")
 
@@ -104,7 +104,7 @@ def _claim_and_send(app: Flask, flag_id: int, states: tuple[str, ...]) -> str | 
     if error is not None:
         log.warning("flag notification %s failed: %s", flag_id, error.split(":", 1)[0])
     with session_scope(factory) as session:
-        repository.finish_notification(session, flag_id, ok=error is None, now=datetime.now(timezone.utc), error=error)
+        repository.finish_notification(session, flag_id, ok=error is None, now=datetime.now(UTC), error=error)
     return error or ""
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from functools import cache
 from pathlib import Path
@@ -45,7 +45,7 @@ STATIC = (ROOT / "static").resolve()
 STATIC_BASE = STATIC.as_uri() + "/"
 STYLESHEET = "pdf.css"
 PDF_VARIANT = "pdf/a-3b"
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MEDIA_TYPES = {".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg",
                ".woff2": "font/woff2", ".ttf": "font/ttf"}
 
@@ -137,7 +137,7 @@ def _utc(when: datetime | None) -> datetime | None:
     """Naive datetimes from storage are UTC."""
     if when is None:
         return None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def render_summary_html(summary: Summary, *, patient_identifier: str | None,

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from intake.fhir import publish as fhir_resources  # `publish` below is this module's own step
 from intake.auth.links import new_token, token_hash
 from intake.core.answers import build_response, compute, flatten
 from intake.core.catalog import Catalog
@@ -25,6 +24,7 @@ from intake.core.items import Form, Page
 from intake.core.scoring import Context, Result, RuleError, flags_reading, score_intake
 from intake.core.summary import Summary, build_summary
 from intake.core.validation import Issue, has_errors, validate
+from intake.fhir import publish as fhir_resources  # `publish` below is this module's own step
 from intake.storage import repository
 from intake.storage.models import FlagRecord, Intake
 from intake.storage.repository import IntakeView
@@ -37,11 +37,11 @@ class WorkflowError(Exception):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def fhir_instant(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

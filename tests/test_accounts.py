@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from intake.auth import staff
 from intake.storage.db import make_engine, make_session_factory, session_scope
 from intake.storage.migrate import upgrade
 from intake.storage.models import User
-from intake.auth import staff
 
-NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"
 IDLE, ABSOLUTE = timedelta(minutes=15), timedelta(hours=10)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -17,7 +17,7 @@ from intake.storage.models import AuditRecord
 
 
 def fields(n: int) -> dict[str, object]:
-    return audit.row_fields(actor=audit.Actor("client", f"c{n}"), action="read", now=datetime.now(timezone.utc),
+    return audit.row_fields(actor=audit.Actor("client", f"c{n}"), action="read", now=datetime.now(UTC),
                             entities=[f"Patient/{n}"], source="127.0.0.1")
 
 

@@ -15,14 +15,14 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from intake import close_app, create_app
+from intake.fhir import bulk_export
+from intake.jobs import background
 from intake.storage import fhir_store, outbox_store
 from intake.storage.db import session_scope
 from intake.storage.models import DocumentRecord, utcnow
 from tests.support.celery_processes import REDIS_URL, CeleryProcesses, flush_broker, redis_available
 from tests.support.fhir_receiver import FhirReceiver
 from tests.test_ehr_push import submit_short_intake
-from intake.fhir import bulk_export
-from intake.jobs import background
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason=f"needs Redis at {REDIS_URL} (INTAKE_TEST_REDIS_URL)")
 

@@ -16,13 +16,13 @@ import pytest
 from click.testing import Result as CliResult
 from flask import Flask
 
+import intake.cli.score
 from intake.core import extensions as ext
 from intake.core.answers import build_response
 from intake.core.catalog import Catalog
 from intake.core.items import Form
 from intake.core.scoring import SCORE, Context, score_intake
 from tests.web.conftest import app, client  # noqa: F401  (fixtures)
-import intake.cli.score
 
 SUBJECT = "Patient/p1"
 AUTHORED = "2026-11-20T09:30:00Z"
@@ -205,7 +205,6 @@ def test_output_is_indented_json(app: Flask, tmp_path: Path) -> None:  # noqa: F
 
 @pytest.mark.parametrize("where", ["option", "contained", "bundle", "bundle-relative", "none"])
 def test_birth_date_reaches_the_rules(app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:  # noqa: F811
-    import intake.cli.score
 
     seen: list[Context] = []
 
@@ -239,7 +238,6 @@ def test_birth_date_reaches_the_rules(app: Flask, tmp_path: Path, monkeypatch: p
 
 
 def test_birth_date_option_overrides_the_patient(app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    import intake.cli.score
 
     seen: list[Context] = []
     monkeypatch.setattr(intake.cli.score, "score_intake", lambda pairs, context: seen.append(context) or score_intake(pairs, context))

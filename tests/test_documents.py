@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import update
 from pypdf import PdfReader
+from sqlalchemy import update
 
 from intake import documents
 from intake.core.fhir_models import resource_errors

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +15,13 @@ import pytest
 from flask import Flask
 
 from intake import close_app, create_app
+from intake.fhir import ehr_push
+from intake.jobs import outbox
 from intake.storage import audit_log, outbox_store
-from intake.storage.db import session_scope
 from intake.storage.models import OutboxRecord
 from tests.support.fhir_receiver import FhirReceiver
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import fill_all, first_page, signed_in
-from intake.fhir import ehr_push
-from intake.jobs import outbox
 
 TOKEN = "ehr-secret-token"
 
@@ -89,7 +88,7 @@ def test_a_completed_intake_arrives_once_with_its_pdf_and_a_repeat_creates_nothi
 @pytest.mark.parametrize(("status", "retry_after"), [(503, None), (500, None), (429, "7"), (408, None)])
 def test_transient_answers_are_retried_later(app: Flask, receiver: FhirReceiver, status: int, retry_after: str | None) -> None:
     receiver.fail_next(status, retry_after=retry_after)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     intake_id = submit_short_intake(app)
     push = rows_of(app, intake_id)["ehr_push"]
     assert (push.state, push.attempts) == ("pending", 1)
@@ -137,7 +136,7 @@ def test_a_4xx_is_a_dead_letter_shown_to_admins_and_re_drivable(app: Flask, rece
 
 
 def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
-    now = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
     assert ehr_push.retry_after_seconds("120") == 120
     assert ehr_push.retry_after_seconds("Thu, 03 Dec 2026 09:01:30 GMT", now=now) == 90
     assert ehr_push.retry_after_seconds("Thu, 03 Dec 2026 08:00:00 GMT", now=now) == 0

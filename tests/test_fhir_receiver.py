@@ -19,9 +19,9 @@ from flask import Flask
 
 from intake import close_app, create_app
 from intake.core import extract
+from intake.fhir import publish
 from tests.support.fhir_receiver import FhirReceiver, outcome
 from tests.web.flow import EMERGENCY, complete_intake
-from intake.fhir import publish
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 ODD_VALUE = r"a|b,c$d\e"  # every character ifNoneExist has to escape

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,13 @@ from flask import Flask
 from flask.cli import cli as flask_cli
 
 from intake import close_app, create_app
+from intake.jobs import background, outbox
 from intake.storage import outbox_store, repository
 from intake.storage.db import session_scope
 from intake.storage.models import OutboxRecord
 from tests.support.gunicorn_server import ROOT, gunicorn_server
-from intake.jobs import outbox, background
 
-NOW = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
 
 class Probe:

@@ -9,7 +9,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,8 @@ from intake.pdf import (
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = load_catalog(ROOT / "forms")
 BORN = date(1958, 3, 14)
-EARLIER = datetime(2026, 5, 2, 9, 0, tzinfo=timezone.utc)
-COMPLETED = datetime(2026, 11, 21, 18, 30, tzinfo=timezone.utc)
+EARLIER = datetime(2026, 5, 2, 9, 0, tzinfo=UTC)
+COMPLETED = datetime(2026, 11, 21, 18, 30, tzinfo=UTC)
 IDENTIFIER = "MRN 0042-XY"
 EMERGENCY = {"n-rf2": [{"valueBoolean": True}]}
 LA = "http://loinc.org"
@@ -152,7 +152,7 @@ def test_the_same_inputs_give_the_same_bytes(pdf: bytes, summary: Summary) -> No
 class Counter(BaseHTTPRequestHandler):
     hits: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         type(self).hits.append(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "text/css")

@@ -34,7 +34,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from urllib.parse import unquote_plus
 
 from sqlalchemy import event
@@ -140,7 +140,7 @@ def row_fields(*, actor: Actor, action: str, now: datetime, entities: Iterable[s
     if action not in ACTIONS or actor.kind not in ACTOR_KINDS:
         raise ValueError(f"unknown audit action {action!r} or actor kind {actor.kind!r}")
     return {
-        "at": now.astimezone(timezone.utc), "actor_kind": actor.kind, "actor": actor.name[:255], "action": action,
+        "at": now.astimezone(UTC), "actor_kind": actor.kind, "actor": actor.name[:255], "action": action,
         "outcome": outcome, "entities": json.dumps(sorted(set(entities))), "source": source[:64],
         "detail": json.dumps(detail or {}, sort_keys=True, separators=(",", ":")),
     }
@@ -187,7 +187,7 @@ def _drop_pending(session: Session, _rolled_back: object) -> None:
 
 def log_anchor(seq: int, digest: str, key: AuditKey) -> str:
     """Write one anchor line to the application log (row number and hash only: no PHI)."""
-    payload = json.dumps({"seq": seq, "hash": digest, "key": key.id, "at": datetime.now(timezone.utc).isoformat(
+    payload = json.dumps({"seq": seq, "hash": digest, "key": key.id, "at": datetime.now(UTC).isoformat(
         timespec="seconds")}, separators=(",", ":"))
     line = f"{ANCHOR_MARK} {payload}"
     anchor_log.info("%s", line)
@@ -315,7 +315,7 @@ def cli_actor() -> Actor:
 
 def record_cli(session: Session, action: str, *entities: str, detail: dict[str, object] | None = None) -> None:
     """Audit what a `flask intake` command did, in its transaction."""
-    record(session, actor=cli_actor(), action=action, now=datetime.now(timezone.utc), entities=entities,
+    record(session, actor=cli_actor(), action=action, now=datetime.now(UTC), entities=entities,
            detail=detail, source="cli")
 
 

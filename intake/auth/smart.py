@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -235,7 +235,7 @@ def issue_token(session: Session, form: dict[str, str], *, token_url: str, secre
         raise TokenError("invalid_client", f"client name {name!r} could be mistaken for another kind of actor: "
                                            "re-register the client under a name without ':' or '/'", 401)
     claims = _verified(form["client_assertion"], header, client.jwks, name, token_url, now)
-    expires = datetime.fromtimestamp(claims["exp"], tz=timezone.utc)
+    expires = datetime.fromtimestamp(claims["exp"], tz=UTC)
     if expires - now > MAX_ASSERTION_LIFETIME + CLOCK_SKEW:
         raise TokenError("invalid_client", "assertion exp is more than 5 minutes ahead", 401)
     if not fhir_store.use_assertion(session, client=name, jti=claims["jti"], expires_at=expires + CLOCK_SKEW, now=now):

@@ -6,7 +6,7 @@ Errors print one line to stderr and exit non-zero; nothing a patient typed is ec
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import click
@@ -14,14 +14,14 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from intake import audit, workflow
-from intake.core.catalog import ARCHIVE, lint_file
-from intake.storage.db import session_scope
-from intake.storage.migrate import create_database_if_missing, upgrade
 from intake.cli.accounts import audit_cli, user_cli
 from intake.cli.fhir import api_client_command, export_command, group_command, pdf_command, publish_command
 from intake.cli.flags import flags_command, rescore_command
 from intake.cli.outbox import outbox_cli
 from intake.cli.score import score as score_command  # not `score`: that names the submodule
+from intake.core.catalog import ARCHIVE, lint_file
+from intake.storage.db import session_scope
+from intake.storage.migrate import create_database_if_missing, upgrade
 
 intake_cli = AppGroup("intake", help="Intake service commands.")
 
@@ -87,7 +87,7 @@ def _parse_datetime(value: str) -> datetime:
     except ValueError:
         _fail(f"--appointment must be a date and time like 2026-12-01T09:30, not {value!r}")
         raise
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def create_invite(name: str, birth_date: date, appointment: datetime | None, questionnaires: list[str],
@@ -164,7 +164,7 @@ def invite(name: str | None, birth_date: str | None, patient_id: str | None, app
 @intake_cli.command("demo")
 def demo() -> None:
     """Load demo data: one invited patient; prints their ready-to-open link."""
-    link = create_invite("Alex Demo", date(1968, 4, 2), datetime.now(timezone.utc) + timedelta(days=1),
+    link = create_invite("Alex Demo", date(1968, 4, 2), datetime.now(UTC) + timedelta(days=1),
                          current_app.config["INTAKE_QUESTIONNAIRES"])
     click.echo(f"Demo patient link: {link}")
     click.echo("Staff pages (/staff/login): make an account first, e.g. "

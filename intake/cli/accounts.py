@@ -14,12 +14,12 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from intake import audit
+from intake.auth import staff
 from intake.core.audit_event import audit_event
 from intake.storage import accounts as account_store
 from intake.storage import audit_log
 from intake.storage.db import session_scope
 from intake.storage.models import ROLES, utcnow
-from intake.auth import staff
 
 user_cli = AppGroup("user", help="Staff accounts: add, list, disable, enable, reset, totp.")
 audit_cli = AppGroup("audit", help="The audit log: verify the hash chain and its anchors, anchor the head, export AuditEvents.")

@@ -9,13 +9,13 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+import intake.fhir.bulk_export
 from intake import audit, workflow
+from intake.auth import smart
+from intake.fhir import publish
 from intake.storage import fhir_store, repository
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
-from intake.auth import smart
-from intake.fhir import publish
-import intake.fhir.bulk_export
 
 
 def _fail(message: str) -> None:
@@ -135,7 +135,6 @@ def pdf_command(intake_id: str, output: Path) -> None:
 def export_command(intake_id: str | None, everything: bool, since: str | None, output: Path) -> None:
     """Write one intake's $extract Bundles and PDF, or (--all) NDJSON per resource type."""
     from intake import documents
-    from intake.fhir import bulk_export
 
     app = current_app
     if everything == bool(intake_id) or (since and not everything):

@@ -9,9 +9,9 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from intake import notify, workflow
+from intake.jobs import outbox
 from intake.storage import repository
 from intake.storage.db import session_scope
-from intake.jobs import outbox
 
 
 def _fail(message: str) -> None:

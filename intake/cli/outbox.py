@@ -10,10 +10,10 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from intake import audit
+from intake.jobs import outbox
 from intake.storage import outbox_store
 from intake.storage.db import session_scope
 from intake.storage.models import OUTBOX_STATES
-from intake.jobs import outbox
 
 outbox_cli = AppGroup("outbox", help="Background work: list, retry dead letters, dispatch due rows.")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from intake.core.extensions import BASE
@@ -75,7 +75,7 @@ def audit_event(row: Mapping[str, Any]) -> dict[str, Any]:
         "type": event_type,
         "subtype": [subtype],
         "action": action,
-        "recorded": at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "recorded": at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "outcome": "0" if row["outcome"] == "success" else "4",
         "agent": [agent],
         "source": {"site": "Intake", "observer": {"display": "Intake screening service"},

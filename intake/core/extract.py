@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from intake.core.extensions import BASE
@@ -65,7 +65,7 @@ def instant(moment: datetime) -> str:
     """A FHIR instant in UTC, seconds precision (stable, and what EHRs display)."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: pass a tz-aware UTC datetime")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _identifier(system: str, value: str) -> dict[str, str]:

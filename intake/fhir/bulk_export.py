@@ -19,7 +19,7 @@ import json
 import shutil
 from collections.abc import Callable
 from contextlib import closing
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -149,9 +149,9 @@ def _write_questionnaires(app: Flask, path: Path, since: datetime | None) -> int
 
 def _modified(source: str) -> datetime:
     try:
-        return datetime.fromtimestamp(Path(source).stat().st_mtime, tz=timezone.utc)
+        return datetime.fromtimestamp(Path(source).stat().st_mtime, tz=UTC)
     except OSError:
-        return datetime.max.replace(tzinfo=timezone.utc)  # unknown: count it as changed
+        return datetime.max.replace(tzinfo=UTC)  # unknown: count it as changed
 
 
 def _cancelled(app: Flask, job_id: str) -> bool:

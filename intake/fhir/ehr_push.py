@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -26,9 +26,9 @@ from flask import Flask
 
 from intake import audit
 from intake.audit import Actor
+from intake.fhir import publish
 from intake.jobs.outbox import Permanent, Retry
 from intake.storage.db import session_scope
-from intake.fhir import publish
 
 RETRIED_STATUSES = frozenset({408, 429})
 USER_AGENT = "intake-ehr-push"
@@ -48,7 +48,7 @@ def push_job(app: Flask, intake_id: str) -> None:
     status = post_bundle(base, bundle, token=str(app.config.get("INTAKE_EHR_BEARER_TOKEN") or ""),
                          timeout=float(app.config["INTAKE_EHR_TIMEOUT_SECONDS"]))
     with session_scope(app.extensions["intake.sessions"]) as session:  # a disclosure of PHI: audited
-        audit.record(session, actor=Actor("system", "ehr-push"), action="export", now=datetime.now(timezone.utc),
+        audit.record(session, actor=Actor("system", "ehr-push"), action="export", now=datetime.now(UTC),
                      entities=[f"Intake/{intake_id}"], detail={"to": base, "status": status})
 
 
@@ -59,7 +59,7 @@ def post_bundle(base: str, bundle: dict[str, Any], *, token: str, timeout: float
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(base, data=json.dumps(bundle).encode("utf-8"), method="POST", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (configured URL)
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # configured URL
             response.read()
             return int(response.status)
     except urllib.error.HTTPError as exc:
@@ -87,8 +87,8 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return min(max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds()), MAX_RETRY_AFTER_S)
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()), MAX_RETRY_AFTER_S)
 
 
 def _issue_codes(body: bytes) -> str:

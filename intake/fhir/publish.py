@@ -14,7 +14,7 @@ import json
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -70,7 +70,7 @@ def publish_patient(session: Session, patient: Patient, *, now: datetime) -> Sto
     resource = _checked(extract.patient_resource(patient.id, name=patient.name, birth_date=patient.birth_date,
                                                  mrn=patient.mrn, mrn_system=patient.mrn_system))
     birth = datetime(patient.birth_date.year, patient.birth_date.month, patient.birth_date.day,
-                     tzinfo=timezone.utc) if patient.birth_date else None  # searched as a range
+                     tzinfo=UTC) if patient.birth_date else None  # searched as a range
     return fhir_store.put_resource(session, resource, now=now, patient_id=patient.id, date=birth,
                                    tokens=_identifier_tokens(resource) + name_tokens(patient.name))
 

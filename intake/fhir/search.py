@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal
 
 from intake.core.numbers import INT32_MAX, whole_number
@@ -145,7 +145,7 @@ def date_range(raw: str, name: str) -> tuple[str, datetime, datetime]:
         raise SearchError(f"{name}: {raw!r} is not a FHIR date (e.g. 2026-11-22, ge2026-11, lt2026-11-22T09:00Z)")
     g = match.groupdict()
     try:
-        zone = timezone.utc
+        zone = UTC
         if g["zone"] and g["zone"] != "Z":
             sign = 1 if g["zone"][0] == "+" else -1
             zone = timezone(sign * timedelta(hours=int(g["zone"][1:3]), minutes=int(g["zone"][4:6])))
@@ -168,7 +168,7 @@ def date_range(raw: str, name: str) -> tuple[str, datetime, datetime]:
             end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=zone)
         else:
             end = datetime(year + 1, 1, 1, tzinfo=zone)
-        return g["prefix"] or "eq", start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+        return g["prefix"] or "eq", start.astimezone(UTC), end.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         # The range of `9999`, `9999-12-31` or `0001-01-01T00:00+05:00` runs past what a datetime holds.
         raise SearchError(f"{name}: {raw!r} is out of range; dates from {FIRST_DAY} to {LAST_DAY} can be searched") from exc

@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -54,7 +54,7 @@ class Permanent(Exception):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _seconds(app: Flask, name: str) -> timedelta:

@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, bindparam, case, delete, insert, select, update
@@ -632,13 +632,13 @@ def parse_fhir_datetime(value: Any) -> datetime:
     except ValueError:
         raise ValueError(f"authored is not a full FHIR dateTime: {value!r}") from None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def fhir_instant(moment: datetime) -> str:
     """A FHIR instant in UTC with microseconds, e.g. ``2024-05-01T09:30:00.000000Z``."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def require_aware(moment: datetime, name: str) -> None:

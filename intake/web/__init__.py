@@ -14,10 +14,10 @@ from flask_wtf.csrf import generate_csrf
 from sqlalchemy.orm import Session
 
 from intake.core.catalog import Catalog
+from intake.jobs import background
 from intake.storage.db import make_session_factory, session_scope
 from intake.web import contacts, headers, input_guard, language, limits, proxies
 from intake.web.forms.fragments import render_question
-from intake.jobs import background
 
 
 def register(app: Flask) -> None:

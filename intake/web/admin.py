@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask import (
@@ -36,16 +36,16 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, Regexp
 
 from intake import audit
+from intake.auth import smart, staff
 from intake.core.audit_event import audit_event
 from intake.core.numbers import INT32_MAX, whole_number
+from intake.jobs import outbox
 from intake.storage import accounts as account_store
 from intake.storage import audit_log as audit_store
 from intake.storage import fhir_store, outbox_store
 from intake.storage.models import ROLES, ApiClient
 from intake.web import auditing, readers, writer
 from intake.web.staff import role_required, sentence
-from intake.auth import staff, smart
-from intake.jobs import outbox
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -53,7 +53,7 @@ PAGE_ROWS = 200
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UserForm(FlaskForm):  # type: ignore[misc]
@@ -197,8 +197,8 @@ class AuditFilterForm(Form):  # type: ignore[misc]
         exclusive (the day after the one asked for)."""
         since, until = self.since.data, self.until.data
         return {"action": self.action.data or None, "actor": self.actor.data or None, "entity": self.entity.data or None,
-                "since": datetime.combine(since, time.min, timezone.utc) if since else None,
-                "until": datetime.combine(until, time.min, timezone.utc) + timedelta(days=1)
+                "since": datetime.combine(since, time.min, UTC) if since else None,
+                "until": datetime.combine(until, time.min, UTC) + timedelta(days=1)
                 if until and until < date.max else None}
 
     def args(self) -> dict[str, str]:

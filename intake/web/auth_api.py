@@ -16,10 +16,10 @@ import logging
 from flask import Blueprint, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 
+from intake.auth import smart
 from intake.config import SETTINGS
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
-from intake.auth import smart
 
 log = logging.getLogger(__name__)
 

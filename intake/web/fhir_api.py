@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -23,11 +23,14 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+from intake.auth import smart
 from intake.core.fhir_models import FHIR_VERSION, resource_errors
 from intake.core.lint import lint
 from intake.core.validation import Issue, operation_outcome, validate
 from intake.documents import DocumentError, document_for, extract_bundle_bytes
 from intake.errors import too_large_message
+from intake.fhir import publish
+from intake.fhir.publish import questionnaire_id, questionnaires
 from intake.fhir.search import (
     DEFAULT_COUNT,
     RESULT_PARAMETERS,
@@ -37,14 +40,11 @@ from intake.fhir.search import (
     result_parameter,
     split_values,
 )
-from intake.fhir.publish import questionnaire_id, questionnaires
 from intake.storage import fhir_store, repository
 from intake.web import catalog, reader, readers, writer
 from intake.web.auditing import note
 from intake.web.auth_api import token_url
 from intake.web.staff import signed_in_role
-from intake.auth import smart
-from intake.fhir import publish
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
@@ -266,7 +266,7 @@ def _base() -> str:
 
 
 def _http_date(moment: datetime) -> str:
-    return format_datetime(moment.astimezone(timezone.utc), usegmt=True)
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
 
 
 # --- capability statement ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 from flask import Response, current_app, request, send_file
 from werkzeug.http import http_date
 
+from intake.fhir import bulk_export
 from intake.jobs import jobs_of
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
@@ -33,7 +34,6 @@ from intake.web.fhir_api import (
     outcome,
     require_read,
 )
-from intake.fhir import bulk_export
 
 KICKOFF_PARAMETERS = {"_type", "_since", "_outputFormat", "_format"}
 

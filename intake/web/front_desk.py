@@ -11,12 +11,11 @@ same day list, with links to the summaries.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from cryptography.fernet import Fernet, InvalidToken
-
 from flask import (
     Blueprint,
     abort,
@@ -60,7 +59,7 @@ def _link(token: str) -> str:
 def _hold(db: Session, intake_id: str, token: str) -> dict[str, str]:
     """Keep the new link server-side until it is shown; returns what the session remembers."""
     key = Fernet.generate_key()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     held = repository.hold_shown_link(db, intake_id=intake_id, sealed=Fernet(key).encrypt(token.encode()).decode(),
                                       expires_at=now + HOLD_FOR, now=now)
     return {"id": held, "key": key.decode()}
@@ -70,7 +69,7 @@ def _take(db: Session, ticket: object, intake_id: str) -> str | None:
     """The held link of this intake, once: its row is deleted as it is read."""
     if not isinstance(ticket, dict) or not isinstance(ticket.get("id"), str) or not isinstance(ticket.get("key"), str):
         return None
-    sealed = repository.take_shown_link(db, ticket["id"], intake_id=intake_id, now=datetime.now(timezone.utc))
+    sealed = repository.take_shown_link(db, ticket["id"], intake_id=intake_id, now=datetime.now(UTC))
     if sealed is None:
         return None
     try:
@@ -109,8 +108,8 @@ def day() -> Any:
         error = (f"The day must be a date written as YYYY-MM-DD, from {FIRST_DAY.isoformat()} to "
                  f"{LAST_DAY.isoformat()}. Showing today instead.")
         chosen = today
-    start = datetime.combine(chosen, time.min, zone).astimezone(timezone.utc)
-    end = datetime.combine(chosen + timedelta(days=1), time.min, zone).astimezone(timezone.utc)
+    start = datetime.combine(chosen, time.min, zone).astimezone(UTC)
+    end = datetime.combine(chosen + timedelta(days=1), time.min, zone).astimezone(UTC)
     rows = []
     for intake, patient, tiers in repository.intakes_between(reader(), start, end):
         rows.append({"intake": intake, "patient": patient, "status": status_of(intake.status, tiers), "tier": top_tier(tiers),
@@ -142,7 +141,7 @@ def new_intake() -> Any:
         form.appointment_day.data = datetime.now(_zone()).date() + timedelta(days=1)
     error = None
     if request.method == "POST" and form.validate_on_submit():
-        appointment = datetime.combine(form.appointment_day.data, form.appointment_time.data, _zone()).astimezone(timezone.utc)
+        appointment = datetime.combine(form.appointment_day.data, form.appointment_time.data, _zone()).astimezone(UTC)
         try:
             with writer() as db:
                 intake, token = workflow.invite(

@@ -38,7 +38,6 @@ from limits.strategies import RateLimiter
 
 from intake.web.auth_api import _json
 
-
 SUSPECT_AFTER = 3  # failed sign-ins within the window after which an address is not let past the soft limit
 
 

@@ -7,7 +7,7 @@ mistaken input never leaves a partial write.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import (
@@ -33,9 +33,9 @@ from intake.core import translations
 from intake.core.enablement import Answers
 from intake.core.items import Form, Page
 from intake.core.scoring import instrument_of
+from intake.jobs import outbox
 from intake.storage import repository
 from intake.storage.repository import IntakeView
-from intake.jobs import outbox
 from intake.web import auditing, catalog, language, reader, readers, writer
 from intake.web import forms as webforms  # `forms` names the intake's Questionnaires here
 from intake.web.staff import safe_next
@@ -53,7 +53,7 @@ class LinkEnded(Exception):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @bp.get("/")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,9 +35,9 @@ from wtforms import PasswordField, StringField, ValidationError
 from wtforms.validators import EqualTo, InputRequired, Length
 
 from intake import audit
+from intake.auth import staff
 from intake.storage.models import User
 from intake.web import auditing, limits, readers, writer
-from intake.auth import staff
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -78,7 +78,7 @@ def register(app: Flask) -> None:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _load_user(token: str) -> StaffUser | None:

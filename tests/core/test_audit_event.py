@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from intake.core.audit_event import CODES, audit_event
 from intake.core.fhir_models import resource_errors
 
-AT = datetime(2026, 11, 22, 9, 30, 5, 123000, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 22, 9, 30, 5, 123000, tzinfo=UTC)
 
 
 def row(action: str, **changes: object) -> dict[str, object]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from intake.core.summary import build_summary, score_rows, sparkline
 
-T1 = datetime(2026, 9, 1, tzinfo=timezone.utc)
-T2 = datetime(2026, 10, 1, tzinfo=timezone.utc)
-T3 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T1 = datetime(2026, 9, 1, tzinfo=UTC)
+T2 = datetime(2026, 10, 1, tzinfo=UTC)
+T3 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def result(total: float | None, *flags: dict) -> dict:

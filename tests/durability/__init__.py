@@ -33,6 +33,7 @@ from flask import Flask
 from sqlalchemy import func, select, text
 
 from intake import audit, close_app, create_app, workflow
+from intake.jobs import outbox
 from intake.storage.db import session_scope
 from intake.storage.models import (
     AuditRecord,
@@ -45,7 +46,6 @@ from intake.storage.models import (
 )
 from tests.support.gunicorn_server import GunicornServer, HttpClient, Response
 from tests.web.flow import page_data
-from intake.jobs import outbox
 
 FORM_KEY = "stress"  # two pages (PSS-10, PHQ-4) when PHQ-4 stays low, as the default answers keep it
 DUPLICATE_EVERY = 10  # every 10th intake re-POSTs a page and double-submits: 10% duplicate retries

@@ -75,15 +75,14 @@ def test_sqlite_read_only_sessions_do_not_block_writers(sqlite_engine: Engine) -
 
 
 def test_sqlite_foreign_keys_are_enforced(sqlite_engine: Engine) -> None:
-    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
-        with sqlite_engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO intakes (id, patient_id, questionnaires, status, created_at,"
-                    " updated_at) VALUES ('i', 'no-such-patient', '[]', 'not-started',"
-                    " '2025-01-01 00:00:00', '2025-01-01 00:00:00')"
-                )
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"), sqlite_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO intakes (id, patient_id, questionnaires, status, created_at,"
+                " updated_at) VALUES ('i', 'no-such-patient', '[]', 'not-started',"
+                " '2025-01-01 00:00:00', '2025-01-01 00:00:00')"
             )
+        )
 
 
 @pytest.mark.parametrize(
@@ -109,11 +108,10 @@ def test_session_scope_commits_on_success_and_rolls_back_on_error(
 ) -> None:
     with session_scope(session_factory) as session:
         session.add(Patient(name="Kept", birth_date=date(1980, 1, 1)))
-    with pytest.raises(RuntimeError):
-        with session_scope(session_factory) as session:
-            session.add(Patient(name="Dropped", birth_date=date(1980, 1, 1)))
-            session.flush()
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), session_scope(session_factory) as session:
+        session.add(Patient(name="Dropped", birth_date=date(1980, 1, 1)))
+        session.flush()
+        raise RuntimeError("boom")
     with session_scope(session_factory) as session:
         assert session.scalars(select(Patient.name)).all() == ["Kept"]
 

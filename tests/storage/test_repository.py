@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from intake.storage.models import Intake, InviteToken, ResponseRecord, ShownLink
 
 GUT = "http://intake.example/fhir/Questionnaire/gut|1.0.0"
 NERVE = "http://intake.example/fhir/Questionnaire/nerve|2.1"
-NOW = datetime(2025, 3, 14, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 
 
 # --- factories ------------------------------------------------------------------------------
@@ -82,11 +82,11 @@ def test_patients_and_intakes_round_trip_with_utc_datetimes(
     assert stored_patient is not None and stored is not None
     assert stored_patient.name == "Zoë Ñandú"
     assert stored_patient.birth_date == date(1990, 2, 28)
-    assert stored_patient.created_at.tzinfo == timezone.utc
+    assert stored_patient.created_at.tzinfo == UTC
     assert stored.questionnaires == [NERVE, GUT]
     assert stored.status == "not-started" and stored.last_page is None
     assert stored.appointment_at == appointment
-    assert stored.appointment_at is not None and stored.appointment_at.tzinfo == timezone.utc
+    assert stored.appointment_at is not None and stored.appointment_at.tzinfo == UTC
 
 
 @pytest.mark.parametrize(
@@ -143,7 +143,7 @@ def test_issuing_an_invite_revokes_the_earlier_ones(session_factory: sessionmake
         rows = session.scalars(select(InviteToken).order_by(InviteToken.id)).all()
     assert [r.token_hash for r in rows] == [token_hash(t) for t in ("first", "second", "third")]
     assert [r.revoked_at is None for r in rows] == [False, False, True]
-    assert all(r.revoked_at is None or r.revoked_at.tzinfo == timezone.utc for r in rows)
+    assert all(r.revoked_at is None or r.revoked_at.tzinfo == UTC for r in rows)
 
 
 def test_raw_tokens_are_refused(session: Session) -> None:
@@ -221,7 +221,7 @@ def test_save_draft_upserts_and_tracks_progress(session_factory: sessionmaker[Se
     assert body["item"][0]["answer"] == [{"valueString": "b"}]
     assert record.status == "in-progress" and record.version_id == 2
     assert record.subject_patient_id == intake.patient_id
-    assert record.authored == datetime(2025, 3, 14, 8, 0, tzinfo=timezone.utc)
+    assert record.authored == datetime(2025, 3, 14, 8, 0, tzinfo=UTC)
     assert record.updated_at == later
     assert record.questionnaire == GUT
     assert record.resource_json == repo.canonical_json(body)
@@ -282,13 +282,12 @@ def test_save_draft_on_a_completed_intake_changes_nothing(
     before = [(r.id, r.version_id, r.resource_json) for r in records(session_factory, intake.id)]
 
     for questionnaire in (GUT, NERVE):
-        with pytest.raises(repo.IntakeClosed):
-            with session_scope(session_factory) as session:
-                repo.save_draft(
-                    session, intake_id=intake.id, questionnaire=questionnaire,
-                    resource=qr(intake, questionnaire, "late"), page="nerve-1",
-                    now=NOW + timedelta(hours=1),
-                )
+        with pytest.raises(repo.IntakeClosed), session_scope(session_factory) as session:
+            repo.save_draft(
+                session, intake_id=intake.id, questionnaire=questionnaire,
+                resource=qr(intake, questionnaire, "late"), page="nerve-1",
+                now=NOW + timedelta(hours=1),
+            )
 
     after = [(r.id, r.version_id, r.resource_json) for r in records(session_factory, intake.id)]
     assert after == before

@@ -242,7 +242,7 @@ class FhirReceiver:
             reply = self._route(method, target, headers, bundle)
         except _Refused as refused:
             reply = _Reply(refused.status, outcome(refused.code, str(refused)))
-        except Exception as error:  # noqa: BLE001  (a reject_when that raised, say: a 500, as servers do)
+        except Exception as error:  # a reject_when that raised, say: a 500, as servers do
             reply = _Reply(500, outcome("exception", f"receiver error: {type(error).__name__}"))
         with self._lock:
             self._records.append(Received(arrived, wall, method, target, reply.status,

@@ -10,11 +10,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+import intake.auth.staff
 from intake.core.items import Item
 from intake.storage.models import Intake
 from intake.web.forms import field_name, option_key
 from tests.web.conftest import csrf, invite_link
-import intake.auth.staff
 
 
 def default_value(item: Item) -> Any:
@@ -95,7 +95,6 @@ STAFF = ("doctor", "correct horse battery staple")  # a clinician account (see `
 
 def add_staff(app: Flask, username: str = STAFF[0], role: str = "clinician", password: str = STAFF[1]) -> None:
     """Create a staff account unless it exists (the same function `flask intake user add` uses)."""
-    from intake.auth import staff
     from intake.storage.db import session_scope
     from intake.storage.models import utcnow
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -165,11 +165,11 @@ def test_the_audit_report_filters_by_action_user_and_record(audit_app: Flask) ->
 
 def test_the_audit_report_filters_by_utc_days_the_last_one_included(audit_app: Flask) -> None:
     admin = signed_in(audit_app, "admin")
-    write_rows(audit_app, (datetime(2024, 3, 30, 12, 0, tzinfo=timezone.utc), "update", ["Patient/12"]),
-               (datetime(2024, 3, 31, 23, 59, 59, 999999, tzinfo=timezone.utc), "update", ["Patient/12"]),
-               (datetime(2024, 4, 1, 0, 0, tzinfo=timezone.utc), "update", ["Patient/12"]),
+    write_rows(audit_app, (datetime(2024, 3, 30, 12, 0, tzinfo=UTC), "update", ["Patient/12"]),
+               (datetime(2024, 3, 31, 23, 59, 59, 999999, tzinfo=UTC), "update", ["Patient/12"]),
+               (datetime(2024, 4, 1, 0, 0, tzinfo=UTC), "update", ["Patient/12"]),
                (datetime(2024, 4, 1, 1, 30, tzinfo=timezone(timedelta(hours=2))), "update", ["Patient/12"]),  # 23:30Z
-               (datetime(2024, 4, 2, 8, 0, tzinfo=timezone.utc), "create", ["Patient/13"]))
+               (datetime(2024, 4, 2, 8, 0, tzinfo=UTC), "create", ["Patient/13"]))
 
     def days(query: str) -> list[str]:
         response = admin.get(f"/admin/audit?actor=tester&{query}")
@@ -216,7 +216,7 @@ def test_a_broken_page_link_is_a_problem_not_a_crash(audit_app: Flask) -> None:
 def test_older_rows_pages_through_the_log_with_no_overlap_and_no_gap(audit_app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(admin_views, "PAGE_ROWS", 3)
     admin = busy_log(audit_app)
-    write_rows(audit_app, *((datetime(2024, 1, 1, 9, n, tzinfo=timezone.utc), "update", [f"Patient/{n}"]) for n in range(8)))
+    write_rows(audit_app, *((datetime(2024, 1, 1, 9, n, tzinfo=UTC), "update", [f"Patient/{n}"]) for n in range(8)))
     for query, keep in [("actor=tester", lambda r: r.actor == "tester"), ("", lambda r: True),
                         ("action=update&since=2024-01-01", lambda r: r.action == "update")]:
         expected = seqs(audit_app, keep)
@@ -254,8 +254,8 @@ def test_the_hash_chain_is_checked_only_on_request(audit_app: Flask) -> None:
 
 def test_the_export_takes_the_same_filters(audit_app: Flask) -> None:
     admin = busy_log(audit_app)
-    write_rows(audit_app, (datetime(2024, 1, 1, 9, 0, tzinfo=timezone.utc), "update", ["Patient/12"]),
-               (datetime(2024, 1, 2, 9, 0, tzinfo=timezone.utc), "update", ["Patient/12", "Intake/abc"]))
+    write_rows(audit_app, (datetime(2024, 1, 1, 9, 0, tzinfo=UTC), "update", ["Patient/12"]),
+               (datetime(2024, 1, 2, 9, 0, tzinfo=UTC), "update", ["Patient/12", "Intake/abc"]))
     page = admin.get("/admin/audit?entity=Patient/12&until=2024-01-01").text
     link = re.search(r'<a href="([^"]+)">Download the rows these filters keep', page)
     assert link

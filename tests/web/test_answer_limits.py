@@ -17,9 +17,9 @@ from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
 
 from intake import close_app, create_app
-from intake.web import forms as webforms
 from intake.core.items import build_form
 from intake.core.validation import validate
+from intake.web import forms as webforms
 from tests.web.conftest import csrf, error_summary, invite_link
 from tests.web.test_fhir_api import Api, new_token
 

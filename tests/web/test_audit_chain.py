@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake import audit, close_app, create_app
@@ -38,7 +38,7 @@ def keyed(engine: Engine, key: str = KEY, *, every: int = 10, unkeyed_rows: int 
 def write(factory: sessionmaker[Session], count: int, start: int = 0) -> None:
     with session_scope(factory) as session:
         audit.record_many(session, [
-            audit.row_fields(actor=audit.Actor("client", f"c{n}"), action="read", now=datetime.now(timezone.utc),
+            audit.row_fields(actor=audit.Actor("client", f"c{n}"), action="read", now=datetime.now(UTC),
                              entities=[f"Patient/{n}"], source="127.0.0.1") for n in range(start, start + count)])
 
 
@@ -155,15 +155,14 @@ def test_finding_4_anchors_are_logged_after_commit_only(engine: Engine, caplog: 
     factory = keyed(engine, every=2)
     with factory() as session, session.begin():
         audit.record_many(session, [audit.row_fields(actor=audit.Actor("cli", "t"), action="read",
-                                                     now=datetime.now(timezone.utc)) for _ in range(4)])
+                                                     now=datetime.now(UTC)) for _ in range(4)])
         assert anchors_logged(caplog) == []
         session.rollback()
     assert anchors_logged(caplog) == []  # a rolled-back row is never anchored: its number is reused
-    with factory() as session, session.begin():
-        with pytest.raises(RuntimeError), session.begin_nested():
-            audit.record_many(session, [audit.row_fields(actor=audit.Actor("cli", "t"), action="read",
-                                                         now=datetime.now(timezone.utc)) for _ in range(2)])
-            raise RuntimeError("a savepoint rolled back")
+    with factory() as session, session.begin(), pytest.raises(RuntimeError), session.begin_nested():
+        audit.record_many(session, [audit.row_fields(actor=audit.Actor("cli", "t"), action="read",
+                                                     now=datetime.now(UTC)) for _ in range(2)])
+        raise RuntimeError("a savepoint rolled back")
     assert anchors_logged(caplog) == []  # nor one from a savepoint that was rolled back
     write(factory, 4)
     with factory() as session:
@@ -176,7 +175,7 @@ def test_finding_4_unkeyed_rows_from_before_the_upgrade_pass_only_up_to_the_sett
     with session_scope(legacy) as session:  # rows as the code before migration 0012 wrote them
         for n in range(3):
             audit_log.append(session, audit.row_fields(actor=audit.Actor("cli", f"old{n}"), action="create",
-                                                       now=datetime.now(timezone.utc)), audit.chain_hash)
+                                                       now=datetime.now(UTC)), audit.chain_hash)
     write(keyed(engine, unkeyed_rows=3), 2)
     result = check(keyed(engine, unkeyed_rows=3))
     assert (result.problems, result.unkeyed, result.keyed) == ([], (1, 3), (4, 5))
@@ -192,7 +191,7 @@ def test_finding_4_migration_0012_keeps_old_rows_verifiable_and_announces_them(
         with session_scope(make_session_factory(engine)) as session:  # the log as the code before 0012 wrote it
             for n in range(3):
                 audit_log.append(session, audit.row_fields(actor=audit.Actor("cli", f"old{n}"), action="create",
-                                                           now=datetime.now(timezone.utc)), audit.chain_hash)
+                                                           now=datetime.now(UTC)), audit.chain_hash)
             head = audit_log.head(session)
         caplog.set_level(logging.INFO, logger="intake.audit.anchor")
         migrate.upgrade(empty_database_url)

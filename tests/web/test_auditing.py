@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -285,7 +285,7 @@ def test_finding_8_search_values_never_reach_the_audit_log_page_or_export(app: F
 
 def test_finding_8_query_values_of_rows_written_before_are_not_shown(app: Flask) -> None:
     with app.extensions["intake.sessions"]() as session, session.begin():  # a row as the old code wrote it
-        audit.record(session, actor=audit.Actor("client", "ehr"), action="search", now=datetime.now(timezone.utc),
+        audit.record(session, actor=audit.Actor("client", "ehr"), action="search", now=datetime.now(UTC),
                      detail={"method": "GET", "path": "/fhir/Patient", "query": "name=Smith&birthdate=1970-01-01"})
     admin = signed_in(app, "admin")
     page, export = admin.get("/admin/audit").text, admin.get("/admin/audit/AuditEvent.ndjson").text

@@ -244,7 +244,7 @@ def test_search_observations_by_code_derived_from_and_flags_by_patient(api_app: 
     patient = patient_of(api_app, flagged)
     flags = api.json(f"/fhir/Flag?patient=Patient/{patient}&status=active")
     assert flags["total"] >= 1
-    assert any("n-rf2" == e["resource"]["code"]["coding"][0]["code"] for e in flags["entry"])
+    assert any(e["resource"]["code"]["coding"][0]["code"] == "n-rf2" for e in flags["entry"])
     other = api.json(f"/fhir/Flag?patient={patient_of(api_app, plain)}")
     assert all(e["resource"]["code"]["coding"][0]["code"] != "n-rf2" for e in other.get("entry", []))
     date = severe["effectiveDateTime"][:10]

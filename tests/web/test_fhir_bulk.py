@@ -16,13 +16,13 @@ import pytest
 from flask import Flask
 
 from intake import close_app, create_app
+from intake.fhir import bulk_export
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
 from tests.fhircheck import fhircheck
 from tests.web.flow import EMERGENCY, complete_intake
 from tests.web.test_fhir_api import Api, assert_outcome, new_token, patient_of
-from intake.fhir import bulk_export
 
 ASYNC = {"Prefer": "respond-async"}
 

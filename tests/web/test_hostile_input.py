@@ -35,7 +35,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -547,7 +547,7 @@ def test_stored_markup_is_escaped_on_the_page_and_the_review(app: Flask, opened:
     with app.extensions["intake.sessions"]() as session:
         intake = session.scalars(select(Intake)).one()
         intake_id, patient_id = intake.id, intake.patient_id
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     resource = build_response(form, answers, status="in-progress", subject=f"Patient/{patient_id}",
                               authored=now.isoformat(timespec="seconds").replace("+00:00", "Z"))
     with session_scope(app.extensions["intake.sessions"]) as session:

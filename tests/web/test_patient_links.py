@@ -11,13 +11,13 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from intake import workflow
+from intake.auth import links
 from intake.storage.db import session_scope
 from intake.storage.models import Intake, InviteToken, ResponseRecord, utcnow
 from intake.web import forms as webforms
 from intake.web import patient
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import fill_all, fill_page, first_page, page_data, signed_in
-from intake.auth import links
 
 
 def token_of(link: str) -> str:

@@ -19,6 +19,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from intake import close_app, create_app
+from intake.auth import smart
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord, utcnow
@@ -27,7 +28,6 @@ from tests.smart_client import SmartClient, token_endpoint
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import signed_in
 from tests.web.test_fhir_api import Api, api_app, assert_outcome  # noqa: F401  (fixture)
-from intake.auth import smart
 
 PUBLIC_BASE = "https://intake.example.org"
 EVIL_TOKEN_URL = "http://evil.example/auth/token"

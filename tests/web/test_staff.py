@@ -18,13 +18,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from intake import close_app, create_app
+from intake.auth import staff
 from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord, StaffSession, User, utcnow
 from intake.web.auditing import flush
 from intake.web.limits import SUSPECT_AFTER
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import STAFF, add_staff, sign_in, signed_in
-from intake.auth import staff
 
 
 @pytest.fixture

@@ -9,15 +9,15 @@ on the model code of the day. Names are the ones `intake.storage.models.NAMING_C
 gives, marked final with ``op.f()`` so the convention is not applied to them a second time.
 """
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0001"
-down_revision: Union[str, Sequence[str], None] = None
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def _utc() -> sa.DateTime:

@@ -10,12 +10,12 @@ Revises: 0009
 Create Date: 2026-12-07
 """
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 revision: str = "0010"
-down_revision: Union[str, Sequence[str], None] = "0009"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
