@@ -35,17 +35,51 @@ RATE_TARGET = 20_000
 MEMORY_TARGET = 1.5
 
 OBSERVATION = {
-    "resourceType": "Observation", "status": "final",
-    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey",
-                              "display": "Survey"}]}],
-    "code": {"coding": [{"system": "https://intake.example.org/fhir/CodeSystem/intake-items", "code": "PHQ4-TOTAL",
-                         "display": "PHQ-4 total score"}, {"system": "http://loinc.org", "code": "70272-0",
-                                                           "display": "PHQ-4 total score"}], "text": "PHQ-4 total score"},
-    "effectiveDateTime": "2026-11-22T09:00:00Z", "issued": "2026-11-22T09:00:00Z", "valueInteger": 7,
-    "interpretation": [{"coding": [{"system": "https://intake.example.org/fhir/CodeSystem/score-bands", "code": "moderate",
-                                    "display": "Moderate (6-8)"}], "text": "Moderate (6-8)"}],
-    "note": [{"text": "Patient Health Questionnaire-4 (PHQ-4) · PHQ-4 (Kroenke, Spitzer, Williams & Löwe 2009). "
-                      "Source: Kroenke K, Spitzer RL, Williams JBW, Löwe B. Psychosomatics 2009;50:613-21."}],
+    "resourceType": "Observation",
+    "status": "final",
+    "category": [
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                    "code": "survey",
+                    "display": "Survey",
+                }
+            ]
+        }
+    ],
+    "code": {
+        "coding": [
+            {
+                "system": "https://intake.example.org/fhir/CodeSystem/intake-items",
+                "code": "PHQ4-TOTAL",
+                "display": "PHQ-4 total score",
+            },
+            {"system": "http://loinc.org", "code": "70272-0", "display": "PHQ-4 total score"},
+        ],
+        "text": "PHQ-4 total score",
+    },
+    "effectiveDateTime": "2026-11-22T09:00:00Z",
+    "issued": "2026-11-22T09:00:00Z",
+    "valueInteger": 7,
+    "interpretation": [
+        {
+            "coding": [
+                {
+                    "system": "https://intake.example.org/fhir/CodeSystem/score-bands",
+                    "code": "moderate",
+                    "display": "Moderate (6-8)",
+                }
+            ],
+            "text": "Moderate (6-8)",
+        }
+    ],
+    "note": [
+        {
+            "text": "Patient Health Questionnaire-4 (PHQ-4) · PHQ-4 (Kroenke, Spitzer, Williams & Löwe 2009). "
+            "Source: Kroenke K, Spitzer RL, Williams JBW, Löwe B. Psychosomatics 2009;50:613-21."
+        }
+    ],
 }
 
 

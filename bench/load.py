@@ -661,10 +661,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds before each phase (default 2)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent client processes (default 4)")
-    parser.add_argument("--forms", default=None,
-                        help="questionnaires of each intake, comma-separated (default: INTAKE_QUESTIONNAIRES, the five)")
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
-                        help=f"default {DEFAULT_DATABASE_URL} (dropped and created again); `sqlite` for a fresh SQLite file")
+    parser.add_argument(
+        "--forms",
+        default=None,
+        help="questionnaires of each intake, comma-separated (default: INTAKE_QUESTIONNAIRES, the five)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help=f"default {DEFAULT_DATABASE_URL} (dropped and created again); `sqlite` for a fresh SQLite file",
+    )
     parser.add_argument("--jobs", choices=JOB_MODES, default="celery",
                         help="celery (default): background work handed to a broker no worker reads, "
                              "the web tier alone is measured; thread: PDFs rendered in the web workers")

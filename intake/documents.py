@@ -85,7 +85,9 @@ def sources(session: Session, catalog: Catalog, intake_id: str) -> Sources:
     digest = hashlib.sha256(html.encode())
     for name, data, _ in files:
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    attachments = [pdf.PdfAttachment(filename=name, data=data, description=description) for name, data, description in files]
+    attachments = [
+        pdf.PdfAttachment(filename=name, data=data, description=description) for name, data, description in files
+    ]
     return Sources(html, attachments, summary.completed_at, digest.hexdigest())
 
 
@@ -101,7 +103,9 @@ def _pdf_of(source: Sources) -> bytes:
     return pdf.html_to_pdf(source.html, attachments=source.attachments, created=source.created)
 
 
-def render_and_store(session: Session, catalog: Catalog, intake_id: str, *, now: datetime | None = None) -> DocumentRecord:
+def render_and_store(
+    session: Session, catalog: Catalog, intake_id: str, *, now: datetime | None = None
+) -> DocumentRecord:
     """Render the intake's PDF, store it if its sources changed, and publish its DocumentReference.
 
     Unchanged sources (a re-score that changed nothing) keep the stored PDF without rendering it
@@ -115,8 +119,14 @@ def render_and_store(session: Session, catalog: Catalog, intake_id: str, *, now:
 
 def _store(session: Session, catalog: Catalog, intake_id: str, content: bytes, source_sha256: str, *,
            now: datetime) -> DocumentRecord:
-    document = fhir_store.store_document(session, intake_id=intake_id, content=content,
-                                         sha256=hashlib.sha256(content).hexdigest(), source_sha256=source_sha256, now=now)
+    document = fhir_store.store_document(
+        session,
+        intake_id=intake_id,
+        content=content,
+        sha256=hashlib.sha256(content).hexdigest(),
+        source_sha256=source_sha256,
+        now=now,
+    )
     forms = [form for form, _ in workflow.stored_pairs(session, catalog, intake_id, latest=False)]
     publish.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
     return document

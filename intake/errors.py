@@ -34,7 +34,9 @@ def register(app: Flask) -> None:
         if _is_fhir():
             from intake.web.fhir_api import outcome
 
-            kind = {404: "not-found", 405: "not-supported", 413: "too-costly"}.get(code, "invalid" if code < 500 else "exception")
+            kind = {404: "not-found", 405: "not-supported", 413: "too-costly"}.get(
+                code, "invalid" if code < 500 else "exception"
+            )
             return outcome(code, kind, description)
         if request.path == "/auth/token":
             from intake.web.auth_api import _json

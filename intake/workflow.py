@@ -112,7 +112,9 @@ def invite(
                 raise WorkflowError("that record number belongs to a patient with another name or birth date")
             patient = known
         else:
-            patient = repository.create_patient(session, name=name, birth_date=birth_date, mrn=mrn, mrn_system=mrn_system)
+            patient = repository.create_patient(
+                session, name=name, birth_date=birth_date, mrn=mrn, mrn_system=mrn_system
+            )
             fhir_resources.publish_patient(session, patient, now=now)
     intake = repository.create_intake(
         session,
@@ -362,7 +364,9 @@ def score_and_store(
     return result
 
 
-def stored_pairs(session: Session, catalog: Catalog, intake_id: str, *, latest: bool) -> list[tuple[Form, dict[str, Any]]]:
+def stored_pairs(
+    session: Session, catalog: Catalog, intake_id: str, *, latest: bool
+) -> list[tuple[Form, dict[str, Any]]]:
     """(Questionnaire, stored response) of an intake. With `latest`, each response is scored
     against the newest loaded version of its Questionnaire (a corrected rule is a new version);
     otherwise against the version it pins."""
@@ -376,7 +380,9 @@ def stored_pairs(session: Session, catalog: Catalog, intake_id: str, *, latest: 
     return pairs
 
 
-def rescore(session: Session, catalog: Catalog, intake_id: str, *, onset_age: int, now: datetime | None = None) -> Result:
+def rescore(
+    session: Session, catalog: Catalog, intake_id: str, *, onset_age: int, now: datetime | None = None
+) -> Result:
     """Recompute a completed intake's scores and flags with the rules loaded now."""
     intake = repository.get_intake(session, intake_id)
     if intake is None or intake.status != "completed":

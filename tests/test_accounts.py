@@ -30,7 +30,9 @@ def db(database_url: str) -> Iterator[Session]:
 
 
 def test_new_accounts_follow_the_rules(db: Session) -> None:
-    user = staff.add_user(db, username="  Dr.Who ", display_name="  Doctor   Who ", role="clinician", password=PASSWORD, now=NOW)
+    user = staff.add_user(
+        db, username="  Dr.Who ", display_name="  Doctor   Who ", role="clinician", password=PASSWORD, now=NOW
+    )
     assert (user.username, user.display_name) == ("dr.who", "Doctor Who")
     assert user.password_hash.startswith("scrypt:") and PASSWORD not in user.password_hash
     for kwargs, message in [
@@ -46,8 +48,17 @@ def test_new_accounts_follow_the_rules(db: Session) -> None:
         ({"username": "mjohnson", "display_name": "Maria Johnson", "password": "mariajohnson1"}, "too easy to guess"),
     ]:
         with pytest.raises(staff.AccountError, match=message):
-            staff.add_user(db, **{"username": "other", "display_name": "", "role": "clinician", "password": PASSWORD, "now": NOW,
-                                     **kwargs})
+            staff.add_user(
+                db,
+                **{
+                    "username": "other",
+                    "display_name": "",
+                    "role": "clinician",
+                    "password": PASSWORD,
+                    "now": NOW,
+                    **kwargs,
+                },
+            )
 
 
 def test_a_guessable_password_is_refused_on_reset_too(db: Session) -> None:

@@ -49,11 +49,20 @@ def settings(database_url: str, tmp_path: Path, receiver: FhirReceiver) -> dict[
 @pytest.fixture
 def web(settings: dict[str, str]) -> Iterator[Flask]:
     """The web side in celery mode: a submit writes rows and hands them to the broker."""
-    app = create_app({"DATABASE_URL": settings["DATABASE_URL"], "INSTANCE_PATH": settings["INTAKE_INSTANCE_PATH"],
-                      "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "celery", "INTAKE_AUDIT_KEY": settings["INTAKE_AUDIT_KEY"],
-                      "INTAKE_LINK_RATE_LIMIT": "1000 per minute",  # one test client opens every link
-                      "INTAKE_CELERY_BROKER_URL": REDIS_URL, "INTAKE_EHR_FHIR_BASE": settings["INTAKE_EHR_FHIR_BASE"],
-                      **{k: float(v) if "." in v or k.endswith("SECONDS") else int(v) for k, v in FAST.items()}})
+    app = create_app(
+        {
+            "DATABASE_URL": settings["DATABASE_URL"],
+            "INSTANCE_PATH": settings["INTAKE_INSTANCE_PATH"],
+            "SECRET_KEY": "t",
+            "TESTING": True,
+            "INTAKE_JOBS": "celery",
+            "INTAKE_AUDIT_KEY": settings["INTAKE_AUDIT_KEY"],
+            "INTAKE_LINK_RATE_LIMIT": "1000 per minute",  # one test client opens every link
+            "INTAKE_CELERY_BROKER_URL": REDIS_URL,
+            "INTAKE_EHR_FHIR_BASE": settings["INTAKE_EHR_FHIR_BASE"],
+            **{k: float(v) if "." in v or k.endswith("SECONDS") else int(v) for k, v in FAST.items()},
+        }
+    )
     yield app
     close_app(app)
 

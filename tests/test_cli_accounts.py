@@ -19,7 +19,9 @@ def test_user_add_list_and_errors(app: Flask) -> None:  # noqa: F811
     assert result.exit_code == 0 and "user admin1 (admin) added" in result.output
     listing = runner.invoke(args=["intake", "user", "list"])
     assert listing.exit_code == 0 and listing.output.split("\t")[:4] == ["admin1", "admin", "-", "active"]
-    again = runner.invoke(args=["intake", "user", "add", "admin1", "--role", "admin"], input="a long admin password\n" * 2)
+    again = runner.invoke(
+        args=["intake", "user", "add", "admin1", "--role", "admin"], input="a long admin password\n" * 2
+    )
     assert again.exit_code == 1 and again.output.splitlines()[-1] == "error: there is already a user 'admin1'"
     short = runner.invoke(args=["intake", "user", "add", "other", "--role", "clinician"], input="short\n" * 2)
     assert short.exit_code == 1 and "12 to 256" in short.output

@@ -240,7 +240,9 @@ def test_birth_date_reaches_the_rules(app: Flask, tmp_path: Path, monkeypatch: p
 def test_birth_date_option_overrides_the_patient(app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
 
     seen: list[Context] = []
-    monkeypatch.setattr(intake.cli.score, "score_intake", lambda pairs, context: seen.append(context) or score_intake(pairs, context))
+    monkeypatch.setattr(
+        intake.cli.score, "score_intake", lambda pairs, context: seen.append(context) or score_intake(pairs, context)
+    )
     document = bundle(respond(form(app, "stress"), 0), patient("1999-01-01"))
     ok_json(run(app, document, tmp_path, "--birth-date", "1970-01-31"))
     assert seen[0].birth_date == "1970-01-31"

@@ -56,20 +56,27 @@ def test_submit_renders_stores_and_publishes_the_pdf(api_app: Flask) -> None:  #
     assert staff.status_code == 200 and staff.data == pdf and staff.content_type == "application/pdf"
     page = clinician.get(f"/clinician/intakes/{intake_id}").text
     assert f"/clinician/intakes/{intake_id}/screening-summary.pdf" in page
-    assert api_app.test_client().get(f"/clinician/intakes/{intake_id}/screening-summary.pdf").status_code == 302  # to sign-in
+    assert (
+        api_app.test_client().get(f"/clinician/intakes/{intake_id}/screening-summary.pdf").status_code == 302
+    )  # to sign-in
 
 
 def test_embedded_files_equal_the_apis_json(api_app: Flask) -> None:  # noqa: F811
     _client, intake_id = complete_intake(api_app, EMERGENCY)
     api = Api(api_app.test_client(), new_token(api_app))
-    embedded = {name: data[0] for name, data in PdfReader(io.BytesIO(stored_pdf(api_app, intake_id))).attachments.items()}
+    embedded = {
+        name: data[0] for name, data in PdfReader(io.BytesIO(stored_pdf(api_app, intake_id))).attachments.items()
+    }
     responses = api.json(f"/fhir/QuestionnaireResponse?patient={patient_of(api_app, intake_id)}")["entry"]
     assert len(embedded) == 2 * len(responses) == 10
     for entry in responses:
         rid = entry["resource"]["id"]
         key = entry["resource"]["questionnaire"].split("|")[0].rsplit("/", 1)[1]
         assert embedded[f"QuestionnaireResponse-{key}.json"] == api.get(f"/fhir/QuestionnaireResponse/{rid}").data
-        assert embedded[f"extract-{key}.json"] == api.get(f"/fhir/QuestionnaireResponse/{rid}/$extract?document=false").data
+        assert (
+            embedded[f"extract-{key}.json"]
+            == api.get(f"/fhir/QuestionnaireResponse/{rid}/$extract?document=false").data
+        )
 
 
 def test_extract_carries_the_pdf_inline_and_rescoring_keeps_identical_bytes(api_app: Flask) -> None:  # noqa: F811
@@ -116,7 +123,9 @@ def test_pdf_and_export_commands(api_app: Flask, tmp_path: Path) -> None:  # noq
                  ["export", intake_id, "--all", "-o", str(tmp_path / "z")],
                  ["export", "--all", "--since", "soon", "-o", str(tmp_path / "w")]):
         failed = runner.invoke(args=["intake", *args])
-        assert failed.exit_code == 1 and failed.output.startswith("error: ") and len(failed.output.splitlines()) == 1, failed.output
+        assert failed.exit_code == 1 and failed.output.startswith("error: ") and len(failed.output.splitlines()) == 1, (
+            failed.output
+        )
 
 
 def test_the_render_holds_no_write_lock_and_a_stale_render_is_not_stored(api_app: Flask,  # noqa: F811
@@ -161,4 +170,6 @@ def test_the_render_holds_no_write_lock_and_a_stale_render_is_not_stored(api_app
     documents.render_job(api_app, intake_id)  # the re-score's own job stores its render
     with sessions() as session:
         document = fhir_store.get_document(session, intake_id)
-        assert document.source_sha256 == changed_sha(real_sources(session, api_app.extensions["intake.catalog"], intake_id).sha256)
+        assert document.source_sha256 == changed_sha(
+            real_sources(session, api_app.extensions["intake.catalog"], intake_id).sha256
+        )

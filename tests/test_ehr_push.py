@@ -53,7 +53,9 @@ def submit_short_intake(app: Flask, name: str = "Test Patient") -> str:
     review = client.get("/intake/review")
     assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
     with app.extensions["intake.sessions"]() as session:
-        return session.query(OutboxRecord.subject).filter_by(kind="render_pdf").order_by(OutboxRecord.id.desc()).first()[0]
+        return (
+            session.query(OutboxRecord.subject).filter_by(kind="render_pdf").order_by(OutboxRecord.id.desc()).first()[0]
+        )
 
 
 def rows_of(app: Flask, intake_id: str) -> dict[str, OutboxRecord]:
@@ -86,7 +88,9 @@ def test_a_completed_intake_arrives_once_with_its_pdf_and_a_repeat_creates_nothi
 
 
 @pytest.mark.parametrize(("status", "retry_after"), [(503, None), (500, None), (429, "7"), (408, None)])
-def test_transient_answers_are_retried_later(app: Flask, receiver: FhirReceiver, status: int, retry_after: str | None) -> None:
+def test_transient_answers_are_retried_later(
+    app: Flask, receiver: FhirReceiver, status: int, retry_after: str | None
+) -> None:
     receiver.fail_next(status, retry_after=retry_after)
     before = datetime.now(UTC)
     intake_id = submit_short_intake(app)
@@ -122,7 +126,9 @@ def test_refused_connections_and_timeouts_are_retried(app: Flask, receiver: Fhir
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 409, 422])
-def test_a_4xx_is_a_dead_letter_shown_to_admins_and_re_drivable(app: Flask, receiver: FhirReceiver, status: int) -> None:
+def test_a_4xx_is_a_dead_letter_shown_to_admins_and_re_drivable(
+    app: Flask, receiver: FhirReceiver, status: int
+) -> None:
     receiver.fail_next(status)
     intake_id = submit_short_intake(app)
     push = rows_of(app, intake_id)["ehr_push"]

@@ -56,8 +56,14 @@ def raise_flags(app: Flask) -> str:
         intake = repository.create_intake(session, patient_id=patient.id, questionnaires=["https://x/q|1"])
         flags = [{"id": rule, "tier": tier, "message": f"{rule} message", "because": ["a"], "questionnaire": "https://x/q|1"}
                  for rule, tier in (("e1", "emergency"), ("u1", "urgent"), ("r1", "review"))]
-        repository.store_scoring(session, intake_id=intake.id, patient_id=patient.id,
-                                 result={"scores": [], "flags": flags, "notes": []}, versions={"https://x/q|1": "v"}, now=NOW)
+        repository.store_scoring(
+            session,
+            intake_id=intake.id,
+            patient_id=patient.id,
+            result={"scores": [], "flags": flags, "notes": []},
+            versions={"https://x/q|1": "v"},
+            now=NOW,
+        )
         return intake.id
 
 
@@ -94,7 +100,10 @@ def test_a_failed_send_is_recorded_and_retried(database_url: str, tmp_path: Path
         raise_flags(app)
         assert notify.send_pending(app) == 0
         with session_scope(app.extensions["intake.sessions"]) as session:
-            states = sorted((f.rule_id, f.notify_state) for f, _ in repository.list_flags(session, tiers=("emergency", "urgent", "review")))
+            states = sorted(
+                (f.rule_id, f.notify_state)
+                for f, _ in repository.list_flags(session, tiers=("emergency", "urgent", "review"))
+            )
         assert states == [("e1", "failed"), ("r1", "not-required"), ("u1", "failed")]
         app.config["INTAKE_SMTP_PORT"] = port
         result = app.test_cli_runner().invoke(args=["intake", "flags", "--send"])

@@ -154,7 +154,9 @@ def test_an_unexpected_error_is_retried_and_logged_without_detail(app: Flask, pr
 def test_a_lapsed_hand_over_is_handed_over_again_and_a_late_duplicate_does_nothing(app: Flask, probe: Probe) -> None:
     row_id = add(app, "stranded")
     with session_scope(app.extensions["intake.sessions"]) as session:  # handed to a worker that then died
-        assert [w.id for w in outbox_store.claim_due(session, now=NOW, lease=timedelta(minutes=5), limit=10)] == [row_id]
+        assert [w.id for w in outbox_store.claim_due(session, now=NOW, lease=timedelta(minutes=5), limit=10)] == [
+            row_id
+        ]
     assert outbox.dispatch(app, now=NOW + timedelta(minutes=4)) == 0  # the hand-over still holds
     assert outbox.dispatch(app, now=NOW + timedelta(minutes=5, seconds=1)) == 1
     assert probe.calls == ["stranded"] and row(app, row_id).state == "done"

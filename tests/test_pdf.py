@@ -69,7 +69,9 @@ def default_answers(form: Form, text: str) -> dict[str, list[dict[str, Any]]]:
     return answers
 
 
-def scored(overrides: dict[str, list[dict[str, Any]]], when: datetime, text: str = "none") -> tuple[dict[str, Any], list]:
+def scored(
+    overrides: dict[str, list[dict[str, Any]]], when: datetime, text: str = "none"
+) -> tuple[dict[str, Any], list]:
     pairs = []
     for form in CATALOG.forms:
         answers = {**default_answers(form, text), **{k: v for k, v in overrides.items() if k in form.by_link}}
@@ -87,9 +89,14 @@ def make_summary(name: str = "Ada Example", text: str = "none") -> Summary:
 
 
 ATTACHMENTS = [
-    PdfAttachment("QuestionnaireResponse-stress.json", b'{"resourceType":"QuestionnaireResponse","id":"qr-1"}',
-                  "FHIR R4 QuestionnaireResponse/qr-1"),
-    PdfAttachment("extract-stress.json", b'{"resourceType":"Bundle","type":"transaction"}', "FHIR R4 transaction Bundle"),
+    PdfAttachment(
+        "QuestionnaireResponse-stress.json",
+        b'{"resourceType":"QuestionnaireResponse","id":"qr-1"}',
+        "FHIR R4 QuestionnaireResponse/qr-1",
+    ),
+    PdfAttachment(
+        "extract-stress.json", b'{"resourceType":"Bundle","type":"transaction"}', "FHIR R4 transaction Bundle"
+    ),
 ]
 
 
@@ -122,7 +129,11 @@ def test_flags_first_scores_and_the_disclaimer(pdf: bytes, summary: Summary) -> 
         assert " ".join(flag["message"].split())[:60] in text
     assert summary.flags[0]["tier"] == "emergency"
     first_score = " ".join(summary.scores[0].score["title"].split())[:30]
-    assert text.index("Red flags") < text.index(" ".join(summary.flags[0]["message"].split())[:40]) < text.index(first_score)
+    assert (
+        text.index("Red flags")
+        < text.index(" ".join(summary.flags[0]["message"].split())[:40])
+        < text.index(first_score)
+    )
     for row in summary.scores:
         assert " ".join(row.score["title"].split())[:30] in text
         assert row.value_text in text

@@ -94,7 +94,9 @@ class _Anchoring:
     pid_anchored: int = 0
 
 
-def use_key(factories: Iterable[sessionmaker[Session]], key: AuditKey, anchor_every: int, unkeyed_rows: int = 0) -> None:
+def use_key(
+    factories: Iterable[sessionmaker[Session]], key: AuditKey, anchor_every: int, unkeyed_rows: int = 0
+) -> None:
     """Give the sessions these factories make (one app's) the audit key, and log anchors after
     their commits. `unkeyed_rows`: how many rows were written before the chain was keyed (set
     outside the database, so rewriting keyed rows as unkeyed ones cannot pass for history)."""

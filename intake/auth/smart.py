@@ -220,7 +220,9 @@ def token_url(base_url: str) -> str:
     return base_url.rstrip("/") + "/auth/token"
 
 
-def issue_token(session: Session, form: dict[str, str], *, token_url: str, secret: str, now: datetime) -> dict[str, Any]:
+def issue_token(
+    session: Session, form: dict[str, str], *, token_url: str, secret: str, now: datetime
+) -> dict[str, Any]:
     """Check a client-credentials request and return the token response (or raise TokenError)."""
     if form.get("grant_type") != "client_credentials":
         raise TokenError("unsupported_grant_type", "grant_type must be client_credentials")
@@ -289,7 +291,9 @@ def _numeric_date(value: Any) -> bool:
             and 0 <= value <= MAX_NUMERIC_DATE)
 
 
-def _verified(assertion: str, header: dict[str, Any], jwks: str, name: str, token_url: str, now: datetime) -> dict[str, Any]:
+def _verified(
+    assertion: str, header: dict[str, Any], jwks: str, name: str, token_url: str, now: datetime
+) -> dict[str, Any]:
     """The claims once the signature of one of the client's keys of the header's algorithm matches
     and `aud`, `iss`, `exp`, `nbf` and `iat` hold; TokenError otherwise."""
     key_type = "RSA" if header["alg"].startswith("RS") else "EC"

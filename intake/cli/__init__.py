@@ -152,7 +152,11 @@ def invite(name: str | None, birth_date: str | None, patient_id: str | None, app
         _fail("give --name and --birth-date for a new patient, or --patient ID for an existing one")
     born = _parse_date(birth_date, "--birth-date") if birth_date else date.min
     when = _parse_datetime(appointment) if appointment else None
-    keys = [k.strip() for k in questionnaires.split(",")] if questionnaires else current_app.config["INTAKE_QUESTIONNAIRES"]
+    keys = (
+        [k.strip() for k in questionnaires.split(",")]
+        if questionnaires
+        else current_app.config["INTAKE_QUESTIONNAIRES"]
+    )
     try:
         link = create_invite(name or "", born, when, keys, patient_id, mrn)
     except workflow.WorkflowError as exc:

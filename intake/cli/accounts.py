@@ -22,7 +22,9 @@ from intake.storage.db import session_scope
 from intake.storage.models import ROLES, utcnow
 
 user_cli = AppGroup("user", help="Staff accounts: add, list, disable, enable, reset, totp.")
-audit_cli = AppGroup("audit", help="The audit log: verify the hash chain and its anchors, anchor the head, export AuditEvents.")
+audit_cli = AppGroup(
+    "audit", help="The audit log: verify the hash chain and its anchors, anchor the head, export AuditEvents."
+)
 
 
 def _fail(message: str) -> None:
@@ -59,7 +61,9 @@ def list_users() -> None:
     with _sessions() as session:
         for user in account_store.list_users(session):
             state = "disabled" if user.disabled_at else "active"
-            click.echo(f"{user.username}\t{user.role}\t{'totp' if user.totp_secret else '-'}\t{state}\t{user.display_name}")
+            click.echo(
+                f"{user.username}\t{user.role}\t{'totp' if user.totp_secret else '-'}\t{state}\t{user.display_name}"
+            )
 
 
 def _change(username: str, action: str, change) -> None:  # type: ignore[no-untyped-def]
@@ -122,7 +126,9 @@ def verify(anchor_files: tuple[TextIO, ...]) -> None:
     for problem in result.problems:
         click.echo(f"TAMPERED: {problem}", err=True)
     if result.unkeyed:
-        click.echo(f"rows {result.unkeyed[0]}-{result.unkeyed[1]}: unkeyed SHA-256 (written before the chain was keyed)")
+        click.echo(
+            f"rows {result.unkeyed[0]}-{result.unkeyed[1]}: unkeyed SHA-256 (written before the chain was keyed)"
+        )
     if result.keyed:
         click.echo(f"rows {result.keyed[0]}-{result.keyed[1]}: keyed (HMAC-SHA256, key {result.key_id})")
     if anchor_files:

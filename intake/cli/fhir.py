@@ -52,7 +52,9 @@ def api_client_command(name: str, jwks_path: Path | None, scopes: tuple[str, ...
             return
         allowed = client.scopes
         audit.record_cli(session, "create", f"ApiClient/{name}")
-    click.echo(f"client {name}: {allowed}; token endpoint {current_app.config['INTAKE_BASE_URL'].rstrip('/')}/auth/token")
+    click.echo(
+        f"client {name}: {allowed}; token endpoint {current_app.config['INTAKE_BASE_URL'].rstrip('/')}/auth/token"
+    )
 
 
 @click.command("publish")
@@ -149,9 +151,13 @@ def export_command(intake_id: str | None, everything: bool, since: str | None, o
         except ValueError as exc:
             _fail(str(exc))
             return
-        counts = intake.fhir.bulk_export.write_ndjson(app, output, types=list(intake.fhir.bulk_export.SYSTEM_TYPES), since=since_at)  # type: ignore[arg-type]
+        counts = intake.fhir.bulk_export.write_ndjson(
+            app, output, types=list(intake.fhir.bulk_export.SYSTEM_TYPES), since=since_at
+        )  # type: ignore[arg-type]
         with session_scope(app.extensions["intake.sessions"]) as session:
-            audit.record_cli(session, "export", detail={"scope": "system", "since": since or "", "output": str(output)[:200]})
+            audit.record_cli(
+                session, "export", detail={"scope": "system", "since": since or "", "output": str(output)[:200]}
+            )
         click.echo(", ".join(f"{t}: {n}" for t, n in counts.items() if n) or "nothing to export")
         return
     with session_scope(app.extensions["intake.sessions"]) as session:

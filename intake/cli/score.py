@@ -154,7 +154,9 @@ def _located(issue: Issue, where: str) -> dict[str, Any]:
     if where == "QuestionnaireResponse":
         return out
     out["diagnostics"] = f"{where}: {out['diagnostics']}"
-    out["expression"] = [e.replace("QuestionnaireResponse.", f"{where}.", 1) for e in out.get("expression", [])] or [where]
+    out["expression"] = [e.replace("QuestionnaireResponse.", f"{where}.", 1) for e in out.get("expression", [])] or [
+        where
+    ]
     return out
 
 

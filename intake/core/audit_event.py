@@ -60,9 +60,18 @@ def audit_event(row: Mapping[str, Any]) -> dict[str, Any]:
     event_type, subtype, action = CODES[row["action"]]
     at: datetime = row["at"]
     agent: dict[str, Any] = {
-        "type": {"coding": [{"system": PARTICIPATION, "code": "IRCP" if row["action"] in ("read", "pdf", "search", "export") else "AUT"}]},
-        "who": {"identifier": {"system": SID + row["actor_kind"], "value": row["actor"] or "anonymous"},
-                "display": f"{row['actor_kind']} {row['actor']}".strip()},
+        "type": {
+            "coding": [
+                {
+                    "system": PARTICIPATION,
+                    "code": "IRCP" if row["action"] in ("read", "pdf", "search", "export") else "AUT",
+                }
+            ]
+        },
+        "who": {
+            "identifier": {"system": SID + row["actor_kind"], "value": row["actor"] or "anonymous"},
+            "display": f"{row['actor_kind']} {row['actor']}".strip(),
+        },
         "requestor": True,
     }
     if row["source"]:

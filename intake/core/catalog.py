@@ -121,7 +121,9 @@ def build_catalog(forms: list[Form], archived: list[Form] | None = None) -> Cata
             if owner.url != form.url:
                 raise CatalogError(f"{form.source}: score id {score_id!r} is already defined in {owner.source}")
         if form.canonical in by_canonical:
-            raise CatalogError(f"{form.source}: {form.canonical} is already loaded from {by_canonical[form.canonical].source}")
+            raise CatalogError(
+                f"{form.source}: {form.canonical} is already loaded from {by_canonical[form.canonical].source}"
+            )
         by_canonical[form.canonical] = form
     for form in forms:
         by_url[form.url] = form

@@ -43,6 +43,10 @@ def display_answer(item: Item, values: list[dict[str, Any]], *, yes_no: tuple[st
 def _option_coding(item: Item, coding: dict[str, Any]) -> dict[str, Any] | None:
     for option in item.options:
         candidate = option.get("valueCoding")
-        if candidate and candidate.get("code") == coding.get("code") and candidate.get("system") == coding.get("system"):
+        if (
+            candidate
+            and candidate.get("code") == coding.get("code")
+            and candidate.get("system") == coding.get("system")
+        ):
             return candidate
     return None

@@ -162,7 +162,9 @@ def observations(result: Mapping[str, Any], *, intake_id: str, patient_id: str, 
             text = label
             if score.get("bandValidated") is False and "not a validated" not in label:
                 text = f"{label} (conventional band, not a validated cut-off)"
-            observation["interpretation"] = [{"coding": [{"system": BAND_CODES, "code": str(score["band"]), "display": label}], "text": text}]
+            observation["interpretation"] = [
+                {"coding": [{"system": BAND_CODES, "code": str(score["band"]), "display": label}], "text": text}
+            ]
         notes = [_source_note(score)]
         if score.get("missing"):
             notes.append(f"Missing answers: {', '.join(score['missing'])}")
@@ -236,7 +238,10 @@ def document_reference(*, intake_id: str, patient_id: str, created: datetime, si
         "identifier": [_identifier(DOCUMENT_SYSTEM, intake_id)],
         "status": "current",
         "docStatus": "final",
-        "type": {"coding": [{"system": DOCUMENT_CODES, "code": "screening-summary"}], "text": "Pre-appointment screening summary"},
+        "type": {
+            "coding": [{"system": DOCUMENT_CODES, "code": "screening-summary"}],
+            "text": "Pre-appointment screening summary",
+        },
         "subject": {"reference": f"Patient/{patient_id}"},
         "date": instant(created),
         "description": "Screening aid, not a diagnosis: pre-appointment intake summary for the clinician.",

@@ -27,8 +27,20 @@ CHOICE_SHADOW = re.compile(r"^_value[A-Z][A-Za-z]*$")  # `_valueDate`: the shado
 
 MODELS: dict[str, type] = {
     model.__name__: model
-    for model in (AuditEvent, Bundle, CapabilityStatement, DocumentReference, Flag, Group, Observation, OperationOutcome, Patient,
-                  Provenance, Questionnaire, QuestionnaireResponse)
+    for model in (
+        AuditEvent,
+        Bundle,
+        CapabilityStatement,
+        DocumentReference,
+        Flag,
+        Group,
+        Observation,
+        OperationOutcome,
+        Patient,
+        Provenance,
+        Questionnaire,
+        QuestionnaireResponse,
+    )
 }
 
 __all__ = [
@@ -99,7 +111,9 @@ def _without_choice_shadows(node: Any, path: str, shadows: list[tuple[str, Any]]
     SDC writes a value given by an expression (`"_valueDate": {"extension": [cqf-expression]}`).
     """
     if isinstance(node, list):
-        return [_without_choice_shadows(entry, f"{path}.{n}" if path else str(n), shadows) for n, entry in enumerate(node)]
+        return [
+            _without_choice_shadows(entry, f"{path}.{n}" if path else str(n), shadows) for n, entry in enumerate(node)
+        ]
     if not isinstance(node, dict):
         return node
     out = {}

@@ -326,7 +326,13 @@ def _bind_index(expression: str, variables: dict[str, Any]) -> tuple[str, dict[s
     for name, source, links, kind in lookups:
         if source in indexes:
             index = indexes[source]
-            value = index.nodes(links) if kind == "items" else index.weights(links) if kind == "weights" else index.values(links)
+            value = (
+                index.nodes(links)
+                if kind == "items"
+                else index.weights(links)
+                if kind == "weights"
+                else index.values(links)
+            )
             if value is None:
                 return expression, variables  # values that are not plain: evaluate as written
             binding[name] = value

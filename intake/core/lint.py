@@ -134,7 +134,14 @@ def _expression_issues(element: dict[str, Any], link_id: str | None) -> list[Lin
                 continue
             language = val.get("language")
             if language != "text/fhirpath":
-                out.append(LintIssue("error", link_id, f"{url.rsplit('/', 1)[-1]}: expression language {language!r} is not supported (only text/fhirpath)"))
+                out.append(
+                    LintIssue(
+                        "error",
+                        link_id,
+                        f"{url.rsplit('/', 1)[-1]}: expression language {language!r} is not supported "
+                        "(only text/fhirpath)",
+                    )
+                )
                 continue
             reason = check_syntax(val.get("expression") or "")
             if reason:
@@ -223,7 +230,11 @@ def _one_item(
             if not any(k.startswith(("value", "_value")) for k in extension):
                 # Ignored by the engine. (Not an error: `localize` drops `_value[x]` shadows, so a
                 # localized copy of a limit given by an expression has no value left.)
-                out.append(LintIssue("warning", link_id, f"{name} has neither a value nor a cqf-expression giving one: ignored"))
+                out.append(
+                    LintIssue(
+                        "warning", link_id, f"{name} has neither a value nor a cqf-expression giving one: ignored"
+                    )
+                )
                 continue
             out += [LintIssue("error", link_id, f"{name} {m}") for m in _limit_problems(extension, kind or "")]
     if kind != "group" and ext.find(item, ext.CONSTRAINT):
@@ -236,7 +247,9 @@ def _one_item(
             error(f"regex {pattern!r} does not compile: {exc}")
     control = ext.item_control(item)
     if control and control not in ext.ITEM_CONTROLS:
-        out.append(LintIssue("warning", link_id, f"itemControl {control!r} is not supported; the default control is used"))
+        out.append(
+            LintIssue("warning", link_id, f"itemControl {control!r} is not supported; the default control is used")
+        )
 
     if ext.value(item, ext.SCORED):
         if kind in ("choice", "open-choice"):
@@ -249,7 +262,13 @@ def _one_item(
     out += _expression_issues(item, link_id)
     out += _enable_when_issues(item, index, position, by_link)
     if ext.expression(item, ext.CALCULATED_EXPRESSION) and not item.get("readOnly"):
-        out.append(LintIssue("warning", link_id, "has a calculatedExpression but is not readOnly: the calculated value overwrites the patient's"))
+        out.append(
+            LintIssue(
+                "warning",
+                link_id,
+                "has a calculatedExpression but is not readOnly: the calculated value overwrites the patient's",
+            )
+        )
     return out
 
 
@@ -263,7 +282,9 @@ def _limit_problems(extension: dict[str, Any], kind: str) -> list[str]:
     keys = [k for k in extension if k.startswith("value")]
     shadows = [k for k in extension if k.startswith("_value")]
     allowed = MIN_MAX_TYPES_FOR.get(kind, set())
-    problems = [f"{k} does not fit a {kind} item" for k in dict.fromkeys(keys + [s[1:] for s in shadows]) if k not in allowed]
+    problems = [
+        f"{k} does not fit a {kind} item" for k in dict.fromkeys(keys + [s[1:] for s in shadows]) if k not in allowed
+    ]
     dynamic = ext.shadow_expression(extension)
     if dynamic is None:
         if not keys:
@@ -283,7 +304,9 @@ def _limit_problems(extension: dict[str, Any], kind: str) -> list[str]:
     return problems
 
 
-def _constraint_issues(resource: dict[str, Any], items: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[LintIssue]:
+def _constraint_issues(
+    resource: dict[str, Any], items: list[tuple[dict[str, Any], dict[str, Any] | None]]
+) -> list[LintIssue]:
     """questionnaire-constraint (R4 core): a unique key, severity error|warning, an expression that
     parses, the `human` text, and `location`s that are linkIds of this Questionnaire."""
     by_link = {item.get("linkId") for item, _ in items if item.get("linkId")}
@@ -296,7 +319,9 @@ def _constraint_issues(resource: dict[str, Any], items: list[tuple[dict[str, Any
     return out
 
 
-def _one_constraint(extension: dict[str, Any], link_id: str | None, by_link: set[Any], keys: set[str]) -> list[LintIssue]:
+def _one_constraint(
+    extension: dict[str, Any], link_id: str | None, by_link: set[Any], keys: set[str]
+) -> list[LintIssue]:
     parts: dict[str, list[dict[str, Any]]] = {}
     for sub in extension.get("extension") or []:
         parts.setdefault(str(sub.get("url")), []).append(sub)
@@ -354,20 +379,33 @@ def _enable_when_issues(
     out: list[LintIssue] = []
     conditions = item.get("enableWhen") or []
     if len(conditions) > 1 and not item.get("enableBehavior"):
-        out.append(LintIssue("error", link_id, f"has {len(conditions)} enableWhen conditions but no enableBehavior (que-12)"))
+        out.append(
+            LintIssue("error", link_id, f"has {len(conditions)} enableWhen conditions but no enableBehavior (que-12)")
+        )
     for n, cond in enumerate(conditions):
         label = f"enableWhen #{n + 1}"
         question = cond.get("question")
         operator = cond.get("operator")
         answer_keys = [k for k in cond if k.startswith("answer")]
         if question not in by_link:
-            out.append(LintIssue("error", link_id, f"{label} refers to '{question}', which is not an item of this Questionnaire"))
+            out.append(
+                LintIssue(
+                    "error", link_id, f"{label} refers to '{question}', which is not an item of this Questionnaire"
+                )
+            )
             continue
         if question == link_id or question in _descendants(item):
             out.append(LintIssue("error", link_id, f"{label} refers to the item itself or one of its children"))
             continue
         if position[question] >= index:
-            out.append(LintIssue("error", link_id, f"{label} refers to '{question}', which comes after it: a condition must depend on an earlier answer"))
+            out.append(
+                LintIssue(
+                    "error",
+                    link_id,
+                    f"{label} refers to '{question}', which comes after it: "
+                    "a condition must depend on an earlier answer",
+                )
+            )
         target_type = by_link[question].get("type")
         if operator not in OPERATORS:
             out.append(LintIssue("error", link_id, f"{label} has unknown operator {operator!r}"))
@@ -382,7 +420,9 @@ def _enable_when_issues(
             continue
         allowed = ANSWER_TYPES_FOR.get(target_type or "", set())
         if key not in allowed:
-            out.append(LintIssue("error", link_id, f"{label}: {key} can never match '{question}' of type {target_type}"))
+            out.append(
+                LintIssue("error", link_id, f"{label}: {key} can never match '{question}' of type {target_type}")
+            )
         elif operator in ORDERED_OPERATORS and key in ("answerBoolean", "answerCoding"):
             out.append(LintIssue("error", link_id, f"{label}: operator {operator!r} cannot order {key}"))
     return out
@@ -398,7 +438,9 @@ RULE_URLS = {
 TIERS = {"emergency", "urgent", "review"}
 
 
-def _rule_issues(resource: dict[str, Any], items: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> list[LintIssue]:
+def _rule_issues(
+    resource: dict[str, Any], items: list[tuple[dict[str, Any], dict[str, Any] | None]]
+) -> list[LintIssue]:
     """Scores name a calculated item and answerable items; rules parse and point at real items."""
     by_link = {item.get("linkId"): item for item, _ in items if item.get("linkId")}
     out: list[LintIssue] = []
@@ -412,10 +454,18 @@ def _rule_issues(resource: dict[str, Any], items: list[tuple[dict[str, Any], dic
             holder = (subs.get("item") or [None])[0]
             target = by_link.get(holder)
             if target is None or not ext.expression(target, ext.CALCULATED_EXPRESSION):
-                out.append(LintIssue("error", link_id, f"score {score_id!r}: item {holder!r} is not a calculated item of this Questionnaire"))
+                out.append(
+                    LintIssue(
+                        "error",
+                        link_id,
+                        f"score {score_id!r}: item {holder!r} is not a calculated item of this Questionnaire",
+                    )
+                )
             for needed in subs.get("requires") or []:
                 if needed not in by_link:
-                    out.append(LintIssue("error", link_id, f"score {score_id!r} requires {needed!r}, which is not an item"))
+                    out.append(
+                        LintIssue("error", link_id, f"score {score_id!r} requires {needed!r}, which is not an item")
+                    )
             for band in subs.get("band") or []:
                 b = ext.sub_values(band)
                 if not b.get("code"):
@@ -440,5 +490,7 @@ def _rule_issues(resource: dict[str, Any], items: list[tuple[dict[str, Any], dic
                 out.append(LintIssue("error", None, f"{where}: tier must be one of {sorted(TIERS)}"))
             for link in subs.get("because") or []:
                 if kind != "crossDomainNote" and link not in by_link:  # notes may cite other domains
-                    out.append(LintIssue("error", None, f"{where}: because {link!r} is not an item of this Questionnaire"))
+                    out.append(
+                        LintIssue("error", None, f"{where}: because {link!r} is not an item of this Questionnaire")
+                    )
     return out

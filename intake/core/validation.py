@@ -327,10 +327,14 @@ def _constraint_issues(form: Form, response: dict[str, Any], birth_date: Any) ->
         where = next(iter(constraint.locations), constraint.context)
         rule = f"constraint:{constraint.key}"
         if holds is None:
-            issues.append(Issue("warning", "exception", where, f"constraint '{constraint.key}' could not be evaluated", rule))
+            issues.append(
+                Issue("warning", "exception", where, f"constraint '{constraint.key}' could not be evaluated", rule)
+            )
         elif not holds:
             severity = "error" if constraint.severity == "error" else "warning"
-            issues.append(Issue(severity, "invariant", where, f"{constraint.human} (constraint '{constraint.key}')", rule))
+            issues.append(
+                Issue(severity, "invariant", where, f"{constraint.human} (constraint '{constraint.key}')", rule)
+            )
     return issues
 
 
@@ -410,7 +414,9 @@ def _tree_issues(form: Form, nodes: list[dict[str, Any]], allowed: list[Item], p
             continue
         if link_id not in order:
             where = f"under '{parent}'" if parent else "at the top level"
-            issues.append(Issue("error", "structure", link_id, f"item is {where}, which is not where the Questionnaire has it"))
+            issues.append(
+                Issue("error", "structure", link_id, f"item is {where}, which is not where the Questionnaire has it")
+            )
             continue
         if link_id in seen:
             issues.append(Issue("error", "structure", link_id, "item appears more than once"))
@@ -430,7 +436,9 @@ def _tree_issues(form: Form, nodes: list[dict[str, Any]], allowed: list[Item], p
         if node.get("item"):
             issues.append(Issue("error", "structure", link_id, "children of a question go under answer.item"))
         if len(answers) > 1 and not item.repeats:
-            issues.append(Issue("error", "structure", link_id, "more than one answer to a question that does not repeat"))
+            issues.append(
+                Issue("error", "structure", link_id, "more than one answer to a question that does not repeat")
+            )
         for answer in answers:
             issues += _answer_issues(item, answer, context)
             if answer.get("item"):
@@ -532,7 +540,9 @@ def _enablement_issues(form: Form, answers: dict[str, list[dict[str, Any]]], str
     kept, enabled = compute(form, answers)
     for link_id in answers:
         if link_id in form.by_link and link_id not in enabled:
-            issues.append(Issue("error", "business-rule", link_id, "is answered but not enabled by the earlier answers"))
+            issues.append(
+                Issue("error", "business-rule", link_id, "is answered but not enabled by the earlier answers")
+            )
     severity = "error" if strict else "warning"
     for item in form.walk():
         if not item.required or item.link_id not in enabled or item.read_only:

@@ -67,7 +67,9 @@ def run_job(app: Flask, *, job_id: str) -> None:
         def progress(done: int) -> bool:
             """Record progress; False when the job was cancelled meanwhile."""
             with session_scope(sessions) as session:
-                return fhir_store.update_export(session, job_id, progress=f"{done} of {len(types)} resource types written")
+                return fhir_store.update_export(
+                    session, job_id, progress=f"{done} of {len(types)} resource types written"
+                )
 
         counts = write_ndjson(app, folder, types=types, since=since, until=until, members=members,
                               cancelled=lambda: _cancelled(app, job_id), progress=progress)
@@ -166,7 +168,9 @@ def manifest(job: Any, file_url: str) -> dict[str, Any]:
         "transactionTime": job.transaction_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "request": job.request_url,
         "requiresAccessToken": True,
-        "output": [{"type": o["type"], "url": f"{file_url}/{o['file']}", "count": o["count"]} for o in job.output or []],
+        "output": [
+            {"type": o["type"], "url": f"{file_url}/{o['file']}", "count": o["count"]} for o in job.output or []
+        ],
         "error": [],
     }
 

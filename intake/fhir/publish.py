@@ -40,7 +40,9 @@ def _checked(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _identifier_tokens(resource: Mapping[str, Any]) -> list[Token]:
-    return [("identifier", i.get("system"), str(i["value"])) for i in resource.get("identifier") or [] if i.get("value")]
+    return [
+        ("identifier", i.get("system"), str(i["value"])) for i in resource.get("identifier") or [] if i.get("value")
+    ]
 
 
 def _instant(text: str) -> datetime:
@@ -186,7 +188,9 @@ def extract_bundle(session: Session, intake_id: str, *, response_id: str | None 
     chosen: list[dict[str, Any]] = [json.loads(patient.resource_json)] if patient else []
     wanted_questionnaire = None
     for resource in resources:
-        if resource["resourceType"] == "QuestionnaireResponse" and (response_id is None or resource["id"] == response_id):
+        if resource["resourceType"] == "QuestionnaireResponse" and (
+            response_id is None or resource["id"] == response_id
+        ):
             chosen.append(resource)
             wanted_questionnaire = resource["questionnaire"] if response_id else None
     if response_id is not None and wanted_questionnaire is None:
@@ -204,9 +208,14 @@ def extract_bundle(session: Session, intake_id: str, *, response_id: str | None 
         elif kind == "DocumentReference" and include_document:
             document = fhir_store.get_document(session, intake_id)
             if document is not None:
-                inline = document_resource(intake_id=intake_id, patient_id=intake.patient_id, document=document,
-                                           responses=[r["id"] for r in resources if r["resourceType"] == "QuestionnaireResponse"],
-                                           url=None, inline=True)
+                inline = document_resource(
+                    intake_id=intake_id,
+                    patient_id=intake.patient_id,
+                    document=document,
+                    responses=[r["id"] for r in resources if r["resourceType"] == "QuestionnaireResponse"],
+                    url=None,
+                    inline=True,
+                )
                 chosen.append(_checked(inline))
     present = {f"{r['resourceType']}/{r['id']}" for r in chosen}
     for resource in chosen:  # the PDF covers the whole intake; a one-response Bundle links what it holds
@@ -260,7 +269,9 @@ def questionnaires(loaded: Any) -> dict[str, tuple[str, str]]:
 # --- Groups (cohorts for Group-level bulk export) ----------------------------------------------------
 
 
-def publish_group(session: Session, *, group_id: str, name: str, patient_ids: list[str], now: datetime) -> StoredResource:
+def publish_group(
+    session: Session, *, group_id: str, name: str, patient_ids: list[str], now: datetime
+) -> StoredResource:
     """A Group of patients (type person, actual): what `Group/{id}/$export` exports."""
     resource = _checked({
         "resourceType": "Group",

@@ -44,7 +44,9 @@ SEARCH_PARAMETERS: dict[str, dict[str, Parameter]] = {
         "subject": Parameter("reference", "The subject of the responses (a Patient)", "patient"),
         "status": Parameter("token", "in-progress | completed | amended | entered-in-error | stopped", "status"),
         "authored": Parameter("date", "When the responses were authored", "date"),
-        "questionnaire": Parameter("reference", "The questionnaire answered (canonical url or url|version)", "questionnaire"),
+        "questionnaire": Parameter(
+            "reference", "The questionnaire answered (canonical url or url|version)", "questionnaire"
+        ),
         "identifier": Parameter("token", "The response's business identifier", "identifier"),
     },
     "Patient": {
@@ -171,7 +173,9 @@ def date_range(raw: str, name: str) -> tuple[str, datetime, datetime]:
         return g["prefix"] or "eq", start.astimezone(UTC), end.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         # The range of `9999`, `9999-12-31` or `0001-01-01T00:00+05:00` runs past what a datetime holds.
-        raise SearchError(f"{name}: {raw!r} is out of range; dates from {FIRST_DAY} to {LAST_DAY} can be searched") from exc
+        raise SearchError(
+            f"{name}: {raw!r} is out of range; dates from {FIRST_DAY} to {LAST_DAY} can be searched"
+        ) from exc
 
 
 def _date_alternative(column: str, raw: str, name: str) -> list[list[Test]]:
@@ -244,7 +248,9 @@ def _condition(parameter: Parameter, name: str, modifier: str, values: list[str]
             if modifier == "exact":
                 alternatives.append([TokenTest(f"{parameter.target}:exact", value)])
             else:
-                alternatives.append([TokenTest(parameter.target, fold(value), match="contains" if modifier else "prefix")])
+                alternatives.append(
+                    [TokenTest(parameter.target, fold(value), match="contains" if modifier else "prefix")]
+                )
         elif parameter.target in ("id", "status"):
             system, code = _split_token(value)
             if system:

@@ -46,7 +46,9 @@ def make_celery(jobs: Jobs) -> Celery:
         accept_content=["json"],
         task_default_queue="intake",
         timezone="UTC",
-        beat_schedule={"outbox-dispatch": {"task": "intake.dispatch", "schedule": float(config["INTAKE_OUTBOX_POLL_SECONDS"])}},
+        beat_schedule={
+            "outbox-dispatch": {"task": "intake.dispatch", "schedule": float(config["INTAKE_OUTBOX_POLL_SECONDS"])}
+        },
         beat_schedule_filename=str(jobs.app.instance_path) + "/celerybeat-schedule",
     )
 

@@ -35,8 +35,12 @@ def add_user(session: Session, *, username: str, display_name: str, role: str, p
 
 def end_sessions_of(session: Session, user_id: int, *, now: datetime) -> int:
     """End every open session of a user (disable, password reset): their cookies stop working."""
-    result = session.execute(update(StaffSession).where(StaffSession.user_id == user_id, StaffSession.ended_at.is_(None))
-                             .values(ended_at=now), execution_options={"synchronize_session": False})
+    result = session.execute(
+        update(StaffSession)
+        .where(StaffSession.user_id == user_id, StaffSession.ended_at.is_(None))
+        .values(ended_at=now),
+        execution_options={"synchronize_session": False},
+    )
     return int(getattr(result, "rowcount", 0))
 
 

@@ -126,7 +126,9 @@ def put_resource(
     if existing is not None:
         old = _without_meta(existing.resource_json)
         if old == canonical_json(body):
-            return StoredResource(rtype, rid, existing.version_id, existing.last_updated, existing.resource_json, existing.seq)
+            return StoredResource(
+                rtype, rid, existing.version_id, existing.last_updated, existing.resource_json, existing.seq
+            )
     version = 1 if existing is None else existing.version_id + 1
     meta = dict(resource.get("meta") or {})
     meta.update({"versionId": str(version), "lastUpdated": fhir_instant(now)})
@@ -161,7 +163,9 @@ _READ = select(FhirResource.seq, FhirResource.resource_type, FhirResource.resour
 
 
 def _stored(row: Any) -> StoredResource:
-    return StoredResource(row.resource_type, row.resource_id, row.version_id, row.last_updated, row.resource_json, row.seq)
+    return StoredResource(
+        row.resource_type, row.resource_id, row.version_id, row.last_updated, row.resource_json, row.seq
+    )
 
 
 # Built once: a FHIR read runs this on every request, and building a select() costs more than
@@ -221,7 +225,9 @@ def _where(criteria: Criteria) -> list[ColumnElement[bool]]:
     return clauses
 
 
-def search(session: Session, criteria: Criteria, *, after_seq: int | None, count: int) -> tuple[list[StoredResource], int, bool]:
+def search(
+    session: Session, criteria: Criteria, *, after_seq: int | None, count: int
+) -> tuple[list[StoredResource], int, bool]:
     """One page of matches in store order after `after_seq`: (rows, total matches, more pages?)."""
     clauses = _where(criteria)
     total = session.execute(select(func.count()).select_from(FhirResource).where(*clauses)).scalar_one()
@@ -246,7 +252,9 @@ def stream(session: Session, resource_type: str, *, since: datetime | None, unti
             query = query.where(FhirResource.resource_id.in_(patient_ids))
         else:
             query = query.where(FhirResource.patient_id.in_(patient_ids))
-    result = session.execute(query.order_by(FhirResource.seq), execution_options={"stream_results": True, "yield_per": batch})
+    result = session.execute(
+        query.order_by(FhirResource.seq), execution_options={"stream_results": True, "yield_per": batch}
+    )
     try:
         for partition in result.partitions():
             for row in partition:
@@ -347,7 +355,9 @@ def add_api_client(session: Session, *, name: str, jwks: str, scopes: str, now: 
 
 
 def active_api_client(session: Session, name: str) -> ApiClient | None:
-    return session.scalars(select(ApiClient).where(ApiClient.name == name, ApiClient.revoked_at.is_(None))).one_or_none()
+    return session.scalars(
+        select(ApiClient).where(ApiClient.name == name, ApiClient.revoked_at.is_(None))
+    ).one_or_none()
 
 
 def revoke_api_client(session: Session, name: str, *, now: datetime) -> int:

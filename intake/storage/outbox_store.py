@@ -114,7 +114,9 @@ def redrive(session: Session, row_ids: Iterable[int] | None, *, now: datetime) -
     return result.rowcount
 
 
-def rows(session: Session, *, states: Sequence[str] = (), subject: str | None = None, limit: int = 500) -> list[OutboxRecord]:
+def rows(
+    session: Session, *, states: Sequence[str] = (), subject: str | None = None, limit: int = 500
+) -> list[OutboxRecord]:
     """Rows newest first, optionally of some states or one subject (admin page, CLI, tests)."""
     query = select(OutboxRecord).order_by(OutboxRecord.id.desc()).limit(limit)
     if states:

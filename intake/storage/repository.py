@@ -382,7 +382,9 @@ def save_draft_if_unchanged(
     """
     require_aware(now, "now")
     connection = session.connection()
-    touched = connection.execute(_TOUCH_OPEN_INTAKE, {"intake_id": intake_id, "page": page, "updated_at": now}).one_or_none()
+    touched = connection.execute(
+        _TOUCH_OPEN_INTAKE, {"intake_id": intake_id, "page": page, "updated_at": now}
+    ).one_or_none()
     if touched is None:
         if get_intake(session, intake_id) is None:
             raise IntakeNotFound(intake_id)
@@ -399,7 +401,12 @@ def save_draft_if_unchanged(
         except IntegrityError as exc:  # another request inserted this questionnaire's record first
             raise StaleResponse(intake_id) from exc
     else:
-        result = cast(CursorResult[Any], connection.execute(_UPDATE_RECORD_IF_VERSION, {**values, "owner_intake_id": intake_id, "expected": base.version_id}))
+        result = cast(
+            CursorResult[Any],
+            connection.execute(
+                _UPDATE_RECORD_IF_VERSION, {**values, "owner_intake_id": intake_id, "expected": base.version_id}
+            ),
+        )
         if result.rowcount != 1:
             raise StaleResponse(intake_id)
     for model, key in ((Intake, intake_id), (ResponseRecord, record_id)):
@@ -760,7 +767,9 @@ def get_scoring(session: Session, intake_id: str) -> ScoringResult | None:
     return session.get(ScoringResult, intake_id)
 
 
-def patient_history(session: Session, patient_id: str, *, before: datetime | None) -> list[tuple[datetime, dict[str, Any]]]:
+def patient_history(
+    session: Session, patient_id: str, *, before: datetime | None
+) -> list[tuple[datetime, dict[str, Any]]]:
     """(completed_at, result) of the patient's scored intakes completed before `before`, oldest first."""
     query = (
         select(Intake.completed_at, ScoringResult.result_json)
@@ -778,7 +787,9 @@ def flags_of_intake(session: Session, intake_id: str) -> list[FlagRecord]:
     return list(session.scalars(select(FlagRecord).where(FlagRecord.intake_id == intake_id).order_by(FlagRecord.id)))
 
 
-def list_flags(session: Session, *, tiers: tuple[str, ...] = NOTIFIED_TIERS, limit: int = 200) -> list[tuple[FlagRecord, str]]:
+def list_flags(
+    session: Session, *, tiers: tuple[str, ...] = NOTIFIED_TIERS, limit: int = 200
+) -> list[tuple[FlagRecord, str]]:
     """Raised flags of the given tiers with the patient's name, newest first."""
     rows = session.execute(
         select(FlagRecord, Patient.name)

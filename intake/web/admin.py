@@ -133,7 +133,9 @@ def _clients_page(form: ClientForm, error: str | None = None, status: int = 200)
 
     with readers() as db:
         clients = list(db.scalars(select(ApiClient).order_by(ApiClient.name)))
-    return render_template("staff/admin_clients.html", clients=clients, form=form, error=error, action=FlaskForm()), status
+    return render_template(
+        "staff/admin_clients.html", clients=clients, form=form, error=error, action=FlaskForm()
+    ), status
 
 
 @bp.get("/clients")
@@ -150,7 +152,9 @@ def add_client() -> Any:
         return _clients_page(form, status=400)
     try:
         with writer() as db:
-            client = smart.register_client(db, name=form.name.data, jwks_text=form.jwks.data, scopes=form.scopes.data, now=_now())
+            client = smart.register_client(
+                db, name=form.name.data, jwks_text=form.jwks.data, scopes=form.scopes.data, now=_now()
+            )
             auditing.record_change(db, "create", f"ApiClient/{client.name}", detail={"scopes": client.scopes})
     except ValueError as exc:
         return _clients_page(form, error=str(exc)[:300], status=400)
@@ -196,15 +200,20 @@ class AuditFilterForm(Form):  # type: ignore[misc]
         """The filters as `audit_log.records` takes them: days become UTC instants, `until`
         exclusive (the day after the one asked for)."""
         since, until = self.since.data, self.until.data
-        return {"action": self.action.data or None, "actor": self.actor.data or None, "entity": self.entity.data or None,
-                "since": datetime.combine(since, time.min, UTC) if since else None,
-                "until": datetime.combine(until, time.min, UTC) + timedelta(days=1)
-                if until and until < date.max else None}
+        return {
+            "action": self.action.data or None,
+            "actor": self.actor.data or None,
+            "entity": self.entity.data or None,
+            "since": datetime.combine(since, time.min, UTC) if since else None,
+            "until": datetime.combine(until, time.min, UTC) + timedelta(days=1) if until and until < date.max else None,
+        }
 
     def args(self) -> dict[str, str]:
         """The filters that are set, as query parameters (for the paging and export links)."""
         values = {name: self[name].data for name in ("action", "actor", "entity", "since", "until")}
-        return {name: value.isoformat() if isinstance(value, date) else value for name, value in values.items() if value}
+        return {
+            name: value.isoformat() if isinstance(value, date) else value for name, value in values.items() if value
+        }
 
 
 def _before(raw: str | None) -> int | None:

@@ -114,7 +114,11 @@ def register(app: Flask) -> None:
             note(actor.name)
         if action is None:
             return response
-        detail: dict[str, object] = {"method": request.method, "path": request.path[:300], "status": response.status_code}
+        detail: dict[str, object] = {
+            "method": request.method,
+            "path": request.path[:300],
+            "status": response.status_code,
+        }
         if request.query_string:
             detail["query"] = audit.query_names(request.query_string.decode("latin-1"))
         queued.put(audit.row_fields(actor=actor or current_actor(), action=action, now=datetime.now(UTC),

@@ -65,7 +65,9 @@ def smart_configuration() -> Response:
 def token() -> Response:
     if request.mimetype != "application/x-www-form-urlencoded":
         return _json({"error": "invalid_request", "error_description": "send application/x-www-form-urlencoded"}, 400)
-    form = {key: request.form.get(key, "") for key in ("grant_type", "client_assertion_type", "client_assertion", "scope")}
+    form = {
+        key: request.form.get(key, "") for key in ("grant_type", "client_assertion_type", "client_assertion", "scope")
+    }
     if any(len(value) > 16_384 for value in form.values()):
         return _json({"error": "invalid_request", "error_description": "a parameter is too long"}, 400)
     try:

@@ -97,7 +97,9 @@ def _search_error(exc: SearchError) -> Response:
 
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
-    code = {404: "not-found", 405: "not-supported", 413: "too-costly", 401: "login", 403: "forbidden"}.get(exc.code or 500, "processing")
+    code = {404: "not-found", 405: "not-supported", 413: "too-costly", 401: "login", 403: "forbidden"}.get(
+        exc.code or 500, "processing"
+    )
     return outcome(exc.code or 500, code, too_large_message() if exc.code == 413 else (exc.description or exc.name))
 
 
@@ -117,7 +119,9 @@ def _refuse_malformed() -> Response | None:
 def _check_parameters(items: list[tuple[str, str]]) -> Response | None:
     for key, value in items:
         if len(key) + len(value) > MAX_PARAMETER or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in key + value):
-            return outcome(400, "invalid", f"parameter {key[:40]!r}: control characters or over {MAX_PARAMETER} characters")
+            return outcome(
+                400, "invalid", f"parameter {key[:40]!r}: control characters or over {MAX_PARAMETER} characters"
+            )
     return None
 
 
@@ -149,7 +153,9 @@ def _authenticate() -> Response | None:
     elif not header and request.method in ("GET", "HEAD"):
         grant = _staff_grant()
     if grant is None:
-        response = outcome(401, "login", "authentication required: an access token from /auth/token (SMART Backend Services)")
+        response = outcome(
+            401, "login", "authentication required: an access token from /auth/token (SMART Backend Services)"
+        )
         response.headers["WWW-Authenticate"] = 'Bearer realm="Intake FHIR API"'
         return response
     g.grant = grant
@@ -175,7 +181,9 @@ def require_read(*resource_types: str) -> None:
     """403 unless the caller's scopes allow reading every one of `resource_types`."""
     missing = [t for t in resource_types if not grant().can_read(t)]
     if missing:
-        raise FhirError(403, "forbidden", f"the access token has no read scope for {missing[0]} (system/{missing[0]}.read)")
+        raise FhirError(
+            403, "forbidden", f"the access token has no read scope for {missing[0]} (system/{missing[0]}.read)"
+        )
 
 
 def _body() -> Any:
@@ -309,24 +317,32 @@ def capability_statement(base: str) -> dict[str, Any]:
         "publisher": "Intake",
         "kind": "instance",
         "software": {"name": "Intake"},
-        "implementation": {"description": "Intake pre-appointment screening service (a screening aid, not a diagnosis)", "url": base},
+        "implementation": {
+            "description": "Intake pre-appointment screening service (a screening aid, not a diagnosis)",
+            "url": base,
+        },
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
         # Only what is implemented: the Bulk Data server capability. SDC's form-manager role
         # (Questionnaire create/update) is not offered, so it is not claimed; $extract is listed
         # as an operation of QuestionnaireResponse instead.
         "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
-        "rest": [{
-            "mode": "server",
-            "documentation": "Search results page by an opaque _cursor in the next link; unknown parameters are refused (400).",
-            "security": {
-                "cors": False,
-                "service": [{"text": "Bearer token of an API client (flask intake api-client)"}],
-                "description": "Every interaction but metadata needs a bearer token.",
-            },
-            "resource": resources,
-            "operation": [{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}],
-        }],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": "Search results page by an opaque _cursor in the next link; "
+                "unknown parameters are refused (400).",
+                "security": {
+                    "cors": False,
+                    "service": [{"text": "Bearer token of an API client (flask intake api-client)"}],
+                    "description": "Every interaction but metadata needs a bearer token.",
+                },
+                "resource": resources,
+                "operation": [
+                    {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}
+                ],
+            }
+        ],
     }
 
 
@@ -350,14 +366,18 @@ def _search_questionnaires(args: list[tuple[str, str]]) -> tuple[list[tuple[str,
             count, after = result_parameter(name, raw, count, after)
             continue
         if name not in supported:
-            raise SearchError(f"unknown search parameter {name!r} for Questionnaire; supported: {', '.join(sorted(supported))}")
+            raise SearchError(
+                f"unknown search parameter {name!r} for Questionnaire; supported: {', '.join(sorted(supported))}"
+            )
         if modifier:
             raise SearchError(f"{name}: the :{modifier} modifier is not supported")
         values = set(split_values(raw))
         field = {"url": lambda f: f.url, "version": lambda f: f.version, "status": lambda f: f.resource.get("status"),
                  "_id": questionnaire_id, "_lastUpdated": None}[name]
         if field is None:
-            raise SearchError("_lastUpdated: Questionnaires are files loaded at start-up; not searchable by _lastUpdated")
+            raise SearchError(
+                "_lastUpdated: Questionnaires are files loaded at start-up; not searchable by _lastUpdated"
+            )
         matches = [m for m in matches if field(forms[m]) in values]
     texts = questionnaires(loaded)
     ordered = [(position, qid) for position, qid in enumerate(sorted(matches))]
@@ -428,7 +448,9 @@ def _search(resource_type: str, args: list[tuple[str, str]]) -> Response:
     query = [(k, v) for k, v in args if k != "_cursor"]
     links = [{"relation": "self", "url": f"{base}/{resource_type}" + (f"?{urlencode(args)}" if args else "")}]
     if more and texts:
-        links.append({"relation": "next", "url": f"{base}/{resource_type}?{urlencode(query + [('_cursor', str(texts[-1][2]))])}"})
+        links.append(
+            {"relation": "next", "url": f"{base}/{resource_type}?{urlencode(query + [('_cursor', str(texts[-1][2]))])}"}
+        )
     entries = ",".join(
         f'{{"fullUrl":{json.dumps(url)},"resource":{text},"search":{{"mode":"match"}}}}' for url, text, _ in texts
     )
@@ -451,7 +473,9 @@ def binary(binary_id: str) -> Response:
         raise FhirError(404, "not-found", f"Binary/{binary_id} is not known")
     note(f"Binary/{binary_id}", f"Intake/{intake_id}")
     wants_json = request.args.get("_format") in JSON_FORMATS or any(
-        m.strip().split(";")[0] in ("application/fhir+json", "application/json") for m in request.headers.get("Accept", "").split(","))
+        m.strip().split(";")[0] in ("application/fhir+json", "application/json")
+        for m in request.headers.get("Accept", "").split(",")
+    )
     if wants_json:
         body = {"resourceType": "Binary", "id": binary_id, "contentType": "application/pdf",
                 "data": base64.b64encode(document.content).decode()}
@@ -490,8 +514,12 @@ def validate_response() -> Response:
     reference = resource.get("questionnaire")
     form = catalog().get(str(reference)) if isinstance(reference, str) else None
     if form is None:
-        issues = [Issue("error", "not-found", None, f"questionnaire {str(reference)[:200]!r} is not loaded on this server")]
-        issues += [Issue("error", "structure", None, f"{path}: {message}") for path, message in resource_errors(resource)]
+        issues = [
+            Issue("error", "not-found", None, f"questionnaire {str(reference)[:200]!r} is not loaded on this server")
+        ]
+        issues += [
+            Issue("error", "structure", None, f"{path}: {message}") for path, message in resource_errors(resource)
+        ]
     else:
         issues = validate(form, resource, birth_date=_subject_birth_date(resource))
     return _json_response(json.dumps(operation_outcome(issues)))
@@ -531,7 +559,9 @@ def extract(response_id: str) -> Response:
     db = reader()
     intake_id = fhir_store.intake_of(db, "QuestionnaireResponse", response_id)
     if intake_id is None:
-        raise FhirError(404, "not-found", f"QuestionnaireResponse/{response_id} is not known (only completed responses are served)")
+        raise FhirError(
+            404, "not-found", f"QuestionnaireResponse/{response_id} is not known (only completed responses are served)"
+        )
     if document == "true" and fhir_store.get_document(db, intake_id) is None:
         with writer() as session:  # the background render has not run yet (or was lost): do it now
             try:

@@ -112,8 +112,15 @@ def day() -> Any:
     end = datetime.combine(chosen + timedelta(days=1), time.min, zone).astimezone(UTC)
     rows = []
     for intake, patient, tiers in repository.intakes_between(reader(), start, end):
-        rows.append({"intake": intake, "patient": patient, "status": status_of(intake.status, tiers), "tier": top_tier(tiers),
-                     "time": intake.appointment_at.astimezone(zone).strftime("%H:%M") if intake.appointment_at else ""})
+        rows.append(
+            {
+                "intake": intake,
+                "patient": patient,
+                "status": status_of(intake.status, tiers),
+                "tier": top_tier(tiers),
+                "time": intake.appointment_at.astimezone(zone).strftime("%H:%M") if intake.appointment_at else "",
+            }
+        )
         auditing.note(f"Patient/{patient.id}")
     return render_template("staff/day.html", rows=rows, day=chosen, today=today, error=error,
                            previous=chosen - timedelta(days=1), next=chosen + timedelta(days=1)), 400 if error else 200
@@ -134,8 +141,9 @@ class IntakeForm(FlaskForm):  # type: ignore[misc]
 def new_intake() -> Any:
     form = IntakeForm()
     loaded = catalog().by_key
-    form.questionnaires.choices = [SelectChoice(key, loaded[key].title) for key in current_app.config["INTAKE_QUESTIONNAIRES"]
-                                   if key in loaded]
+    form.questionnaires.choices = [
+        SelectChoice(key, loaded[key].title) for key in current_app.config["INTAKE_QUESTIONNAIRES"] if key in loaded
+    ]
     if request.method == "GET":
         form.questionnaires.data = [choice.value for choice in form.questionnaires.choices]
         form.appointment_day.data = datetime.now(_zone()).date() + timedelta(days=1)

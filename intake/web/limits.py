@@ -91,8 +91,13 @@ def register(app: Flask) -> None:
     for endpoint, rules in LIMITED.items():
         view = app.view_functions[endpoint]
         for rule in rules:
-            view = limiter.limit(app.config[rule.setting], key_func=rule.key, methods=list(rule.methods) if rule.methods else None,
-                                 deduct_when=rule.deduct_when, scope=f"{endpoint}:{rule.setting}")(view)
+            view = limiter.limit(
+                app.config[rule.setting],
+                key_func=rule.key,
+                methods=list(rule.methods) if rule.methods else None,
+                deduct_when=rule.deduct_when,
+                scope=f"{endpoint}:{rule.setting}",
+            )(view)
         app.view_functions[endpoint] = view
     app.extensions["intake.limiter"] = limiter
 
@@ -101,15 +106,23 @@ def register(app: Flask) -> None:
         if request.path == "/auth/token":
             return _json({"error": "invalid_request", "error_description": "too many requests; try again later"}, 429)
         if request.path.startswith("/staff/"):
-            return too_many_attempts("Too many attempts" if request.endpoint == "staff.password" else "Too many sign-in attempts")
-        return render_template("error.html", title=gettext("This link cannot be used"),
-                               body=gettext("Too many tries from this connection. Wait a few minutes, or contact the clinic.")), 429
+            return too_many_attempts(
+                "Too many attempts" if request.endpoint == "staff.password" else "Too many sign-in attempts"
+            )
+        return render_template(
+            "error.html",
+            title=gettext("This link cannot be used"),
+            body=gettext("Too many tries from this connection. Wait a few minutes, or contact the clinic."),
+        ), 429
 
 
 def too_many_attempts(title: str = "Too many sign-in attempts") -> tuple[str, int]:
     """The staff page for a refused attempt."""
-    return render_template("staff/error.html", title=title,
-                           body="Wait a few minutes, then try again. Ask an admin if you have forgotten your password."), 429
+    return render_template(
+        "staff/error.html",
+        title=title,
+        body="Wait a few minutes, then try again. Ask an admin if you have forgotten your password.",
+    ), 429
 
 
 # -- the sign-in limits the decorators cannot express (see the module docstring) --------------------

@@ -139,10 +139,16 @@ def _link_ended(_exc: LinkEnded) -> Any:
     if chosen in language.LANGUAGES:
         session[language.SESSION_KEY] = chosen  # the page, and what follows, stay in their language
     with writer() as db:
-        audit.record(db, actor=audit.Actor("patient-link", f"Intake/{intake_id}"), action="login-failed",
-                     outcome="failure", now=_now(), entities=[f"Intake/{intake_id}"] if isinstance(intake_id, str) else [],
-                     detail={"via": "patient session", "reason": "link revoked, replaced or expired"},
-                     source=auditing.source())
+        audit.record(
+            db,
+            actor=audit.Actor("patient-link", f"Intake/{intake_id}"),
+            action="login-failed",
+            outcome="failure",
+            now=_now(),
+            entities=[f"Intake/{intake_id}"] if isinstance(intake_id, str) else [],
+            detail={"via": "patient session", "reason": "link revoked, replaced or expired"},
+            source=auditing.source(),
+        )
     return render_template(
         "error.html",
         title=_("This link no longer works"),
@@ -190,7 +196,9 @@ def _open_intake(db: Session) -> IntakeView:
     return intake
 
 
-def _locate(db: Session, intake: IntakeView, form_key: str, page_key: str) -> tuple[list[Any], dict[str, Answers], list[workflow.Step], int]:
+def _locate(
+    db: Session, intake: IntakeView, form_key: str, page_key: str
+) -> tuple[list[Any], dict[str, Answers], list[workflow.Step], int]:
     """Forms, stored answers, current steps and the index of the requested page (404 if not shown)."""
     forms, answers, steps = _context(db, intake)
     index = _step_index(steps, form_key, page_key)
@@ -288,8 +296,11 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
         # The summary names the question, so a list of "Select an answer" still says which one.
         errors = [(webforms.anchor(item), f"{field.errors[0]} – {_short(local_form.by_link[item.link_id].text)}")
                   for item, field in form.question_fields() if field.errors]
-        errors += [(form[name].id, form[name].errors[0]) for name in (*form.other_fields.values(), *form.unit_fields.values())
-                   if form[name].errors]
+        errors += [
+            (form[name].id, form[name].errors[0])
+            for name in (*form.other_fields.values(), *form.unit_fields.values())
+            if form[name].errors
+        ]
     else:
         for field in form:
             field.errors = []
@@ -376,7 +387,9 @@ def _post_page(form_key: str, page_key: str) -> Any:
                 workflow.save_page(db, intake, step.form, step.page, merged, language=language.current(), now=now)
                 if intake.language != language.current():  # answering in it: the intake keeps it
                     repository.set_intake_language(db, intake.id, language.current())
-                auditing.record_change(db, "update", f"Intake/{intake.id}", detail={"page": f"{form_key}/{page_key}"[:200]})
+                auditing.record_change(
+                    db, "update", f"Intake/{intake.id}", detail={"page": f"{form_key}/{page_key}"[:200]}
+                )
                 # Danger reported on this page is acted on now, not at Submit: stored, listed
                 # for staff and notified in the same transaction as the answers that raised it.
                 flags = workflow.draft_flags(db, intake, forms, {**answers, step.form.canonical: merged},
@@ -510,7 +523,9 @@ def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], prob
                          "url": _page_url(step, **{"from": "review"})})
     problem_links = []
     for form, issue in problems:
-        target = next((s for s in steps if s.form is form and any(i.link_id == issue.link_id for i in s.page.walk())), None)
+        target = next(
+            (s for s in steps if s.form is form and any(i.link_id == issue.link_id for i in s.page.walk())), None
+        )
         item = catalog().localized(form, language.current()).by_link.get(issue.link_id or "")
         # Worded like the page's own error summary: what to do, then which question.
         message = webforms.patient_message(form, issue) or _problem_message(issue.code)

@@ -216,10 +216,16 @@ def login_code() -> Any:
         if form.validate_on_submit():
             wait = limits.code_wait_minutes(pending["user"])
             if wait:
-                return _codes_closed(_username(pending["user"]), wait, "codes refused: too many wrong codes for this account")
+                return _codes_closed(
+                    _username(pending["user"]), wait, "codes refused: too many wrong codes for this account"
+                )
             with writer() as db:
                 user = staff.store.get_user(db, pending["user"])
-                ok = user is not None and user.disabled_at is None and staff.accept_totp(db, user, form.code.data, now=_now())
+                ok = (
+                    user is not None
+                    and user.disabled_at is None
+                    and staff.accept_totp(db, user, form.code.data, now=_now())
+                )
                 name = user.username if user else ""
             if ok:
                 session.pop(PENDING, None)
@@ -262,7 +268,9 @@ def logout() -> Any:
         now = _now()
         with writer() as db:
             staff.end_session(db, current_user.account.session_hash, now=now)
-            audit.record(db, actor=audit.Actor("user", current_user.username), action="logout", now=now, source=_source())
+            audit.record(
+                db, actor=audit.Actor("user", current_user.username), action="logout", now=now, source=_source()
+            )
         logout_user()
     session.clear()
     return redirect(url_for("staff.login", signed_out=1))

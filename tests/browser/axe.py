@@ -59,7 +59,9 @@ def summary_text(results: list[dict[str, Any]]) -> str:
     rows = [f"{'page':<34} {'lang':<4} {'crit':>4} {'ser':>4} {'mod':>4} {'min':>4}  rules (moderate/minor)"]
     for e in results:
         c = e["counts"]
-        rules = sorted(set(e["rules"]["critical"] + e["rules"]["serious"] + e["rules"]["moderate"] + e["rules"]["minor"]))
+        rules = sorted(
+            set(e["rules"]["critical"] + e["rules"]["serious"] + e["rules"]["moderate"] + e["rules"]["minor"])
+        )
         rows.append(f"{e['page']:<34} {e['lang']:<4} {c['critical']:>4} {c['serious']:>4} {c['moderate']:>4} "
                     f"{c['minor']:>4}  {', '.join(rules) or '-'}")
     totals: Counter[str] = Counter()

@@ -57,7 +57,8 @@ QUESTIONS_JS = """() => {
 
 ACTIVE_JS = """() => { const a = document.activeElement;
   return a ? a.tagName.toLowerCase() + (a.id ? '#' + a.id : '') + (a.name ? '[name=' + a.name + ']' : '')
-    + (a.type ? '[type=' + a.type + ']' : '') + ' ' + (a.textContent || a.value || '').trim().slice(0, 40) : 'none'; }"""
+    + (a.type ? '[type=' + a.type + ']' : '') + ' '
+    + (a.textContent || a.value || '').trim().slice(0, 40) : 'none'; }"""
 
 
 def questions(page: Any) -> list[dict[str, Any]]:

@@ -78,7 +78,9 @@ def _validated_in_english_pages(app: Any) -> set[str]:
         for page in form.pages:
             for item in page.walk():
                 for ext in (item.raw.get("extension") or []) if item.type == "group" else []:
-                    languages = [s.get("valueCode") for s in ext.get("extension") or [] if s.get("url") == "validatedLanguage"]
+                    languages = [
+                        s.get("valueCode") for s in ext.get("extension") or [] if s.get("url") == "validatedLanguage"
+                    ]
                     if languages and "es" not in languages:
                         paths.add(f"/intake/{form.key}/{page.key}")
     return paths

@@ -172,7 +172,8 @@ def test_touch_targets_are_at_least_44_px(live: Any, patient_link: str, new_page
         if path.endswith("autoimmune-family"):  # show the check boxes of a "Which relatives?" question
             page.locator("input[type=radio]").first.check()
         boxes = page.evaluate("""() => [...document.querySelectorAll(
-            'button:not([hidden]), .button, .language-switch a, .language-switch button, input[type=radio], input[type=checkbox]')]
+            'button:not([hidden]), .button, .language-switch a, .language-switch button, '
+            + 'input[type=radio], input[type=checkbox]')]
           .filter(el => el.checkVisibility())
           .map(el => { const r = el.getBoundingClientRect();
                        return {what: el.outerHTML.slice(0, 90), w: r.width, h: r.height}; })""")

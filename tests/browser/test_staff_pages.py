@@ -38,7 +38,9 @@ def test_copy_link_copies_by_keyboard_and_says_so(live: Any, new_page: Any) -> N
     page = new_page(viewport=DESKTOP)  # the app's CSP applies: staff.js must work under it
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
     blocked: list[str] = []
-    page.on("console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None)
+    page.on(
+        "console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None
+    )
     _sign_in(page, live.url, "frontdesk")
     _fresh_link_page(live, page)
     link = page.input_value("#patient-link")

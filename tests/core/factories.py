@@ -43,7 +43,9 @@ def text_of(link_id: str) -> str:
     return f"Text of {link_id}"
 
 
-def questionnaire(*items: dict[str, Any], url: str | None = URL, version: str | None = VERSION, **extra: Any) -> dict[str, Any]:
+def questionnaire(
+    *items: dict[str, Any], url: str | None = URL, version: str | None = VERSION, **extra: Any
+) -> dict[str, Any]:
     resource: dict[str, Any] = {"resourceType": "Questionnaire", "status": "active"}
     if url is not None:
         resource["url"] = url
@@ -134,7 +136,9 @@ def response(*items: dict[str, Any], status: str = "completed", questionnaire_re
     return out
 
 
-def node(link_id: str, *answers: dict[str, Any], items: list[dict[str, Any]] | None = None, text: str | None = "") -> dict[str, Any]:
+def node(
+    link_id: str, *answers: dict[str, Any], items: list[dict[str, Any]] | None = None, text: str | None = ""
+) -> dict[str, Any]:
     """A QuestionnaireResponse item; text defaults to the factory's text, None leaves it out."""
     out: dict[str, Any] = {"linkId": link_id}
     if text == "":

@@ -81,7 +81,9 @@ SIMPLE_TYPES = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "fields", "answers"), SIMPLE_TYPES, ids=[f"{k}-{next(iter(a[0]))}" for k, _, a in SIMPLE_TYPES])
+@pytest.mark.parametrize(
+    ("kind", "fields", "answers"), SIMPLE_TYPES, ids=[f"{k}-{next(iter(a[0]))}" for k, _, a in SIMPLE_TYPES]
+)
 def test_one_answer_per_type(kind, fields, answers):
     f = form(group("g", question("q", kind, **fields)))
     assert build(f, {"q": answers}) == envelope(in_group(answered("q", *answers)))
@@ -151,7 +153,9 @@ def test_envelope_fields_id_and_language():
 
 
 def test_text_comes_from_the_questionnaire_and_is_left_out_when_it_has_none():
-    f = form(group("g", question("a", "string", text="How are you?"), question("b", "string", text=""), text="About you"))
+    f = form(
+        group("g", question("a", "string", text="How are you?"), question("b", "string", text=""), text="About you")
+    )
     response = build(f, {"a": [{"valueString": "x"}], "b": [{"valueString": "y"}]})
     assert response["item"] == [
         {
@@ -197,7 +201,9 @@ def test_repeats_keep_every_answer_in_order():
         "symptoms": [{"valueCoding": coding("c")}, {"valueCoding": coding("a")}],
     }
     response = build(f, answers)
-    assert response == envelope(in_group(answered("meds", *answers["meds"]), answered("symptoms", *answers["symptoms"])))
+    assert response == envelope(
+        in_group(answered("meds", *answers["meds"]), answered("symptoms", *answers["symptoms"]))
+    )
     assert validate(f, response) == []
 
 
@@ -210,7 +216,11 @@ def test_answers_are_copied_not_shared():
 
 
 def test_flatten_is_the_inverse_of_nest():
-    f = form(group("g", question("smoker", "boolean", question("packs", "integer")), question("meds", "string", repeats=True)))
+    f = form(
+        group(
+            "g", question("smoker", "boolean", question("packs", "integer")), question("meds", "string", repeats=True)
+        )
+    )
     answers = {
         "smoker": [{"valueBoolean": True}],
         "packs": [{"valueInteger": 2}],
@@ -264,7 +274,9 @@ def weighted(*weights):
     return [option(f"c{n}", system="urn:s", weight=w) for n, w in enumerate(weights)]
 
 
-def score_form(total_type="integer", expr="%resource.repeat(item).where(linkId.startsWith('s-')).answer.value.weight().sum()"):
+def score_form(
+    total_type="integer", expr="%resource.repeat(item).where(linkId.startsWith('s-')).answer.value.weight().sum()"
+):
     return form(
         group(
             "g",

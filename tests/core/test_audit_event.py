@@ -30,9 +30,13 @@ def test_fields_map_to_agent_entity_and_outcome() -> None:
     event = audit_event(row("read"))
     assert event["agent"][0]["who"]["identifier"]["value"] == "ehr"
     assert event["agent"][0]["network"] == {"address": "10.0.0.5", "type": "2"}
-    assert event["entity"] == [{"what": {"reference": "Patient/p1"}},
-                               {"what": {"identifier": {"system": "https://intake.example.org/fhir/sid/intake", "value": "i1"}}}]
+    assert event["entity"] == [
+        {"what": {"reference": "Patient/p1"}},
+        {"what": {"identifier": {"system": "https://intake.example.org/fhir/sid/intake", "value": "i1"}}},
+    ]
     assert event["outcome"] == "0" and event["extension"][0]["valueString"] == "ab" * 32
-    failed = audit_event(row("login-failed", outcome="failure", actor_kind="anonymous", actor="", entities="[]", source=""))
+    failed = audit_event(
+        row("login-failed", outcome="failure", actor_kind="anonymous", actor="", entities="[]", source="")
+    )
     assert failed["outcome"] == "4" and "entity" not in failed and "network" not in failed["agent"][0]
     assert resource_errors(failed) == []

@@ -266,7 +266,9 @@ def test_enable_behavior(behavior, a, b, enabled):
 
 
 def test_items_without_conditions_are_all_enabled():
-    f = form(group("g", question("a", "boolean"), group("h", question("b", "string"))), group("g2", question("c", "date")))
+    f = form(
+        group("g", question("a", "boolean"), group("h", question("b", "string"))), group("g2", question("c", "date"))
+    )
     assert enabled_links(f, {}) == {"g", "a", "h", "b", "g2", "c"}
 
 
@@ -385,7 +387,9 @@ def test_enable_when_and_expression_must_both_hold():
         )
     )
     response = age_response(30)
-    assert "pregnant" not in enabled_links(f, {"age": [{"valueInteger": 30}], "female": [{"valueBoolean": False}]}, response)
+    assert "pregnant" not in enabled_links(
+        f, {"age": [{"valueInteger": 30}], "female": [{"valueBoolean": False}]}, response
+    )
     assert "pregnant" in enabled_links(f, {"age": [{"valueInteger": 30}], "female": [{"valueBoolean": True}]}, response)
 
 

@@ -45,7 +45,13 @@ def weights(expression: str, response: dict, options: dict) -> list:
     ("opt", "expected"),
     [
         (option("a", weight=2, ordinal=7), 2),
-        ({"extension": [{"url": ORDINAL_VALUE, "valueDecimal": 7}, {"url": ITEM_WEIGHT, "valueDecimal": 2}], "valueCoding": {"code": "a"}}, 2),
+        (
+            {
+                "extension": [{"url": ORDINAL_VALUE, "valueDecimal": 7}, {"url": ITEM_WEIGHT, "valueDecimal": 2}],
+                "valueCoding": {"code": "a"},
+            },
+            2,
+        ),
         (option("a", ordinal=7), 7),
         (option("a", weight=0), 0),
         ({"extension": [{"url": ITEM_WEIGHT, "valueInteger": 3}], "valueCoding": {"code": "a"}}, 3),
@@ -94,9 +100,14 @@ def test_weight_and_ordinal(function, items, expected):
 
 
 def test_weight_on_nested_answers():
-    nested = {"linkId": "g", "item": [{"linkId": "parent", "answer": [{"valueBoolean": True, "item": [answered("q1", "b")]}]}]}
+    nested = {
+        "linkId": "g",
+        "item": [{"linkId": "parent", "answer": [{"valueBoolean": True, "item": [answered("q1", "b")]}]}],
+    }
     # children of a question sit under answer.item, which repeat(item) alone does not reach
-    assert weights("%resource.repeat(item).answer.item.where(linkId='q1').answer.value.weight()", qr(nested), OPTIONS) == [2.5]
+    assert weights(
+        "%resource.repeat(item).answer.item.where(linkId='q1').answer.value.weight()", qr(nested), OPTIONS
+    ) == [2.5]
     assert weights("%resource.repeat(item).where(linkId='q1').answer.value.weight()", qr(nested), OPTIONS) == []
 
 
@@ -105,7 +116,9 @@ def test_weights_of_one_shared_coding_object_follow_each_item():
     # gets its own item's weight (deepcopy keeps aliasing; annotating in place made both 5).
     shared = {"system": SYSTEM, "code": "a"}
     options = {"x": [option("a", system=SYSTEM, weight=1)], "y": [option("a", system=SYSTEM, weight=5)]}
-    response = qr({"linkId": "x", "answer": [{"valueCoding": shared}]}, {"linkId": "y", "answer": [{"valueCoding": shared}]})
+    response = qr(
+        {"linkId": "x", "answer": [{"valueCoding": shared}]}, {"linkId": "y", "answer": [{"valueCoding": shared}]}
+    )
     assert weights("%resource.item.answer.value.weight()", response, options) == [1, 5]
     assert shared == {"system": SYSTEM, "code": "a"}
 

@@ -54,7 +54,17 @@ def _loaded_after_import(prelude: str = "") -> list[str]:
 
 
 def test_every_core_module_is_probed():
-    assert {"answers", "catalog", "enablement", "extensions", "fhir_models", "fhirpath", "items", "lint", "validation"} <= set(CORE_MODULES)
+    assert {
+        "answers",
+        "catalog",
+        "enablement",
+        "extensions",
+        "fhir_models",
+        "fhirpath",
+        "items",
+        "lint",
+        "validation",
+    } <= set(CORE_MODULES)
 
 
 def test_core_modules_themselves_load_no_web_db_or_pdf_library():

@@ -26,7 +26,11 @@ FAMILY = [f"ai-family-{c}" for c in CONDITIONS]
 ROLE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 YES = {"system": "http://loinc.org", "code": "LA33-6", "display": "Yes"}
 NO = {"system": "http://loinc.org", "code": "LA32-8", "display": "No"}
-UNSURE = {"system": "https://intake.example.org/fhir/CodeSystem/intake-answers", "code": "unsure", "display": "Not sure"}
+UNSURE = {
+    "system": "https://intake.example.org/fhir/CodeSystem/intake-answers",
+    "code": "unsure",
+    "display": "Not sure",
+}
 RELATIVES = {"PRN": "Parent", "SIB": "Brother or sister", "CHILD": "Child", "GRPRN": "Grandparent", "AUNT": "Aunt",
              "UNCLE": "Uncle", "COUSN": "Cousin", "EXT": "Other blood relative"}
 OLD = "1950-01-01"
@@ -90,8 +94,15 @@ def test_all_no_gives_zero_counts_complete(autoimmune: Form) -> None:
 
 def test_personal_count_counts_yes_only(autoimmune: Form) -> None:
     answers = all_no()
-    answers.update({"ai-self-coeliac": coded(YES), "ai-self-lupus": coded(YES), "ai-self-pernicious-anaemia": coded(YES),
-                    "ai-self-graves": coded(UNSURE), "ai-self-coeliac-year": [{"valueDate": "2001"}]})
+    answers.update(
+        {
+            "ai-self-coeliac": coded(YES),
+            "ai-self-lupus": coded(YES),
+            "ai-self-pernicious-anaemia": coded(YES),
+            "ai-self-graves": coded(UNSURE),
+            "ai-self-coeliac-year": [{"valueDate": "2001"}],
+        }
+    )
     result = score(autoimmune, answers)
     assert totals(result)["ai-personal"] == 3
     assert scores(result)["ai-personal"].complete

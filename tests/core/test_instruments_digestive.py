@@ -56,7 +56,9 @@ def no_alarms(**more: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return answers
 
 
-def ibs(hard: int | None = None, loose: int | None = None, **more: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def ibs(
+    hard: int | None = None, loose: int | None = None, **more: list[dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
     """Rome IV-style criteria met: weekly pain, 2 of 3 associated features, onset > 6 months."""
     answers = no_alarms(**more)
     answers.update({
@@ -142,17 +144,22 @@ FOLLOW_UPS = ["gi-af1-dizzy", "gi-af1-vomit-blood"]
 def test_gi_af1_follow_ups_are_asked_only_after_a_yes(digestive: Form, spanish: Form) -> None:
     items = {link: digestive.by_link[link] for link in FOLLOW_UPS}
     order = [i.link_id for i in digestive.walk()]
-    assert order.index("gi-af1") < order.index("gi-af1-dizzy") < order.index("gi-af1-vomit-blood") < order.index("gi-af2")
+    assert (
+        order.index("gi-af1") < order.index("gi-af1-dizzy") < order.index("gi-af1-vomit-blood") < order.index("gi-af2")
+    )
     for link, item in items.items():
         assert item.type == "boolean" and item.required
         assert item.raw["enableWhen"] == [{"question": "gi-af1", "operator": "=", "answerBoolean": True}]
         assert [c["code"] for c in item.raw["code"]] == [link.upper()]  # local code only, no LOINC/SNOMED
         assert {c["system"] for c in item.raw["code"]} == {"https://intake.example.org/fhir/CodeSystem/intake-items"}
-    assert items["gi-af1-dizzy"].text == "With the bleeding, have you also felt dizzy or faint, or fainted (passed out)?"
+    assert (
+        items["gi-af1-dizzy"].text == "With the bleeding, have you also felt dizzy or faint, or fainted (passed out)?"
+    )
     assert items["gi-af1-vomit-blood"].text == ("Have you also vomited (been sick) blood, or something that looks like "
                                                 "coffee grounds?")
-    assert spanish.by_link["gi-af1-dizzy"].text == ("Junto con el sangrado, ¿se ha sentido también mareado(a) o a punto "
-                                                    "de desmayarse, o se ha desmayado?")
+    assert spanish.by_link["gi-af1-dizzy"].text == (
+        "Junto con el sangrado, ¿se ha sentido también mareado(a) o a punto de desmayarse, o se ha desmayado?"
+    )
     assert spanish.by_link["gi-af1-vomit-blood"].text == "¿Ha vomitado también sangre, o algo que parece posos de café?"
     # after a No they are switched off and their answers dropped
     answers = no_alarms(**{"gi-af1-dizzy": yes(), "gi-af1-vomit-blood": yes()})
@@ -352,7 +359,9 @@ def test_no_onset_flag_wording_and_provenance(digestive: Form) -> None:
         (0, 0, "IBS-U"),
     ],
 )
-def test_ibs_pattern_subtypes_at_the_25_percent_boundaries(digestive: Form, hard: int, loose: int, subtype: str) -> None:
+def test_ibs_pattern_subtypes_at_the_25_percent_boundaries(
+    digestive: Form, hard: int, loose: int, subtype: str
+) -> None:
     result = score(digestive, ibs(hard, loose))
     assert result.flags == []
     assert [(n.id, n.kind, n.text) for n in result.notes] == [("ibs-pattern", "finding", TEXT.format(subtype))]
@@ -399,7 +408,9 @@ def test_bowel_percentages_constraint_shape_and_message(digestive: Form, spanish
 ])
 def test_bowel_percentages_constraint_refuses_a_sum_above_100(digestive: Form, hard: int | None, loose: int | None,
                                                               valid: bool) -> None:
-    response = build_response(digestive, ibs(hard, loose), status="in-progress", subject="Patient/p1", authored=AUTHORED)
+    response = build_response(
+        digestive, ibs(hard, loose), status="in-progress", subject="Patient/p1", authored=AUTHORED
+    )
     expression = bowel_constraint(digestive)["expression"]["valueString"]
     assert fhirpath.evaluate(expression, response, variables={"resource": response}) == [valid]
 
@@ -418,7 +429,9 @@ def test_ibs_finding_carries_its_source(digestive: Form) -> None:
 @pytest.mark.parametrize(("defecation", "frequency", "form"), [
     (True, True, False), (True, False, True), (False, True, True), (True, True, True),
 ])
-def test_ibs_two_of_three_features_meet_the_pattern(digestive: Form, defecation: bool, frequency: bool, form: bool) -> None:
+def test_ibs_two_of_three_features_meet_the_pattern(
+    digestive: Form, defecation: bool, frequency: bool, form: bool
+) -> None:
     answers = ibs(0, 30)
     answers.update({"ibs-pain-defecation": yes(defecation), "ibs-pain-frequency": yes(frequency),
                     "ibs-pain-form": yes(form)})

@@ -34,7 +34,9 @@ def neuropathy() -> Form:
 
 
 def response(answers: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    return build_response(neuropathy(), answers, status="completed", subject="Patient/p1", authored="2024-05-01T10:00:00Z")
+    return build_response(
+        neuropathy(), answers, status="completed", subject="Patient/p1", authored="2024-05-01T10:00:00Z"
+    )
 
 
 def result(answers: dict[str, list[dict[str, Any]]]) -> Result:
@@ -63,7 +65,9 @@ def healthy(n: int) -> list[dict[str, Any]]:
 def with_points(points: int, *, four_and_ten=NO) -> dict[str, list[dict[str, Any]]]:
     """Healthy answers plus `points` abnormal ones, reversed items (7, 13) first."""
     abnormal = list(NO_SCORES + YES_SCORES)[:points]
-    return mnsi(lambda n: four_and_ten if n in UNSCORED else (YES if n in YES_SCORES else NO) if n in abnormal else healthy(n))
+    return mnsi(
+        lambda n: four_and_ten if n in UNSCORED else (YES if n in YES_SCORES else NO) if n in abnormal else healthy(n)
+    )
 
 
 def test_mnsi_all_no_is_2():
@@ -132,7 +136,14 @@ def test_mnsi_requires_the_13_scored_items_only():
 
 # ------------------------------------------------------------------ red flags
 
-TIERS = {"n-rf1": "urgent", "n-rf2": "emergency", "n-rf3": "emergency", "n-rf4": "urgent", "n-rf5": "review", "n-rf6": "review"}
+TIERS = {
+    "n-rf1": "urgent",
+    "n-rf2": "emergency",
+    "n-rf3": "emergency",
+    "n-rf4": "urgent",
+    "n-rf5": "review",
+    "n-rf6": "review",
+}
 
 
 def red_flags(true: set[str]) -> dict[str, list[dict[str, Any]]]:
@@ -154,7 +165,9 @@ def test_each_red_flag_has_its_tier(link):
         assert "shown to the patient at once" in flag.message
     elif TIERS[link] == "urgent":
         assert flag.patient_guidance.startswith("You told us ")
-        assert "Please contact the clinic today to tell them. Do not wait for your appointment." in flag.patient_guidance
+        assert (
+            "Please contact the clinic today to tell them. Do not wait for your appointment." in flag.patient_guidance
+        )
     else:
         assert flag.patient_guidance is None
     if flag.patient_guidance:

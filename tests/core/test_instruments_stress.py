@@ -124,7 +124,9 @@ def test_pss10_every_max_weight_option_gives_40():
     answers = {}
     for n in range(1, 11):
         options = form.options_by_link()[f"pss10-{n}"]
-        top = max(options, key=lambda o: next(e["valueDecimal"] for e in o["extension"] if e["url"].endswith("itemWeight")))
+        top = max(
+            options, key=lambda o: next(e["valueDecimal"] for e in o["extension"] if e["url"].endswith("itemWeight"))
+        )
         answers[f"pss10-{n}"] = [{"valueCoding": top["valueCoding"]}]
     assert scores(answers)["pss10"].value == 40
 
@@ -167,7 +169,12 @@ def test_a_stale_stored_total_is_recomputed():
 
 
 def phq4(one: int, two: int, three: int, four: int) -> dict[str, list[dict[str, Any]]]:
-    return {"phq4-1": coded(PHQ[one]), "phq4-2": coded(PHQ[two]), "phq4-3": coded(PHQ[three]), "phq4-4": coded(PHQ[four])}
+    return {
+        "phq4-1": coded(PHQ[one]),
+        "phq4-2": coded(PHQ[two]),
+        "phq4-3": coded(PHQ[three]),
+        "phq4-4": coded(PHQ[four]),
+    }
 
 
 @pytest.mark.parametrize(
@@ -230,7 +237,10 @@ def test_phq4_subscale_missing_an_item_is_incomplete_the_other_is_not():
 
 def test_phq4_codes_only_verified_loinc():
     by_link = {i.link_id: i.raw for i in stress().walk()}
-    assert by_link["phq4-total"]["code"] == [{"system": ITEMS, "code": "PHQ4-TOTAL"}, {"system": LOINC, "code": "70272-0"}]
+    assert by_link["phq4-total"]["code"] == [
+        {"system": ITEMS, "code": "PHQ4-TOTAL"},
+        {"system": LOINC, "code": "70272-0"},
+    ]
     assert by_link["phq4-depression-score"]["code"] == [{"system": LOINC, "code": "55758-7"}]
     assert "code" not in by_link["phq4-anxiety-score"]  # no GAD-2 total code verified
 
@@ -326,7 +336,9 @@ def test_phq9_and_gad7_wording_is_the_published_english():
 
 def test_phq9_item9_spanish_is_the_published_pfizer_wording():
     spanish = load_catalog(FORMS).localized(stress(), "es")
-    assert spanish.by_link["phq9-9"].text == "Pensamientos de que estaría mejor muerto(a) o de lastimarse de alguna manera"
+    assert (
+        spanish.by_link["phq9-9"].text == "Pensamientos de que estaría mejor muerto(a) o de lastimarse de alguna manera"
+    )
     assert [c["code"] for c in stress().by_link["phq9-9"].raw["code"]] == ["PHQ9-9", "44260-8"]
 
 
@@ -374,7 +386,16 @@ def gad7_for_total(total: int) -> dict[str, list[dict[str, Any]]]:
 
 @pytest.mark.parametrize(
     ("total", "band"),
-    [(0, "minimal"), (4, "minimal"), (5, "mild"), (9, "mild"), (10, "moderate"), (14, "moderate"), (15, "severe"), (21, "severe")],
+    [
+        (0, "minimal"),
+        (4, "minimal"),
+        (5, "mild"),
+        (9, "mild"),
+        (10, "moderate"),
+        (14, "moderate"),
+        (15, "severe"),
+        (21, "severe"),
+    ],
 )
 def test_gad7_bands_at_boundaries(total, band):
     score = scores(gad7_for_total(total))["gad7"]

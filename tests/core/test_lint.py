@@ -58,7 +58,9 @@ def test_minimal_questionnaire_is_clean():
 
 
 def test_not_a_questionnaire():
-    assert found({"resourceType": "Patient"}) == [error(None, "not a FHIR Questionnaire (resourceType must be 'Questionnaire')")]
+    assert found({"resourceType": "Patient"}) == [
+        error(None, "not a FHIR Questionnaire (resourceType must be 'Questionnaire')")
+    ]
     assert found([]) == [error(None, "not a FHIR Questionnaire (resourceType must be 'Questionnaire')")]
 
 
@@ -87,7 +89,11 @@ def test_errors_come_before_warnings():
     assert found(resource) == [
         error("b", "a choice item needs answerOption"),
         ("warning", None, "has no version: responses will pin the url alone"),
-        ("warning", "a", "has a calculatedExpression but is not readOnly: the calculated value overwrites the patient's"),
+        (
+            "warning",
+            "a",
+            "has a calculatedExpression but is not readOnly: the calculated value overwrites the patient's",
+        ),
     ]
 
 
@@ -96,7 +102,9 @@ def test_errors_come_before_warnings():
 
 def test_model_error_is_mapped_to_the_nested_link_id():
     resource = questionnaire(group("g", group("h", question("a", "string"), question("b", "string", maxLength="x"))))
-    assert found(resource) == [error("b", "maxLength: Input should be a valid integer, unable to parse string as an integer")]
+    assert found(resource) == [
+        error("b", "maxLength: Input should be a valid integer, unable to parse string as an integer")
+    ]
 
 
 def test_model_error_on_an_answer_option_extension():
@@ -107,8 +115,12 @@ def test_model_error_on_an_answer_option_extension():
 
 
 def test_model_error_on_expression_name_with_underscore():
-    resource = in_group(question("a", "integer", readOnly=True, extension=[expression(CALCULATED_EXPRESSION, "1", name="my_total")]))
-    assert found(resource) == [error("a", "extension.0.valueExpression.name: String should match pattern '^[A-Za-z0-9\\-.]+$'")]
+    resource = in_group(
+        question("a", "integer", readOnly=True, extension=[expression(CALCULATED_EXPRESSION, "1", name="my_total")])
+    )
+    assert found(resource) == [
+        error("a", "extension.0.valueExpression.name: String should match pattern '^[A-Za-z0-9\\-.]+$'")
+    ]
 
 
 def test_model_error_outside_items():
@@ -138,7 +150,10 @@ def test_unsupported_item_type():
 def test_repeating_group():
     resource = questionnaire(group("meds", question("name", "string"), repeats=True))
     assert found(resource) == [
-        error("meds", "a repeating group is not supported by the engine (ask the repeated questions with `repeats` instead)")
+        error(
+            "meds",
+            "a repeating group is not supported by the engine (ask the repeated questions with `repeats` instead)",
+        )
     ]
 
 
@@ -172,7 +187,9 @@ def test_answer_value_set_unsupported():
 
 def test_answer_option_of_the_wrong_kind():
     resource = in_group(question("q", "integer", answerOption=[{"valueInteger": 1}, {"valueString": "two"}]))
-    assert found(resource) == [error("q", "answerOption #2 has ['valueString']; a integer item takes one of ['valueInteger']")]
+    assert found(resource) == [
+        error("q", "answerOption #2 has ['valueString']; a integer item takes one of ['valueInteger']")
+    ]
 
 
 def test_answer_option_coding_without_code():
@@ -189,12 +206,16 @@ def test_initial_of_the_wrong_type():
 
 
 def test_enable_when_target_missing():
-    resource = in_group(question("a", "boolean"), question("b", "string", enableWhen=[when("zz", "=", answerBoolean=True)]))
+    resource = in_group(
+        question("a", "boolean"), question("b", "string", enableWhen=[when("zz", "=", answerBoolean=True)])
+    )
     assert found(resource) == [error("b", "enableWhen #1 refers to 'zz', which is not an item of this Questionnaire")]
 
 
 def test_enable_when_target_after_the_item():
-    resource = in_group(question("a", "string", enableWhen=[when("b", "=", answerBoolean=True)]), question("b", "boolean"))
+    resource = in_group(
+        question("a", "string", enableWhen=[when("b", "=", answerBoolean=True)]), question("b", "boolean")
+    )
     assert found(resource) == [
         error("a", "enableWhen #1 refers to 'b', which comes after it: a condition must depend on an earlier answer")
     ]
@@ -217,7 +238,11 @@ def test_enable_when_self_or_child():
         (question("a", "boolean"), {"answerString": "true"}, "answerString can never match 'a' of type boolean"),
         (question("a", "integer"), {"answerString": "3"}, "answerString can never match 'a' of type integer"),
         (question("a", "string"), {"answerInteger": 3}, "answerInteger can never match 'a' of type string"),
-        (question("a", "date"), {"answerDateTime": "2024-05-01T10:00:00Z"}, "answerDateTime can never match 'a' of type date"),
+        (
+            question("a", "date"),
+            {"answerDateTime": "2024-05-01T10:00:00Z"},
+            "answerDateTime can never match 'a' of type date",
+        ),
         (question("a", "quantity"), {"answerDecimal": 3}, "answerDecimal can never match 'a' of type quantity"),
         (question("a", "display"), {"answerBoolean": True}, "answerBoolean can never match 'a' of type display"),
         (
@@ -242,12 +267,16 @@ def test_ordered_operator_on_coding(operator):
 
 
 def test_ordered_operator_on_boolean():
-    resource = in_group(question("a", "boolean"), question("b", "string", enableWhen=[when("a", ">", answerBoolean=False)]))
+    resource = in_group(
+        question("a", "boolean"), question("b", "string", enableWhen=[when("a", ">", answerBoolean=False)])
+    )
     assert found(resource) == [error("b", "enableWhen #1: operator '>' cannot order answerBoolean")]
 
 
 def test_exists_takes_a_boolean():
-    resource = in_group(question("a", "integer"), question("b", "string", enableWhen=[when("a", "exists", answerInteger=1)]))
+    resource = in_group(
+        question("a", "integer"), question("b", "string", enableWhen=[when("a", "exists", answerInteger=1)])
+    )
     assert found(resource) == [error("b", "enableWhen #1: operator 'exists' takes answerBoolean, not answerInteger")]
 
 
@@ -255,7 +284,9 @@ def test_multiple_enable_when_without_behavior():
     conditions = [when("a", "=", answerBoolean=True), when("a", "exists", answerBoolean=True)]
     resource = in_group(question("a", "boolean"), question("b", "string", enableWhen=conditions))
     assert found(resource) == [error("b", "has 2 enableWhen conditions but no enableBehavior (que-12)")]
-    with_behavior = in_group(question("a", "boolean"), question("b", "string", enableWhen=conditions, enableBehavior="any"))
+    with_behavior = in_group(
+        question("a", "boolean"), question("b", "string", enableWhen=conditions, enableBehavior="any")
+    )
     assert found(with_behavior) == []
 
 
@@ -278,7 +309,9 @@ def test_scored_non_choice_without_score_criterion():
     resource = in_group(question("q", "integer", extension=[ext(SCORED, valueBoolean=True)]))
     assert found(resource) == [error("q", "is scored but has neither weighted answerOptions nor a scoreCriterion")]
     ok = in_group(
-        question("q", "integer", extension=[ext(SCORED, valueBoolean=True), expression(SCORE_CRITERION, "answer.value >= 4")])
+        question(
+            "q", "integer", extension=[ext(SCORED, valueBoolean=True), expression(SCORE_CRITERION, "answer.value >= 4")]
+        )
     )
     assert found(ok) == []
 
@@ -314,9 +347,15 @@ def test_fhirpath_syntax_error_in_questionnaire_variable():
 
 @pytest.mark.parametrize("language", ["text/cql", "application/x-fhir-query"])
 def test_non_fhirpath_language(language):
-    resource = in_group(question("q", "integer", readOnly=True, extension=[expression(CALCULATED_EXPRESSION, "1", language=language)]))
+    resource = in_group(
+        question("q", "integer", readOnly=True, extension=[expression(CALCULATED_EXPRESSION, "1", language=language)])
+    )
     assert found(resource) == [
-        error("q", f"sdc-questionnaire-calculatedExpression: expression language {language!r} is not supported (only text/fhirpath)")
+        error(
+            "q",
+            f"sdc-questionnaire-calculatedExpression: expression language {language!r} is not supported "
+            "(only text/fhirpath)",
+        )
     ]
 
 
@@ -328,7 +367,11 @@ def test_expression_extension_needs_a_value_expression():
 def test_calculated_not_read_only_is_a_warning():
     resource = in_group(question("q", "integer", extension=[expression(CALCULATED_EXPRESSION, "1 + 1")]))
     assert found(resource) == [
-        ("warning", "q", "has a calculatedExpression but is not readOnly: the calculated value overwrites the patient's")
+        (
+            "warning",
+            "q",
+            "has a calculatedExpression but is not readOnly: the calculated value overwrites the patient's",
+        )
     ]
 
 
@@ -403,7 +446,8 @@ def test_project_catalog_loads():
 
 LHC = FIXTURES / "lhc-forms"
 needs_fixtures = pytest.mark.skipif(
-    not LHC.is_dir(), reason=f"fhircheck fixtures not found at {LHC} (the shared checkout ../shared/fhircheck is absent)"
+    not LHC.is_dir(),
+    reason=f"fhircheck fixtures not found at {LHC} (the shared checkout ../shared/fhircheck is absent)",
 )
 
 NAME_PATTERN = "String should match pattern '^[A-Za-z0-9\\-.]+$'"
@@ -435,7 +479,11 @@ def test_lhc_weight_height_loads():
     path = LHC / "weight-height-questionnaire.json"
     assert [(i.severity, i.link_id, i.message) for i in lint_file(path)] == [
         ("warning", None, "has no version: responses will pin the url alone"),
-        ("warning", "/39156-5", "has a calculatedExpression but is not readOnly: the calculated value overwrites the patient's"),
+        (
+            "warning",
+            "/39156-5",
+            "has a calculatedExpression but is not readOnly: the calculated value overwrites the patient's",
+        ),
     ]
     assert load_form(path).canonical == "https://lforms-fhir.nlm.nih.gov/baseR4/Questionnaire/55418-8-x"
 
@@ -455,7 +503,10 @@ def test_lhc_phq9_is_rejected_for_option_prefix_number_and_expression_names():
     assert all("_" in n for n in names)
     with pytest.raises(CatalogError) as caught:
         load_form(path)
-    assert f"{path}: linkId '/44259-0' error: answerOption.1.extension.0.valueString: Input should be a valid string" in str(caught.value)
+    assert (
+        f"{path}: linkId '/44259-0' error: answerOption.1.extension.0.valueString: Input should be a valid string"
+        in str(caught.value)
+    )
 
 
 @needs_fixtures
@@ -542,7 +593,11 @@ def test_date_limits_given_by_expressions_are_clean():
     resource = in_group(
         question("onset", "date", extension=[dynamic(MIN_VALUE, "%birthDate"), dynamic(MAX_VALUE, "today()")]),
         question("seen", "dateTime", extension=[dynamic(MAX_VALUE, "today()", key="_valueDateTime")]),
-        question("fixed", "date", extension=[ext(MIN_VALUE, valueDate="1900"), dynamic(MAX_VALUE, "today()", valueDate="2030-01-01")]),
+        question(
+            "fixed",
+            "date",
+            extension=[ext(MIN_VALUE, valueDate="1900"), dynamic(MAX_VALUE, "today()", valueDate="2030-01-01")],
+        ),
     )
     assert found(resource) == []
 
@@ -551,11 +606,26 @@ def test_date_limits_given_by_expressions_are_clean():
     ("kind", "extension", "message"),
     [
         ("date", dynamic(MAX_VALUE, "today() +"), "maxValue cqf-expression: FHIRPath does not parse"),
-        ("date", dynamic(MAX_VALUE, "today()", language="text/cql"), "maxValue cqf-expression language 'text/cql' is not supported"),
-        ("integer", dynamic(MAX_VALUE, "1", key="_valueInteger"), "maxValue given by an expression is supported on date and dateTime items only"),
-        ("date", dynamic(MIN_VALUE, "%birthDate", key="_valueInteger"), "minValue valueInteger does not fit a date item"),
-        ("date", {"url": MIN_VALUE, "_valueDate": {"extension": [{"url": "urn:other", "valueString": "x"}]}},
-         "minValue has no value: its `_value[x]` carries no cqf-expression"),
+        (
+            "date",
+            dynamic(MAX_VALUE, "today()", language="text/cql"),
+            "maxValue cqf-expression language 'text/cql' is not supported",
+        ),
+        (
+            "integer",
+            dynamic(MAX_VALUE, "1", key="_valueInteger"),
+            "maxValue given by an expression is supported on date and dateTime items only",
+        ),
+        (
+            "date",
+            dynamic(MIN_VALUE, "%birthDate", key="_valueInteger"),
+            "minValue valueInteger does not fit a date item",
+        ),
+        (
+            "date",
+            {"url": MIN_VALUE, "_valueDate": {"extension": [{"url": "urn:other", "valueString": "x"}]}},
+            "minValue has no value: its `_value[x]` carries no cqf-expression",
+        ),
         ("date", ext(MIN_VALUE, valueInteger=3), "minValue valueInteger does not fit a date item"),
     ],
 )
@@ -603,12 +673,21 @@ def test_constraints_on_groups_and_the_questionnaire_are_clean():
     ("replace", "message"),
     [
         ({"key": None}, "questionnaire-constraint: needs one `key` (valueId)"),
-        ({"severity": {"valueCode": "fatal"}}, "questionnaire-constraint 'total': needs one `severity` (valueCode): one of ['error', 'warning']"),
+        (
+            {"severity": {"valueCode": "fatal"}},
+            "questionnaire-constraint 'total': needs one `severity` (valueCode): one of ['error', 'warning']",
+        ),
         ({"severity": None}, "questionnaire-constraint 'total': needs one `severity`"),
-        ({"expression": {"valueString": "item.where(linkId = "}}, "questionnaire-constraint 'total': expression: FHIRPath does not parse"),
+        (
+            {"expression": {"valueString": "item.where(linkId = "}},
+            "questionnaire-constraint 'total': expression: FHIRPath does not parse",
+        ),
         ({"expression": None}, "questionnaire-constraint 'total': needs one `expression`"),
         ({"human": None}, "questionnaire-constraint 'total': needs one `human`"),
-        ({"location": {"valueString": "nowhere"}}, "questionnaire-constraint 'total': location 'nowhere' is not a linkId"),
+        (
+            {"location": {"valueString": "nowhere"}},
+            "questionnaire-constraint 'total': location 'nowhere' is not a linkId",
+        ),
     ],
 )
 def test_bad_constraints(replace, message):
@@ -618,7 +697,9 @@ def test_bad_constraints(replace, message):
 
 def test_constraint_keys_are_unique_in_the_questionnaire():
     resource = questionnaire(group("g", question("a", "integer"), extension=[good()]), extension=[good()])
-    assert found(resource) == [error("g", "questionnaire-constraint 'total': key is used by another constraint of this Questionnaire")]
+    assert found(resource) == [
+        error("g", "questionnaire-constraint 'total': key is used by another constraint of this Questionnaire")
+    ]
 
 
 def test_constraint_on_a_question_is_refused():

@@ -35,10 +35,18 @@ def fhirpath(text: str) -> dict[str, Any]:
 
 def yes_no(link_id: str) -> dict[str, Any]:
     return {
-        "linkId": link_id, "type": "choice", "text": link_id,
+        "linkId": link_id,
+        "type": "choice",
+        "text": link_id,
         "answerOption": [
-            {"valueCoding": YES, "extension": [{"url": ITEM_WEIGHT, "valueDecimal": 1}, {"url": ORDINAL_VALUE, "valueDecimal": 1}]},
-            {"valueCoding": NO, "extension": [{"url": ITEM_WEIGHT, "valueDecimal": 0}, {"url": ORDINAL_VALUE, "valueDecimal": 0}]},
+            {
+                "valueCoding": YES,
+                "extension": [{"url": ITEM_WEIGHT, "valueDecimal": 1}, {"url": ORDINAL_VALUE, "valueDecimal": 1}],
+            },
+            {
+                "valueCoding": NO,
+                "extension": [{"url": ITEM_WEIGHT, "valueDecimal": 0}, {"url": ORDINAL_VALUE, "valueDecimal": 0}],
+            },
         ],
     }
 
@@ -114,17 +122,25 @@ def test_flags_are_evaluated_even_when_the_total_is_incomplete() -> None:
                           guidance="Call now"))
     result = score_response(form, answer(form, q1="y"))
     assert not result.scores[0].complete
-    assert [(f.id, f.tier, f.because, f.patient_guidance) for f in result.flags] == [("f1", "emergency", ("q1",), "Call now")]
+    assert [(f.id, f.tier, f.because, f.patient_guidance) for f in result.flags] == [
+        ("f1", "emergency", ("q1",), "Call now")
+    ]
     assert score_response(form, answer(form, q1="n")).flags == []
 
 
 def test_findings_are_suppressed_by_named_tiers_across_domains() -> None:
-    finding = complex_(PROJECT_EXT + "finding", sub("id", valueCode="pattern"),
-                       sub("when", valueExpression=fhirpath("%resource.repeat(item).where(linkId='q2').answer.value.code = 'y'")),
-                       sub("value", valueExpression=fhirpath("'TYPE-' + %resource.repeat(item).where(linkId='q3').answer.value.code")),
-                       sub("text", valueString="consistent with {value}"), sub("suppressedBy", valueCode="urgent"))
+    finding = complex_(
+        PROJECT_EXT + "finding",
+        sub("id", valueCode="pattern"),
+        sub("when", valueExpression=fhirpath("%resource.repeat(item).where(linkId='q2').answer.value.code = 'y'")),
+        sub("value", valueExpression=fhirpath("'TYPE-' + %resource.repeat(item).where(linkId='q3').answer.value.code")),
+        sub("text", valueString="consistent with {value}"),
+        sub("suppressedBy", valueCode="urgent"),
+    )
     form = make_form(finding)
-    other = make_form(flag("alarm", "urgent", "%resource.repeat(item).where(linkId='q1').answer.value.code = 'y'", "q1"), key="other")
+    other = make_form(
+        flag("alarm", "urgent", "%resource.repeat(item).where(linkId='q1').answer.value.code = 'y'", "q1"), key="other"
+    )
     calm = score_intake([(form, answer(form, q2="y", q3="n")), (other, answer(other, q1="n"))])
     assert [n.text for n in calm.notes] == ["consistent with TYPE-n"]
     alarmed = score_intake([(form, answer(form, q2="y", q3="n")), (other, answer(other, q1="y"))])
@@ -132,9 +148,17 @@ def test_findings_are_suppressed_by_named_tiers_across_domains() -> None:
 
 
 def test_cross_domain_notes_see_other_domains_and_complete_scores() -> None:
-    note = complex_(PROJECT_EXT + "crossDomainNote", sub("id", valueCode="both"),
-                    sub("when", valueExpression=fhirpath("%scores.t >= 2 and %other.repeat(item).where(linkId='q1').answer.value.code = 'y'")),
-                    sub("text", valueString="both domains say so"))
+    note = complex_(
+        PROJECT_EXT + "crossDomainNote",
+        sub("id", valueCode="both"),
+        sub(
+            "when",
+            valueExpression=fhirpath(
+                "%scores.t >= 2 and %other.repeat(item).where(linkId='q1').answer.value.code = 'y'"
+            ),
+        ),
+        sub("text", valueString="both domains say so"),
+    )
     form = make_form(note)
     other = make_form(key="other")
     # (both forms define score "t"; the later one wins the %scores map, so both are set to 2 here)
@@ -148,7 +172,9 @@ def test_without_notes_the_same_flags_and_scores_and_no_notes() -> None:
     """The check run on every saved page (notes=False) raises exactly what the full scoring does."""
     note = complex_(PROJECT_EXT + "crossDomainNote", sub("id", valueCode="n"),
                     sub("when", valueExpression=fhirpath("true")), sub("text", valueString="always"))
-    form = make_form(note, flag("alarm", "urgent", "%resource.repeat(item).where(linkId='q1').answer.value.code = 'y'", "q1"))
+    form = make_form(
+        note, flag("alarm", "urgent", "%resource.repeat(item).where(linkId='q1').answer.value.code = 'y'", "q1")
+    )
     pairs = [(form, answer(form, q1="y", q2="y", q3="n"))]
     full, quick = score_intake(pairs), score_intake(pairs, notes=False)
     assert [n.id for n in full.notes] == ["n"] and quick.notes == []
@@ -167,7 +193,9 @@ def test_birth_date_and_threshold_reach_the_rules() -> None:
     response = answer(form, q1="n")
     assert [f.id for f in score_response(form, response, Context(birth_date="1970-01-01")).flags] == ["age"]
     assert score_response(form, response, Context(birth_date="1990-01-01")).flags == []
-    assert [f.id for f in score_response(form, response, Context(birth_date="1990-01-01", gi_onset_age_threshold=30)).flags] == ["age"]
+    assert [
+        f.id for f in score_response(form, response, Context(birth_date="1990-01-01", gi_onset_age_threshold=30)).flags
+    ] == ["age"]
 
 
 def test_a_rule_that_cannot_be_evaluated_is_an_error_naming_it() -> None:
@@ -182,9 +210,15 @@ def test_a_rule_that_cannot_be_evaluated_is_an_error_naming_it() -> None:
 def test_flags_see_the_other_questionnaires_of_the_intake() -> None:
     """A flag reads `%other` as cross-domain notes do: raised from another domain's answer, quiet
     (not an error) when that questionnaire is not in the intake or the response is scored alone."""
-    form = make_form(flag("across", "review", "%resource.repeat(item).where(linkId='q1').answer.value.code = 'y' or "
-                                              "%other.repeat(item).where(linkId='q2').answer.value.weight().exists($this > 0)",
-                          "q1"))
+    form = make_form(
+        flag(
+            "across",
+            "review",
+            "%resource.repeat(item).where(linkId='q1').answer.value.code = 'y' or "
+            "%other.repeat(item).where(linkId='q2').answer.value.weight().exists($this > 0)",
+            "q1",
+        )
+    )
     other = make_form(key="other")
     own = answer(form, q1="n", q2="n", q3="n")
     assert [f.id for f in score_intake([(form, own), (other, answer(other, q2="y"))]).flags] == ["across"]

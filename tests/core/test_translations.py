@@ -81,7 +81,11 @@ def test_localize_replaces_translated_strings_keeps_the_rest_and_drops_shadows()
     assert group["text"] == "Sentimientos"
     question = group["item"][0]
     assert question["text"] == "¿Decaído?"
-    assert question["answerOption"][0]["valueCoding"] == {"system": "http://loinc.org", "code": "LA33-6", "display": "Sí"}
+    assert question["answerOption"][0]["valueCoding"] == {
+        "system": "http://loinc.org",
+        "code": "LA33-6",
+        "display": "Sí",
+    }
     assert question["answerOption"][1] == {"valueString": "Maybe"}  # no Spanish: the base text stays
     assert "_text" not in json.dumps(es) and q["title"] == "Mood"  # the original is untouched
     assert translations.flag_guidance(es, "f1") == "Llame ahora."

@@ -132,7 +132,9 @@ def test_questionnaire_reference_rejected(ref):
     ],
 )
 def test_wrong_answer_type(kind, answer, key):
-    assert issues(single(kind), one("q", answer)) == [("error", "value", "q", f"{key} is not an answer to a {kind} item")]
+    assert issues(single(kind), one("q", answer)) == [
+        ("error", "value", "q", f"{key} is not an answer to a {kind} item")
+    ]
 
 
 YES_NO = [option("LA33-6", display="Yes"), option("LA32-8", display="No")]
@@ -140,7 +142,9 @@ YES_NO = [option("LA33-6", display="Yes"), option("LA32-8", display="No")]
 
 def test_choice_bool_for_choice():
     f = single("choice", answerOption=YES_NO)
-    assert issues(f, one("q", {"valueBoolean": True})) == [("error", "value", "q", "valueBoolean is not an answer to a choice item")]
+    assert issues(f, one("q", {"valueBoolean": True})) == [
+        ("error", "value", "q", "valueBoolean is not an answer to a choice item")
+    ]
 
 
 def test_choice_in_options():
@@ -159,7 +163,9 @@ def test_choice_in_options():
 )
 def test_choice_code_not_in_options(tampered):
     f = single("choice", answerOption=YES_NO)
-    assert issues(f, one("q", {"valueCoding": tampered})) == [("error", "code-invalid", "q", "is not one of the allowed answers")]
+    assert issues(f, one("q", {"valueCoding": tampered})) == [
+        ("error", "code-invalid", "q", "is not one of the allowed answers")
+    ]
 
 
 def test_option_without_system_does_not_accept_one_with_system():
@@ -189,7 +195,9 @@ def test_open_choice_free_text_ok_but_codes_still_checked():
 def test_integer_options():
     f = single("integer", answerOption=[{"valueInteger": 1}, {"valueInteger": 2}])
     assert issues(f, one("q", {"valueInteger": 2})) == []
-    assert issues(f, one("q", {"valueInteger": 3})) == [("error", "code-invalid", "q", "is not one of the allowed answers")]
+    assert issues(f, one("q", {"valueInteger": 3})) == [
+        ("error", "code-invalid", "q", "is not one of the allowed answers")
+    ]
 
 
 def test_answer_without_value():
@@ -244,7 +252,9 @@ def test_question_children_must_go_under_answer():
 def test_out_of_order():
     resource = response(node("g", items=[node("b", {"valueString": "y"}), node("a", {"valueString": "x"})]))
     assert issues(nested_form(), resource) == [("error", "structure", "a", "item is out of the Questionnaire's order")]
-    groups = response(node("h", items=[node("c", {"valueBoolean": False})]), node("g", items=[node("a", {"valueString": "x"})]))
+    groups = response(
+        node("h", items=[node("c", {"valueBoolean": False})]), node("g", items=[node("a", {"valueString": "x"})])
+    )
     assert issues(nested_form(), groups) == [("error", "structure", "g", "item is out of the Questionnaire's order")]
 
 
@@ -255,7 +265,9 @@ def test_duplicate_item():
 
 def test_text_mismatch_and_missing_text():
     tampered = response(node("g", items=[node("a", {"valueString": "x"}, text="Something else")]))
-    assert issues(nested_form(), tampered) == [("error", "value", "a", "item.text differs from the Questionnaire's text")]
+    assert issues(nested_form(), tampered) == [
+        ("error", "value", "a", "item.text differs from the Questionnaire's text")
+    ]
     assert issues(nested_form(), response(node("g", items=[node("a", {"valueString": "x"}, text=None)]))) == []
 
 
@@ -315,7 +327,9 @@ def test_regex_must_match_the_whole_answer():
 
 @pytest.mark.parametrize("value", ["a\x00b", "bell\x07", "esc\x1b[2J", "del\x7f"])
 def test_control_characters(value):
-    assert issues(single("string"), one("q", {"valueString": value})) == [("error", "value", "q", "contains control characters")]
+    assert issues(single("string"), one("q", {"valueString": value})) == [
+        ("error", "value", "q", "contains control characters")
+    ]
 
 
 def test_tabs_and_newlines_are_not_control_characters():
@@ -343,14 +357,18 @@ def test_datetime_without_timezone_or_seconds(value):
     assert found[0][3].startswith("answer.0.valueDateTime: ")
 
 
-@pytest.mark.parametrize("value", ["2024-05-01T10:00:00Z", "2024-05-01T10:00:00+02:00", "2024-05-01T10:00:00.123-05:00", "2024-05-01"])
+@pytest.mark.parametrize(
+    "value", ["2024-05-01T10:00:00Z", "2024-05-01T10:00:00+02:00", "2024-05-01T10:00:00.123-05:00", "2024-05-01"]
+)
 def test_valid_datetime(value):
     assert issues(single("dateTime"), one("q", {"valueDateTime": value})) == []
 
 
 def test_structure_error_deep_in_the_tree_names_the_item():
     f = nested_form()
-    resource = response(node("h", items=[node("c", {"valueBoolean": True, "item": [node("d", {"valueInteger": "many"})]})]))
+    resource = response(
+        node("h", items=[node("c", {"valueBoolean": True, "item": [node("d", {"valueInteger": "many"})]})])
+    )
     found = issues(f, resource)
     assert [(s, c, lid) for s, c, lid, _ in found] == [("error", "structure", "d")]
     assert found[0][3].startswith("answer.0.valueInteger: ")
@@ -393,7 +411,12 @@ def test_disabled_required_is_not_required():
 
 def test_problems_come_in_document_order_tree_first():
     f = form(
-        group("g", question("a", "string", required=True), question("b", "string", maxLength=1), question("c", "integer", required=True))
+        group(
+            "g",
+            question("a", "string", required=True),
+            question("b", "string", maxLength=1),
+            question("c", "integer", required=True),
+        )
     )
     resource = response(node("g", items=[node("b", {"valueString": "long"})]))
     assert issues(f, resource) == [
@@ -491,7 +514,8 @@ def test_answers_to_a_reflex_switched_off_by_the_real_scores():
             items.append({"linkId": top.link_id, "text": top.text, "item": children})
     found = issues(f, response(*items, questionnaire_ref=f.canonical))
     assert found == [
-        ("error", "business-rule", f"phq9-{n}", "is answered but not enabled by the earlier answers") for n in range(1, 10)
+        ("error", "business-rule", f"phq9-{n}", "is answered but not enabled by the earlier answers")
+        for n in range(1, 10)
     ]
 
 
@@ -505,7 +529,11 @@ BORN = date(1970, 5, 1)
 
 
 def dynamic(url, expression, key="_valueDate", **static):
-    return {"url": url, **static, key: {"extension": [{"url": CQF, "valueExpression": {"language": "text/fhirpath", "expression": expression}}]}}
+    return {
+        "url": url,
+        **static,
+        key: {"extension": [{"url": CQF, "valueExpression": {"language": "text/fhirpath", "expression": expression}}]},
+    }
 
 
 def dated(kind="date", *extensions):

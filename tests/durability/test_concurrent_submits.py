@@ -46,8 +46,14 @@ def test_concurrent_submits(database_url: str, tmp_path: Path, submits: int) -> 
         env = {**server_env(database_url, tmp_path), "INTAKE_WEB_MAX_REQUESTS": str(MAX_REQUESTS)}
         with gunicorn_server(env, tmp_path / "logs", workers=WORKERS) as server:
             run = run_patients(server, invites, answers, clients=CLIENTS, timeout=600 if submits > 200 else 150)
-        print("\n" + run.figures(f"concurrent submits ({app.extensions['intake.engine'].dialect.name}, "
-                                 f"{CLIENTS} clients, {WORKERS} workers)") + f", server stop {server.stop_seconds:.1f} s")
+        print(
+            "\n"
+            + run.figures(
+                f"concurrent submits ({app.extensions['intake.engine'].dialect.name}, "
+                f"{CLIENTS} clients, {WORKERS} workers)"
+            )
+            + f", server stop {server.stop_seconds:.1f} s"
+        )
 
         assert run.problems() == [], run.problems()[:10]
         assert len(run.acknowledged) == submits
@@ -68,7 +74,10 @@ def test_the_checks_see_lost_and_duplicated_submits(database_url: str, tmp_path:
         client = app.test_client()
         client.get(done.link)
         fill_all(client, app, first_page(client))
-        assert client.post("/intake/submit", data={"csrf_token": csrf(client.get("/intake/review").text)}).status_code == 302
+        assert (
+            client.post("/intake/submit", data={"csrf_token": csrf(client.get("/intake/review").text)}).status_code
+            == 302
+        )
         run = Run([Outcome(done.intake_id, acknowledged=True), Outcome(lost.intake_id, acknowledged=True)], 1.0)
         assert check_database(app, run) == ["intake #1: submit acknowledged but status is 'not-started' (lost)"]
 

@@ -70,8 +70,14 @@ def test_kill_web_worker(database_url: str, tmp_path: Path, cycles: int) -> None
             run = run_patients(server, invites, answers, clients=CLIENTS, timeout=420 if cycles > 3 else 120,
                                during=killer(server, cycles, total, killed))
             survivors = server.worker_pids()
-        print("\n" + run.figures(f"kill -9 a web worker x{len(killed)} "
-                                 f"({app.extensions['intake.engine'].dialect.name}, {CLIENTS} clients, {WORKERS} workers)") + f", server stop {server.stop_seconds:.1f} s")
+        print(
+            "\n"
+            + run.figures(
+                f"kill -9 a web worker x{len(killed)} "
+                f"({app.extensions['intake.engine'].dialect.name}, {CLIENTS} clients, {WORKERS} workers)"
+            )
+            + f", server stop {server.stop_seconds:.1f} s"
+        )
 
         assert len(killed) == cycles
         assert not set(killed) & set(survivors)

@@ -82,9 +82,15 @@ def opened(app: Flask, client: FlaskClient) -> FlaskClient:
 
 @pytest.fixture
 def staff_app(database_url: str, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]) -> Iterator[Flask]:
-    app = create_app({
-        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager",
-        "INTAKE_NOTIFY_WEBHOOK": webhook[0],
-    })
+    app = create_app(
+        {
+            "DATABASE_URL": database_url,
+            "INSTANCE_PATH": str(tmp_path / "i"),
+            "SECRET_KEY": "t",
+            "TESTING": True,
+            "INTAKE_JOBS": "eager",
+            "INTAKE_NOTIFY_WEBHOOK": webhook[0],
+        }
+    )
     yield app
     close_app(app)

@@ -104,14 +104,18 @@ def add_staff(app: Flask, username: str = STAFF[0], role: str = "clinician", pas
                               password=password, now=utcnow())
 
 
-def sign_in(client: FlaskClient, username: str = STAFF[0], password: str = STAFF[1], next_url: str | None = None) -> Any:
+def sign_in(
+    client: FlaskClient, username: str = STAFF[0], password: str = STAFF[1], next_url: str | None = None
+) -> Any:
     """Post the sign-in form as a browser would; returns the response."""
     path = "/staff/login" + (f"?next={next_url}" if next_url else "")
     token = csrf(client.get(path).text)
     return client.post(path, data={"username": username, "password": password, "csrf_token": token})
 
 
-def signed_in(app: Flask, role: str = "clinician", username: str | None = None, password: str = STAFF[1]) -> FlaskClient:
+def signed_in(
+    app: Flask, role: str = "clinician", username: str | None = None, password: str = STAFF[1]
+) -> FlaskClient:
     """A client signed in as a staff member with `role` (the account is made if missing)."""
     username = username or (STAFF[0] if role == "clinician" else role.replace("-", ""))
     add_staff(app, username, role, password)
@@ -123,7 +127,9 @@ EMERGENCY = {"n-rf2": "true"}  # difficulty breathing/swallowing/speaking: emerg
 HIGH_PHQ4 = {"phq4-1": "LA6571-9", "phq4-2": "LA6571-9", "phq4-3": "LA6571-9", "phq4-4": "LA6571-9"}
 
 
-def complete_intake(app: Flask, overrides: dict[str, Any], *, birth_date: str = "1960-05-01") -> tuple[FlaskClient, str]:
+def complete_intake(
+    app: Flask, overrides: dict[str, Any], *, birth_date: str = "1960-05-01"
+) -> tuple[FlaskClient, str]:
     """Invite, answer every page (defaults + `overrides`), submit twice; (client, intake id)."""
     client = app.test_client()
     client.get(invite_link(app, birth_date=birth_date))

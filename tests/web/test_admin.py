@@ -31,10 +31,20 @@ from tests.web.test_fhir_api import api_app  # noqa: F401  (fixture)
 def test_admin_adds_disables_and_resets_users(api_app: Flask) -> None:  # noqa: F811
     admin = signed_in(api_app, "admin")
     page = admin.get("/admin/users").text
-    bad = admin.post("/admin/users", data={"username": "n", "password": "short", "role": "clinician", "csrf_token": csrf(page)})
+    bad = admin.post(
+        "/admin/users", data={"username": "n", "password": "short", "role": "clinician", "csrf_token": csrf(page)}
+    )
     assert bad.status_code == 400 and "<title>Error:" in bad.text
-    added = admin.post("/admin/users", data={"username": "Nurse.Joy", "display_name": "Nurse <Joy>", "role": "front-desk",
-                                             "password": "a long enough password", "csrf_token": csrf(page)})
+    added = admin.post(
+        "/admin/users",
+        data={
+            "username": "Nurse.Joy",
+            "display_name": "Nurse <Joy>",
+            "role": "front-desk",
+            "password": "a long enough password",
+            "csrf_token": csrf(page),
+        },
+    )
     assert added.status_code == 302
     listing = admin.get("/admin/users").text
     assert "nurse.joy" in listing and "Nurse &lt;Joy&gt;" in listing
@@ -66,14 +76,28 @@ def test_admin_registers_and_revokes_api_clients(api_app: Flask, tmp_path: Path)
     refused = admin.post("/admin/clients", data={"name": "lab-system", "jwks": json.dumps(private),
                                                  "scopes": "system/*.read", "csrf_token": csrf(page)})
     assert refused.status_code == 400 and error_summary(refused.text) is not None
-    assert admin.post("/admin/clients", data={"name": "lab-system", "jwks": json.dumps(client.jwks),
-                                              "scopes": "system/Observation.read", "csrf_token": csrf(page)}).status_code == 302
+    assert (
+        admin.post(
+            "/admin/clients",
+            data={
+                "name": "lab-system",
+                "jwks": json.dumps(client.jwks),
+                "scopes": "system/Observation.read",
+                "csrf_token": csrf(page),
+            },
+        ).status_code
+        == 302
+    )
     assert "system/Observation.read" in admin.get("/admin/clients").text
     token = client.token(api_app, "system/Observation.read")
-    assert api_app.test_client().get("/fhir/Observation", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert (
+        api_app.test_client().get("/fhir/Observation", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    )
     assert admin.post("/admin/clients/lab-system/revoke", data={"csrf_token": csrf(page)}).status_code == 302
     assert "revoked" in admin.get("/admin/clients").text
-    response = api_app.test_client().post("/auth/token", data=client.token_form("http://localhost/auth/token", "system/Observation.read"))
+    response = api_app.test_client().post(
+        "/auth/token", data=client.token_form("http://localhost/auth/token", "system/Observation.read")
+    )
     assert response.status_code in (400, 401) and json.loads(response.data)["error"] == "invalid_client"
 
 
@@ -213,7 +237,9 @@ def test_a_broken_page_link_is_a_problem_not_a_crash(audit_app: Flask) -> None:
     assert admin.get("/admin/audit?before=").status_code == 200
 
 
-def test_older_rows_pages_through_the_log_with_no_overlap_and_no_gap(audit_app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_older_rows_pages_through_the_log_with_no_overlap_and_no_gap(
+    audit_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(admin_views, "PAGE_ROWS", 3)
     admin = busy_log(audit_app)
     write_rows(audit_app, *((datetime(2024, 1, 1, 9, n, tzinfo=UTC), "update", [f"Patient/{n}"]) for n in range(8)))

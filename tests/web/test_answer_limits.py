@@ -67,7 +67,9 @@ def test_a_date_in_the_future_is_refused_beside_the_question(patient: FlaskClien
     response = post(patient, DATES, onset=FUTURE.isoformat())
     assert response.status_code == 400
     assert message_beside(response.text, "onset") == "The date must be today or in the past"
-    assert error_summary(response.text) == [("q-onset", "The date must be today or in the past – When did the symptoms start?")]
+    assert error_summary(response.text) == [
+        ("q-onset", "The date must be today or in the past – When did the symptoms start?")
+    ]
 
 
 @pytest.mark.parametrize("value", [str(FUTURE.year + 1), f"{FUTURE.year + 1}-01"])
@@ -136,7 +138,9 @@ def page_form(limits_app: Flask, page_key: str, data: dict[str, str], **kwargs: 
         (None, "1800-01-01", None),  # unknown birth date: no lower limit
     ],
 )
-def test_birth_date_limit_at_the_answers_precision(limits_app: Flask, birth_date: Any, value: str, message: str | None) -> None:
+def test_birth_date_limit_at_the_answers_precision(
+    limits_app: Flask, birth_date: Any, value: str, message: str | None
+) -> None:
     with limits_app.test_request_context():
         form = page_form(limits_app, "dates", {"q-onset": value}, birth_date=birth_date, today=date(2024, 6, 1))
         assert form.validate() is (message is None)
@@ -145,7 +149,14 @@ def test_birth_date_limit_at_the_answers_precision(limits_app: Flask, birth_date
 
 @pytest.mark.parametrize(
     ("value", "ok"),
-    [("2024", True), ("2025", False), ("2024-06", True), ("2024-07", False), ("2024-06-01", True), ("2024-06-02", False)],
+    [
+        ("2024", True),
+        ("2025", False),
+        ("2024-06", True),
+        ("2024-07", False),
+        ("2024-06-01", True),
+        ("2024-06-02", False),
+    ],
 )
 def test_today_limit_at_the_answers_precision(limits_app: Flask, value: str, ok: bool) -> None:
     with limits_app.test_request_context():
@@ -160,7 +171,9 @@ def test_birth_date_may_also_be_set_before_validate(limits_app: Flask) -> None:
         assert not form.validate()
 
 
-def test_today_is_read_when_validating_not_when_the_class_is_built(limits_app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_today_is_read_when_validating_not_when_the_class_is_built(
+    limits_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with limits_app.test_request_context():
         form = page_form(limits_app, "dates", {"q-onset": "2031-01-01"})
         monkeypatch.setattr(webforms, "current_date", lambda: date(2030, 12, 31))
@@ -218,8 +231,14 @@ def test_a_field_with_its_own_error_keeps_it(patient: FlaskClient) -> None:
 
 
 def qr(*groups: dict[str, Any], status: str = "completed") -> dict[str, Any]:
-    return {"resourceType": "QuestionnaireResponse", "questionnaire": "https://intake.example.org/fhir/Questionnaire/limits|1.0.0",
-            "status": status, "subject": {"reference": "Patient/p1"}, "authored": "2024-05-01T10:00:00Z", "item": list(groups)}
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": "https://intake.example.org/fhir/Questionnaire/limits|1.0.0",
+        "status": status,
+        "subject": {"reference": "Patient/p1"},
+        "authored": "2024-05-01T10:00:00Z",
+        "item": list(groups),
+    }
 
 
 def group(link_id: str, text: str, **answers: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +291,10 @@ def test_submit_problems_can_be_worded_for_the_patient(limits_app: Flask) -> Non
     found = validate(qform, qr(group("dates", "Dates", onset={"valueDate": "1960"}),
                                group("bowel", "Bowel habits", hard={"valueInteger": 60}, loose={"valueInteger": 50})),
                      birth_date=BORN)
-    assert [(i.link_id, i.rule) for i in found] == [("onset", "limit:birthDate"), ("loose", "constraint:bowel-percent-total")]
+    assert [(i.link_id, i.rule) for i in found] == [
+        ("onset", "limit:birthDate"),
+        ("loose", "constraint:bowel-percent-total"),
+    ]
     with limits_app.test_request_context(headers={"Accept-Language": "es"}):
         assert [webforms.patient_message(qform, i) for i in found] == [
             "La fecha no puede ser anterior a su fecha de nacimiento",

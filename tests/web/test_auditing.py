@@ -82,17 +82,36 @@ def test_each_audited_action_writes_exactly_one_row(api_app: Flask) -> None:  # 
     login = one_new_row(api_app, lambda: signed_in(api_app, "clinician"))
     assert (login.action, login.actor, login.outcome) == ("login", "doctor", "success")
     failed = one_new_row(api_app, lambda: sign_in(api_app.test_client(), "doctor", "not the password"))
-    assert (failed.action, failed.actor_kind, failed.actor, failed.outcome) == ("login-failed", "anonymous", "doctor", "failure")
-    logout = one_new_row(api_app, lambda: clinician.post("/staff/logout", data={"csrf_token": csrf(clinician.get("/staff/two-step").text)}))
+    assert (failed.action, failed.actor_kind, failed.actor, failed.outcome) == (
+        "login-failed",
+        "anonymous",
+        "doctor",
+        "failure",
+    )
+    logout = one_new_row(
+        api_app,
+        lambda: clinician.post("/staff/logout", data={"csrf_token": csrf(clinician.get("/staff/two-step").text)}),
+    )
     assert (logout.action, logout.actor) == ("logout", "doctor")
 
     refused = one_new_row(api_app, lambda: desk.get(f"/clinician/intakes/{intake_id}"))
     assert refused.outcome == "failure" and json.loads(refused.detail)["status"] == 403
 
     page = desk.get("/front-desk/new").text
-    created = one_new_row(api_app, lambda: desk.post("/front-desk/new", data={
-        "name": "Audit Person", "birth_date": "1980-01-01", "appointment_day": "2030-01-01", "appointment_time": "09:00",
-        "questionnaires": ["stress"], "csrf_token": csrf(page)}))
+    created = one_new_row(
+        api_app,
+        lambda: desk.post(
+            "/front-desk/new",
+            data={
+                "name": "Audit Person",
+                "birth_date": "1980-01-01",
+                "appointment_day": "2030-01-01",
+                "appointment_time": "09:00",
+                "questionnaires": ["stress"],
+                "csrf_token": csrf(page),
+            },
+        ),
+    )
     assert (created.action, created.actor, created.actor_kind) == ("create", "frontdesk", "user")
     page = admin.get("/admin/users").text
     added = one_new_row(api_app, lambda: admin.post("/admin/users", data={
@@ -188,7 +207,9 @@ def test_tampering_is_detected(api_app: Flask, tamper: str) -> None:  # noqa: F8
             last = session.scalars(select(AuditRecord.seq).order_by(AuditRecord.seq.desc())).first()
             session.execute(delete(AuditRecord).where(AuditRecord.seq == last))
         else:
-            first, second = session.scalars(select(AuditRecord).where(AuditRecord.seq.in_([1, 2])).order_by(AuditRecord.seq)).all()
+            first, second = session.scalars(
+                select(AuditRecord).where(AuditRecord.seq.in_([1, 2])).order_by(AuditRecord.seq)
+            ).all()
             a, b = first.at, second.at
             first.at, second.at = b, a
             session.flush()
@@ -250,7 +271,12 @@ def test_finding_8_an_anonymous_summary_request_is_not_logged_as_a_successful_re
     for path in ("/clinician/intakes/abc123", "/clinician/intakes/abc123/screening-summary.pdf"):
         row = one_new_row(app, lambda: anonymous.get(path))  # noqa: B023 (called at once)
         detail = json.loads(row.detail)
-        assert (row.actor_kind, row.outcome, detail["status"], json.loads(row.entities)) == ("anonymous", "failure", 302, [])
+        assert (row.actor_kind, row.outcome, detail["status"], json.loads(row.entities)) == (
+            "anonymous",
+            "failure",
+            302,
+            [],
+        )
     clinician = signed_in(app, "clinician")
     missing = one_new_row(app, lambda: clinician.get("/clinician/intakes/no-such-intake"))
     assert (missing.outcome, json.loads(missing.detail)["status"]) == ("failure", 404)

@@ -65,23 +65,31 @@ def matrix(ids: dict[str, Any]) -> dict[str, list[tuple[str, str, dict[str, Any]
         "patient.submit": [("POST", "/intake/submit", {}, everyone(302))],  # no CSRF token: back to review
         "patient.done": [("GET", "/intake/done", {}, patient_only(302))],  # not submitted: back to start
         # Anyone may choose a language (a session preference); unknown codes are not found.
-        "patient.choose_language": [("GET", "/language/es?next=/", {}, everyone(302)),
-                                    ("GET", "/language/xx", {}, everyone(404))],
+        "patient.choose_language": [
+            ("GET", "/language/es?next=/", {}, everyone(302)),
+            ("GET", "/language/xx", {}, everyone(404)),
+        ],
         "staff.login": [("GET", "/staff/login", {}, everyone(200)), ("POST", "/staff/login", {}, everyone(400))],
         "staff.login_code": [("GET", "/staff/login/code", {}, everyone(302))],  # no password step pending
         "staff.logout": [("POST", "/staff/logout", {}, everyone(400))],  # no CSRF token
         "staff.two_step": [("GET", "/staff/two-step", {}, staff(200, *ROLES))],
-        "staff.password": [("GET", "/staff/password", {}, staff(200, *ROLES)),
-                           ("POST", "/staff/password", {}, staff(400, *ROLES))],  # no CSRF token
+        "staff.password": [
+            ("GET", "/staff/password", {}, staff(200, *ROLES)),
+            ("POST", "/staff/password", {}, staff(400, *ROLES)),
+        ],  # no CSRF token
         "front_desk.day": [("GET", "/front-desk/", {}, staff(200, "front-desk", "clinician"))],
-        "front_desk.new_intake": [("GET", "/front-desk/new", {}, staff(200, "front-desk")),
-                                  ("POST", "/front-desk/new", {}, staff(400, "front-desk"))],
+        "front_desk.new_intake": [
+            ("GET", "/front-desk/new", {}, staff(200, "front-desk")),
+            ("POST", "/front-desk/new", {}, staff(400, "front-desk")),
+        ],
         "front_desk.new_link": [("POST", f"/front-desk/intakes/{open_intake}/link", {}, staff(400, "front-desk"))],
         "front_desk.show_link": [("GET", f"/front-desk/intakes/{open_intake}/link", {}, staff(200, "front-desk"))],
         "clinician.intakes": [("GET", "/clinician/", {}, staff(200, "clinician"))],
         "clinician.flags": [("GET", "/clinician/flags", {}, staff(200, "clinician"))],
         "clinician.summary": [("GET", f"/clinician/intakes/{intake}", {}, staff(200, "clinician"))],
-        "clinician.summary_pdf": [("GET", f"/clinician/intakes/{intake}/screening-summary.pdf", {}, staff(200, "clinician"))],
+        "clinician.summary_pdf": [
+            ("GET", f"/clinician/intakes/{intake}/screening-summary.pdf", {}, staff(200, "clinician"))
+        ],
         "admin.users": [("GET", "/admin/users", {}, staff(200, "admin"))],
         "admin.add_user": [("POST", "/admin/users", {}, staff(400, "admin"))],
         "admin.change_user": [("POST", "/admin/users/doctor/disable", {}, staff(400, "admin"))],
@@ -92,23 +100,35 @@ def matrix(ids: dict[str, Any]) -> dict[str, list[tuple[str, str, dict[str, Any]
         "admin.audit_export": [("GET", "/admin/audit/AuditEvent.ndjson", {}, staff(200, "admin"))],
         "admin.outbox_rows": [("GET", "/admin/outbox", {}, staff(200, "admin"))],
         "admin.outbox_retry": [("POST", "/admin/outbox/retry", {}, staff(400, "admin"))],  # no CSRF token
-        "auth_api.smart_configuration": [("GET", "/.well-known/smart-configuration", {}, everyone(200)),
-                                         ("GET", "/fhir/.well-known/smart-configuration", {}, everyone(200))],
+        "auth_api.smart_configuration": [
+            ("GET", "/.well-known/smart-configuration", {}, everyone(200)),
+            ("GET", "/fhir/.well-known/smart-configuration", {}, everyone(200)),
+        ],
         "auth_api.token": [("POST", "/auth/token", {"data": {"grant_type": "client_credentials"}}, everyone(400))],
         "fhir.metadata": [("GET", "/fhir/metadata", {}, everyone(200))],
         "openapi.spec": [("GET", "/openapi.json", {}, everyone(200))],  # the API description is public
-        "fhir.read": [("GET", f"/fhir/Patient/{ids['patient']}", {}, fhir(200)),
-                      ("GET", f"/fhir/Observation/{ids['observation']}", {}, fhir(200, narrow=200))],
-        "fhir.search": [("GET", "/fhir/QuestionnaireResponse", {}, fhir(200)),
-                        ("GET", "/fhir/Observation", {}, fhir(200, narrow=200))],
+        "fhir.read": [
+            ("GET", f"/fhir/Patient/{ids['patient']}", {}, fhir(200)),
+            ("GET", f"/fhir/Observation/{ids['observation']}", {}, fhir(200, narrow=200)),
+        ],
+        "fhir.search": [
+            ("GET", "/fhir/QuestionnaireResponse", {}, fhir(200)),
+            ("GET", "/fhir/Observation", {}, fhir(200, narrow=200)),
+        ],
         "fhir.search_post": [("POST", "/fhir/Patient/_search", {"data": {"name": "test"}}, fhir(200, clinician=False))],
         "fhir.binary": [("GET", f"/fhir/Binary/{ids['document']}", {}, fhir(200))],
         "fhir.extract": [("GET", f"/fhir/QuestionnaireResponse/{ids['qr']['id']}/$extract", {}, fhir(200))],
-        "fhir.validate_response": [("POST", "/fhir/QuestionnaireResponse/$validate", fhir_json,
-                                    fhir(200, narrow=200, clinician=False))],
-        "fhir.validate_questionnaire": [("POST", "/fhir/Questionnaire/$validate",
-                                         {"data": json.dumps({"resourceType": "Questionnaire"}),
-                                          "content_type": "application/fhir+json"}, fhir(200, narrow=200, clinician=False))],
+        "fhir.validate_response": [
+            ("POST", "/fhir/QuestionnaireResponse/$validate", fhir_json, fhir(200, narrow=200, clinician=False))
+        ],
+        "fhir.validate_questionnaire": [
+            (
+                "POST",
+                "/fhir/Questionnaire/$validate",
+                {"data": json.dumps({"resourceType": "Questionnaire"}), "content_type": "application/fhir+json"},
+                fhir(200, narrow=200, clinician=False),
+            )
+        ],
         "fhir.export_system": [("GET", "/fhir/$export", {}, fhir(202))],
         "fhir.export_patients": [("GET", "/fhir/Patient/$export", {}, fhir(202))],
         "fhir.export_group": [("GET", "/fhir/Group/clinic/$export", {}, fhir(202))],
@@ -167,7 +187,9 @@ def test_every_route_for_every_caller(api_app: Flask) -> None:  # noqa: F811
            "open_intake": open_intake}
     rows = matrix(ids)
     endpoints = {rule.endpoint for rule in api_app.url_map.iter_rules()}
-    assert endpoints == set(rows), f"routes without a row: {endpoints - set(rows)}; rows without a route: {set(rows) - endpoints}"
+    assert endpoints == set(rows), (
+        f"routes without a row: {endpoints - set(rows)}; rows without a route: {set(rows) - endpoints}"
+    )
     failures = []
     for endpoint, cases in rows.items():
         for method, path, kwargs, expected in cases:

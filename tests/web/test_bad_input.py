@@ -170,7 +170,9 @@ def test_finding_7_a_form_field_sent_as_a_file_is_400_on_every_form(app: Flask) 
         for path in paths:
             token = csrf(client.get(path).text)
             for name in ("username", "name", "jwks", "password", "current_password", "code", "display_name"):
-                response = client.post(path, data={"csrf_token": token, name: _file()}, content_type="multipart/form-data")
+                response = client.post(
+                    path, data={"csrf_token": token, name: _file()}, content_type="multipart/form-data"
+                )
                 assert response.status_code == 400, (role, path, name)
                 assert "sent as a file" in response.text
     token_reply = anonymous.post("/auth/token", data={"grant_type": _file()}, content_type="multipart/form-data")

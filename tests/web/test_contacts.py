@@ -21,7 +21,11 @@ def test_nothing_configured_names_no_number() -> None:
 
 
 def test_a_language_of_its_own_replaces_the_default_crisis_lines() -> None:
-    config = {"INTAKE_EMERGENCY_NUMBER": "112", "INTAKE_CRISIS_LINES": "Line|0800 1", "INTAKE_CRISIS_LINES_ES": "Línea|024"}
+    config = {
+        "INTAKE_EMERGENCY_NUMBER": "112",
+        "INTAKE_CRISIS_LINES": "Line|0800 1",
+        "INTAKE_CRISIS_LINES_ES": "Línea|024",
+    }
     assert [c.label for c in contacts_for(config, "en").crisis_lines] == ["Line"]
     assert [c.label for c in contacts_for(config, "es").crisis_lines] == ["Línea"]
     assert contacts_for(config, "es").emergency == Contact("emergency", "112")

@@ -153,8 +153,9 @@ def test_leaving_after_the_interruption_still_leaves_one_notification(
     assert [(f.rule_id, f.source) for f in flags(hooked_app)] == [("n-rf3", "draft")]
 
 
-def test_phq9_item9_stays_on_record_when_a_lower_phq4_switches_phq9_off(hooked_app: Flask,
-                                                                       webhook: tuple[str, list[dict[str, Any]]]) -> None:
+def test_phq9_item9_stays_on_record_when_a_lower_phq4_switches_phq9_off(
+    hooked_app: Flask, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
     client = opened(hooked_app)
     assert post_page(client, hooked_app, PHQ4, HIGH_PHQ4).status_code == 302
     response = post_page(client, hooked_app, PHQ9, {"phq9-9": "LA6569-3"})

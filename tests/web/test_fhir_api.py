@@ -25,9 +25,15 @@ FHIR_JSON = "application/fhir+json"
 
 @pytest.fixture
 def api_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({
-        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager",
-    })
+    app = create_app(
+        {
+            "DATABASE_URL": database_url,
+            "INSTANCE_PATH": str(tmp_path / "i"),
+            "SECRET_KEY": "t",
+            "TESTING": True,
+            "INTAKE_JOBS": "eager",
+        }
+    )
     yield app
     close_app(app)
 
@@ -129,9 +135,13 @@ def test_everything_but_metadata_needs_a_valid_token(api_app: Flask, two_intakes
 # --- read ------------------------------------------------------------------------------------------
 
 
-def test_read_serves_the_stored_json_with_etag_and_version(api_app: Flask, api: Api, two_intakes: tuple[str, str]) -> None:
+def test_read_serves_the_stored_json_with_etag_and_version(
+    api_app: Flask, api: Api, two_intakes: tuple[str, str]
+) -> None:
     with api_app.extensions["intake.sessions"]() as session:
-        rows = list(session.execute(select(FhirResource.resource_type, FhirResource.resource_id, FhirResource.resource_json)))
+        rows = list(
+            session.execute(select(FhirResource.resource_type, FhirResource.resource_id, FhirResource.resource_json))
+        )
     assert {t for t, _i, _j in rows} == {"Patient", "QuestionnaireResponse", "Observation", "Flag", "Provenance",
                                         "DocumentReference"}  # the PDF, rendered by the (eager) job
     for rtype, rid, stored in rows:
@@ -172,7 +182,9 @@ def test_unknown_ids_types_and_routes_are_404_outcomes(api: Api) -> None:
 # --- search ------------------------------------------------------------------------------------------
 
 
-def test_search_by_patient_status_authored_and_questionnaire(api_app: Flask, api: Api, two_intakes: tuple[str, str]) -> None:
+def test_search_by_patient_status_authored_and_questionnaire(
+    api_app: Flask, api: Api, two_intakes: tuple[str, str]
+) -> None:
     flagged, plain = two_intakes
     patient = patient_of(api_app, flagged)
     responses = api.json(f"/fhir/QuestionnaireResponse?patient={patient}")
@@ -195,7 +207,9 @@ def test_search_by_patient_status_authored_and_questionnaire(api_app: Flask, api
     assert api.json(f"/fhir/QuestionnaireResponse?patient={patient},{patient_of(api_app, plain)}")["total"] == 10
 
 
-def test_search_patients_by_identifier_name_and_birthdate(api_app: Flask, api: Api, two_intakes: tuple[str, str]) -> None:
+def test_search_patients_by_identifier_name_and_birthdate(
+    api_app: Flask, api: Api, two_intakes: tuple[str, str]
+) -> None:
     flagged, _plain = two_intakes
     patient = patient_of(api_app, flagged)
     system = "https://intake.example.org/fhir/sid/patient"
@@ -301,10 +315,17 @@ def test_validate_returns_the_engines_outcome(api: Api, two_intakes: tuple[str, 
     assert ok["issue"][0]["severity"] == "information"
     broken = json.loads(json.dumps(stored))
     broken["item"][0]["linkId"] = "no-such-item"
-    bad = assert_outcome(api.post("/fhir/QuestionnaireResponse/$validate",
-                                  {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": broken}]}), 200)
+    bad = assert_outcome(
+        api.post(
+            "/fhir/QuestionnaireResponse/$validate",
+            {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": broken}]},
+        ),
+        200,
+    )
     assert any(i["severity"] == "error" for i in bad["issue"])
-    unknown = assert_outcome(api.post("/fhir/QuestionnaireResponse/$validate", {**stored, "questionnaire": "urn:x"}), 200)
+    unknown = assert_outcome(
+        api.post("/fhir/QuestionnaireResponse/$validate", {**stored, "questionnaire": "urn:x"}), 200
+    )
     assert unknown["issue"][0]["code"] == "not-found"
     assert_outcome(api.post("/fhir/QuestionnaireResponse/$validate", "{not json"), 400, "structure")
     assert_outcome(api.post("/fhir/QuestionnaireResponse/$validate", {"resourceType": "Patient"}), 400, "invalid")
@@ -314,7 +335,10 @@ def test_validate_returns_the_engines_outcome(api: Api, two_intakes: tuple[str, 
 
 def test_questionnaire_validate_lints(api: Api) -> None:
     questionnaire = api.json("/fhir/Questionnaire?_count=1")["entry"][0]["resource"]
-    assert assert_outcome(api.post("/fhir/Questionnaire/$validate", questionnaire), 200)["issue"][0]["severity"] == "information"
+    assert (
+        assert_outcome(api.post("/fhir/Questionnaire/$validate", questionnaire), 200)["issue"][0]["severity"]
+        == "information"
+    )
     questionnaire["item"][0]["type"] = "colour"
     result = assert_outcome(api.post("/fhir/Questionnaire/$validate", questionnaire), 200)
     assert any(i["severity"] == "error" for i in result["issue"])
@@ -410,17 +434,31 @@ HOSTILE_BODIES: list[Any] = [
     "[" * 100_000 + "]" * 100_000,
     '{"resourceType":"QuestionnaireResponse","questionnaire":' + "[" * 500 + "]" * 500 + "}",
     {"resourceType": "QuestionnaireResponse", "questionnaire": STRESS, "status": "completed", "item": "x"},
-    {"resourceType": "QuestionnaireResponse", "questionnaire": STRESS, "status": "completed", "item": [{"linkId": 5, "answer": "y"}]},
-    {"resourceType": "QuestionnaireResponse", "questionnaire": STRESS, "status": "completed",
-     "item": [{"linkId": "pss10-1", "answer": [{"valueCoding": "x"}]}]},
+    {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": STRESS,
+        "status": "completed",
+        "item": [{"linkId": 5, "answer": "y"}],
+    },
+    {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": STRESS,
+        "status": "completed",
+        "item": [{"linkId": "pss10-1", "answer": [{"valueCoding": "x"}]}],
+    },
     {"resourceType": "QuestionnaireResponse", "questionnaire": ["a"]},
     {"resourceType": "Questionnaire", "item": "x"},
     {"resourceType": "Questionnaire", "item": [{"linkId": None, "type": None}]},
-    {"resourceType": "Questionnaire", "item": [{"linkId": "a", "type": "choice", "answerOption": "x",
-                                                "enableWhen": [{"question": "b"}]}]},
+    {
+        "resourceType": "Questionnaire",
+        "item": [{"linkId": "a", "type": "choice", "answerOption": "x", "enableWhen": [{"question": "b"}]}],
+    },
     {"resourceType": "Parameters", "parameter": "x"},
     {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": "x"}]},
-    None, 5, "text", [1, 2],
+    None,
+    5,
+    "text",
+    [1, 2],
 ]
 
 

@@ -101,7 +101,9 @@ def test_system_export_writes_ndjson_per_type_that_passes_fhircheck(api: Api, in
 
 
 def test_type_and_since_filter_and_bad_kickoffs_are_refused(api: Api, intakes: tuple[str, str], tmp_path: Path) -> None:
-    manifest = finished(api, kickoff(api, "/fhir/$export?_type=Observation,Flag&_outputFormat=application/fhir%2Bndjson"))
+    manifest = finished(
+        api, kickoff(api, "/fhir/$export?_type=Observation,Flag&_outputFormat=application/fhir%2Bndjson")
+    )
     assert {o["type"] for o in manifest["output"]} == {"Observation", "Flag"}
     later = finished(api, kickoff(api, "/fhir/$export?_since=2999-01-01T00:00:00Z"))
     assert later["output"] == []
@@ -111,7 +113,9 @@ def test_type_and_since_filter_and_bad_kickoffs_are_refused(api: Api, intakes: t
         assert_outcome(api.get(f"/fhir/$export?{query}", headers=ASYNC), 400, code)
 
 
-def test_patient_and_group_exports_are_scoped(eager_app: Flask, api: Api, intakes: tuple[str, str], tmp_path: Path) -> None:
+def test_patient_and_group_exports_are_scoped(
+    eager_app: Flask, api: Api, intakes: tuple[str, str], tmp_path: Path
+) -> None:
     patients = finished(api, kickoff(api, "/fhir/Patient/$export"))
     assert "Questionnaire" not in {o["type"] for o in patients["output"]}
     flagged, plain = intakes
@@ -198,7 +202,9 @@ def set_expiry(app: Flask, job_id: str, delta: timedelta) -> None:
         assert fhir_store.update_export(session, job_id, only_if=("completed",), expires_at=utcnow() + delta)
 
 
-def test_export_files_expire_then_answer_404_and_are_deleted(eager_app: Flask, api: Api, intakes: tuple[str, str]) -> None:
+def test_export_files_expire_then_answer_404_and_are_deleted(
+    eager_app: Flask, api: Api, intakes: tuple[str, str]
+) -> None:
     status_url = kickoff(api, "/fhir/$export?_type=Patient,Observation")
     response = api.get(local(status_url))
     assert response.status_code == 200

@@ -31,13 +31,17 @@ def test_fhirpy_searches_and_reads_responses_and_observations(api_app: Flask, se
     host = served.rsplit("/fhir", 1)[0]
     client = SyncFHIRClient(served, authorization=f"Bearer {new_token(api_app, base_url=host)}")
 
-    responses = client.resources("QuestionnaireResponse").search(patient=patient_id, status="completed").limit(2).fetch_all()
+    responses = (
+        client.resources("QuestionnaireResponse").search(patient=patient_id, status="completed").limit(2).fetch_all()
+    )
     assert len(responses) == 5  # fetch_all follows our next links, two at a time
     assert {r["questionnaire"].split("|")[0].rsplit("/", 1)[1] for r in responses} == {
         "digestive", "neuropathy", "autoimmune", "diet", "stress"}
     assert client.resources("QuestionnaireResponse").search(patient=patient_id).count() == 5
 
-    phq4 = client.resources("Observation").search(code="http://loinc.org|70272-0", subject=f"Patient/{patient_id}").fetch()
+    phq4 = (
+        client.resources("Observation").search(code="http://loinc.org|70272-0", subject=f"Patient/{patient_id}").fetch()
+    )
     assert len(phq4) == 1 and phq4[0]["valueInteger"] == 12
     source = phq4[0]["derivedFrom"][0].to_resource()  # the client resolves the reference by a read
     assert source["resourceType"] == "QuestionnaireResponse" and source["status"] == "completed"

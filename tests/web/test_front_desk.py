@@ -31,8 +31,15 @@ def desk_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     close_app(app)
 
 
-def new_intake(desk: FlaskClient, name: str, *, born: str = "1971-03-04", mrn: str = "", at: str = "09:30",
-               questionnaires: tuple[str, ...] = ("digestive", "neuropathy", "autoimmune", "diet", "stress")) -> tuple[int, str]:
+def new_intake(
+    desk: FlaskClient,
+    name: str,
+    *,
+    born: str = "1971-03-04",
+    mrn: str = "",
+    at: str = "09:30",
+    questionnaires: tuple[str, ...] = ("digestive", "neuropathy", "autoimmune", "diet", "stress"),
+) -> tuple[int, str]:
     page = desk.get("/front-desk/new").text
     response = desk.post("/front-desk/new", data={
         "name": name, "birth_date": born, "mrn": mrn, "appointment_day": TOMORROW.isoformat(),
@@ -111,10 +118,19 @@ def test_a_known_record_number_joins_the_same_patient(desk_app: Flask) -> None:
 def test_the_day_list_shows_each_status_for_front_desk_and_clinician(desk_app: Flask, app: Flask) -> None:
     desk = signed_in(desk_app, "front-desk")
     links = {}
-    for name, at in [("Not Started", "08:00"), ("In Progress", "09:00"), ("Done Fine", "10:00"), ("Done Flagged", "11:00")]:
+    for name, at in [
+        ("Not Started", "08:00"),
+        ("In Progress", "09:00"),
+        ("Done Fine", "10:00"),
+        ("Done Flagged", "11:00"),
+    ]:
         _status, location = new_intake(desk, name, at=at, questionnaires=("neuropathy",))
         links[name] = shown_link(desk, location)
-    for name, overrides, submit in [("In Progress", {}, False), ("Done Fine", {}, True), ("Done Flagged", EMERGENCY, True)]:
+    for name, overrides, submit in [
+        ("In Progress", {}, False),
+        ("Done Fine", {}, True),
+        ("Done Flagged", EMERGENCY, True),
+    ]:
         patient = desk_app.test_client()
         patient.get(links[name])
         if name == "Done Flagged":

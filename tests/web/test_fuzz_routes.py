@@ -62,8 +62,21 @@ JSON_CLASS = "type-confused JSON"
 
 # Query parameters each GET route reads (one it does not read is added to every route).
 QUERY: dict[str, list[str]] = {
-    "fhir.search": ["_count", "_cursor", "_lastUpdated", "_id", "name", "birthdate", "identifier", "patient", "authored",
-                    "date", "status", "_summary", "_format"],
+    "fhir.search": [
+        "_count",
+        "_cursor",
+        "_lastUpdated",
+        "_id",
+        "name",
+        "birthdate",
+        "identifier",
+        "patient",
+        "authored",
+        "date",
+        "status",
+        "_summary",
+        "_format",
+    ],
     "fhir.export_system": ["_since", "_type", "_outputFormat"],
     "fhir.export_patients": ["_since", "_type"],
     "fhir.export_group": ["_since", "_type"],
@@ -81,23 +94,42 @@ FORMS: dict[str, dict[str, Any]] = {
     "staff.login": {"csrf_token": None, "username": "nobody", "password": "wrong password here"},
     "staff.login_code": {"csrf_token": None, "code": "123456"},
     "staff.logout": {"csrf_token": None},
-    "staff.password": {"csrf_token": None, "current_password": "wrong password", "new_password": "another long passphrase",
-                       "new_password_again": "another long passphrase"},
+    "staff.password": {
+        "csrf_token": None,
+        "current_password": "wrong password",
+        "new_password": "another long passphrase",
+        "new_password_again": "another long passphrase",
+    },
     "staff.two_step": {"csrf_token": None, "code": "123456"},
-    "admin.add_user": {"csrf_token": None, "username": "fuzzed", "display_name": "Fuzzed", "role": "clinician",
-                       "password": "a long enough passphrase"},
+    "admin.add_user": {
+        "csrf_token": None,
+        "username": "fuzzed",
+        "display_name": "Fuzzed",
+        "role": "clinician",
+        "password": "a long enough passphrase",
+    },
     "admin.change_user": {"csrf_token": None, "password": "a long enough passphrase"},
     "admin.add_client": {"csrf_token": None, "name": "fuzz-client", "jwks": '{"keys": []}', "scopes": "system/*.read"},
     "admin.revoke_client": {"csrf_token": None},
     "admin.outbox_retry": {"csrf_token": None, "row": "1"},
-    "front_desk.new_intake": {"csrf_token": None, "name": "Fuzz Patient", "birth_date": "1970-01-01", "mrn": "",
-                              "appointment_day": "2026-12-31", "appointment_time": "09:00", "questionnaires": "stress"},
+    "front_desk.new_intake": {
+        "csrf_token": None,
+        "name": "Fuzz Patient",
+        "birth_date": "1970-01-01",
+        "mrn": "",
+        "appointment_day": "2026-12-31",
+        "appointment_time": "09:00",
+        "questionnaires": "stress",
+    },
     "front_desk.new_link": {"csrf_token": None},
     "patient.page": {"csrf_token": None, "q-stress-1": "x"},
     "patient.submit": {"csrf_token": None},
-    "auth_api.token": {"grant_type": "client_credentials", "scope": "system/*.read",
-                       "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                       "client_assertion": "a.b.c"},
+    "auth_api.token": {
+        "grant_type": "client_credentials",
+        "scope": "system/*.read",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": "a.b.c",
+    },
     "fhir.search_post": {"name": "x", "_count": "1"},
     "fhir.extract": {},
 }
@@ -161,8 +193,11 @@ def _build(app: Flask, tmp_path: Path) -> World:
     signed_in(app, "clinician", username="victim")  # the account admin.change_user is pointed at
     tokens = {name: csrf(client.get("/staff/login").text) for name, client in clients.items()}
     with app.extensions["intake.sessions"]() as session:
-        ids = {rtype: session.scalars(select(FhirResource.resource_id).where(FhirResource.resource_type == rtype)).first()
-               or "missing" for rtype in ("Patient", "QuestionnaireResponse", "DocumentReference", "Group")}
+        ids = {
+            rtype: session.scalars(select(FhirResource.resource_id).where(FhirResource.resource_type == rtype)).first()
+            or "missing"
+            for rtype in ("Patient", "QuestionnaireResponse", "DocumentReference", "Group")
+        }
         open_intake = session.scalars(select(Intake.id).where(Intake.id != intake_id)).first()
         response = session.scalars(select(FhirResource.resource_json)
                                    .where(FhirResource.resource_type == "QuestionnaireResponse")).first()
@@ -252,7 +287,9 @@ def bent_out_of_shape(resource: dict[str, Any], rng: random.Random, count: int) 
         for key, child in children:
             yield from walk(child, (*path, key))
 
-    pairs = [(path, wrong) for path in walk(resource, ()) if path not in ((), ("resourceType",)) for wrong in WRONG_TYPES]
+    pairs = [
+        (path, wrong) for path in walk(resource, ()) if path not in ((), ("resourceType",)) for wrong in WRONG_TYPES
+    ]
     for path, wrong in rng.sample(pairs, min(count, len(pairs))):
         bent = json.loads(json.dumps(resource))
         node = bent

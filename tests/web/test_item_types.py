@@ -23,7 +23,12 @@ CONTROL = "http://hl7.org/fhir/StructureDefinition/questionnaire-itemControl"
 
 
 def control(code: str) -> dict[str, Any]:
-    return {"url": CONTROL, "valueCodeableConcept": {"coding": [{"system": "http://hl7.org/fhir/questionnaire-item-control", "code": code}]}}
+    return {
+        "url": CONTROL,
+        "valueCodeableConcept": {
+            "coding": [{"system": "http://hl7.org/fhir/questionnaire-item-control", "code": code}]
+        },
+    }
 
 
 def coding(code: str, display: str) -> dict[str, Any]:
@@ -31,35 +36,83 @@ def coding(code: str, display: str) -> dict[str, Any]:
 
 
 SINK = {
-    "resourceType": "Questionnaire", "id": "sink", "url": URL, "version": "1", "status": "active",
+    "resourceType": "Questionnaire",
+    "id": "sink",
+    "url": URL,
+    "version": "1",
+    "status": "active",
     "title": "Every item type",
-    "item": [{
-        "linkId": "page", "type": "group", "text": "All the types",
-        "item": [
-            {"linkId": "note", "type": "display", "text": "Some words before the questions."},
-            {"linkId": "yn", "type": "boolean", "text": "Yes or no?", "required": True},
-            {"linkId": "count", "type": "integer", "text": "How many?",
-             "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/minValue", "valueInteger": 0},
-                           {"url": "http://hl7.org/fhir/StructureDefinition/maxValue", "valueInteger": 10}]},
-            {"linkId": "amount", "type": "decimal", "text": "How much?"},
-            {"linkId": "day", "type": "date", "text": "Which day?"},
-            {"linkId": "moment", "type": "dateTime", "text": "When exactly?"},
-            {"linkId": "name", "type": "string", "text": "Your nickname", "maxLength": 12,
-             "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/regex", "valueString": "[A-Za-z ]+"}]},
-            {"linkId": "story", "type": "text", "text": "Tell us more"},
-            {"linkId": "colour", "type": "choice", "text": "Colour?", "extension": [control("drop-down")],
-             "answerOption": [coding("r", "Red"), coding("g", "Green")]},
-            {"linkId": "pets", "type": "choice", "text": "Pets?", "repeats": True, "extension": [control("check-box")],
-             "answerOption": [coding("cat", "Cat"), coding("dog", "Dog"), coding("fish", "Fish")]},
-            {"linkId": "food", "type": "open-choice", "text": "Food?",
-             "answerOption": [coding("soup", "Soup"), coding("rice", "Rice")]},
-            {"linkId": "weight", "type": "quantity", "text": "Weight?",
-             "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/questionnaire-unitOption", "valueCoding": {"system": UCUM, "code": "kg", "display": "kg"}},
-                           {"url": "http://hl7.org/fhir/StructureDefinition/questionnaire-unitOption", "valueCoding": {"system": UCUM, "code": "[lb_av]", "display": "lb"}}]},
-            {"linkId": "start", "type": "integer", "text": "Start with", "initial": [{"valueInteger": 3}]},
-            {"linkId": "fixed", "type": "string", "text": "Read only", "readOnly": True},
-        ],
-    }],
+    "item": [
+        {
+            "linkId": "page",
+            "type": "group",
+            "text": "All the types",
+            "item": [
+                {"linkId": "note", "type": "display", "text": "Some words before the questions."},
+                {"linkId": "yn", "type": "boolean", "text": "Yes or no?", "required": True},
+                {
+                    "linkId": "count",
+                    "type": "integer",
+                    "text": "How many?",
+                    "extension": [
+                        {"url": "http://hl7.org/fhir/StructureDefinition/minValue", "valueInteger": 0},
+                        {"url": "http://hl7.org/fhir/StructureDefinition/maxValue", "valueInteger": 10},
+                    ],
+                },
+                {"linkId": "amount", "type": "decimal", "text": "How much?"},
+                {"linkId": "day", "type": "date", "text": "Which day?"},
+                {"linkId": "moment", "type": "dateTime", "text": "When exactly?"},
+                {
+                    "linkId": "name",
+                    "type": "string",
+                    "text": "Your nickname",
+                    "maxLength": 12,
+                    "extension": [
+                        {"url": "http://hl7.org/fhir/StructureDefinition/regex", "valueString": "[A-Za-z ]+"}
+                    ],
+                },
+                {"linkId": "story", "type": "text", "text": "Tell us more"},
+                {
+                    "linkId": "colour",
+                    "type": "choice",
+                    "text": "Colour?",
+                    "extension": [control("drop-down")],
+                    "answerOption": [coding("r", "Red"), coding("g", "Green")],
+                },
+                {
+                    "linkId": "pets",
+                    "type": "choice",
+                    "text": "Pets?",
+                    "repeats": True,
+                    "extension": [control("check-box")],
+                    "answerOption": [coding("cat", "Cat"), coding("dog", "Dog"), coding("fish", "Fish")],
+                },
+                {
+                    "linkId": "food",
+                    "type": "open-choice",
+                    "text": "Food?",
+                    "answerOption": [coding("soup", "Soup"), coding("rice", "Rice")],
+                },
+                {
+                    "linkId": "weight",
+                    "type": "quantity",
+                    "text": "Weight?",
+                    "extension": [
+                        {
+                            "url": "http://hl7.org/fhir/StructureDefinition/questionnaire-unitOption",
+                            "valueCoding": {"system": UCUM, "code": "kg", "display": "kg"},
+                        },
+                        {
+                            "url": "http://hl7.org/fhir/StructureDefinition/questionnaire-unitOption",
+                            "valueCoding": {"system": UCUM, "code": "[lb_av]", "display": "lb"},
+                        },
+                    ],
+                },
+                {"linkId": "start", "type": "integer", "text": "Start with", "initial": [{"valueInteger": 3}]},
+                {"linkId": "fixed", "type": "string", "text": "Read only", "readOnly": True},
+            ],
+        }
+    ],
 }
 
 
@@ -68,8 +121,17 @@ def sink_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     forms = tmp_path / "forms"
     forms.mkdir()
     (forms / "sink.json").write_text(json.dumps(SINK))
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_FORMS_DIR": str(forms), "INTAKE_QUESTIONNAIRES": ["sink"]})
+    app = create_app(
+        {
+            "DATABASE_URL": database_url,
+            "INSTANCE_PATH": str(tmp_path / "i"),
+            "SECRET_KEY": "t",
+            "TESTING": True,
+            "INTAKE_JOBS": "eager",
+            "INTAKE_FORMS_DIR": str(forms),
+            "INTAKE_QUESTIONNAIRES": ["sink"],
+        }
+    )
     yield app
     close_app(app)
 
@@ -165,15 +227,28 @@ def test_a_broken_scoring_rule_does_not_cost_the_patient_their_submission(databa
     forms = tmp_path / "forms"
     forms.mkdir()
     (forms / "sink.json").write_text(json.dumps(broken))
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_FORMS_DIR": str(forms), "INTAKE_QUESTIONNAIRES": ["sink"]})
+    app = create_app(
+        {
+            "DATABASE_URL": database_url,
+            "INSTANCE_PATH": str(tmp_path / "i"),
+            "SECRET_KEY": "t",
+            "TESTING": True,
+            "INTAKE_JOBS": "eager",
+            "INTAKE_FORMS_DIR": str(forms),
+            "INTAKE_QUESTIONNAIRES": ["sink"],
+        }
+    )
     try:
         client = app.test_client()
         client.get(invite_link(app))
         token = csrf(client.get(PAGE).text)
         assert client.post(PAGE, data={"csrf_token": token, "q-yn": "false", "q-weight": "1"}).status_code == 302
         review = client.get("/intake/review")
-        assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).headers["Location"].endswith("/intake/done")
+        assert (
+            client.post("/intake/submit", data={"csrf_token": csrf(review.text)})
+            .headers["Location"]
+            .endswith("/intake/done")
+        )
         from intake.storage.models import Intake, ScoringResult
 
         with app.extensions["intake.sessions"]() as session:

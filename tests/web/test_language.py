@@ -73,7 +73,10 @@ def test_the_choice_is_kept_on_the_intake_and_a_new_browser_continues_in_it(app:
 
 def test_switching_on_a_question_page_keeps_what_was_typed_and_saves_nothing(app: Flask, opened: FlaskClient) -> None:
     page = opened.get(FIRST)
-    assert '<button class="language-switch__control" type="submit" form="page-form" name="language" value="es" lang="es">' in page.text
+    assert (
+        '<button class="language-switch__control" type="submit" form="page-form" name="language" value="es" lang="es">'
+        in page.text
+    )
     data = page_data(app, FIRST, {"gi-af1": "true", "gi-af2-kg": "3"})
     data["csrf_token"] = csrf(page.text)
     switched = opened.post(FIRST, data={**data, "q-gi-af3": "", "language": "es"})

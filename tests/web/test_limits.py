@@ -176,8 +176,10 @@ def test_a_page_token_beyond_the_stores_range_is_400(api: Api) -> None:  # noqa:
     """Found by schemathesis: `_cursor=2200000000` reached PostgreSQL, whose 32-bit `seq`
     comparison failed ("integer out of range", a 500). Tokens the store cannot hold are refused."""
     for cursor in ("2147483648", "2200000000", "99999999999", "9" * 18):
-        for response in (api.get(f"/fhir/DocumentReference?_cursor={cursor}"),
-                         api.client.post("/fhir/DocumentReference/_search", data={"_cursor": cursor}, headers=api.headers)):
+        for response in (
+            api.get(f"/fhir/DocumentReference?_cursor={cursor}"),
+            api.client.post("/fhir/DocumentReference/_search", data={"_cursor": cursor}, headers=api.headers),
+        ):
             assert response.status_code == 400, cursor
             assert "_cursor: not a page token" in response.json["issue"][0]["diagnostics"]
     assert api.get("/fhir/DocumentReference?_cursor=2147483647").status_code == 200

@@ -186,8 +186,10 @@ class BufferedClient(FlaskClient):
 
 
 # Aimed at stored data, these must get their 2xx at least once (so the token works and reads hit).
-MUST_SUCCEED = re.compile(r"^/fhir/(\w+/\{resource_id\}|Binary/|QuestionnaireResponse/(\{response_id\}/\$extract|\$validate)"
-                          r"|Group/\{group_id\}/\$export|\$export-status/|\$export-file/)")
+MUST_SUCCEED = re.compile(
+    r"^/fhir/(\w+/\{resource_id\}|Binary/|QuestionnaireResponse/(\{response_id\}/\$extract|\$validate)"
+    r"|Group/\{group_id\}/\$export|\$export-status/|\$export-file/)"
+)
 
 
 def test_the_api_answers_as_its_description_says(api_app: Flask) -> None:
@@ -204,7 +206,12 @@ def test_the_api_answers_as_its_description_says(api_app: Flask) -> None:
         path, method = operation.path, operation.method.upper()
         aimed = _aimed(path, method, stored)
         variants: list[tuple[str, Any, int]] = [
-            ("positive", operation.as_strategy(generation_mode=GenerationMode.POSITIVE), EXAMPLES[GenerationMode.POSITIVE])]
+            (
+                "positive",
+                operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
+                EXAMPLES[GenerationMode.POSITIVE],
+            )
+        ]
         described = SPEC["paths"][path][method.lower()]
         if described.get("parameters") or described.get("requestBody"):  # else there is nothing to break
             variants.append(("negative", operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
@@ -225,8 +232,11 @@ def test_the_api_answers_as_its_description_says(api_app: Flask) -> None:
 
             call()
             calls += sum(seen.values())
-    failures = [f"{method} {path} aimed at stored data: {dict(seen)}" for (method, path, variant), seen in statuses.items()
-                if variant == "known" and MUST_SUCCEED.match(path) and not any(200 <= s < 300 for s in seen)]
+    failures = [
+        f"{method} {path} aimed at stored data: {dict(seen)}"
+        for (method, path, variant), seen in statuses.items()
+        if variant == "known" and MUST_SUCCEED.match(path) and not any(200 <= s < 300 for s in seen)
+    ]
     assert not failures, "\n".join(failures)
     print(f"\nschemathesis: {calls} calls over {len(operations)} operations in {time.perf_counter() - started:.1f} s")
 

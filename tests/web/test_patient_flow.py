@@ -36,7 +36,9 @@ def _first_page(client: FlaskClient) -> str:
     return re.search(r'class="button" href="([^"]+)"', start.text).group(1)
 
 
-def test_full_flow_validation_back_resume_stale_token_and_double_submit(app: Flask, client: FlaskClient, tmp_path: Path) -> None:
+def test_full_flow_validation_back_resume_stale_token_and_double_submit(
+    app: Flask, client: FlaskClient, tmp_path: Path
+) -> None:
     link = invite_link(app)
     assert client.get(link).status_code == 302
     first = _first_page(client)
@@ -47,7 +49,10 @@ def test_full_flow_validation_back_resume_stale_token_and_double_submit(app: Fla
     bad = client.post(first, data={"csrf_token": csrf(page.text), "q-gi-af2-kg": "lots"})
     assert bad.status_code == 400
     summary = error_summary(bad.text)
-    assert ("q-gi-af1", "Select an answer – In the last 3 months, have you seen blood in or on your stool (poo),…") in summary
+    assert (
+        "q-gi-af1",
+        "Select an answer – In the last 3 months, have you seen blood in or on your stool (poo),…",
+    ) in summary
     assert "Error:" in bad.text.split("</title>")[0]
     # A radio group's link goes to its first option (GOV.UK error summary pattern).
     assert error_links(bad.text)[0][0] == "q-gi-af1-1" and 'id="q-gi-af1-1"' in bad.text
@@ -145,7 +150,10 @@ def test_same_page_follow_ups_carry_a_live_condition(app: Flask, opened: FlaskCl
     """Follow-ups switched by an answer on the same page are marked for the small script; the
     rule is the Questionnaire's enableWhen, in the field values the browser sees."""
     page = opened.get("/intake/digestive/digestive-alarm").text
-    rule = '{&#34;all&#34;:true,&#34;when&#34;:[{&#34;f&#34;:&#34;q-gi-af2&#34;,&#34;op&#34;:&#34;=&#34;,&#34;v&#34;:&#34;true&#34;}]}'
+    rule = (
+        "{&#34;all&#34;:true,&#34;when&#34;:[{&#34;f&#34;:&#34;q-gi-af2&#34;,"
+        "&#34;op&#34;:&#34;=&#34;,&#34;v&#34;:&#34;true&#34;}]}"
+    )
     assert f'<div class="conditional" data-when="{rule}">' in page
     # The weight lost (after gi-af2), and the two bleeding follow-ups (after gi-af1).
     assert page.count('class="conditional"') == 3
@@ -185,7 +193,9 @@ def test_link_guessing_is_rate_limited(database_url: str, tmp_path: Path) -> Non
         close_app(app)
 
 
-def test_a_change_from_the_review_page_that_switches_follow_ups_on_goes_to_them_first(app: Flask, opened: FlaskClient) -> None:
+def test_a_change_from_the_review_page_that_switches_follow_ups_on_goes_to_them_first(
+    app: Flask, opened: FlaskClient
+) -> None:
     phq4 = "/intake/stress/stress-phq4"
     path = _first_page(opened)
     while not path.endswith("/intake/review"):

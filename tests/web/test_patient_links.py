@@ -57,7 +57,9 @@ def test_unknown_expired_revoked_and_submitted_links_are_indistinguishable(app: 
     patient = app.test_client()
     patient.get(submitted)
     fill_all(patient, app, "/intake/digestive/digestive-alarm")
-    assert patient.post("/intake/submit", data={"csrf_token": csrf(patient.get("/intake/review").text)}).status_code == 302
+    assert (
+        patient.post("/intake/submit", data={"csrf_token": csrf(patient.get("/intake/review").text)}).status_code == 302
+    )
 
     answers = {name: app.test_client().get(link) for name, link in
                (("expired", expired), ("revoked", revoked), ("submitted", submitted))}
@@ -147,7 +149,9 @@ def _keeps_working(app: Flask, link: str) -> None:
     start = client.get("/intake")
     assert start.status_code == 200 and "Continue" in start.text
     fill_all(client, app, first_page(client))
-    assert client.post("/intake/submit", data={"csrf_token": csrf(client.get("/intake/review").text)}).status_code == 302
+    assert (
+        client.post("/intake/submit", data={"csrf_token": csrf(client.get("/intake/review").text)}).status_code == 302
+    )
     assert client.get("/intake/done").status_code == 200
 
 
@@ -205,7 +209,9 @@ def test_finding_1_a_session_that_records_no_link_is_refused(app: Flask) -> None
     assert client.get(link).status_code == 302 and client.get("/intake").status_code == 200  # the link still opens it
 
 
-def test_finding_1_a_link_replaced_during_a_save_or_submit_stops_the_write(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_finding_1_a_link_replaced_during_a_save_or_submit_stops_the_write(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The link is replaced after the request's first check, before its write transaction: the
     write checks again under the intake's lock, so nothing is saved or submitted."""
     old = OldBrowser(app, invite_link(app, questionnaires="digestive"))

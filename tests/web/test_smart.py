@@ -71,7 +71,9 @@ def test_discovery_advertises_the_token_endpoint(api_app: Flask, aud: str) -> No
 
 
 @pytest.mark.parametrize("alg", ["RS384", "ES384"])
-def test_a_signed_assertion_gets_a_five_minute_token_that_reads(api_app: Flask, aud: str, tmp_path: Path, alg: str) -> None:  # noqa: F811
+def test_a_signed_assertion_gets_a_five_minute_token_that_reads(
+    api_app: Flask, aud: str, tmp_path: Path, alg: str  # noqa: F811
+) -> None:
     client = SmartClient(f"lab-{alg}", alg)
     client.register(api_app, tmp_path, "system/*.read")
     response = post_token(api_app, client.token_form(aud))
@@ -142,15 +144,18 @@ def test_registration_refuses_private_keys_and_bad_scopes(api_app: Flask, tmp_pa
     client = SmartClient("careless")
     private = jwt.algorithms.RSAAlgorithm.to_jwk(client.key)
     (tmp_path / "private.json").write_text('{"keys": [' + private + "]}")
-    result = api_app.test_cli_runner().invoke(args=["intake", "api-client", "careless", "--jwks", str(tmp_path / "private.json")])
+    result = api_app.test_cli_runner().invoke(
+        args=["intake", "api-client", "careless", "--jwks", str(tmp_path / "private.json")]
+    )
     assert result.exit_code == 1 and "private key" in result.output
     client.register(api_app, tmp_path)  # a valid one for the next check
     (tmp_path / "careless.jwks.json").write_text('{"keys": []}')
     result = api_app.test_cli_runner().invoke(args=["intake", "api-client", "careless", "--jwks",
                                                     str(tmp_path / "careless.jwks.json")])
     assert result.exit_code == 1
-    result = api_app.test_cli_runner().invoke(args=["intake", "api-client", "x", "--jwks", str(tmp_path / "private.json"),
-                                                    "--scope", "patient/*.read"])
+    result = api_app.test_cli_runner().invoke(
+        args=["intake", "api-client", "x", "--jwks", str(tmp_path / "private.json"), "--scope", "patient/*.read"]
+    )
     assert result.exit_code == 1
 
 
@@ -265,7 +270,9 @@ def test_finding_3_scopes_granted_are_the_registered_subset(api_app: Flask, aud:
             got = None if response.status_code == 400 and response.json["error"] == "invalid_scope" else response.json
         else:
             got = response.json.get("scope") if response.status_code == 200 else response.json
-            claims = jwt.decode(response.json.get("access_token", ""), options={"verify_signature": False}) if got else {}
+            claims = (
+                jwt.decode(response.json.get("access_token", ""), options={"verify_signature": False}) if got else {}
+            )
             if claims.get("scope") != got:
                 got = ("token claims", claims)
         if got != expected:
@@ -325,7 +332,13 @@ def _malformed(client: SmartClient, aud: str, rng: random.Random) -> Iterator[st
                     "jti": f"{claim}-{len(str(value))}-{rng.random()}"}
             yield _signed(client, header, {**body, claim: value})
     for value in HOSTILE_VALUES:
-        body = {"iss": client.name, "sub": client.name, "aud": aud, "exp": int(time.time()) + 60, "jti": str(rng.random())}
+        body = {
+            "iss": client.name,
+            "sub": client.name,
+            "aud": aud,
+            "exp": int(time.time()) + 60,
+            "jti": str(rng.random()),
+        }
         yield _signed(client, {**header, "kid": value}, body)
         yield _signed(client, {**header, "alg": value}, body)
         yield _signed(client, {**header, "crit": value}, body)
@@ -370,8 +383,11 @@ def test_finding_7_malformed_assertions_get_oauth_error_json(proxied_app: Flask,
             form = {**client.token_form(aud), "client_assertion": assertion}
             response = post_token(proxied_app, form)
             ok = response.status_code == 200 and "access_token" in response.json
-            if not ok and not (response.status_code in (400, 401) and response.content_type == "application/json"
-                               and response.json.get("error") in ("invalid_client", "invalid_grant", "invalid_request")):
+            if not ok and not (
+                response.status_code in (400, 401)
+                and response.content_type == "application/json"
+                and response.json.get("error") in ("invalid_client", "invalid_grant", "invalid_request")
+            ):
                 failures.append(f"{response.status_code} {response.text[:120]!r} for {assertion[:200]!r}")
     assert not failures, f"{len(failures)} of {tried}:\n" + "\n".join(failures[:20])
     print(f"\n{tried} malformed assertions, 0 server errors")

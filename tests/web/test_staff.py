@@ -56,7 +56,12 @@ def test_every_failed_sign_in_looks_the_same(staff_app: Flask) -> None:
     with session_scope(staff_app.extensions["intake.sessions"]) as session:
         staff.set_disabled(session, "gone", True, now=utcnow())
     answers = []
-    for username, password in [(STAFF[0], "wrong password!"), ("nobody", STAFF[1]), ("gone", STAFF[1]), ("x" * 65, STAFF[1])]:
+    for username, password in [
+        (STAFF[0], "wrong password!"),
+        ("nobody", STAFF[1]),
+        ("gone", STAFF[1]),
+        ("x" * 65, STAFF[1]),
+    ]:
         response = sign_in(client, username, password)
         body = response.text.replace(csrf(response.text), "")
         answers.append((response.status_code, body.replace(f'value="{username}"', "")))
@@ -150,7 +155,11 @@ def test_totp_sign_in_and_a_code_is_not_accepted_twice(staff_app: Flask) -> None
     assert ok.status_code == 200 and "is on" in ok.text
     # Once on, the page offers no new secret: a signed-in browser cannot move the factor elsewhere.
     again = client.get("/staff/two-step")
-    assert again.status_code == 200 and "ask an admin to turn it off" in again.text and '<code class="secret">' not in again.text
+    assert (
+        again.status_code == 200
+        and "ask an admin to turn it off" in again.text
+        and '<code class="secret">' not in again.text
+    )
     assert client.post("/staff/two-step", data={"code": turned_on_with, "csrf_token": csrf(page)}).status_code == 409
     fresh = staff_app.test_client()
     response = sign_in(fresh)
@@ -159,7 +168,9 @@ def test_totp_sign_in_and_a_code_is_not_accepted_twice(staff_app: Flask) -> None
     code_page = fresh.get("/staff/login/code").text
     # The code that turned it on is refused as a replay (kept, not recomputed: the 30 s step may
     # have rolled over since, and a fresh code would rightly be accepted - CI saw exactly that).
-    assert fresh.post("/staff/login/code", data={"code": turned_on_with, "csrf_token": csrf(code_page)}).status_code == 401
+    assert (
+        fresh.post("/staff/login/code", data={"code": turned_on_with, "csrf_token": csrf(code_page)}).status_code == 401
+    )
     with staff_app.extensions["intake.sessions"]() as session, session.begin():
         session.execute(update(User).values(totp_last_step=User.totp_last_step - 2))  # as if 60 s had passed
     done = fresh.post("/staff/login/code", data={"code": pyotp.TOTP(secret).now(), "csrf_token": csrf(code_page)})
@@ -267,7 +278,9 @@ def test_failures_for_a_user_name_from_many_addresses_do_not_lock_its_owner_out(
         assert sign_in(owner, password="wrong password!").status_code == 401
     response = sign_in(owner)
     assert response.status_code == 302 and response.headers["Location"] == "/staff/login/code"
-    done = owner.post("/staff/login/code", data={"code": totp.now(), "csrf_token": csrf(owner.get("/staff/login/code").text)})
+    done = owner.post(
+        "/staff/login/code", data={"code": totp.now(), "csrf_token": csrf(owner.get("/staff/login/code").text)}
+    )
     assert done.status_code == 302 and owner.get("/clinician/").status_code == 200
     late = from_address(app, "203.0.113.99")  # a fresh attacker: SUSPECT_AFTER guesses, then no more
     assert [sign_in(late, password="wrong password!").status_code for _ in range(SUSPECT_AFTER + 1)] == \
@@ -361,16 +374,36 @@ def audit_rows(app: Flask) -> int:
         return session.scalar(select(func.count()).select_from(AuditRecord)) or 0
 
 
-@pytest.mark.parametrize("current, new, again, problems", [
-    ("not my password!", NEW_PASSWORD, None, [("current_password", "Your current password is not right.")]),
-    (STAFF[1], NEW_PASSWORD, NEW_PASSWORD + "!", [("new_password_again", "The two new passwords are not the same.")]),
-    (STAFF[1], "too short", None, [("new_password", "The password must be 12 to 256 characters long.")]),
-    (STAFF[1], STAFF[1], None, [("new_password", "The new password must be different from the current one.")]),
-    (STAFF[1], "", "", [("new_password", "Enter a new password."), ("new_password_again", "Enter the new password again.")]),
-    ("", "too short", None, [("current_password", "Enter your current password.")]),
-    ("wrong password!", "too short", None, [("new_password", "The password must be 12 to 256 characters long."),
-                                            ("current_password", "Your current password is not right.")]),
-])
+@pytest.mark.parametrize(
+    "current, new, again, problems",
+    [
+        ("not my password!", NEW_PASSWORD, None, [("current_password", "Your current password is not right.")]),
+        (
+            STAFF[1],
+            NEW_PASSWORD,
+            NEW_PASSWORD + "!",
+            [("new_password_again", "The two new passwords are not the same.")],
+        ),
+        (STAFF[1], "too short", None, [("new_password", "The password must be 12 to 256 characters long.")]),
+        (STAFF[1], STAFF[1], None, [("new_password", "The new password must be different from the current one.")]),
+        (
+            STAFF[1],
+            "",
+            "",
+            [("new_password", "Enter a new password."), ("new_password_again", "Enter the new password again.")],
+        ),
+        ("", "too short", None, [("current_password", "Enter your current password.")]),
+        (
+            "wrong password!",
+            "too short",
+            None,
+            [
+                ("new_password", "The password must be 12 to 256 characters long."),
+                ("current_password", "Your current password is not right."),
+            ],
+        ),
+    ],
+)
 def test_a_password_change_is_refused_with_the_reason(staff_app: Flask, current: str, new: str, again: str | None,
                                                       problems: list[tuple[str, str]]) -> None:
     client = signed_in(staff_app)

@@ -674,7 +674,9 @@ def live_condition(item: Item, on_page: set[str]) -> str | None:
         answer = next(((k, v) for k, v in cond.items() if k.startswith("answer")), None)
         if question not in on_page or answer is None or answer[0] not in LIVE_ANSWER_KEYS:
             return None
-        conditions.append({"f": field_name(question), "op": cond.get("operator"), "v": LIVE_ANSWER_KEYS[answer[0]](answer[1])})
+        conditions.append(
+            {"f": field_name(question), "op": cond.get("operator"), "v": LIVE_ANSWER_KEYS[answer[0]](answer[1])}
+        )
     return json.dumps({"all": item.enable_behavior != "any", "when": conditions}, separators=(",", ":"))
 
 
