@@ -41,7 +41,7 @@ def prepare_reads(clients: int, port: int) -> list[str]:
     from intake.storage import fhir_store
     from tests.smart_client import SmartClient
 
-    links, _fields = prepare_database(clients)
+    _links, _fields = prepare_database(clients)
     app = create_app()
     try:
         client = SmartClient("bench")

@@ -4,6 +4,7 @@ Retry-After, dead letters for 4xx only, and an outage followed by recovery."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -178,7 +179,7 @@ def _outage_then_recovery(database_url: str, tmp_path: Path, receiver: FhirRecei
         assert receiver.transactions_ok == 4 and set(receiver.created_counts().values()) == {1}
         for name in names[:-1]:
             attempts = [r.monotonic for r in pushes(receiver) if name in json.dumps(r.bundle)]
-            gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+            gaps = [b - a for a, b in itertools.pairwise(attempts)]
             assert len(gaps) >= 3, gaps
             # Attempt n+1 comes a backoff step after attempt n: never before half the step (the
             # jitter's floor), and late only by the dispatch loop (0.1 s sleeps, other rows' pushes;

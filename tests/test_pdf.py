@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pypdf import PdfReader
@@ -161,7 +161,7 @@ def test_the_same_inputs_give_the_same_bytes(pdf: bytes, summary: Summary) -> No
 
 
 class Counter(BaseHTTPRequestHandler):
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         type(self).hits.append(self.path)
@@ -176,7 +176,7 @@ class Counter(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def listener() -> Iterator[tuple[int, list[str]]]:
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
     server = HTTPServer(("127.0.0.1", 0), type("Handler", (Counter,), {"hits": hits}))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

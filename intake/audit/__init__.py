@@ -34,7 +34,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
 from sqlalchemy import event

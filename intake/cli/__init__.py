@@ -6,7 +6,7 @@ Errors print one line to stderr and exit non-zero; nothing a patient typed is ec
 from __future__ import annotations
 
 import sys
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -96,7 +96,7 @@ def create_invite(name: str, birth_date: date, appointment: datetime | None, que
     app = current_app
     ttl = timedelta(hours=app.config["INTAKE_LINK_TTL_HOURS"])
     with session_scope(app.extensions["intake.sessions"]) as session:
-        intake, token = workflow.invite(
+        _intake, token = workflow.invite(
             session,
             app.extensions["intake.catalog"],
             name=name,

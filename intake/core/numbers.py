@@ -4,7 +4,7 @@
 another script's digits (`٣` is 3), so "digits, then int()" lets both a crash and a surprise
 through. Only ASCII digits are numbers here, and every number has a bound (a PostgreSQL
 `integer` column overflows above 2**31 - 1: a query with a larger value fails in the database).
-"""
+"""  # noqa: RUF002 (the look-alike digits are the subject)
 
 from __future__ import annotations
 

@@ -517,7 +517,7 @@ def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | No
     prepared = [_prepared(form, response) for form, response in pairs]
     scored = [_scores_of(p) for p in prepared]
     extra = _domains(prepared, [s for scores in scored for s in scores])
-    for p, scores in zip(prepared, scored):
+    for p, scores in zip(prepared, scored, strict=True):
         if flags_of is not None and p.form.key not in flags_of:
             result.scores += scores
             result.versions[p.form.canonical] = scoring_version(p.form)

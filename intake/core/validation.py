@@ -469,9 +469,8 @@ def _answer_issues(item: Item, answer: dict[str, Any], context: _Context) -> lis
         if item.regex and not re.fullmatch(item.regex, value):
             bad("is not in the expected format")
     free_text = item.type == "open-choice" and key == "valueString"
-    if item.options and not free_text:
-        if not _in_options(item, key, value):
-            bad("is not one of the allowed answers", "code-invalid")
+    if item.options and not free_text and not _in_options(item, key, value):
+        bad("is not one of the allowed answers", "code-invalid")
     if key == "valueInteger" and not (INT32[0] <= value <= INT32[1]):
         bad("is outside the 32-bit integer range")
     if key in ("valueDate",) and not (isinstance(value, str) and DATE_RE.match(value) and _real_date(value)):

@@ -136,7 +136,7 @@ def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form
         derived.append(fhir_store.put_resource(
             session, _checked(resource), now=now, patient_id=patient.id, intake_id=intake_id,
             status=resource["status"], date=flag.raised_at,
-            tokens=_identifier_tokens(resource) + [("code", extract.FLAG_CODES, flag.rule_id)]))
+            tokens=[*_identifier_tokens(resource), ("code", extract.FLAG_CODES, flag.rule_id)]))
     document = fhir_store.get_document(session, intake_id)
     if document is not None:
         resource = document_resource(intake_id=intake_id, patient_id=patient.id, document=document,

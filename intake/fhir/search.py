@@ -101,7 +101,7 @@ _DATE = re.compile(
     r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
     r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d{1,9}))?)?"
     r"(?P<zone>Z|[+-]\d{2}:\d{2})?)?)?)?$",
-    re.ASCII,  # `\d` would take other scripts' digits too (`２０２６` is a year to int())
+    re.ASCII,  # `\d` would take other scripts' digits too (`２０２６` is a year to int())  # noqa: RUF003
 )
 _REF = re.compile(r"^(?:.*/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})$")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from contextlib import suppress
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -449,7 +450,7 @@ def _search(resource_type: str, args: list[tuple[str, str]]) -> Response:
     links = [{"relation": "self", "url": f"{base}/{resource_type}" + (f"?{urlencode(args)}" if args else "")}]
     if more and texts:
         links.append(
-            {"relation": "next", "url": f"{base}/{resource_type}?{urlencode(query + [('_cursor', str(texts[-1][2]))])}"}
+            {"relation": "next", "url": f"{base}/{resource_type}?{urlencode([*query, ('_cursor', str(texts[-1][2]))])}"}
         )
     entries = ",".join(
         f'{{"fullUrl":{json.dumps(url)},"resource":{text},"search":{{"mode":"match"}}}}' for url, text, _ in texts
@@ -563,11 +564,9 @@ def extract(response_id: str) -> Response:
             404, "not-found", f"QuestionnaireResponse/{response_id} is not known (only completed responses are served)"
         )
     if document == "true" and fhir_store.get_document(db, intake_id) is None:
-        with writer() as session:  # the background render has not run yet (or was lost): do it now
-            try:
-                document_for(session, catalog(), intake_id)
-            except DocumentError:
-                pass  # not scored: the Bundle goes without a PDF
+        # The background render has not run yet (or was lost): do it now; not scored: no PDF.
+        with writer() as session, suppress(DocumentError):
+            document_for(session, catalog(), intake_id)
     with readers() as fresh:
         bundle = publish.extract_bundle(fresh, intake_id, response_id=response_id, include_document=document == "true")
     note(f"QuestionnaireResponse/{response_id}", f"Intake/{intake_id}")

@@ -250,7 +250,7 @@ def page(form_key: str, page_key: str) -> Any:
         return _post_page(form_key, page_key)
     db = reader()
     intake = _open_intake(db)
-    forms, answers, steps, index = _locate(db, intake, form_key, page_key)
+    _forms, answers, steps, index = _locate(db, intake, form_key, page_key)
     step = steps[index]
     form_answers = answers.get(step.form.canonical, workflow.NO_ANSWERS)
     form_cls = webforms.page_form_class(step.form, step.page)
@@ -498,7 +498,7 @@ def _back_to_review(steps: list[workflow.Step], new_answers: dict[str, Answers],
 def review() -> Any:
     db = reader()
     intake = _open_intake(db)
-    forms, answers, steps = _context(db, intake)
+    _forms, answers, steps = _context(db, intake)
     return _render_review(steps, answers, problems=[], status=200)
 
 

@@ -339,7 +339,7 @@ def test_tabs_and_newlines_are_not_control_characters():
 def test_invalid_date_names_the_item():
     found = issues(single("date"), one("q", {"valueDate": "2021-02-30"}))
     assert len(found) == 1
-    severity, code, link_id, message = found[0]
+    severity, _code, link_id, message = found[0]
     assert (severity, link_id) == ("error", "q")
     assert message.startswith("answer.0.valueDate: ")
     assert "day value is outside expected range" in message

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -274,10 +274,8 @@ class Patient:
 
 
 def _twin(client: HttpClient, form: dict[str, Any], into: list[Response]) -> None:
-    try:
+    with suppress(CONNECTION_ERRORS):
         into.append(client.post("/intake/submit", form))
-    except CONNECTION_ERRORS:
-        pass
 
 
 # --- running many ---------------------------------------------------------------------------------
@@ -416,8 +414,8 @@ def check_database(app: Flask, run: Run) -> list[str]:
             if renders[intake_id] != 1:
                 problems.append(f"{where}: {renders[intake_id]} PDF outbox rows, expected 1")
             # Every intake got the same answers, so the same records: a duplicate shows as a different shape.
-            shape[tuple(sorted((k, v) for k, v in resources[intake_id].items() if k != "DocumentReference"))
-                  + (("flags", flags[intake_id]),)] += 1
+            kinds = sorted((k, v) for k, v in resources[intake_id].items() if k != "DocumentReference")
+            shape[(*kinds, ("flags", flags[intake_id]))] += 1
         else:
             if (responses[intake_id]["completed"] or intake_id in scored or resources[intake_id]
                     or submitted[intake_id] or renders[intake_id]):

@@ -4,6 +4,7 @@ killed with SIGKILL (the whole process group: the worker and its pool children) 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,10 +87,8 @@ class CeleryProcesses:
 
 
 def _kill_group(process: subprocess.Popen[bytes], sig: int, grace: float = 0) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
     try:
         process.wait(timeout=grace or 10)
     except subprocess.TimeoutExpired:

@@ -12,6 +12,7 @@ ever logged: the resources are patient data.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import re
@@ -478,10 +479,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with FhirReceiver(args.port) as receiver:
         print(receiver.base_url, flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

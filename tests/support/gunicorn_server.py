@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -50,10 +50,8 @@ def children(pid: int) -> list[int]:
     found: set[int] = set()
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
+            with suppress(OSError):  # the thread ended, or no CONFIG_PROC_CHILDREN: scan below
                 found.update(int(p) for p in (task / "children").read_text().split())
-            except OSError:  # the thread ended, or no CONFIG_PROC_CHILDREN: scan below
-                pass
     except OSError:
         return []
     if not found:
@@ -162,10 +160,8 @@ class GunicornServer:
                 self.process.wait(timeout=10)
         for pid in workers:  # orphans exit on their own within a second; do not wait for that
             if alive(pid) and _stat(pid)[1] in (self.master_pid, 1):
-                try:
+                with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         self.stop_seconds = time.monotonic() - began
         return self.process.returncode
 

@@ -335,9 +335,9 @@ def _check(probe: Probe, response: Any, tally: Tally) -> None:
         tally.errors.append(f"{response.status_code} {probe}")
         return
     path = response.request.path
-    if response.status_code >= 400 and (path == "/fhir" or path.startswith("/fhir/")):
-        if json.loads(body).get("resourceType") != "OperationOutcome":
-            tally.errors.append(f"not an OperationOutcome: {probe}")
+    fhir_path = path == "/fhir" or path.startswith("/fhir/")
+    if response.status_code >= 400 and fhir_path and json.loads(body).get("resourceType") != "OperationOutcome":
+        tally.errors.append(f"not an OperationOutcome: {probe}")
     if response.status_code >= 400 and path == "/auth/token" and "error" not in json.loads(body):
         tally.errors.append(f"not OAuth error JSON: {probe}")
 

@@ -400,9 +400,11 @@ def test_finding_8_client_names_that_could_pass_for_another_kind_are_refused(api
     client = SmartClient("lab", "ES384")
     jwks = json.dumps(client.jwks)
     for name in ("user:clin", "client:ehr", "ehr:prod", "User", " client ", "Intake/x", "user"):
-        with pytest.raises(ValueError, match="mistaken") as refused:
-            with session_scope(api_app.extensions["intake.sessions"]) as session:
-                smart.register_client(session, name=name, jwks_text=jwks, scopes="system/*.read", now=utcnow())
+        with (
+            pytest.raises(ValueError, match="mistaken") as refused,
+            session_scope(api_app.extensions["intake.sessions"]) as session,
+        ):
+            smart.register_client(session, name=name, jwks_text=jwks, scopes="system/*.read", now=utcnow())
         assert "\n" not in str(refused.value)
     admin = signed_in(api_app, "admin")
     page = admin.get("/admin/clients").text

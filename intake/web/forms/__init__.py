@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -137,9 +137,9 @@ class PageForm(Form):
     `questionnaire-constraint` rules read; without them, this page's answers alone.
     """
 
-    field_items: dict[str, Item] = {}
-    other_fields: dict[str, str] = {}
-    unit_fields: dict[str, str] = {}
+    field_items: ClassVar[dict[str, Item]] = {}  # set on each generated subclass (see below)
+    other_fields: ClassVar[dict[str, str]] = {}
+    unit_fields: ClassVar[dict[str, str]] = {}
     qform: QForm | None = None
     page: Page | None = None
     enabled: set[str]
