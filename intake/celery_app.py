@@ -18,7 +18,7 @@ from intake import create_app
 from intake.jobs import jobs_of
 
 flask_app = create_app({"INTAKE_JOBS": "celery"})
-celery: Celery = jobs_of(flask_app).celery  # type: ignore[assignment]
+celery: Celery = jobs_of(flask_app).celery
 
 
 @signals.worker_process_init.connect

@@ -28,7 +28,7 @@ def too_large_message() -> str:
 
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+    def http_error(exc: HTTPException):
         code = exc.code or 500
         description = too_large_message() if code == 413 else (exc.description or exc.name)
         if _is_fhir():
@@ -46,7 +46,7 @@ def register(app: Flask) -> None:
         return render_template("error.html", title=title, body=body), code
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+    def unexpected(exc: Exception):
         if app.testing:
             raise exc  # tests see the traceback; a 500 is always a bug to fix
         # Log the type and place only: the message could carry what a patient typed.

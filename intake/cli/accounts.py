@@ -32,7 +32,7 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
-def _sessions():  # type: ignore[no-untyped-def]
+def _sessions():
     return session_scope(current_app.extensions["intake.sessions"])
 
 
@@ -66,7 +66,7 @@ def list_users() -> None:
             )
 
 
-def _change(username: str, action: str, change) -> None:  # type: ignore[no-untyped-def]
+def _change(username: str, action: str, change) -> None:
     try:
         with _sessions() as session:
             user = change(session)

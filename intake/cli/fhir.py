@@ -153,7 +153,8 @@ def export_command(intake_id: str | None, everything: bool, since: str | None, o
             return
         counts = intake.fhir.bulk_export.write_ndjson(
             app, output, types=list(intake.fhir.bulk_export.SYSTEM_TYPES), since=since_at
-        )  # type: ignore[arg-type]
+        )
+        assert counts is not None  # None means cancelled, and nothing cancels this export
         with session_scope(app.extensions["intake.sessions"]) as session:
             audit.record_cli(
                 session, "export", detail={"scope": "system", "since": since or "", "output": str(output)[:200]}

@@ -19,7 +19,7 @@ outbox_cli = AppGroup("outbox", help="Background work: list, retry dead letters,
 
 
 def _app() -> Flask:
-    return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    return current_app._get_current_object()  # type: ignore[attr-defined]
 
 
 @outbox_cli.command("list")

@@ -12,6 +12,7 @@ iteration see only the current forms.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ class Catalog:
             return self.by_url.get(url)
         return None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Form]:
         return iter(self.forms)
 
     @property

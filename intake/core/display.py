@@ -48,5 +48,6 @@ def _option_coding(item: Item, coding: dict[str, Any]) -> dict[str, Any] | None:
             and candidate.get("code") == coding.get("code")
             and candidate.get("system") == coding.get("system")
         ):
-            return candidate
+            matched: dict[str, Any] = candidate
+            return matched
     return None

@@ -54,10 +54,10 @@ def _compare(kind: str, answer: Any, expected: Any) -> int | None:
         if not isinstance(answer, str) or not isinstance(expected, str):
             return None
         if kind == "answerDateTime" and "T" in answer and "T" in expected:
-            left, right = _instant(answer), _instant(expected)  # 12:00+02:00 is 10:00Z
-            if left is None or right is None:
+            early, late = _instant(answer), _instant(expected)  # 12:00+02:00 is 10:00Z
+            if early is None or late is None:
                 return None
-            return (left > right) - (left < right)
+            return (early > late) - (early < late)
         if kind != "answerString" and len(answer) != len(expected):
             return None  # different precision (2024 vs 2024-05): not comparable
         return (answer > expected) - (answer < expected)

@@ -56,7 +56,7 @@ def value(element: dict[str, Any], url: str) -> Any:
 
 
 def values(element: dict[str, Any], url: str) -> list[Any]:
-    out = []
+    out: list[Any] = []
     for extension in find(element, url):
         out.extend(v for k, v in extension.items() if k.startswith("value"))
     return out
@@ -97,8 +97,9 @@ def item_control(element: dict[str, Any]) -> str | None:
     concept = value(element, ITEM_CONTROL)
     if isinstance(concept, dict):
         for coding in concept.get("coding") or []:
-            if coding.get("code"):
-                return coding["code"]
+            code: str | None = coding.get("code")
+            if code:
+                return code
     return None
 
 

@@ -82,7 +82,7 @@ def patient_resource(patient_id: str, *, name: str, birth_date: date | None, mrn
     The name is kept as the single text the patient or staff entered (`HumanName.text`): splitting
     it into given/family names would guess.
     """
-    identifiers = []
+    identifiers: list[dict[str, Any]] = []
     if mrn and mrn_system:
         identifiers.append({
             "use": "usual",
@@ -278,7 +278,8 @@ def _first_identifier(resource: Mapping[str, Any]) -> dict[str, Any] | None:
         identifiers = [identifiers]
     for ident in identifiers or []:
         if ident.get("system") and ident.get("value"):
-            return ident
+            found: dict[str, Any] = ident
+            return found
     return None
 
 

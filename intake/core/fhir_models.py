@@ -7,7 +7,7 @@ structurally R4 for the resources used here, so everything else imports them fro
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
@@ -21,6 +21,9 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.provenance import Provenance
 from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 FHIR_VERSION = "4.0.1"
 CHOICE_SHADOW = re.compile(r"^_value[A-Z][A-Za-z]*$")  # `_valueDate`: the shadow of a value[x] primitive
@@ -62,7 +65,7 @@ __all__ = [
 ]
 
 
-def model_errors(model: type, resource: dict[str, Any]) -> list[tuple[str, str]]:
+def model_errors(model: type[BaseModel], resource: dict[str, Any]) -> list[tuple[str, str]]:
     """Validate `resource` with a fhir.resources model; return (path, message) pairs, empty if valid.
 
     Pydantic's error list is flattened to FHIR-ish dotted paths so callers can name the element.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import fhirpathpy
 from antlr4 import CommonTokenStream, InputStream
@@ -38,9 +38,11 @@ def option_weight(option: dict[str, Any]) -> float | None:
     for url in WEIGHT_URLS:
         for ext in option.get("extension") or []:
             if ext.get("url") == url and "valueDecimal" in ext:
-                return ext["valueDecimal"]
+                decimal: float | None = ext["valueDecimal"]
+                return decimal
             if ext.get("url") == url and "valueInteger" in ext:
-                return ext["valueInteger"]
+                integer: int | None = ext["valueInteger"]
+                return integer
     return None
 
 
@@ -168,7 +170,10 @@ def with_weights(response: dict[str, Any], weights: WeightTable | dict[str, list
     caller just built the item tree (`answers.nest` makes new item and answer dicts) and gives it
     up, so it is annotated in place instead of copied first.
     """
-    table = weights if all(isinstance(v, dict) for v in weights.values()) else weight_table(weights)  # type: ignore[arg-type]
+    if all(isinstance(v, dict) for v in weights.values()):
+        table = cast(WeightTable, weights)
+    else:
+        table = weight_table(cast(dict[str, list[dict[str, Any]]], weights))
     enriched = dict(response)
     if not table:
         return enriched
@@ -269,7 +274,7 @@ class LinkIndex(dict[str, list[Any]]):
                 out.extend(_coding_weight(answer.get("valueCoding")))
         return out
 
-    def values(self, links: tuple[str, ...]) -> list[Any] | None:
+    def values(self, links: tuple[str, ...]) -> list[Any] | None:  # type: ignore[override]  # FHIRPath's name
         """What `.answer.value` gives, when every value is a boolean, a number or a Coding (read
         only through its `code`/`system`), else None (then the expression is evaluated as written)."""
         out: list[Any] = []

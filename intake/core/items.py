@@ -156,7 +156,8 @@ def _help_text(raw: dict[str, Any]) -> str | None:
     """SDC help: a display child with itemControl `help` becomes the question's hint."""
     for child in raw.get("item") or []:
         if child.get("type") == "display" and ext.item_control(child) == "help":
-            return child.get("text")
+            text: str | None = child.get("text")
+            return text
     return None
 
 

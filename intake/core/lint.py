@@ -9,6 +9,7 @@ Builder.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +92,9 @@ def lint(resource: Any) -> list[LintIssue]:
     return sorted(issues, key=lambda i: i.severity != "error")
 
 
-def _walk(items: list[dict[str, Any]], parent: dict[str, Any] | None = None):
+def _walk(
+    items: list[dict[str, Any]], parent: dict[str, Any] | None = None
+) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
     for item in items:
         if not isinstance(item, dict):
             continue

@@ -133,7 +133,8 @@ def limit_expression(item: Item, url: str) -> str | None:
     for extension in ext.find(item.raw, url):
         found = ext.shadow_expression(extension)
         if found and isinstance(found[1], dict) and isinstance(found[1].get("expression"), str):
-            return found[1]["expression"]
+            expression: str = found[1]["expression"]
+            return expression
     return None
 
 
@@ -487,11 +488,11 @@ def _answer_issues(item: Item, answer: dict[str, Any], context: _Context) -> lis
     number = value.get("value") if key == "valueQuantity" and isinstance(value, dict) else value
     for bound, is_min in ((item.min_value, True), (item.max_value, False)):
         if bound:
-            limit = next(iter(bound.values()))
-            if isinstance(limit, dict):
-                limit = limit.get("value")
-            if _out_of_bound(number, limit, is_min):
-                bad(f"must be {'at least' if is_min else 'at most'} {limit}")
+            bound_value = next(iter(bound.values()))
+            if isinstance(bound_value, dict):
+                bound_value = bound_value.get("value")
+            if _out_of_bound(number, bound_value, is_min):
+                bad(f"must be {'at least' if is_min else 'at most'} {bound_value}")
     return issues
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from intake.storage.models import AuditHead, AuditRecord
@@ -21,8 +22,8 @@ Chain = Callable[[str, int, dict[str, object]], str]
 
 # Core statements built once: appending is on every audited request, and the ORM's per-statement
 # work cost ten times the database's (1 ms against 0.1 ms per row on SQLite).
-_HEAD_TABLE = AuditHead.__table__
-_LOG_TABLE = AuditRecord.__table__
+_HEAD_TABLE = cast(Table, AuditHead.__table__)
+_LOG_TABLE = cast(Table, AuditRecord.__table__)
 _LOCK_HEAD = select(_HEAD_TABLE.c.seq, _HEAD_TABLE.c.hash).where(_HEAD_TABLE.c.id == 1).with_for_update()
 _INSERT = insert(_LOG_TABLE)
 _MOVE_HEAD = update(_HEAD_TABLE).where(_HEAD_TABLE.c.id == 1)

@@ -11,14 +11,13 @@ read costs one indexed row fetch and no JSON parsing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     and_,
     bindparam,
     delete,
@@ -231,7 +230,7 @@ def search(
     """One page of matches in store order after `after_seq`: (rows, total matches, more pages?)."""
     clauses = _where(criteria)
     total = session.execute(select(func.count()).select_from(FhirResource).where(*clauses)).scalar_one()
-    query: Select[Any] = _READ.where(*clauses)
+    query = _READ.where(*clauses)
     if after_seq is not None:
         query = query.where(FhirResource.seq > after_seq)
     rows = list(session.execute(query.order_by(FhirResource.seq).limit(count + 1)))
@@ -239,7 +238,7 @@ def search(
 
 
 def stream(session: Session, resource_type: str, *, since: datetime | None, until: datetime | None,
-           patient_ids: Sequence[str] | None = None, batch: int = 1000) -> Iterator[str]:
+           patient_ids: Sequence[str] | None = None, batch: int = 1000) -> Generator[str, None, None]:
     """Every stored JSON text of a type (optionally of some patients, changed after `since` and
     not after `until`), fetched through a server-side cursor in batches so memory stays flat."""
     query = select(FhirResource.resource_json).where(FhirResource.resource_type == resource_type)

@@ -303,10 +303,11 @@ def intake_view(session: Session, intake_id: str) -> IntakeView | None:
 
 def set_intake_language(session: Session, intake_id: str, language: str) -> bool:
     """Remember the patient's language on an open intake; False when it is unknown or completed."""
-    result = session.execute(
-        update(Intake)
-        .where(Intake.id == intake_id, Intake.status != "completed")
-        .values(language=language)
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Intake).where(Intake.id == intake_id, Intake.status != "completed").values(language=language)
+        ),
     )
     return bool(result.rowcount)
 
@@ -470,7 +471,7 @@ _TOUCH_INTAKE = (
     .where(Intake.id == bindparam("intake_id"))
     .values(status=bindparam("status"), last_page=bindparam("last_page"), updated_at=bindparam("updated_at"))
 )
-_RECORD_VALUES = dict(
+_RECORD_VALUES: dict[str, Any] = dict(
     questionnaire_version=bindparam("questionnaire_version"),
     status=bindparam("status"),
     subject_patient_id=bindparam("subject_patient_id"),

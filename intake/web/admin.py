@@ -56,18 +56,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class UserForm(FlaskForm):  # type: ignore[misc]
+class UserForm(FlaskForm):
     username = StringField("User name", validators=[InputRequired(), Length(max=64)])
     display_name = StringField("Display name", validators=[Length(max=128)])
     role = SelectField("Role", choices=[SelectChoice(r, r) for r in ROLES])
     password = PasswordField("First password (at least 12 characters)", validators=[InputRequired(), Length(max=256)])
 
 
-class PasswordForm(FlaskForm):  # type: ignore[misc]
+class PasswordForm(FlaskForm):
     password = PasswordField("New password", validators=[InputRequired(), Length(max=256)])
 
 
-class ClientForm(FlaskForm):  # type: ignore[misc]
+class ClientForm(FlaskForm):
     name = StringField("Client id", validators=[InputRequired(), Length(max=255)])
     jwks = TextAreaField("Public JWK set (JSON)", validators=[InputRequired(), Length(max=100_000)])
     scopes = StringField("Scopes", default="system/*.read", validators=[InputRequired(), Length(max=1000)])
@@ -179,7 +179,7 @@ def _strip(value: object) -> object:
     return value.strip() if isinstance(value, str) else value
 
 
-class AuditFilterForm(Form):  # type: ignore[misc]
+class AuditFilterForm(Form):
     """The audit report's filters (ONC 170.315(d)(3): by user, record and date), read from the
     query string: a GET changes nothing, so there is no CSRF token to carry in links."""
 

@@ -92,7 +92,7 @@ def _kickoff(scope: str, group_id: str | None, allowed: tuple[str, ...]) -> Resp
                                        types=types, since=since, now=now, requested_by=grant().client,
                                        expires_at=now + bulk_export.ttl(app))
         job_id = job.id
-    jobs_of(current_app).submit("export", job_id=job_id)  # type: ignore[arg-type]
+    jobs_of(current_app).submit("export", job_id=job_id)
     response = Response(status=202)
     response.headers["Content-Location"] = f"{_base()}/$export-status/{job_id}"
     return response
@@ -124,7 +124,7 @@ def export_cancel(job_id: str) -> Response:
     if _own_job(job_id) is None:
         raise FhirError(404, "not-found", "no such export")
     with session_scope(current_app.extensions["intake.sessions"]) as session:
-        if not bulk_export.cancel(current_app, session, job_id):  # type: ignore[arg-type]
+        if not bulk_export.cancel(current_app, session, job_id):
             raise FhirError(404, "not-found", "no such export")
     return Response(status=202)
 
@@ -136,7 +136,7 @@ def export_file(job_id: str, name: str) -> Response:
              if job is not None and job.status == "completed" and not bulk_export.expired(job, utcnow()) else set())
     if name not in files:
         raise FhirError(404, "not-found", "no such export file")
-    path = bulk_export.export_dir(current_app, job.id) / name  # type: ignore[union-attr, arg-type]
+    path = bulk_export.export_dir(current_app, job.id) / name
     return send_file(path, mimetype="application/fhir+ndjson", conditional=False, max_age=0)
 
 

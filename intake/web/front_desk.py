@@ -126,7 +126,7 @@ def day() -> Any:
                            previous=chosen - timedelta(days=1), next=chosen + timedelta(days=1)), 400 if error else 200
 
 
-class IntakeForm(FlaskForm):  # type: ignore[misc]
+class IntakeForm(FlaskForm):
     name = StringField("Full name", validators=[InputRequired(), Length(max=255)])
     birth_date = DateField("Date of birth", validators=[InputRequired()])
     mrn = StringField("Record number (optional)", validators=[Optional(), Length(max=64)])

@@ -26,7 +26,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from flask import Flask, Response, current_app, render_template, request
 from flask_babel import gettext
@@ -89,7 +89,7 @@ def register(app: Flask) -> None:
     limiter = Limiter(key_func=get_remote_address, app=app, default_limits=[],
                       storage_uri=app.config["INTAKE_RATE_LIMIT_STORAGE"], headers_enabled=True)
     for endpoint, rules in LIMITED.items():
-        view = app.view_functions[endpoint]
+        view: Callable[..., Any] = app.view_functions[endpoint]
         for rule in rules:
             view = limiter.limit(
                 app.config[rule.setting],
@@ -102,7 +102,7 @@ def register(app: Flask) -> None:
     app.extensions["intake.limiter"] = limiter
 
     @app.errorhandler(RateLimitExceeded)
-    def too_many(_exc: RateLimitExceeded):  # type: ignore[no-untyped-def]
+    def too_many(_exc: RateLimitExceeded):
         if request.path == "/auth/token":
             return _json({"error": "invalid_request", "error_description": "too many requests; try again later"}, 429)
         if request.path.startswith("/staff/"):

@@ -526,11 +526,11 @@ def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], prob
         target = next(
             (s for s in steps if s.form is form and any(i.link_id == issue.link_id for i in s.page.walk())), None
         )
-        item = catalog().localized(form, language.current()).by_link.get(issue.link_id or "")
+        shown = catalog().localized(form, language.current()).by_link.get(issue.link_id or "")
         # Worded like the page's own error summary: what to do, then which question.
         message = webforms.patient_message(form, issue) or _problem_message(issue.code)
-        label = f"{message} – {_short(item.text)}" if item else message
-        href = (_page_url(target, **{"from": "review"}) + "#" + webforms.anchor(item)) if target and item else "#"
+        label = f"{message} – {_short(shown.text)}" if shown else message
+        href = (_page_url(target, **{"from": "review"}) + "#" + webforms.anchor(shown)) if target and shown else "#"
         problem_links.append((href, label))
     return render_template("patient/review.html", sections=sections, problems=problem_links,
                            total=len(steps)), status

@@ -47,7 +47,7 @@ PENDING_SECONDS = 300
 FAILED = "Incorrect user name or password."  # one message for every failure: no user enumeration
 
 
-class StaffUser(UserMixin):  # type: ignore[misc]
+class StaffUser(UserMixin):
     """What Flask-Login holds for a request: the signed-in account and its session token."""
 
     def __init__(self, token: str, signed_in: staff.SignedIn) -> None:
@@ -107,7 +107,7 @@ def role_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., A
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not current_user.is_authenticated:
-                return current_app.login_manager.unauthorized()
+                return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]  # flask_login
             if current_user.role not in roles:
                 return render_template("staff/error.html", title="You cannot see this page",
                                        body="Your account does not have access to this page."), 403
@@ -133,13 +133,13 @@ def _source() -> str:
     return request.remote_addr or ""
 
 
-class LoginForm(FlaskForm):  # type: ignore[misc]
+class LoginForm(FlaskForm):
     # No length rule of its own: a name too long to exist fails like any other wrong name.
     username = StringField("User name", validators=[InputRequired(), Length(max=staff.MAX_PASSWORD)])
     password = PasswordField("Password", validators=[InputRequired(), Length(max=staff.MAX_PASSWORD)])
 
 
-class CodeForm(FlaskForm):  # type: ignore[misc]
+class CodeForm(FlaskForm):
     code = StringField("Code from your authenticator app", validators=[InputRequired(), Length(max=10)])
 
 
@@ -319,7 +319,7 @@ def sentence(message: str) -> str:
     return message[:1].upper() + message[1:] + ("" if message.endswith((".", "!", "?")) else ".")
 
 
-class NewPasswordForm(FlaskForm):  # type: ignore[misc]
+class NewPasswordForm(FlaskForm):
     current_password = PasswordField("Current password", validators=[
         InputRequired("Enter your current password."), Length(max=staff.MAX_PASSWORD)])
     new_password = PasswordField(f"New password (at least {staff.MIN_PASSWORD} characters)", validators=[

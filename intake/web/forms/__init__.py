@@ -650,7 +650,7 @@ def localized_choices(item: Item) -> list[tuple[str, str]]:
 
 
 # enableWhen answer[x] -> how the browser sees the trigger's value (the field's HTML value).
-LIVE_ANSWER_KEYS = {
+LIVE_ANSWER_KEYS: dict[str, Callable[[Any], str]] = {
     "answerBoolean": lambda v: "true" if v else "false",
     "answerCoding": lambda v: str(v.get("code")),
     "answerString": str,
