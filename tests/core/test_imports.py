@@ -1,7 +1,9 @@
 """The layering rule (DESIGN.md, "The one-way flow"): intake.core imports no web, DB or PDF library.
 
-The check runs in a fresh interpreter, because this test process has long since imported Flask
-and SQLAlchemy through tests/conftest.py.
+The libraries are the `pure-core` import-linter contract's (pyproject.toml), which `make lint`
+checks statically for every layer; this probe adds what a static check cannot see: a library
+loaded through a third-party import. It runs in a fresh interpreter, because this test process
+has long since imported Flask and SQLAlchemy through tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "intake" / "core"
 CORE_MODULES = sorted(p.stem for p in CORE.glob("*.py") if p.stem != "__init__")
-FORBIDDEN = ("flask", "sqlalchemy", "weasyprint", "wtforms", "flask_wtf")
+
+
+def _pure_core_contract() -> dict:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = config["tool"]["importlinter"]["contracts"]
+    return next(c for c in contracts if c.get("id") == "pure-core")
+
+
+FORBIDDEN = tuple(sorted(_pure_core_contract()["forbidden_modules"]))
 
 # Imports every core module and prints the forbidden top-level packages that ended up loaded.
 PROBE = textwrap.dedent(
@@ -53,6 +64,11 @@ def _loaded_after_import(prelude: str = "") -> list[str]:
     return out.split(",") if out else []
 
 
+def test_the_contract_forbids_at_least_the_web_db_and_pdf_libraries():
+    assert {"flask", "sqlalchemy", "weasyprint", "wtforms", "flask_wtf", "celery", "werkzeug"} <= set(FORBIDDEN)
+    assert "intake.core" in _pure_core_contract()["source_modules"]
+
+
 def test_every_core_module_is_probed():
     assert {
         "answers",
@@ -81,7 +97,7 @@ def test_importing_intake_core_loads_no_web_db_or_pdf_library():
     assert _loaded_after_import() == []
 
 
-IMPORT_LINE = re.compile(r"^\s*(?:import|from)\s+(flask|sqlalchemy|weasyprint|wtforms|flask_wtf)\b", re.MULTILINE)
+IMPORT_LINE = re.compile(rf"^\s*(?:import|from)\s+({'|'.join(FORBIDDEN)})\b", re.MULTILINE)
 
 
 @pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
