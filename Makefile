@@ -7,13 +7,13 @@ STAMP := $(VENV)/.installed-stamp
 
 CATALOGS := intake/translations/es/LC_MESSAGES/messages.mo
 
-.PHONY: run run-prod test test-long test-postgres install bench lint-forms translations clean
+.PHONY: run run-prod test test-long test-postgres install lint bench lint-forms translations clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP) $(CATALOGS)
@@ -61,6 +61,12 @@ test-long: $(STAMP) $(CATALOGS)
 test-postgres: $(STAMP) $(CATALOGS) $(AXE)
 	INTAKE_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest
 
+## Static checks (pyproject.toml): ruff, mypy (strict on intake/core), the import-linter layer contracts.
+lint: $(STAMP)
+	$(BIN)/ruff check intake tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
 bench: $(STAMP) $(CATALOGS)
 	$(BIN)/python bench/pages.py
 
@@ -68,4 +74,4 @@ lint-forms: $(STAMP)
 	$(FLASK) intake lint-forms
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
