@@ -42,7 +42,8 @@ from intake.storage import accounts as account_store
 from intake.storage import audit_log as audit_store
 from intake.storage import fhir_store, outbox_store
 from intake.storage.models import ROLES, ApiClient
-from intake.web import auditing, readers, writer
+from intake.web import auditing
+from intake.web.context import readers, writer
 from intake.web.staff import role_required, sentence
 from intake.auth import staff, smart
 from intake.jobs import outbox

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-from flask import Flask, Response, g, request, session
+from flask import Flask, Response, g, request
 from flask_login import current_user
 
 from intake import audit
@@ -45,6 +45,9 @@ AUDITED: dict[str, str] = {
 # Pages that show a patient their own saved answers, progress or guidance: a read by the patient
 # link, audited on GET (their POSTs are saves, audited as changes where they are made).
 PATIENT_READS = frozenset({"patient.start", "patient.page", "patient.urgent_help", "patient.review", "patient.done"})
+# `flask.g` key of the patient-link actor of this request's browser session, kept current by
+# `intake.web.patient` (which binds and ends those sessions).
+LINK_ACTOR = "link_actor"
 
 
 def note(*entities: str) -> None:
@@ -60,12 +63,8 @@ def current_actor() -> audit.Actor:
         return audit.Actor(grant.kind, grant.name)
     if current_user.is_authenticated:
         return audit.Actor("user", current_user.username)
-    from intake.web.patient import SESSION_KEY
-
-    intake_id = session.get(SESSION_KEY)
-    if isinstance(intake_id, str):
-        return audit.Actor("patient-link", f"Intake/{intake_id}")
-    return audit.Actor("anonymous", "")
+    link: audit.Actor | None = g.get(LINK_ACTOR)  # set by the patient blueprint: this module imports no blueprint
+    return link if link is not None else audit.Actor("anonymous", "")
 
 
 def source() -> str:

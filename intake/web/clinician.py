@@ -10,8 +10,8 @@ from werkzeug.wrappers import Response
 from intake import documents, workflow
 from intake.core.summary import top_tier
 from intake.storage import fhir_store, repository
-from intake.web import catalog, reader, writer
 from intake.web.auditing import note
+from intake.web.context import catalog, reader, writer
 from intake.web.staff import role_required
 
 bp = Blueprint("clinician", __name__, url_prefix="/clinician")

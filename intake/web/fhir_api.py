@@ -39,9 +39,9 @@ from intake.fhir.search import (
 )
 from intake.fhir.publish import questionnaire_id, questionnaires
 from intake.storage import fhir_store, repository
-from intake.web import catalog, reader, readers, writer
 from intake.web.auditing import note
 from intake.web.auth_api import token_url
+from intake.web.context import catalog, reader, readers, writer
 from intake.web.staff import signed_in_role
 from intake.auth import smart
 from intake.fhir import publish

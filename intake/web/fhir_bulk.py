@@ -22,8 +22,8 @@ from intake.jobs import jobs_of
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
 from intake.storage.models import utcnow
-from intake.web import reader
 from intake.web.auditing import note
+from intake.web.context import reader
 from intake.web.fhir_api import (
     FhirError,
     _base,

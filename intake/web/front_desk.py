@@ -37,7 +37,8 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from intake import workflow
 from intake.core.summary import top_tier
 from intake.storage import repository
-from intake.web import auditing, catalog, reader, writer
+from intake.web import auditing
+from intake.web.context import catalog, reader, writer
 from intake.web.staff import role_required
 
 bp = Blueprint("front_desk", __name__, url_prefix="/front-desk")

@@ -14,6 +14,7 @@ from flask import (
     Blueprint,
     abort,
     current_app,
+    g,
     make_response,
     redirect,
     render_template,
@@ -36,7 +37,8 @@ from intake.core.scoring import instrument_of
 from intake.storage import repository
 from intake.storage.repository import IntakeView
 from intake.jobs import outbox
-from intake.web import auditing, catalog, language, reader, readers, writer
+from intake.web import auditing, language
+from intake.web.context import catalog, reader, readers, writer
 from intake.web import forms as webforms  # `forms` names the intake's Questionnaires here
 from intake.web.staff import safe_next
 
@@ -83,6 +85,7 @@ def open_link(token: str) -> Any:
     session.permanent = True
     session[SESSION_KEY] = intake.id
     session[LINK_KEY] = link_id
+    _name_actor()
     if chosen in language.LANGUAGES:
         session[language.SESSION_KEY] = chosen
     return redirect(url_for("patient.start"))
@@ -99,6 +102,17 @@ def _session_ended() -> Any:
         title=_("Your session has ended"),
         body=_("Your saved answers are safe. Open the link from your message again to carry on where you stopped."),
     ), 403
+
+
+@bp.before_app_request
+def _name_actor() -> None:
+    """Tell the audit (`g`) who this browser is when its session holds an intake: on any page,
+    as a refused FHIR read or staff page is audited by who asked too."""
+    intake_id = session.get(SESSION_KEY)
+    if isinstance(intake_id, str):
+        setattr(g, auditing.LINK_ACTOR, audit.Actor("patient-link", f"Intake/{intake_id}"))
+    else:
+        g.pop(auditing.LINK_ACTOR, None)
 
 
 @bp.before_request
@@ -136,6 +150,7 @@ def _link_ended(_exc: LinkEnded) -> Any:
     intake_id = session.get(SESSION_KEY)
     chosen = session.get(language.SESSION_KEY)
     session.clear()
+    _name_actor()  # nobody now: this request's page showed them nothing
     if chosen in language.LANGUAGES:
         session[language.SESSION_KEY] = chosen  # the page, and what follows, stay in their language
     with writer() as db:

@@ -36,7 +36,8 @@ from wtforms.validators import EqualTo, InputRequired, Length
 
 from intake import audit
 from intake.storage.models import User
-from intake.web import auditing, limits, readers, writer
+from intake.web import auditing, limits
+from intake.web.context import readers, writer
 from intake.auth import staff
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
