@@ -55,7 +55,7 @@ def fill(database_url: str, count: int) -> None:
     from intake.storage.db import make_engine
     from intake.storage.migrate import upgrade
     from intake.storage.models import FhirResource, FhirToken
-    from intake.storage.repository import canonical_json
+    from intake.core.canonical import canonical_json
 
     upgrade(database_url)
     engine = make_engine(database_url)

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from intake import workflow
 from intake.core.catalog import Catalog
-from intake.storage import fhir_store, repository
+from intake.errors import IntakeError
+from intake.storage import fhir_store, intakes, patients
 from intake.storage.db import session_scope
 from intake.storage.models import DocumentRecord, utcnow
 from intake.fhir import publish
@@ -29,8 +30,10 @@ from intake.fhir import publish
 log = logging.getLogger(__name__)
 
 
-class DocumentError(Exception):
-    """The intake has no PDF to make (not completed, not scored, or not published yet)."""
+class DocumentError(IntakeError):
+    """The intake has no PDF to make (not completed, not scored, or not published yet): 409."""
+
+    status = 409
 
 
 def attachments_of(session: Session, intake_id: str) -> list[tuple[str, bytes, str]]:
@@ -56,7 +59,7 @@ def extract_bundle_bytes(bundle: dict) -> bytes:
 
 
 def patient_identifier(session: Session, patient_id: str) -> str:
-    patient = repository.get_patient(session, patient_id)
+    patient = patients.get_patient(session, patient_id)
     if patient is not None and patient.mrn:
         return f"MRN {patient.mrn}"
     return f"Patient ID {patient_id}"
@@ -77,7 +80,7 @@ def sources(session: Session, catalog: Catalog, intake_id: str) -> Sources:
     from intake import pdf  # WeasyPrint loads only where PDFs are made
 
     summary = workflow.summary_of(session, catalog, intake_id)
-    intake = repository.get_intake(session, intake_id)
+    intake = intakes.get_intake(session, intake_id)
     if summary is None or intake is None:
         raise DocumentError(f"intake {intake_id} is not completed and scored")
     html = pdf.render_summary_html(summary, patient_identifier=patient_identifier(session, intake.patient_id))

@@ -19,7 +19,8 @@ from typing import Any
 
 from flask import Flask
 
-from intake.storage import repository
+from intake.jobs.errors import Retry
+from intake.storage import notifications
 from intake.storage.db import session_scope
 from intake.storage.models import FlagRecord
 
@@ -96,7 +97,7 @@ def _claim_and_send(app: Flask, flag_id: int, states: tuple[str, ...]) -> str | 
     was sent, None when there was nothing to send (claimed elsewhere, or sent), else the error."""
     factory = app.extensions["intake.sessions"]
     with session_scope(factory) as session:
-        flag = repository.claim_notification(session, flag_id, states=states)
+        flag = notifications.claim_notification(session, flag_id, states=states)
         body = payload(flag, app) if flag else None
     if body is None:
         return None
@@ -104,7 +105,7 @@ def _claim_and_send(app: Flask, flag_id: int, states: tuple[str, ...]) -> str | 
     if error is not None:
         log.warning("flag notification %s failed: %s", flag_id, error.split(":", 1)[0])
     with session_scope(factory) as session:
-        repository.finish_notification(session, flag_id, ok=error is None, now=datetime.now(timezone.utc), error=error)
+        notifications.finish_notification(session, flag_id, ok=error is None, now=datetime.now(timezone.utc), error=error)
     return error or ""
 
 
@@ -115,8 +116,6 @@ def notify_job(app: Flask, subject: str) -> None:
         return
     error = _claim_and_send(app, int(subject), ("pending", "sending", "failed"))
     if error:
-        from intake.jobs.outbox import Retry
-
         raise Retry(error.split(":", 1)[0])
 
 
@@ -125,5 +124,5 @@ def send_pending(app: Flask) -> int:
     if not configured(app):
         return 0
     with session_scope(app.extensions["intake.sessions"]) as session:
-        pending = repository.pending_notifications(session)
+        pending = notifications.pending_notifications(session)
     return sum(_claim_and_send(app, flag_id, ("pending",)) == "" for flag_id in pending)

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from intake.core.items import Form
-from intake.storage import repository
+from intake.storage import responses, scores
 from intake.storage.models import Intake
 from intake.web.forms import field_name
 from tests.web.conftest import app, client, csrf, invite_link  # noqa: F401  (fixtures)
@@ -76,8 +76,8 @@ def test_an_intake_pinned_to_an_archived_version_is_answered_submitted_and_resco
 
     with app.extensions["intake.sessions"]() as session:
         intake_id = session.scalars(select(Intake.id)).one()
-        stored = [json.loads(r.resource_json) for r in repository.list_responses(session, intake_id)]
-        scoring = repository.get_scoring(session, intake_id)
+        stored = [json.loads(r.resource_json) for r in responses.list_responses(session, intake_id)]
+        scoring = scores.get_scoring(session, intake_id)
     assert [r["questionnaire"] for r in stored] == [OLD]
     assert scoring is not None and scoring.result["scoringVersions"] == {OLD: f"engine-1;{OLD}"}
     assert "gi-af5" not in [f["id"] for f in scoring.result["flags"]]
@@ -86,6 +86,6 @@ def test_an_intake_pinned_to_an_archived_version_is_answered_submitted_and_resco
     result = app.test_cli_runner().invoke(args=["intake", "rescore", intake_id])
     assert result.exit_code == 0, result.output
     with app.extensions["intake.sessions"]() as session:
-        rescored = repository.get_scoring(session, intake_id)
+        rescored = scores.get_scoring(session, intake_id)
     assert rescored is not None and rescored.result["scoringVersions"] == {NEW: f"engine-1;{NEW}"}
     assert "gi-af5" in [f["id"] for f in rescored.result["flags"]]

@@ -1,22 +1,16 @@
-"""`flask intake flags`, `rescore` and `hash-password`: the staff side of scoring from a terminal."""
+"""`flask intake flags` and `rescore`: the staff side of scoring from a terminal."""
 
 from __future__ import annotations
-
-import sys
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
 from intake import notify, workflow
-from intake.storage import repository
-from intake.storage.db import session_scope
+from intake.cli.failure import CommandError
 from intake.jobs import outbox
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+from intake.storage import flags, intakes, notifications
+from intake.storage.db import session_scope
 
 
 @click.command("flags")
@@ -30,11 +24,11 @@ def flags_command(all_tiers: bool, send: bool) -> None:
     factory = app.extensions["intake.sessions"]
     if send:
         with session_scope(factory) as session:
-            repository.retry_failed_notifications(session)
+            notifications.retry_failed_notifications(session)
         sent = notify.send_pending(app)
         click.echo(f"notifications sent: {sent}" if notify.configured(app)
                    else "no notification channel configured (INTAKE_NOTIFY_WEBHOOK / INTAKE_NOTIFY_EMAIL_TO)")
-    tiers = ("emergency", "urgent", "review") if all_tiers else repository.NOTIFIED_TIERS
+    tiers = ("emergency", "urgent", "review") if all_tiers else flags.NOTIFIED_TIERS
     with session_scope(factory) as session:
         rows = workflow.staff_flags(session, app.extensions["intake.catalog"], tiers=tiers)
         for row in rows:
@@ -60,20 +54,18 @@ def rescore_command(intake_ids: tuple[str, ...], everything: bool) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     factory = app.extensions["intake.sessions"]
     if not intake_ids and not everything:
-        _fail("name intake ids or use --all")
+        raise CommandError("name intake ids or use --all")
     if everything:
         with session_scope(factory) as session:
-            intake_ids = tuple(repository.completed_intake_ids(session))
+            intake_ids = tuple(intakes.completed_intake_ids(session))
     for intake_id in intake_ids:
         try:
             with session_scope(factory) as session:
-                result = workflow.rescore(session, app.extensions["intake.catalog"], intake_id,
-                                          onset_age=app.config["INTAKE_GI_ONSET_AGE"])
-                # The PDF shows the new scores; new flags are notified; the EHR gets the new Bundle.
-                outbox.after_submit(app, session, intake_id, now=workflow.utcnow())
+                # Audited; the PDF shows the new scores, new flags are notified, the EHR gets the new Bundle.
+                result = workflow.rescore_intake(app, session, app.extensions["intake.catalog"], intake_id,
+                                                 by=workflow.Caller.cli())
         except workflow.WorkflowError as exc:
-            _fail(str(exc))
-            return
+            raise CommandError(str(exc)) from None
         click.echo(f"{intake_id}: {len(result.scores)} scores, {len(result.flags)} flags "
                    f"({'; '.join(sorted(set(result.versions.values())))})")
     outbox.kick(app)

@@ -20,9 +20,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from intake.core import extract
+from intake.core.canonical import canonical_json
 from intake.core.fhir_models import resource_errors
+from intake.core.fhir_time import parse_fhir_datetime
 from intake.core.items import Form
-from intake.storage import fhir_store, repository
+from intake.storage import fhir_store, flags, intakes, patients, scores
+from intake.storage import responses as response_store
 from intake.storage.fhir_store import StoredResource, Token
 from intake.storage.models import Patient
 
@@ -44,7 +47,7 @@ def _identifier_tokens(resource: Mapping[str, Any]) -> list[Token]:
 
 
 def _instant(text: str) -> datetime:
-    return repository.parse_fhir_datetime(text)
+    return parse_fhir_datetime(text)
 
 
 # --- Patient -------------------------------------------------------------------------------------
@@ -91,17 +94,17 @@ def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form
     once scored — an Observation per score, a Flag per raised flag, the PDF's DocumentReference
     (once rendered) and a Provenance. `forms` maps Questionnaire canonicals (url|version) to the
     loaded forms, for the score codes."""
-    intake = repository.get_intake(session, intake_id)
+    intake = intakes.get_intake(session, intake_id)
     if intake is None or intake.status != "completed" or intake.completed_at is None:
         raise PublishError(f"intake {intake_id} is not completed")
-    patient = repository.get_patient(session, intake.patient_id)
+    patient = patients.get_patient(session, intake.patient_id)
     if patient is None:
         raise PublishError(f"intake {intake_id} has no patient")
     publish_patient(session, patient, now=now)
 
     responses: list[StoredResource] = []
     response_ids: dict[str, str] = {}
-    for record in repository.list_responses(session, intake_id):
+    for record in response_store.list_responses(session, intake_id):
         if record.status != "completed":
             continue
         resource = record.resource
@@ -115,7 +118,7 @@ def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form
             status=record.status, date=record.authored, tokens=tokens))
         response_ids[record.questionnaire] = record.id
 
-    scoring = repository.get_scoring(session, intake_id)
+    scoring = scores.get_scoring(session, intake_id)
     if scoring is None:
         return Published(responses, [], None)
     derived: list[StoredResource] = []
@@ -128,7 +131,7 @@ def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form
         derived.append(fhir_store.put_resource(
             session, _checked(observation), now=now, patient_id=patient.id, intake_id=intake_id,
             status=observation["status"], date=_instant(observation["effectiveDateTime"]), tokens=tokens))
-    for flag in repository.flags_of_intake(session, intake_id):
+    for flag in flags.flags_of_intake(session, intake_id):
         resource = extract.flag_resource(intake_id=intake_id, patient_id=patient.id, rule_id=flag.rule_id,
                                          tier=flag.tier, message=flag.message, raised=flag.raised_at)
         derived.append(fhir_store.put_resource(
@@ -178,7 +181,7 @@ def extract_bundle(session: Session, intake_id: str, *, response_id: str | None 
     in the PDF itself (a document cannot contain its own hash).
     """
     stored = fhir_store.resources_of_intake(session, intake_id)
-    intake = repository.get_intake(session, intake_id)
+    intake = intakes.get_intake(session, intake_id)
     if intake is None or not stored:
         raise PublishError(f"intake {intake_id} has no published resources")
     resources = [json.loads(s.resource_json) for s in stored]
@@ -226,7 +229,7 @@ def extract_bundle(session: Session, intake_id: str, *, response_id: str | None 
 def _flag_rules_of(session: Session, intake_id: str, questionnaire: str | None) -> set[str] | None:
     if questionnaire is None:
         return None
-    return {f.rule_id for f in repository.flags_of_intake(session, intake_id) if f.questionnaire == questionnaire}
+    return {f.rule_id for f in flags.flags_of_intake(session, intake_id) if f.questionnaire == questionnaire}
 
 
 # --- Questionnaires (served from the loaded forms, not stored) ------------------------------------
@@ -251,7 +254,7 @@ def questionnaires(loaded: Any) -> dict[str, tuple[str, str]]:
             body = dict(form.resource)
             body["id"] = questionnaire_id(form)
             body["meta"] = {"versionId": "1"}
-            cached[body["id"]] = (repository.canonical_json(body), form.canonical)
+            cached[body["id"]] = (canonical_json(body), form.canonical)
         _QUESTIONNAIRE_JSON.clear()
         _QUESTIONNAIRE_JSON[id(loaded)] = cached
     return cached

@@ -1,6 +1,6 @@
 """Tables of the intake service, as typed SQLAlchemy 2 declarative models.
 
-The models carry no relationships on purpose: every query is written in `repository`, so no view
+The models carry no relationships on purpose: every query lives in a query module, so no view
 can trigger a lazy load (or a query) by walking an attribute. Timestamps are always tz-aware UTC,
 on SQLite as well as PostgreSQL. Changes here need a new Alembic revision in
 ``intake/migrations/versions``.

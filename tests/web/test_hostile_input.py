@@ -48,7 +48,7 @@ from intake.config import DEFAULT_QUESTIONNAIRES, PROJECT_ROOT
 from intake.core.answers import build_response, flatten
 from intake.core.catalog import load_catalog
 from intake.core.items import Form, Item, Page
-from intake.storage import repository
+from intake.storage import responses
 from intake.storage.db import session_scope
 from intake.storage.models import Intake, ResponseRecord
 from intake.web.forms import field_name, option_key
@@ -551,7 +551,7 @@ def test_stored_markup_is_escaped_on_the_page_and_the_review(app: Flask, opened:
     resource = build_response(form, answers, status="in-progress", subject=f"Patient/{patient_id}",
                               authored=now.isoformat(timespec="seconds").replace("+00:00", "Z"))
     with session_scope(app.extensions["intake.sessions"]) as session:
-        repository.save_draft(session, intake_id=intake_id, questionnaire=form.canonical,
+        responses.save_draft(session, intake_id=intake_id, questionnaire=form.canonical,
                               resource=resource, page=None, now=now)
 
     pages = [p for p in form.pages if any(i.link_id in answers for i in p.walk())]

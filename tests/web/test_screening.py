@@ -136,7 +136,7 @@ def test_same_scores_on_the_page_in_the_cli_and_after_a_reload(staff_app: Flask,
     _client, intake_id = complete_intake(staff_app, {**HIGH_PHQ4, "mnsi-1": "LA33-6", "mnsi-2": "LA33-6"})
     with staff_app.extensions["intake.sessions"]() as session:
         stored = json.loads(session.scalars(select(ScoringResult)).one().result_json)
-        from intake.storage.repository import list_responses
+        from intake.storage.responses import list_responses
 
         bundle = {"resourceType": "Bundle", "type": "collection",
                   "entry": [{"resource": record.resource} for record in list_responses(session, intake_id)]}
