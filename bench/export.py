@@ -22,9 +22,9 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from intake.core.fhir_time import utcnow
 import intake.fhir.bulk_export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ def fill(database_url: str, count: int) -> None:
 
     upgrade(database_url)
     engine = make_engine(database_url)
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     with engine.begin() as connection:
         connection.execute(delete(FhirToken))
         connection.execute(delete(FhirResource))

@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from intake import workflow
 from intake.core.catalog import Catalog
+from intake.core.fhir_time import utcnow
 from intake.errors import IntakeError
 from intake.storage import fhir_store, intakes, patients
 from intake.storage.db import session_scope
-from intake.storage.models import DocumentRecord, utcnow
+from intake.storage.models import DocumentRecord
 from intake.fhir import publish
 
 log = logging.getLogger(__name__)

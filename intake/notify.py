@@ -13,12 +13,12 @@ import logging
 import smtplib
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
 from email.message import EmailMessage
 from typing import Any
 
 from flask import Flask
 
+from intake.core.fhir_time import utcnow
 from intake.jobs.errors import Retry
 from intake.storage import notifications
 from intake.storage.db import session_scope
@@ -105,7 +105,7 @@ def _claim_and_send(app: Flask, flag_id: int, states: tuple[str, ...]) -> str | 
     if error is not None:
         log.warning("flag notification %s failed: %s", flag_id, error.split(":", 1)[0])
     with session_scope(factory) as session:
-        notifications.finish_notification(session, flag_id, ok=error is None, now=datetime.now(timezone.utc), error=error)
+        notifications.finish_notification(session, flag_id, ok=error is None, now=utcnow(), error=error)
     return error or ""
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +26,7 @@ from intake.core.answers import build_response, compute, flatten
 from intake.core.catalog import Catalog
 from intake.core.display import display_answer
 from intake.core.enablement import Answers
+from intake.core.fhir_time import fhir_instant_seconds, utcnow
 from intake.core.items import Form, Page
 from intake.core.scoring import Context, Result, RuleError, flags_reading, score_intake
 from intake.core.summary import Summary, build_summary
@@ -46,14 +47,6 @@ class WorkflowError(IntakeError):
     """A request the workflow refuses (unknown questionnaire, bad invite data): 400."""
 
     status = 400
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def fhir_instant(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -234,7 +227,7 @@ def save_page(
         merged,
         status="in-progress",
         subject=f"Patient/{intake.patient_id}",
-        authored=fhir_instant(now),
+        authored=fhir_instant_seconds(now),
         language=language,
     )
     response_store.save_draft_if_unchanged(
@@ -271,7 +264,7 @@ def draft_flags(
     now = now or utcnow()
     pairs = [
         (form, build_response(form, answers[form.canonical], status="in-progress",
-                              subject=f"Patient/{intake.patient_id}", authored=fhir_instant(now)))
+                              subject=f"Patient/{intake.patient_id}", authored=fhir_instant_seconds(now)))
         for form in forms if answers.get(form.canonical)
     ]
     affected = flags_reading(forms, saved.key)
@@ -302,7 +295,7 @@ def completed_responses(
             answers.get(form.canonical, {}),
             status="completed",
             subject=f"Patient/{patient_id}",
-            authored=fhir_instant(now),
+            authored=fhir_instant_seconds(now),
             language=language,
         )
         issues = validate(form, response, birth_date=birth_date)

@@ -15,9 +15,10 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from intake import close_app, create_app
+from intake.core.fhir_time import utcnow
 from intake.storage import fhir_store, outbox_store
 from intake.storage.db import session_scope
-from intake.storage.models import DocumentRecord, utcnow
+from intake.storage.models import DocumentRecord
 from tests.support.celery_processes import REDIS_URL, CeleryProcesses, flush_broker, redis_available
 from tests.support.fhir_receiver import FhirReceiver
 from tests.test_ehr_push import submit_short_intake

@@ -14,11 +14,11 @@ from intake import audit, documents, workflow
 from intake.auth import smart
 from intake.cli.failure import CommandError
 from intake.core.extract import is_local_reference
+from intake.core.fhir_time import utcnow
 from intake.fhir import bulk_export, publish
 from intake.storage import fhir_store, intakes
 from intake.storage import patients as patient_store
 from intake.storage.db import session_scope
-from intake.storage.models import utcnow
 
 
 @click.command("api-client")

@@ -25,10 +25,10 @@ from typing import Any
 
 from flask import Flask
 
+from intake.core.fhir_time import utcnow
 from intake.fhir.publish import questionnaires
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
-from intake.storage.models import utcnow
 
 PATIENT_TYPES = ("Patient", "QuestionnaireResponse", "Observation", "Flag", "DocumentReference", "Provenance")
 SYSTEM_TYPES = ("Questionnaire", "Group", *PATIENT_TYPES)

@@ -26,7 +26,8 @@ from flask import Flask
 
 from intake import audit
 from intake.audit import Actor
-from intake.jobs.outbox import Permanent, Retry
+from intake.core.fhir_time import utcnow
+from intake.jobs.errors import Permanent, Retry
 from intake.storage.db import session_scope
 from intake.fhir import publish
 
@@ -48,7 +49,7 @@ def push_job(app: Flask, intake_id: str) -> None:
     status = post_bundle(base, bundle, token=str(app.config.get("INTAKE_EHR_BEARER_TOKEN") or ""),
                          timeout=float(app.config["INTAKE_EHR_TIMEOUT_SECONDS"]))
     with session_scope(app.extensions["intake.sessions"]) as session:  # a disclosure of PHI: audited
-        audit.record(session, actor=Actor("system", "ehr-push"), action="export", now=datetime.now(timezone.utc),
+        audit.record(session, actor=Actor("system", "ehr-push"), action="export", now=utcnow(),
                      entities=[f"Intake/{intake_id}"], detail={"to": base, "status": status})
 
 
@@ -88,7 +89,7 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return min(max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds()), MAX_RETRY_AFTER_S)
+    return min(max(0.0, (when - (now or utcnow())).total_seconds()), MAX_RETRY_AFTER_S)
 
 
 def _issue_codes(body: bytes) -> str:

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake.core.canonical import canonical_json
-from intake.core.fhir_time import fhir_instant, require_aware
+from intake.core.fhir_time import fhir_instant, require_aware, utcnow
 from intake.storage.models import (
     ApiClient,
     DocumentRecord,
@@ -42,7 +42,6 @@ from intake.storage.models import (
     FhirResource,
     FhirToken,
     UsedAssertion,
-    utcnow,
 )
 
 Token = tuple[str, str | None, str]  # (parameter, system or None, value)

@@ -14,13 +14,14 @@ so a change and its audit row commit or fail together. Each audited request writ
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 
 from flask import Flask, Response, g, request
 from flask_login import current_user
 
 from intake import audit
 from intake.audit.queue import AuditQueue
+from intake.core.fhir_time import utcnow
 
 # endpoint -> action, for requests that disclose records (changes are recorded where they happen)
 AUDITED: dict[str, str] = {
@@ -74,7 +75,7 @@ def source() -> str:
 def record_change(db: object, action: str, *entities: str, detail: dict[str, object] | None = None,
                   now: datetime | None = None) -> None:
     """Audit a change in the caller's write transaction (`db` is its session)."""
-    audit.record(db, actor=current_actor(), action=action, now=now or datetime.now(timezone.utc),  # type: ignore[arg-type]
+    audit.record(db, actor=current_actor(), action=action, now=now or utcnow(),  # type: ignore[arg-type]
                  entities=entities, detail=detail, source=source())
 
 
@@ -116,7 +117,7 @@ def register(app: Flask) -> None:
         detail: dict[str, object] = {"method": request.method, "path": request.path[:300], "status": response.status_code}
         if request.query_string:
             detail["query"] = audit.query_names(request.query_string.decode("latin-1"))
-        queued.put(audit.row_fields(actor=actor or current_actor(), action=action, now=datetime.now(timezone.utc),
+        queued.put(audit.row_fields(actor=actor or current_actor(), action=action, now=utcnow(),
                                    entities=g.get("audit_entities", ()), detail=detail, source=source(),
                                    outcome="success" if succeeded(response.status_code) else "failure"))
         return response

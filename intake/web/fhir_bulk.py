@@ -18,10 +18,10 @@ from typing import Any
 from flask import Response, current_app, request, send_file
 from werkzeug.http import http_date
 
+from intake.core.fhir_time import utcnow
 from intake.jobs import jobs_of
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
-from intake.storage.models import utcnow
 from intake.web.auditing import note
 from intake.web.context import reader
 from intake.web.fhir_api import (

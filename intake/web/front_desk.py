@@ -35,6 +35,7 @@ from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from intake import workflow
+from intake.core.fhir_time import utcnow
 from intake.core.summary import top_tier
 from intake.storage import intakes, invites, patients, worklists
 from intake.web import auditing
@@ -61,7 +62,7 @@ def _link(token: str) -> str:
 def _hold(db: Session, intake_id: str, token: str) -> dict[str, str]:
     """Keep the new link server-side until it is shown; returns what the session remembers."""
     key = Fernet.generate_key()
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     held = invites.hold_shown_link(db, intake_id=intake_id, sealed=Fernet(key).encrypt(token.encode()).decode(),
                                       expires_at=now + HOLD_FOR, now=now)
     return {"id": held, "key": key.decode()}
@@ -71,7 +72,7 @@ def _take(db: Session, ticket: object, intake_id: str) -> str | None:
     """The held link of this intake, once: its row is deleted as it is read."""
     if not isinstance(ticket, dict) or not isinstance(ticket.get("id"), str) or not isinstance(ticket.get("key"), str):
         return None
-    sealed = invites.take_shown_link(db, ticket["id"], intake_id=intake_id, now=datetime.now(timezone.utc))
+    sealed = invites.take_shown_link(db, ticket["id"], intake_id=intake_id, now=utcnow())
     if sealed is None:
         return None
     try:

@@ -7,7 +7,6 @@ mistaken input never leaves a partial write.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from flask import (
@@ -32,6 +31,7 @@ from intake import audit, notify, workflow
 from intake.auth.links import token_hash
 from intake.core import translations
 from intake.core.enablement import Answers
+from intake.core.fhir_time import utcnow
 from intake.core.items import Form, Page
 from intake.core.scoring import instrument_of
 from intake.errors import IntakeError
@@ -58,10 +58,6 @@ class LinkEnded(IntakeError):
     status = 403
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 @bp.get("/")
 def home() -> Any:
     return render_template("patient/home.html")
@@ -72,17 +68,17 @@ def open_link(token: str) -> Any:
     """The link from the invitation: bind this browser session to the intake, then drop the token."""
     if len(token) > 200:
         return _invalid_link()
-    found = invites.find_live_link(reader(), token_hash(token), now=_now())
+    found = invites.find_live_link(reader(), token_hash(token), now=utcnow())
     intake, link_id = found if found is not None else (None, None)
     if intake is None or intake.status == "completed":
         # Unknown, expired, revoked and already-submitted links look the same: nobody holding a
         # link can learn which (the patient who just submitted keeps their session's done page).
         with writer() as db:
             audit.record(db, actor=audit.Actor("anonymous", ""), action="login-failed", outcome="failure",
-                         now=_now(), detail={"via": "patient link"}, source=auditing.source())
+                         now=utcnow(), detail={"via": "patient link"}, source=auditing.source())
         return _invalid_link()
     with writer() as db:
-        audit.record(db, actor=audit.Actor("patient-link", f"Intake/{intake.id}"), action="login", now=_now(),
+        audit.record(db, actor=audit.Actor("patient-link", f"Intake/{intake.id}"), action="login", now=utcnow(),
                      entities=[f"Intake/{intake.id}"], source=auditing.source())
     chosen = intake.language if intake.language in language.LANGUAGES else session.get(language.SESSION_KEY)
     session.clear()
@@ -138,7 +134,7 @@ def _link_in_force(db: Session, *, lock: bool = False) -> bool:
     intake_id, link_id = session.get(SESSION_KEY), session.get(LINK_KEY)
     if not isinstance(intake_id, str) or not isinstance(link_id, int) or isinstance(link_id, bool):
         return False
-    return invites.link_in_force(db, link_id, intake_id, now=_now(), lock=lock)
+    return invites.link_in_force(db, link_id, intake_id, now=utcnow(), lock=lock)
 
 
 def _hold_link(db: Session) -> None:
@@ -159,7 +155,7 @@ def _link_ended(exc: LinkEnded) -> Any:
         session[language.SESSION_KEY] = chosen  # the page, and what follows, stay in their language
     with writer() as db:
         audit.record(db, actor=audit.Actor("patient-link", f"Intake/{intake_id}"), action="login-failed",
-                     outcome="failure", now=_now(), entities=[f"Intake/{intake_id}"] if isinstance(intake_id, str) else [],
+                     outcome="failure", now=utcnow(), entities=[f"Intake/{intake_id}"] if isinstance(intake_id, str) else [],
                      detail={"via": "patient session", "reason": "link revoked, replaced or expired"},
                      source=auditing.source())
     return render_template(
@@ -393,7 +389,7 @@ def _post_page(form_key: str, page_key: str) -> Any:
                 _hold_link(db)
                 # Danger reported on this page is acted on now, not at Submit (`save_answers`).
                 saved = workflow.save_answers(app, db, intake, forms, answers, step, merged, by=_caller(),
-                                              language=language.current(), now=_now())
+                                              language=language.current(), now=utcnow())
         except intakes.IntakeClosed:
             return redirect(url_for("patient.done"))
         except responses.StaleResponse:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from intake import audit
+from intake.core.fhir_time import utcnow
 from intake.storage.db import session_scope
-from intake.storage.models import utcnow
 from tests.durability import (
     Outcome,
     Run,

@@ -10,6 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from intake.core.fhir_time import utcnow
 from intake.core.items import Item
 from intake.storage.models import Intake
 from intake.web.forms import field_name, option_key
@@ -97,7 +98,6 @@ def add_staff(app: Flask, username: str = STAFF[0], role: str = "clinician", pas
     """Create a staff account unless it exists (the same function `flask intake user add` uses)."""
     from intake.auth import staff
     from intake.storage.db import session_scope
-    from intake.storage.models import utcnow
 
     with session_scope(app.extensions["intake.sessions"]) as session:
         if intake.auth.staff.store.user_named(session, username) is None:

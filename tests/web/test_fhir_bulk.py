@@ -16,9 +16,9 @@ import pytest
 from flask import Flask
 
 from intake import close_app, create_app
+from intake.core.fhir_time import utcnow
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
-from intake.storage.models import utcnow
 from tests.fhircheck import fhircheck
 from tests.web.flow import EMERGENCY, complete_intake
 from tests.web.test_fhir_api import Api, assert_outcome, new_token, patient_of

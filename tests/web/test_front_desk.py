@@ -15,8 +15,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from intake import close_app, create_app
+from intake.core.fhir_time import utcnow
 from intake.storage.db import session_scope
-from intake.storage.models import AuditRecord, Intake, Patient, ShownLink, utcnow
+from intake.storage.models import AuditRecord, Intake, Patient, ShownLink
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import EMERGENCY, fill_all, fill_page, first_page, signed_in
 

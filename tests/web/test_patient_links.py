@@ -11,8 +11,9 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from intake import workflow
+from intake.core.fhir_time import utcnow
 from intake.storage.db import session_scope
-from intake.storage.models import Intake, InviteToken, ResponseRecord, utcnow
+from intake.storage.models import Intake, InviteToken, ResponseRecord
 from intake.web import forms as webforms
 from intake.web import patient
 from tests.web.conftest import csrf, invite_link

@@ -19,9 +19,10 @@ from flask import Flask
 from sqlalchemy import select
 
 from intake import close_app, create_app
+from intake.core.fhir_time import utcnow
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
-from intake.storage.models import AuditRecord, utcnow
+from intake.storage.models import AuditRecord
 from intake.web.auditing import flush
 from tests.smart_client import SmartClient, token_endpoint
 from tests.web.conftest import csrf, error_summary

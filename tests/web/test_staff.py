@@ -18,8 +18,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from intake import close_app, create_app
+from intake.core.fhir_time import utcnow
 from intake.storage.db import session_scope
-from intake.storage.models import AuditRecord, StaffSession, User, utcnow
+from intake.storage.models import AuditRecord, StaffSession, User
 from intake.web.auditing import flush
 from intake.web.limits import SUSPECT_AFTER
 from tests.web.conftest import csrf, error_summary
