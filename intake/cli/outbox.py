@@ -3,17 +3,16 @@ failed for good (dead letters), re-driving them, and running due work once by ha
 
 from __future__ import annotations
 
-import sys
-
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from intake import audit
+from intake.cli.failure import CommandError
+from intake.jobs import outbox
 from intake.storage import outbox_store
 from intake.storage.db import session_scope
 from intake.storage.models import OUTBOX_STATES
-from intake.jobs import outbox
 
 outbox_cli = AppGroup("outbox", help="Background work: list, retry dead letters, dispatch due rows.")
 
@@ -44,15 +43,13 @@ def list_rows(states: tuple[str, ...], limit: int) -> None:
 def retry_rows(row_ids: tuple[int, ...], every_dead: bool) -> None:
     """Re-drive dead letters (by id, or --dead for all): pending again, attempts from zero."""
     if not row_ids and not every_dead:
-        click.echo("error: name row ids or use --dead", err=True)
-        sys.exit(1)
+        raise CommandError("name row ids or use --dead")
     app = _app()
     with session_scope(app.extensions["intake.sessions"]) as session:
         known = {r.id for r in outbox_store.rows(session, states=("dead",), limit=1_000_000)}
         missing = sorted(set(row_ids) - known)
         if missing:
-            click.echo(f"error: not dead letters: {', '.join(map(str, missing))}", err=True)
-            sys.exit(1)
+            raise CommandError(f"not dead letters: {', '.join(map(str, missing))}")
         audit.record_cli(session, "update", *(f"Outbox/{i}" for i in (row_ids or sorted(known))),
                          detail={"redrive": True})
     count = outbox.redrive(app, list(row_ids) if row_ids else None)

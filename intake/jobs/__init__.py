@@ -41,6 +41,8 @@ class Jobs:
         self._executor: ThreadPoolExecutor | None = None
         self.celery: Celery | None = None
         if mode == "celery":
+            # Only in celery mode: Celery and its Redis client load here, so the thread and eager
+            # modes (`make run`, the tests) never import them.
             from intake.jobs.celery import make_celery
 
             self.celery = make_celery(self)
