@@ -100,7 +100,7 @@ def render(session: Session, catalog: Catalog, intake_id: str) -> tuple[bytes, s
 
 
 def _pdf_of(source: Sources) -> bytes:
-    from intake import pdf
+    from intake import pdf  # WeasyPrint loads only where PDFs are made (as in `sources`)
 
     return pdf.html_to_pdf(source.html, attachments=source.attachments, created=source.created)
 

@@ -27,6 +27,7 @@ from flask import Flask
 
 from intake.core.fhir_time import utcnow
 from intake.fhir.publish import questionnaires
+from intake.fhir.search import date_range
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
 
@@ -216,8 +217,6 @@ def since_of(value: str | None) -> datetime | None:
     """Parse `_since` (a FHIR instant; a date is taken as its start, UTC)."""
     if value is None:
         return None
-    from intake.fhir.search import date_range
-
     _prefix, start, _end = date_range(value, "_since")
     if _prefix != "eq":
         raise ValueError("_since takes an instant, not a prefixed date")
