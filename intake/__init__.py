@@ -36,7 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     # Imported here, not at module level: this package's __init__ runs for every `import intake.core...`,
     # which must stay free of Flask, SQLAlchemy and the rest of the service (tests/core/test_imports.py).
-    from intake import cli, errors, notify, web
+    from intake import cli, notify, web
     from intake.core.catalog import load_catalog
     from intake.documents import render_job as render_pdf_job
     from intake.fhir import ehr_push
@@ -45,6 +45,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from intake.fhir.bulk_export import run_job as run_export_job
     from intake.jobs import Jobs, outbox
     from intake.storage.db import make_engine, make_session_factory
+    from intake.web import errors as web_errors
 
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["intake.engine"] = engine
@@ -65,7 +66,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["intake.jobs"] = jobs
 
     web.register(app)
-    errors.register(app)
+    web_errors.register(app)
     cli.register(app)
     return app
 

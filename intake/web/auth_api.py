@@ -56,7 +56,7 @@ def smart_configuration() -> Response:
 
 @bp.post("/auth/token")
 def token() -> Response:
-    """An access token, or a `smart.TokenError` that `intake.web.errors` answers as RFC 6749 §5.2 says."""
+    """An access token, or a `smart.TokenError`: `intake.web.errors` answers it (RFC 6749 §5.2)."""
     if request.mimetype != "application/x-www-form-urlencoded":
         raise smart.TokenError("invalid_request", "send application/x-www-form-urlencoded")
     form = {key: request.form.get(key, "") for key in ("grant_type", "client_assertion_type", "client_assertion", "scope")}

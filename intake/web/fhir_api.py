@@ -41,7 +41,7 @@ from intake.storage import fhir_store, patients
 from intake.web.auditing import note
 from intake.web.auth_api import token_url
 from intake.web.context import catalog, reader, readers, writer
-from intake.web.errors import FHIR_JSON, outcome, too_large_message
+from intake.web.errors import outcome, too_large_message
 from intake.web.errors import fhir_response as _json_response
 from intake.web.staff import signed_in_role
 from intake.auth import smart
