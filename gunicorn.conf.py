@@ -16,6 +16,7 @@ from typing import Any
 
 from intake import close_app
 from intake.jobs import background
+from intake.services import services
 
 # --- what to serve -------------------------------------------------------------------------------
 
@@ -109,7 +110,7 @@ def post_fork(server: Any, worker: Any) -> None:
     and the job executor (intake/jobs/__init__.py) is created on the first job; the master serves no
     requests, so neither exists before the fork."""
     app = server.app.wsgi()
-    app.extensions["intake.engine"].dispose(close=False)
+    services(app).engine.dispose(close=False)
 
 
 def post_worker_init(worker: Any) -> None:

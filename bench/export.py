@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 from intake.core.fhir_time import utcnow
+from intake.services import services
 import intake.fhir.bulk_export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +94,7 @@ def export_child(database_url: str, folder: str, traced: bool, results: Any) -> 
         lines = sum(1 for _ in (Path(folder) / "out" / "Observation.ndjson").open(encoding="utf-8"))
         results.put({"count": (counts or {}).get("Observation", 0), "lines": lines, "seconds": elapsed,
                      "rss_mib": rss_kib / 1024, "traced_mib": traced_peak / 2**20})
-        app.extensions["intake.engine"].dispose()
+        services(app).engine.dispose()
     except Exception as exc:  # reported by the parent
         results.put({"error": f"{type(exc).__name__}: {exc}"})
 

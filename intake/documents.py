@@ -23,6 +23,7 @@ from intake import workflow
 from intake.core.catalog import Catalog
 from intake.core.fhir_time import utcnow
 from intake.errors import IntakeError
+from intake.services import services
 from intake.storage import fhir_store, intakes, patients
 from intake.storage.db import session_scope
 from intake.storage.models import DocumentRecord
@@ -143,9 +144,9 @@ def render_job(app: Flask, intake_id: str) -> None:
     The sources are read, rendered, then read again in the short write that stores the PDF: if
     a re-score changed them meanwhile, this render is stale and the re-score's own job stores its
     PDF instead."""
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     try:
-        with app.extensions["intake.readers"]() as session:
+        with services(app).readers() as session:
             existing = fhir_store.get_document(session, intake_id)
             source = sources(session, catalog, intake_id)
     except DocumentError:
@@ -156,6 +157,6 @@ def render_job(app: Flask, intake_id: str) -> None:
     if existing is not None and existing.source_sha256 == source.sha256:
         return
     content = _pdf_of(source)
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         if sources(session, catalog, intake_id).sha256 == source.sha256:
             _store(session, catalog, intake_id, content, source.sha256, now=utcnow())

@@ -20,6 +20,7 @@ from flask import Flask
 
 from intake.core.fhir_time import utcnow
 from intake.jobs.errors import Retry
+from intake.services import services
 from intake.storage import notifications
 from intake.storage.db import session_scope
 from intake.storage.models import FlagRecord
@@ -95,7 +96,7 @@ def _send(app: Flask, body: dict[str, Any]) -> str | None:
 def _claim_and_send(app: Flask, flag_id: int, states: tuple[str, ...]) -> str | None:
     """Claim the flag (from one of `states`), send it, record the outcome. Returns "" when it
     was sent, None when there was nothing to send (claimed elsewhere, or sent), else the error."""
-    factory = app.extensions["intake.sessions"]
+    factory = services(app).sessions
     with session_scope(factory) as session:
         flag = notifications.claim_notification(session, flag_id, states=states)
         body = payload(flag, app) if flag else None
@@ -123,6 +124,6 @@ def send_pending(app: Flask) -> int:
     """Send every pending notification once (`flask intake flags --send`); how many were sent."""
     if not configured(app):
         return 0
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         pending = notifications.pending_notifications(session)
     return sum(_claim_and_send(app, flag_id, ("pending",)) == "" for flag_id in pending)

@@ -21,6 +21,7 @@ from intake.core.answers import build_response
 from intake.core.catalog import Catalog
 from intake.core.items import Form
 from intake.core.scoring import SCORE, Context, score_intake
+from intake.services import services
 from tests.web.conftest import app, client  # noqa: F401  (fixtures)
 import intake.cli.score
 
@@ -32,7 +33,7 @@ AUTHORED = "2026-11-20T09:30:00Z"
 
 
 def catalog(app: Flask) -> Catalog:  # noqa: F811
-    return app.extensions["intake.catalog"]
+    return services(app).catalog
 
 
 def form(app: Flask, key: str) -> Form:  # noqa: F811

@@ -24,6 +24,7 @@ from flask.cli import cli as flask_cli
 from intake import close_app, create_app, workflow
 from intake.jobs import background, outbox
 from intake.jobs.errors import Permanent, Retry
+from intake.services import services
 from intake.storage import intakes, notifications, outbox_store, patients, scores
 from intake.storage.db import session_scope
 from intake.storage.models import OutboxRecord
@@ -57,24 +58,24 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
 @pytest.fixture
 def probe(app: Flask) -> Probe:
     probe = Probe()
-    app.extensions["intake.outbox_handlers"]["probe"] = probe
+    services(app).outbox_handlers["probe"] = probe
     return probe
 
 
 def add(app: Flask, subject: str, *, after: int | None = None, now: datetime = NOW) -> int:
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         return outbox.enqueue(session, "probe", subject, now=now, after=after)
 
 
 def row(app: Flask, row_id: int) -> OutboxRecord:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         found = session.get(OutboxRecord, row_id)
         assert found is not None
         return found
 
 
 def test_a_row_exists_only_if_its_transaction_commits(app: Flask, probe: Probe) -> None:
-    with pytest.raises(RuntimeError), session_scope(app.extensions["intake.sessions"]) as session:
+    with pytest.raises(RuntimeError), session_scope(services(app).sessions) as session:
         outbox.enqueue(session, "probe", "rolled-back", now=NOW)
         raise RuntimeError("the cause's transaction fails")
     kept = add(app, "kept")
@@ -154,7 +155,7 @@ def test_an_unexpected_error_is_retried_and_logged_without_detail(app: Flask, pr
 
 def test_a_lapsed_hand_over_is_handed_over_again_and_a_late_duplicate_does_nothing(app: Flask, probe: Probe) -> None:
     row_id = add(app, "stranded")
-    with session_scope(app.extensions["intake.sessions"]) as session:  # handed to a worker that then died
+    with session_scope(services(app).sessions) as session:  # handed to a worker that then died
         assert [w.id for w in outbox_store.claim_due(session, now=NOW, lease=timedelta(minutes=5), limit=10)] == [row_id]
     assert outbox.dispatch(app, now=NOW + timedelta(minutes=4)) == 0  # the hand-over still holds
     assert outbox.dispatch(app, now=NOW + timedelta(minutes=5, seconds=1)) == 1
@@ -194,7 +195,7 @@ def test_a_closing_process_finishes_the_row_in_hand_and_leaves_the_rest(app: Fla
         probe_call(app_, subject)
         outbox.poller_of(app_).stop()  # close_app (gunicorn's worker_exit) while a row runs
 
-    app.extensions["intake.outbox_handlers"]["probe"] = close_during_first
+    services(app).outbox_handlers["probe"] = close_during_first
     assert outbox.dispatch(app, now=NOW) == 1
     assert probe.calls == ["row 0"]
     assert [row(app, i).state for i in ids] == ["done", "pending", "pending"]  # for the other processes
@@ -211,7 +212,7 @@ def leave_pending_notifications(database_url: str, tmp_path: Path, hook: str, ru
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "before"), "SECRET_KEY": "t",
                       "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_NOTIFY_WEBHOOK": hook})
     try:
-        with session_scope(app.extensions["intake.sessions"]) as session:
+        with session_scope(services(app).sessions) as session:
             patient = patients.create_patient(session, name="Secret Name", birth_date=date(1950, 1, 1))
             intake = intakes.create_intake(session, patient_id=patient.id, questionnaires=["https://x/q|1"])
             flags = [{"id": rule, "tier": "emergency", "message": f"{rule} message", "because": ["a"],
@@ -221,7 +222,7 @@ def leave_pending_notifications(database_url: str, tmp_path: Path, hook: str, ru
                                      versions={"https://x/q|1": "v"}, now=NOW)
             assert workflow.notify_flags(app, session, notifications.pending_notifications(session, intake_id=intake.id),
                                          now=NOW) == len(rules)
-        with app.extensions["intake.sessions"]() as session:
+        with services(app).sessions() as session:
             return [r.id for r in session.query(OutboxRecord).filter_by(kind=outbox.NOTIFY)]
     finally:
         close_app(app)

@@ -23,6 +23,7 @@ from intake.auth.links import token_hash
 from intake.core.enablement import Answers
 from intake.core.items import Form
 from intake.jobs import outbox
+from intake.services import services
 from intake.storage import intakes, invites, responses
 from intake.storage import flags as flag_store
 from intake.storage.db import session_scope
@@ -48,11 +49,11 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
 
 
 def sessions(app: Flask) -> Any:
-    return session_scope(app.extensions["intake.sessions"])
+    return session_scope(services(app).sessions)
 
 
 def stress(app: Flask) -> Form:
-    form: Form = app.extensions["intake.catalog"].by_key["stress"]
+    form: Form = services(app).catalog.by_key["stress"]
     return form
 
 
@@ -77,7 +78,7 @@ def stress_answers(form: Form, *, item9: int) -> Answers:
 
 def new_intake(app: Flask) -> str:
     with sessions(app) as session:
-        intake, _token = workflow.invite_patient(app, session, app.extensions["intake.catalog"], by=BY,
+        intake, _token = workflow.invite_patient(app, session, services(app).catalog, by=BY,
                                                  name="Pat Example", birth_date=date(1970, 1, 1),
                                                  questionnaires=["stress"], appointment_at=None, now=NOW)
         return intake.id
@@ -98,12 +99,12 @@ def submit(app: Flask, intake_id: str) -> tuple[bool, list[Any]]:
     with sessions(app) as session:
         view = intakes.intake_view(session, intake_id)
         assert view is not None
-        return workflow.submit_intake(app, session, app.extensions["intake.catalog"], view, by=BY, now=NOW)
+        return workflow.submit_intake(app, session, services(app).catalog, view, by=BY, now=NOW)
 
 
 def rows(app: Flask, subject: str | None = None) -> list[tuple[str, str, int | None]]:
     """(kind, subject, after_id) of every outbox row, in order; of one subject when given."""
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         query = select(OutboxRecord).order_by(OutboxRecord.id)
         if subject is not None:
             query = query.where(OutboxRecord.subject == subject)
@@ -112,7 +113,7 @@ def rows(app: Flask, subject: str | None = None) -> list[tuple[str, str, int | N
 
 def audit_rows(app: Flask, entity: str) -> list[tuple[str, str, str, str, dict[str, Any]]]:
     """(actor kind, actor, action, source, detail) of the audit rows naming `entity`, in order."""
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         found = session.scalars(select(AuditRecord).order_by(AuditRecord.seq)).all()
         return [(r.actor_kind, r.actor, r.action, r.source, json.loads(r.detail) if r.detail else {})
                 for r in found if entity in json.loads(r.entities)]
@@ -127,11 +128,11 @@ def flag_ids(session: Session, intake_id: str) -> list[int]:
 
 def test_invite_patient_uses_the_link_lifetime_and_audits_patient_and_intake(app: Flask) -> None:
     with sessions(app) as session:
-        intake, token = workflow.invite_patient(app, session, app.extensions["intake.catalog"], by=BY,
+        intake, token = workflow.invite_patient(app, session, services(app).catalog, by=BY,
                                                 name="  Pat   Example ", birth_date=date(1970, 1, 1),
                                                 questionnaires=["stress"], appointment_at=None, now=NOW)
         intake_id, patient_id = intake.id, intake.patient_id
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         link = session.scalars(select(InviteToken).where(InviteToken.token_hash == token_hash(token))).one()
         assert link.intake_id == intake_id and link.expires_at == NOW + timedelta(hours=5)
     assert audit_rows(app, f"Intake/{intake_id}") == [("user", "frontdesk1", "create", "192.0.2.7", {})]
@@ -140,15 +141,15 @@ def test_invite_patient_uses_the_link_lifetime_and_audits_patient_and_intake(app
 
 def test_a_refused_invite_writes_nothing(app: Flask) -> None:
     with pytest.raises(workflow.WorkflowError), sessions(app) as session:
-        workflow.invite_patient(app, session, app.extensions["intake.catalog"], by=BY, name="Pat",
+        workflow.invite_patient(app, session, services(app).catalog, by=BY, name="Pat",
                                 birth_date=date(1970, 1, 1), questionnaires=["no-such-form"], appointment_at=None)
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         assert session.scalars(select(AuditRecord)).first() is None
 
 
 def test_replace_link_ends_the_old_link_and_audits_it(app: Flask) -> None:
     with sessions(app) as session:
-        intake, old = workflow.invite_patient(app, session, app.extensions["intake.catalog"], by=BY, name="Pat",
+        intake, old = workflow.invite_patient(app, session, services(app).catalog, by=BY, name="Pat",
                                               birth_date=date(1970, 1, 1), questionnaires=["stress"],
                                               appointment_at=None, now=NOW)
         intake_id = intake.id
@@ -156,7 +157,7 @@ def test_replace_link_ends_the_old_link_and_audits_it(app: Flask) -> None:
     cli = workflow.Caller.cli()
     with sessions(app) as session:
         new = workflow.replace_link(app, session, intake_id, by=cli, now=later)
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         assert invites.find_live_link(session, token_hash(old), now=later) is None
         assert invites.find_live_link(session, token_hash(new), now=later) is not None
     replaced = audit_rows(app, f"Intake/{intake_id}")[-1]
@@ -171,7 +172,7 @@ def test_save_answers_stores_audits_and_queues_an_emergency_once(app: Flask) -> 
     answers = stress_answers(stress(app), item9=1)
     saved = save(app, intake_id, answers, language="es")
     assert saved.queued == 1 and saved.emergencies == [EMERGENCY]
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         view = intakes.intake_view(session, intake_id)
         assert view is not None and view.language == "es" and view.last_page == "stress/stress-phq9"
         flags = flag_ids(session, intake_id)
@@ -197,7 +198,7 @@ def test_save_answers_without_a_channel_queues_nothing_but_still_interrupts(data
 def test_a_stale_save_writes_no_flag_row_and_no_audit_row(app: Flask) -> None:
     intake_id = new_intake(app)
     form = stress(app)
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         stale = intakes.intake_view(session, intake_id)
     save(app, intake_id, stress_answers(form, item9=0))  # someone else saved first
     before = audit_rows(app, f"Intake/{intake_id}")
@@ -218,7 +219,7 @@ def test_submit_intake_audits_and_queues_notification_pdf_then_push(app: Flask) 
     assert submit(app, intake_id) == (True, [])
     queued = rows(app)
     assert [(kind, subject) for kind, subject, _ in queued] == [(outbox.RENDER_PDF, intake_id), (outbox.EHR_PUSH, intake_id)]
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         render_id = session.scalars(select(OutboxRecord.id).where(OutboxRecord.kind == outbox.RENDER_PDF)).one()
     assert queued[1][2] == render_id  # the push waits for the PDF, so the Bundle carries it
     submitted = [row for row in audit_rows(app, f"Intake/{intake_id}") if row[2] == "create" and row[4]]
@@ -239,7 +240,7 @@ def test_submit_intake_notifies_a_flag_raised_at_submit_and_not_one_queued_from_
         workflow.save_page(session, view, form, page, stress_answers(form, item9=1), now=NOW)
     assert submit(app, drafted) == (True, []) and submit(app, fresh) == (True, [])
     assert [kind for kind, _, _ in rows(app, drafted)] == [outbox.RENDER_PDF, outbox.EHR_PUSH]
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         notified = sorted(subject for kind, subject, _ in rows(app) if kind == outbox.NOTIFY)
         assert notified == sorted([str(flag_ids(session, drafted)[0]), str(flag_ids(session, fresh)[0])])  # once each
 
@@ -265,10 +266,10 @@ def test_submit_follow_ups_roll_back_with_the_callers_transaction(app: Flask) ->
     with pytest.raises(Refused), sessions(app) as session:
         view = intakes.intake_view(session, intake_id)
         assert view is not None
-        assert workflow.submit_intake(app, session, app.extensions["intake.catalog"], view, by=BY, now=NOW)[0]
+        assert workflow.submit_intake(app, session, services(app).catalog, view, by=BY, now=NOW)[0]
         raise Refused  # e.g. the patient's link was replaced meanwhile
     assert rows(app) == [] and audit_rows(app, f"Intake/{intake_id}") == before
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         view = intakes.intake_view(session, intake_id)
         assert view is not None and view.status != "completed"
 
@@ -280,7 +281,7 @@ def test_rescore_intake_audits_and_renders_again_without_notifying_twice(app: Fl
     before = rows(app)
     cli = workflow.Caller.cli()
     with sessions(app) as session:
-        result = workflow.rescore_intake(app, session, app.extensions["intake.catalog"], intake_id, by=cli,
+        result = workflow.rescore_intake(app, session, services(app).catalog, intake_id, by=cli,
                                          now=NOW + timedelta(hours=1))
     assert EMERGENCY in {flag.id for flag in result.flags}
     added = rows(app)[len(before):]
@@ -292,7 +293,7 @@ def test_rescore_intake_refuses_an_unsent_intake_and_writes_nothing(app: Flask) 
     intake_id = new_intake(app)
     before = audit_rows(app, f"Intake/{intake_id}")
     with pytest.raises(workflow.WorkflowError), sessions(app) as session:
-        workflow.rescore_intake(app, session, app.extensions["intake.catalog"], intake_id, by=BY)
+        workflow.rescore_intake(app, session, services(app).catalog, intake_id, by=BY)
     assert rows(app) == [] and audit_rows(app, f"Intake/{intake_id}") == before
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TextIO
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
 from intake import audit
@@ -18,6 +17,7 @@ from intake.auth import staff
 from intake.cli.failure import CommandError
 from intake.core.audit_event import audit_event
 from intake.core.fhir_time import utcnow
+from intake.services import services
 from intake.storage import accounts as account_store
 from intake.storage import audit_log
 from intake.storage.db import session_scope
@@ -28,7 +28,7 @@ audit_cli = AppGroup("audit", help="The audit log: verify the hash chain and its
 
 
 def _sessions():  # type: ignore[no-untyped-def]
-    return session_scope(current_app.extensions["intake.sessions"])
+    return session_scope(services().sessions)
 
 
 @user_cli.command("add")

@@ -16,6 +16,7 @@ from intake.cli.failure import CommandError
 from intake.core.extract import is_local_reference
 from intake.core.fhir_time import utcnow
 from intake.fhir import bulk_export, publish
+from intake.services import services
 from intake.storage import fhir_store, intakes
 from intake.storage import patients as patient_store
 from intake.storage.db import session_scope
@@ -32,7 +33,7 @@ from intake.storage.db import session_scope
 def api_client_command(name: str, jwks_path: Path | None, scopes: tuple[str, ...], revoke: bool) -> None:
     """Register (or update) the SMART Backend Services client NAME: its public keys and scopes."""
     name = " ".join(name.split())
-    with session_scope(current_app.extensions["intake.sessions"]) as session:
+    with session_scope(services().sessions) as session:
         if revoke:
             count = fhir_store.revoke_api_client(session, name, now=utcnow())
             if count:
@@ -58,14 +59,14 @@ def api_client_command(name: str, jwks_path: Path | None, scopes: tuple[str, ...
 def publish_command(intake_ids: tuple[str, ...], everything: bool) -> None:
     """(Re)build the FHIR resources of completed intakes (after an upgrade, or a failed publish)."""
     app = current_app
-    catalog = app.extensions["intake.catalog"]
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    catalog = services(app).catalog
+    with session_scope(services(app).sessions) as session:
         ids = intakes.completed_intake_ids(session) if everything else list(intake_ids)
     if not ids:
         raise CommandError("give intake ids or --all")
     failed = 0
     for intake_id in ids:
-        with session_scope(app.extensions["intake.sessions"]) as session:
+        with session_scope(services(app).sessions) as session:
             try:
                 forms = [form for form, _ in workflow.stored_pairs(session, catalog, intake_id, latest=False)]
             except workflow.WorkflowError as exc:
@@ -89,7 +90,7 @@ def group_command(group_id: str, name: str, patients: tuple[str, ...]) -> None:
     """Create or replace the Group GROUP_ID of patients, for `GET /fhir/Group/GROUP_ID/$export`."""
     if not is_local_reference(f"Group/{group_id}"):
         raise CommandError("a group id is 1 to 64 letters, digits, '-' or '.'")
-    with session_scope(current_app.extensions["intake.sessions"]) as session:
+    with session_scope(services().sessions) as session:
         missing = [p for p in patients if patient_store.get_patient(session, p) is None]
         if missing:
             raise CommandError(f"no patient {missing[0]!r}")
@@ -105,9 +106,9 @@ def group_command(group_id: str, name: str, patients: tuple[str, ...]) -> None:
 @with_appcontext
 def pdf_command(intake_id: str, output: Path) -> None:
     """Write the clinician PDF of a completed intake (the stored one; rendered now if missing)."""
-    with session_scope(current_app.extensions["intake.sessions"]) as session:
+    with session_scope(services().sessions) as session:
         try:
-            document = documents.document_for(session, current_app.extensions["intake.catalog"], intake_id)
+            document = documents.document_for(session, services().catalog, intake_id)
         except (documents.DocumentError, publish.PublishError, workflow.WorkflowError) as exc:
             raise CommandError(str(exc)) from None
         content = document.content
@@ -138,13 +139,13 @@ def export_command(intake_id: str | None, everything: bool, since: str | None, o
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         counts = bulk_export.write_ndjson(app, output, types=list(bulk_export.SYSTEM_TYPES), since=since_at)  # type: ignore[arg-type]
-        with session_scope(app.extensions["intake.sessions"]) as session:
+        with session_scope(services(app).sessions) as session:
             audit.record_cli(session, "export", detail={"scope": "system", "since": since or "", "output": str(output)[:200]})
         click.echo(", ".join(f"{t}: {n}" for t, n in counts.items() if n) or "nothing to export")
         return
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         try:
-            document = documents.document_for(session, app.extensions["intake.catalog"], intake_id or "")
+            document = documents.document_for(session, services(app).catalog, intake_id or "")
             files = [(name, data) for name, data, _ in documents.attachments_of(session, intake_id or "")]
             bundle = publish.extract_bundle(session, intake_id or "")
         except (documents.DocumentError, publish.PublishError, workflow.WorkflowError) as exc:

@@ -9,6 +9,7 @@ from flask.cli import with_appcontext
 from intake import notify, workflow
 from intake.cli.failure import CommandError
 from intake.jobs import outbox
+from intake.services import services
 from intake.storage import flags, intakes, notifications
 from intake.storage.db import session_scope
 
@@ -21,7 +22,7 @@ def flags_command(all_tiers: bool, send: bool) -> None:
     """List emergency and urgent flags (newest first), one per line, including those raised from
     intakes the patient has not sent, and those a later answer no longer raises ("cleared")."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    factory = app.extensions["intake.sessions"]
+    factory = services(app).sessions
     if send:
         with session_scope(factory) as session:
             notifications.retry_failed_notifications(session)
@@ -30,7 +31,7 @@ def flags_command(all_tiers: bool, send: bool) -> None:
                    else "no notification channel configured (INTAKE_NOTIFY_WEBHOOK / INTAKE_NOTIFY_EMAIL_TO)")
     tiers = ("emergency", "urgent", "review") if all_tiers else flags.NOTIFIED_TIERS
     with session_scope(factory) as session:
-        rows = workflow.staff_flags(session, app.extensions["intake.catalog"], tiers=tiers)
+        rows = workflow.staff_flags(session, services(app).catalog, tiers=tiers)
         for row in rows:
             flag = row.flag
             # Where it came from (an unsent draft, or the sent intake) and whether the answers
@@ -52,7 +53,7 @@ def flags_command(all_tiers: bool, send: bool) -> None:
 def rescore_command(intake_ids: tuple[str, ...], everything: bool) -> None:
     """Recompute scores and flags with the Questionnaire versions loaded now."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    factory = app.extensions["intake.sessions"]
+    factory = services(app).sessions
     if not intake_ids and not everything:
         raise CommandError("name intake ids or use --all")
     if everything:
@@ -62,7 +63,7 @@ def rescore_command(intake_ids: tuple[str, ...], everything: bool) -> None:
         try:
             with session_scope(factory) as session:
                 # Audited; the PDF shows the new scores, new flags are notified, the EHR gets the new Bundle.
-                result = workflow.rescore_intake(app, session, app.extensions["intake.catalog"], intake_id,
+                result = workflow.rescore_intake(app, session, services(app).catalog, intake_id,
                                                  by=workflow.Caller.cli())
         except workflow.WorkflowError as exc:
             raise CommandError(str(exc)) from None

@@ -14,6 +14,7 @@ from flask.cli import with_appcontext
 from intake import workflow
 from intake.cli.failure import CommandError
 from intake.core.catalog import ARCHIVE, lint_file
+from intake.services import services
 from intake.storage.db import session_scope
 from intake.storage.migrate import create_database_if_missing, upgrade
 
@@ -74,9 +75,9 @@ def create_invite(name: str, birth_date: date, appointment: datetime | None, que
                   patient_id: str | None = None, mrn: str | None = None) -> str:
     """Create patient (unless `patient_id`), intake and link, audited; return the patient's URL."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         _intake, token = workflow.invite_patient(
-            app, session, app.extensions["intake.catalog"], by=workflow.Caller.cli(), name=name,
+            app, session, services(app).catalog, by=workflow.Caller.cli(), name=name,
             birth_date=birth_date, questionnaires=questionnaires, appointment_at=appointment,
             patient_id=patient_id, mrn=mrn)
     return _link(token)
@@ -86,7 +87,7 @@ def replace_link(intake_id: str) -> str:
     """A new link for an intake not yet submitted; its earlier link, and every browser session
     that link opened, stop working. Returns the patient's URL."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         token = workflow.replace_link(app, session, intake_id, by=workflow.Caller.cli())
     return _link(token)
 

@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 from intake import audit
 from intake.cli.failure import CommandError
 from intake.jobs import outbox
+from intake.services import services
 from intake.storage import outbox_store
 from intake.storage.db import session_scope
 from intake.storage.models import OUTBOX_STATES
@@ -27,7 +28,7 @@ def _app() -> Flask:
 @click.option("--limit", default=200, show_default=True)
 def list_rows(states: tuple[str, ...], limit: int) -> None:
     """One line per row, newest first, then the count in each state."""
-    with session_scope(_app().extensions["intake.sessions"]) as session:
+    with session_scope(services(_app()).sessions) as session:
         rows = outbox_store.rows(session, states=states or ("pending", "queued", "dead"), limit=limit)
         counts = outbox_store.counts(session)
     for row in rows:
@@ -45,7 +46,7 @@ def retry_rows(row_ids: tuple[int, ...], every_dead: bool) -> None:
     if not row_ids and not every_dead:
         raise CommandError("name row ids or use --dead")
     app = _app()
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         known = {r.id for r in outbox_store.rows(session, states=("dead",), limit=1_000_000)}
         missing = sorted(set(row_ids) - known)
         if missing:

@@ -37,6 +37,7 @@ from intake.core.catalog import Catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, RuleError, score_intake
 from intake.core.validation import Issue, has_errors, validate
+from intake.services import services
 
 FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 RESOURCE_TYPE = re.compile(r"^[A-Za-z]{1,64}$")
@@ -248,7 +249,7 @@ def score(path: str, birth_date: str | None) -> None:
     try:
         born = parse_birth_date(birth_date, "--birth-date") if birth_date is not None else None
         source = Source(*read_input(path))
-        pairs, outcome = check(current_app.extensions["intake.catalog"], source)
+        pairs, outcome = check(services().catalog, source)
         if outcome is not None:
             click.echo(json.dumps(outcome, indent=2, ensure_ascii=False), err=True)
             sys.exit(1)

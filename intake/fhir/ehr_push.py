@@ -28,6 +28,7 @@ from intake import audit
 from intake.audit import Actor
 from intake.core.fhir_time import utcnow
 from intake.jobs.errors import Permanent, Retry
+from intake.services import services
 from intake.storage.db import session_scope
 from intake.fhir import publish
 
@@ -41,14 +42,14 @@ def push_job(app: Flask, intake_id: str) -> None:
     base = str(app.config.get("INTAKE_EHR_FHIR_BASE") or "").rstrip("/")
     if not base:
         return  # the deployment stopped pushing since the row was written
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         try:
             bundle = publish.extract_bundle(session, intake_id)
         except publish.PublishError as exc:  # not published yet (`flask intake publish` fixes it)
             raise Retry("not published") from exc
     status = post_bundle(base, bundle, token=str(app.config.get("INTAKE_EHR_BEARER_TOKEN") or ""),
                          timeout=float(app.config["INTAKE_EHR_TIMEOUT_SECONDS"]))
-    with session_scope(app.extensions["intake.sessions"]) as session:  # a disclosure of PHI: audited
+    with session_scope(services(app).sessions) as session:  # a disclosure of PHI: audited
         audit.record(session, actor=Actor("system", "ehr-push"), action="export", now=utcnow(),
                      entities=[f"Intake/{intake_id}"], detail={"to": base, "status": status})
 

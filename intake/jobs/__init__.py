@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from intake.services import services
+
 if TYPE_CHECKING:
     from celery import Celery
 
@@ -90,5 +92,5 @@ class Jobs:
 
 
 def jobs_of(app: Flask) -> Jobs:
-    jobs: Jobs = app.extensions["intake.jobs"]
+    jobs: Jobs = services(app).jobs
     return jobs

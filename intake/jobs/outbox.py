@@ -34,6 +34,7 @@ from flask import Flask
 from intake.core.fhir_time import utcnow
 from intake.jobs import jobs_of
 from intake.jobs.errors import Permanent, Retry
+from intake.services import services
 from intake.storage import outbox_store
 from intake.storage.db import session_scope
 
@@ -49,7 +50,7 @@ def _seconds(app: Flask, name: str) -> timedelta:
 
 
 def handlers(app: Flask) -> dict[str, Handler]:
-    registry: dict[str, Handler] = app.extensions["intake.outbox_handlers"]
+    registry: dict[str, Handler] = services(app).outbox_handlers
     return registry
 
 
@@ -76,7 +77,7 @@ def dispatch(app: Flask, *, now: datetime | None = None) -> int:
     lease = _seconds(app, "LEASE")
     total = 0
     while not poller_of(app).stopping:
-        with session_scope(app.extensions["intake.sessions"]) as session:
+        with session_scope(services(app).sessions) as session:
             claimed = outbox_store.claim_due(session, now=now or utcnow(), lease=lease,
                                              limit=DISPATCH_BATCH if celery else 1)
         for work in claimed:
@@ -92,7 +93,7 @@ def dispatch(app: Flask, *, now: datetime | None = None) -> int:
 
 def run(app: Flask, row_id: int, *, now: datetime | None = None) -> str | None:
     """Run one handed-over row and settle it; its new state (None: nothing to do, a duplicate)."""
-    sessions = app.extensions["intake.sessions"]
+    sessions = services(app).sessions
     with session_scope(sessions) as session:
         work = outbox_store.start(session, row_id, now=now or utcnow(), lease=_seconds(app, "LEASE"))
     if work is None:
@@ -134,7 +135,7 @@ def backoff(app: Flask, attempts: int, *, rng: random.Random | None = None) -> t
 
 def redrive(app: Flask, row_ids: list[int] | None) -> int:
     """Dead letters back to pending (all, or those of `row_ids`) and dispatched; how many."""
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         count = outbox_store.redrive(session, row_ids, now=utcnow())
     if count:
         kick(app)
@@ -210,5 +211,5 @@ class Poller:
 
 
 def poller_of(app: Flask) -> Poller:
-    poller: Poller = app.extensions["intake.outbox_poller"]
+    poller: Poller = services(app).outbox_poller
     return poller

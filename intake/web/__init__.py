@@ -10,7 +10,7 @@ from flask import Flask
 from flask_wtf.csrf import generate_csrf
 
 from intake.jobs import background
-from intake.storage.db import make_session_factory
+from intake.services import services
 from intake.web import (
     admin,
     auditing,
@@ -30,14 +30,12 @@ from intake.web import (
     proxies,
     staff,
 )
-from intake.web.forms.fragments import render_question
+from intake.web.forms.fragments import FragmentCache, render_question
 
 
 def register(app: Flask) -> None:
     input_guard.register(app)  # first: no hostile path, query or form field reaches a view or the database
-    app.extensions["intake.readers"] = make_session_factory(app.extensions["intake.engine"], read_only=True)
-    # Commits that need not wait for the disk: the audit rows of reads (intake.audit.queue).
-    app.extensions["intake.relaxed_writers"] = make_session_factory(app.extensions["intake.engine"], relaxed=True)
+    services(app).fragments = FragmentCache()
     app.register_blueprint(patient.bp)
     app.register_blueprint(clinician.bp)
     app.register_blueprint(fhir_api.bp)

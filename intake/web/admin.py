@@ -39,6 +39,7 @@ from intake import audit
 from intake.core.audit_event import audit_event
 from intake.core.fhir_time import utcnow
 from intake.core.numbers import INT32_MAX, whole_number
+from intake.services import services
 from intake.storage import accounts as account_store
 from intake.storage import audit_log as audit_store
 from intake.storage import fhir_store, outbox_store
@@ -258,7 +259,7 @@ def audit_export() -> Any:
     if not form.validate():
         return _audit_page(form, status=400)
     query = form.query()
-    factory = current_app.extensions["intake.readers"]  # the generator runs after the request context
+    factory = services().readers  # the generator runs after the request context
 
     def lines() -> Iterator[str]:
         with factory() as db:

@@ -22,6 +22,7 @@ from flask_login import current_user
 from intake import audit
 from intake.audit.queue import AuditQueue
 from intake.core.fhir_time import utcnow
+from intake.services import services
 
 # endpoint -> action, for requests that disclose records (changes are recorded where they happen)
 AUDITED: dict[str, str] = {
@@ -89,7 +90,8 @@ def keyed_sessions(app: Flask) -> None:
     """Give every session factory of the app the audit key (writers chain with it, readers check
     with it), and make sure the anchor lines reach a log."""
     key = audit.audit_key(app.config["INTAKE_AUDIT_KEY"])
-    audit.use_key([app.extensions[name] for name in ("intake.sessions", "intake.relaxed_writers", "intake.readers")],
+    found = services(app)
+    audit.use_key([found.sessions, found.relaxed_writers, found.readers],
                   key, app.config["INTAKE_AUDIT_ANCHOR_ROWS"], app.config["INTAKE_AUDIT_UNKEYED_ROWS"])
     anchors = audit.anchor_log
     anchors.setLevel(logging.INFO)
@@ -99,8 +101,8 @@ def keyed_sessions(app: Flask) -> None:
 
 def register(app: Flask) -> None:
     keyed_sessions(app)
-    queued = AuditQueue(app.extensions["intake.relaxed_writers"], app.config["INTAKE_AUDIT_QUEUE"])
-    app.extensions["intake.audit_queue"] = queued
+    queued = AuditQueue(services(app).relaxed_writers, app.config["INTAKE_AUDIT_QUEUE"])
+    services(app).audit_queue = queued
 
     @app.after_request
     def audit_disclosure(response: Response) -> Response:
@@ -125,4 +127,4 @@ def register(app: Flask) -> None:
 
 def flush(app: Flask) -> None:
     """Write every queued read row now (tests, before counting rows)."""
-    app.extensions["intake.audit_queue"].flush()
+    services(app).audit_queue.flush()

@@ -17,6 +17,7 @@ from flask.blueprints import BlueprintSetupState
 
 from intake.config import SETTINGS
 from intake.core.fhir_time import utcnow
+from intake.services import services
 from intake.storage.db import session_scope
 from intake.auth import smart
 from intake.web.errors import oauth_json
@@ -62,7 +63,7 @@ def token() -> Response:
     form = {key: request.form.get(key, "") for key in ("grant_type", "client_assertion_type", "client_assertion", "scope")}
     if any(len(value) > 16_384 for value in form.values()):
         raise smart.TokenError("invalid_request", "a parameter is too long")
-    with session_scope(current_app.extensions["intake.sessions"]) as session:
+    with session_scope(services().sessions) as session:
         body = smart.issue_token(session, form, token_url=token_url(), secret=current_app.config["SECRET_KEY"],
                                  now=utcnow())
     return oauth_json(body)

@@ -11,37 +11,38 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import Flask, current_app, g
+from flask import Flask, g
 from sqlalchemy.orm import Session
 
 from intake.core.catalog import Catalog
+from intake.services import services
 from intake.storage.db import session_scope
 
 
 def reader() -> Session:
     """The request's read-only session (opened on first use, closed at teardown)."""
     if "reader" not in g:
-        g.reader = current_app.extensions["intake.readers"]()
+        g.reader = services().readers()
     return g.reader
 
 
 @contextmanager
 def readers() -> Iterator[Session]:
     """A fresh read-only session for one block (a new snapshot each time, unlike `reader()`)."""
-    with current_app.extensions["intake.readers"]() as session:
+    with services().readers() as session:
         yield session
 
 
 @contextmanager
 def writer() -> Iterator[Session]:
     """One write transaction: commit on success, roll back on error."""
-    with session_scope(current_app.extensions["intake.sessions"]) as session:
+    with session_scope(services().sessions) as session:
         yield session
 
 
 def catalog() -> Catalog:
     """The app's loaded Questionnaires."""
-    return current_app.extensions["intake.catalog"]
+    return services().catalog
 
 
 def register(app: Flask) -> None:

@@ -35,6 +35,7 @@ from flask_login import current_user
 from limits import RateLimitItem, parse
 from limits.strategies import RateLimiter
 
+from intake.services import services
 from intake.web.errors import http_error
 
 
@@ -94,7 +95,7 @@ def register(app: Flask) -> None:
             view = limiter.limit(app.config[rule.setting], key_func=rule.key, methods=list(rule.methods) if rule.methods else None,
                                  deduct_when=rule.deduct_when, scope=f"{endpoint}:{rule.setting}")(view)
         app.view_functions[endpoint] = view
-    app.extensions["intake.limiter"] = limiter
+    services(app).limiter = limiter
 
     @app.errorhandler(RateLimitExceeded)
     def too_many(exc: RateLimitExceeded):  # type: ignore[no-untyped-def]
@@ -113,7 +114,7 @@ def too_many_attempts(title: str = "Too many sign-in attempts") -> tuple[str, in
 # -- the sign-in limits the decorators cannot express (see the module docstring) --------------------
 
 def _strategy() -> RateLimiter:
-    return current_app.extensions["intake.limiter"].limiter
+    return services().limiter.limiter
 
 
 def _item(setting: str) -> RateLimitItem:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from intake.core.fhir_time import utcnow
 from intake.core.items import Item
+from intake.services import services
 from intake.storage.models import Intake
 from intake.web.forms import field_name, option_key
 from tests.web.conftest import csrf, invite_link
@@ -38,7 +39,7 @@ def default_value(item: Item) -> Any:
 def page_data(app: Flask, path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Form data answering every question of the page at `path` (/intake/<form>/<page>)."""
     _, _, form_key, page_key = urlsplit(path).path.split("/")
-    form = app.extensions["intake.catalog"].by_key[form_key]
+    form = services(app).catalog.by_key[form_key]
     page = next(p for p in form.pages if p.key == page_key)
     data: dict[str, Any] = {}
     for item in page.walk():
@@ -99,7 +100,7 @@ def add_staff(app: Flask, username: str = STAFF[0], role: str = "clinician", pas
     from intake.auth import staff
     from intake.storage.db import session_scope
 
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         if intake.auth.staff.store.user_named(session, username) is None:
             intake.auth.staff.add_user(session, username=username, display_name=username.title(), role=role,
                               password=password, now=utcnow())
@@ -133,6 +134,6 @@ def complete_intake(app: Flask, overrides: dict[str, Any], *, birth_date: str = 
     review = client.get("/intake/review")
     for _ in range(2):  # a double submit
         assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         intake_id = session.scalars(select(Intake.id).order_by(Intake.completed_at.desc())).first()
     return client, intake_id

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from flask import current_app
 from markupsafe import Markup
 
+from intake.services import services
 from intake.web.forms import Node
 
 MAX_FRAGMENTS = 20_000
@@ -62,7 +62,7 @@ def render_question(macro: Any, node: Node) -> Markup:
     key = state_key(node)
     if key is None:
         return Markup(macro(node))
-    cache: FragmentCache = current_app.extensions.setdefault("intake.fragments", FragmentCache())
+    cache: FragmentCache = services().fragments
     hit = cache.get(key)
     if hit is None:
         hit = Markup(macro(node))
