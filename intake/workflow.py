@@ -153,6 +153,7 @@ def intake_forms(catalog: Catalog, intake: IntakeView) -> list[Form]:
     return forms
 
 
+# Process-wide on purpose: keyed by the stored text alone, it depends on no catalog or form.
 @lru_cache(maxsize=4096)
 def _parsed(resource_json: str) -> tuple[str, Answers]:
     """(questionnaire, answers) of a stored response, memoised on its exact stored text.
@@ -171,24 +172,25 @@ def stored_answers(intake: IntakeView) -> dict[str, Answers]:
 
 
 NO_ANSWERS: Answers = {}  # shared and never mutated: the memo below recognises it by identity
-_ENABLED_CACHE: dict[tuple[str, int], tuple[Answers, frozenset[str]]] = {}
+ENABLED_MEMO_SIZE = 1024  # answers objects remembered per form
 
 
 def enabled_for(form: Form, answers: Answers) -> frozenset[str]:
-    """The enabled linkIds for `answers`, memoised per form and answers object (bounded).
+    """The enabled linkIds for `answers`, memoised on the form per answers object (bounded).
 
     Stored answers come from `_parsed`, so the same dict object stands for the same stored
     version across requests; the entry keeps a reference to it, so its id cannot be reused
     while cached. Answers must not be mutated after being passed here.
     """
-    key = (form.canonical, id(answers))
-    hit = _ENABLED_CACHE.get(key)
+    memo: dict[int, tuple[Answers, frozenset[str]]] = form.memo.setdefault("enabled_for", {})
+    key = id(answers)
+    hit = memo.get(key)
     if hit is not None and hit[0] is answers:
         return hit[1]
-    if len(_ENABLED_CACHE) > 4096:
-        _ENABLED_CACHE.clear()
+    if len(memo) > ENABLED_MEMO_SIZE:
+        memo.clear()
     enabled = frozenset(compute(form, answers)[1])
-    _ENABLED_CACHE[key] = (answers, enabled)
+    memo[key] = (answers, enabled)
     return enabled
 
 

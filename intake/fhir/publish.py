@@ -234,9 +234,6 @@ def _flag_rules_of(session: Session, intake_id: str, questionnaire: str | None) 
 
 # --- Questionnaires (served from the loaded forms, not stored) ------------------------------------
 
-_QUESTIONNAIRE_JSON: dict[int, dict[str, tuple[str, str]]] = {}
-
-
 def questionnaire_id(form: Form) -> str:
     """Each loaded version is its own resource: `<file id>-<version>` (FHIR ids allow dots)."""
     base_id = str(form.resource.get("id") or form.key)
@@ -246,18 +243,19 @@ def questionnaire_id(form: Form) -> str:
 def questionnaires(loaded: Any) -> dict[str, tuple[str, str]]:
     """id -> (canonical JSON, canonical url|version) of every loaded Questionnaire version (the
     earlier ones too: a response pinned to one must resolve where it is read), built once per
-    catalog: the files are the source of truth, so they are served, not copied to the store."""
-    cached = _QUESTIONNAIRE_JSON.get(id(loaded))
-    if cached is None:
-        cached = {}
-        for form in loaded.versions:
-            body = dict(form.resource)
-            body["id"] = questionnaire_id(form)
-            body["meta"] = {"versionId": "1"}
-            cached[body["id"]] = (canonical_json(body), form.canonical)
-        _QUESTIONNAIRE_JSON.clear()
-        _QUESTIONNAIRE_JSON[id(loaded)] = cached
-    return cached
+    catalog (and kept on it): the files are the source of truth, so they are served, not copied to the store."""
+    texts: dict[str, tuple[str, str]] = loaded.derived("fhir.questionnaires", _questionnaire_texts)
+    return texts
+
+
+def _questionnaire_texts(loaded: Any) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for form in loaded.versions:
+        body = dict(form.resource)
+        body["id"] = questionnaire_id(form)
+        body["meta"] = {"versionId": "1"}
+        out[body["id"]] = (canonical_json(body), form.canonical)
+    return out
 
 
 # --- Groups (cohorts for Group-level bulk export) ----------------------------------------------------

@@ -429,13 +429,11 @@ def _unbound_field(item: Item) -> Any:
     return TextInput(item.text, validators=[gate, _check_text(item)])
 
 
-_FORM_CACHE: dict[tuple[str, str], type[PageForm]] = {}
-
-
 def page_form_class(qform: QForm, page: Page) -> type[PageForm]:
-    """The WTForms class for one page of one Questionnaire version (built once, cached)."""
-    key = (qform.canonical, page.key)
-    cached = _FORM_CACHE.get(key)
+    """The WTForms class for one page of one Questionnaire version (built once, kept on the form:
+    not keyed by url|version across apps, whose catalogs may hold different content under it)."""
+    key = ("page_form_class", page.key)
+    cached: type[PageForm] | None = qform.memo.get(key)
     if cached is not None:
         return cached
     attrs: dict[str, Any] = {}
@@ -460,7 +458,7 @@ def page_form_class(qform: QForm, page: Page) -> type[PageForm]:
     attrs["qform"] = qform
     attrs["page"] = page
     cls = type(f"Page_{page.key}", (PageForm,), attrs)
-    _FORM_CACHE[key] = cls
+    qform.memo[key] = cls
     return cls
 
 
