@@ -4,7 +4,9 @@ Each supported type's facts live in its row: what a QuestionnaireResponse answer
 (`answer[x]`), whether answerOption / initial / minValue / maxValue fit it, which
 `enableWhen.answer[x]` can ever match it, and what a page widget needs. Lint, validation,
 enablement, answer building and the web forms read these rows instead of keeping their own
-lists. Each of them also keeps a per-type handler map keyed by `SUPPORTED` (or `QUESTIONS`);
+lists. Where a type needs code, the consumer keeps a handler map keyed by `QUESTIONS`
+(validation.ANSWER_CHECKS, answers.CALCULATED_ANSWER, web.forms.FIELD_BUILDERS, TO_ANSWERS,
+FROM_ANSWERS), and enablement.COMPARISONS one keyed by the rows' enableWhen answer[x];
 tests/core/test_item_types.py fails, naming the consumer, when a row has no handler there.
 
 Adding a type: add its row here, run the tests, handle it where they say (CONTRIBUTING.md).
