@@ -4,7 +4,7 @@ parsed criteria run against the store, so the ranges hold on SQLite and PostgreS
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import Session
@@ -14,12 +14,10 @@ from intake.fhir import search
 from intake.fhir.publish import publish_patient
 from intake.fhir.search import SearchError, date_range, parse, split_values
 from intake.storage import fhir_store, patients
-from intake.storage.fhir_store import ColumnTest, TokenTest
-
-UTC = timezone.utc
+from intake.storage.fhir_store import ColumnTest, Test, TokenTest
 
 
-def conditions(resource_type: str, *args: tuple[str, str]) -> list[list[list[object]]]:
+def conditions(resource_type: str, *args: tuple[str, str]) -> list[list[list[Test]]]:
     criteria, _count, _after = parse(resource_type, list(args))
     assert criteria.resource_type == resource_type
     return criteria.conditions

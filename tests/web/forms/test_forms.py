@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from werkzeug.datastructures import FileStorage, MultiDict
 
+from intake.core.enablement import Answers
 from intake.core.items import Form
 from intake.web.forms import (
     ChoiceInput,
@@ -30,8 +31,8 @@ from tests.core.factories import (
     MIN_VALUE,
     REGEX,
     UCUM,
-    ext,
     expression,
+    ext,
     form,
     group,
     option,
@@ -52,7 +53,7 @@ def one(item: dict[str, Any]) -> Form:
 def posted(built: Form, data: dict[str, Any], *, enabled: set[str] | None = None, **kwargs: Any) -> PageForm:
     """The page form of `built`'s first page, posted `data` (keys are linkIds) and validated."""
     cls = page_form_class(built, built.pages[0])
-    formdata = MultiDict()
+    formdata: MultiDict[str, Any] = MultiDict()
     for link_id, value in data.items():
         for v in value if isinstance(value, list) else [value]:
             formdata.add(field_name(link_id) if not link_id.startswith("q-") else link_id, v)
@@ -299,7 +300,7 @@ def test_form_data_shows_stored_answers_again() -> None:
         question("unanswered", "string"),
     ))
     cls = page_form_class(built, built.pages[0])
-    answers = {
+    answers: Answers = {
         "b": [{"valueBoolean": False}],
         "c": [{"valueCoding": {"system": "http://loinc.org", "code": "b"}}],
         "m": [{"valueCoding": {"code": "a"}}, {"valueCoding": {"code": "b"}}],
@@ -330,7 +331,7 @@ def test_a_page_shown_again_posts_back_the_same_answers() -> None:
                        question("o", "open-choice", repeats=True, answerOption=[option("a")]),
                        question("d", "decimal"), question("t", "dateTime"), question("b", "boolean")))
     cls = page_form_class(built, built.pages[0])
-    answers = {"c": [{"valueCoding": {"system": "http://loinc.org", "code": "b"}}],
+    answers: Answers = {"c": [{"valueCoding": {"system": "http://loinc.org", "code": "b"}}],
                "o": [{"valueCoding": {"system": "http://loinc.org", "code": "a"}}, {"valueString": "more"}],
                "d": [{"valueDecimal": 1.5}], "t": [{"valueDateTime": "2024-05-06T10:30:00Z"}],
                "b": [{"valueBoolean": True}]}

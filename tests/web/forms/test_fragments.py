@@ -47,7 +47,7 @@ class Macro:
 def nodes(built: Form, data: dict[str, Any] | None = None, *, validate: bool = False) -> dict[str, Node]:
     """The render nodes of the page posted `data` (linkId -> value), by linkId."""
     cls = page_form_class(built, built.pages[0])
-    formdata = MultiDict()
+    formdata: MultiDict[str, Any] = MultiDict()
     for link_id, value in (data or {}).items():
         for v in value if isinstance(value, list) else [value]:
             formdata.add(link_id if link_id.startswith("q-") else "q-" + link_id, v)
