@@ -3,7 +3,7 @@
 Environment: INTAKE_BIND (default 127.0.0.1:8000; also `unix:PATH` or `fd://N`, several comma-
 separated), INTAKE_WEB_WORKERS (default 2 x cores + 1, at most 12), INTAKE_WEB_MAX_REQUESTS (2000),
 INTAKE_LOG_LEVEL (info), INTAKE_CONTROL_SOCKET (off), plus everything the app reads
-(DATABASE_URL, INTAKE_SECRET_KEY, ...; see README "Configuration").
+(DATABASE_URL, INTAKE_SECRET_KEY, ...; see docs/configuration.md).
 
 Sync workers are meant to sit behind a reverse proxy (nginx, a cloud load balancer) that buffers
 slow clients; facing the internet directly, a few slow connections could hold every worker.
@@ -16,6 +16,7 @@ from typing import Any
 
 from intake import close_app
 from intake.jobs import background
+from intake.services import services
 
 # --- what to serve -------------------------------------------------------------------------------
 
@@ -109,7 +110,7 @@ def post_fork(server: Any, worker: Any) -> None:
     and the job executor (intake/jobs/__init__.py) is created on the first job; the master serves no
     requests, so neither exists before the fork."""
     app = server.app.wsgi()
-    app.extensions["intake.engine"].dispose(close=False)
+    services(app).engine.dispose(close=False)
 
 
 def post_worker_init(worker: Any) -> None:

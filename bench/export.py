@@ -22,11 +22,12 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import intake.fhir.bulk_export
+from intake.core.fhir_time import utcnow
+from intake.services import services
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -87,14 +88,14 @@ def fill(database_url: str, count: int) -> None:
     """Empty the FHIR store and insert `count` Observations (batched, untimed)."""
     from sqlalchemy import delete, insert
 
+    from intake.core.canonical import canonical_json
     from intake.storage.db import make_engine
     from intake.storage.migrate import upgrade
     from intake.storage.models import FhirResource, FhirToken
-    from intake.storage.repository import canonical_json
 
     upgrade(database_url)
     engine = make_engine(database_url)
-    now = datetime.now(UTC)
+    now = utcnow()
     with engine.begin() as connection:
         connection.execute(delete(FhirToken))
         connection.execute(delete(FhirResource))
@@ -127,7 +128,7 @@ def export_child(database_url: str, folder: str, traced: bool, results: Any) -> 
         lines = sum(1 for _ in (Path(folder) / "out" / "Observation.ndjson").open(encoding="utf-8"))
         results.put({"count": (counts or {}).get("Observation", 0), "lines": lines, "seconds": elapsed,
                      "rss_mib": rss_kib / 1024, "traced_mib": traced_peak / 2**20})
-        app.extensions["intake.engine"].dispose()
+        services(app).engine.dispose()
     except Exception as exc:  # reported by the parent
         results.put({"error": f"{type(exc).__name__}: {exc}"})
 

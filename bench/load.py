@@ -77,6 +77,7 @@ from bench.harness import (
     start_together,
     update_cookies,
 )
+from intake.services import services
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/intake_bench"
 BENCH_DATABASE_PREFIX = "intake_bench"  # the only PostgreSQL databases this script drops
@@ -613,7 +614,7 @@ def page_answers(app: Any, forms: list[str]) -> Answers:
     """Valid answers for every page of the forms, made as the tests make them."""
     from tests.web.flow import page_data
 
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     unknown = [key for key in forms if key not in catalog.by_key]
     if unknown:
         raise SetupError(f"unknown questionnaire(s) {', '.join(unknown)}; there are {', '.join(catalog.by_key)}")

@@ -21,16 +21,21 @@ from sqlalchemy.orm import Session
 
 from intake import workflow
 from intake.core.catalog import Catalog
+from intake.core.fhir_time import utcnow
+from intake.errors import IntakeError
 from intake.fhir import publish
-from intake.storage import fhir_store, repository
+from intake.services import services
+from intake.storage import fhir_store, intakes, patients
 from intake.storage.db import session_scope
-from intake.storage.models import DocumentRecord, utcnow
+from intake.storage.models import DocumentRecord
 
 log = logging.getLogger(__name__)
 
 
-class DocumentError(Exception):
-    """The intake has no PDF to make (not completed, not scored, or not published yet)."""
+class DocumentError(IntakeError):
+    """The intake has no PDF to make (not completed, not scored, or not published yet): 409."""
+
+    status = 409
 
 
 def attachments_of(session: Session, intake_id: str) -> list[tuple[str, bytes, str]]:
@@ -56,7 +61,7 @@ def extract_bundle_bytes(bundle: dict) -> bytes:
 
 
 def patient_identifier(session: Session, patient_id: str) -> str:
-    patient = repository.get_patient(session, patient_id)
+    patient = patients.get_patient(session, patient_id)
     if patient is not None and patient.mrn:
         return f"MRN {patient.mrn}"
     return f"Patient ID {patient_id}"
@@ -77,7 +82,7 @@ def sources(session: Session, catalog: Catalog, intake_id: str) -> Sources:
     from intake import pdf  # WeasyPrint loads only where PDFs are made
 
     summary = workflow.summary_of(session, catalog, intake_id)
-    intake = repository.get_intake(session, intake_id)
+    intake = intakes.get_intake(session, intake_id)
     if summary is None or intake is None:
         raise DocumentError(f"intake {intake_id} is not completed and scored")
     html = pdf.render_summary_html(summary, patient_identifier=patient_identifier(session, intake.patient_id))
@@ -98,7 +103,7 @@ def render(session: Session, catalog: Catalog, intake_id: str) -> tuple[bytes, s
 
 
 def _pdf_of(source: Sources) -> bytes:
-    from intake import pdf
+    from intake import pdf  # WeasyPrint loads only where PDFs are made (as in `sources`)
 
     return pdf.html_to_pdf(source.html, attachments=source.attachments, created=source.created)
 
@@ -149,9 +154,9 @@ def render_job(app: Flask, intake_id: str) -> None:
     The sources are read, rendered, then read again in the short write that stores the PDF: if
     a re-score changed them meanwhile, this render is stale and the re-score's own job stores its
     PDF instead."""
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     try:
-        with app.extensions["intake.readers"]() as session:
+        with services(app).readers() as session:
             existing = fhir_store.get_document(session, intake_id)
             source = sources(session, catalog, intake_id)
     except DocumentError:
@@ -162,6 +167,6 @@ def render_job(app: Flask, intake_id: str) -> None:
     if existing is not None and existing.source_sha256 == source.sha256:
         return
     content = _pdf_of(source)
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         if sources(session, catalog, intake_id).sha256 == source.sha256:
             _store(session, catalog, intake_id, content, source.sha256, now=utcnow())

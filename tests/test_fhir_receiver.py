@@ -20,6 +20,7 @@ from flask import Flask
 from intake import close_app, create_app
 from intake.core import extract
 from intake.fhir import publish
+from intake.services import services
 from tests.support.fhir_receiver import FhirReceiver, outcome
 from tests.web.flow import EMERGENCY, complete_intake
 
@@ -240,7 +241,7 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
 
 def test_a_real_extract_bundle_round_trips(receiver: FhirReceiver, app: Flask) -> None:
     _client, intake_id = complete_intake(app, EMERGENCY)
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         bundle = publish.extract_bundle(session, intake_id)
     kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
     assert {"Patient", "QuestionnaireResponse", "Observation", "Flag", "DocumentReference", "Provenance"} <= kinds

@@ -40,6 +40,7 @@ from urllib.parse import unquote_plus
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from intake.core.fhir_time import utcnow
 from intake.storage import audit_log
 from intake.storage.models import AuditRecord
 
@@ -189,7 +190,7 @@ def _drop_pending(session: Session, _rolled_back: object) -> None:
 
 def log_anchor(seq: int, digest: str, key: AuditKey) -> str:
     """Write one anchor line to the application log (row number and hash only: no PHI)."""
-    payload = json.dumps({"seq": seq, "hash": digest, "key": key.id, "at": datetime.now(UTC).isoformat(
+    payload = json.dumps({"seq": seq, "hash": digest, "key": key.id, "at": utcnow().isoformat(
         timespec="seconds")}, separators=(",", ":"))
     line = f"{ANCHOR_MARK} {payload}"
     anchor_log.info("%s", line)
@@ -317,7 +318,7 @@ def cli_actor() -> Actor:
 
 def record_cli(session: Session, action: str, *entities: str, detail: dict[str, object] | None = None) -> None:
     """Audit what a `flask intake` command did, in its transaction."""
-    record(session, actor=cli_actor(), action=action, now=datetime.now(UTC), entities=entities,
+    record(session, actor=cli_actor(), action=action, now=utcnow(), entities=entities,
            detail=detail, source="cli")
 
 

@@ -36,6 +36,7 @@ import jwt
 from jwt import PyJWKSet
 from sqlalchemy.orm import Session
 
+from intake.errors import IntakeError
 from intake.storage import fhir_store
 from intake.storage.models import ApiClient
 
@@ -57,12 +58,13 @@ RESERVED_NAMES = frozenset({"user", "client"})
 MAX_NUMERIC_DATE = 253_402_300_799
 
 
-class TokenError(Exception):
-    """An OAuth error for the token endpoint (RFC 6749 §5.2): `error` code and a description."""
+class TokenError(IntakeError):
+    """An OAuth error for the token endpoint (RFC 6749 §5.2): `error` code, a description and the
+    status (400, or 401 "login" for a client that did not authenticate)."""
 
     def __init__(self, error: str, description: str, status: int = 400) -> None:
-        super().__init__(description)
-        self.error, self.description, self.status = error, description, status
+        super().__init__(description, status=status)
+        self.error, self.description = error, description
 
 
 @dataclass(frozen=True)

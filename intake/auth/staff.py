@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn import zxcvbn
 
+from intake.errors import IntakeError
 from intake.storage import accounts as store
 from intake.storage.models import ROLES, User
 
@@ -38,8 +39,10 @@ TOUCH_EVERY = timedelta(minutes=1)
 _DECOY = generate_password_hash(secrets.token_urlsafe(16))
 
 
-class AccountError(Exception):
-    """A request about accounts that cannot be done; the message is safe to show to staff."""
+class AccountError(IntakeError):
+    """A request about accounts that cannot be done (400); the message is safe to show to staff."""
+
+    status = 400
 
 
 @dataclass(frozen=True)

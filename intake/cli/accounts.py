@@ -10,16 +10,18 @@ from pathlib import Path
 from typing import TextIO
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
 from intake import audit
 from intake.auth import staff
+from intake.cli.failure import CommandError
 from intake.core.audit_event import audit_event
+from intake.core.fhir_time import utcnow
+from intake.services import services
 from intake.storage import accounts as account_store
 from intake.storage import audit_log
 from intake.storage.db import session_scope
-from intake.storage.models import ROLES, utcnow
+from intake.storage.models import ROLES
 
 user_cli = AppGroup("user", help="Staff accounts: add, list, disable, enable, reset, totp.")
 audit_cli = AppGroup(
@@ -27,13 +29,8 @@ audit_cli = AppGroup(
 )
 
 
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
 def _sessions():
-    return session_scope(current_app.extensions["intake.sessions"])
+    return session_scope(services().sessions)
 
 
 @user_cli.command("add")
@@ -50,8 +47,7 @@ def add_user(username: str, role: str, display_name: str, password: str) -> None
             audit.record_cli(session, "create", f"User/{user.username}", detail={"role": role})
             name = user.username
     except staff.AccountError as exc:
-        _fail(str(exc))
-        return
+        raise CommandError(str(exc)) from None
     click.echo(f"user {name} ({role}) added")
 
 
@@ -72,7 +68,7 @@ def _change(username: str, action: str, change) -> None:
             user = change(session)
             audit.record_cli(session, "update", f"User/{user.username}", detail={"change": action})
     except staff.AccountError as exc:
-        _fail(str(exc))
+        raise CommandError(str(exc)) from None
 
 
 @user_cli.command("disable")
@@ -106,7 +102,7 @@ def reset_password(username: str, password: str) -> None:
 def totp(username: str, clear: bool) -> None:
     """Remove a user's TOTP second factor (users turn it on themselves, on their account page)."""
     if not clear:
-        _fail("give --clear to remove the second factor; users set it up on /staff/two-step")
+        raise CommandError("give --clear to remove the second factor; users set it up on /staff/two-step")
     _change(username, "second factor cleared", lambda s: staff.clear_totp(s, username))
     click.echo(f"second factor of {username} cleared")
 
@@ -120,7 +116,7 @@ def verify(anchor_files: tuple[TextIO, ...]) -> None:
     outside the database; exit 1 and name the rows if it was tampered with."""
     anchors = [anchor for stream in anchor_files for anchor in audit.read_anchors(stream)]
     if anchor_files and not anchors:
-        _fail("no AUDIT_ANCHOR lines in the given log")
+        raise CommandError("no AUDIT_ANCHOR lines in the given log")
     with _sessions() as session:
         result = audit.check(session, anchors)
     for problem in result.problems:
@@ -159,5 +155,5 @@ def export(output: Path) -> None:
                 written += 1
             audit.record_cli(session, "export", detail={"what": "audit log", "rows": written})
     except OSError as exc:
-        _fail(f"{output}: {exc.strerror}")
+        raise CommandError(f"{output}: {exc.strerror}") from None
     click.echo(f"{output}: {written} AuditEvent resources")

@@ -1,4 +1,5 @@
-"""`flask intake api-client` and `publish`: the FHIR API's clients and its store, from a terminal."""
+"""`flask intake api-client`, `publish`, `group`, `pdf` and `export`: the FHIR API's clients, its
+store and what it exports, from a terminal."""
 
 from __future__ import annotations
 
@@ -9,18 +10,16 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-import intake.fhir.bulk_export
-from intake import audit, workflow
+from intake import audit, documents, workflow
 from intake.auth import smart
-from intake.fhir import publish
-from intake.storage import fhir_store, repository
+from intake.cli.failure import CommandError
+from intake.core.extract import is_local_reference
+from intake.core.fhir_time import utcnow
+from intake.fhir import bulk_export, publish
+from intake.services import services
+from intake.storage import fhir_store, intakes
+from intake.storage import patients as patient_store
 from intake.storage.db import session_scope
-from intake.storage.models import utcnow
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 @click.command("api-client")
@@ -34,7 +33,7 @@ def _fail(message: str) -> None:
 def api_client_command(name: str, jwks_path: Path | None, scopes: tuple[str, ...], revoke: bool) -> None:
     """Register (or update) the SMART Backend Services client NAME: its public keys and scopes."""
     name = " ".join(name.split())
-    with session_scope(current_app.extensions["intake.sessions"]) as session:
+    with session_scope(services().sessions) as session:
         if revoke:
             count = fhir_store.revoke_api_client(session, name, now=utcnow())
             if count:
@@ -42,14 +41,12 @@ def api_client_command(name: str, jwks_path: Path | None, scopes: tuple[str, ...
             click.echo(f"revoked {name}" if count else f"no active client {name}")
             return
         if jwks_path is None:
-            _fail("give --jwks FILE (the client's public keys)")
-            return
+            raise CommandError("give --jwks FILE (the client's public keys)")
         try:
             client = smart.register_client(session, name=name, jwks_text=jwks_path.read_text(encoding="utf-8"),
                                            scopes=" ".join(scopes), now=utcnow())
         except (OSError, UnicodeDecodeError, ValueError) as exc:
-            _fail(str(exc))
-            return
+            raise CommandError(str(exc)) from None
         allowed = client.scopes
         audit.record_cli(session, "create", f"ApiClient/{name}")
     click.echo(
@@ -64,14 +61,14 @@ def api_client_command(name: str, jwks_path: Path | None, scopes: tuple[str, ...
 def publish_command(intake_ids: tuple[str, ...], everything: bool) -> None:
     """(Re)build the FHIR resources of completed intakes (after an upgrade, or a failed publish)."""
     app = current_app
-    catalog = app.extensions["intake.catalog"]
-    with session_scope(app.extensions["intake.sessions"]) as session:
-        ids = repository.completed_intake_ids(session) if everything else list(intake_ids)
+    catalog = services(app).catalog
+    with session_scope(services(app).sessions) as session:
+        ids = intakes.completed_intake_ids(session) if everything else list(intake_ids)
     if not ids:
-        _fail("give intake ids or --all")
+        raise CommandError("give intake ids or --all")
     failed = 0
     for intake_id in ids:
-        with session_scope(app.extensions["intake.sessions"]) as session:
+        with session_scope(services(app).sessions) as session:
             try:
                 forms = [form for form, _ in workflow.stored_pairs(session, catalog, intake_id, latest=False)]
             except workflow.WorkflowError as exc:
@@ -93,14 +90,12 @@ def publish_command(intake_ids: tuple[str, ...], everything: bool) -> None:
 @with_appcontext
 def group_command(group_id: str, name: str, patients: tuple[str, ...]) -> None:
     """Create or replace the Group GROUP_ID of patients, for `GET /fhir/Group/GROUP_ID/$export`."""
-    from intake.core.extract import is_local_reference
-
     if not is_local_reference(f"Group/{group_id}"):
-        _fail("a group id is 1 to 64 letters, digits, '-' or '.'")
-    with session_scope(current_app.extensions["intake.sessions"]) as session:
-        missing = [p for p in patients if repository.get_patient(session, p) is None]
+        raise CommandError("a group id is 1 to 64 letters, digits, '-' or '.'")
+    with session_scope(services().sessions) as session:
+        missing = [p for p in patients if patient_store.get_patient(session, p) is None]
         if missing:
-            _fail(f"no patient {missing[0]!r}")
+            raise CommandError(f"no patient {missing[0]!r}")
         publish.publish_group(session, group_id=group_id, name=" ".join(name.split()),
                               patient_ids=list(dict.fromkeys(patients)), now=utcnow())
     click.echo(f"Group/{group_id}: {len(set(patients))} patient(s)")
@@ -113,14 +108,11 @@ def group_command(group_id: str, name: str, patients: tuple[str, ...]) -> None:
 @with_appcontext
 def pdf_command(intake_id: str, output: Path) -> None:
     """Write the clinician PDF of a completed intake (the stored one; rendered now if missing)."""
-    from intake import documents
-
-    with session_scope(current_app.extensions["intake.sessions"]) as session:
+    with session_scope(services().sessions) as session:
         try:
-            document = documents.document_for(session, current_app.extensions["intake.catalog"], intake_id)
+            document = documents.document_for(session, services().catalog, intake_id)
         except (documents.DocumentError, publish.PublishError, workflow.WorkflowError) as exc:
-            _fail(str(exc))
-            return
+            raise CommandError(str(exc)) from None
         content = document.content
         audit.record_cli(session, "pdf", f"Intake/{intake_id}", detail={"output": str(output)[:200]})
     _write(output, content)
@@ -136,39 +128,34 @@ def pdf_command(intake_id: str, output: Path) -> None:
 @with_appcontext
 def export_command(intake_id: str | None, everything: bool, since: str | None, output: Path) -> None:
     """Write one intake's $extract Bundles and PDF, or (--all) NDJSON per resource type."""
-    from intake import documents
-
     app = current_app
     if everything == bool(intake_id) or (since and not everything):
-        _fail("give INTAKE_ID, or --all [--since DATE]")
+        raise CommandError("give INTAKE_ID, or --all [--since DATE]")
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        _fail(f"{output}: {exc.strerror}")
+        raise CommandError(f"{output}: {exc.strerror}") from None
     if everything:
         try:
-            since_at = intake.fhir.bulk_export.since_of(since)
+            since_at = bulk_export.since_of(since)
         except ValueError as exc:
-            _fail(str(exc))
-            return
-        counts = intake.fhir.bulk_export.write_ndjson(
-            app, output, types=list(intake.fhir.bulk_export.SYSTEM_TYPES), since=since_at
-        )
+            raise CommandError(str(exc)) from None
+        counts = bulk_export.write_ndjson(app, output, types=list(bulk_export.SYSTEM_TYPES),
+                                          since=since_at) or {}  # None only when cancelled: never here
         assert counts is not None  # None means cancelled, and nothing cancels this export
-        with session_scope(app.extensions["intake.sessions"]) as session:
+        with session_scope(services(app).sessions) as session:
             audit.record_cli(
                 session, "export", detail={"scope": "system", "since": since or "", "output": str(output)[:200]}
             )
         click.echo(", ".join(f"{t}: {n}" for t, n in counts.items() if n) or "nothing to export")
         return
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         try:
-            document = documents.document_for(session, app.extensions["intake.catalog"], intake_id or "")
+            document = documents.document_for(session, services(app).catalog, intake_id or "")
             files = [(name, data) for name, data, _ in documents.attachments_of(session, intake_id or "")]
             bundle = publish.extract_bundle(session, intake_id or "")
         except (documents.DocumentError, publish.PublishError, workflow.WorkflowError) as exc:
-            _fail(str(exc))
-            return
+            raise CommandError(str(exc)) from None
         content = document.content
         audit.record_cli(session, "export", f"Intake/{intake_id}", detail={"output": str(output)[:200]})
     _write(output / "extract-bundle.json", documents.extract_bundle_bytes(bundle))
@@ -182,4 +169,4 @@ def _write(path: Path, data: bytes) -> None:
     try:
         path.write_bytes(data)
     except OSError as exc:
-        _fail(f"{path}: {exc.strerror}")
+        raise CommandError(f"{path}: {exc.strerror}") from None

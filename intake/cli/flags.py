@@ -1,22 +1,17 @@
-"""`flask intake flags`, `rescore` and `hash-password`: the staff side of scoring from a terminal."""
+"""`flask intake flags` and `rescore`: the staff side of scoring from a terminal."""
 
 from __future__ import annotations
-
-import sys
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
 from intake import notify, workflow
+from intake.cli.failure import CommandError
 from intake.jobs import outbox
-from intake.storage import repository
+from intake.services import services
+from intake.storage import flags, intakes, notifications
 from intake.storage.db import session_scope
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 @click.command("flags")
@@ -27,16 +22,16 @@ def flags_command(all_tiers: bool, send: bool) -> None:
     """List emergency and urgent flags (newest first), one per line, including those raised from
     intakes the patient has not sent, and those a later answer no longer raises ("cleared")."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    factory = app.extensions["intake.sessions"]
+    factory = services(app).sessions
     if send:
         with session_scope(factory) as session:
-            repository.retry_failed_notifications(session)
+            notifications.retry_failed_notifications(session)
         sent = notify.send_pending(app)
         click.echo(f"notifications sent: {sent}" if notify.configured(app)
                    else "no notification channel configured (INTAKE_NOTIFY_WEBHOOK / INTAKE_NOTIFY_EMAIL_TO)")
-    tiers = ("emergency", "urgent", "review") if all_tiers else repository.NOTIFIED_TIERS
+    tiers = ("emergency", "urgent", "review") if all_tiers else flags.NOTIFIED_TIERS
     with session_scope(factory) as session:
-        rows = workflow.staff_flags(session, app.extensions["intake.catalog"], tiers=tiers)
+        rows = workflow.staff_flags(session, services(app).catalog, tiers=tiers)
         for row in rows:
             flag = row.flag
             # Where it came from (an unsent draft, or the sent intake) and whether the answers
@@ -58,22 +53,20 @@ def flags_command(all_tiers: bool, send: bool) -> None:
 def rescore_command(intake_ids: tuple[str, ...], everything: bool) -> None:
     """Recompute scores and flags with the Questionnaire versions loaded now."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    factory = app.extensions["intake.sessions"]
+    factory = services(app).sessions
     if not intake_ids and not everything:
-        _fail("name intake ids or use --all")
+        raise CommandError("name intake ids or use --all")
     if everything:
         with session_scope(factory) as session:
-            intake_ids = tuple(repository.completed_intake_ids(session))
+            intake_ids = tuple(intakes.completed_intake_ids(session))
     for intake_id in intake_ids:
         try:
             with session_scope(factory) as session:
-                result = workflow.rescore(session, app.extensions["intake.catalog"], intake_id,
-                                          onset_age=app.config["INTAKE_GI_ONSET_AGE"])
-                # The PDF shows the new scores; new flags are notified; the EHR gets the new Bundle.
-                outbox.after_submit(app, session, intake_id, now=workflow.utcnow())
+                # Audited; the PDF shows the new scores, new flags are notified, the EHR gets the new Bundle.
+                result = workflow.rescore_intake(app, session, services(app).catalog, intake_id,
+                                                 by=workflow.Caller.cli())
         except workflow.WorkflowError as exc:
-            _fail(str(exc))
-            return
+            raise CommandError(str(exc)) from None
         click.echo(f"{intake_id}: {len(result.scores)} scores, {len(result.flags)} flags "
                    f"({'; '.join(sorted(set(result.versions.values())))})")
     outbox.kick(app)

@@ -3,14 +3,14 @@ failed for good (dead letters), re-driving them, and running due work once by ha
 
 from __future__ import annotations
 
-import sys
-
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from intake import audit
+from intake.cli.failure import CommandError
 from intake.jobs import outbox
+from intake.services import services
 from intake.storage import outbox_store
 from intake.storage.db import session_scope
 from intake.storage.models import OUTBOX_STATES
@@ -28,7 +28,7 @@ def _app() -> Flask:
 @click.option("--limit", default=200, show_default=True)
 def list_rows(states: tuple[str, ...], limit: int) -> None:
     """One line per row, newest first, then the count in each state."""
-    with session_scope(_app().extensions["intake.sessions"]) as session:
+    with session_scope(services(_app()).sessions) as session:
         rows = outbox_store.rows(session, states=states or ("pending", "queued", "dead"), limit=limit)
         counts = outbox_store.counts(session)
     for row in rows:
@@ -44,15 +44,13 @@ def list_rows(states: tuple[str, ...], limit: int) -> None:
 def retry_rows(row_ids: tuple[int, ...], every_dead: bool) -> None:
     """Re-drive dead letters (by id, or --dead for all): pending again, attempts from zero."""
     if not row_ids and not every_dead:
-        click.echo("error: name row ids or use --dead", err=True)
-        sys.exit(1)
+        raise CommandError("name row ids or use --dead")
     app = _app()
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         known = {r.id for r in outbox_store.rows(session, states=("dead",), limit=1_000_000)}
         missing = sorted(set(row_ids) - known)
         if missing:
-            click.echo(f"error: not dead letters: {', '.join(map(str, missing))}", err=True)
-            sys.exit(1)
+            raise CommandError(f"not dead letters: {', '.join(map(str, missing))}")
         audit.record_cli(session, "update", *(f"Outbox/{i}" for i in (row_ids or sorted(known))),
                          detail={"redrive": True})
     count = outbox.redrive(app, list(row_ids) if row_ids else None)

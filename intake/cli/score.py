@@ -15,7 +15,8 @@ The birth date (`%birthDate` in the rules) is `--birth-date`, else the birthDate
 the responses' `subject` references, found among the response's `contained` resources (`#id`) or
 the Bundle's entries (by fullUrl or `Patient/id`). Messages never echo answers.
 
-Self-contained on purpose: `intake.cli` registers it; it imports nothing from the other commands.
+Self-contained on purpose: `intake.cli` registers it; of the other command modules it imports only
+`intake.cli.failure` (how a command refuses).
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ import re
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from intake.cli.failure import CommandError
 from intake.core.catalog import Catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, RuleError, score_intake
 from intake.core.validation import Issue, has_errors, validate
+from intake.services import services
 
 FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 RESOURCE_TYPE = re.compile(r"^[A-Za-z]{1,64}$")
@@ -42,11 +45,6 @@ RESOURCE_TYPE = re.compile(r"^[A-Za-z]{1,64}$")
 
 class ScoreInputError(Exception):
     """Input that cannot be scored; the message is the one line printed after `error: `."""
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -253,7 +251,7 @@ def score(path: str, birth_date: str | None) -> None:
     try:
         born = parse_birth_date(birth_date, "--birth-date") if birth_date is not None else None
         source = Source(*read_input(path))
-        pairs, outcome = check(current_app.extensions["intake.catalog"], source)
+        pairs, outcome = check(services().catalog, source)
         if outcome is not None:
             click.echo(json.dumps(outcome, indent=2, ensure_ascii=False), err=True)
             sys.exit(1)
@@ -261,9 +259,9 @@ def score(path: str, birth_date: str | None) -> None:
         context = Context(birth_date=born or birth_date_of(source), gi_onset_age_threshold=onset_age())
         result = score_intake(pairs, context)
     except ScoreInputError as exc:
-        _fail(str(exc))
+        raise CommandError(str(exc)) from None
     except RuleError as exc:
-        _fail(f"a scoring rule in the Questionnaire could not be evaluated: {exc}")
+        raise CommandError(f"a scoring rule in the Questionnaire could not be evaluated: {exc}") from None
     except RecursionError:
-        _fail(f"{'stdin' if path == '-' else path}: nested too deeply to score")
+        raise CommandError(f"{'stdin' if path == '-' else path}: nested too deeply to score") from None
     click.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False))

@@ -25,10 +25,12 @@ from typing import Any
 
 from flask import Flask
 
+from intake.core.fhir_time import utcnow
 from intake.fhir.publish import questionnaires
+from intake.fhir.search import date_range
+from intake.services import services
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
-from intake.storage.models import utcnow
 
 PATIENT_TYPES = ("Patient", "QuestionnaireResponse", "Observation", "Flag", "DocumentReference", "Provenance")
 SYSTEM_TYPES = ("Questionnaire", "Group", *PATIENT_TYPES)
@@ -53,7 +55,7 @@ def export_dir(app: Flask, job_id: str) -> Path:
 
 def run_job(app: Flask, *, job_id: str) -> None:
     """Write the job's NDJSON files; mark it completed with its manifest (or failed)."""
-    sessions = app.extensions["intake.sessions"]
+    sessions = services(app).sessions
     with session_scope(sessions) as session:
         job = fhir_store.get_export(session, job_id)
         if job is None or not fhir_store.update_export(session, job_id, status="in-progress", progress="starting"):
@@ -123,8 +125,7 @@ def _write_type(app: Flask, path: Path, rtype: str, *, since: datetime | None, u
     if rtype == "Questionnaire":
         return _write_questionnaires(app, path, since)
     count = 0
-    sessions = app.extensions["intake.sessions"]
-    readers = app.extensions.get("intake.readers", sessions)
+    readers = services(app).readers
     with path.open("w", encoding="utf-8", newline="\n") as out, readers() as session, closing(
         fhir_store.stream(session, rtype, since=since, until=until, patient_ids=members, batch=BATCH)
     ) as texts:
@@ -139,7 +140,7 @@ def _write_type(app: Flask, path: Path, rtype: str, *, since: datetime | None, u
 
 def _write_questionnaires(app: Flask, path: Path, since: datetime | None) -> int:
     """The loaded Questionnaires; with `_since`, those whose file changed after it."""
-    loaded = app.extensions["intake.catalog"]
+    loaded = services(app).catalog
     changed = {f.canonical for f in loaded.versions if since is None or _modified(f.source) > since}
     texts = [text for text, canonical in questionnaires(loaded).values() if canonical in changed]
     with path.open("w", encoding="utf-8", newline="\n") as out:
@@ -157,7 +158,7 @@ def _modified(source: str) -> datetime:
 
 
 def _cancelled(app: Flask, job_id: str) -> bool:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         job = fhir_store.get_export(session, job_id)
         return job is None or job.status == "cancelled"
 
@@ -200,7 +201,7 @@ def wait_for_slot(app: Flask, session: Any, client: str, *, now: datetime) -> ti
 def expire(app: Flask, *, now: datetime | None = None) -> int:
     """Delete the jobs whose time is up, then their files and any export folder no job owns (its
     row deleted by a process that died before removing it); how many jobs. The periodic job."""
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         ids = fhir_store.expired_exports(session, now=now or utcnow())
         for job_id in ids:
             fhir_store.delete_export(session, job_id)
@@ -208,7 +209,7 @@ def expire(app: Flask, *, now: datetime | None = None) -> int:
         shutil.rmtree(export_dir(app, job_id), ignore_errors=True)
     root = export_dir(app, "")
     folders = [entry.name for entry in root.iterdir() if entry.is_dir()] if root.is_dir() else []
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         owned = fhir_store.export_ids(session, folders)
     for name in folders:
         if name not in owned:
@@ -220,8 +221,6 @@ def since_of(value: str | None) -> datetime | None:
     """Parse `_since` (a FHIR instant; a date is taken as its start, UTC)."""
     if value is None:
         return None
-    from intake.fhir.search import date_range
-
     _prefix, start, _end = date_range(value, "_since")
     if _prefix != "eq":
         raise ValueError("_since takes an instant, not a prefixed date")

@@ -26,8 +26,10 @@ from flask import Flask
 
 from intake import audit
 from intake.audit import Actor
+from intake.core.fhir_time import utcnow
 from intake.fhir import publish
-from intake.jobs.outbox import Permanent, Retry
+from intake.jobs.errors import Permanent, Retry
+from intake.services import services
 from intake.storage.db import session_scope
 
 RETRIED_STATUSES = frozenset({408, 429})
@@ -40,15 +42,15 @@ def push_job(app: Flask, intake_id: str) -> None:
     base = str(app.config.get("INTAKE_EHR_FHIR_BASE") or "").rstrip("/")
     if not base:
         return  # the deployment stopped pushing since the row was written
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         try:
             bundle = publish.extract_bundle(session, intake_id)
         except publish.PublishError as exc:  # not published yet (`flask intake publish` fixes it)
             raise Retry("not published") from exc
     status = post_bundle(base, bundle, token=str(app.config.get("INTAKE_EHR_BEARER_TOKEN") or ""),
                          timeout=float(app.config["INTAKE_EHR_TIMEOUT_SECONDS"]))
-    with session_scope(app.extensions["intake.sessions"]) as session:  # a disclosure of PHI: audited
-        audit.record(session, actor=Actor("system", "ehr-push"), action="export", now=datetime.now(UTC),
+    with session_scope(services(app).sessions) as session:  # a disclosure of PHI: audited
+        audit.record(session, actor=Actor("system", "ehr-push"), action="export", now=utcnow(),
                      entities=[f"Intake/{intake_id}"], detail={"to": base, "status": status})
 
 
@@ -88,7 +90,7 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return min(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()), MAX_RETRY_AFTER_S)
+    return min(max(0.0, (when - (now or utcnow())).total_seconds()), MAX_RETRY_AFTER_S)
 
 
 def _issue_codes(body: bytes) -> str:

@@ -20,9 +20,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from intake.core import extract
+from intake.core.canonical import canonical_json
 from intake.core.fhir_models import resource_errors
+from intake.core.fhir_time import parse_fhir_datetime
 from intake.core.items import Form
-from intake.storage import fhir_store, repository
+from intake.storage import fhir_store, flags, intakes, patients, scores
+from intake.storage import responses as response_store
 from intake.storage.fhir_store import StoredResource, Token
 from intake.storage.models import Patient
 
@@ -46,7 +49,7 @@ def _identifier_tokens(resource: Mapping[str, Any]) -> list[Token]:
 
 
 def _instant(text: str) -> datetime:
-    return repository.parse_fhir_datetime(text)
+    return parse_fhir_datetime(text)
 
 
 # --- Patient -------------------------------------------------------------------------------------
@@ -93,17 +96,17 @@ def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form
     once scored — an Observation per score, a Flag per raised flag, the PDF's DocumentReference
     (once rendered) and a Provenance. `forms` maps Questionnaire canonicals (url|version) to the
     loaded forms, for the score codes."""
-    intake = repository.get_intake(session, intake_id)
+    intake = intakes.get_intake(session, intake_id)
     if intake is None or intake.status != "completed" or intake.completed_at is None:
         raise PublishError(f"intake {intake_id} is not completed")
-    patient = repository.get_patient(session, intake.patient_id)
+    patient = patients.get_patient(session, intake.patient_id)
     if patient is None:
         raise PublishError(f"intake {intake_id} has no patient")
     publish_patient(session, patient, now=now)
 
     responses: list[StoredResource] = []
     response_ids: dict[str, str] = {}
-    for record in repository.list_responses(session, intake_id):
+    for record in response_store.list_responses(session, intake_id):
         if record.status != "completed":
             continue
         resource = record.resource
@@ -117,7 +120,7 @@ def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form
             status=record.status, date=record.authored, tokens=tokens))
         response_ids[record.questionnaire] = record.id
 
-    scoring = repository.get_scoring(session, intake_id)
+    scoring = scores.get_scoring(session, intake_id)
     if scoring is None:
         return Published(responses, [], None)
     derived: list[StoredResource] = []
@@ -130,7 +133,7 @@ def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form
         derived.append(fhir_store.put_resource(
             session, _checked(observation), now=now, patient_id=patient.id, intake_id=intake_id,
             status=observation["status"], date=_instant(observation["effectiveDateTime"]), tokens=tokens))
-    for flag in repository.flags_of_intake(session, intake_id):
+    for flag in flags.flags_of_intake(session, intake_id):
         resource = extract.flag_resource(intake_id=intake_id, patient_id=patient.id, rule_id=flag.rule_id,
                                          tier=flag.tier, message=flag.message, raised=flag.raised_at)
         derived.append(fhir_store.put_resource(
@@ -180,7 +183,7 @@ def extract_bundle(session: Session, intake_id: str, *, response_id: str | None 
     in the PDF itself (a document cannot contain its own hash).
     """
     stored = fhir_store.resources_of_intake(session, intake_id)
-    intake = repository.get_intake(session, intake_id)
+    intake = intakes.get_intake(session, intake_id)
     if intake is None or not stored:
         raise PublishError(f"intake {intake_id} has no published resources")
     resources = [json.loads(s.resource_json) for s in stored]
@@ -235,13 +238,10 @@ def extract_bundle(session: Session, intake_id: str, *, response_id: str | None 
 def _flag_rules_of(session: Session, intake_id: str, questionnaire: str | None) -> set[str] | None:
     if questionnaire is None:
         return None
-    return {f.rule_id for f in repository.flags_of_intake(session, intake_id) if f.questionnaire == questionnaire}
+    return {f.rule_id for f in flags.flags_of_intake(session, intake_id) if f.questionnaire == questionnaire}
 
 
 # --- Questionnaires (served from the loaded forms, not stored) ------------------------------------
-
-_QUESTIONNAIRE_JSON: dict[int, dict[str, tuple[str, str]]] = {}
-
 
 def questionnaire_id(form: Form) -> str:
     """Each loaded version is its own resource: `<file id>-<version>` (FHIR ids allow dots)."""
@@ -252,18 +252,19 @@ def questionnaire_id(form: Form) -> str:
 def questionnaires(loaded: Any) -> dict[str, tuple[str, str]]:
     """id -> (canonical JSON, canonical url|version) of every loaded Questionnaire version (the
     earlier ones too: a response pinned to one must resolve where it is read), built once per
-    catalog: the files are the source of truth, so they are served, not copied to the store."""
-    cached = _QUESTIONNAIRE_JSON.get(id(loaded))
-    if cached is None:
-        cached = {}
-        for form in loaded.versions:
-            body = dict(form.resource)
-            body["id"] = questionnaire_id(form)
-            body["meta"] = {"versionId": "1"}
-            cached[body["id"]] = (repository.canonical_json(body), form.canonical)
-        _QUESTIONNAIRE_JSON.clear()
-        _QUESTIONNAIRE_JSON[id(loaded)] = cached
-    return cached
+    catalog (and kept on it): the files are the source of truth, so they are served, not copied to the store."""
+    texts: dict[str, tuple[str, str]] = loaded.derived("fhir.questionnaires", _questionnaire_texts)
+    return texts
+
+
+def _questionnaire_texts(loaded: Any) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for form in loaded.versions:
+        body = dict(form.resource)
+        body["id"] = questionnaire_id(form)
+        body["meta"] = {"versionId": "1"}
+        out[body["id"]] = (canonical_json(body), form.canonical)
+    return out
 
 
 # --- Groups (cohorts for Group-level bulk export) ----------------------------------------------------

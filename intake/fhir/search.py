@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal
 
 from intake.core.numbers import INT32_MAX, whole_number
+from intake.errors import IntakeError
 from intake.fhir.publish import fold
 from intake.storage.fhir_store import ColumnTest, Criteria, Test, TokenTest
 
@@ -110,8 +111,10 @@ _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 FIRST_DAY, LAST_DAY = "0001-01-02", "9999-12-30"  # a day inside datetime's range at either end, in any zone
 
 
-class SearchError(ValueError):
-    """A search the service cannot answer as asked (the message names the parameter)."""
+class SearchError(IntakeError, ValueError):
+    """A search the service cannot answer as asked (the message names the parameter): 400."""
+
+    status = 400
 
 
 def split_values(raw: str) -> list[str]:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from intake.services import services
+
 if TYPE_CHECKING:
     from celery import Celery
 
@@ -41,6 +43,8 @@ class Jobs:
         self._executor: ThreadPoolExecutor | None = None
         self.celery: Celery | None = None
         if mode == "celery":
+            # Only in celery mode: Celery and its Redis client load here, so the thread and eager
+            # modes (`make run`, the tests) never import them.
             from intake.jobs.celery import make_celery
 
             self.celery = make_celery(self)
@@ -88,5 +92,5 @@ class Jobs:
 
 
 def jobs_of(app: Flask) -> Jobs:
-    jobs: Jobs = app.extensions["intake.jobs"]
+    jobs: Jobs = services(app).jobs
     return jobs

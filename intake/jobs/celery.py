@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 from sqlalchemy.exc import DBAPIError
 
-from intake.jobs import outbox
-
 if TYPE_CHECKING:
     from intake.jobs import Jobs
 
+DISPATCH_JOB = "outbox_dispatch"  # the job the app registers as the outbox's dispatch
 TASK_RETRY = {"autoretry_for": (DBAPIError,), "retry_backoff": 2, "retry_backoff_max": 300,
               "retry_jitter": True, "max_retries": 10}
 
@@ -60,7 +59,8 @@ def make_celery(jobs: Jobs) -> Celery:
 
     @celery.task(name="intake.dispatch", shared=False, **TASK_RETRY)
     def dispatch() -> None:
-        with jobs.app.app_context():
-            outbox.dispatch(jobs.app)
+        # The outbox's dispatch, by its registered job name (intake/__init__.py), so this module
+        # needs no import of the outbox (which imports the runner, which imports this module).
+        jobs.run(DISPATCH_JOB, jobs.registry[DISPATCH_JOB], {})
 
     return celery

@@ -1,15 +1,17 @@
 """Background work that must not be lost: PDF rendering, EHR push, staff notifications.
 
-The rows are written by `after_submit` (and `enqueue`) in the caller's transaction, next to the
-data that caused them. `dispatch` claims due rows and hands each to the job runner (`intake.jobs`:
-in-process, or Celery workers in production); `run` is what the runner calls: it counts the
-attempt, runs the handler for the row's kind and settles the row:
+The rows are written by `enqueue` in the caller's transaction, next to the data that caused
+them (the use cases in intake/workflow.py: a submit, a re-score, a saved page's flags).
+`dispatch` claims due rows and hands each to the job runner (`intake.jobs`: in-process, or
+Celery workers in production); `run` is what the runner calls: it counts the attempt, runs the
+handler for the row's kind and settles the row:
 
 - done when the handler returns;
 - due again after an exponential backoff with jitter when it raises `Retry` (or anything
   unexpected), or at the time a `Retry-After` asked for;
 - dead (a dead letter for an admin: `flask intake outbox retry`, /admin/outbox) when it raises
   `Permanent`, or after INTAKE_OUTBOX_MAX_ATTEMPTS.
+(`Retry` and `Permanent` live in intake/jobs/errors.py, so handlers need not import this module.)
 
 A handed-over row that is not settled within INTAKE_OUTBOX_LEASE_SECONDS (its worker was killed,
 the broker lost the message) is handed over again by the next dispatch, so Redis losing its data
@@ -24,14 +26,16 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
 
-from intake import notify
+from intake.core.fhir_time import utcnow
 from intake.jobs import jobs_of
-from intake.storage import outbox_store, repository
+from intake.jobs.errors import Permanent, Retry
+from intake.services import services
+from intake.storage import outbox_store
 from intake.storage.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -41,28 +45,12 @@ RENDER_PDF, EHR_PUSH, NOTIFY = "render_pdf", "ehr_push", "notify"
 DISPATCH_BATCH = 100
 
 
-class Retry(Exception):
-    """A transient failure: try again later (after `after` seconds when the other side said so)."""
-
-    def __init__(self, reason: str, *, after: float | None = None) -> None:
-        super().__init__(reason)
-        self.after = after
-
-
-class Permanent(Exception):
-    """A failure that repeating cannot fix (the receiver refused the content): a dead letter."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _seconds(app: Flask, name: str) -> timedelta:
     return timedelta(seconds=float(app.config[f"INTAKE_OUTBOX_{name}_SECONDS"]))
 
 
 def handlers(app: Flask) -> dict[str, Handler]:
-    registry: dict[str, Handler] = app.extensions["intake.outbox_handlers"]
+    registry: dict[str, Handler] = services(app).outbox_handlers
     return registry
 
 
@@ -71,33 +59,6 @@ def handlers(app: Flask) -> dict[str, Handler]:
 
 def enqueue(session: Any, kind: str, subject: str, *, now: datetime, after: int | None = None) -> int:
     return outbox_store.enqueue(session, kind, subject, now=now, after=after)
-
-
-def notify_flags(app: Flask, session: Any, flag_ids: list[int], *, now: datetime) -> int:
-    """A notification row per flag not queued before, in the caller's transaction; how many.
-
-    A flag raised from a draft is queued when its page is saved; the submit that follows (or a
-    re-score) finds it queued already, so staff are told once.
-    """
-    if not notify.configured(app) or not flag_ids:
-        return 0
-    subjects = [str(flag_id) for flag_id in flag_ids]
-    queued = outbox_store.subjects_queued(session, NOTIFY, subjects)
-    fresh = [subject for subject in subjects if subject not in queued]
-    for subject in fresh:
-        enqueue(session, NOTIFY, subject, now=now)
-    return len(fresh)
-
-
-def after_submit(app: Flask, session: Any, intake_id: str, *, now: datetime) -> None:
-    """The follow-up work of a completed (or re-scored) intake, in its transaction: a notification
-    per emergency/urgent flag not yet notified (first: staff hear at once), the PDF, then, when
-    this deployment pushes to an EHR, the push (after the PDF, so the Bundle carries it; it goes
-    even if the render fails for good)."""
-    notify_flags(app, session, repository.pending_notifications(session, intake_id=intake_id), now=now)
-    render = enqueue(session, RENDER_PDF, intake_id, now=now)
-    if app.config.get("INTAKE_EHR_FHIR_BASE"):
-        enqueue(session, EHR_PUSH, intake_id, now=now, after=render)
 
 
 # --- handing rows over ----------------------------------------------------------------------------
@@ -116,8 +77,8 @@ def dispatch(app: Flask, *, now: datetime | None = None) -> int:
     lease = _seconds(app, "LEASE")
     total = 0
     while not poller_of(app).stopping:
-        with session_scope(app.extensions["intake.sessions"]) as session:
-            claimed = outbox_store.claim_due(session, now=now or _now(), lease=lease,
+        with session_scope(services(app).sessions) as session:
+            claimed = outbox_store.claim_due(session, now=now or utcnow(), lease=lease,
                                              limit=DISPATCH_BATCH if celery else 1)
         for work in claimed:
             if celery:
@@ -132,9 +93,9 @@ def dispatch(app: Flask, *, now: datetime | None = None) -> int:
 
 def run(app: Flask, row_id: int, *, now: datetime | None = None) -> str | None:
     """Run one handed-over row and settle it; its new state (None: nothing to do, a duplicate)."""
-    sessions = app.extensions["intake.sessions"]
+    sessions = services(app).sessions
     with session_scope(sessions) as session:
-        work = outbox_store.start(session, row_id, now=now or _now(), lease=_seconds(app, "LEASE"))
+        work = outbox_store.start(session, row_id, now=now or utcnow(), lease=_seconds(app, "LEASE"))
     if work is None:
         return None
     state, error, delay = "done", "", timedelta(0)
@@ -150,7 +111,7 @@ def run(app: Flask, row_id: int, *, now: datetime | None = None) -> str | None:
         state, error, delay = "pending", type(exc).__name__, backoff(app, work.attempts)
     if state == "pending" and work.attempts >= int(app.config["INTAKE_OUTBOX_MAX_ATTEMPTS"]):
         state, error = "dead", f"gave up after {work.attempts} attempts: {error}"
-    settled_at = now or _now()
+    settled_at = now or utcnow()
     with session_scope(sessions) as session:
         if state == "done":
             outbox_store.mark_done(session, work.id, now=settled_at)
@@ -174,8 +135,8 @@ def backoff(app: Flask, attempts: int, *, rng: random.Random | None = None) -> t
 
 def redrive(app: Flask, row_ids: list[int] | None) -> int:
     """Dead letters back to pending (all, or those of `row_ids`) and dispatched; how many."""
-    with session_scope(app.extensions["intake.sessions"]) as session:
-        count = outbox_store.redrive(session, row_ids, now=_now())
+    with session_scope(services(app).sessions) as session:
+        count = outbox_store.redrive(session, row_ids, now=utcnow())
     if count:
         kick(app)
     return count
@@ -250,5 +211,5 @@ class Poller:
 
 
 def poller_of(app: Flask) -> Poller:
-    poller: Poller = app.extensions["intake.outbox_poller"]
+    poller: Poller = services(app).outbox_poller
     return poller

@@ -38,22 +38,21 @@ from wtforms.validators import InputRequired, Length, Optional, Regexp
 from intake import audit
 from intake.auth import smart, staff
 from intake.core.audit_event import audit_event
+from intake.core.fhir_time import utcnow
 from intake.core.numbers import INT32_MAX, whole_number
 from intake.jobs import outbox
+from intake.services import services
 from intake.storage import accounts as account_store
 from intake.storage import audit_log as audit_store
 from intake.storage import fhir_store, outbox_store
 from intake.storage.models import ROLES, ApiClient
-from intake.web import auditing, readers, writer
+from intake.web import auditing
+from intake.web.context import readers, writer
 from intake.web.staff import role_required, sentence
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 PAGE_ROWS = 200
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class UserForm(FlaskForm):
@@ -96,7 +95,7 @@ def add_user() -> Any:
     try:
         with writer() as db:
             user = staff.add_user(db, username=form.username.data, display_name=form.display_name.data or "",
-                                     role=form.role.data, password=form.password.data, now=_now())
+                                     role=form.role.data, password=form.password.data, now=utcnow())
             auditing.record_change(db, "create", f"User/{user.username}", detail={"role": user.role})
     except staff.AccountError as exc:
         return _users_page(form, error=sentence(str(exc)), status=400)
@@ -104,10 +103,10 @@ def add_user() -> Any:
 
 
 CHANGES = {
-    "disable": lambda db, name, form: staff.set_disabled(db, name, True, now=_now()),
-    "enable": lambda db, name, form: staff.set_disabled(db, name, False, now=_now()),
+    "disable": lambda db, name, form: staff.set_disabled(db, name, True, now=utcnow()),
+    "enable": lambda db, name, form: staff.set_disabled(db, name, False, now=utcnow()),
     "reset-totp": lambda db, name, form: staff.clear_totp(db, name),
-    "reset-password": lambda db, name, form: staff.reset_password(db, name, form.password.data or "", now=_now()),
+    "reset-password": lambda db, name, form: staff.reset_password(db, name, form.password.data or "", now=utcnow()),
 }
 
 
@@ -153,7 +152,7 @@ def add_client() -> Any:
     try:
         with writer() as db:
             client = smart.register_client(
-                db, name=form.name.data, jwks_text=form.jwks.data, scopes=form.scopes.data, now=_now()
+                db, name=form.name.data, jwks_text=form.jwks.data, scopes=form.scopes.data, now=utcnow()
             )
             auditing.record_change(db, "create", f"ApiClient/{client.name}", detail={"scopes": client.scopes})
     except ValueError as exc:
@@ -167,7 +166,7 @@ def revoke_client(name: str) -> Any:
     if not FlaskForm().validate_on_submit():
         abort(400)
     with writer() as db:
-        if fhir_store.revoke_api_client(db, name, now=_now()):
+        if fhir_store.revoke_api_client(db, name, now=utcnow()):
             auditing.record_change(db, "delete", f"ApiClient/{name}")
     return redirect(url_for("admin.clients"))
 
@@ -269,7 +268,7 @@ def audit_export() -> Any:
     if not form.validate():
         return _audit_page(form, status=400)
     query = form.query()
-    factory = current_app.extensions["intake.readers"]  # the generator runs after the request context
+    factory = services().readers  # the generator runs after the request context
 
     def lines() -> Iterator[str]:
         with factory() as db:

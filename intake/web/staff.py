@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,8 +36,10 @@ from wtforms.validators import EqualTo, InputRequired, Length
 
 from intake import audit
 from intake.auth import staff
+from intake.core.fhir_time import utcnow
 from intake.storage.models import User
-from intake.web import auditing, limits, readers, writer
+from intake.web import auditing, limits
+from intake.web.context import readers, writer
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -77,12 +79,8 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["staff_user"] = lambda: current_user
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _load_user(token: str) -> StaffUser | None:
-    config, now = current_app.config, _now()
+    config, now = current_app.config, utcnow()
     with readers() as db:
         found = staff.live_session(db, token, now=now,
                                       idle=timedelta(minutes=config["INTAKE_STAFF_IDLE_MINUTES"]),
@@ -157,7 +155,7 @@ def _sign_in_browser(staff_user: StaffUser) -> None:
 
 def _finish_login(user_id: int, next_url: str | None) -> Any:
     """Open the server-side session (a new token: nothing from before sign-in carries over)."""
-    now = _now()
+    now = utcnow()
     with writer() as db:
         user = staff.store.get_user(db, user_id)
         if user is None or user.disabled_at is not None:
@@ -172,7 +170,7 @@ def _failed(username: str, reason: str | None = None) -> None:
     """Audit a failed or refused sign-in; `reason` says why when it is not a wrong password or code."""
     with writer() as db:
         audit.record(db, actor=audit.Actor("anonymous", username[:64]), action="login-failed", outcome="failure",
-                     now=_now(), source=_source(), detail={"reason": reason} if reason else None)
+                     now=utcnow(), source=_source(), detail={"reason": reason} if reason else None)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -224,7 +222,7 @@ def login_code() -> Any:
                 ok = (
                     user is not None
                     and user.disabled_at is None
-                    and staff.accept_totp(db, user, form.code.data, now=_now())
+                    and staff.accept_totp(db, user, form.code.data, now=utcnow())
                 )
                 name = user.username if user else ""
             if ok:
@@ -265,7 +263,7 @@ def logout() -> Any:
     except ValidationError:
         abort(400)
     if current_user.is_authenticated:
-        now = _now()
+        now = utcnow()
         with writer() as db:
             staff.end_session(db, current_user.account.session_hash, now=now)
             audit.record(
@@ -295,7 +293,7 @@ def two_step() -> Any:
     error = None
     if request.method == "POST":
         if form.validate_on_submit():
-            now = _now()
+            now = utcnow()
             with writer() as db:
                 user = staff.store.get_user(db, current_user.account.user_id)
                 ok = user is not None and staff.enable_totp(db, user, hashed, form.code.data, now=now)
@@ -359,7 +357,7 @@ def password() -> Any:
     username = current_user.username
     if _password_problems(form, current_user.account):
         return render_template("staff/password.html", form=form), 400
-    now = _now()
+    now = utcnow()
     try:
         with writer() as db:
             user = staff.reset_password(db, username, form.new_password.data, now=now)

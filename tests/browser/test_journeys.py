@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from intake.services import services
 from tests.browser.support import (
     CONTINUE,
     PHONE,
@@ -74,7 +75,7 @@ def _catalog_messages() -> set[str]:
 def _validated_in_english_pages(app: Any) -> set[str]:
     """Paths of pages holding a group of an instrument validated in other languages than Spanish."""
     paths = set()
-    for form in app.extensions["intake.catalog"].by_key.values():
+    for form in services(app).catalog.by_key.values():
         for page in form.pages:
             for item in page.walk():
                 for ext in (item.raw.get("extension") or []) if item.type == "group" else []:

@@ -34,6 +34,7 @@ from sqlalchemy import func, select, text
 
 from intake import audit, close_app, create_app, workflow
 from intake.jobs import outbox
+from intake.services import services
 from intake.storage.db import session_scope
 from intake.storage.models import (
     AuditRecord,
@@ -109,9 +110,9 @@ class Invite:
 def invite_many(app: Flask, count: int, form_key: str = FORM_KEY) -> list[Invite]:
     """`count` patients, each with an intake of `form_key` alone, in a few transactions."""
     invites: list[Invite] = []
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     while len(invites) < count:
-        with session_scope(app.extensions["intake.sessions"]) as session:
+        with session_scope(services(app).sessions) as session:
             for n in range(len(invites), min(count, len(invites) + INVITE_BATCH)):
                 intake, token = workflow.invite(
                     session, catalog, name=f"Durable Patient {n}", birth_date=date(1970, 1, 1),
@@ -122,7 +123,7 @@ def invite_many(app: Flask, count: int, form_key: str = FORM_KEY) -> list[Invite
 
 def page_answers(app: Flask, form_key: str = FORM_KEY) -> dict[str, dict[str, Any]]:
     """Valid answers for every page of the form, by page path (tests/web/flow.py's choices)."""
-    form = app.extensions["intake.catalog"].by_key[form_key]
+    form = services(app).catalog.by_key[form_key]
     paths = [f"/intake/{form_key}/{page.key}" for page in form.pages]
     return {path: page_data(app, path) for path in paths}
 
@@ -367,7 +368,7 @@ def check_database(app: Flask, run: Run) -> list[str]:
     problems: list[str] = []
     ids = [o.intake_id for o in run.outcomes]
     acknowledged = {o.intake_id for o in run.acknowledged}
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         status = dict(session.execute(select(Intake.id, Intake.status).where(Intake.id.in_(ids))).all())
         completed_at = dict(session.execute(select(Intake.id, Intake.completed_at).where(Intake.id.in_(ids))).all())
         responses: dict[str, Counter[str]] = {i: Counter() for i in ids}
@@ -414,8 +415,12 @@ def check_database(app: Flask, run: Run) -> list[str]:
             if renders[intake_id] != 1:
                 problems.append(f"{where}: {renders[intake_id]} PDF outbox rows, expected 1")
             # Every intake got the same answers, so the same records: a duplicate shows as a different shape.
-            kinds = sorted((k, v) for k, v in resources[intake_id].items() if k != "DocumentReference")
-            shape[(*kinds, ("flags", flags[intake_id]))] += 1
+            shape[
+                (
+                    *tuple(sorted((k, v) for k, v in resources[intake_id].items() if k != "DocumentReference")),
+                    ("flags", flags[intake_id]),
+                )
+            ] += 1
         else:
             if (responses[intake_id]["completed"] or intake_id in scored or resources[intake_id]
                     or submitted[intake_id] or renders[intake_id]):
@@ -427,7 +432,7 @@ def check_database(app: Flask, run: Run) -> list[str]:
 
 def check_sqlite_integrity(app: Flask) -> list[str]:
     """SQLite's own checks of the file: pages and indexes, and foreign keys."""
-    engine = app.extensions["intake.engine"]
+    engine = services(app).engine
     if engine.dialect.name != "sqlite":
         return []
     with engine.connect() as connection:
@@ -438,5 +443,5 @@ def check_sqlite_integrity(app: Flask) -> list[str]:
 
 
 def count_intakes(app: Flask) -> int:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return session.scalar(select(func.count()).select_from(Intake)) or 0

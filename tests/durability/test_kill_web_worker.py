@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from intake.services import services
 from tests.durability import (
     bad_log_lines,
     check_database,
@@ -74,7 +75,7 @@ def test_kill_web_worker(database_url: str, tmp_path: Path, cycles: int) -> None
             "\n"
             + run.figures(
                 f"kill -9 a web worker x{len(killed)} "
-                f"({app.extensions['intake.engine'].dialect.name}, {CLIENTS} clients, {WORKERS} workers)"
+                f"({services(app).engine.dialect.name}, {CLIENTS} clients, {WORKERS} workers)"
             )
             + f", server stop {server.stop_seconds:.1f} s"
         )

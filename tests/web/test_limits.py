@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from intake.services import services
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import page_data
 from tests.web.test_fhir_api import Api, api, api_app, new_token  # noqa: F401  (fixtures)
@@ -95,7 +96,7 @@ def test_json_nested_deeper_than_64_levels_is_400(api: Api, kind: str) -> None: 
 
 
 def test_check_boxes_sent_more_often_than_there_are_boxes_are_refused(app: Flask, opened: FlaskClient) -> None:
-    form = app.extensions["intake.catalog"].by_key["autoimmune"]
+    form = services(app).catalog.by_key["autoimmune"]
     boxes = next(i for i in form.walk() if i.repeats and i.options)
     field = "q-" + boxes.link_id
     data, token = _page(opened, app, FAMILY)

@@ -20,9 +20,11 @@ from sqlalchemy import select
 
 from intake import close_app, create_app
 from intake.auth import smart
+from intake.core.fhir_time import utcnow
+from intake.services import services
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
-from intake.storage.models import AuditRecord, utcnow
+from intake.storage.models import AuditRecord
 from intake.web.auditing import flush
 from tests.smart_client import SmartClient, token_endpoint
 from tests.web.conftest import csrf, error_summary
@@ -402,7 +404,7 @@ def test_finding_8_client_names_that_could_pass_for_another_kind_are_refused(api
     for name in ("user:clin", "client:ehr", "ehr:prod", "User", " client ", "Intake/x", "user"):
         with (
             pytest.raises(ValueError, match="mistaken") as refused,
-            session_scope(api_app.extensions["intake.sessions"]) as session,
+            session_scope(services(api_app).sessions) as session,
         ):
             smart.register_client(session, name=name, jwks_text=jwks, scopes="system/*.read", now=utcnow())
         assert "\n" not in str(refused.value)
@@ -411,7 +413,7 @@ def test_finding_8_client_names_that_could_pass_for_another_kind_are_refused(api
     posted = admin.post("/admin/clients", data={"name": "user:clin", "jwks": jwks, "scopes": "system/*.read",
                                                 "csrf_token": csrf(page)})
     assert posted.status_code == 400 and "mistaken" in posted.text and error_summary(posted.text) is not None
-    with session_scope(api_app.extensions["intake.sessions"]) as session:
+    with session_scope(services(api_app).sessions) as session:
         assert fhir_store.active_api_client(session, "user:clin") is None
 
 
@@ -423,12 +425,12 @@ def test_finding_8_client_requests_are_audited_as_a_client(api_app: Flask, aud: 
     assert jwt.decode(token, options={"verify_signature": False})["kind"] == "client"
     assert Api(api_app.test_client(), token).get("/fhir/Patient").status_code == 200
     flush(api_app)
-    with api_app.extensions["intake.sessions"]() as session:
+    with services(api_app).sessions() as session:
         last = session.scalars(select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(1)).one()
         assert (last.actor_kind, last.actor, last.action) == ("client", "clin", "search")
     # A client registered under such a name before names were checked gets no token.
     legacy = SmartClient("user:clin", "ES384")
-    with session_scope(api_app.extensions["intake.sessions"]) as session:
+    with session_scope(services(api_app).sessions) as session:
         fhir_store.add_api_client(session, name="user:clin", jwks=json.dumps(legacy.jwks), scopes="system/*.read",
                                   now=utcnow())
     refused = post_token(api_app, legacy.token_form(aud))
