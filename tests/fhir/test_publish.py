@@ -60,7 +60,8 @@ def first_answer(item: Item) -> list[dict[str, Any]]:
     low = next(iter(item.min_value.values()), 1) if item.min_value else 1
     by_type: dict[str, list[dict[str, Any]]] = {
         "boolean": [{"valueBoolean": False}], "integer": [{"valueInteger": low}], "decimal": [{"valueDecimal": low}],
-        "quantity": [{"valueQuantity": {"value": low, **(item.unit_options[0] if item.unit_options else {})}}],
+        "quantity": [{"valueQuantity": {"value": low, **{k: v for k, v in (item.unit_options or ({},))[0].items()
+                                                         if k in ("system", "code")}}}],
         "date": [{"valueDate": "2020-01"}], "dateTime": [{"valueDateTime": "2024-01-01T10:00:00Z"}],
     }
     return by_type.get(item.type, [{"valueString": "fine"}])

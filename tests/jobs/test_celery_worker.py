@@ -22,9 +22,9 @@ from intake.services import services
 from intake.storage import fhir_store, outbox_store
 from intake.storage.db import session_scope
 from intake.storage.models import DocumentRecord
+from tests.fhir.test_ehr_push import submit_short_intake
 from tests.support.celery_processes import REDIS_URL, CeleryProcesses, flush_broker, redis_available
 from tests.support.fhir_receiver import FhirReceiver
-from tests.test_ehr_push import submit_short_intake
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason=f"needs Redis at {REDIS_URL} (INTAKE_TEST_REDIS_URL)")
 
