@@ -24,7 +24,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from intake import close_app, create_app, workflow
 from intake.storage.db import session_scope
-from tests.browser.axe import summary_text, write_report
+from tests.browser.axe import write_report
 from tests.browser.support import (
     AXE_JS,
     AXE_RESULTS,
@@ -156,10 +156,8 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
         context.close()
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Write the axe report (build/test-output/axe-report.json, axe-summary.txt) and print it."""
-    if not AXE_RESULTS:
-        return
-    write_report(AXE_RESULTS)
-    terminalreporter.section("axe-core accessibility summary")
-    terminalreporter.write(summary_text(AXE_RESULTS))
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write the axe report (build/test-output/axe-report.json, axe-summary.txt); tests/conftest.py
+    prints the summary at the end of the run (from the xdist worker that ran these, too)."""
+    if AXE_RESULTS:
+        write_report(AXE_RESULTS)
