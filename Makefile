@@ -53,7 +53,7 @@ run-prod: $(STAMP) $(CATALOGS)
 ## The test suite (SQLite; set INTAKE_TEST_DATABASE_URL to run it on PostgreSQL), on one
 ## pytest-xdist worker per CPU (TEST_WORKERS=0 runs it in this process).
 TEST_WORKERS ?= auto
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 test: $(STAMP) $(CATALOGS) $(AXE)
 	$(PYTEST)
 

@@ -200,22 +200,7 @@ def _real_pdf_when_marked(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
         monkeypatch.setattr(documents, "_pdf_of", _REAL_PDF_OF)
 
 
-# Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) each group runs in one worker:
-# the browser tests share one Chromium and write one axe report; the Celery and production tests
-# share the test Redis database (tests/support/celery_processes.py) and flush it.
-XDIST_GROUPS = {
-    "tests/browser/": "browser",
-    "tests/test_celery_worker.py": "redis",
-    "tests/test_production.py": "redis",
-}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        where = item.path.relative_to(config.rootpath).as_posix()
-        for prefix, group in XDIST_GROUPS.items():
-            if where.startswith(prefix):
-                item.add_marker(pytest.mark.xdist_group(group))
+_STARTED = pytest.StashKey[float]()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -223,16 +208,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """Print the axe summary the browser tests wrote in this run (tests/browser/conftest.py), in
-    this process or in an xdist worker."""
-    summary = AXE_SUMMARY
-    if summary.exists() and summary.stat().st_mtime >= config.stash.get(_STARTED, time.time()):
+    """Print the axe summary of the browser tests (tests/browser/conftest.py writes the report).
+    Under pytest-xdist the controller joins the workers' shares into build/test-output first."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from tests.browser.axe import join_parts, summary_text, write_report
+    from tests.browser.support import AXE_RESULTS
+
+    if getattr(config.option, "numprocesses", None):  # the xdist controller
+        results = join_parts(config.stash.get(_STARTED, time.time()))
+        if results:
+            write_report(results)
+    else:
+        results = AXE_RESULTS
+    if results:
         terminalreporter.section("axe-core accessibility summary")
-        terminalreporter.write(summary.read_text(encoding="utf-8"))
-
-
-_STARTED = pytest.StashKey[float]()
-AXE_SUMMARY = Path(__file__).resolve().parents[1] / "build" / "test-output" / "axe-summary.txt"
+        terminalreporter.write(summary_text(results))
 
 
 class Receiver(BaseHTTPRequestHandler):

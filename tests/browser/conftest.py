@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -24,7 +25,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from intake import close_app, create_app, workflow
 from intake.storage.db import session_scope
-from tests.browser.axe import write_report
+from tests.browser.axe import write_part, write_report
 from tests.browser.support import (
     AXE_JS,
     AXE_RESULTS,
@@ -34,6 +35,9 @@ from tests.browser.support import (
     PROJECT_ROOT,
     SCREENSHOTS,
 )
+
+
+_LOADED = time.time()
 
 
 def _missing() -> str | None:
@@ -64,7 +68,8 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     for old in SCREENSHOTS.glob("*.png"):  # the folder shows this run's pages only
-        old.unlink()
+        if old.stat().st_mtime < _LOADED:  # (not those another xdist worker has just taken)
+            old.unlink(missing_ok=True)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
@@ -157,7 +162,12 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Write the axe report (build/test-output/axe-report.json, axe-summary.txt); tests/conftest.py
-    prints the summary at the end of the run (from the xdist worker that ran these, too)."""
-    if AXE_RESULTS:
+    """Write the axe report (build/test-output/axe-report.json, axe-summary.txt). An xdist worker
+    writes its share (axe-part-<worker>.json) for tests/conftest.py to join and print."""
+    if not AXE_RESULTS:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        write_part(AXE_RESULTS, worker)
+    else:
         write_report(AXE_RESULTS)
