@@ -74,8 +74,7 @@ def _calculated_answer(item: Item, result: list[Any]) -> list[dict[str, Any]]:
     return []
 
 
-COMPUTE_MEMO_SIZE = 1024
-_COMPUTE_MEMO: OrderedDict[tuple[int, bytes], tuple[Form, Answers, frozenset[str]]] = OrderedDict()
+COMPUTE_MEMO_SIZE = 1024  # answer sets remembered per form (`Form.memo`)
 
 
 def compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:
@@ -83,26 +82,26 @@ def compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:
 
     One page save needs this for the same answers several times (page enablement, validation,
     building the response, the next page's order), and each pass may run FHIRPath, so results
-    are memoised per form object on the answers' exact content (their pickle: equal bytes mean
-    equal answers; unequal orderings only miss; the entry holds the form, so its id is not
-    reused while cached). The returned dict and set are fresh; the answer
-    lists inside are shared and must not be mutated.
+    are memoised on the form object (`Form.memo`) by the answers' exact content (their pickle:
+    equal bytes mean equal answers; unequal orderings only miss). The returned dict and set are
+    fresh; the answer lists inside are shared and must not be mutated.
     """
     try:
-        key = (id(form), pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL))
+        key = pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError):
         kept, enabled = _compute(form, answers)
         return kept, enabled
-    hit = _COMPUTE_MEMO.get(key)
-    if hit is None or hit[0] is not form:
+    memo: OrderedDict[bytes, tuple[Answers, frozenset[str]]] = form.memo.setdefault("compute", OrderedDict())
+    hit = memo.get(key)
+    if hit is None:
         kept, enabled = _compute(form, answers)
-        hit = (form, kept, frozenset(enabled))
-        _COMPUTE_MEMO[key] = hit
-        if len(_COMPUTE_MEMO) > COMPUTE_MEMO_SIZE:
-            _COMPUTE_MEMO.popitem(last=False)
+        hit = (kept, frozenset(enabled))
+        memo[key] = hit
+        if len(memo) > COMPUTE_MEMO_SIZE:
+            memo.popitem(last=False)
     else:
-        _COMPUTE_MEMO.move_to_end(key)
-    return dict(hit[1]), set(hit[2])
+        memo.move_to_end(key)
+    return dict(hit[0]), set(hit[1])
 
 
 def _compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:

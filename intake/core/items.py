@@ -94,6 +94,11 @@ class Form:
     calculations_independent: bool = True
     weighted_options: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
     weights: dict[str, dict[tuple[Any, Any], Any]] = field(default_factory=dict, repr=False)
+    # What is derived from this form alone (its constraints, enablement per answers, a page's
+    # form class), kept on it so it lives and dies with the catalog that holds the form. Not a
+    # process global keyed by id(form) or url|version: two apps may load different content
+    # under the same url|version, and an id is reused once its object is gone.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def canonical(self) -> str:

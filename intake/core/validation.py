@@ -19,7 +19,6 @@ Besides the item rules, two standard extensions refuse impossible answers:
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -256,23 +255,18 @@ def read_constraint(extension: dict[str, Any], context: str | None) -> Constrain
     )
 
 
-_CONSTRAINTS: OrderedDict[int, tuple[Form, tuple[Constraint, ...]]] = OrderedDict()
-
-
 def constraints(form: Form) -> tuple[Constraint, ...]:
     """The form's constraints, the Questionnaire's first, then the groups' in document order
-    (read once per form object)."""
-    hit = _CONSTRAINTS.get(id(form))
-    if hit is not None and hit[0] is form:
-        return hit[1]
+    (read once per form object, kept on it)."""
+    hit: tuple[Constraint, ...] | None = form.memo.get("constraints")
+    if hit is not None:
+        return hit
     found = [read_constraint(e, None) for e in ext.find(form.resource, ext.CONSTRAINT)]
     for item in form.walk():
         if item.type == "group":
             found += [read_constraint(e, item.link_id) for e in ext.find(item.raw, ext.CONSTRAINT)]
     result = tuple(c for c in found if c is not None)
-    _CONSTRAINTS[id(form)] = (form, result)
-    if len(_CONSTRAINTS) > 256:
-        _CONSTRAINTS.popitem(last=False)
+    form.memo["constraints"] = result
     return result
 
 
