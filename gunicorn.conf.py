@@ -3,7 +3,7 @@
 Environment: INTAKE_BIND (default 127.0.0.1:8000; also `unix:PATH` or `fd://N`, several comma-
 separated), INTAKE_WEB_WORKERS (default 2 x cores + 1, at most 12), INTAKE_WEB_MAX_REQUESTS (2000),
 INTAKE_LOG_LEVEL (info), INTAKE_CONTROL_SOCKET (off), plus everything the app reads
-(DATABASE_URL, INTAKE_SECRET_KEY, ...; see README "Configuration").
+(DATABASE_URL, INTAKE_SECRET_KEY, ...; see docs/configuration.md).
 
 Sync workers are meant to sit behind a reverse proxy (nginx, a cloud load balancer) that buffers
 slow clients; facing the internet directly, a few slow connections could hold every worker.

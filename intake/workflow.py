@@ -34,8 +34,8 @@ from intake.core.validation import Issue, has_errors, validate
 from intake.errors import IntakeError
 from intake.fhir import publish as fhir_resources  # `publish` below is this module's own step
 from intake.jobs import outbox
-from intake.storage import intakes, invites, notifications, outbox_store, patients, scores
 from intake.storage import flags as flag_store
+from intake.storage import intakes, invites, notifications, outbox_store, patients, scores
 from intake.storage import responses as response_store
 from intake.storage.intakes import IntakeView
 from intake.storage.models import FlagRecord, Intake

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import runpy
+import subprocess
 import sys
 import threading
 import time
@@ -324,3 +325,15 @@ def test_finding_5_the_poller_setting_is_checked_and_off_for_tests(app: Flask) -
     app.config["INTAKE_OUTBOX_POLLER"] = "sometimes"
     with pytest.raises(ValueError, match="INTAKE_OUTBOX_POLLER"):
         background.start(app)
+
+
+def test_handlers_and_the_celery_tasks_do_not_import_the_outbox() -> None:
+    """No cycle between the runner, the outbox and what it runs: `Retry`/`Permanent` come from
+    intake/jobs/errors.py, and the Celery dispatch task runs the registered job, so loading the
+    handlers and the tasks loads no outbox."""
+    code = ("import sys, intake.notify, intake.fhir.ehr_push, intake.jobs.celery, intake.jobs.errors; "
+            "print('intake.jobs.outbox' in sys.modules, 'intake.jobs.errors' in sys.modules)")
+    found = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert found.stdout.split() == ["False", "True"]
+    errors_module = (ROOT / "intake" / "jobs" / "errors.py").read_text()
+    assert "import intake" not in errors_module and "from intake" not in errors_module  # a leaf: no cycle through it

@@ -24,8 +24,8 @@ from intake.core.enablement import Answers
 from intake.core.items import Form
 from intake.jobs import outbox
 from intake.services import services
-from intake.storage import intakes, invites, responses
 from intake.storage import flags as flag_store
+from intake.storage import intakes, invites, responses
 from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord, InviteToken, OutboxRecord
 

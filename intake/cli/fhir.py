@@ -138,7 +138,8 @@ def export_command(intake_id: str | None, everything: bool, since: str | None, o
             since_at = bulk_export.since_of(since)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        counts = bulk_export.write_ndjson(app, output, types=list(bulk_export.SYSTEM_TYPES), since=since_at)  # type: ignore[arg-type]
+        counts = bulk_export.write_ndjson(app, output, types=list(bulk_export.SYSTEM_TYPES),
+                                          since=since_at) or {}  # None only when cancelled: never here
         with session_scope(services(app).sessions) as session:
             audit.record_cli(session, "export", detail={"scope": "system", "since": since or "", "output": str(output)[:200]})
         click.echo(", ".join(f"{t}: {n}" for t, n in counts.items() if n) or "nothing to export")

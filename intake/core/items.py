@@ -11,6 +11,7 @@ from typing import Any
 
 from intake.core import extensions as ext
 from intake.core.fhirpath import weight_table
+from intake.core.item_types import is_question
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class Item:
 
     @property
     def is_question(self) -> bool:
-        return self.type not in ("group", "display")
+        """Takes answers: not a group or a display (item_types)."""
+        return is_question(self.type)
 
     def walk(self) -> list[Item]:
         """This item and all its descendants in document order."""

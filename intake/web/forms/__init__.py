@@ -28,6 +28,7 @@ from flask_babel import gettext as _
 from wtforms import Field, Form, StringField, TextAreaField
 from wtforms.validators import StopValidation, ValidationError
 
+from intake.core import item_types
 from intake.core.answers import compute, nest
 from intake.core.display import display_answer
 from intake.core.display import plain_number as _plain_number
@@ -240,7 +241,7 @@ def field_name(link_id: str) -> str:
 
 
 def _message_for(item: Item) -> str:
-    if item.type in ("choice", "open-choice", "boolean"):
+    if item_types.row(item.type).picks:
         return _("Select an answer") if not item.repeats else _("Select at least one answer")
     return _("Enter an answer")
 
@@ -408,25 +409,66 @@ def _unit_choices(item: Item) -> list[tuple[str, str]]:
     return [(str(u.get("code")), str(u.get("display") or u.get("code"))) for u in item.unit_options]
 
 
-def _unbound_field(item: Item) -> Any:
-    """The strategy table, item type -> field; every field starts with the enablement gate."""
-    gate = RequiredWhenEnabled(item)
-    kind = item.type
-    if kind == "boolean":
-        return ChoiceInput(item.text, choices=TRUE_FALSE, validators=[gate])
-    if kind in ("choice", "open-choice"):
-        if item.repeats:
-            return MultiChoiceInput(item.text, choices=_choices(item), validators=[gate])
-        return ChoiceInput(item.text, choices=_choices(item), validators=[gate])
-    if kind in ("integer", "decimal", "quantity"):
-        return TextInput(item.text, validators=[gate, _check_number(item)])
-    if kind == "date":
-        return TextInput(item.text, validators=[gate, _check_date(item)])
-    if kind == "dateTime":
-        return TextInput(item.text, validators=[gate, _check_datetime(item)])
-    if kind == "text":
-        return LongText(item.text, validators=[gate, _check_text(item)])
-    return TextInput(item.text, validators=[gate, _check_text(item)])
+# A field builder gives the item's fields as (name suffix, unbound field): "" for the answer
+# itself, "-other" for an open-choice's typed answer, "-unit" for a quantity's unit.
+FieldBuilder = Callable[[Item, RequiredWhenEnabled], list[tuple[str, Any]]]
+
+
+def _yes_no_field(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]]:
+    return [("", ChoiceInput(item.text, choices=TRUE_FALSE, validators=[gate]))]
+
+
+def _choice_field(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]]:
+    if item.repeats:
+        return [("", MultiChoiceInput(item.text, choices=_choices(item), validators=[gate]))]
+    return [("", ChoiceInput(item.text, choices=_choices(item), validators=[gate]))]
+
+
+def _open_choice_fields(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]]:
+    return [*_choice_field(item, gate), ("-other", TextInput("Other", validators=[_check_text(item)]))]
+
+
+def _number_field(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]]:
+    return [("", TextInput(item.text, validators=[gate, _check_number(item)]))]
+
+
+def _quantity_fields(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]]:
+    fields = _number_field(item, gate)
+    if len(item.unit_options) > 1:
+        fields.append(("-unit", ChoiceInput("Unit", choices=_unit_choices(item))))
+    return fields
+
+
+def _date_field(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]]:
+    return [("", TextInput(item.text, validators=[gate, _check_date(item)]))]
+
+
+def _date_time_field(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]]:
+    return [("", TextInput(item.text, validators=[gate, _check_datetime(item)]))]
+
+
+def _string_field(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]]:
+    return [("", TextInput(item.text, validators=[gate, _check_text(item)]))]
+
+
+def _long_text_field(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]]:
+    return [("", LongText(item.text, validators=[gate, _check_text(item)]))]
+
+
+# The strategy table, item type -> fields; every answer field starts with the enablement gate.
+# Keyed by item_types.QUESTIONS (tests/core/test_item_types.py).
+FIELD_BUILDERS: dict[str, FieldBuilder] = {
+    "boolean": _yes_no_field,
+    "decimal": _number_field,
+    "integer": _number_field,
+    "date": _date_field,
+    "dateTime": _date_time_field,
+    "string": _string_field,
+    "text": _long_text_field,
+    "choice": _choice_field,
+    "open-choice": _open_choice_fields,
+    "quantity": _quantity_fields,
+}
 
 
 def page_form_class(qform: QForm, page: Page) -> type[PageForm]:
@@ -444,14 +486,13 @@ def page_form_class(qform: QForm, page: Page) -> type[PageForm]:
         if not item.is_question or item.read_only or item.hidden:
             continue
         name = field_name(item.link_id)
-        attrs[name] = _unbound_field(item)
         items[name] = item
-        if item.type == "open-choice":
-            others[name] = name + "-other"
-            attrs[name + "-other"] = TextInput("Other", validators=[_check_text(item)])
-        if item.type == "quantity" and len(item.unit_options) > 1:
-            units[name] = name + "-unit"
-            attrs[name + "-unit"] = ChoiceInput("Unit", choices=_unit_choices(item))
+        for suffix, unbound in FIELD_BUILDERS[item.type](item, RequiredWhenEnabled(item)):
+            attrs[name + suffix] = unbound
+            if suffix == "-other":
+                others[name] = name + suffix
+            elif suffix == "-unit":
+                units[name] = name + suffix
     attrs["field_items"] = items
     attrs["other_fields"] = others
     attrs["unit_fields"] = units
@@ -527,37 +568,77 @@ def page_answers(form: PageForm) -> Answers:
     return out
 
 
-def _to_answers(item: Item, form: PageForm, name: str, data: Any) -> list[dict[str, Any]]:
-    kind = item.type
-    if kind == "boolean":
-        return [{"valueBoolean": data == "true"}] if data in ("true", "false") else []
-    if kind in ("choice", "open-choice"):
-        keys = data if isinstance(data, list) else ([data] if data else [])
-        answers = [_option_answer(o) for o in (_find_option(item, k) for k in keys) if o]
-        if kind == "open-choice" and name in form.other_fields:
-            other = form[form.other_fields[name]].data
-            if other:
-                answers = answers if item.repeats else []
-                answers.append({"valueString": other})
-        return answers
+ToAnswers = Callable[[Item, PageForm, str, Any], list[dict[str, Any]]]
+
+
+def _boolean_answers(item: Item, form: PageForm, name: str, data: Any) -> list[dict[str, Any]]:
+    return [{"valueBoolean": data == "true"}] if data in ("true", "false") else []
+
+
+def _choice_answers(item: Item, form: PageForm, name: str, data: Any) -> list[dict[str, Any]]:
+    keys = data if isinstance(data, list) else ([data] if data else [])
+    return [_option_answer(o) for o in (_find_option(item, k) for k in keys) if o]
+
+
+def _open_choice_answers(item: Item, form: PageForm, name: str, data: Any) -> list[dict[str, Any]]:
+    answers = _choice_answers(item, form, name, data)
+    if name in form.other_fields:
+        other = form[form.other_fields[name]].data
+        if other:
+            answers = answers if item.repeats else []
+            answers.append({"valueString": other})
+    return answers
+
+
+def _number_answers(item: Item, form: PageForm, name: str, data: Any) -> list[dict[str, Any]]:
     if not data:
         return []
-    if kind in ("integer", "decimal"):
-        value = _number_value(item, data)
-        return [{"valueInteger" if kind == "integer" else "valueDecimal": value}]
-    if kind == "quantity":
-        quantity: dict[str, Any] = {"value": float(Decimal(data.replace(",", ".")))}
-        unit = _unit(item, form, name)
-        if unit:
-            quantity.update({k: unit[k] for k in ("system", "code") if unit.get(k)})
-            quantity["unit"] = unit.get("display") or unit.get("code")
-        return [{"valueQuantity": quantity}]
-    if kind == "date":
-        return [{"valueDate": data}]
-    if kind == "dateTime":
-        value = data if len(data) > 16 else data + ":00"
-        return [{"valueDateTime": value + "Z"}]
-    return [{"valueString": data}]
+    return [{item_types.row(item.type).value_key or "valueDecimal": _number_value(item, data)}]
+
+
+def _quantity_answers(item: Item, form: PageForm, name: str, data: Any) -> list[dict[str, Any]]:
+    if not data:
+        return []
+    quantity: dict[str, Any] = {"value": float(Decimal(data.replace(",", ".")))}
+    unit = _unit(item, form, name)
+    if unit:
+        quantity.update({k: unit[k] for k in ("system", "code") if unit.get(k)})
+        quantity["unit"] = unit.get("display") or unit.get("code")
+    return [{"valueQuantity": quantity}]
+
+
+def _date_answers(item: Item, form: PageForm, name: str, data: Any) -> list[dict[str, Any]]:
+    return [{"valueDate": data}] if data else []
+
+
+def _date_time_answers(item: Item, form: PageForm, name: str, data: Any) -> list[dict[str, Any]]:
+    if not data:
+        return []
+    value = data if len(data) > 16 else data + ":00"
+    return [{"valueDateTime": value + "Z"}]
+
+
+def _string_answers(item: Item, form: PageForm, name: str, data: Any) -> list[dict[str, Any]]:
+    return [{"valueString": data}] if data else []
+
+
+# Item type -> the FHIR answers of its posted field data. Keyed by item_types.QUESTIONS.
+TO_ANSWERS: dict[str, ToAnswers] = {
+    "boolean": _boolean_answers,
+    "decimal": _number_answers,
+    "integer": _number_answers,
+    "date": _date_answers,
+    "dateTime": _date_time_answers,
+    "string": _string_answers,
+    "text": _string_answers,
+    "choice": _choice_answers,
+    "open-choice": _open_choice_answers,
+    "quantity": _quantity_answers,
+}
+
+
+def _to_answers(item: Item, form: PageForm, name: str, data: Any) -> list[dict[str, Any]]:
+    return TO_ANSWERS[item.type](item, form, name, data)
 
 
 def form_data(form_cls: type[PageForm], answers: Answers, *, use_initial: bool) -> dict[str, Any]:
@@ -575,36 +656,68 @@ def form_data(form_cls: type[PageForm], answers: Answers, *, use_initial: bool) 
     return data
 
 
-def _from_answers(form_cls: type[PageForm], item: Item, name: str, values: list[dict[str, Any]]) -> dict[str, Any]:
+FromAnswers = Callable[[type[PageForm], Item, str, list[dict[str, Any]]], dict[str, Any]]
+
+
+def _boolean_data(form_cls: type[PageForm], item: Item, name: str, values: list[dict[str, Any]]) -> dict[str, Any]:
+    return {name: "true" if values[0].get("valueBoolean") else "false"}
+
+
+def _choice_data(form_cls: type[PageForm], item: Item, name: str, values: list[dict[str, Any]]) -> dict[str, Any]:
+    keys, other = [], None
+    free_text = item_types.row(item.type).free_text
+    for value in values:
+        if "valueString" in value and free_text and not _find_option(item, value["valueString"]):
+            other = value["valueString"]
+        else:
+            keys.append(option_key(value))
+    out: dict[str, Any] = {name: keys if item.repeats else (keys[0] if keys else None)}
+    if other and name in form_cls.other_fields:
+        out[form_cls.other_fields[name]] = other
+    return out
+
+
+def _quantity_data(form_cls: type[PageForm], item: Item, name: str, values: list[dict[str, Any]]) -> dict[str, Any]:
+    quantity = values[0].get("valueQuantity") or {}
+    out = {name: _plain_number(quantity.get("value"))}
+    if name in form_cls.unit_fields:
+        out[form_cls.unit_fields[name]] = quantity.get("code")
+    return out
+
+
+def _number_data(form_cls: type[PageForm], item: Item, name: str, values: list[dict[str, Any]]) -> dict[str, Any]:
     first = values[0]
-    kind = item.type
-    if kind == "boolean":
-        return {name: "true" if first.get("valueBoolean") else "false"}
-    if kind in ("choice", "open-choice"):
-        keys, other = [], None
-        for value in values:
-            if "valueString" in value and kind == "open-choice" and not _find_option(item, value["valueString"]):
-                other = value["valueString"]
-            else:
-                keys.append(option_key(value))
-        out: dict[str, Any] = {name: keys if item.repeats else (keys[0] if keys else None)}
-        if other and name in form_cls.other_fields:
-            out[form_cls.other_fields[name]] = other
-        return out
-    if kind == "quantity":
-        quantity = first.get("valueQuantity") or {}
-        out = {name: _plain_number(quantity.get("value"))}
-        if name in form_cls.unit_fields:
-            out[form_cls.unit_fields[name]] = quantity.get("code")
-        return out
-    if kind in ("integer", "decimal"):
-        return {name: _plain_number(first.get("valueInteger", first.get("valueDecimal")))}
-    if kind == "dateTime":
-        return {name: str(first.get("valueDateTime", ""))[:16]}
-    for key, value in first.items():
+    return {name: _plain_number(first.get("valueInteger", first.get("valueDecimal")))}
+
+
+def _date_time_data(form_cls: type[PageForm], item: Item, name: str, values: list[dict[str, Any]]) -> dict[str, Any]:
+    return {name: str(values[0].get("valueDateTime", ""))[:16]}
+
+
+def _value_data(form_cls: type[PageForm], item: Item, name: str, values: list[dict[str, Any]]) -> dict[str, Any]:
+    for key, value in values[0].items():
         if key.startswith("value"):
             return {name: str(value)}
     return {}
+
+
+# Item type -> field data showing its stored answers again. Keyed by item_types.QUESTIONS.
+FROM_ANSWERS: dict[str, FromAnswers] = {
+    "boolean": _boolean_data,
+    "decimal": _number_data,
+    "integer": _number_data,
+    "date": _value_data,
+    "dateTime": _date_time_data,
+    "string": _value_data,
+    "text": _value_data,
+    "choice": _choice_data,
+    "open-choice": _choice_data,
+    "quantity": _quantity_data,
+}
+
+
+def _from_answers(form_cls: type[PageForm], item: Item, name: str, values: list[dict[str, Any]]) -> dict[str, Any]:
+    return FROM_ANSWERS[item.type](form_cls, item, name, values)
 
 
 @dataclass
@@ -622,10 +735,31 @@ class Node:
     choices: list[tuple[str, str]] = dc_field(default_factory=list)
     unit_choices: list[tuple[str, str]] = dc_field(default_factory=list)
 
+    @property
+    def kind(self) -> item_types.ItemType | None:
+        """The item type's row: which widget the template draws (item_types)."""
+        return item_types.item_type(self.item.type)
+
+    @property
+    def option_group(self) -> bool:
+        return is_option_group(self.item)
+
+    @property
+    def input_type(self) -> str:
+        """The `<input>` type; a date typed to an entryFormat (a year, a month) is a text box."""
+        kind = self.kind.input_type if self.kind else "text"
+        return "text" if kind == "date" and self.item.entry_format else kind
+
+    @property
+    def placeholder(self) -> str | None:
+        """The entryFormat shown in a date's text box (`YYYY`, `YYYY-MM`)."""
+        typed_date = self.kind is not None and self.kind.input_type == "date"
+        return self.item.entry_format if typed_date and self.item.entry_format else None
+
 
 def is_option_group(item: Item) -> bool:
     """Shown as radio buttons or check boxes (a fieldset), rather than one input or a drop-down."""
-    return item.type in ("boolean", "choice", "open-choice") and item.control != "drop-down"
+    return item_types.row(item.type).picks and item.control != "drop-down"
 
 
 def anchor(item: Item) -> str:

@@ -14,11 +14,11 @@ from typing import Any
 
 from markupsafe import Markup
 
+from intake.core import item_types
 from intake.services import services
 from intake.web.forms import Node
 
 MAX_FRAGMENTS = 20_000
-FINITE_TYPES = {"boolean", "choice"}
 
 
 class FragmentCache:
@@ -46,7 +46,9 @@ def state_key(node: Node) -> tuple[Any, ...] | None:
     if node.children or field is None or node.other is not None or node.unit is not None:
         return None
     data = field.data
-    if item.type in FINITE_TYPES or (item.type == "open-choice" and not item.repeats):
+    kind = item_types.row(item.type)
+    # A picked answer is one of a finite set (a repeating open-choice is cached only while empty).
+    if kind.picks and not (kind.free_text and item.repeats):
         allowed = {key for key, _ in getattr(field, "choices", [])}
         values = tuple(data) if isinstance(data, list) else (data,)
         if any(v not in allowed and v not in (None, "") for v in values):
