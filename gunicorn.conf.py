@@ -3,7 +3,7 @@
 Environment: INTAKE_BIND (default 127.0.0.1:8000; also `unix:PATH` or `fd://N`, several comma-
 separated), INTAKE_WEB_WORKERS (default 2 x cores + 1, at most 12), INTAKE_WEB_MAX_REQUESTS (2000),
 INTAKE_LOG_LEVEL (info), INTAKE_CONTROL_SOCKET (off), plus everything the app reads
-(DATABASE_URL, INTAKE_SECRET_KEY, ...; see README "Configuration").
+(DATABASE_URL, INTAKE_SECRET_KEY, ...; see docs/configuration.md).
 
 Sync workers are meant to sit behind a reverse proxy (nginx, a cloud load balancer) that buffers
 slow clients; facing the internet directly, a few slow connections could hold every worker.
@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from intake import background, close_app
+from intake import close_app
+from intake.jobs import background
+from intake.services import services
 
 # --- what to serve -------------------------------------------------------------------------------
 
@@ -25,7 +27,7 @@ wsgi_app = "wsgi:app"
 # What the app opened in the master is reset after the fork (see `post_fork`).
 preload_app = True
 # A forked process keeps no threads, and the master must run none: the outbox poller (the clock of
-# outbox dispatch and bulk-export expiry, intake/background.py) starts in each worker, in
+# outbox dispatch and bulk-export expiry, intake/jobs/background.py) starts in each worker, in
 # `post_worker_init` below, rather than when the master creates the app. Unless it is turned off.
 if os.environ.get("INTAKE_OUTBOX_POLLER", "on") == "on":
     os.environ["INTAKE_OUTBOX_POLLER"] = "worker"
@@ -104,11 +106,11 @@ def post_fork(server: Any, worker: Any) -> None:
     (without closing the master's connections), so no two processes ever share a socket.
 
     The app's other background pieces need nothing here: the audit write-behind thread
-    (intake/audit_queue.py) starts on a worker's first queued row and again when its pid differs,
-    and the job executor (intake/jobs.py) is created on the first job; the master serves no
+    (intake/audit/queue.py) starts on a worker's first queued row and again when its pid differs,
+    and the job executor (intake/jobs/__init__.py) is created on the first job; the master serves no
     requests, so neither exists before the fork."""
     app = server.app.wsgi()
-    app.extensions["intake.engine"].dispose(close=False)
+    services(app).engine.dispose(close=False)
 
 
 def post_worker_init(worker: Any) -> None:

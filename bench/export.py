@@ -4,7 +4,7 @@
 
 For each size, a fresh database gets that many Observations (copies of a real published one with
 distinct ids, inserted directly: the set-up is not timed), then a child process runs the real
-export writer (`intake.bulk_export.write_ndjson`, the code the `$export` job runs) over them and
+export writer (`intake.fhir.bulk_export.write_ndjson`, the code the `$export` job runs) over them and
 reports its wall time, its peak RSS, and the peak of Python allocations during the export
 (tracemalloc, in a second, untimed pass). Targets: >= 20,000 resources/s at the large size;
 peak memory at the large size <= 1.5x the small size. Exit 0 whether met or not (`--strict`: 2),
@@ -22,9 +22,11 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from intake.core.fhir_time import utcnow
+from intake.services import services
+import intake.fhir.bulk_export
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -54,11 +56,11 @@ def fill(database_url: str, count: int) -> None:
     from intake.storage.db import make_engine
     from intake.storage.migrate import upgrade
     from intake.storage.models import FhirResource, FhirToken
-    from intake.storage.repository import canonical_json
+    from intake.core.canonical import canonical_json
 
     upgrade(database_url)
     engine = make_engine(database_url)
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     with engine.begin() as connection:
         connection.execute(delete(FhirToken))
         connection.execute(delete(FhirResource))
@@ -77,21 +79,22 @@ def fill(database_url: str, count: int) -> None:
 def export_child(database_url: str, folder: str, traced: bool, results: Any) -> None:
     """Run the export writer once in this fresh process; report time, peak RSS and traced peak."""
     try:
-        from intake import bulk_export, create_app
+        from intake import create_app
+        from intake.fhir import bulk_export
 
         app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": folder, "SECRET_KEY": "bench"})
 
         if traced:
             tracemalloc.start()
         began = time.perf_counter()
-        counts = bulk_export.write_ndjson(app, Path(folder) / "out", types=["Observation"], since=None)
+        counts = intake.fhir.bulk_export.write_ndjson(app, Path(folder) / "out", types=["Observation"], since=None)
         elapsed = time.perf_counter() - began
         traced_peak = tracemalloc.get_traced_memory()[1] if traced else 0
         rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         lines = sum(1 for _ in (Path(folder) / "out" / "Observation.ndjson").open(encoding="utf-8"))
         results.put({"count": (counts or {}).get("Observation", 0), "lines": lines, "seconds": elapsed,
                      "rss_mib": rss_kib / 1024, "traced_mib": traced_peak / 2**20})
-        app.extensions["intake.engine"].dispose()
+        services(app).engine.dispose()
     except Exception as exc:  # reported by the parent
         results.put({"error": f"{type(exc).__name__}: {exc}"})
 

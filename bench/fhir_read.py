@@ -31,6 +31,8 @@ from bench.pages import (  # noqa: E402
     run_phase,
 )
 
+from intake.services import services
+
 TARGET = 0.5
 
 
@@ -47,13 +49,13 @@ def prepare_reads(clients: int, port: int) -> list[str]:
         client = SmartClient("bench")
         client.register(app, Path(os.environ["INTAKE_BENCH_TMP"]))
         token = client.token(app, base_url=f"http://{HOST}:{port}")
-        with app.extensions["intake.sessions"]() as session:
+        with services(app).sessions() as session:
             patients = fhir_store.patient_ids(session)
         if len(patients) < clients or not token:
             raise SetupError("could not create patients and an API client")
         return [f"/fhir/Patient/{patients[n]}\t{token}" for n in range(clients)]
     finally:
-        app.extensions["intake.engine"].dispose()
+        services(app).engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,6 +78,8 @@ from bench.harness import (
     update_cookies,
 )
 
+from intake.services import services
+
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/intake_bench"
 BENCH_DATABASE_PREFIX = "intake_bench"  # the only PostgreSQL databases this script drops
 BENCH_BROKER_URL = "redis://127.0.0.1:6379/15"  # Celery's queue for the run; no worker reads it
@@ -613,7 +615,7 @@ def page_answers(app: Any, forms: list[str]) -> Answers:
     """Valid answers for every page of the forms, made as the tests make them."""
     from tests.web.flow import page_data
 
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     unknown = [key for key in forms if key not in catalog.by_key]
     if unknown:
         raise SetupError(f"unknown questionnaire(s) {', '.join(unknown)}; there are {', '.join(catalog.by_key)}")
@@ -738,7 +740,7 @@ def run(args: argparse.Namespace, tmp: Path) -> list[Result]:
 
 
 def celery_queue(app: Any) -> str:
-    """The queue the app's Celery tasks go to (intake/celery_tasks.py)."""
+    """The queue the app's Celery tasks go to (intake/jobs/celery.py)."""
     from intake.jobs import jobs_of
 
     celery = jobs_of(app).celery

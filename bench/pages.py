@@ -38,9 +38,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-if __package__ in (None, ""):  # run as a script: make `bench` and `intake` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.harness import (
     HELLO_PATH,
     HOST,
@@ -54,6 +51,11 @@ from bench.harness import (
     start_together,
     update_cookies,
 )
+
+from intake.services import services
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `intake` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 __all__ = ["HOST", "SetupError", "free_port", "gunicorn", "prepare_database", "run_phase"]
 
@@ -179,7 +181,7 @@ def prepare_database(intakes: int) -> tuple[list[str], dict[str, str]]:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from intake import create_app
-    from intake.webforms import field_name
+    from intake.web.forms import field_name
 
     app = create_app()
     try:
@@ -194,7 +196,7 @@ def prepare_database(intakes: int) -> tuple[list[str], dict[str, str]]:
             if result.exit_code != 0 or "/i/" not in result.output:
                 raise SetupError(f"flask intake invite failed: {result.output.strip()}")
             links.append("/i/" + result.output.strip().rsplit("/i/", 1)[1])
-        form = app.extensions["intake.catalog"].by_key[FORM_KEY]
+        form = services(app).catalog.by_key[FORM_KEY]
         page = next(p for p in form.pages if p.key == PAGE_KEY)
         fields = {field_name(item.link_id): "false" for item in page.walk()
                   if item.is_question and item.type == "boolean" and not item.read_only and not item.hidden}
@@ -202,7 +204,7 @@ def prepare_database(intakes: int) -> tuple[list[str], dict[str, str]]:
             raise SetupError(f"{PAGE_PATH} has no boolean questions to answer")
         return links, fields
     finally:
-        app.extensions["intake.engine"].dispose()
+        services(app).engine.dispose()
 
 
 # --- main --------------------------------------------------------------------------------------

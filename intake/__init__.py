@@ -34,35 +34,45 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(load_config(Path(app.instance_path), config))
 
-    from intake import cli, ehr_push, errors, notify, outbox, web
-    from intake.bulk_export import EXPIRY_SWEEP_SECONDS  # cycle-ok: the factory imports late (see above)
-    from intake.bulk_export import expire as expire_exports  # cycle-ok: the factory imports late
-    from intake.bulk_export import run_job as run_export_job
+    # Imported here, not at module level: this package's __init__ runs for every `import intake.core...`,
+    # which must stay free of Flask, SQLAlchemy and the rest of the service (tests/core/test_imports.py).
+    from intake import cli, notify, web
     from intake.core.catalog import load_catalog
     from intake.documents import render_job as render_pdf_job
-    from intake.jobs import Jobs
+    from intake.fhir import ehr_push
+    from intake.fhir.bulk_export import EXPIRY_SWEEP_SECONDS
+    from intake.fhir.bulk_export import expire as expire_exports
+    from intake.fhir.bulk_export import run_job as run_export_job
+    from intake.jobs import Jobs, outbox
+    from intake.services import KEY, Services
     from intake.storage.db import make_engine, make_session_factory
+    from intake.web import errors as web_errors
 
     engine = make_engine(app.config["DATABASE_URL"])
-    app.extensions["intake.engine"] = engine
-    app.extensions["intake.sessions"] = make_session_factory(engine)
-    app.extensions["intake.catalog"] = load_catalog(Path(app.config["INTAKE_FORMS_DIR"]))
-
-    app.extensions["intake.outbox_handlers"] = {
-        outbox.RENDER_PDF: render_pdf_job,
-        outbox.EHR_PUSH: ehr_push.push_job,
-        outbox.NOTIFY: notify.notify_job,
-    }
-    app.extensions["intake.outbox_poller"] = outbox.Poller(app)
+    found = Services(
+        engine=engine,
+        sessions=make_session_factory(engine),
+        readers=make_session_factory(engine, read_only=True),
+        # Commits that need not wait for the disk: the audit rows of reads (intake.audit.queue).
+        relaxed_writers=make_session_factory(engine, relaxed=True),
+        catalog=load_catalog(Path(app.config["INTAKE_FORMS_DIR"])),
+        outbox_handlers={
+            outbox.RENDER_PDF: render_pdf_job,
+            outbox.EHR_PUSH: ehr_push.push_job,
+            outbox.NOTIFY: notify.notify_job,
+        },
+    )
+    app.extensions[KEY] = found  # the one entry; read it with intake.services.services(app)
+    found.outbox_poller = outbox.Poller(app)
     jobs = Jobs(app, app.config["INTAKE_JOBS"])
     jobs.register("export", run_export_job)
     jobs.register("expire_exports", expire_exports, every=EXPIRY_SWEEP_SECONDS)
     jobs.register("outbox", outbox.run)
     jobs.register("outbox_dispatch", outbox.dispatch)
-    app.extensions["intake.jobs"] = jobs
+    found.jobs = jobs
 
     web.register(app)
-    errors.register(app)
+    web_errors.register(app)
     cli.register(app)
     return app
 
@@ -70,7 +80,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 def close_app(app: Flask) -> None:
     """Finish what runs behind requests (queued audit rows, background jobs), then close the
     database connections: for tests and embedding code that make apps and throw them away."""
-    app.extensions["intake.audit_queue"].flush()
-    app.extensions["intake.outbox_poller"].stop()
-    app.extensions["intake.jobs"].wait()
-    app.extensions["intake.engine"].dispose()
+    from intake.services import services  # not at module level: see create_app
+
+    found = services(app)
+    found.audit_queue.flush()
+    found.outbox_poller.stop()
+    found.jobs.wait()
+    found.engine.dispose()

@@ -16,6 +16,7 @@ from celery import Celery, signals
 
 from intake import create_app
 from intake.jobs import jobs_of
+from intake.services import services
 
 flask_app = create_app({"INTAKE_JOBS": "celery"})
 celery: Celery = jobs_of(flask_app).celery  # type: ignore[assignment]
@@ -23,4 +24,4 @@ celery: Celery = jobs_of(flask_app).celery  # type: ignore[assignment]
 
 @signals.worker_process_init.connect
 def _own_connections(**_kwargs: Any) -> None:
-    flask_app.extensions["intake.engine"].dispose(close=False)
+    services(flask_app).engine.dispose(close=False)

@@ -81,7 +81,7 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     # Seconds before Redis hands an unacknowledged task to another worker (acks_late): longer than
     # any task runs, and short enough that a killed worker's task is not left waiting long.
     "CELERY_VISIBILITY_TIMEOUT": (int, 600),
-    # The outbox (intake/outbox.py): how often due rows are looked for, how long a hand-over lasts
+    # The outbox (intake/jobs/outbox.py): how often due rows are looked for, how long a hand-over lasts
     # before the row is handed over again, and retries: exponential backoff from BACKOFF seconds,
     # capped at BACKOFF_MAX, with jitter; after MAX_ATTEMPTS the row is a dead letter.
     "OUTBOX_POLL_SECONDS": (float, 2.0),
@@ -91,11 +91,11 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "OUTBOX_MAX_ATTEMPTS": (int, 20),
     # Whether a process that serves starts the in-process poller (the clock of outbox dispatch and
     # bulk-export expiry) when the app is created, so work left by a previous run goes out without
-    # waiting for a request (intake/background.py): "on", "off" (the default of TESTING apps), or
+    # waiting for a request (intake/jobs/background.py): "on", "off" (the default of TESTING apps), or
     # "worker" (the server starts it in each worker process: gunicorn.conf.py sets this). Celery
     # mode never starts it: `celery beat` is the clock there.
     "OUTBOX_POLLER": (str, "on"),
-    # Bulk export (intake/bulk_export.py): hours a job's files are kept after it ends (then its
+    # Bulk export (intake/fhir/bulk_export.py): hours a job's files are kept after it ends (then its
     # status and file URLs answer 404 and the files are deleted), and how many unexpired jobs
     # (running or finished, not deleted) one API client may hold before a kick-off answers 429.
     "BULK_EXPORT_TTL_HOURS": (float, 24.0),

@@ -19,17 +19,23 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from intake import records, workflow
+from intake import workflow
 from intake.core.catalog import Catalog
-from intake.storage import fhir_store, repository
+from intake.core.fhir_time import utcnow
+from intake.errors import IntakeError
+from intake.services import services
+from intake.storage import fhir_store, intakes, patients
 from intake.storage.db import session_scope
-from intake.storage.models import DocumentRecord, utcnow
+from intake.storage.models import DocumentRecord
+from intake.fhir import publish
 
 log = logging.getLogger(__name__)
 
 
-class DocumentError(Exception):
-    """The intake has no PDF to make (not completed, not scored, or not published yet)."""
+class DocumentError(IntakeError):
+    """The intake has no PDF to make (not completed, not scored, or not published yet): 409."""
+
+    status = 409
 
 
 def attachments_of(session: Session, intake_id: str) -> list[tuple[str, bytes, str]]:
@@ -41,7 +47,7 @@ def attachments_of(session: Session, intake_id: str) -> list[tuple[str, bytes, s
         key = json.loads(stored.resource_json)["questionnaire"].split("|")[0].rsplit("/", 1)[-1]
         out.append((f"QuestionnaireResponse-{key}.json", stored.resource_json.encode(),
                     f"FHIR R4 QuestionnaireResponse/{stored.resource_id} ({key})"))
-        bundle = records.extract_bundle(session, intake_id, response_id=stored.resource_id, include_document=False)
+        bundle = publish.extract_bundle(session, intake_id, response_id=stored.resource_id, include_document=False)
         out.append((f"extract-{key}.json", extract_bundle_bytes(bundle),
                     f"FHIR R4 transaction Bundle: $extract of QuestionnaireResponse/{stored.resource_id} ({key})"))
     if not out:
@@ -55,7 +61,7 @@ def extract_bundle_bytes(bundle: dict) -> bytes:
 
 
 def patient_identifier(session: Session, patient_id: str) -> str:
-    patient = repository.get_patient(session, patient_id)
+    patient = patients.get_patient(session, patient_id)
     if patient is not None and patient.mrn:
         return f"MRN {patient.mrn}"
     return f"Patient ID {patient_id}"
@@ -76,7 +82,7 @@ def sources(session: Session, catalog: Catalog, intake_id: str) -> Sources:
     from intake import pdf  # WeasyPrint loads only where PDFs are made
 
     summary = workflow.summary_of(session, catalog, intake_id)
-    intake = repository.get_intake(session, intake_id)
+    intake = intakes.get_intake(session, intake_id)
     if summary is None or intake is None:
         raise DocumentError(f"intake {intake_id} is not completed and scored")
     html = pdf.render_summary_html(summary, patient_identifier=patient_identifier(session, intake.patient_id))
@@ -95,7 +101,7 @@ def render(session: Session, catalog: Catalog, intake_id: str) -> tuple[bytes, s
 
 
 def _pdf_of(source: Sources) -> bytes:
-    from intake import pdf
+    from intake import pdf  # WeasyPrint loads only where PDFs are made (as in `sources`)
 
     return pdf.html_to_pdf(source.html, attachments=source.attachments, created=source.created)
 
@@ -117,7 +123,7 @@ def _store(session: Session, catalog: Catalog, intake_id: str, content: bytes, s
     document = fhir_store.store_document(session, intake_id=intake_id, content=content,
                                          sha256=hashlib.sha256(content).hexdigest(), source_sha256=source_sha256, now=now)
     forms = [form for form, _ in workflow.stored_pairs(session, catalog, intake_id, latest=False)]
-    records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
+    publish.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
     return document
 
 
@@ -138,9 +144,9 @@ def render_job(app: Flask, intake_id: str) -> None:
     The sources are read, rendered, then read again in the short write that stores the PDF: if
     a re-score changed them meanwhile, this render is stale and the re-score's own job stores its
     PDF instead."""
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     try:
-        with app.extensions["intake.readers"]() as session:
+        with services(app).readers() as session:
             existing = fhir_store.get_document(session, intake_id)
             source = sources(session, catalog, intake_id)
     except DocumentError:
@@ -151,6 +157,6 @@ def render_job(app: Flask, intake_id: str) -> None:
     if existing is not None and existing.source_sha256 == source.sha256:
         return
     content = _pdf_of(source)
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         if sources(session, catalog, intake_id).sha256 == source.sha256:
             _store(session, catalog, intake_id, content, source.sha256, now=utcnow())

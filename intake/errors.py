@@ -1,61 +1,65 @@
-"""One exception tree, turned into HTTP at the edge: HTML pages for people, OperationOutcome
-for the FHIR API (anything under /fhir, routing errors included); never a stack trace."""
+"""The one exception tree: every error a caller may be shown is an `IntakeError` that knows its
+HTTP status and its FHIR issue code (OperationOutcome `issue.code`, an R4 IssueType).
+
+Plain Python that imports nothing (no Flask, no SQLAlchemy, nothing of the project), so storage,
+the services and the command line can raise these without reaching up a layer. Turning them
+into responses is `intake.web.errors`' one job (an HTML page, an OperationOutcome or an OAuth
+error, by blueprint); the command line prints the message.
+
+The message of an error with a status below 500 is written for the person or client who made
+the request and is safe to show them (no PHI beyond what they sent, no internals). A 5xx
+message is for the log reader only: the edge never shows it.
+"""
 
 from __future__ import annotations
 
-import logging
-
-from flask import Flask, current_app, render_template, request
-from flask_babel import lazy_gettext as _l
-from werkzeug.exceptions import HTTPException
-
-log = logging.getLogger(__name__)
-
-MESSAGES = {
-    400: (_l("There is a problem with that request"), _l("Go back and try again.")),
-    403: (_l("You cannot see this page"), _l("Open the link from your message again.")),
-    404: (_l("Page not found"), _l("If you typed the web address, check it is correct.")),
-    405: (_l("There is a problem with that request"), _l("Go back and try again.")),
-    413: (_l("That was too much to send"), _l("Shorten your answers and try again.")),
+# The FHIR R4 IssueType for an HTTP status when the error has nothing more specific to say.
+# https://hl7.org/fhir/R4/valueset-issue-type.html; 401 is "login" (authentication needed), as
+# the FHIR HTTP page pairs them, not "invalid" (the request content is wrong).
+ISSUE_CODES: dict[int, str] = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    409: "conflict",
+    410: "deleted",
+    412: "conflict",
+    413: "too-costly",
+    414: "too-costly",
+    415: "not-supported",
+    422: "processing",
+    429: "throttled",
+    431: "too-costly",
 }
 
 
-def too_large_message() -> str:
-    """What a 413 says to an API client: the limit, in bytes and in MiB."""
-    limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
-    return f"the request body is over the {limit} byte ({limit / 1024 / 1024:g} MiB) limit; send less"
+def issue_code(status: int) -> str:
+    """The FHIR issue code for `status`: the table above, "invalid" for any other client error,
+    "exception" for every server error (and anything that is not an error status)."""
+    if 400 <= status < 500:
+        return ISSUE_CODES.get(status, "invalid")
+    return "exception"
 
 
-def register(app: Flask) -> None:
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
-        code = exc.code or 500
-        description = too_large_message() if code == 413 else (exc.description or exc.name)
-        if _is_fhir():
-            from intake.web.fhir_api import outcome
+class IntakeError(Exception):
+    """Base of the errors a caller can be shown. Subclasses set `status` (and `code` when the
+    status's usual code in `ISSUE_CODES` is not the right one); one raise may override both.
 
-            kind = {404: "not-found", 405: "not-supported", 413: "too-costly"}.get(code, "invalid" if code < 500 else "exception")
-            return outcome(code, kind, description)
-        if request.path == "/auth/token":
-            from intake.web.auth_api import _json
+    Unsubclassed and without a status it is a 500: an error nobody classified is a bug.
+    """
 
-            return _json({"error": "invalid_request", "error_description": description}, code)
-        title, body = MESSAGES.get(code, (_l("Sorry, there is a problem"), _l("Try again later.")))
-        return render_template("error.html", title=title, body=body), code
+    status: int = 500
+    code: str = ""  # empty: issue_code(status)
 
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
-        if app.testing:
-            raise exc  # tests see the traceback; a 500 is always a bug to fix
-        # Log the type and place only: the message could carry what a patient typed.
-        log.error("unhandled %s", type(exc).__name__, exc_info=False)
-        if _is_fhir():
-            from intake.web.fhir_api import outcome
+    def __init__(self, message: str = "", *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        self.code = code or (type(self).code if status is None else "") or issue_code(self.status)
 
-            return outcome(500, "exception", "internal error; nothing was changed by this request")
-        return render_template("error.html", title=_l("Sorry, there is a problem with the service"),
-                               body=_l("Your saved answers are safe. Try again later.")), 500
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status}, code={self.code!r})"
 
-
-def _is_fhir() -> bool:
-    return request.path == "/fhir" or request.path.startswith("/fhir/")

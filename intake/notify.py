@@ -13,13 +13,15 @@ import logging
 import smtplib
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
 from email.message import EmailMessage
 from typing import Any
 
 from flask import Flask
 
-from intake.storage import repository
+from intake.core.fhir_time import utcnow
+from intake.jobs.errors import Retry
+from intake.services import services
+from intake.storage import notifications
 from intake.storage.db import session_scope
 from intake.storage.models import FlagRecord
 
@@ -94,9 +96,9 @@ def _send(app: Flask, body: dict[str, Any]) -> str | None:
 def _claim_and_send(app: Flask, flag_id: int, states: tuple[str, ...]) -> str | None:
     """Claim the flag (from one of `states`), send it, record the outcome. Returns "" when it
     was sent, None when there was nothing to send (claimed elsewhere, or sent), else the error."""
-    factory = app.extensions["intake.sessions"]
+    factory = services(app).sessions
     with session_scope(factory) as session:
-        flag = repository.claim_notification(session, flag_id, states=states)
+        flag = notifications.claim_notification(session, flag_id, states=states)
         body = payload(flag, app) if flag else None
     if body is None:
         return None
@@ -104,7 +106,7 @@ def _claim_and_send(app: Flask, flag_id: int, states: tuple[str, ...]) -> str | 
     if error is not None:
         log.warning("flag notification %s failed: %s", flag_id, error.split(":", 1)[0])
     with session_scope(factory) as session:
-        repository.finish_notification(session, flag_id, ok=error is None, now=datetime.now(timezone.utc), error=error)
+        notifications.finish_notification(session, flag_id, ok=error is None, now=utcnow(), error=error)
     return error or ""
 
 
@@ -115,8 +117,6 @@ def notify_job(app: Flask, subject: str) -> None:
         return
     error = _claim_and_send(app, int(subject), ("pending", "sending", "failed"))
     if error:
-        from intake.outbox import Retry
-
         raise Retry(error.split(":", 1)[0])
 
 
@@ -124,6 +124,6 @@ def send_pending(app: Flask) -> int:
     """Send every pending notification once (`flask intake flags --send`); how many were sent."""
     if not configured(app):
         return 0
-    with session_scope(app.extensions["intake.sessions"]) as session:
-        pending = repository.pending_notifications(session)
+    with session_scope(services(app).sessions) as session:
+        pending = notifications.pending_notifications(session)
     return sum(_claim_and_send(app, flag_id, ("pending",)) == "" for flag_id in pending)

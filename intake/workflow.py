@@ -1,7 +1,11 @@
-"""The intake workflow shared by the patient pages and the CLI: invite, page order, save, submit.
+"""The intake workflow shared by the patient pages, the front desk and the CLI: invite, page
+order, save, submit, re-score.
 
 Views and commands stay thin: they parse input and render; the steps — which page comes next,
-what is stored, when an intake is complete — live here, over the core and the repository.
+what is stored, when an intake is complete — live here, over the core and the repository. The use
+cases at the end (`invite_patient`, `replace_link`, `save_answers`, `submit_intake`,
+`rescore_intake`) put a step together with its audit row and its follow-up work (outbox rows) in
+the caller's transaction, once, for every caller.
 """
 
 from __future__ import annotations
@@ -9,39 +13,40 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from flask import Flask
 from sqlalchemy.orm import Session
 
-from intake import records
-from intake.auth import new_token, token_hash
+from intake import audit, notify
+from intake.auth.links import new_token, token_hash
 from intake.core.answers import build_response, compute, flatten
 from intake.core.catalog import Catalog
 from intake.core.display import display_answer
 from intake.core.enablement import Answers
+from intake.core.fhir_time import fhir_instant_seconds, utcnow
 from intake.core.items import Form, Page
 from intake.core.scoring import Context, Result, RuleError, flags_reading, score_intake
 from intake.core.summary import Summary, build_summary
 from intake.core.validation import Issue, has_errors, validate
-from intake.storage import repository
+from intake.errors import IntakeError
+from intake.fhir import publish as fhir_resources  # `publish` below is this module's own step
+from intake.jobs import outbox
+from intake.storage import flags as flag_store
+from intake.storage import intakes, invites, notifications, outbox_store, patients, scores
+from intake.storage import responses as response_store
+from intake.storage.intakes import IntakeView
 from intake.storage.models import FlagRecord, Intake
-from intake.storage.repository import IntakeView
 
 log = logging.getLogger(__name__)
 
 
-class WorkflowError(Exception):
-    """A request the workflow refuses (unknown questionnaire, bad invite data)."""
+class WorkflowError(IntakeError):
+    """A request the workflow refuses (unknown questionnaire, bad invite data): 400."""
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def fhir_instant(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    status = 400
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ def invite(
     now = now or utcnow()
     forms = resolve_set(catalog, questionnaires)
     if patient_id is not None:
-        patient = repository.get_patient(session, patient_id)
+        patient = patients.get_patient(session, patient_id)
         if patient is None:
             raise WorkflowError(f"no patient {patient_id!r}")
     else:
@@ -104,7 +109,7 @@ def invite(
             raise WorkflowError("the record number must be 1 to 64 printable characters")
         if mrn is not None and not mrn_system:
             raise WorkflowError("a record number needs its identifier system (INTAKE_MRN_SYSTEM)")
-        known = repository.patient_by_mrn(session, mrn, mrn_system) if mrn and mrn_system else None
+        known = patients.patient_by_mrn(session, mrn, mrn_system) if mrn and mrn_system else None
         if known is not None:
             # The same record number is the same person: a follow-up intake, so their scores show
             # the change since last time. The name and birth date must agree with the record.
@@ -112,29 +117,29 @@ def invite(
                 raise WorkflowError("that record number belongs to a patient with another name or birth date")
             patient = known
         else:
-            patient = repository.create_patient(session, name=name, birth_date=birth_date, mrn=mrn, mrn_system=mrn_system)
-            records.publish_patient(session, patient, now=now)
-    intake = repository.create_intake(
+            patient = patients.create_patient(session, name=name, birth_date=birth_date, mrn=mrn, mrn_system=mrn_system)
+            fhir_resources.publish_patient(session, patient, now=now)
+    intake = intakes.create_intake(
         session,
         patient_id=patient.id,
         questionnaires=[f.canonical for f in forms],
         appointment_at=appointment_at,
     )
     token = new_token()
-    repository.issue_invite(session, intake_id=intake.id, token_hash=token_hash(token), expires_at=now + ttl)
+    invites.issue_invite(session, intake_id=intake.id, token_hash=token_hash(token), expires_at=now + ttl)
     return intake, token
 
 
 def new_link(session: Session, intake_id: str, *, ttl: timedelta, now: datetime | None = None) -> str:
     """A fresh link for an intake not yet submitted; every earlier link stops working."""
     now = now or utcnow()
-    intake = repository.get_intake(session, intake_id)
+    intake = intakes.get_intake(session, intake_id)
     if intake is None:
         raise WorkflowError("no such intake")
     if intake.status == "completed":
         raise WorkflowError("this intake was already submitted; create a new intake instead")
     token = new_token()
-    repository.issue_invite(session, intake_id=intake_id, token_hash=token_hash(token), expires_at=now + ttl)
+    invites.issue_invite(session, intake_id=intake_id, token_hash=token_hash(token), expires_at=now + ttl)
     return token
 
 
@@ -148,6 +153,7 @@ def intake_forms(catalog: Catalog, intake: IntakeView) -> list[Form]:
     return forms
 
 
+# Process-wide on purpose: keyed by the stored text alone, it depends on no catalog or form.
 @lru_cache(maxsize=4096)
 def _parsed(resource_json: str) -> tuple[str, Answers]:
     """(questionnaire, answers) of a stored response, memoised on its exact stored text.
@@ -166,24 +172,25 @@ def stored_answers(intake: IntakeView) -> dict[str, Answers]:
 
 
 NO_ANSWERS: Answers = {}  # shared and never mutated: the memo below recognises it by identity
-_ENABLED_CACHE: dict[tuple[str, int], tuple[Answers, frozenset[str]]] = {}
+ENABLED_MEMO_SIZE = 1024  # answers objects remembered per form
 
 
 def enabled_for(form: Form, answers: Answers) -> frozenset[str]:
-    """The enabled linkIds for `answers`, memoised per form and answers object (bounded).
+    """The enabled linkIds for `answers`, memoised on the form per answers object (bounded).
 
     Stored answers come from `_parsed`, so the same dict object stands for the same stored
     version across requests; the entry keeps a reference to it, so its id cannot be reused
     while cached. Answers must not be mutated after being passed here.
     """
-    key = (form.canonical, id(answers))
-    hit = _ENABLED_CACHE.get(key)
+    memo: dict[int, tuple[Answers, frozenset[str]]] = form.memo.setdefault("enabled_for", {})
+    key = id(answers)
+    hit = memo.get(key)
     if hit is not None and hit[0] is answers:
         return hit[1]
-    if len(_ENABLED_CACHE) > 4096:
-        _ENABLED_CACHE.clear()
+    if len(memo) > ENABLED_MEMO_SIZE:
+        memo.clear()
     enabled = frozenset(compute(form, answers)[1])
-    _ENABLED_CACHE[key] = (answers, enabled)
+    memo[key] = (answers, enabled)
     return enabled
 
 
@@ -214,7 +221,7 @@ def save_page(
     the Questionnaire's own, so a receiver can match them to the definition).
 
     The write is conditional on the stored response still being the version the answers were
-    read from (`intake.stored_version`); `repository.StaleResponse` otherwise, nothing written.
+    read from (`intake.stored_version`); `response_store.StaleResponse` otherwise, nothing written.
     """
     now = now or utcnow()
     response = build_response(
@@ -222,10 +229,10 @@ def save_page(
         merged,
         status="in-progress",
         subject=f"Patient/{intake.patient_id}",
-        authored=fhir_instant(now),
+        authored=fhir_instant_seconds(now),
         language=language,
     )
-    repository.save_draft_if_unchanged(
+    response_store.save_draft_if_unchanged(
         session,
         intake_id=intake.id,
         questionnaire=form.canonical,
@@ -246,7 +253,7 @@ def draft_flags(
     birth_date: date | None,
     onset_age: int,
     now: datetime | None = None,
-) -> repository.FlagChanges:
+) -> flag_store.FlagChanges:
     """Evaluate the emergency and urgent flags on the answers saved so far, and store them.
 
     Runs on every saved page, so a danger the patient reports reaches staff (and the patient
@@ -259,20 +266,20 @@ def draft_flags(
     now = now or utcnow()
     pairs = [
         (form, build_response(form, answers[form.canonical], status="in-progress",
-                              subject=f"Patient/{intake.patient_id}", authored=fhir_instant(now)))
+                              subject=f"Patient/{intake.patient_id}", authored=fhir_instant_seconds(now)))
         for form in forms if answers.get(form.canonical)
     ]
     affected = flags_reading(forms, saved.key)
     try:
         result = score_intake(pairs, scoring_context(birth_date, onset_age), notes=False, flags_of=affected,
-                              tiers=repository.NOTIFIED_TIERS)
+                              tiers=flag_store.NOTIFIED_TIERS)
     except RuleError as exc:
         log.error("flag evaluation failed for intake %s: %s", intake.id, str(exc).split(":", 1)[0])
-        return repository.FlagChanges(added=[], reraised=[])
+        return flag_store.FlagChanges(added=[], reraised=[])
     flags = [flag.as_json() for flag in result.flags]
-    return repository.record_flags(session, intake_id=intake.id, patient_id=intake.patient_id, flags=flags,
+    return flag_store.record_flags(session, intake_id=intake.id, patient_id=intake.patient_id, flags=flags,
                                    versions=result.versions, now=now, source="draft",
-                                   tiers=repository.NOTIFIED_TIERS,
+                                   tiers=flag_store.NOTIFIED_TIERS,
                                    questionnaires={form.url for form in forms if form.key in affected})
 
 
@@ -290,7 +297,7 @@ def completed_responses(
             answers.get(form.canonical, {}),
             status="completed",
             subject=f"Patient/{patient_id}",
-            authored=fhir_instant(now),
+            authored=fhir_instant_seconds(now),
             language=language,
         )
         issues = validate(form, response, birth_date=birth_date)
@@ -311,7 +318,7 @@ def submit(session: Session, catalog: Catalog, intake: IntakeView, *, onset_age:
                                               language or intake.language, intake.birth_date)
     if problems:
         return False, problems
-    done = repository.complete_intake(session, intake_id=intake.id, responses=responses, now=now)
+    done = response_store.complete_intake(session, intake_id=intake.id, responses=responses, now=now)
     if done:
         pairs = [(form, responses[form.canonical]) for form in forms]
         try:
@@ -331,8 +338,8 @@ def publish(session: Session, intake_id: str, forms: list[Form], *, now: datetim
     completed and scored (`flask intake publish` retries). True when published."""
     try:
         with session.begin_nested():
-            records.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
-    except records.PublishError as exc:
+            fhir_resources.publish_intake(session, intake_id, forms={f.canonical: f for f in forms}, now=now)
+    except fhir_resources.PublishError as exc:
         log.error("publishing FHIR resources failed for intake %s: %s", intake_id, str(exc).split(":", 1)[0])
         return False
     return True
@@ -355,9 +362,9 @@ def score_and_store(
     now: datetime,
 ) -> Result:
     """Score an intake's completed responses and store the result and its new flags."""
-    patient = repository.get_patient(session, patient_id)
+    patient = patients.get_patient(session, patient_id)
     result = score_intake(pairs, scoring_context(patient.birth_date if patient else None, onset_age))
-    repository.store_scoring(session, intake_id=intake_id, patient_id=patient_id, result=result.as_json(),
+    scores.store_scoring(session, intake_id=intake_id, patient_id=patient_id, result=result.as_json(),
                              versions=result.versions, now=now)
     return result
 
@@ -367,7 +374,7 @@ def stored_pairs(session: Session, catalog: Catalog, intake_id: str, *, latest: 
     against the newest loaded version of its Questionnaire (a corrected rule is a new version);
     otherwise against the version it pins."""
     pairs = []
-    for record in repository.list_responses(session, intake_id):
+    for record in response_store.list_responses(session, intake_id):
         resource = record.resource
         form = catalog.by_url.get(record.questionnaire_url) if latest else catalog.get(resource["questionnaire"])
         if form is None:
@@ -378,7 +385,7 @@ def stored_pairs(session: Session, catalog: Catalog, intake_id: str, *, latest: 
 
 def rescore(session: Session, catalog: Catalog, intake_id: str, *, onset_age: int, now: datetime | None = None) -> Result:
     """Recompute a completed intake's scores and flags with the rules loaded now."""
-    intake = repository.get_intake(session, intake_id)
+    intake = intakes.get_intake(session, intake_id)
     if intake is None or intake.status != "completed":
         raise WorkflowError(f"intake {intake_id} is not a completed intake")
     pairs = stored_pairs(session, catalog, intake_id, latest=True)
@@ -407,15 +414,15 @@ class FlagRow:
         return self.flag.source == "draft"
 
 
-def staff_flags(session: Session, catalog: Catalog, *, tiers: tuple[str, ...] = repository.NOTIFIED_TIERS,
+def staff_flags(session: Session, catalog: Catalog, *, tiers: tuple[str, ...] = flag_store.NOTIFIED_TIERS,
                 limit: int = 200) -> list[FlagRow]:
     """The raised flags of `tiers`, newest first, each with the answers that raised it as they
     stand now (a changed answer does not erase the flag; staff see both)."""
     rows = []
     views: dict[str, IntakeView | None] = {}
-    for flag, name in repository.list_flags(session, tiers=tiers, limit=limit):
+    for flag, name in flag_store.list_flags(session, tiers=tiers, limit=limit):
         if flag.intake_id not in views:
-            views[flag.intake_id] = repository.intake_view(session, flag.intake_id)
+            views[flag.intake_id] = intakes.intake_view(session, flag.intake_id)
         view = views[flag.intake_id]
         rows.append(FlagRow(flag=flag, patient_name=name, intake_status=view.status if view else "",
                             answers_now=answers_now(catalog, flag, stored_answers(view) if view else {})))
@@ -443,11 +450,11 @@ def answers_now(catalog: Catalog, flag: FlagRecord, answers: dict[str, Answers])
 def summary_of(session: Session, catalog: Catalog, intake_id: str) -> Summary | None:
     """The Summary view model of a completed, scored intake (None otherwise): what the clinician
     page and the PDF both show."""
-    intake = repository.get_intake(session, intake_id)
+    intake = intakes.get_intake(session, intake_id)
     if intake is None or intake.status != "completed":
         return None
-    scoring = repository.get_scoring(session, intake_id)
-    patient = repository.get_patient(session, intake.patient_id)
+    scoring = scores.get_scoring(session, intake_id)
+    patient = patients.get_patient(session, intake.patient_id)
     if scoring is None or patient is None:
         return None
     try:
@@ -458,11 +465,175 @@ def summary_of(session: Session, catalog: Catalog, intake_id: str) -> Summary | 
     withdrawn = [
         {"id": flag.rule_id, "tier": flag.tier, "message": flag.message, "raisedAt": flag.raised_at,
          "clearedAt": flag.cleared_at, "answersNow": answers_now(catalog, flag, answers)}
-        for flag in repository.flags_of_intake(session, intake_id) if flag.cleared_at is not None
+        for flag in flag_store.flags_of_intake(session, intake_id) if flag.cleared_at is not None
     ]
     return build_summary(
         intake_id=intake.id, patient_name=patient.name, birth_date=patient.birth_date,
         completed_at=intake.completed_at, appointment_at=intake.appointment_at, result=scoring.result,
-        history=repository.patient_history(session, patient.id, before=intake.completed_at), pairs=pairs,
+        history=scores.patient_history(session, patient.id, before=intake.completed_at), pairs=pairs,
         withdrawn_flags=withdrawn,
     )
+
+
+# --- follow-up work, in the caller's transaction ---------------------------------------------------
+
+
+def notify_flags(app: Flask, session: Session, flag_ids: list[int], *, now: datetime) -> int:
+    """A notification row per flag not queued before, in the caller's transaction; how many.
+
+    A flag raised from a draft is queued when its page is saved; the submit that follows (or a
+    re-score) finds it queued already, so staff are told once.
+    """
+    if not notify.configured(app) or not flag_ids:
+        return 0
+    subjects = [str(flag_id) for flag_id in flag_ids]
+    queued = outbox_store.subjects_queued(session, outbox.NOTIFY, subjects)
+    fresh = [subject for subject in subjects if subject not in queued]
+    for subject in fresh:
+        outbox.enqueue(session, outbox.NOTIFY, subject, now=now)
+    return len(fresh)
+
+
+def after_submit(app: Flask, session: Session, intake_id: str, *, now: datetime) -> None:
+    """The follow-up work of a completed (or re-scored) intake, in its transaction: a notification
+    per emergency/urgent flag not yet notified (first: staff hear at once), the PDF, then, when
+    this deployment pushes to an EHR, the push (after the PDF, so the Bundle carries it; it goes
+    even if the render fails for good)."""
+    notify_flags(app, session, notifications.pending_notifications(session, intake_id=intake_id), now=now)
+    render = outbox.enqueue(session, outbox.RENDER_PDF, intake_id, now=now)
+    if app.config.get("INTAKE_EHR_FHIR_BASE"):
+        outbox.enqueue(session, outbox.EHR_PUSH, intake_id, now=now, after=render)
+
+
+# --- use cases: a step, its audit row and its follow-up work --------------------------------------
+#
+# Each runs in the caller's transaction (a view's may also hold the patient's link). Outbox rows
+# become work once that transaction commits: the caller then calls `outbox.kick(app)` when the use
+# case says rows were queued, so nothing is handed over that could still roll back.
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, for the audit row written with the change: the request's actor and address on
+    the web, the operating-system account for a `flask intake` command (`Caller.cli()`)."""
+
+    actor: audit.Actor
+    source: str
+
+    @classmethod
+    def cli(cls) -> Caller:
+        return cls(audit.cli_actor(), "cli")
+
+    def record(self, session: Session, action: str, *entities: str, now: datetime,
+               detail: dict[str, object] | None = None) -> None:
+        audit.record(session, actor=self.actor, action=action, now=now, entities=entities, detail=detail,
+                     source=self.source)
+
+
+def link_ttl(app: Flask) -> timedelta:
+    """How long a patient link works (INTAKE_LINK_TTL_HOURS)."""
+    return timedelta(hours=float(app.config["INTAKE_LINK_TTL_HOURS"]))
+
+
+def invite_patient(
+    app: Flask,
+    session: Session,
+    catalog: Catalog,
+    *,
+    by: Caller,
+    name: str,
+    birth_date: date,
+    questionnaires: list[str],
+    appointment_at: datetime | None,
+    patient_id: str | None = None,
+    mrn: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Intake, str]:
+    """`invite` with this deployment's link lifetime and record-number system, audited: the
+    intake and the raw token (shown once). `WorkflowError` when the request is refused."""
+    now = now or utcnow()
+    intake, token = invite(session, catalog, name=name, birth_date=birth_date, questionnaires=questionnaires,
+                           appointment_at=appointment_at, ttl=link_ttl(app), now=now, patient_id=patient_id,
+                           mrn=mrn, mrn_system=app.config["INTAKE_MRN_SYSTEM"])
+    by.record(session, "create", f"Patient/{intake.patient_id}", f"Intake/{intake.id}", now=now)
+    return intake, token
+
+
+def replace_link(app: Flask, session: Session, intake_id: str, *, by: Caller, now: datetime | None = None) -> str:
+    """`new_link` with this deployment's link lifetime, audited: the raw token. Every earlier link
+    of the intake, and each browser session one opened, stops working."""
+    now = now or utcnow()
+    token = new_link(session, intake_id, ttl=link_ttl(app), now=now)
+    by.record(session, "update", f"Intake/{intake_id}", now=now, detail={"link": "replaced"})
+    return token
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a saved page set off: notifications queued (kick the outbox after the commit), and the
+    emergency flags its answers raise (the patient sees their guidance before anything else)."""
+
+    queued: int
+    emergencies: list[str]
+
+
+def save_answers(
+    app: Flask,
+    session: Session,
+    intake: IntakeView,
+    forms: list[Form],
+    answers: dict[str, Answers],
+    step: Step,
+    merged: Answers,
+    *,
+    by: Caller,
+    language: str | None,
+    now: datetime | None = None,
+) -> Saved:
+    """Store a page's answers (`merged`: its questionnaire's, all of them) in `language`, which the
+    intake keeps; audit it; and act on danger reported on it now, not at Submit: its flags are
+    stored, listed for staff and queued for notification with the answers that raised them.
+    `response_store.StaleResponse` when the stored response changed since `intake` was read."""
+    now = now or utcnow()
+    save_page(session, intake, step.form, step.page, merged, language=language, now=now)
+    if language and intake.language != language:  # answering in it: the intake keeps it
+        intakes.set_intake_language(session, intake.id, language)
+    by.record(session, "update", f"Intake/{intake.id}", now=now, detail={"page": "/".join(step.slug)[:200]})
+    flags = draft_flags(session, intake, forms, {**answers, step.form.canonical: merged}, saved=step.form,
+                        birth_date=intake.birth_date, onset_age=int(app.config["INTAKE_GI_ONSET_AGE"]), now=now)
+    queued = notify_flags(app, session, [flag.id for flag in flags.added], now=now)
+    emergencies = [flag.rule_id for flag in (*flags.added, *flags.reraised) if flag.tier == "emergency"]
+    return Saved(queued=queued, emergencies=emergencies)
+
+
+def submit_intake(
+    app: Flask,
+    session: Session,
+    catalog: Catalog,
+    intake: IntakeView,
+    *,
+    by: Caller,
+    language: str | None = None,
+    now: datetime | None = None,
+) -> tuple[bool, list[tuple[Form, Issue]]]:
+    """`submit`, and when this call completed the intake: its audit row and its follow-up work
+    (notifications, the PDF, the EHR push). The same answer as `submit`; kick the outbox after
+    the commit when it is (True, [])."""
+    now = now or utcnow()
+    done, problems = submit(session, catalog, intake, onset_age=int(app.config["INTAKE_GI_ONSET_AGE"]), now=now,
+                            language=language)
+    if done:
+        by.record(session, "create", f"Intake/{intake.id}", now=now, detail={"submitted": True})
+        after_submit(app, session, intake.id, now=now)
+    return done, problems
+
+
+def rescore_intake(app: Flask, session: Session, catalog: Catalog, intake_id: str, *, by: Caller,
+                   now: datetime | None = None) -> Result:
+    """`rescore`, audited, with the follow-up work of a submit: the PDF shows the new scores, new
+    flags are notified, the EHR gets the new Bundle. Kick the outbox after the commit."""
+    now = now or utcnow()
+    result = rescore(session, catalog, intake_id, onset_age=int(app.config["INTAKE_GI_ONSET_AGE"]), now=now)
+    by.record(session, "update", f"Intake/{intake_id}", now=now, detail={"rescored": True})
+    after_submit(app, session, intake_id, now=now)
+    return result

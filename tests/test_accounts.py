@@ -1,4 +1,4 @@
-"""intake.accounts: account rules, credentials without enumeration, TOTP replay, session liveness."""
+"""intake.auth.staff: account rules, credentials without enumeration, TOTP replay, session liveness."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from intake import accounts
 from intake.storage.db import make_engine, make_session_factory, session_scope
 from intake.storage.migrate import upgrade
 from intake.storage.models import User
+from intake.auth import staff
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 PASSWORD = "correct horse battery staple"
@@ -30,7 +30,7 @@ def db(database_url: str) -> Iterator[Session]:
 
 
 def test_new_accounts_follow_the_rules(db: Session) -> None:
-    user = accounts.add_user(db, username="  Dr.Who ", display_name="  Doctor   Who ", role="clinician", password=PASSWORD, now=NOW)
+    user = staff.add_user(db, username="  Dr.Who ", display_name="  Doctor   Who ", role="clinician", password=PASSWORD, now=NOW)
     assert (user.username, user.display_name) == ("dr.who", "Doctor Who")
     assert user.password_hash.startswith("scrypt:") and PASSWORD not in user.password_hash
     for kwargs, message in [
@@ -45,80 +45,80 @@ def test_new_accounts_follow_the_rules(db: Session) -> None:
         ({"password": "aaaaaaaaaaaaaaaa"}, "too easy to guess"),
         ({"username": "mjohnson", "display_name": "Maria Johnson", "password": "mariajohnson1"}, "too easy to guess"),
     ]:
-        with pytest.raises(accounts.AccountError, match=message):
-            accounts.add_user(db, **{"username": "other", "display_name": "", "role": "clinician", "password": PASSWORD, "now": NOW,
+        with pytest.raises(staff.AccountError, match=message):
+            staff.add_user(db, **{"username": "other", "display_name": "", "role": "clinician", "password": PASSWORD, "now": NOW,
                                      **kwargs})
 
 
 def test_a_guessable_password_is_refused_on_reset_too(db: Session) -> None:
-    accounts.add_user(db, username="nurse", display_name="", role="front-desk", password=PASSWORD, now=NOW)
-    with pytest.raises(accounts.AccountError, match="too easy to guess"):
-        accounts.reset_password(db, "nurse", "iloveyou1234", now=NOW)
-    assert accounts.check_credentials(db, "nurse", PASSWORD) is not None  # unchanged
+    staff.add_user(db, username="nurse", display_name="", role="front-desk", password=PASSWORD, now=NOW)
+    with pytest.raises(staff.AccountError, match="too easy to guess"):
+        staff.reset_password(db, "nurse", "iloveyou1234", now=NOW)
+    assert staff.check_credentials(db, "nurse", PASSWORD) is not None  # unchanged
     long_phrase = "violet anchor drum, seven lanterns over the quiet harbour at dusk, then the 4:15 ferry home"
-    accounts.reset_password(db, "nurse", long_phrase, now=NOW)  # over zxcvbn's 72-character limit
+    staff.reset_password(db, "nurse", long_phrase, now=NOW)  # over zxcvbn's 72-character limit
 
 
 def test_credentials_fail_alike_for_unknown_wrong_and_disabled(db: Session) -> None:
-    accounts.add_user(db, username="nurse", display_name="", role="front-desk", password=PASSWORD, now=NOW)
-    assert accounts.check_credentials(db, "NURSE ", PASSWORD) is not None
-    assert accounts.check_credentials(db, "nurse", PASSWORD + "x") is None
-    assert accounts.check_credentials(db, "nobody", PASSWORD) is None
-    assert accounts.check_credentials(db, "n" * 5000, PASSWORD) is None
-    accounts.set_disabled(db, "nurse", True, now=NOW)
-    assert accounts.check_credentials(db, "nurse", PASSWORD) is None
+    staff.add_user(db, username="nurse", display_name="", role="front-desk", password=PASSWORD, now=NOW)
+    assert staff.check_credentials(db, "NURSE ", PASSWORD) is not None
+    assert staff.check_credentials(db, "nurse", PASSWORD + "x") is None
+    assert staff.check_credentials(db, "nobody", PASSWORD) is None
+    assert staff.check_credentials(db, "n" * 5000, PASSWORD) is None
+    staff.set_disabled(db, "nurse", True, now=NOW)
+    assert staff.check_credentials(db, "nurse", PASSWORD) is None
 
 
 def test_a_totp_code_works_once_and_only_near_its_time(db: Session) -> None:
-    user = accounts.add_user(db, username="doc", display_name="", role="clinician", password=PASSWORD, now=NOW)
-    hashed = accounts.session_hash(accounts.start_session(db, user, now=NOW))
-    assert not accounts.enable_totp(db, user, hashed, "123456", now=NOW)  # nothing offered yet
-    secret = accounts.offered_totp(db, hashed)
-    assert accounts.offered_totp(db, hashed) == secret  # the same offer until it is used
-    other = accounts.offered_totp(db, accounts.session_hash(accounts.start_session(db, user, now=NOW)))
+    user = staff.add_user(db, username="doc", display_name="", role="clinician", password=PASSWORD, now=NOW)
+    hashed = staff.session_hash(staff.start_session(db, user, now=NOW))
+    assert not staff.enable_totp(db, user, hashed, "123456", now=NOW)  # nothing offered yet
+    secret = staff.offered_totp(db, hashed)
+    assert staff.offered_totp(db, hashed) == secret  # the same offer until it is used
+    other = staff.offered_totp(db, staff.session_hash(staff.start_session(db, user, now=NOW)))
     assert other != secret  # each session its own offer
     totp = pyotp.TOTP(secret)
-    assert not accounts.enable_totp(db, user, hashed, "000000" if totp.at(NOW) != "000000" else "111111", now=NOW)
-    assert accounts.enable_totp(db, user, hashed, totp.at(NOW), now=NOW)
-    assert user.totp_secret == secret and accounts.store.pending_totp(db, hashed) is None  # used up
-    replacement = accounts.offered_totp(db, hashed)
-    assert not accounts.enable_totp(db, user, hashed, pyotp.TOTP(replacement).at(NOW), now=NOW)  # on already
+    assert not staff.enable_totp(db, user, hashed, "000000" if totp.at(NOW) != "000000" else "111111", now=NOW)
+    assert staff.enable_totp(db, user, hashed, totp.at(NOW), now=NOW)
+    assert user.totp_secret == secret and staff.store.pending_totp(db, hashed) is None  # used up
+    replacement = staff.offered_totp(db, hashed)
+    assert not staff.enable_totp(db, user, hashed, pyotp.TOTP(replacement).at(NOW), now=NOW)  # on already
     assert user.totp_secret == secret
     later = NOW + timedelta(seconds=30)
-    assert accounts.accept_totp(db, user, totp.at(later), now=later)
-    assert not accounts.accept_totp(db, user, totp.at(later), now=later)  # replayed
+    assert staff.accept_totp(db, user, totp.at(later), now=later)
+    assert not staff.accept_totp(db, user, totp.at(later), now=later)  # replayed
     much_later = NOW + timedelta(minutes=10)
-    assert not accounts.accept_totp(db, user, totp.at(NOW + timedelta(minutes=5)), now=much_later)  # too old
-    assert accounts.accept_totp(db, user, totp.at(much_later - timedelta(seconds=30)), now=much_later)  # one step of drift
-    assert "otpauth://totp/Intake:doc?secret=" in accounts.totp_uri(secret, "doc")
-    assert accounts.totp_step(secret, "12 34", now=NOW, after=None) is None  # not six digits
+    assert not staff.accept_totp(db, user, totp.at(NOW + timedelta(minutes=5)), now=much_later)  # too old
+    assert staff.accept_totp(db, user, totp.at(much_later - timedelta(seconds=30)), now=much_later)  # one step of drift
+    assert "otpauth://totp/Intake:doc?secret=" in staff.totp_uri(secret, "doc")
+    assert staff.totp_step(secret, "12 34", now=NOW, after=None) is None  # not six digits
 
 
 def test_finding_6_a_step_claimed_since_the_user_was_read_is_refused(db: Session) -> None:
     """What a concurrent request does between this one's read and write: it accepts the same code
     and stores its step. The stale copy of the user must not accept the code again."""
-    user = accounts.add_user(db, username="doc", display_name="", role="clinician", password=PASSWORD, now=NOW)
-    totp = pyotp.TOTP(accounts.new_totp_secret())
+    user = staff.add_user(db, username="doc", display_name="", role="clinician", password=PASSWORD, now=NOW)
+    totp = pyotp.TOTP(staff.new_totp_secret())
     user.totp_secret = totp.secret
     db.flush()
-    step = accounts.totp_step(totp.secret, totp.at(NOW), now=NOW, after=None)
+    step = staff.totp_step(totp.secret, totp.at(NOW), now=NOW, after=None)
     assert step is not None
     db.execute(update(User).where(User.id == user.id).values(totp_last_step=step),
                execution_options={"synchronize_session": False})  # the other request's write
     assert user.totp_last_step is None  # this request still sees the step as free
-    assert not accounts.accept_totp(db, user, totp.at(NOW), now=NOW)
-    assert accounts.accept_totp(db, user, totp.at(NOW + timedelta(seconds=30)), now=NOW + timedelta(seconds=30))
+    assert not staff.accept_totp(db, user, totp.at(NOW), now=NOW)
+    assert staff.accept_totp(db, user, totp.at(NOW + timedelta(seconds=30)), now=NOW + timedelta(seconds=30))
     assert user.totp_last_step == step + 1
 
 
 def test_sessions_end_on_logout_idle_age_disable_and_password_reset(db: Session) -> None:
-    user = accounts.add_user(db, username="desk", display_name="", role="front-desk", password=PASSWORD, now=NOW)
+    user = staff.add_user(db, username="desk", display_name="", role="front-desk", password=PASSWORD, now=NOW)
 
     def live(token: str, at: datetime) -> bool:
-        return accounts.live_session(db, token, now=at, idle=IDLE, absolute=ABSOLUTE) is not None
+        return staff.live_session(db, token, now=at, idle=IDLE, absolute=ABSOLUTE) is not None
 
-    token = accounts.start_session(db, user, now=NOW)
-    signed_in, stale = accounts.live_session(db, token, now=NOW, idle=IDLE, absolute=ABSOLUTE)  # type: ignore[misc]
+    token = staff.start_session(db, user, now=NOW)
+    signed_in, stale = staff.live_session(db, token, now=NOW, idle=IDLE, absolute=ABSOLUTE)  # type: ignore[misc]
     assert signed_in.username == "desk" and not stale
     assert not live("not-a-token", NOW) and not live(token + "x", NOW)
     assert not live(token, NOW + IDLE + timedelta(seconds=1))  # idle
@@ -129,14 +129,14 @@ def test_sessions_end_on_logout_idle_age_disable_and_password_reset(db: Session)
             assert not live(token, step)
             break
         assert live(token, step)
-        accounts.touch_session(db, accounts.session_hash(token), now=step)
+        staff.touch_session(db, staff.session_hash(token), now=step)
     else:
         pytest.fail("the absolute timeout never ended the session")
-    for end in (lambda t: accounts.end_session(db, accounts.session_hash(t), now=NOW),
-                lambda t: accounts.set_disabled(db, "desk", True, now=NOW),
-                lambda t: accounts.reset_password(db, "desk", PASSWORD + "!", now=NOW)):
-        accounts.set_disabled(db, "desk", False, now=NOW)
-        fresh = accounts.start_session(db, user, now=NOW)
+    for end in (lambda t: staff.end_session(db, staff.session_hash(t), now=NOW),
+                lambda t: staff.set_disabled(db, "desk", True, now=NOW),
+                lambda t: staff.reset_password(db, "desk", PASSWORD + "!", now=NOW)):
+        staff.set_disabled(db, "desk", False, now=NOW)
+        fresh = staff.start_session(db, user, now=NOW)
         assert live(fresh, NOW)
         end(fresh)
         assert not live(fresh, NOW)

@@ -1,4 +1,4 @@
-"""intake.audit_queue: read rows written behind the request, in order, chained; or at once (sync)."""
+"""intake.audit.queue: read rows written behind the request, in order, chained; or at once (sync)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake import audit
-from intake.audit_queue import AuditQueue
+from intake.audit.queue import AuditQueue
 from intake.storage.db import make_session_factory
 from intake.storage.models import AuditRecord
 

@@ -14,13 +14,17 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from intake import background, bulk_export, close_app, create_app
+from intake import close_app, create_app
+from intake.core.fhir_time import utcnow
+from intake.services import services
 from intake.storage import fhir_store, outbox_store
 from intake.storage.db import session_scope
-from intake.storage.models import DocumentRecord, utcnow
+from intake.storage.models import DocumentRecord
 from tests.support.celery_processes import REDIS_URL, CeleryProcesses, flush_broker, redis_available
 from tests.support.fhir_receiver import FhirReceiver
 from tests.test_ehr_push import submit_short_intake
+from intake.fhir import bulk_export
+from intake.jobs import background
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason=f"needs Redis at {REDIS_URL} (INTAKE_TEST_REDIS_URL)")
 
@@ -57,7 +61,7 @@ def web(settings: dict[str, str]) -> Iterator[Flask]:
 
 
 def counts(app: Flask) -> dict[str, int]:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return outbox_store.counts(session)
 
 
@@ -73,7 +77,7 @@ def wait_settled(app: Flask, processes: CeleryProcesses, timeout: float) -> dict
 
 def assert_each_delivered_once(app: Flask, receiver: FhirReceiver, intake_ids: list[str]) -> None:
     assert counts(app) == {"pending": 0, "queued": 0, "done": 2 * len(intake_ids), "dead": 0}
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         rendered = session.scalar(select(func.count()).select_from(DocumentRecord)
                                   .where(DocumentRecord.intake_id.in_(intake_ids)))
     assert rendered == len(intake_ids)
@@ -137,10 +141,10 @@ def test_beat_is_the_clock_of_bulk_export_expiry_and_the_web_side_polls_nothing(
     web.config["INTAKE_OUTBOX_POLLER"] = "on"
     assert not background.start(web) and not background.start_in_worker(web)
     assert not [t for t in threading.enumerate() if t.name == "intake-outbox"]
-    celery = web.extensions["intake.jobs"].celery
+    celery = services(web).jobs.celery
     assert celery.conf.beat_schedule["job-expire_exports"] == {
         "task": "intake.job", "schedule": bulk_export.EXPIRY_SWEEP_SECONDS, "args": ["expire_exports", {}]}
-    with session_scope(web.extensions["intake.sessions"]) as session:
+    with session_scope(services(web).sessions) as session:
         job = fhir_store.create_export(session, request_url="http://x/fhir/$export", scope="system", group_id=None,
                                        types=["Patient"], since=None, now=utcnow() - timedelta(days=2),
                                        requested_by="ehr", expires_at=utcnow() - timedelta(days=1))
@@ -150,5 +154,5 @@ def test_beat_is_the_clock_of_bulk_export_expiry_and_the_web_side_polls_nothing(
     (folder / "Patient.ndjson").write_text("{}\n")
     celery.tasks["intake.job"].run("expire_exports", {})  # what a worker runs when beat sends it
     assert not folder.exists()
-    with web.extensions["intake.sessions"]() as session:
+    with services(web).sessions() as session:
         assert fhir_store.get_export(session, job_id) is None

@@ -1,8 +1,7 @@
 """`flask intake score PATH`, through Flask's CLI runner, with responses to the real forms.
 
-Score ids are read from the catalog's Questionnaires (the `score` extension), so these tests follow
-the forms as their scoring rules are added. Expectations that only hold once the rules exist are
-in `test_pending_rules_*` and skip, naming what is missing, until the catalog declares them.
+Score ids are read from the catalog's Questionnaires (the `score` extension); the stress totals
+are also checked against hand-computed published totals, and fail if a form stops declaring them.
 """
 
 from __future__ import annotations
@@ -21,7 +20,9 @@ from intake.core.answers import build_response
 from intake.core.catalog import Catalog
 from intake.core.items import Form
 from intake.core.scoring import SCORE, Context, score_intake
+from intake.services import services
 from tests.web.conftest import app, client  # noqa: F401  (fixtures)
+import intake.cli.score
 
 SUBJECT = "Patient/p1"
 AUTHORED = "2026-11-20T09:30:00Z"
@@ -31,7 +32,7 @@ AUTHORED = "2026-11-20T09:30:00Z"
 
 
 def catalog(app: Flask) -> Catalog:  # noqa: F811
-    return app.extensions["intake.catalog"]
+    return services(app).catalog
 
 
 def form(app: Flask, key: str) -> Form:  # noqa: F811
@@ -151,26 +152,21 @@ def test_all_never_stress_response_prints_the_engines_result(app: Flask, tmp_pat
     assert [s["id"] for s in out["scores"]] == [i for i in score_ids(stress) if i not in ("phq9", "gad7")]
 
 
-# PENDING RULES — hard-coded totals that hold only once forms/stress.json declares its `score`
-# extensions (being added alongside this command). Each score skips until the catalog has it;
-# the test as a whole skips, naming the ids, while none exists.
-# PSS-10 reverse-scores items 4, 5, 7, 8 (Cohen): all "Never" = 4 x 4 = 16, all "Sometimes" = 20.
-# PHQ items are 0-3: all "More than half the days" (2) = PHQ-4 8 (subscales 4 + 4), PHQ-9 18, GAD-7 14.
-PENDING_TOTALS = {
+# Hand-computed published totals for every stress-form answer set to one option.
+STRESS_TOTALS = {
     0: {"pss10": 16, "phq4": 0, "phq4-anxiety": 0, "phq4-depression": 0},
     2: {"pss10": 20, "phq4": 8, "phq4-anxiety": 4, "phq4-depression": 4, "phq9": 18, "gad7": 14},
 }
 
 
-@pytest.mark.parametrize("option", sorted(PENDING_TOTALS), ids=["all-never", "all-mid"])
-def test_pending_rules_hard_coded_stress_totals(app: Flask, tmp_path: Path, option: int) -> None:  # noqa: F811
+@pytest.mark.parametrize("option", sorted(STRESS_TOTALS), ids=["all-never", "all-mid"])
+def test_stress_totals_match_the_published_instruments(app: Flask, tmp_path: Path, option: int) -> None:  # noqa: F811
     stress = form(app, "stress")
     declared = set(score_ids(stress))
-    if "pss10" not in declared:
-        pytest.skip("PENDING RULES: forms/stress.json declares no 'pss10' score yet")
+    assert set(STRESS_TOTALS[option]) <= declared  # a form that stops declaring a score fails here
     out = ok_json(run(app, respond(stress, option), tmp_path))
     totals = {s["id"]: (s["total"], s["complete"]) for s in out["scores"]}
-    wanted = {k: v for k, v in PENDING_TOTALS[option].items() if k in declared}
+    wanted = STRESS_TOTALS[option]
     assert {k: totals.get(k) for k in wanted} == {k: (v, True) for k, v in wanted.items()}
     if option == 0:
         assert "phq9" not in totals or totals["phq9"][1] is False  # the reflex page was never on
@@ -204,7 +200,7 @@ def test_output_is_indented_json(app: Flask, tmp_path: Path) -> None:  # noqa: F
 
 @pytest.mark.parametrize("where", ["option", "contained", "bundle", "bundle-relative", "none"])
 def test_birth_date_reaches_the_rules(app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:  # noqa: F811
-    import intake.cli_score
+    import intake.cli.score
 
     seen: list[Context] = []
 
@@ -212,7 +208,7 @@ def test_birth_date_reaches_the_rules(app: Flask, tmp_path: Path, monkeypatch: p
         seen.append(context)
         return score_intake(pairs, context)
 
-    monkeypatch.setattr(intake.cli_score, "score_intake", spy)
+    monkeypatch.setattr(intake.cli.score, "score_intake", spy)
     app.config["INTAKE_GI_ONSET_AGE"] = 45
     stress = form(app, "stress")
     args: list[str] = []
@@ -238,10 +234,10 @@ def test_birth_date_reaches_the_rules(app: Flask, tmp_path: Path, monkeypatch: p
 
 
 def test_birth_date_option_overrides_the_patient(app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    import intake.cli_score
+    import intake.cli.score
 
     seen: list[Context] = []
-    monkeypatch.setattr(intake.cli_score, "score_intake", lambda pairs, context: seen.append(context) or score_intake(pairs, context))
+    monkeypatch.setattr(intake.cli.score, "score_intake", lambda pairs, context: seen.append(context) or score_intake(pairs, context))
     document = bundle(respond(form(app, "stress"), 0), patient("1999-01-01"))
     ok_json(run(app, document, tmp_path, "--birth-date", "1970-01-31"))
     assert seen[0].birth_date == "1970-01-31"

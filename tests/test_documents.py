@@ -21,6 +21,7 @@ from pypdf import PdfReader
 
 from intake import documents
 from intake.core.fhir_models import resource_errors
+from intake.services import services
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
 from intake.storage.models import DocumentRecord
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.pdf  # the real WeasyPrint render: these tests are abou
 
 
 def stored_pdf(app: Flask, intake_id: str) -> bytes:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         document = fhir_store.get_document(session, intake_id)
         assert document is not None, "the render job did not store a PDF"
         return bytes(document.content)
@@ -86,8 +87,8 @@ def test_extract_carries_the_pdf_inline_and_rescoring_keeps_identical_bytes(api_
     result = api_app.test_cli_runner().invoke(args=["intake", "rescore", intake_id])
     assert result.exit_code == 0, result.output
     assert stored_pdf(api_app, intake_id) == pdf  # the same data renders the same bytes: no new version
-    with api_app.extensions["intake.sessions"]() as session:
-        content, _source = documents.render(session, api_app.extensions["intake.catalog"], intake_id)
+    with services(api_app).sessions() as session:
+        content, _source = documents.render(session, services(api_app).catalog, intake_id)
     assert content == pdf
 
 
@@ -127,7 +128,7 @@ def test_the_render_holds_no_write_lock_and_a_stale_render_is_not_stored(api_app
     save), and a render whose sources changed meanwhile is dropped, not stored over newer ones."""
     _client, intake_id = complete_intake(api_app, {})
     before = stored_pdf(api_app, intake_id)
-    sessions = api_app.extensions["intake.sessions"]
+    sessions = services(api_app).sessions
     with session_scope(sessions) as session:  # the stored PDF is outdated: the job renders again
         session.execute(update(DocumentRecord).values(source_sha256="outdated"))
     rendering, release, changed = threading.Event(), threading.Event(), threading.Event()
@@ -163,4 +164,4 @@ def test_the_render_holds_no_write_lock_and_a_stale_render_is_not_stored(api_app
     documents.render_job(api_app, intake_id)  # the re-score's own job stores its render
     with sessions() as session:
         document = fhir_store.get_document(session, intake_id)
-        assert document.source_sha256 == changed_sha(real_sources(session, api_app.extensions["intake.catalog"], intake_id).sha256)
+        assert document.source_sha256 == changed_sha(real_sources(session, services(api_app).catalog, intake_id).sha256)

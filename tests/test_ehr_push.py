@@ -14,13 +14,16 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from intake import close_app, create_app, ehr_push, outbox
+from intake import close_app, create_app
+from intake.services import services
 from intake.storage import audit_log, outbox_store
 from intake.storage.db import session_scope
 from intake.storage.models import OutboxRecord
 from tests.support.fhir_receiver import FhirReceiver
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import fill_all, first_page, signed_in
+from intake.fhir import ehr_push
+from intake.jobs import outbox
 
 TOKEN = "ehr-secret-token"
 
@@ -51,12 +54,12 @@ def submit_short_intake(app: Flask, name: str = "Test Patient") -> str:
     fill_all(client, app, first_page(client))
     review = client.get("/intake/review")
     assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return session.query(OutboxRecord.subject).filter_by(kind="render_pdf").order_by(OutboxRecord.id.desc()).first()[0]
 
 
 def rows_of(app: Flask, intake_id: str) -> dict[str, OutboxRecord]:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return {r.kind: r for r in outbox_store.rows(session, subject=intake_id)}
 
 
@@ -79,7 +82,7 @@ def test_a_completed_intake_arrives_once_with_its_pdf_and_a_repeat_creates_nothi
     assert len(pushes(receiver)) == 2 and receiver.transactions_ok == 2
     counts = receiver.created_counts()
     assert counts and set(counts.values()) == {1}  # every resource created exactly once
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         exports = [r for r in audit_log.records(session) if r.action == "export" and r.actor == "ehr-push"]
     assert len(exports) == 2 and f"Intake/{intake_id}" in exports[0].entities
 
@@ -161,7 +164,7 @@ def _outage_then_recovery(database_url: str, tmp_path: Path, receiver: FhirRecei
         deadline = time.monotonic() + outage_s / 3 * 2 + 10
         while time.monotonic() < deadline:
             outbox.dispatch(app)
-            with app.extensions["intake.sessions"]() as session:
+            with services(app).sessions() as session:
                 if not outbox_store.rows(session, states=("pending", "queued")):
                     break
             time.sleep(0.1)

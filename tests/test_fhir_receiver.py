@@ -17,10 +17,12 @@ from urllib.request import Request, urlopen
 import pytest
 from flask import Flask
 
-from intake import close_app, create_app, records
+from intake import close_app, create_app
 from intake.core import extract
 from tests.support.fhir_receiver import FhirReceiver, outcome
 from tests.web.flow import EMERGENCY, complete_intake
+from intake.fhir import publish
+from intake.services import services
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 ODD_VALUE = r"a|b,c$d\e"  # every character ifNoneExist has to escape
@@ -239,8 +241,8 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
 
 def test_a_real_extract_bundle_round_trips(receiver: FhirReceiver, app: Flask) -> None:
     _client, intake_id = complete_intake(app, EMERGENCY)
-    with app.extensions["intake.sessions"]() as session:
-        bundle = records.extract_bundle(session, intake_id)
+    with services(app).sessions() as session:
+        bundle = publish.extract_bundle(session, intake_id)
     kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
     assert {"Patient", "QuestionnaireResponse", "Observation", "Flag", "DocumentReference", "Provenance"} <= kinds
     status, _headers, answer = call(receiver.base_url, bundle)

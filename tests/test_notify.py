@@ -14,7 +14,9 @@ from aiosmtpd.handlers import Message
 from flask import Flask
 
 from intake import close_app, create_app, notify
-from intake.storage import repository
+from intake.services import services
+from intake.storage import intakes, patients, scores
+from intake.storage import flags as flag_store
 from intake.storage.db import session_scope
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
@@ -51,12 +53,12 @@ def make_app(database_url: str, tmp_path: Path, **config: Any) -> Flask:
 
 
 def raise_flags(app: Flask) -> str:
-    with session_scope(app.extensions["intake.sessions"]) as session:
-        patient = repository.create_patient(session, name="Secret Name", birth_date=date(1950, 1, 1))
-        intake = repository.create_intake(session, patient_id=patient.id, questionnaires=["https://x/q|1"])
+    with session_scope(services(app).sessions) as session:
+        patient = patients.create_patient(session, name="Secret Name", birth_date=date(1950, 1, 1))
+        intake = intakes.create_intake(session, patient_id=patient.id, questionnaires=["https://x/q|1"])
         flags = [{"id": rule, "tier": tier, "message": f"{rule} message", "because": ["a"], "questionnaire": "https://x/q|1"}
                  for rule, tier in (("e1", "emergency"), ("u1", "urgent"), ("r1", "review"))]
-        repository.store_scoring(session, intake_id=intake.id, patient_id=patient.id,
+        scores.store_scoring(session, intake_id=intake.id, patient_id=patient.id,
                                  result={"scores": [], "flags": flags, "notes": []}, versions={"https://x/q|1": "v"}, now=NOW)
         return intake.id
 
@@ -73,9 +75,9 @@ def test_email_once_per_emergency_or_urgent_flag(database_url: str, tmp_path: Pa
         body = handler.messages[0].get_payload()
         assert intake_id in body and "Secret Name" not in body
         # Re-scoring the same intake raises the same flag again: nothing is added or sent.
-        with session_scope(app.extensions["intake.sessions"]) as session:
-            patient_id = repository.get_intake(session, intake_id).patient_id
-            added = repository.store_scoring(
+        with session_scope(services(app).sessions) as session:
+            patient_id = intakes.get_intake(session, intake_id).patient_id
+            added = scores.store_scoring(
                 session, intake_id=intake_id, patient_id=patient_id, versions={}, now=NOW,
                 result={"flags": [{"id": "e1", "tier": "emergency", "message": "m", "because": [],
                                    "questionnaire": "https://x/q|1"}]})
@@ -93,8 +95,8 @@ def test_a_failed_send_is_recorded_and_retried(database_url: str, tmp_path: Path
     try:
         raise_flags(app)
         assert notify.send_pending(app) == 0
-        with session_scope(app.extensions["intake.sessions"]) as session:
-            states = sorted((f.rule_id, f.notify_state) for f, _ in repository.list_flags(session, tiers=("emergency", "urgent", "review")))
+        with session_scope(services(app).sessions) as session:
+            states = sorted((f.rule_id, f.notify_state) for f, _ in flag_store.list_flags(session, tiers=("emergency", "urgent", "review")))
         assert states == [("e1", "failed"), ("r1", "not-required"), ("u1", "failed")]
         app.config["INTAKE_SMTP_PORT"] = port
         result = app.test_cli_runner().invoke(args=["intake", "flags", "--send"])

@@ -1,12 +1,13 @@
 """The outbox state machine with the in-process (eager) runner and probe handlers: rows written in
 the caller's transaction, dispatch, ordering, backoff with jitter, Retry-After, dead letters,
 re-drive, lapsed hand-overs, duplicate deliveries, and the `flask intake outbox` commands; and the
-poller that runs from start-up (intake/background.py) under `wsgi.py`, gunicorn and `flask`."""
+poller that runs from start-up (intake/jobs/background.py) under `wsgi.py`, gunicorn and `flask`."""
 
 from __future__ import annotations
 
 import random
 import runpy
+import subprocess
 import sys
 import threading
 import time
@@ -21,8 +22,11 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.cli import cli as flask_cli
 
-from intake import background, close_app, create_app, outbox
-from intake.storage import outbox_store, repository
+from intake import close_app, create_app, workflow
+from intake.jobs import background, outbox
+from intake.jobs.errors import Permanent, Retry
+from intake.services import services
+from intake.storage import intakes, notifications, outbox_store, patients, scores
 from intake.storage.db import session_scope
 from intake.storage.models import OutboxRecord
 from tests.support.gunicorn_server import ROOT, gunicorn_server
@@ -55,24 +59,24 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
 @pytest.fixture
 def probe(app: Flask) -> Probe:
     probe = Probe()
-    app.extensions["intake.outbox_handlers"]["probe"] = probe
+    services(app).outbox_handlers["probe"] = probe
     return probe
 
 
 def add(app: Flask, subject: str, *, after: int | None = None, now: datetime = NOW) -> int:
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         return outbox.enqueue(session, "probe", subject, now=now, after=after)
 
 
 def row(app: Flask, row_id: int) -> OutboxRecord:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         found = session.get(OutboxRecord, row_id)
         assert found is not None
         return found
 
 
 def test_a_row_exists_only_if_its_transaction_commits(app: Flask, probe: Probe) -> None:
-    with pytest.raises(RuntimeError), session_scope(app.extensions["intake.sessions"]) as session:
+    with pytest.raises(RuntimeError), session_scope(services(app).sessions) as session:
         outbox.enqueue(session, "probe", "rolled-back", now=NOW)
         raise RuntimeError("the cause's transaction fails")
     kept = add(app, "kept")
@@ -84,13 +88,13 @@ def test_a_row_exists_only_if_its_transaction_commits(app: Flask, probe: Probe) 
 def test_a_row_waits_for_the_one_it_comes_after_even_if_that_one_dies(app: Flask, probe: Probe) -> None:
     first = add(app, "first")
     second = add(app, "second", after=first)
-    probe.script = [outbox.Permanent("HTTP 422")]
+    probe.script = [Permanent("HTTP 422")]
     assert outbox.dispatch(app, now=NOW) == 2  # first settles (dead), then second runs
     assert probe.calls == ["first", "second"]
     assert (row(app, first).state, row(app, second).state) == ("dead", "done")
     third, fourth = add(app, "third"), None
     fourth = add(app, "fourth", after=third)
-    probe.script = [outbox.Retry("HTTP 503")]
+    probe.script = [Retry("HTTP 503")]
     outbox.dispatch(app, now=NOW)
     assert row(app, third).state == "pending" and row(app, fourth).state == "pending"
     assert probe.calls[-1] == "third"  # fourth did not run while third waits out its backoff
@@ -98,7 +102,7 @@ def test_a_row_waits_for_the_one_it_comes_after_even_if_that_one_dies(app: Flask
 
 def test_retries_back_off_exponentially_with_jitter_then_dead(app: Flask, probe: Probe) -> None:
     row_id = add(app, "flaky")
-    probe.script = [outbox.Retry("HTTP 503")] * 10
+    probe.script = [Retry("HTTP 503")] * 10
     moment, waits = NOW, []
     for attempt in range(1, 5):
         assert outbox.dispatch(app, now=moment) == 1
@@ -125,14 +129,14 @@ def test_backoff_is_capped_and_jitter_spreads_rows(app: Flask) -> None:
 
 def test_retry_after_is_honoured(app: Flask, probe: Probe) -> None:
     row_id = add(app, "busy")
-    probe.script = [outbox.Retry("HTTP 429", after=120)]
+    probe.script = [Retry("HTTP 429", after=120)]
     outbox.dispatch(app, now=NOW)
     assert row(app, row_id).due_at == NOW + timedelta(seconds=120)
 
 
 def test_dead_letters_are_re_driven_from_zero(app: Flask, probe: Probe) -> None:
     row_id = add(app, "refused")
-    probe.script = [outbox.Permanent("HTTP 400 (invalid)")]
+    probe.script = [Permanent("HTTP 400 (invalid)")]
     outbox.dispatch(app, now=NOW)
     assert (row(app, row_id).state, row(app, row_id).last_error) == ("dead", "HTTP 400 (invalid)")
     assert outbox.redrive(app, [row_id]) == 1  # and dispatched at once
@@ -152,7 +156,7 @@ def test_an_unexpected_error_is_retried_and_logged_without_detail(app: Flask, pr
 
 def test_a_lapsed_hand_over_is_handed_over_again_and_a_late_duplicate_does_nothing(app: Flask, probe: Probe) -> None:
     row_id = add(app, "stranded")
-    with session_scope(app.extensions["intake.sessions"]) as session:  # handed to a worker that then died
+    with session_scope(services(app).sessions) as session:  # handed to a worker that then died
         assert [w.id for w in outbox_store.claim_due(session, now=NOW, lease=timedelta(minutes=5), limit=10)] == [row_id]
     assert outbox.dispatch(app, now=NOW + timedelta(minutes=4)) == 0  # the hand-over still holds
     assert outbox.dispatch(app, now=NOW + timedelta(minutes=5, seconds=1)) == 1
@@ -163,7 +167,7 @@ def test_a_lapsed_hand_over_is_handed_over_again_and_a_late_duplicate_does_nothi
 
 def test_the_commands_list_and_retry_dead_letters(app: Flask, probe: Probe) -> None:
     dead, waiting = add(app, "refused"), add(app, "later", now=NOW + timedelta(days=1))
-    probe.script = [outbox.Permanent("HTTP 404")]
+    probe.script = [Permanent("HTTP 404")]
     outbox.dispatch(app, now=NOW)
     runner = app.test_cli_runner()
     listed = runner.invoke(args=["intake", "outbox", "list"])
@@ -192,7 +196,7 @@ def test_a_closing_process_finishes_the_row_in_hand_and_leaves_the_rest(app: Fla
         probe_call(app_, subject)
         outbox.poller_of(app_).stop()  # close_app (gunicorn's worker_exit) while a row runs
 
-    app.extensions["intake.outbox_handlers"]["probe"] = close_during_first
+    services(app).outbox_handlers["probe"] = close_during_first
     assert outbox.dispatch(app, now=NOW) == 1
     assert probe.calls == ["row 0"]
     assert [row(app, i).state for i in ids] == ["done", "pending", "pending"]  # for the other processes
@@ -209,17 +213,17 @@ def leave_pending_notifications(database_url: str, tmp_path: Path, hook: str, ru
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "before"), "SECRET_KEY": "t",
                       "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_NOTIFY_WEBHOOK": hook})
     try:
-        with session_scope(app.extensions["intake.sessions"]) as session:
-            patient = repository.create_patient(session, name="Secret Name", birth_date=date(1950, 1, 1))
-            intake = repository.create_intake(session, patient_id=patient.id, questionnaires=["https://x/q|1"])
+        with session_scope(services(app).sessions) as session:
+            patient = patients.create_patient(session, name="Secret Name", birth_date=date(1950, 1, 1))
+            intake = intakes.create_intake(session, patient_id=patient.id, questionnaires=["https://x/q|1"])
             flags = [{"id": rule, "tier": "emergency", "message": f"{rule} message", "because": ["a"],
                       "questionnaire": "https://x/q|1"} for rule in rules]
-            repository.store_scoring(session, intake_id=intake.id, patient_id=patient.id,
+            scores.store_scoring(session, intake_id=intake.id, patient_id=patient.id,
                                      result={"scores": [], "flags": flags, "notes": []},
                                      versions={"https://x/q|1": "v"}, now=NOW)
-            assert outbox.notify_flags(app, session, repository.pending_notifications(session, intake_id=intake.id),
-                                       now=NOW) == len(rules)
-        with app.extensions["intake.sessions"]() as session:
+            assert workflow.notify_flags(app, session, notifications.pending_notifications(session, intake_id=intake.id),
+                                         now=NOW) == len(rules)
+        with services(app).sessions() as session:
             return [r.id for r in session.query(OutboxRecord).filter_by(kind=outbox.NOTIFY)]
     finally:
         close_app(app)
@@ -321,3 +325,15 @@ def test_finding_5_the_poller_setting_is_checked_and_off_for_tests(app: Flask) -
     app.config["INTAKE_OUTBOX_POLLER"] = "sometimes"
     with pytest.raises(ValueError, match="INTAKE_OUTBOX_POLLER"):
         background.start(app)
+
+
+def test_handlers_and_the_celery_tasks_do_not_import_the_outbox() -> None:
+    """No cycle between the runner, the outbox and what it runs: `Retry`/`Permanent` come from
+    intake/jobs/errors.py, and the Celery dispatch task runs the registered job, so loading the
+    handlers and the tasks loads no outbox."""
+    code = ("import sys, intake.notify, intake.fhir.ehr_push, intake.jobs.celery, intake.jobs.errors; "
+            "print('intake.jobs.outbox' in sys.modules, 'intake.jobs.errors' in sys.modules)")
+    found = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert found.stdout.split() == ["False", "True"]
+    errors_module = (ROOT / "intake" / "jobs" / "errors.py").read_text()
+    assert "import intake" not in errors_module and "from intake" not in errors_module  # a leaf: no cycle through it

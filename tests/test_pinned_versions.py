@@ -16,9 +16,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from intake.core.items import Form
-from intake.storage import repository
+from intake.services import services
+from intake.storage import responses, scores
 from intake.storage.models import Intake
-from intake.webforms import field_name
+from intake.web.forms import field_name
 from tests.web.conftest import app, client, csrf, invite_link  # noqa: F401  (fixtures)
 from tests.web.flow import continue_after_help, default_value, first_page
 
@@ -55,7 +56,7 @@ def answer_every_page(client: FlaskClient, form: Form, overrides: dict[str, Any]
 
 def test_an_intake_pinned_to_an_archived_version_is_answered_submitted_and_rescored(
         app: Flask, client: FlaskClient) -> None:  # noqa: F811
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     old = catalog.get(OLD)
     assert old is not None and catalog.by_key["digestive"].canonical == NEW
     assert client.get(invite_link(app, birth_date="1970-05-20", questionnaires=OLD)).status_code == 302
@@ -74,10 +75,10 @@ def test_an_intake_pinned_to_an_archived_version_is_answered_submitted_and_resco
     assert review.status_code == 200
     assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
 
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         intake_id = session.scalars(select(Intake.id)).one()
-        stored = [json.loads(r.resource_json) for r in repository.list_responses(session, intake_id)]
-        scoring = repository.get_scoring(session, intake_id)
+        stored = [json.loads(r.resource_json) for r in responses.list_responses(session, intake_id)]
+        scoring = scores.get_scoring(session, intake_id)
     assert [r["questionnaire"] for r in stored] == [OLD]
     assert scoring is not None and scoring.result["scoringVersions"] == {OLD: f"engine-1;{OLD}"}
     assert "gi-af5" not in [f["id"] for f in scoring.result["flags"]]
@@ -85,7 +86,7 @@ def test_an_intake_pinned_to_an_archived_version_is_answered_submitted_and_resco
     # The newest rules (December for a year-only onset: 50) reach the stored answers on rescore.
     result = app.test_cli_runner().invoke(args=["intake", "rescore", intake_id])
     assert result.exit_code == 0, result.output
-    with app.extensions["intake.sessions"]() as session:
-        rescored = repository.get_scoring(session, intake_id)
+    with services(app).sessions() as session:
+        rescored = scores.get_scoring(session, intake_id)
     assert rescored is not None and rescored.result["scoringVersions"] == {NEW: f"engine-1;{NEW}"}
     assert "gi-af5" in [f["id"] for f in rescored.result["flags"]]

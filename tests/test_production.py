@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import text
 
 from intake import close_app, create_app
+from intake.services import services
 from intake.storage import outbox_store
 from intake.storage.db import make_engine
 from tests.durability import Invite, Patient, page_answers
@@ -120,13 +121,13 @@ def test_make_run_prod_then_a_patient_completes_an_intake(environment: dict[str,
                           "INTAKE_OUTBOX_POLLER": "off"})  # an observer: the deployment's workers do the work
         try:
             answers = {}
-            for form in app.extensions["intake.catalog"].forms:
+            for form in services(app).catalog.forms:
                 answers.update(page_answers(app, form.key))
             outcome = Patient(port, Invite("", link), answers, duplicate=True).run(time.monotonic() + 120)
             assert outcome.acknowledged and not outcome.problems, outcome.problems
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
-                with app.extensions["intake.sessions"]() as session:
+                with services(app).sessions() as session:
                     counts = outbox_store.counts(session)
                 if counts["done"] >= 1 and counts["pending"] == counts["queued"] == 0:
                     break

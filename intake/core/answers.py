@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 from collections import OrderedDict
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -55,27 +56,59 @@ def nest(form: Form, answers: Answers, enabled: set[str] | None = None) -> list[
     return [n for n in (build(item) for item in form.items) if n]
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+
+
+def _calculated_integer(value: Any) -> list[dict[str, Any]]:
+    if not _is_number(value) or Decimal(str(value)) != Decimal(str(value)).to_integral_value():
+        return []  # a fractional result cannot be an integer answer
+    return [{"valueInteger": int(value)}]
+
+
+def _calculated_decimal(value: Any) -> list[dict[str, Any]]:
+    return [{"valueDecimal": float(value)}] if _is_number(value) else []
+
+
+def _calculated_boolean(value: Any) -> list[dict[str, Any]]:
+    return [{"valueBoolean": value}] if isinstance(value, bool) else []
+
+
+def _calculated_string(value: Any) -> list[dict[str, Any]]:
+    return [{"valueString": value}] if isinstance(value, str) else []
+
+
+def _not_calculated(value: Any) -> list[dict[str, Any]]:
+    """Not filled from an expression: a date, a coding or a quantity result is left unanswered."""
+    return []
+
+
+# Item type -> its answer from a calculatedExpression result (one FHIRPath value); empty when
+# the result does not fit. Keyed by item_types.QUESTIONS (tests/core/test_item_types.py).
+CALCULATED_ANSWER: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
+    "boolean": _calculated_boolean,
+    "decimal": _calculated_decimal,
+    "integer": _calculated_integer,
+    "date": _not_calculated,
+    "dateTime": _not_calculated,
+    "string": _calculated_string,
+    "text": _calculated_string,
+    "choice": _not_calculated,
+    "open-choice": _not_calculated,
+    "quantity": _not_calculated,
+}
+
+
 def _calculated_answer(item: Item, result: list[Any]) -> list[dict[str, Any]]:
     """Turn an expression result into answers of the item's type; empty when it has no value."""
     values = [v for v in result if v is not None and not isinstance(v, (dict, list))]
     if not values:
         return []
-    value = values[0]
-    if item.type == "integer" and isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-        if Decimal(str(value)) != Decimal(str(value)).to_integral_value():
-            return []  # a fractional result cannot be an integer answer
-        return [{"valueInteger": int(value)}]
-    if item.type == "decimal" and isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-        return [{"valueDecimal": float(value)}]
-    if item.type == "boolean" and isinstance(value, bool):
-        return [{"valueBoolean": value}]
-    if item.type in ("string", "text") and isinstance(value, str):
-        return [{"valueString": value}]
-    return []
+    convert = CALCULATED_ANSWER.get(item.type, _not_calculated)
+    return convert(values[0])
 
 
-COMPUTE_MEMO_SIZE = 1024
-_COMPUTE_MEMO: OrderedDict[tuple[int, bytes], tuple[Form, Answers, frozenset[str]]] = OrderedDict()
+COMPUTE_MEMO_SIZE = 1024  # answer sets remembered per form (`Form.memo`)
 
 
 def compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:
@@ -83,26 +116,26 @@ def compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:
 
     One page save needs this for the same answers several times (page enablement, validation,
     building the response, the next page's order), and each pass may run FHIRPath, so results
-    are memoised per form object on the answers' exact content (their pickle: equal bytes mean
-    equal answers; unequal orderings only miss; the entry holds the form, so its id is not
-    reused while cached). The returned dict and set are fresh; the answer
-    lists inside are shared and must not be mutated.
+    are memoised on the form object (`Form.memo`) by the answers' exact content (their pickle:
+    equal bytes mean equal answers; unequal orderings only miss). The returned dict and set are
+    fresh; the answer lists inside are shared and must not be mutated.
     """
     try:
-        key = (id(form), pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL))
+        key = pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError):
         kept, enabled = _compute(form, answers)
         return kept, enabled
-    hit = _COMPUTE_MEMO.get(key)
-    if hit is None or hit[0] is not form:
+    memo: OrderedDict[bytes, tuple[Answers, frozenset[str]]] = form.memo.setdefault("compute", OrderedDict())
+    hit = memo.get(key)
+    if hit is None:
         kept, enabled = _compute(form, answers)
-        hit = (form, kept, frozenset(enabled))
-        _COMPUTE_MEMO[key] = hit
-        if len(_COMPUTE_MEMO) > COMPUTE_MEMO_SIZE:
-            _COMPUTE_MEMO.popitem(last=False)
+        hit = (kept, frozenset(enabled))
+        memo[key] = hit
+        if len(memo) > COMPUTE_MEMO_SIZE:
+            memo.popitem(last=False)
     else:
-        _COMPUTE_MEMO.move_to_end(key)
-    return dict(hit[1]), set(hit[2])
+        memo.move_to_end(key)
+    return dict(hit[0]), set(hit[1])
 
 
 def _compute(form: Form, answers: Answers) -> tuple[Answers, set[str]]:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from intake.core import extensions as ext
 from intake.core.items import Form, build_form
@@ -27,6 +28,7 @@ class CatalogError(Exception):
 
 
 ARCHIVE = "archive"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,20 @@ class Catalog:
     archived: tuple[Form, ...] = ()
     # (canonical, language) -> the Form rebuilt from its translations; filled on first use.
     localized_forms: dict[tuple[str, str], Form] = field(default_factory=dict, repr=False, compare=False)
+    # name -> a view other layers derive from the whole catalog (`derived`), e.g. the FHIR JSON
+    # of every version; per-form results are on each Form (`Form.memo`).
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def derived(self, name: str, build: Callable[[Catalog], T]) -> T:
+        """`build(self)`, built on first use and kept on this catalog, so it goes with it.
+
+        Not a process global keyed by `id(catalog)`: a test or a second app with other forms
+        must never be served this catalog's view. Two threads may both build it the first time;
+        `build` must be pure, so either result will do.
+        """
+        if name not in self.memo:
+            self.memo[name] = build(self)
+        return cast(T, self.memo[name])
 
     def localized(self, form: Form, lang: str) -> Form:
         """`form` as the patient reads it in `lang` (its own language: the form itself).

@@ -8,19 +8,19 @@ meets the condition is enough.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from intake.core import fhirpath
+from intake.core.item_types import ANSWER_VALUE_KEYS
 from intake.core.items import Form, Item
 
 Answers = dict[str, list[dict[str, Any]]]
 
-VALUE_KEYS = (
-    "valueBoolean", "valueDecimal", "valueInteger", "valueDate", "valueDateTime", "valueTime",
-    "valueString", "valueUri", "valueCoding", "valueQuantity", "valueReference",
-)
+VALUE_KEYS = ANSWER_VALUE_KEYS
 
 
 def answer_value(answer: dict[str, Any]) -> tuple[str, Any] | None:
@@ -37,31 +37,46 @@ def _number(value: Any) -> Decimal | None:
     return Decimal(str(value))
 
 
-def _compare(kind: str, answer: Any, expected: Any) -> int | None:
-    """-1/0/1 ordering of an answer against the condition's value; None when not comparable."""
-    if kind in ("answerDecimal", "answerInteger"):
-        left, right = _number(answer), _number(expected)
+def _order(left: Any, right: Any) -> int:
+    return int(left > right) - int(left < right)
+
+
+def _order_numbers(answer: Any, expected: Any) -> int | None:
+    left, right = _number(answer), _number(expected)
+    if left is None or right is None:
+        return None
+    return _order(left, right)
+
+
+def _order_quantities(answer: Any, expected: Any) -> int | None:
+    if not isinstance(answer, dict) or not isinstance(expected, dict):
+        return None
+    if (answer.get("code"), answer.get("system")) != (expected.get("code"), expected.get("system")):
+        return None
+    return _order_numbers(answer.get("value"), expected.get("value"))
+
+
+def _order_strings(answer: Any, expected: Any) -> int | None:
+    if not isinstance(answer, str) or not isinstance(expected, str):
+        return None
+    return _order(answer, expected)
+
+
+def _order_dates(answer: Any, expected: Any) -> int | None:
+    if not isinstance(answer, str) or not isinstance(expected, str):
+        return None
+    if len(answer) != len(expected):
+        return None  # different precision (2024 vs 2024-05): not comparable
+    return _order(answer, expected)
+
+
+def _order_date_times(answer: Any, expected: Any) -> int | None:
+    if isinstance(answer, str) and isinstance(expected, str) and "T" in answer and "T" in expected:
+        left, right = _instant(answer), _instant(expected)  # 12:00+02:00 is 10:00Z
         if left is None or right is None:
             return None
-        return (left > right) - (left < right)
-    if kind == "answerQuantity":
-        if not isinstance(answer, dict) or not isinstance(expected, dict):
-            return None
-        if (answer.get("code"), answer.get("system")) != (expected.get("code"), expected.get("system")):
-            return None
-        return _compare("answerDecimal", answer.get("value"), expected.get("value"))
-    if kind in ("answerDate", "answerDateTime", "answerTime", "answerString"):
-        if not isinstance(answer, str) or not isinstance(expected, str):
-            return None
-        if kind == "answerDateTime" and "T" in answer and "T" in expected:
-            left, right = _instant(answer), _instant(expected)  # 12:00+02:00 is 10:00Z
-            if left is None or right is None:
-                return None
-            return (left > right) - (left < right)
-        if kind != "answerString" and len(answer) != len(expected):
-            return None  # different precision (2024 vs 2024-05): not comparable
-        return (answer > expected) - (answer < expected)
-    return None
+        return _order(left, right)
+    return _order_dates(answer, expected)
 
 
 def _instant(value: str) -> datetime | None:
@@ -73,15 +88,53 @@ def _instant(value: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
+def _same_coding(answer: Any, expected: Any) -> bool:
+    if not isinstance(answer, dict) or not isinstance(expected, dict):
+        return False
+    if answer.get("code") != expected.get("code"):
+        return False
+    return not expected.get("system") or answer.get("system") == expected.get("system")
+
+
+def _same_boolean(answer: Any, expected: Any) -> bool:
+    return answer is expected
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How an enableWhen answer[x] meets an answer: `equal` for = and !=, `order` (-1/0/1, None
+    when not comparable) for the ordered operators; None: the answer[x] cannot be ordered."""
+
+    equal: Callable[[Any, Any], bool] | None
+    order: Callable[[Any, Any], int | None] | None
+
+
+# enableWhen answer[x] -> its comparison. Every answer[x] a supported item type allows
+# (item_types.TYPES[...].enable_when) has one (tests/core/test_item_types.py).
+COMPARISONS: dict[str, Comparison] = {
+    "answerBoolean": Comparison(_same_boolean, None),
+    "answerCoding": Comparison(_same_coding, None),
+    "answerDecimal": Comparison(None, _order_numbers),
+    "answerInteger": Comparison(None, _order_numbers),
+    "answerQuantity": Comparison(None, _order_quantities),
+    "answerDate": Comparison(None, _order_dates),
+    "answerDateTime": Comparison(None, _order_date_times),
+    "answerString": Comparison(None, _order_strings),
+}
+
+
+def _compare(kind: str, answer: Any, expected: Any) -> int | None:
+    """-1/0/1 ordering of an answer against the condition's value; None when not comparable."""
+    comparison = COMPARISONS.get(kind)
+    if comparison is None or comparison.order is None:
+        return None
+    return comparison.order(answer, expected)
+
+
 def _equal(kind: str, answer: Any, expected: Any) -> bool:
-    if kind == "answerCoding":
-        if not isinstance(answer, dict) or not isinstance(expected, dict):
-            return False
-        if answer.get("code") != expected.get("code"):
-            return False
-        return not expected.get("system") or answer.get("system") == expected.get("system")
-    if kind == "answerBoolean":
-        return answer is expected
+    comparison = COMPARISONS.get(kind)
+    if comparison is not None and comparison.equal is not None:
+        return comparison.equal(answer, expected)
     return _compare(kind, answer, expected) == 0
 
 

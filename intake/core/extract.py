@@ -23,10 +23,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any
 
 from intake.core.extensions import BASE
+from intake.core.fhir_time import fhir_instant_seconds
 from intake.core.items import Form
 
 # Name-based ids: the same intake and score always give the same Observation id.
@@ -59,13 +60,6 @@ _REFERENCE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
 def resource_id(*key: str) -> str:
     """A stable resource id for a key (e.g. ("Observation", intake_id, score_id))."""
     return str(uuid.uuid5(NAMESPACE, "/".join(key)))
-
-
-def instant(moment: datetime) -> str:
-    """A FHIR instant in UTC, seconds precision (stable, and what EHRs display)."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: pass a tz-aware UTC datetime")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _identifier(system: str, value: str) -> dict[str, str]:
@@ -147,8 +141,8 @@ def observations(result: Mapping[str, Any], *, intake_id: str, patient_id: str, 
             "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}]}],
             "code": {"coding": _score_codes(score, forms), "text": str(score.get("title") or score["id"])},
             "subject": {"reference": f"Patient/{patient_id}"},
-            "effectiveDateTime": instant(effective),
-            "issued": instant(issued),
+            "effectiveDateTime": fhir_instant_seconds(effective),
+            "issued": fhir_instant_seconds(issued),
         }
         if score.get("total") is not None:
             observation.update(_score_value(score["total"]))
@@ -201,7 +195,7 @@ def flag_resource(*, intake_id: str, patient_id: str, rule_id: str, tier: str, m
         "category": [{"coding": [{"system": FLAG_CATEGORY, "code": "clinical", "display": "Clinical"}]}],
         "code": {"coding": [{"system": FLAG_CODES, "code": rule_id}], "text": f"{tier.capitalize()}: {message}"},
         "subject": {"reference": f"Patient/{patient_id}"},
-        "period": {"start": instant(raised)},
+        "period": {"start": fhir_instant_seconds(raised)},
     }
 
 
@@ -224,7 +218,7 @@ def document_reference(*, intake_id: str, patient_id: str, created: datetime, si
         "size": size,
         "hash": sha1_b64,
         "title": title,
-        "creation": instant(created),
+        "creation": fhir_instant_seconds(created),
     }
     if url is not None:
         attachment["url"] = url
@@ -238,7 +232,7 @@ def document_reference(*, intake_id: str, patient_id: str, created: datetime, si
         "docStatus": "final",
         "type": {"coding": [{"system": DOCUMENT_CODES, "code": "screening-summary"}], "text": "Pre-appointment screening summary"},
         "subject": {"reference": f"Patient/{patient_id}"},
-        "date": instant(created),
+        "date": fhir_instant_seconds(created),
         "description": "Screening aid, not a diagnosis: pre-appointment intake summary for the clinician.",
         "content": [{"attachment": attachment}],
         "context": {"related": [{"reference": f"QuestionnaireResponse/{r}"} for r in responses]},
@@ -253,7 +247,7 @@ def provenance(*, intake_id: str, recorded: datetime, targets: Iterable[str], so
         "resourceType": "Provenance",
         "id": resource_id("Provenance", intake_id),
         "target": [{"reference": t} for t in targets],
-        "recorded": instant(recorded),
+        "recorded": fhir_instant_seconds(recorded),
         "agent": [{
             "type": {"coding": [{"system": PROVENANCE_PARTICIPANT, "code": "assembler", "display": "Assembler"}]},
             "who": {"display": f"{ENGINE_NAME} ({'; '.join(versions)})" if versions else ENGINE_NAME},
@@ -319,7 +313,8 @@ def transaction_bundle(resources: Iterable[Mapping[str, Any]], *, timestamp: dat
             "resource": _rewrite(body, full_urls),
             "request": request,
         })
-    return {"resourceType": "Bundle", "type": "transaction", "timestamp": instant(timestamp), "entry": entries}
+    return {"resourceType": "Bundle", "type": "transaction", "timestamp": fhir_instant_seconds(timestamp),
+            "entry": entries}
 
 
 def _escape_token(text: str) -> str:

@@ -70,6 +70,8 @@ USER_FUNCTIONS: dict[str, dict[str, Any]] = {
 OPTIONS = {"userInvocationTable": USER_FUNCTIONS}
 
 
+# The lru_caches in this module stay process-wide on purpose: each is keyed by expression text
+# alone (parsing, syntax checks, rewriting), which depends on no catalog, form or app.
 @lru_cache(maxsize=2048)
 def compile_expression(expression: str, base: str | None = None) -> Callable[..., list[Any]]:
     """Parse once and cache; raises FhirPathError naming the expression on a syntax error."""

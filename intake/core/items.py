@@ -11,6 +11,7 @@ from typing import Any
 
 from intake.core import extensions as ext
 from intake.core.fhirpath import weight_table
+from intake.core.item_types import is_question
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class Item:
 
     @property
     def is_question(self) -> bool:
-        return self.type not in ("group", "display")
+        """Takes answers: not a group or a display (item_types)."""
+        return is_question(self.type)
 
     def walk(self) -> list[Item]:
         """This item and all its descendants in document order."""
@@ -94,6 +96,11 @@ class Form:
     calculations_independent: bool = True
     weighted_options: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
     weights: dict[str, dict[tuple[Any, Any], Any]] = field(default_factory=dict, repr=False)
+    # What is derived from this form alone (its constraints, enablement per answers, a page's
+    # form class), kept on it so it lives and dies with the catalog that holds the form. Not a
+    # process global keyed by id(form) or url|version: two apps may load different content
+    # under the same url|version, and an id is reused once its object is gone.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def canonical(self) -> str:

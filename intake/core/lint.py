@@ -13,48 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from intake.core import extensions as ext
+from intake.core import item_types
+from intake.core.enablement import COMPARISONS
 from intake.core.fhir_models import Questionnaire, model_errors
 from intake.core.fhirpath import check_syntax, option_weight
 
-SUPPORTED_TYPES = {
-    "group", "display", "boolean", "decimal", "integer", "date", "dateTime",
-    "string", "text", "choice", "open-choice", "quantity",
-}
-
-# enableWhen.answer[x] allowed for each target item type (R4 que rules, and what can be compared).
-ANSWER_TYPES_FOR = {
-    "boolean": {"answerBoolean"},
-    "decimal": {"answerDecimal", "answerInteger"},
-    "integer": {"answerInteger", "answerDecimal"},
-    "date": {"answerDate"},
-    "dateTime": {"answerDateTime", "answerDate"},
-    "string": {"answerString"},
-    "text": {"answerString"},
-    "choice": {"answerCoding", "answerString", "answerInteger", "answerDate"},
-    "open-choice": {"answerCoding", "answerString"},
-    "quantity": {"answerQuantity"},
-}
+SUPPORTED_TYPES = item_types.SUPPORTED
 ORDERED_OPERATORS = {">", "<", ">=", "<="}
 OPERATORS = ORDERED_OPERATORS | {"exists", "=", "!="}
-
-# answerOption value[x] / initial value[x] allowed per item type.
-OPTION_TYPES_FOR = {
-    "choice": {"valueCoding", "valueString", "valueInteger", "valueDate", "valueTime"},
-    "open-choice": {"valueCoding", "valueString", "valueInteger", "valueDate", "valueTime"},
-    "integer": {"valueInteger"},
-    "string": {"valueString"},
-    "date": {"valueDate"},
-}
-VALUE_TYPE_FOR = {
-    "boolean": "valueBoolean", "decimal": "valueDecimal", "integer": "valueInteger",
-    "date": "valueDate", "dateTime": "valueDateTime", "string": "valueString",
-    "text": "valueString", "quantity": "valueQuantity",
-}
-MIN_MAX_TYPES_FOR = {
-    "integer": {"valueInteger"}, "decimal": {"valueDecimal", "valueInteger"},
-    "date": {"valueDate"}, "dateTime": {"valueDateTime", "valueDate"},
-    "quantity": {"valueQuantity"},
-}
 
 
 @dataclass(frozen=True)
@@ -179,26 +145,27 @@ def _one_item(
     def error(message: str) -> None:
         out.append(LintIssue("error", link_id, message))
 
-    if kind not in SUPPORTED_TYPES:
+    spec = item_types.item_type(kind)
+    if spec is None:
         error(f"item type {kind!r} is not supported by the engine (supported: {', '.join(sorted(SUPPORTED_TYPES))})")
         return out
-    if kind == "group" and item.get("repeats"):
+    if spec.role == "group" and item.get("repeats"):
         error("a repeating group is not supported by the engine (ask the repeated questions with `repeats` instead)")
-    if kind in ("group", "display") and (item.get("answerOption") or item.get("answerValueSet")):
+    if not spec.is_question and (item.get("answerOption") or item.get("answerValueSet")):
         error(f"a {kind} item must not have answerOption or answerValueSet")
-    if kind == "display" and item.get("item"):
+    if spec.role == "display" and item.get("item"):
         error("a display item must not have child items")
-    if kind == "display" and item.get("required"):
+    if spec.role == "display" and item.get("required"):
         error("a display item cannot be required")
-    if kind in ("choice", "open-choice") and not item.get("answerOption"):
+    if spec.needs_options and not item.get("answerOption"):
         if item.get("answerValueSet"):
             error("answerValueSet is not supported: list the choices as answerOption")
         else:
             error(f"a {kind} item needs answerOption")
-    if item.get("answerValueSet") and kind not in ("group", "display", "choice", "open-choice"):
+    if item.get("answerValueSet") and spec.is_question and not spec.needs_options:
         error("answerValueSet is not supported: list the choices as answerOption")
 
-    allowed = OPTION_TYPES_FOR.get(kind or "")
+    allowed = spec.option_keys
     for n, option in enumerate(item.get("answerOption") or []):
         keys = [k for k in option if k.startswith("value")]
         if allowed is None and keys:
@@ -212,10 +179,7 @@ def _one_item(
 
     for n, initial in enumerate(item.get("initial") or []):
         keys = [k for k in initial if k.startswith("value")]
-        expected = VALUE_TYPE_FOR.get(kind or "")
-        choices = OPTION_TYPES_FOR.get(kind or "")
-        ok = keys and ((expected and keys[0] == expected) or (choices and keys[0] in choices))
-        if not ok:
+        if not (keys and keys[0] in spec.answer_keys):  # its own value[x], or one an option could have
             error(f"initial #{n + 1} has {keys or 'no value'}, which does not fit a {kind} item")
 
     for url, name in ((ext.MIN_VALUE, "minValue"), (ext.MAX_VALUE, "maxValue")):
@@ -225,8 +189,8 @@ def _one_item(
                 # localized copy of a limit given by an expression has no value left.)
                 out.append(LintIssue("warning", link_id, f"{name} has neither a value nor a cqf-expression giving one: ignored"))
                 continue
-            out += [LintIssue("error", link_id, f"{name} {m}") for m in _limit_problems(extension, kind or "")]
-    if kind != "group" and ext.find(item, ext.CONSTRAINT):
+            out += [LintIssue("error", link_id, f"{name} {m}") for m in _limit_problems(extension, spec)]
+    if spec.role != "group" and ext.find(item, ext.CONSTRAINT):
         error("questionnaire-constraint is supported on groups and on the Questionnaire only")
     pattern = ext.value(item, ext.REGEX)
     if pattern is not None:
@@ -239,7 +203,7 @@ def _one_item(
         out.append(LintIssue("warning", link_id, f"itemControl {control!r} is not supported; the default control is used"))
 
     if ext.value(item, ext.SCORED):
-        if kind in ("choice", "open-choice"):
+        if spec.needs_options:
             unweighted = [n + 1 for n, o in enumerate(item.get("answerOption") or []) if option_weight(o) is None]
             if unweighted:
                 error(f"is scored but answerOption {unweighted} carry no itemWeight/ordinalValue")
@@ -253,24 +217,25 @@ def _one_item(
     return out
 
 
-DYNAMIC_LIMIT_TYPES = {"date", "dateTime"}
+_DYNAMIC_LIMIT_WORDS = " and ".join(code for code, row in item_types.TYPES.items() if row.dynamic_limits)
 
 
-def _limit_problems(extension: dict[str, Any], kind: str) -> list[str]:
+def _limit_problems(extension: dict[str, Any], spec: item_types.ItemType) -> list[str]:
     """A minValue/maxValue: a fixed value[x] of the item's type, or one given by a FHIRPath
-    `cqf-expression` on the primitive (`_valueDate`), which the engine evaluates on date and
-    dateTime items (`today()`, `%birthDate`)."""
+    `cqf-expression` on the primitive (`_valueDate`), which the engine evaluates on the types
+    with `dynamic_limits` (date and dateTime: `today()`, `%birthDate`)."""
+    kind = spec.code
     keys = [k for k in extension if k.startswith("value")]
     shadows = [k for k in extension if k.startswith("_value")]
-    allowed = MIN_MAX_TYPES_FOR.get(kind, set())
+    allowed = spec.limit_keys
     problems = [f"{k} does not fit a {kind} item" for k in dict.fromkeys(keys + [s[1:] for s in shadows]) if k not in allowed]
     dynamic = ext.shadow_expression(extension)
     if dynamic is None:
         if not keys:
             problems.append("has no value: its `_value[x]` carries no cqf-expression")
         return problems
-    if kind not in DYNAMIC_LIMIT_TYPES:
-        problems.append(f"given by an expression is supported on date and dateTime items only, not on a {kind} item")
+    if not spec.dynamic_limits:
+        problems.append(f"given by an expression is supported on {_DYNAMIC_LIMIT_WORDS} items only, not on a {kind} item")
     expression = dynamic[1]
     if not isinstance(expression, dict):
         problems.append("cqf-expression needs a valueExpression")
@@ -380,10 +345,10 @@ def _enable_when_issues(
             if key != "answerBoolean":
                 out.append(LintIssue("error", link_id, f"{label}: operator 'exists' takes answerBoolean, not {key}"))
             continue
-        allowed = ANSWER_TYPES_FOR.get(target_type or "", set())
-        if key not in allowed:
+        target = item_types.item_type(target_type)
+        if target is None or key not in target.enable_when:
             out.append(LintIssue("error", link_id, f"{label}: {key} can never match '{question}' of type {target_type}"))
-        elif operator in ORDERED_OPERATORS and key in ("answerBoolean", "answerCoding"):
+        elif operator in ORDERED_OPERATORS and COMPARISONS[key].order is None:
             out.append(LintIssue("error", link_id, f"{label}: operator {operator!r} cannot order {key}"))
     return out
 

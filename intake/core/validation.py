@@ -19,14 +19,14 @@ Besides the item rules, two standard extensions refuse impossible answers:
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 from intake.core import extensions as ext
-from intake.core import fhirpath
+from intake.core import fhirpath, item_types
 from intake.core.answers import compute, flatten
 from intake.core.enablement import answer_value, expression_variables
 from intake.core.fhir_models import QuestionnaireResponse, model_errors
@@ -34,18 +34,6 @@ from intake.core.items import Form, Item
 from intake.core.translations import translation
 
 STATUSES = {"in-progress", "completed", "amended", "entered-in-error", "stopped"}
-VALUE_TYPES = {
-    "boolean": {"valueBoolean"},
-    "decimal": {"valueDecimal"},
-    "integer": {"valueInteger"},
-    "date": {"valueDate"},
-    "dateTime": {"valueDateTime"},
-    "string": {"valueString"},
-    "text": {"valueString"},
-    "quantity": {"valueQuantity"},
-    "choice": {"valueCoding", "valueString", "valueInteger", "valueDate", "valueTime"},
-    "open-choice": {"valueCoding", "valueString", "valueInteger", "valueDate", "valueTime"},
-}
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 INT32 = (-(2**31), 2**31 - 1)
 DATE_RE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
@@ -256,23 +244,18 @@ def read_constraint(extension: dict[str, Any], context: str | None) -> Constrain
     )
 
 
-_CONSTRAINTS: OrderedDict[int, tuple[Form, tuple[Constraint, ...]]] = OrderedDict()
-
-
 def constraints(form: Form) -> tuple[Constraint, ...]:
     """The form's constraints, the Questionnaire's first, then the groups' in document order
-    (read once per form object)."""
-    hit = _CONSTRAINTS.get(id(form))
-    if hit is not None and hit[0] is form:
-        return hit[1]
+    (read once per form object, kept on it)."""
+    hit: tuple[Constraint, ...] | None = form.memo.get("constraints")
+    if hit is not None:
+        return hit
     found = [read_constraint(e, None) for e in ext.find(form.resource, ext.CONSTRAINT)]
     for item in form.walk():
         if item.type == "group":
             found += [read_constraint(e, item.link_id) for e in ext.find(item.raw, ext.CONSTRAINT)]
     result = tuple(c for c in found if c is not None)
-    _CONSTRAINTS[id(form)] = (form, result)
-    if len(_CONSTRAINTS) > 256:
-        _CONSTRAINTS.popitem(last=False)
+    form.memo["constraints"] = result
     return result
 
 
@@ -422,7 +405,7 @@ def _tree_issues(form: Form, nodes: list[dict[str, Any]], allowed: list[Item], p
         if "text" in node and node["text"] != item.text:
             issues.append(Issue("error", "value", link_id, "item.text differs from the Questionnaire's text"))
         answers = node.get("answer") or []
-        if item.type in ("group", "display"):
+        if not item.is_question:
             if answers:
                 issues.append(Issue("error", "structure", link_id, f"a {item.type} item cannot have answers"))
             issues += _tree_issues(form, node.get("item") or [], list(item.children), link_id, context)
@@ -444,14 +427,19 @@ def _answer_issues(item: Item, answer: dict[str, Any], context: _Context) -> lis
     if pair is None:
         return [Issue("error", "required", link_id, "answer has no value")]
     key, value = pair
-    if key not in VALUE_TYPES.get(item.type, set()):
+    spec = item_types.item_type(item.type)
+    if spec is None or key not in spec.answer_keys:
         return [Issue("error", "value", link_id, f"{key} is not an answer to a {item.type} item")]
-    if item.type == "choice" and key == "valueString":
-        return [Issue("error", "value", link_id, "a choice item takes one of its options, not free text")]
+    return ANSWER_CHECKS[spec.code](item, key, value, context)
+
+
+def _value_issues(item: Item, key: str, value: Any) -> tuple[list[Issue], bool]:
+    """The checks of the answer's own value[x] (text, options, integer range, a real date),
+    and whether it parsed well enough (a real date) for its limits to be checked."""
     issues: list[Issue] = []
 
     def bad(message: str, code: str = "value") -> None:
-        issues.append(Issue("error", code, link_id, message))
+        issues.append(Issue("error", code, item.link_id, message))
 
     if key == "valueString":
         if CONTROL_CHARS.search(value):
@@ -460,23 +448,23 @@ def _answer_issues(item: Item, answer: dict[str, Any], context: _Context) -> lis
             bad(f"is longer than {item.max_length} characters")
         if item.regex and not re.fullmatch(item.regex, value):
             bad("is not in the expected format")
-    free_text = item.type == "open-choice" and key == "valueString"
-    if item.options and not free_text:
-        if not _in_options(item, key, value):
-            bad("is not one of the allowed answers", "code-invalid")
+    free_text = item_types.row(item.type).free_text and key == "valueString"
+    if item.options and not free_text and not _in_options(item, key, value):
+        bad("is not one of the allowed answers", "code-invalid")
     if key == "valueInteger" and not (INT32[0] <= value <= INT32[1]):
         bad("is outside the 32-bit integer range")
     if key in ("valueDate",) and not (isinstance(value, str) and DATE_RE.match(value) and _real_date(value)):
         bad("is not a valid date")
-        return issues
+        return issues, False
     if key == "valueDateTime" and not _valid_datetime(value):
         bad("is not a valid date and time with a time zone")
-        return issues
-    if key in ("valueDate", "valueDateTime") and item.type in ("date", "dateTime"):
-        for limit in date_limits(item, birth_date=context.birth_date, today=context.today):
-            if outside(value, limit):
-                issues.append(Issue("error", "value", link_id, limit_message(limit), f"limit:{limit.source}"))
-        return issues
+        return issues, False
+    return issues, True
+
+
+def _bound_issues(item: Item, key: str, value: Any) -> list[Issue]:
+    """minValue/maxValue given as fixed values (numbers, and a quantity's value)."""
+    issues: list[Issue] = []
     number = value.get("value") if key == "valueQuantity" and isinstance(value, dict) else value
     for bound, is_min in ((item.min_value, True), (item.max_value, False)):
         if bound:
@@ -484,8 +472,51 @@ def _answer_issues(item: Item, answer: dict[str, Any], context: _Context) -> lis
             if isinstance(limit, dict):
                 limit = limit.get("value")
             if _out_of_bound(number, limit, is_min):
-                bad(f"must be {'at least' if is_min else 'at most'} {limit}")
+                message = f"must be {'at least' if is_min else 'at most'} {limit}"
+                issues.append(Issue("error", "value", item.link_id, message))
     return issues
+
+
+def _check_value(item: Item, key: str, value: Any, context: _Context) -> list[Issue]:
+    """A typed answer: its value's own checks, then fixed minValue/maxValue."""
+    issues, parsed = _value_issues(item, key, value)
+    return issues + _bound_issues(item, key, value) if parsed else issues
+
+
+def _check_date(item: Item, key: str, value: Any, context: _Context) -> list[Issue]:
+    """A date or dateTime: a real one, within its limits (fixed, `today()`, `%birthDate`)."""
+    issues, parsed = _value_issues(item, key, value)
+    if not parsed:
+        return issues
+    for limit in date_limits(item, birth_date=context.birth_date, today=context.today):
+        if outside(value, limit):
+            issues.append(Issue("error", "value", item.link_id, limit_message(limit), f"limit:{limit.source}"))
+    return issues
+
+
+def _check_choice(item: Item, key: str, value: Any, context: _Context) -> list[Issue]:
+    """One of the options; typed text is only for an open-choice."""
+    if key == "valueString":
+        return [Issue("error", "value", item.link_id, "a choice item takes one of its options, not free text")]
+    return _check_value(item, key, value, context)
+
+
+AnswerCheck = Callable[[Item, str, Any, _Context], list[Issue]]
+
+# Item type -> how one answer of it is checked, after its value[x] was found to fit the type
+# (item_types: answer_keys). Keyed by item_types.QUESTIONS (tests/core/test_item_types.py).
+ANSWER_CHECKS: dict[str, AnswerCheck] = {
+    "boolean": _check_value,
+    "decimal": _check_value,
+    "integer": _check_value,
+    "quantity": _check_value,
+    "date": _check_date,
+    "dateTime": _check_date,
+    "string": _check_value,
+    "text": _check_value,
+    "choice": _check_choice,
+    "open-choice": _check_value,
+}
 
 
 def _in_options(item: Item, key: str, value: Any) -> bool:

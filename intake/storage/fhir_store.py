@@ -1,10 +1,10 @@
 """Queries of the FHIR store: put, read, search (keyset pages), stream; PDFs and export jobs.
 
-A second repository module beside `repository` (which owns the intake workflow's tables): the
-FHIR store is its own aggregate, written by `intake.records` and read by the FHIR API and bulk
-export. Views never build SQL; they pass `Criteria` built by `intake.fhir_search`.
+A query module beside those of the intake workflow's tables (`intakes`, `responses`, ...): the
+FHIR store is its own aggregate, written by `intake.fhir.publish` and read by the FHIR API and bulk
+export. Views never build SQL; they pass `Criteria` built by `intake.fhir.search`.
 
-Stored JSON is the canonical text (`repository.canonical_json`) and is returned untouched, so a
+Stored JSON is the canonical text (`intake.core.canonical`) and is returned untouched, so a
 read costs one indexed row fetch and no JSON parsing.
 """
 
@@ -33,6 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from intake.core.canonical import canonical_json
+from intake.core.fhir_time import fhir_instant, require_aware, utcnow
 from intake.storage.models import (
     ApiClient,
     DocumentRecord,
@@ -40,9 +42,7 @@ from intake.storage.models import (
     FhirResource,
     FhirToken,
     UsedAssertion,
-    utcnow,
 )
-from intake.storage.repository import canonical_json, fhir_instant, require_aware
 
 Token = tuple[str, str | None, str]  # (parameter, system or None, value)
 Op = Literal["eq", "ne", "lt", "le", "gt", "ge"]

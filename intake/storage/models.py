@@ -1,6 +1,6 @@
 """Tables of the intake service, as typed SQLAlchemy 2 declarative models.
 
-The models carry no relationships on purpose: every query is written in `repository`, so no view
+The models carry no relationships on purpose: every query lives in a query module, so no view
 can trigger a lazy load (or a query) by walking an attribute. Timestamps are always tz-aware UTC,
 on SQLite as well as PostgreSQL. Changes here need a new Alembic revision in
 ``intake/migrations/versions``.
@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from intake.core.fhir_time import utcnow
+
 INTAKE_STATUSES = ("not-started", "in-progress", "completed")
 RESPONSE_STATUSES = ("in-progress", "completed")
 
@@ -48,11 +50,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def utcnow() -> datetime:
-    """The current time as a tz-aware UTC datetime."""
-    return datetime.now(timezone.utc)
 
 
 def new_id() -> str:

@@ -35,23 +35,24 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, Regexp
 
-from intake import accounts, audit, outbox, smart
+from intake import audit
 from intake.core.audit_event import audit_event
-from intake.numbers import INT32_MAX, whole_number
+from intake.core.fhir_time import utcnow
+from intake.core.numbers import INT32_MAX, whole_number
+from intake.services import services
 from intake.storage import accounts as account_store
 from intake.storage import audit_log as audit_store
 from intake.storage import fhir_store, outbox_store
 from intake.storage.models import ROLES, ApiClient
-from intake.web import auditing, readers, writer
+from intake.web import auditing
+from intake.web.context import readers, writer
 from intake.web.staff import role_required, sentence
+from intake.auth import staff, smart
+from intake.jobs import outbox
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 PAGE_ROWS = 200
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class UserForm(FlaskForm):  # type: ignore[misc]
@@ -93,19 +94,19 @@ def add_user() -> Any:
         return _users_page(form, status=400)
     try:
         with writer() as db:
-            user = accounts.add_user(db, username=form.username.data, display_name=form.display_name.data or "",
-                                     role=form.role.data, password=form.password.data, now=_now())
+            user = staff.add_user(db, username=form.username.data, display_name=form.display_name.data or "",
+                                     role=form.role.data, password=form.password.data, now=utcnow())
             auditing.record_change(db, "create", f"User/{user.username}", detail={"role": user.role})
-    except accounts.AccountError as exc:
+    except staff.AccountError as exc:
         return _users_page(form, error=sentence(str(exc)), status=400)
     return redirect(url_for("admin.users"))
 
 
 CHANGES = {
-    "disable": lambda db, name, form: accounts.set_disabled(db, name, True, now=_now()),
-    "enable": lambda db, name, form: accounts.set_disabled(db, name, False, now=_now()),
-    "reset-totp": lambda db, name, form: accounts.clear_totp(db, name),
-    "reset-password": lambda db, name, form: accounts.reset_password(db, name, form.password.data or "", now=_now()),
+    "disable": lambda db, name, form: staff.set_disabled(db, name, True, now=utcnow()),
+    "enable": lambda db, name, form: staff.set_disabled(db, name, False, now=utcnow()),
+    "reset-totp": lambda db, name, form: staff.clear_totp(db, name),
+    "reset-password": lambda db, name, form: staff.reset_password(db, name, form.password.data or "", now=utcnow()),
 }
 
 
@@ -121,7 +122,7 @@ def change_user(username: str, change: str) -> Any:
         with writer() as db:
             user = CHANGES[change](db, username, form)
             auditing.record_change(db, "update", f"User/{user.username}", detail={"change": change})
-    except accounts.AccountError as exc:
+    except staff.AccountError as exc:
         return _users_page(UserForm(), error=sentence(str(exc)), status=400)
     return redirect(url_for("admin.users"))
 
@@ -148,7 +149,7 @@ def add_client() -> Any:
         return _clients_page(form, status=400)
     try:
         with writer() as db:
-            client = smart.register_client(db, name=form.name.data, jwks_text=form.jwks.data, scopes=form.scopes.data, now=_now())
+            client = smart.register_client(db, name=form.name.data, jwks_text=form.jwks.data, scopes=form.scopes.data, now=utcnow())
             auditing.record_change(db, "create", f"ApiClient/{client.name}", detail={"scopes": client.scopes})
     except ValueError as exc:
         return _clients_page(form, error=str(exc)[:300], status=400)
@@ -161,7 +162,7 @@ def revoke_client(name: str) -> Any:
     if not FlaskForm().validate_on_submit():
         abort(400)
     with writer() as db:
-        if fhir_store.revoke_api_client(db, name, now=_now()):
+        if fhir_store.revoke_api_client(db, name, now=utcnow()):
             auditing.record_change(db, "delete", f"ApiClient/{name}")
     return redirect(url_for("admin.clients"))
 
@@ -258,7 +259,7 @@ def audit_export() -> Any:
     if not form.validate():
         return _audit_page(form, status=400)
     query = form.query()
-    factory = current_app.extensions["intake.readers"]  # the generator runs after the request context
+    factory = services().readers  # the generator runs after the request context
 
     def lines() -> Iterator[str]:
         with factory() as db:

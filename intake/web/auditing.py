@@ -5,7 +5,7 @@ own pages), refused attempts included: only a 2xx (or 304) answer is a success; 
 sign-in, 401, 403, 404 or any other answer is outcome failure, with its status. Views name what they
 returned with `note(...)`. A query string is recorded as its parameter names only: its values can
 be a patient's name or birth date (FHIR search, bulk export, the audit filters themselves).
-Their rows go through the write-behind queue (`intake.audit_queue`: group commit, without waiting
+Their rows go through the write-behind queue (`intake.audit.queue`: group commit, without waiting
 for the disk), so a read does not pay for a write transaction of its own. Sign-ins and changes are
 audited by the code that makes them, in the same transaction as the change (`intake.audit.record`),
 so a change and its audit row commit or fail together. Each audited request writes exactly one row.
@@ -14,13 +14,15 @@ so a change and its audit row commit or fail together. Each audited request writ
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 
-from flask import Flask, Response, g, request, session
+from flask import Flask, Response, g, request
 from flask_login import current_user
 
 from intake import audit
-from intake.audit_queue import AuditQueue
+from intake.audit.queue import AuditQueue
+from intake.core.fhir_time import utcnow
+from intake.services import services
 
 # endpoint -> action, for requests that disclose records (changes are recorded where they happen)
 AUDITED: dict[str, str] = {
@@ -45,6 +47,9 @@ AUDITED: dict[str, str] = {
 # Pages that show a patient their own saved answers, progress or guidance: a read by the patient
 # link, audited on GET (their POSTs are saves, audited as changes where they are made).
 PATIENT_READS = frozenset({"patient.start", "patient.page", "patient.urgent_help", "patient.review", "patient.done"})
+# `flask.g` key of the patient-link actor of this request's browser session, kept current by
+# `intake.web.patient` (which binds and ends those sessions).
+LINK_ACTOR = "link_actor"
 
 
 def note(*entities: str) -> None:
@@ -60,12 +65,8 @@ def current_actor() -> audit.Actor:
         return audit.Actor(grant.kind, grant.name)
     if current_user.is_authenticated:
         return audit.Actor("user", current_user.username)
-    from intake.web.patient import SESSION_KEY
-
-    intake_id = session.get(SESSION_KEY)
-    if isinstance(intake_id, str):
-        return audit.Actor("patient-link", f"Intake/{intake_id}")
-    return audit.Actor("anonymous", "")
+    link: audit.Actor | None = g.get(LINK_ACTOR)  # set by the patient blueprint: this module imports no blueprint
+    return link if link is not None else audit.Actor("anonymous", "")
 
 
 def source() -> str:
@@ -75,7 +76,7 @@ def source() -> str:
 def record_change(db: object, action: str, *entities: str, detail: dict[str, object] | None = None,
                   now: datetime | None = None) -> None:
     """Audit a change in the caller's write transaction (`db` is its session)."""
-    audit.record(db, actor=current_actor(), action=action, now=now or datetime.now(timezone.utc),  # type: ignore[arg-type]
+    audit.record(db, actor=current_actor(), action=action, now=now or utcnow(),  # type: ignore[arg-type]
                  entities=entities, detail=detail, source=source())
 
 
@@ -89,7 +90,8 @@ def keyed_sessions(app: Flask) -> None:
     """Give every session factory of the app the audit key (writers chain with it, readers check
     with it), and make sure the anchor lines reach a log."""
     key = audit.audit_key(app.config["INTAKE_AUDIT_KEY"])
-    audit.use_key([app.extensions[name] for name in ("intake.sessions", "intake.relaxed_writers", "intake.readers")],
+    found = services(app)
+    audit.use_key([found.sessions, found.relaxed_writers, found.readers],
                   key, app.config["INTAKE_AUDIT_ANCHOR_ROWS"], app.config["INTAKE_AUDIT_UNKEYED_ROWS"])
     anchors = audit.anchor_log
     anchors.setLevel(logging.INFO)
@@ -99,8 +101,8 @@ def keyed_sessions(app: Flask) -> None:
 
 def register(app: Flask) -> None:
     keyed_sessions(app)
-    queued = AuditQueue(app.extensions["intake.relaxed_writers"], app.config["INTAKE_AUDIT_QUEUE"])
-    app.extensions["intake.audit_queue"] = queued
+    queued = AuditQueue(services(app).relaxed_writers, app.config["INTAKE_AUDIT_QUEUE"])
+    services(app).audit_queue = queued
 
     @app.after_request
     def audit_disclosure(response: Response) -> Response:
@@ -117,7 +119,7 @@ def register(app: Flask) -> None:
         detail: dict[str, object] = {"method": request.method, "path": request.path[:300], "status": response.status_code}
         if request.query_string:
             detail["query"] = audit.query_names(request.query_string.decode("latin-1"))
-        queued.put(audit.row_fields(actor=actor or current_actor(), action=action, now=datetime.now(timezone.utc),
+        queued.put(audit.row_fields(actor=actor or current_actor(), action=action, now=utcnow(),
                                    entities=g.get("audit_entities", ()), detail=detail, source=source(),
                                    outcome="success" if succeeded(response.status_code) else "failure"))
         return response
@@ -125,4 +127,4 @@ def register(app: Flask) -> None:
 
 def flush(app: Flask) -> None:
     """Write every queued read row now (tests, before counting rows)."""
-    app.extensions["intake.audit_queue"].flush()
+    services(app).audit_queue.flush()

@@ -1,4 +1,4 @@
-"""The SMART Backend Services endpoints: discovery and the token endpoint (see intake/smart.py).
+"""The SMART Backend Services endpoints: discovery and the token endpoint (see intake/auth/smart.py).
 
 The token URL — the `aud` every assertion must name, the `iss` of every access token, the
 `token_endpoint` discovery advertises — comes from INTAKE_BASE_URL alone, never from the Host or
@@ -10,16 +10,17 @@ at start-up when it runs the production way (INTAKE_JOBS=celery).
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Blueprint, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 
-from intake import smart
 from intake.config import SETTINGS
+from intake.core.fhir_time import utcnow
+from intake.services import services
 from intake.storage.db import session_scope
-from intake.storage.models import utcnow
+from intake.auth import smart
+from intake.web.errors import oauth_json
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +42,10 @@ def token_url() -> str:
     return smart.token_url(current_app.config["INTAKE_BASE_URL"])
 
 
-def _json(body: dict, status: int = 200) -> Response:
-    response = Response(json.dumps(body), status, content_type="application/json")
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
-
-
 @bp.get("/.well-known/smart-configuration")
 @bp.get("/fhir/.well-known/smart-configuration")
 def smart_configuration() -> Response:
-    return _json({
+    return oauth_json({
         "token_endpoint": token_url(),
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
@@ -63,15 +57,13 @@ def smart_configuration() -> Response:
 
 @bp.post("/auth/token")
 def token() -> Response:
+    """An access token, or a `smart.TokenError`: `intake.web.errors` answers it (RFC 6749 §5.2)."""
     if request.mimetype != "application/x-www-form-urlencoded":
-        return _json({"error": "invalid_request", "error_description": "send application/x-www-form-urlencoded"}, 400)
+        raise smart.TokenError("invalid_request", "send application/x-www-form-urlencoded")
     form = {key: request.form.get(key, "") for key in ("grant_type", "client_assertion_type", "client_assertion", "scope")}
     if any(len(value) > 16_384 for value in form.values()):
-        return _json({"error": "invalid_request", "error_description": "a parameter is too long"}, 400)
-    try:
-        with session_scope(current_app.extensions["intake.sessions"]) as session:
-            body = smart.issue_token(session, form, token_url=token_url(), secret=current_app.config["SECRET_KEY"],
-                                     now=utcnow())
-    except smart.TokenError as exc:
-        return _json({"error": exc.error, "error_description": exc.description}, exc.status)
-    return _json(body)
+        raise smart.TokenError("invalid_request", "a parameter is too long")
+    with session_scope(services().sessions) as session:
+        body = smart.issue_token(session, form, token_url=token_url(), secret=current_app.config["SECRET_KEY"],
+                                 now=utcnow())
+    return oauth_json(body)

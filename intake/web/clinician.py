@@ -9,9 +9,10 @@ from werkzeug.wrappers import Response
 
 from intake import documents, workflow
 from intake.core.summary import top_tier
-from intake.storage import fhir_store, repository
-from intake.web import catalog, reader, writer
+from intake.storage import fhir_store, worklists
+from intake.storage import intakes as intake_store
 from intake.web.auditing import note
+from intake.web.context import catalog, reader, writer
 from intake.web.staff import role_required
 
 bp = Blueprint("clinician", __name__, url_prefix="/clinician")
@@ -20,7 +21,7 @@ bp = Blueprint("clinician", __name__, url_prefix="/clinician")
 @bp.get("/")
 @role_required("clinician")
 def intakes() -> Any:
-    rows = [(intake, name, top_tier(tiers)) for intake, name, tiers in repository.list_intakes(reader())]
+    rows = [(intake, name, top_tier(tiers)) for intake, name, tiers in worklists.list_intakes(reader())]
     note(*(f"Intake/{intake.id}" for intake, _, _ in rows))
     return render_template("clinician/intakes.html", rows=rows)
 
@@ -48,7 +49,7 @@ def summary(intake_id: str) -> Any:
     if len(intake_id) > 64:
         abort(404)
     summary = summary_for(intake_id)
-    intake = repository.get_intake(reader(), intake_id)
+    intake = intake_store.get_intake(reader(), intake_id)
     responses = fhir_store.resources_of_intake(reader(), intake_id, "QuestionnaireResponse")
     fhir_links = [("Patient", f"/fhir/Patient/{intake.patient_id}")] if intake else []
     fhir_links += [(f"$extract Bundle {n}", f"/fhir/QuestionnaireResponse/{r.resource_id}/$extract")

@@ -1,10 +1,10 @@
 """The FHIR R4 REST API under /fhir: metadata, read, search, $validate, $extract, Binary.
 
-Reads and searches serve the canonical JSON stored when the data was written (`intake.records`)
+Reads and searches serve the canonical JSON stored when the data was written (`intake.fhir.publish`)
 without parsing it: a search Bundle is assembled around the stored texts. Every error is an
 OperationOutcome with a fitting status; nothing here answers with HTML.
 
-Access: an access token from `/auth/token` (SMART Backend Services, `intake.smart`), whose scopes
+Access: an access token from `/auth/token` (SMART Backend Services, `intake.auth.smart`), whose scopes
 every route checks (403 without the read scope for what it returns); or, for GET only, a signed-in
 clinician's staff session (the summary page links to the FHIR JSON). Each read, search and export
 writes an audit row (`intake.web.auditing`).
@@ -21,15 +21,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException
 
-from intake import records, smart
 from intake.core.fhir_models import FHIR_VERSION, resource_errors
 from intake.core.lint import lint
 from intake.core.validation import Issue, operation_outcome, validate
 from intake.documents import DocumentError, document_for, extract_bundle_bytes
-from intake.errors import too_large_message
-from intake.fhir_search import (
+from intake.errors import IntakeError
+from intake.fhir.search import (
     DEFAULT_COUNT,
     RESULT_PARAMETERS,
     SEARCH_PARAMETERS,
@@ -38,66 +36,30 @@ from intake.fhir_search import (
     result_parameter,
     split_values,
 )
-from intake.records import questionnaire_id, questionnaires
-from intake.storage import fhir_store, repository
-from intake.web import catalog, reader, readers, writer
+from intake.fhir.publish import questionnaire_id, questionnaires
+from intake.storage import fhir_store, patients
 from intake.web.auditing import note
 from intake.web.auth_api import token_url
+from intake.web.context import catalog, reader, readers, writer
+from intake.web.errors import outcome, too_large_message
+from intake.web.errors import fhir_response as _json_response
 from intake.web.staff import signed_in_role
+from intake.auth import smart
+from intake.fhir import publish
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
-FHIR_JSON = "application/fhir+json"
 JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
 XML_FORMATS = {"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"}
 MAX_DEPTH = 64  # FHIR resources nest far less; deeper bodies are refused before any processing
 
 
-class FhirError(Exception):
-    """An error the API answers with an OperationOutcome."""
+class FhirError(IntakeError):
+    """An error the API answers with an OperationOutcome of this status and issue code (the
+    answer itself is `intake.web.errors`' job, as for every other error)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-# --- plumbing ----------------------------------------------------------------------------------
-
-
-def _content_type() -> str:
-    """application/fhir+json, or application/json when `_format` asked for that."""
-    fmt = request.args.get("_format")
-    if fmt in ("json", "application/json"):
-        return "application/json; charset=utf-8"
-    return f"{FHIR_JSON}; charset=utf-8"
-
-
-def _json_response(body: str | bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    response = Response(body, status, content_type=_content_type())
-    for key, value in (headers or {}).items():
-        response.headers[key] = value
-    return response
-
-
-def outcome(status: int, code: str, message: str, severity: str = "error") -> Response:
-    body = {"resourceType": "OperationOutcome", "issue": [{"severity": severity, "code": code, "diagnostics": message}]}
-    return _json_response(json.dumps(body), status)
-
-
-@bp.errorhandler(FhirError)
-def _fhir_error(exc: FhirError) -> Response:
-    return outcome(exc.status, exc.code, exc.message)
-
-
-@bp.errorhandler(SearchError)
-def _search_error(exc: SearchError) -> Response:
-    return outcome(400, "invalid", str(exc))
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> Response:
-    code = {404: "not-found", 405: "not-supported", 413: "too-costly", 401: "login", 403: "forbidden"}.get(exc.code or 500, "processing")
-    return outcome(exc.code or 500, code, too_large_message() if exc.code == 413 else (exc.description or exc.name))
+        super().__init__(message, status=status, code=code)
 
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -147,10 +109,8 @@ def _authenticate() -> Response | None:
                                           token_url=token_url())
     elif not header and request.method in ("GET", "HEAD"):
         grant = _staff_grant()
-    if grant is None:
-        response = outcome(401, "login", "authentication required: an access token from /auth/token (SMART Backend Services)")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="Intake FHIR API"'
-        return response
+    if grant is None:  # the answer carries WWW-Authenticate (intake.web.errors.outcome)
+        return outcome(401, "login", "authentication required: an access token from /auth/token (SMART Backend Services)")
     g.grant = grant
     return None
 
@@ -504,7 +464,7 @@ def _subject_birth_date(resource: dict[str, Any]) -> date | None:
     if not isinstance(reference, str) or not reference.startswith("Patient/") or len(reference) > 100 \
             or not reference.isprintable():
         return None
-    patient = repository.get_patient(reader(), reference.removeprefix("Patient/"))
+    patient = patients.get_patient(reader(), reference.removeprefix("Patient/"))
     return patient.birth_date if patient else None
 
 
@@ -538,6 +498,6 @@ def extract(response_id: str) -> Response:
             except DocumentError:
                 pass  # not scored: the Bundle goes without a PDF
     with readers() as fresh:
-        bundle = records.extract_bundle(fresh, intake_id, response_id=response_id, include_document=document == "true")
+        bundle = publish.extract_bundle(fresh, intake_id, response_id=response_id, include_document=document == "true")
     note(f"QuestionnaireResponse/{response_id}", f"Intake/{intake_id}")
     return _json_response(extract_bundle_bytes(bundle))

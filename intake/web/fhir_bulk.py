@@ -6,7 +6,7 @@
 its files will be deleted), 500 with an OperationOutcome if it failed, 404 once it expired; DELETE
 cancels it or deletes it (and removes its files), freeing one of the client's
 INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT slots. A kick-off beyond them answers 429 with Retry-After.
-The job itself is `intake.bulk_export.run_job`, run by the job interface.
+The job itself is `intake.fhir.bulk_export.run_job`, run by the job interface.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 from flask import Response, current_app, request, send_file
 from werkzeug.http import http_date
 
-from intake import bulk_export
+from intake.core.fhir_time import utcnow
 from intake.jobs import jobs_of
+from intake.services import services
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
-from intake.storage.models import utcnow
-from intake.web import reader
 from intake.web.auditing import note
+from intake.web.context import reader
 from intake.web.fhir_api import (
     FhirError,
     _base,
@@ -34,6 +34,7 @@ from intake.web.fhir_api import (
     outcome,
     require_read,
 )
+from intake.fhir import bulk_export
 
 KICKOFF_PARAMETERS = {"_type", "_since", "_outputFormat", "_format"}
 
@@ -80,7 +81,7 @@ def _kickoff(scope: str, group_id: str | None, allowed: tuple[str, ...]) -> Resp
     except ValueError as exc:
         raise FhirError(400, "invalid", str(exc)) from exc
     app, now = current_app._get_current_object(), utcnow()  # type: ignore[attr-defined]
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         wait = bulk_export.wait_for_slot(app, session, grant().client, now=now)
         if wait is not None:
             response = outcome(429, "throttled", "this client holds as many bulk exports as it may "
@@ -123,7 +124,7 @@ def export_status(job_id: str) -> Response:
 def export_cancel(job_id: str) -> Response:
     if _own_job(job_id) is None:
         raise FhirError(404, "not-found", "no such export")
-    with session_scope(current_app.extensions["intake.sessions"]) as session:
+    with session_scope(services().sessions) as session:
         if not bulk_export.cancel(current_app, session, job_id):  # type: ignore[arg-type]
             raise FhirError(404, "not-found", "no such export")
     return Response(status=202)

@@ -35,9 +35,11 @@ from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from intake import workflow
+from intake.core.fhir_time import utcnow
 from intake.core.summary import top_tier
-from intake.storage import repository
-from intake.web import auditing, catalog, reader, writer
+from intake.storage import intakes, invites, patients, worklists
+from intake.web import auditing
+from intake.web.context import catalog, reader, writer
 from intake.web.staff import role_required
 
 bp = Blueprint("front_desk", __name__, url_prefix="/front-desk")
@@ -60,8 +62,8 @@ def _link(token: str) -> str:
 def _hold(db: Session, intake_id: str, token: str) -> dict[str, str]:
     """Keep the new link server-side until it is shown; returns what the session remembers."""
     key = Fernet.generate_key()
-    now = datetime.now(timezone.utc)
-    held = repository.hold_shown_link(db, intake_id=intake_id, sealed=Fernet(key).encrypt(token.encode()).decode(),
+    now = utcnow()
+    held = invites.hold_shown_link(db, intake_id=intake_id, sealed=Fernet(key).encrypt(token.encode()).decode(),
                                       expires_at=now + HOLD_FOR, now=now)
     return {"id": held, "key": key.decode()}
 
@@ -70,7 +72,7 @@ def _take(db: Session, ticket: object, intake_id: str) -> str | None:
     """The held link of this intake, once: its row is deleted as it is read."""
     if not isinstance(ticket, dict) or not isinstance(ticket.get("id"), str) or not isinstance(ticket.get("key"), str):
         return None
-    sealed = repository.take_shown_link(db, ticket["id"], intake_id=intake_id, now=datetime.now(timezone.utc))
+    sealed = invites.take_shown_link(db, ticket["id"], intake_id=intake_id, now=utcnow())
     if sealed is None:
         return None
     try:
@@ -112,7 +114,7 @@ def day() -> Any:
     start = datetime.combine(chosen, time.min, zone).astimezone(timezone.utc)
     end = datetime.combine(chosen + timedelta(days=1), time.min, zone).astimezone(timezone.utc)
     rows = []
-    for intake, patient, tiers in repository.intakes_between(reader(), start, end):
+    for intake, patient, tiers in worklists.intakes_between(reader(), start, end):
         rows.append({"intake": intake, "patient": patient, "status": status_of(intake.status, tiers), "tier": top_tier(tiers),
                      "time": intake.appointment_at.astimezone(zone).strftime("%H:%M") if intake.appointment_at else ""})
         auditing.note(f"Patient/{patient.id}")
@@ -145,12 +147,10 @@ def new_intake() -> Any:
         appointment = datetime.combine(form.appointment_day.data, form.appointment_time.data, _zone()).astimezone(timezone.utc)
         try:
             with writer() as db:
-                intake, token = workflow.invite(
-                    db, catalog(), name=form.name.data, birth_date=form.birth_date.data,
-                    questionnaires=form.questionnaires.data, appointment_at=appointment,
-                    ttl=timedelta(hours=current_app.config["INTAKE_LINK_TTL_HOURS"]),
-                    mrn=form.mrn.data or None, mrn_system=current_app.config["INTAKE_MRN_SYSTEM"])
-                auditing.record_change(db, "create", f"Patient/{intake.patient_id}", f"Intake/{intake.id}")
+                intake, token = workflow.invite_patient(
+                    current_app, db, catalog(), by=workflow.Caller(auditing.current_actor(), auditing.source()),
+                    name=form.name.data, birth_date=form.birth_date.data, questionnaires=form.questionnaires.data,
+                    appointment_at=appointment, mrn=form.mrn.data or None)
                 intake_id = intake.id
                 ticket = _hold(db, intake_id, token)
         except workflow.WorkflowError as exc:
@@ -171,8 +171,8 @@ def new_link(intake_id: str) -> Any:
         abort(400)
     try:
         with writer() as db:
-            token = workflow.new_link(db, intake_id, ttl=timedelta(hours=current_app.config["INTAKE_LINK_TTL_HOURS"]))
-            auditing.record_change(db, "update", f"Intake/{intake_id}", detail={"link": "replaced"})
+            token = workflow.replace_link(current_app, db, intake_id,
+                                          by=workflow.Caller(auditing.current_actor(), auditing.source()))
             ticket = _hold(db, intake_id, token)
     except workflow.WorkflowError:
         abort(404)
@@ -190,11 +190,11 @@ def show_link(intake_id: str) -> Any:
     """
     ticket = session.pop(SHOWN_LINK, None)
     with writer() as db:
-        intake = repository.get_intake(db, intake_id)
+        intake = intakes.get_intake(db, intake_id)
         if intake is None:
             abort(404)
         token = _take(db, ticket, intake_id)
-        patient = repository.get_patient(db, intake.patient_id)
+        patient = patients.get_patient(db, intake.patient_id)
         auditing.record_change(db, "read", f"Patient/{intake.patient_id}", f"Intake/{intake_id}",
                                detail={"method": request.method, "path": request.path[:300],
                                        "link": "shown" if token else "not shown"})

@@ -19,16 +19,16 @@ unknown fields (tests/web/test_hostile_input.py). Their path and query string ar
 
 from __future__ import annotations
 
-import json
 import re
 
-from flask import Flask, Response, render_template, request
-from flask_babel import gettext
+from flask import Flask, request
+from flask.typing import ResponseReturnValue
+
+from intake.web.errors import audience, respond
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # C0 controls but tab, LF, CR
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 OWN_FIELD_CHECKS = frozenset({"patient.page"})
-STAFF_AREAS = ("/staff/", "/admin/", "/front-desk/", "/clinician/")
 
 
 def problem() -> str | None:
@@ -62,29 +62,16 @@ def _name(key: str) -> str:
     return repr(CONTROL.sub("?", key[:40]))
 
 
-def refusal(message: str) -> Response | tuple[str, int]:
-    """A 400 saying `message`, in the form the route's clients read."""
-    path = request.path
-    if _fhir(path):
-        body = {"resourceType": "OperationOutcome",
-                "issue": [{"severity": "error", "code": "invalid", "diagnostics": message}]}
-        return Response(json.dumps(body), 400, content_type="application/fhir+json; charset=utf-8")
-    if path == "/auth/token":
-        response = Response(json.dumps({"error": "invalid_request", "error_description": message}), 400,
-                            content_type="application/json")
-        response.headers["Cache-Control"] = "no-store"
-        return response
-    if path.startswith(STAFF_AREAS):
-        return render_template("staff/error.html", title="There is a problem with that request",
-                               body=f"{message} Go back and try again."), 400
-    return render_template("error.html", title=gettext("There is a problem with that request"),
-                           body=gettext("Go back and try again.")), 400
+def refusal(message: str) -> ResponseReturnValue:
+    """A 400 saying `message`, in the form the route's clients read (`intake.web.errors`); a
+    patient's page keeps to its translated words (the message is technical English)."""
+    return respond(400, "invalid", message, summary=message if audience() == "staff" else None)
 
 
 def register(app: Flask) -> None:
     """Call before anything else registers a `before_request`: this must run first."""
 
     @app.before_request
-    def refuse_hostile_input() -> Response | tuple[str, int] | None:
+    def refuse_hostile_input() -> ResponseReturnValue | None:
         message = problem()
         return refusal(message) if message else None

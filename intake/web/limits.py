@@ -29,14 +29,14 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from flask import Flask, Response, current_app, render_template, request
-from flask_babel import gettext
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from limits import RateLimitItem, parse
 from limits.strategies import RateLimiter
 
-from intake.web.auth_api import _json
+from intake.services import services
+from intake.web.errors import http_error
 
 
 SUSPECT_AFTER = 3  # failed sign-ins within the window after which an address is not let past the soft limit
@@ -95,16 +95,14 @@ def register(app: Flask) -> None:
             view = limiter.limit(app.config[rule.setting], key_func=rule.key, methods=list(rule.methods) if rule.methods else None,
                                  deduct_when=rule.deduct_when, scope=f"{endpoint}:{rule.setting}")(view)
         app.view_functions[endpoint] = view
-    app.extensions["intake.limiter"] = limiter
+    services(app).limiter = limiter
 
     @app.errorhandler(RateLimitExceeded)
-    def too_many(_exc: RateLimitExceeded):  # type: ignore[no-untyped-def]
-        if request.path == "/auth/token":
-            return _json({"error": "invalid_request", "error_description": "too many requests; try again later"}, 429)
+    def too_many(exc: RateLimitExceeded):  # type: ignore[no-untyped-def]
+        """The sign-in pages say what to do about their own limits; the rest is the one mapping's."""
         if request.path.startswith("/staff/"):
             return too_many_attempts("Too many attempts" if request.endpoint == "staff.password" else "Too many sign-in attempts")
-        return render_template("error.html", title=gettext("This link cannot be used"),
-                               body=gettext("Too many tries from this connection. Wait a few minutes, or contact the clinic.")), 429
+        return http_error(exc)
 
 
 def too_many_attempts(title: str = "Too many sign-in attempts") -> tuple[str, int]:
@@ -116,7 +114,7 @@ def too_many_attempts(title: str = "Too many sign-in attempts") -> tuple[str, in
 # -- the sign-in limits the decorators cannot express (see the module docstring) --------------------
 
 def _strategy() -> RateLimiter:
-    return current_app.extensions["intake.limiter"].limiter
+    return services().limiter.limiter
 
 
 def _item(setting: str) -> RateLimitItem:

@@ -7,13 +7,13 @@ mistaken input never leaves a partial write.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from flask import (
     Blueprint,
     abort,
     current_app,
+    g,
     make_response,
     redirect,
     render_template,
@@ -27,15 +27,20 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import CombinedMultiDict
 from wtforms import ValidationError
 
-from intake import audit, notify, outbox, webforms, workflow
-from intake.auth import token_hash
+from intake import audit, notify, workflow
+from intake.auth.links import token_hash
 from intake.core import translations
 from intake.core.enablement import Answers
+from intake.core.fhir_time import utcnow
 from intake.core.items import Form, Page
 from intake.core.scoring import instrument_of
-from intake.storage import repository
-from intake.storage.repository import IntakeView
-from intake.web import auditing, catalog, language, reader, readers, writer
+from intake.errors import IntakeError
+from intake.storage import intakes, invites, responses, scores
+from intake.jobs import outbox
+from intake.storage.intakes import IntakeView
+from intake.web import auditing, language
+from intake.web.context import catalog, reader, readers, writer
+from intake.web import forms as webforms  # `forms` names the intake's Questionnaires here
 from intake.web.staff import safe_next
 
 bp = Blueprint("patient", __name__)
@@ -46,12 +51,11 @@ LINK_KEY = "link_id"  # the link that opened this session: the session ends when
 UNBOUND_ENDPOINTS = frozenset({"patient.home", "patient.open_link"})
 
 
-class LinkEnded(Exception):
-    """The link that opened this session was revoked, replaced by a newer one, or has expired."""
+class LinkEnded(IntakeError):
+    """The link that opened this session was revoked, replaced by a newer one, or has expired
+    (403; `_link_ended` answers it: it also forgets the intake in this browser)."""
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    status = 403
 
 
 @bp.get("/")
@@ -64,23 +68,24 @@ def open_link(token: str) -> Any:
     """The link from the invitation: bind this browser session to the intake, then drop the token."""
     if len(token) > 200:
         return _invalid_link()
-    found = repository.find_live_link(reader(), token_hash(token), now=_now())
+    found = invites.find_live_link(reader(), token_hash(token), now=utcnow())
     intake, link_id = found if found is not None else (None, None)
     if intake is None or intake.status == "completed":
         # Unknown, expired, revoked and already-submitted links look the same: nobody holding a
         # link can learn which (the patient who just submitted keeps their session's done page).
         with writer() as db:
             audit.record(db, actor=audit.Actor("anonymous", ""), action="login-failed", outcome="failure",
-                         now=_now(), detail={"via": "patient link"}, source=auditing.source())
+                         now=utcnow(), detail={"via": "patient link"}, source=auditing.source())
         return _invalid_link()
     with writer() as db:
-        audit.record(db, actor=audit.Actor("patient-link", f"Intake/{intake.id}"), action="login", now=_now(),
+        audit.record(db, actor=audit.Actor("patient-link", f"Intake/{intake.id}"), action="login", now=utcnow(),
                      entities=[f"Intake/{intake.id}"], source=auditing.source())
     chosen = intake.language if intake.language in language.LANGUAGES else session.get(language.SESSION_KEY)
     session.clear()
     session.permanent = True
     session[SESSION_KEY] = intake.id
     session[LINK_KEY] = link_id
+    _name_actor()
     if chosen in language.LANGUAGES:
         session[language.SESSION_KEY] = chosen
     return redirect(url_for("patient.start"))
@@ -97,6 +102,17 @@ def _session_ended() -> Any:
         title=_("Your session has ended"),
         body=_("Your saved answers are safe. Open the link from your message again to carry on where you stopped."),
     ), 403
+
+
+@bp.before_app_request
+def _name_actor() -> None:
+    """Tell the audit (`g`) who this browser is when its session holds an intake: on any page,
+    as a refused FHIR read or staff page is audited by who asked too."""
+    intake_id = session.get(SESSION_KEY)
+    if isinstance(intake_id, str):
+        setattr(g, auditing.LINK_ACTOR, audit.Actor("patient-link", f"Intake/{intake_id}"))
+    else:
+        g.pop(auditing.LINK_ACTOR, None)
 
 
 @bp.before_request
@@ -118,7 +134,7 @@ def _link_in_force(db: Session, *, lock: bool = False) -> bool:
     intake_id, link_id = session.get(SESSION_KEY), session.get(LINK_KEY)
     if not isinstance(intake_id, str) or not isinstance(link_id, int) or isinstance(link_id, bool):
         return False
-    return repository.link_in_force(db, link_id, intake_id, now=_now(), lock=lock)
+    return invites.link_in_force(db, link_id, intake_id, now=utcnow(), lock=lock)
 
 
 def _hold_link(db: Session) -> None:
@@ -129,16 +145,17 @@ def _hold_link(db: Session) -> None:
 
 
 @bp.errorhandler(LinkEnded)
-def _link_ended(_exc: LinkEnded) -> Any:
+def _link_ended(exc: LinkEnded) -> Any:
     """Forget the intake in this browser (its saved answers stay stored) and say what to do."""
     intake_id = session.get(SESSION_KEY)
     chosen = session.get(language.SESSION_KEY)
     session.clear()
+    _name_actor()  # nobody now: this request's page showed them nothing
     if chosen in language.LANGUAGES:
         session[language.SESSION_KEY] = chosen  # the page, and what follows, stay in their language
     with writer() as db:
         audit.record(db, actor=audit.Actor("patient-link", f"Intake/{intake_id}"), action="login-failed",
-                     outcome="failure", now=_now(), entities=[f"Intake/{intake_id}"] if isinstance(intake_id, str) else [],
+                     outcome="failure", now=utcnow(), entities=[f"Intake/{intake_id}"] if isinstance(intake_id, str) else [],
                      detail={"via": "patient session", "reason": "link revoked, replaced or expired"},
                      source=auditing.source())
     return render_template(
@@ -146,7 +163,7 @@ def _link_ended(_exc: LinkEnded) -> Any:
         title=_("This link no longer works"),
         body=_("Your saved answers are safe. Use the newest link the clinic sent you, or contact the clinic "
                "for a new one."),
-    ), 403
+    ), exc.status
 
 
 @bp.get("/language/<code>")
@@ -166,7 +183,7 @@ def _remember_language(code: str) -> None:
     if isinstance(intake_id, str):
         with writer() as db:
             _hold_link(db)
-            if repository.set_intake_language(db, intake_id, code):
+            if intakes.set_intake_language(db, intake_id, code):
                 auditing.record_change(db, "update", f"Intake/{intake_id}", detail={"language": code})
 
 
@@ -174,7 +191,7 @@ def _current_intake(db: Session) -> IntakeView | None:
     intake_id = session.get(SESSION_KEY)
     if not isinstance(intake_id, str):
         return None
-    return repository.intake_view(db, intake_id)
+    return intakes.intake_view(db, intake_id)
 
 
 def _open_intake(db: Session) -> IntakeView:
@@ -367,30 +384,21 @@ def _post_page(form_key: str, page_key: str) -> Any:
         if not valid:
             return _render_page(steps, index, form, enabled, merged, status=400)
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        now = _now()
         try:
             with writer() as db:
                 _hold_link(db)
-                workflow.save_page(db, intake, step.form, step.page, merged, language=language.current(), now=now)
-                if intake.language != language.current():  # answering in it: the intake keeps it
-                    repository.set_intake_language(db, intake.id, language.current())
-                auditing.record_change(db, "update", f"Intake/{intake.id}", detail={"page": f"{form_key}/{page_key}"[:200]})
-                # Danger reported on this page is acted on now, not at Submit: stored, listed
-                # for staff and notified in the same transaction as the answers that raised it.
-                flags = workflow.draft_flags(db, intake, forms, {**answers, step.form.canonical: merged},
-                                             saved=step.form, birth_date=intake.birth_date,
-                                             onset_age=app.config["INTAKE_GI_ONSET_AGE"], now=now)
-                queued = outbox.notify_flags(app, db, [flag.id for flag in flags.added], now=now)
-                emergencies = [flag.rule_id for flag in (*flags.added, *flags.reraised) if flag.tier == "emergency"]
-        except repository.IntakeClosed:
+                # Danger reported on this page is acted on now, not at Submit (`save_answers`).
+                saved = workflow.save_answers(app, db, intake, forms, answers, step, merged, by=_caller(),
+                                              language=language.current(), now=utcnow())
+        except intakes.IntakeClosed:
             return redirect(url_for("patient.done"))
-        except repository.StaleResponse:
+        except responses.StaleResponse:
             continue
-        if queued:
-            outbox.kick(app)
+        if saved.queued:
+            outbox.kick(app)  # after the commit: the notification rows are there to be handed over
         following = _after_save(forms, answers, steps, step, merged, form_key, page_key)
-        if emergencies:
-            return _interrupt(emergencies, following.location)
+        if saved.emergencies:
+            return _interrupt(saved.emergencies, following.location)
         session.pop(HELP_KEY, None)
         return following
     abort(409)
@@ -531,21 +539,22 @@ def submit() -> Any:
     if not _csrf_ok():
         # A stale review page: nothing is lost, show it again with a fresh token.
         return redirect(url_for("patient.review"))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     with writer() as db:
         _hold_link(db)
         intake = _open_intake(db)
-        done, problems = workflow.submit(db, catalog(), intake, onset_age=current_app.config["INTAKE_GI_ONSET_AGE"],
-                                         language=language.current())
-        if done:
-            auditing.record_change(db, "create", f"Intake/{intake.id}", detail={"submitted": True})
-            outbox.after_submit(current_app._get_current_object(), db, intake.id,  # type: ignore[attr-defined]
-                                now=workflow.utcnow())
+        done, problems = workflow.submit_intake(app, db, catalog(), intake, by=_caller(), language=language.current())
         if problems:
             _forms, answers, steps = _context(db, intake)
             return _render_review(steps, answers, problems, status=400)
     if done:
-        outbox.kick(current_app._get_current_object())  # type: ignore[attr-defined]
+        outbox.kick(app)  # after the commit: the follow-up rows are there to be handed over
     return redirect(url_for("patient.done"))
+
+
+def _caller() -> workflow.Caller:
+    """Who writes, for the audit row: this request's actor (the link's session) and address."""
+    return workflow.Caller(auditing.current_actor(), auditing.source())
 
 
 @bp.get("/intake/done")
@@ -556,7 +565,7 @@ def done() -> Any:
         return _session_ended()
     if intake.status != "completed":
         return redirect(url_for("patient.start"))
-    scoring = repository.get_scoring(db, intake.id)
+    scoring = scores.get_scoring(db, intake.id)
     flags = scoring.result.get("flags", []) if scoring is not None else []
     stored = {str(flag.get("id")): str(flag["patientGuidance"]) for flag in flags if flag.get("patientGuidance")}
     by_tier = {tier: [str(flag.get("id")) for flag in flags if flag.get("tier") == tier]

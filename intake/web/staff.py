@@ -2,7 +2,7 @@
 the role checks every staff page uses.
 
 Flask-Login keeps the session's random token as the "user id" in the signed cookie; the loader
-finds the live server-side session for it (`intake.accounts.live_session`), so a signed-out,
+finds the live server-side session for it (`intake.auth.staff.live_session`), so a signed-out,
 disabled, idle (INTAKE_STAFF_IDLE_MINUTES) or too old (INTAKE_STAFF_SESSION_HOURS) session is
 anonymous at once, even if its old cookie is replayed. Sign-in failures all answer the same.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,9 +34,12 @@ from sqlalchemy.orm import Session
 from wtforms import PasswordField, StringField, ValidationError
 from wtforms.validators import EqualTo, InputRequired, Length
 
-from intake import accounts, audit
+from intake import audit
+from intake.core.fhir_time import utcnow
 from intake.storage.models import User
-from intake.web import auditing, limits, readers, writer
+from intake.web import auditing, limits
+from intake.web.context import readers, writer
+from intake.auth import staff
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 
@@ -49,7 +52,7 @@ FAILED = "Incorrect user name or password."  # one message for every failure: no
 class StaffUser(UserMixin):  # type: ignore[misc]
     """What Flask-Login holds for a request: the signed-in account and its session token."""
 
-    def __init__(self, token: str, signed_in: accounts.SignedIn) -> None:
+    def __init__(self, token: str, signed_in: staff.SignedIn) -> None:
         self.token, self.account = token, signed_in
 
     def get_id(self) -> str:
@@ -76,14 +79,10 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["staff_user"] = lambda: current_user
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _load_user(token: str) -> StaffUser | None:
-    config, now = current_app.config, _now()
+    config, now = current_app.config, utcnow()
     with readers() as db:
-        found = accounts.live_session(db, token, now=now,
+        found = staff.live_session(db, token, now=now,
                                       idle=timedelta(minutes=config["INTAKE_STAFF_IDLE_MINUTES"]),
                                       absolute=timedelta(hours=config["INTAKE_STAFF_SESSION_HOURS"]))
     if found is None:
@@ -91,7 +90,7 @@ def _load_user(token: str) -> StaffUser | None:
     signed_in, stale = found
     if stale:
         with writer() as db:
-            accounts.touch_session(db, signed_in.session_hash, now=now)
+            staff.touch_session(db, signed_in.session_hash, now=now)
     return StaffUser(token, signed_in)
 
 
@@ -134,8 +133,8 @@ def _source() -> str:
 
 class LoginForm(FlaskForm):  # type: ignore[misc]
     # No length rule of its own: a name too long to exist fails like any other wrong name.
-    username = StringField("User name", validators=[InputRequired(), Length(max=accounts.MAX_PASSWORD)])
-    password = PasswordField("Password", validators=[InputRequired(), Length(max=accounts.MAX_PASSWORD)])
+    username = StringField("User name", validators=[InputRequired(), Length(max=staff.MAX_PASSWORD)])
+    password = PasswordField("Password", validators=[InputRequired(), Length(max=staff.MAX_PASSWORD)])
 
 
 class CodeForm(FlaskForm):  # type: ignore[misc]
@@ -144,8 +143,8 @@ class CodeForm(FlaskForm):  # type: ignore[misc]
 
 def _open_session(db: Session, user: User, now: datetime) -> StaffUser:
     """A new server-side session for `user`, in the caller's transaction (sign in it after commit)."""
-    token = accounts.start_session(db, user, now=now)
-    return StaffUser(token, accounts.SignedIn.of(user, accounts.session_hash(token)))
+    token = staff.start_session(db, user, now=now)
+    return StaffUser(token, staff.SignedIn.of(user, staff.session_hash(token)))
 
 
 def _sign_in_browser(staff_user: StaffUser) -> None:
@@ -156,9 +155,9 @@ def _sign_in_browser(staff_user: StaffUser) -> None:
 
 def _finish_login(user_id: int, next_url: str | None) -> Any:
     """Open the server-side session (a new token: nothing from before sign-in carries over)."""
-    now = _now()
+    now = utcnow()
     with writer() as db:
-        user = accounts.store.get_user(db, user_id)
+        user = staff.store.get_user(db, user_id)
         if user is None or user.disabled_at is not None:
             abort(403)
         staff_user = _open_session(db, user, now)
@@ -171,7 +170,7 @@ def _failed(username: str, reason: str | None = None) -> None:
     """Audit a failed or refused sign-in; `reason` says why when it is not a wrong password or code."""
     with writer() as db:
         audit.record(db, actor=audit.Actor("anonymous", username[:64]), action="login-failed", outcome="failure",
-                     now=_now(), source=_source(), detail={"reason": reason} if reason else None)
+                     now=utcnow(), source=_source(), detail={"reason": reason} if reason else None)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -185,7 +184,7 @@ def login() -> Any:
                 _failed(form.username.data, "too many failures for this user name, and from this address")
                 return limits.too_many_attempts()
             with readers() as db:
-                user = accounts.check_credentials(db, form.username.data, form.password.data)
+                user = staff.check_credentials(db, form.username.data, form.password.data)
             if user is None:
                 limits.sign_in_failed(form.username.data)
                 _failed(form.username.data)
@@ -217,8 +216,8 @@ def login_code() -> Any:
             if wait:
                 return _codes_closed(_username(pending["user"]), wait, "codes refused: too many wrong codes for this account")
             with writer() as db:
-                user = accounts.store.get_user(db, pending["user"])
-                ok = user is not None and user.disabled_at is None and accounts.accept_totp(db, user, form.code.data, now=_now())
+                user = staff.store.get_user(db, pending["user"])
+                ok = user is not None and user.disabled_at is None and staff.accept_totp(db, user, form.code.data, now=utcnow())
                 name = user.username if user else ""
             if ok:
                 session.pop(PENDING, None)
@@ -235,7 +234,7 @@ def login_code() -> Any:
 
 def _username(user_id: int) -> str:
     with readers() as db:
-        user = accounts.store.get_user(db, user_id)
+        user = staff.store.get_user(db, user_id)
         return user.username if user else ""
 
 
@@ -258,9 +257,9 @@ def logout() -> Any:
     except ValidationError:
         abort(400)
     if current_user.is_authenticated:
-        now = _now()
+        now = utcnow()
         with writer() as db:
-            accounts.end_session(db, current_user.account.session_hash, now=now)
+            staff.end_session(db, current_user.account.session_hash, now=now)
             audit.record(db, actor=audit.Actor("user", current_user.username), action="logout", now=now, source=_source())
         logout_user()
     session.clear()
@@ -275,8 +274,8 @@ def two_step() -> Any:
     move the second factor to their own phone (an admin turns it off first)."""
     hashed = current_user.account.session_hash
     with writer() as db:  # the offer stays with the server-side session, never in the cookie
-        user = accounts.store.get_user(db, current_user.account.user_id)
-        secret = None if user is None or user.totp_secret is not None else accounts.offered_totp(db, hashed)
+        user = staff.store.get_user(db, current_user.account.user_id)
+        secret = None if user is None or user.totp_secret is not None else staff.offered_totp(db, hashed)
     if secret is None:
         return render_template("staff/error.html", title="Two-step sign-in is on",
                                body="Signing in asks for a code from your app. To move it to a new phone, "
@@ -286,10 +285,10 @@ def two_step() -> Any:
     error = None
     if request.method == "POST":
         if form.validate_on_submit():
-            now = _now()
+            now = utcnow()
             with writer() as db:
-                user = accounts.store.get_user(db, current_user.account.user_id)
-                ok = user is not None and accounts.enable_totp(db, user, hashed, form.code.data, now=now)
+                user = staff.store.get_user(db, current_user.account.user_id)
+                ok = user is not None and staff.enable_totp(db, user, hashed, form.code.data, now=now)
                 if ok:
                     audit.record(db, actor=audit.Actor("user", current_user.username), action="update", now=now,
                                  entities=[f"User/{current_user.username}"], detail={"change": "second factor on"},
@@ -301,7 +300,7 @@ def two_step() -> Any:
         else:
             error = "Enter the 6-digit code from your authenticator app."
     return render_template("staff/two_step.html", form=form, error=error, secret=secret,
-                           uri=accounts.totp_uri(secret, current_user.username)), (400 if error else 200)
+                           uri=staff.totp_uri(secret, current_user.username)), (400 if error else 200)
 
 
 def sentence(message: str) -> str:
@@ -312,26 +311,26 @@ def sentence(message: str) -> str:
 
 class NewPasswordForm(FlaskForm):  # type: ignore[misc]
     current_password = PasswordField("Current password", validators=[
-        InputRequired("Enter your current password."), Length(max=accounts.MAX_PASSWORD)])
-    new_password = PasswordField(f"New password (at least {accounts.MIN_PASSWORD} characters)", validators=[
-        InputRequired("Enter a new password."), Length(max=accounts.MAX_PASSWORD)])
+        InputRequired("Enter your current password."), Length(max=staff.MAX_PASSWORD)])
+    new_password = PasswordField(f"New password (at least {staff.MIN_PASSWORD} characters)", validators=[
+        InputRequired("Enter a new password."), Length(max=staff.MAX_PASSWORD)])
     new_password_again = PasswordField("New password again", validators=[
         InputRequired("Enter the new password again."),
         EqualTo("new_password", message="The two new passwords are not the same.")])
 
 
-def _password_problems(form: NewPasswordForm, account: accounts.SignedIn) -> bool:
+def _password_problems(form: NewPasswordForm, account: staff.SignedIn) -> bool:
     """Check the rules (as `reset_password` will: the display name counts too) and the current
     password, so every problem shows at once, each on its field. True if there is any."""
     new, username = form.new_password.data, account.username
     try:
-        accounts.check_password_rules(new, username, account.display_name)
-    except accounts.AccountError as exc:
+        staff.check_password_rules(new, username, account.display_name)
+    except staff.AccountError as exc:
         form.new_password.errors.append(sentence(str(exc)))
     if new == form.current_password.data:
         form.new_password.errors.append("The new password must be different from the current one.")
     with readers() as db:  # the slow (scrypt) check runs outside any write transaction
-        if accounts.check_credentials(db, username, form.current_password.data) is None:
+        if staff.check_credentials(db, username, form.current_password.data) is None:
             form.current_password.errors.append("Your current password is not right.")
     return bool(form.errors)
 
@@ -350,13 +349,13 @@ def password() -> Any:
     username = current_user.username
     if _password_problems(form, current_user.account):
         return render_template("staff/password.html", form=form), 400
-    now = _now()
+    now = utcnow()
     try:
         with writer() as db:
-            user = accounts.reset_password(db, username, form.new_password.data, now=now)
+            user = staff.reset_password(db, username, form.new_password.data, now=now)
             auditing.record_change(db, "update", f"User/{username}", detail={"change": "password"}, now=now)
             staff_user = _open_session(db, user, now)
-    except accounts.AccountError as exc:  # the account changed since the check above (renamed, or gone)
+    except staff.AccountError as exc:  # the account changed since the check above (renamed, or gone)
         form.new_password.errors.append(sentence(str(exc)))
         return render_template("staff/password.html", form=form), 400
     _sign_in_browser(staff_user)

@@ -24,6 +24,7 @@ from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from intake import close_app, create_app, workflow
+from intake.services import services
 from intake.storage.db import session_scope
 from tests.browser.axe import write_part, write_report
 from tests.browser.support import (
@@ -102,9 +103,9 @@ class LiveServer:
                questionnaires: list[str] | None = None) -> str:
         """A fresh patient and intake (intake.workflow.invite, as front desk and the CLI do); its link."""
         app = self.app
-        with session_scope(app.extensions["intake.sessions"]) as session:
+        with session_scope(services(app).sessions) as session:
             _intake, token = workflow.invite(
-                session, app.extensions["intake.catalog"], name=name, birth_date=birth_date,
+                session, services(app).catalog, name=name, birth_date=birth_date,
                 questionnaires=questionnaires or app.config["INTAKE_QUESTIONNAIRES"], appointment_at=None,
                 ttl=timedelta(hours=app.config["INTAKE_LINK_TTL_HOURS"]),
                 mrn_system=app.config["INTAKE_MRN_SYSTEM"])

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from intake.config import PROJECT_ROOT
-from intake.webforms import field_name
+from intake.web.forms import field_name
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]

@@ -20,6 +20,8 @@ from tests.browser.support import (
     texts,
 )
 
+from intake.services import services
+
 
 def _start(page: Any, link: str) -> None:
     page.goto(link)
@@ -74,7 +76,7 @@ def _catalog_messages() -> set[str]:
 def _validated_in_english_pages(app: Any) -> set[str]:
     """Paths of pages holding a group of an instrument validated in other languages than Spanish."""
     paths = set()
-    for form in app.extensions["intake.catalog"].by_key.values():
+    for form in services(app).catalog.by_key.values():
         for page in form.pages:
             for item in page.walk():
                 for ext in (item.raw.get("extension") or []) if item.type == "group" else []:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from intake.services import services
 from intake.storage.models import Intake
 from tests.browser.axe import blocking, run_axe
 from tests.browser.support import (
@@ -131,7 +132,7 @@ def test_every_page_type(lang: str, live: Any, new_page: Any) -> None:
     assert page_path(page) == "/intake/done"
     assert page.locator(".interruption").count() == 1, "PHQ-9 item 9 above 'Not at all' shows emergency guidance"
     check("done-emergency")
-    with live.app.extensions["intake.sessions"]() as session:
+    with services(live.app).sessions() as session:
         emergency_id = session.scalars(select(Intake.id).where(Intake.status == "completed")).one()
 
     # Another patient with nothing alarming (and a short intake): the plain confirmation page.

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from intake.services import services
 from intake.storage.models import FlagRecord
 from tests.browser.axe import blocking, run_axe
 from tests.browser.conftest import LiveServer, serving
@@ -40,7 +41,7 @@ def notified_live(browser: Any, database_url: str, tmp_path: Path,
 
 def _flags(live: LiveServer) -> list[tuple[str, str, bool]]:
     """(rule, source, still raised) of every stored flag."""
-    with live.app.extensions["intake.sessions"]() as session:
+    with services(live.app).sessions() as session:
         return [(f.rule_id, f.source, f.cleared_at is None) for f in session.scalars(select(FlagRecord))]
 
 
@@ -113,7 +114,7 @@ CONFIRMATIONS = {
 
 def no_to_every_yes_no_choice(app: Any) -> dict[str, str]:
     """'No' (LOINC LA32-8) for every Yes/No/Not sure question: no personal or family history."""
-    return {item.link_id: "LA32-8" for form in app.extensions["intake.catalog"].forms for item in form.walk()
+    return {item.link_id: "LA32-8" for form in services(app).catalog.forms for item in form.walk()
             if any((o.get("valueCoding") or {}).get("code") == "LA32-8" for o in item.options)}
 
 

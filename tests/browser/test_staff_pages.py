@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from intake.services import services
 from intake.storage.models import Intake
 from tests.browser.axe import blocking, run_axe
 from tests.browser.support import DESKTOP
@@ -25,7 +26,7 @@ def _sign_in(page: Any, url: str, username: str) -> None:
 def _fresh_link_page(live: Any, page: Any) -> str:
     """As the front desk: make a new link for an intake; the page shows it (once). Its URL."""
     live.invite()
-    with live.app.extensions["intake.sessions"]() as session:
+    with services(live.app).sessions() as session:
         intake_id = session.scalars(select(Intake.id)).first()
     page.goto(f"{live.url}/front-desk/intakes/{intake_id}/link")
     with page.expect_navigation():

@@ -32,7 +32,8 @@ from urllib.parse import urlsplit
 from flask import Flask
 from sqlalchemy import func, select, text
 
-from intake import audit, close_app, create_app, outbox, workflow
+from intake import audit, close_app, create_app, workflow
+from intake.services import services
 from intake.storage.db import session_scope
 from intake.storage.models import (
     AuditRecord,
@@ -45,6 +46,7 @@ from intake.storage.models import (
 )
 from tests.support.gunicorn_server import GunicornServer, HttpClient, Response
 from tests.web.flow import page_data
+from intake.jobs import outbox
 
 FORM_KEY = "stress"  # two pages (PSS-10, PHQ-4) when PHQ-4 stays low, as the default answers keep it
 DUPLICATE_EVERY = 10  # every 10th intake re-POSTs a page and double-submits: 10% duplicate retries
@@ -108,9 +110,9 @@ class Invite:
 def invite_many(app: Flask, count: int, form_key: str = FORM_KEY) -> list[Invite]:
     """`count` patients, each with an intake of `form_key` alone, in a few transactions."""
     invites: list[Invite] = []
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     while len(invites) < count:
-        with session_scope(app.extensions["intake.sessions"]) as session:
+        with session_scope(services(app).sessions) as session:
             for n in range(len(invites), min(count, len(invites) + INVITE_BATCH)):
                 intake, token = workflow.invite(
                     session, catalog, name=f"Durable Patient {n}", birth_date=date(1970, 1, 1),
@@ -121,7 +123,7 @@ def invite_many(app: Flask, count: int, form_key: str = FORM_KEY) -> list[Invite
 
 def page_answers(app: Flask, form_key: str = FORM_KEY) -> dict[str, dict[str, Any]]:
     """Valid answers for every page of the form, by page path (tests/web/flow.py's choices)."""
-    form = app.extensions["intake.catalog"].by_key[form_key]
+    form = services(app).catalog.by_key[form_key]
     paths = [f"/intake/{form_key}/{page.key}" for page in form.pages]
     return {path: page_data(app, path) for path in paths}
 
@@ -368,7 +370,7 @@ def check_database(app: Flask, run: Run) -> list[str]:
     problems: list[str] = []
     ids = [o.intake_id for o in run.outcomes]
     acknowledged = {o.intake_id for o in run.acknowledged}
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         status = dict(session.execute(select(Intake.id, Intake.status).where(Intake.id.in_(ids))).all())
         completed_at = dict(session.execute(select(Intake.id, Intake.completed_at).where(Intake.id.in_(ids))).all())
         responses: dict[str, Counter[str]] = {i: Counter() for i in ids}
@@ -428,7 +430,7 @@ def check_database(app: Flask, run: Run) -> list[str]:
 
 def check_sqlite_integrity(app: Flask) -> list[str]:
     """SQLite's own checks of the file: pages and indexes, and foreign keys."""
-    engine = app.extensions["intake.engine"]
+    engine = services(app).engine
     if engine.dialect.name != "sqlite":
         return []
     with engine.connect() as connection:
@@ -439,5 +441,5 @@ def check_sqlite_integrity(app: Flask) -> list[str]:
 
 
 def count_intakes(app: Flask) -> int:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return session.scalar(select(func.count()).select_from(Intake)) or 0

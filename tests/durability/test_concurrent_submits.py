@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from intake import audit
+from intake.core.fhir_time import utcnow
+from intake.services import services
 from intake.storage.db import session_scope
-from intake.storage.models import utcnow
 from tests.durability import (
     Outcome,
     Run,
@@ -46,7 +47,7 @@ def test_concurrent_submits(database_url: str, tmp_path: Path, submits: int) -> 
         env = {**server_env(database_url, tmp_path), "INTAKE_WEB_MAX_REQUESTS": str(MAX_REQUESTS)}
         with gunicorn_server(env, tmp_path / "logs", workers=WORKERS) as server:
             run = run_patients(server, invites, answers, clients=CLIENTS, timeout=600 if submits > 200 else 150)
-        print("\n" + run.figures(f"concurrent submits ({app.extensions['intake.engine'].dialect.name}, "
+        print("\n" + run.figures(f"concurrent submits ({services(app).engine.dialect.name}, "
                                  f"{CLIENTS} clients, {WORKERS} workers)") + f", server stop {server.stop_seconds:.1f} s")
 
         assert run.problems() == [], run.problems()[:10]
@@ -72,7 +73,7 @@ def test_the_checks_see_lost_and_duplicated_submits(database_url: str, tmp_path:
         run = Run([Outcome(done.intake_id, acknowledged=True), Outcome(lost.intake_id, acknowledged=True)], 1.0)
         assert check_database(app, run) == ["intake #1: submit acknowledged but status is 'not-started' (lost)"]
 
-        with session_scope(app.extensions["intake.sessions"]) as session:
+        with session_scope(services(app).sessions) as session:
             audit.record(session, actor=audit.Actor("patient-link", "test"), action="create", now=utcnow(),
                          entities=[f"Intake/{done.intake_id}"], detail={"submitted": True})
         assert "intake #0: 2 'submitted' audit rows, expected 1" in check_database(app, run)

@@ -101,7 +101,7 @@ def test_post_fork_drops_the_inherited_pool_without_closing_it(tmp_path: Path) -
             connection.execute(text("SELECT 1"))
             inherited = connection.connection.dbapi_connection
         pool = engine.pool
-        server = SimpleNamespace(app=SimpleNamespace(wsgi=lambda: SimpleNamespace(extensions={"intake.engine": engine})))
+        server = SimpleNamespace(app=SimpleNamespace(wsgi=lambda: SimpleNamespace(extensions={"intake": SimpleNamespace(engine=engine)})))
         CONFIG["post_fork"](server, None)
         assert engine.pool is not pool  # the worker will open its own
         assert inherited is not None

@@ -31,6 +31,8 @@ from tests.durability import (
 )
 from tests.support.gunicorn_server import GunicornServer, gunicorn_server
 
+from intake.services import services
+
 CLIENTS = 8
 WORKERS = 2
 INTAKES_PER_CYCLE = 20
@@ -71,7 +73,7 @@ def test_kill_web_worker(database_url: str, tmp_path: Path, cycles: int) -> None
                                during=killer(server, cycles, total, killed))
             survivors = server.worker_pids()
         print("\n" + run.figures(f"kill -9 a web worker x{len(killed)} "
-                                 f"({app.extensions['intake.engine'].dialect.name}, {CLIENTS} clients, {WORKERS} workers)") + f", server stop {server.stop_seconds:.1f} s")
+                                 f"({services(app).engine.dialect.name}, {CLIENTS} clients, {WORKERS} workers)") + f", server stop {server.stop_seconds:.1f} s")
 
         assert len(killed) == cycles
         assert not set(killed) & set(survivors)

@@ -10,10 +10,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from intake.core.fhir_time import utcnow
 from intake.core.items import Item
+from intake.services import services
 from intake.storage.models import Intake
-from intake.webforms import field_name, option_key
+from intake.web.forms import field_name, option_key
 from tests.web.conftest import csrf, invite_link
+import intake.auth.staff
 
 
 def default_value(item: Item) -> Any:
@@ -36,7 +39,7 @@ def default_value(item: Item) -> Any:
 def page_data(app: Flask, path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Form data answering every question of the page at `path` (/intake/<form>/<page>)."""
     _, _, form_key, page_key = urlsplit(path).path.split("/")
-    form = app.extensions["intake.catalog"].by_key[form_key]
+    form = services(app).catalog.by_key[form_key]
     page = next(p for p in form.pages if p.key == page_key)
     data: dict[str, Any] = {}
     for item in page.walk():
@@ -94,13 +97,12 @@ STAFF = ("doctor", "correct horse battery staple")  # a clinician account (see `
 
 def add_staff(app: Flask, username: str = STAFF[0], role: str = "clinician", password: str = STAFF[1]) -> None:
     """Create a staff account unless it exists (the same function `flask intake user add` uses)."""
-    from intake import accounts
+    from intake.auth import staff
     from intake.storage.db import session_scope
-    from intake.storage.models import utcnow
 
-    with session_scope(app.extensions["intake.sessions"]) as session:
-        if accounts.store.user_named(session, username) is None:
-            accounts.add_user(session, username=username, display_name=username.title(), role=role,
+    with session_scope(services(app).sessions) as session:
+        if intake.auth.staff.store.user_named(session, username) is None:
+            intake.auth.staff.add_user(session, username=username, display_name=username.title(), role=role,
                               password=password, now=utcnow())
 
 
@@ -132,6 +134,6 @@ def complete_intake(app: Flask, overrides: dict[str, Any], *, birth_date: str = 
     review = client.get("/intake/review")
     for _ in range(2):  # a double submit
         assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         intake_id = session.scalars(select(Intake.id).order_by(Intake.completed_at.desc())).first()
     return client, intake_id

@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from intake import audit, close_app, create_app
+from intake.services import services
 from intake.storage import audit_log
 from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord
@@ -102,7 +103,7 @@ def shown(html: str) -> list[dict[str, Any]]:
 
 def stored(app: Flask) -> list[AuditRecord]:
     """Every row of the log, newest first."""
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         found = list(session.scalars(select(AuditRecord).order_by(AuditRecord.seq.desc())))
         session.expunge_all()
     return found
@@ -119,7 +120,7 @@ def older_link(html: str) -> str | None:
 
 def write_rows(app: Flask, *rows: tuple[datetime, str, list[str]]) -> None:
     """Append rows (when, action, records) by the CLI user "tester", as a command would."""
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         for at, action, entities in rows:
             audit.record(session, actor=audit.Actor("cli", "tester"), action=action, now=at, entities=entities)
 
@@ -239,7 +240,7 @@ def test_older_rows_pages_through_the_log_with_no_overlap_and_no_gap(audit_app: 
 
 def test_the_hash_chain_is_checked_only_on_request(audit_app: Flask) -> None:
     admin = busy_log(audit_app)
-    with audit_app.extensions["intake.sessions"]() as session:
+    with services(audit_app).sessions() as session:
         head = audit_log.head(session)[0]
     page = admin.get("/admin/audit?action=create").text
     assert f"The log holds {head} rows." in page and "Hash chain intact" not in page

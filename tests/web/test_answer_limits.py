@@ -16,7 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
 
-from intake import close_app, create_app, webforms
+from intake import close_app, create_app
+from intake.web import forms as webforms
 from intake.core.items import build_form
 from intake.core.validation import validate
 from tests.web.conftest import csrf, error_summary, invite_link

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from intake import audit, close_app, create_app
 from intake.config import load_config
+from intake.services import services
 from intake.storage import audit_log, migrate
 from intake.storage.db import make_engine, make_session_factory, session_scope
 from intake.storage.models import AuditHead, AuditRecord
@@ -235,7 +236,7 @@ def test_finding_4_cli_verify_checks_the_key_and_the_anchors_of_a_log_file(
         keyed_app: Flask, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="intake.audit.anchor")
     runner = keyed_app.test_cli_runner()
-    write(keyed_app.extensions["intake.sessions"], 12)
+    write(services(keyed_app).sessions, 12)
     anchored = runner.invoke(args=["intake", "audit", "anchor"])  # the head, for cron
     assert anchored.exit_code == 0 and anchored.output.startswith("AUDIT_ANCHOR {\"seq\":12,")
     log = tmp_path / "app.log"
@@ -245,7 +246,7 @@ def test_finding_4_cli_verify_checks_the_key_and_the_anchors_of_a_log_file(
     assert ok.exit_code == 0, ok.output
     assert "rows 1-12: keyed" in ok.output and "the latest at row 12" in ok.output and "intact: 12 rows" in ok.output
 
-    truncate(keyed_app.extensions["intake.sessions"], 11)
+    truncate(services(keyed_app).sessions, 11)
     assert runner.invoke(args=["intake", "audit", "verify"]).exit_code == 0  # the chain alone: consistent
     cut = runner.invoke(args=["intake", "audit", "verify", "--anchors", str(log)])
     assert cut.exit_code == 1 and "TAMPERED" in cut.output and "anchored row 12" in cut.output

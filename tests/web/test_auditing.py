@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from intake import audit
 from intake.audit import verify
+from intake.services import services
 from intake.storage.models import AuditHead, AuditRecord
 from intake.web.auditing import flush
 from tests.fhircheck import fhircheck
@@ -36,7 +37,7 @@ from tests.web.test_fhir_api import Api, api_app, new_token, patient_of  # noqa:
 
 def rows(app: Flask) -> list[AuditRecord]:
     flush(app)  # the write-behind queue of read rows
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         found = list(session.scalars(select(AuditRecord).order_by(AuditRecord.seq)))
         session.expunge_all()
     return found
@@ -152,7 +153,7 @@ def guards_on(session: Session) -> None:
 def test_the_database_refuses_to_change_or_remove_audit_rows(api_app: Flask) -> None:  # noqa: F811
     for _ in range(3):
         signed_in(api_app, "admin").get("/admin/users")
-    postgres = api_app.extensions["intake.engine"].dialect.name == "postgresql"
+    postgres = services(api_app).engine.dialect.name == "postgresql"
     attempts = [
         update(AuditRecord).where(AuditRecord.seq == 2).values(actor="someone-else"),
         delete(AuditRecord).where(AuditRecord.seq == 2),
@@ -161,10 +162,10 @@ def test_the_database_refuses_to_change_or_remove_audit_rows(api_app: Flask) -> 
         update(AuditHead).values(seq=AuditHead.seq - 1),
     ] + ([text("TRUNCATE audit_log"), text("TRUNCATE audit_head")] if postgres else [])
     for statement in attempts:
-        with (api_app.extensions["intake.sessions"]() as session, pytest.raises(DBAPIError, match="append-only"),
+        with (services(api_app).sessions() as session, pytest.raises(DBAPIError, match="append-only"),
               session.begin()):
             session.execute(statement)
-    with api_app.extensions["intake.sessions"]() as session:
+    with services(api_app).sessions() as session:
         count, problems = verify(session)
     assert count >= 3 and problems == []
     signed_in(api_app, "admin").get("/admin/users")  # appending still works
@@ -178,7 +179,7 @@ def test_tampering_is_detected(api_app: Flask, tamper: str) -> None:  # noqa: F8
     runner = api_app.test_cli_runner()
     ok = runner.invoke(args=["intake", "audit", "verify"])
     assert ok.exit_code == 0 and "intact" in ok.output
-    with api_app.extensions["intake.sessions"]() as session, session.begin():
+    with services(api_app).sessions() as session, session.begin():
         guards_off(session)  # what someone who can change the schema could do
         if tamper == "change":
             session.execute(update(AuditRecord).where(AuditRecord.seq == 2).values(actor="someone-else"))
@@ -274,7 +275,7 @@ def test_finding_8_search_values_never_reach_the_audit_log_page_or_export(app: F
     odd = one_new_row(app, lambda: clinician.get("/fhir/Patient?Smith%201970-01-01=x"))
     assert json.loads(odd.detail)["query"] == ["?"]  # a name that is no parameter name is not kept either
 
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         stored = "\n".join(str(getattr(row, column.key)) for row in session.scalars(select(AuditRecord))
                             for column in AuditRecord.__table__.columns)
     page = admin.get("/admin/audit").text
@@ -284,7 +285,7 @@ def test_finding_8_search_values_never_reach_the_audit_log_page_or_export(app: F
 
 
 def test_finding_8_query_values_of_rows_written_before_are_not_shown(app: Flask) -> None:
-    with app.extensions["intake.sessions"]() as session, session.begin():  # a row as the old code wrote it
+    with services(app).sessions() as session, session.begin():  # a row as the old code wrote it
         audit.record(session, actor=audit.Actor("client", "ehr"), action="search", now=datetime.now(timezone.utc),
                      detail={"method": "GET", "path": "/fhir/Patient", "query": "name=Smith&birthdate=1970-01-01"})
     admin = signed_in(app, "admin")

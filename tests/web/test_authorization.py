@@ -21,6 +21,8 @@ from tests.web.conftest import csrf, invite_link
 from tests.web.flow import EMERGENCY, complete_intake, page_data, signed_in
 from tests.web.test_fhir_api import api_app, new_token, patient_of  # noqa: F401  (fixture)
 
+from intake.services import services
+
 ROLES = ("admin", "clinician", "front-desk")
 ACTORS = ("anonymous", "patient", *ROLES, "system", "narrow")
 PAGE = "/intake/digestive/digestive-alarm"
@@ -156,7 +158,7 @@ def test_every_route_for_every_caller(api_app: Flask) -> None:  # noqa: F811
         response = read.get(path, headers={"Authorization": f"Bearer {admin}"})
         return json.loads(response.data)["entry"][0]["resource"]
 
-    with api_app.extensions["intake.sessions"]() as session:
+    with services(api_app).sessions() as session:
         from sqlalchemy import select
 
         from intake.storage.models import Intake

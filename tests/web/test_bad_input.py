@@ -16,7 +16,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from intake import close_app, create_app
-from intake.numbers import INT32_MAX, whole_number
+from intake.core.numbers import INT32_MAX, whole_number
+from intake.services import services
 from intake.storage.models import AuditRecord, FhirResource, Patient
 from intake.web.auditing import flush
 from tests.smart_client import SmartClient
@@ -30,7 +31,7 @@ FHIR_JSON = "application/fhir+json"
 def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
                       "TESTING": True, "INTAKE_JOBS": "eager"})
-    app.extensions["intake.outbox_handlers"]["render_pdf"] = lambda _app, _intake_id: None
+    services(app).outbox_handlers["render_pdf"] = lambda _app, _intake_id: None
     yield app
     close_app(app)
 
@@ -119,7 +120,7 @@ def test_finding_7_audit_row_numbers_take_only_ascii_digits(app: Flask) -> None:
 
 def test_finding_7_validate_with_type_confused_json_is_never_a_server_error(app: Flask, api: FlaskClient) -> None:
     complete_intake(app, HIGH_PHQ4)
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         stored = json.loads(session.scalars(select(FhirResource.resource_json)
                                             .where(FhirResource.resource_type == "QuestionnaireResponse")).first())
     route = "/fhir/QuestionnaireResponse/$validate"
@@ -211,7 +212,7 @@ def test_finding_7_nul_in_any_field_path_or_query_is_400_before_the_database(app
     oauth = anonymous.post("/auth/token", data={"grant_type": "client_credentials\x00", "client_assertion": "x"})
     assert oauth.status_code == 400 and oauth.json["error"] == "invalid_request"
     flush(app)
-    with app.extensions["intake.sessions"]() as session:  # nothing hostile was written
+    with services(app).sessions() as session:  # nothing hostile was written
         assert session.scalar(select(func.count()).select_from(Patient).where(Patient.name.contains("Ann"))) == 0
         assert session.scalar(select(func.count()).select_from(AuditRecord)) > 0  # refused reads are still audited
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from intake import close_app, create_app
 from intake.core.translations import flag_guidance
+from intake.services import services
 from intake.storage.models import FlagRecord, OutboxRecord
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import (
@@ -53,12 +54,12 @@ def post_page(client: FlaskClient, app: Flask, path: str, overrides: dict[str, A
 
 
 def flags(app: Flask) -> list[FlagRecord]:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return list(session.scalars(select(FlagRecord).order_by(FlagRecord.id)))
 
 
 def notify_rows(app: Flask) -> list[str]:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return list(session.scalars(select(OutboxRecord.subject).where(OutboxRecord.kind == "notify")))
 
 
@@ -78,7 +79,7 @@ def test_an_emergency_answer_interrupts_at_once_and_staff_are_told_before_submit
     assert help_page.status_code == 200
     text = help_page.text
     assert 'class="interruption"' in text and 'role="alert"' in text
-    neuropathy = hooked_app.extensions["intake.catalog"].by_key["neuropathy"]
+    neuropathy = services(hooked_app).catalog.by_key["neuropathy"]
     assert flag_text_in(text, neuropathy.resource, "n-rf2")
     assert "Call your local emergency number." in text and "988" not in text
     assert "we have told your care team" in text

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from intake import close_app, create_app
 from intake.core.fhir_models import resource_errors
+from intake.services import services
 from intake.storage.models import FhirResource, Intake, Patient
 from tests.conftest import truncate_all_tables
 from tests.fhircheck import fhircheck
@@ -108,7 +109,7 @@ def two_intakes(database_url: str, two_intakes_made: tuple[tuple[str, str], snap
 
 
 def patient_of(app: Flask, intake_id: str) -> str:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return session.scalars(select(Intake.patient_id).where(Intake.id == intake_id)).one()
 
 
@@ -164,7 +165,7 @@ def test_everything_but_metadata_needs_a_valid_token(api_app: Flask, two_intakes
 
 
 def test_read_serves_the_stored_json_with_etag_and_version(api_app: Flask, api: Api, two_intakes: tuple[str, str]) -> None:
-    with api_app.extensions["intake.sessions"]() as session:
+    with services(api_app).sessions() as session:
         rows = list(session.execute(select(FhirResource.resource_type, FhirResource.resource_id, FhirResource.resource_json)))
     assert {t for t, _i, _j in rows} == {"Patient", "QuestionnaireResponse", "Observation", "Flag", "Provenance",
                                         "DocumentReference"}  # the PDF, rendered by the (eager) job
@@ -184,7 +185,7 @@ def test_questionnaires_are_read_and_searched_from_the_loaded_forms(api: Api) ->
     # Every loaded version: the current one and the earlier one kept for intakes pinned to it.
     assert bundle["total"] == 2
     versions = {e["resource"]["version"]: e["resource"] for e in bundle["entry"]}
-    current = api.client.application.extensions["intake.catalog"].by_key["stress"].version
+    current = services(api.client.application).catalog.by_key["stress"].version
     assert current in versions and len(versions) == 2
     questionnaire = versions[current]
     assert questionnaire["url"] == stress and questionnaire["id"] == f"stress-{current}"
@@ -409,7 +410,7 @@ def test_everything_the_api_returns_passes_fhircheck(api_app: Flask, api: Api, t
     for entry in api.json("/fhir/QuestionnaireResponse?_count=10")["entry"]:
         extracted = api.get(f"/fhir/QuestionnaireResponse/{entry['resource']['id']}/$extract")
         (out / f"extract-{entry['resource']['id']}.json").write_bytes(extracted.data)
-    with api_app.extensions["intake.sessions"]() as session:
+    with services(api_app).sessions() as session:
         assert session.scalars(select(Patient)).all()
     report = fhircheck(out)
     assert "0 failed" in report

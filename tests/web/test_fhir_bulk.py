@@ -15,13 +15,15 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from intake import bulk_export, close_app, create_app
+from intake import close_app, create_app
+from intake.core.fhir_time import utcnow
+from intake.services import services
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
-from intake.storage.models import utcnow
 from tests.fhircheck import fhircheck
 from tests.web.flow import EMERGENCY, complete_intake
 from tests.web.test_fhir_api import Api, assert_outcome, new_token, patient_of
+from intake.fhir import bulk_export
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -129,7 +131,7 @@ def test_patient_and_group_exports_are_scoped(eager_app: Flask, api: Api, intake
 
 
 def test_status_is_202_with_progress_until_done_and_delete_cancels(eager_app: Flask, api: Api) -> None:
-    with session_scope(eager_app.extensions["intake.sessions"]) as session:
+    with session_scope(services(eager_app).sessions) as session:
         job = fhir_store.create_export(session, request_url="http://x/fhir/$export", scope="system", group_id=None,
                                        types=["Patient"], since=None, now=utcnow(), requested_by="ehr",
                                        expires_at=utcnow() + timedelta(hours=1))
@@ -148,7 +150,7 @@ def test_cancelling_mid_run_removes_the_files(eager_app: Flask, api: Api, intake
     monkeypatch.setattr(bulk_export, "BATCH", 1)
 
     def cancel_now(app: Flask, job_id: str) -> bool:
-        with session_scope(app.extensions["intake.sessions"]) as session:
+        with session_scope(services(app).sessions) as session:
             bulk_export.cancel(app, session, job_id)
         return True
 
@@ -167,7 +169,7 @@ def test_the_background_thread_runs_the_export(database_url: str, tmp_path: Path
         manifest = finished(api, kickoff(api, "/fhir/$export?_type=Patient"))
         assert manifest["output"][0]["count"] == 1
     finally:
-        app.extensions["intake.jobs"].wait()
+        services(app).jobs.wait()
         close_app(app)
 
 
@@ -193,7 +195,7 @@ def job_id_of(status_url: str) -> str:
 
 def set_expiry(app: Flask, job_id: str, delta: timedelta) -> None:
     """Move the job's expiry to now + delta (negative: its time is up)."""
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         assert fhir_store.update_export(session, job_id, only_if=("completed",), expires_at=utcnow() + delta)
 
 
@@ -217,7 +219,7 @@ def test_export_files_expire_then_answer_404_and_are_deleted(eager_app: Flask, a
         assert_outcome(api.get(local(item["url"])), 404, "not-found")
     assert bulk_export.expire(eager_app) == 1  # the periodic job
     assert not folder.exists() and not leftover.exists()
-    with eager_app.extensions["intake.sessions"]() as session:
+    with services(eager_app).sessions() as session:
         assert fhir_store.get_export(session, job_id) is None
     assert_outcome(api.get(local(status_url)), 404, "not-found")
 
@@ -254,7 +256,7 @@ def test_a_client_holds_a_bounded_number_of_exports_and_delete_frees_one(eager_a
     assert api.client.delete(local(held[0]), headers=api.headers).status_code == 202  # the spec's DELETE
     assert not bulk_export.export_dir(eager_app, first).exists()
     assert_outcome(api.get(local(held[0])), 404)
-    with eager_app.extensions["intake.sessions"]() as session:
+    with services(eager_app).sessions() as session:
         assert fhir_store.get_export(session, first) is None  # a finished job is deleted at once
     again = kickoff(api, "/fhir/$export?_type=Patient")
     assert_outcome(api.get("/fhir/$export?_type=Patient", headers=ASYNC), 429)

@@ -15,8 +15,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from intake import close_app, create_app
+from intake.core.fhir_time import utcnow
+from intake.services import services
 from intake.storage.db import session_scope
-from intake.storage.models import AuditRecord, Intake, Patient, ShownLink, utcnow
+from intake.storage.models import AuditRecord, Intake, Patient, ShownLink
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import EMERGENCY, fill_all, fill_page, first_page, signed_in
 
@@ -57,7 +59,7 @@ def test_a_new_intake_gives_a_link_shown_once_that_opens_the_intake(desk_app: Fl
     patient = desk_app.test_client()
     assert patient.get(link).status_code == 302
     assert "Questions before your appointment" in patient.get("/intake").text
-    with desk_app.extensions["intake.sessions"]() as session:
+    with services(desk_app).sessions() as session:
         intake = session.scalars(select(Intake)).one()
         assert len(intake.questionnaires) == 2 and intake.appointment_at is not None
     day = desk.get(f"/front-desk/?day={TOMORROW.isoformat()}").text
@@ -93,7 +95,7 @@ def test_form_errors_are_listed_and_nothing_is_created(desk_app: Flask) -> None:
     assert "<title>Error: New intake" in response.text
     status, body = new_intake(desk, "Future Person", born=(date.today() + timedelta(days=2)).isoformat())
     assert status == 400 and "birth date is in the future" in body
-    with desk_app.extensions["intake.sessions"]() as session:
+    with services(desk_app).sessions() as session:
         assert session.scalars(select(Intake)).first() is None
 
 
@@ -103,7 +105,7 @@ def test_a_known_record_number_joins_the_same_patient(desk_app: Flask) -> None:
     assert new_intake(desk, "ana  ruiz", mrn="MRN-7", at="11:00")[0] == 302
     status, body = new_intake(desk, "Someone Else", mrn="MRN-7")
     assert status == 400 and "another name or birth date" in body
-    with desk_app.extensions["intake.sessions"]() as session:
+    with services(desk_app).sessions() as session:
         assert len(list(session.scalars(select(Patient)))) == 1
         assert len(list(session.scalars(select(Intake)))) == 2
 
@@ -178,7 +180,7 @@ def _session_text(app: Flask, cookie: str) -> str:
 
 
 def _held(app: Flask) -> list[str]:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return list(session.scalars(select(ShownLink.sealed)))
 
 
@@ -208,13 +210,13 @@ def test_finding_9_the_link_stays_server_side_and_is_shown_once(desk_app: Flask,
 def test_finding_9_a_link_not_shown_in_time_is_never_shown(desk_app: Flask) -> None:
     desk = signed_in(desk_app, "front-desk")
     _status, location = new_intake(desk, "Late Viewer")
-    with session_scope(desk_app.extensions["intake.sessions"]) as session:
+    with session_scope(services(desk_app).sessions) as session:
         session.execute(update(ShownLink).values(expires_at=utcnow() - timedelta(seconds=1)))
     page = desk.get(location).text
     assert "/i/" not in page and "cannot be shown again" in page
     assert _held(desk_app) == []
     _status, location = new_intake(desk, "Next Patient")  # expired rows nobody asked for are dropped too
-    with session_scope(desk_app.extensions["intake.sessions"]) as session:
+    with session_scope(services(desk_app).sessions) as session:
         session.execute(update(ShownLink).values(expires_at=utcnow() - timedelta(seconds=1)))
     new_intake(desk, "Third Patient")
     assert len(_held(desk_app)) == 1
@@ -229,7 +231,7 @@ def test_finding_8_the_link_page_is_audited(desk_app: Flask) -> None:
     intake_id = location.split("/")[3]
     shown_link(desk, location)
     desk.get(location)
-    with desk_app.extensions["intake.sessions"]() as session:
+    with services(desk_app).sessions() as session:
         intake = session.get(Intake, intake_id)
         assert intake is not None
         rows = session.scalars(select(AuditRecord).where(AuditRecord.action == "read").order_by(AuditRecord.seq)).all()

@@ -45,7 +45,8 @@ from hypothesis import strategies as st
 from intake.config import DEFAULT_QUESTIONNAIRES, PROJECT_ROOT
 from intake.core.catalog import load_catalog
 from intake.core.items import Item
-from intake.webforms import field_name, option_key
+from intake.services import services
+from intake.web.forms import field_name, option_key
 from tests.support.sizes import full_size
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import HIGH_PHQ4, fill_all
@@ -248,7 +249,7 @@ def _started(app: Flask) -> FlaskClient:
     The clinician PDF that a submit renders in a job (~1 s, tested in tests/test_pdf.py) is
     replaced by a no-op: the submit at the end of each page's fuzzing runs in full otherwise.
     """
-    app.extensions["intake.outbox_handlers"]["render_pdf"] = lambda _app, _intake_id: None
+    services(app).outbox_handlers["render_pdf"] = lambda _app, _intake_id: None
     client = app.test_client()
     assert client.get(invite_link(app)).status_code == 302
     fill_all(client, app, FIRST, HIGH_PHQ4)
@@ -289,7 +290,7 @@ def test_the_quotas_add_up_to_ten_thousand_inputs_over_every_catalog_page() -> N
 
 
 def test_the_pages_fuzzed_are_the_pages_the_app_serves(app: Flask) -> None:
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     assert sorted(PAGES) == sorted((form.key, page.key) for form in catalog for page in form.pages)
 
 

@@ -40,6 +40,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from intake import close_app, create_app
+from intake.services import services
 from intake.storage.models import FhirResource, Intake
 from intake.web.auditing import flush
 from tests.smart_client import SmartClient
@@ -139,7 +140,7 @@ def world(database_url: str, tmp_path: Path) -> Iterator[World]:
         "INTAKE_TOKEN_RATE_LIMIT": "100000 per minute", "INTAKE_LINK_RATE_LIMIT": "100000 per minute",
         "INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT": 100000,
     })
-    app.extensions["intake.outbox_handlers"]["render_pdf"] = lambda _app, _intake_id: None
+    services(app).outbox_handlers["render_pdf"] = lambda _app, _intake_id: None
     try:
         yield _build(app, tmp_path)
     finally:
@@ -160,7 +161,7 @@ def _build(app: Flask, tmp_path: Path) -> World:
         clients[role] = signed_in(app, role)
     signed_in(app, "clinician", username="victim")  # the account admin.change_user is pointed at
     tokens = {name: csrf(client.get("/staff/login").text) for name, client in clients.items()}
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         ids = {rtype: session.scalars(select(FhirResource.resource_id).where(FhirResource.resource_type == rtype)).first()
                or "missing" for rtype in ("Patient", "QuestionnaireResponse", "DocumentReference", "Group")}
         open_intake = session.scalars(select(Intake.id).where(Intake.id != intake_id)).first()
@@ -192,7 +193,7 @@ def _build(app: Flask, tmp_path: Path) -> World:
     }
     assert open_intake is not None
     resources = {"fhir.validate_response": json.loads(response or "{}"),
-                 "fhir.validate_questionnaire": app.extensions["intake.catalog"].by_key["stress"].resource}
+                 "fhir.validate_questionnaire": services(app).catalog.by_key["stress"].resource}
     return World(app, clients, tokens, args, headers, resources)
 
 

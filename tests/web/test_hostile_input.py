@@ -48,15 +48,16 @@ from intake.config import DEFAULT_QUESTIONNAIRES, PROJECT_ROOT
 from intake.core.answers import build_response, flatten
 from intake.core.catalog import load_catalog
 from intake.core.items import Form, Item, Page
-from intake.storage import repository
+from intake.services import services
+from intake.storage import responses
 from intake.storage.db import session_scope
 from intake.storage.models import Intake, ResponseRecord
-from intake.webforms import field_name, option_key
+from intake.web.forms import field_name, option_key
 from tests.web.conftest import csrf, error_summary, invite_link
 from tests.web.flow import default_value, fill_page, page_data
 
 # The pages, collected from the same forms folder and questionnaire set the app loads by default;
-# test_every_catalog_page_is_covered checks this list against app.extensions["intake.catalog"].
+# test_every_catalog_page_is_covered checks this list against services(app).catalog.
 _CATALOG = load_catalog(PROJECT_ROOT / "forms")
 PAGES = [(key, page.key) for key in DEFAULT_QUESTIONNAIRES for page in _CATALOG.by_key[key].pages]
 
@@ -72,7 +73,7 @@ MARKER = "UNKNOWN-FIELD-MARKER"
 
 
 def _form_page(app: Flask, form_key: str, page_key: str) -> tuple[Form, Page]:
-    form = app.extensions["intake.catalog"].by_key[form_key]
+    form = services(app).catalog.by_key[form_key]
     return form, next(p for p in form.pages if p.key == page_key)
 
 
@@ -142,7 +143,7 @@ def _prepare(app: Flask, client: FlaskClient, form_key: str, page_key: str) -> t
 
 def _snapshot(app: Flask) -> list[tuple[Any, ...]]:
     """Every stored row a page post may touch, as raw bytes/values, for a byte-for-byte comparison."""
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         rows: list[tuple[Any, ...]] = [
             ("response", r.id, r.questionnaire_url, r.status, r.version_id, r.authored, r.updated_at,
              r.resource_json.encode("utf-8"))
@@ -156,7 +157,7 @@ def _snapshot(app: Flask) -> list[tuple[Any, ...]]:
 
 
 def _records(app: Flask) -> list[ResponseRecord]:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return list(session.scalars(select(ResponseRecord)))
 
 
@@ -232,7 +233,7 @@ def _insert(value: str, char: str) -> str:
 def _foreign_code(app: Flask, item: Item) -> str:
     """An option code that belongs to some other item of the catalog, not to `item`."""
     own = set(_keys(item))
-    for form in app.extensions["intake.catalog"]:
+    for form in services(app).catalog:
         for other in form.walk():
             for option in other.options:
                 if other is not item and option_key(option) not in own:
@@ -309,7 +310,7 @@ def _assert_escaped(response: TestResponse, case: str) -> None:
 
 
 def test_every_catalog_page_is_covered(app: Flask) -> None:
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     assert sorted(PAGES) == sorted((form.key, page.key) for form in catalog for page in form.pages)
     assert len({form_key for form_key, _ in PAGES}) == 5
 
@@ -438,7 +439,7 @@ def test_unknown_fields_beside_valid_answers_are_ignored_and_never_stored(
 ) -> None:
     path, valid, token = _prepare(app, opened, form_key, page_key)
     form, page = _form_page(app, form_key, page_key)
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     # Fields of questions on another page of this form and of another form look real; still unknown.
     same_form = [i for p in form.pages if p is not page for i in _questions(p)]
     other_form = next(f for f in catalog if f is not form)
@@ -536,7 +537,7 @@ def test_posts_without_an_intake_in_the_session_are_403_and_write_nothing(app: F
 def test_stored_markup_is_escaped_on_the_page_and_the_review(app: Flask, opened: FlaskClient) -> None:
     """No form here has a free-text item, so markup cannot be typed in and stored; answers with
     markup written by another route (an import, a future API) must still render as text."""
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     form = catalog.by_key["digestive"]
     date_item = next(i for i in form.walk() if i.type == "date")
     choice_item = next(i for i in form.walk() if i.type == "choice" and not i.repeats)
@@ -544,14 +545,14 @@ def test_stored_markup_is_escaped_on_the_page_and_the_review(app: Flask, opened:
         date_item.link_id: [{"valueDate": SCRIPT}],
         choice_item.link_id: [{"valueCoding": {"code": SCRIPT, "display": "<img src=x onerror=alert(1)>"}}],
     }
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         intake = session.scalars(select(Intake)).one()
         intake_id, patient_id = intake.id, intake.patient_id
     now = datetime.now(timezone.utc)
     resource = build_response(form, answers, status="in-progress", subject=f"Patient/{patient_id}",
                               authored=now.isoformat(timespec="seconds").replace("+00:00", "Z"))
-    with session_scope(app.extensions["intake.sessions"]) as session:
-        repository.save_draft(session, intake_id=intake_id, questionnaire=form.canonical,
+    with session_scope(services(app).sessions) as session:
+        responses.save_draft(session, intake_id=intake_id, questionnaire=form.canonical,
                               resource=resource, page=None, now=now)
 
     pages = [p for p in form.pages if any(i.link_id in answers for i in p.walk())]

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from intake import close_app, create_app
 from intake.core.fhir_models import QuestionnaireResponse
+from intake.services import services
 from intake.storage.models import ResponseRecord
 from tests.web.conftest import csrf, error_summary, invite_link
 
@@ -112,7 +113,7 @@ def test_every_type_is_stored_as_the_right_fhir_answer(sink_app: Flask, sink: Fl
     }
     response = sink.post(PAGE, data=data)
     assert response.status_code == 302, error_summary(response.text)
-    with sink_app.extensions["intake.sessions"]() as session:
+    with services(sink_app).sessions() as session:
         resource = session.scalars(select(ResponseRecord)).one().resource
     QuestionnaireResponse.model_validate(resource)
     answers = {i["linkId"]: i["answer"] for i in resource["item"][0]["item"]}
@@ -176,7 +177,7 @@ def test_a_broken_scoring_rule_does_not_cost_the_patient_their_submission(databa
         assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).headers["Location"].endswith("/intake/done")
         from intake.storage.models import Intake, ScoringResult
 
-        with app.extensions["intake.sessions"]() as session:
+        with services(app).sessions() as session:
             assert session.scalars(select(Intake.status)).one() == "completed"
             assert session.scalars(select(ScoringResult)).all() == []  # unscored, to be re-scored
         assert "Your answers have been sent" in client.get("/intake/done").text

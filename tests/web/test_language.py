@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from intake.services import services
 from intake.storage.models import AuditRecord, Intake, ResponseRecord
 from tests.fhircheck import fhircheck
 from tests.web.conftest import csrf, error_links, error_summary, invite_link
@@ -36,7 +37,7 @@ def html_lang(html: str) -> str:
 
 
 def intake_row(app: Flask) -> Intake:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return session.scalars(select(Intake).order_by(Intake.created_at.desc())).first()
 
 
@@ -67,7 +68,7 @@ def test_the_choice_is_kept_on_the_intake_and_a_new_browser_continues_in_it(app:
     fresh.get(link)
     page = fresh.get("/intake")
     assert html_lang(page.text) == "es" and "Preguntas antes de su cita" in page.text
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         details = [r.detail for r in session.scalars(select(AuditRecord).where(AuditRecord.action == "update"))]
     assert {"language": "es"} in [json.loads(d) for d in details if d]
 
@@ -84,7 +85,7 @@ def test_switching_on_a_question_page_keeps_what_was_typed_and_saves_nothing(app
     assert 'value="3"' in switched.text
     assert error_summary(switched.text) == []  # an unanswered question is not an error yet
     assert "Continuar" in switched.text and ">Sí</label>" in switched.text and "English</button>" in switched.text
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         assert session.scalars(select(ResponseRecord)).all() == []
     # Continue in Spanish: errors are Spanish, and the page is saved with its language recorded.
     bad = opened.post(FIRST, data={"csrf_token": csrf(switched.text)})
@@ -92,7 +93,7 @@ def test_switching_on_a_question_page_keeps_what_was_typed_and_saves_nothing(app
     assert bad.text.split("<title>")[1].startswith("Error:")
     assert all(message.startswith("Elija una respuesta – ") for _id, message in error_summary(bad.text)[:3])
     assert fill_page(opened, app, FIRST).startswith("/intake/")
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         saved = json.loads(session.scalars(select(ResponseRecord.resource_json)).one())
     assert saved["language"] == "es"
     # Texts and codes stay the Questionnaire's own, so receivers match them to the definition.
@@ -116,7 +117,7 @@ def test_a_whole_intake_in_spanish(app: Flask, opened: FlaskClient, tmp_path: Pa
     guidance = re.search(r'<div class="interruption" role="alert">(.*?)</div>', done.text, re.DOTALL).group(1)
     assert "vea los números más abajo" in guidance and "If you are" not in guidance
     assert "Llame al número local de emergencias." in guidance  # no number is configured: no country's
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         stored = [json.loads(t) for t in session.scalars(select(ResponseRecord.resource_json))]
     assert {r.get("language") for r in stored} == {"es"} and {r["status"] for r in stored} == {"completed"}
     # What a health record receives passes the independent checker against the Questionnaires.

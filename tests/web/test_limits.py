@@ -17,6 +17,8 @@ from tests.web.test_fhir_api import Api, api, api_app, new_token  # noqa: F401  
 from tests.web.test_item_types import PAGE as SINK_PAGE
 from tests.web.test_item_types import sink, sink_app  # noqa: F401  (fixtures)
 
+from intake.services import services
+
 MIB = 1024 * 1024
 FAMILY = "/intake/autoimmune/autoimmune-family"  # has check boxes and one-answer questions
 LIMIT_MESSAGE = "over the 1048576 byte (1 MiB) limit"
@@ -95,7 +97,7 @@ def test_json_nested_deeper_than_64_levels_is_400(api: Api, kind: str) -> None: 
 
 
 def test_check_boxes_sent_more_often_than_there_are_boxes_are_refused(app: Flask, opened: FlaskClient) -> None:
-    form = app.extensions["intake.catalog"].by_key["autoimmune"]
+    form = services(app).catalog.by_key["autoimmune"]
     boxes = next(i for i in form.walk() if i.repeats and i.options)
     field = "q-" + boxes.link_id
     data, token = _page(opened, app, FAMILY)

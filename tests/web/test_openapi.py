@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from intake import close_app, create_app
-from intake.fhir_search import RESULT_PARAMETERS, SEARCH_PARAMETERS
+from intake.fhir.search import RESULT_PARAMETERS, SEARCH_PARAMETERS
 from intake.web.fhir_api import READ_TYPES
 from intake.web.openapi import SPEC_FILE
 from tests.smart_client import SmartClient, token_endpoint

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from intake.core.fhir_models import QuestionnaireResponse
 from intake.core.validation import has_errors, validate
+from intake.services import services
 from intake.storage.models import Intake, ResponseRecord
 from tests.fhircheck import fhircheck
 from tests.web.conftest import csrf, error_links, error_summary, invite_link
@@ -21,12 +22,12 @@ FORMS = Path(__file__).resolve().parents[2] / "forms"
 
 
 def _records(app: Flask) -> list[ResponseRecord]:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return list(session.scalars(select(ResponseRecord)))
 
 
 def _intake(app: Flask) -> Intake:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return session.scalars(select(Intake)).one()
 
 
@@ -101,7 +102,7 @@ def test_full_flow_validation_back_resume_stale_token_and_double_submit(app: Fla
     assert edit.headers["Location"].endswith("/intake/done")
 
     # Every completed response is valid FHIR R4 against its Questionnaire.
-    catalog = app.extensions["intake.catalog"]
+    catalog = services(app).catalog
     out = tmp_path / "export"
     out.mkdir()
     for record in records:

@@ -10,12 +10,16 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from intake import auth, webforms, workflow
+from intake import workflow
+from intake.core.fhir_time import utcnow
+from intake.services import services
 from intake.storage.db import session_scope
-from intake.storage.models import Intake, InviteToken, ResponseRecord, utcnow
+from intake.storage.models import Intake, InviteToken, ResponseRecord
+from intake.web import forms as webforms
 from intake.web import patient
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import fill_all, fill_page, first_page, page_data, signed_in
+from intake.auth import links
 
 
 def token_of(link: str) -> str:
@@ -31,24 +35,24 @@ def test_the_token_leaves_the_address_bar_and_is_never_sent_on(app: Flask) -> No
     start = client.get("/intake")
     assert start.status_code == 200 and start.headers["Referrer-Policy"] == "no-referrer"
     assert token_of(link) not in start.text
-    with app.extensions["intake.sessions"]() as session:  # only the hash is kept
+    with services(app).sessions() as session:  # only the hash is kept
         stored = session.scalars(select(InviteToken.token_hash)).all()
-    assert stored == [auth.token_hash(token_of(link))] and token_of(link) not in stored
+    assert stored == [links.token_hash(token_of(link))] and token_of(link) not in stored
     assert len(token_of(link)) >= 43  # 32 random bytes, base64url
 
 
 def test_unknown_expired_revoked_and_submitted_links_are_indistinguishable(app: Flask) -> None:
-    unknown = app.test_client().get("/i/" + auth.new_token())
+    unknown = app.test_client().get("/i/" + links.new_token())
 
     expired = invite_link(app)
-    with session_scope(app.extensions["intake.sessions"]) as session:
-        session.execute(update(InviteToken).where(InviteToken.token_hash == auth.token_hash(token_of(expired)))
+    with session_scope(services(app).sessions) as session:
+        session.execute(update(InviteToken).where(InviteToken.token_hash == links.token_hash(token_of(expired)))
                         .values(expires_at=utcnow() - timedelta(seconds=1)))
 
     revoked = invite_link(app)
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         intake_id = session.scalars(select(InviteToken.intake_id)
-                                    .where(InviteToken.token_hash == auth.token_hash(token_of(revoked)))).one()
+                                    .where(InviteToken.token_hash == links.token_hash(token_of(revoked)))).one()
         workflow.new_link(session, intake_id, ttl=timedelta(days=1))
 
     submitted = invite_link(app, questionnaires="digestive")
@@ -71,14 +75,14 @@ ENDED = "This link no longer works"
 
 
 def _intake_of(app: Flask, link: str) -> str:
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return session.scalars(select(InviteToken.intake_id)
-                               .where(InviteToken.token_hash == auth.token_hash(token_of(link)))).one()
+                               .where(InviteToken.token_hash == links.token_hash(token_of(link)))).one()
 
 
 def _stored(app: Flask, intake_id: str) -> tuple[str, list[tuple[str, int]]]:
     """The intake's status and its responses' (status, version): what a refused request must not change."""
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         status = session.scalars(select(Intake.status).where(Intake.id == intake_id)).one()
         rows = session.execute(select(ResponseRecord.status, ResponseRecord.version_id)
                                .where(ResponseRecord.intake_id == intake_id).order_by(ResponseRecord.id)).all()
@@ -176,8 +180,8 @@ def test_finding_1_a_new_link_from_the_command_line_ends_the_old_links_sessions(
 def test_finding_1_a_revoked_link_ends_its_sessions(app: Flask) -> None:
     link = invite_link(app, questionnaires="digestive")
     old = OldBrowser(app, link)
-    with session_scope(app.extensions["intake.sessions"]) as session:
-        session.execute(update(InviteToken).where(InviteToken.token_hash == auth.token_hash(token_of(link)))
+    with session_scope(services(app).sessions) as session:
+        session.execute(update(InviteToken).where(InviteToken.token_hash == links.token_hash(token_of(link)))
                         .values(revoked_at=utcnow()))
     old.assert_refused_everywhere()
 
@@ -185,8 +189,8 @@ def test_finding_1_a_revoked_link_ends_its_sessions(app: Flask) -> None:
 def test_finding_1_an_expired_link_ends_its_sessions(app: Flask) -> None:
     link = invite_link(app, questionnaires="digestive")
     old = OldBrowser(app, link)
-    with session_scope(app.extensions["intake.sessions"]) as session:
-        session.execute(update(InviteToken).where(InviteToken.token_hash == auth.token_hash(token_of(link)))
+    with session_scope(services(app).sessions) as session:
+        session.execute(update(InviteToken).where(InviteToken.token_hash == links.token_hash(token_of(link)))
                         .values(expires_at=utcnow() - timedelta(seconds=1)))
     old.assert_refused_everywhere()
 
@@ -211,7 +215,7 @@ def test_finding_1_a_link_replaced_during_a_save_or_submit_stops_the_write(app: 
     before = _stored(app, intake_id)
 
     def replace_link() -> None:
-        with session_scope(app.extensions["intake.sessions"]) as session:
+        with session_scope(services(app).sessions) as session:
             workflow.new_link(session, intake_id, ttl=timedelta(days=1))
 
     build_form = webforms.page_form_class

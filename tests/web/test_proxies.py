@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from intake import create_app
+from intake.services import services
 from intake.storage.models import AuditRecord
 from intake.web.limits import SUSPECT_AFTER
 from tests.web.flow import add_staff, sign_in
@@ -32,7 +33,7 @@ def via_proxy(app: Flask, client_address: str) -> FlaskClient:
 
 def failed_sign_in_source(app: Flask, client: FlaskClient) -> str:
     assert sign_in(client, password="wrong password!").status_code == 401
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return session.scalars(select(AuditRecord.source).where(AuditRecord.action == "login-failed")
                                .order_by(AuditRecord.seq.desc())).first() or ""
 

@@ -12,6 +12,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from intake.core.scoring import Context, score_intake
+from intake.services import services
 from intake.storage.models import FlagRecord, Intake, ScoringResult
 from tests.web.conftest import csrf
 from tests.web.flow import (
@@ -38,7 +39,7 @@ def test_emergency_answer_shows_guidance_and_notifies_staff_once(staff_app: Flas
     assert [r["flag"] for r in received] == ["n-rf2"]
     assert received[0]["tier"] == "emergency" and received[0]["intake"] == intake_id
     assert "Test Patient" not in json.dumps(received)  # no name in the notification
-    with staff_app.extensions["intake.sessions"]() as session:
+    with services(staff_app).sessions() as session:
         flags = list(session.scalars(select(FlagRecord)))
         assert [(f.rule_id, f.notify_state) for f in flags if f.tier == "emergency"] == [("n-rf2", "sent")]
         assert session.scalars(select(ScoringResult)).one().intake_id == intake_id
@@ -82,14 +83,14 @@ def test_summary_flags_first_then_scores_matching_the_engine(staff_app: Flask) -
     assert page.index('id="flags-title"') < page.index('id="scores-title"') < page.index('id="answers-title"')
     assert page.index("tier-emergency") < page.index("<h2 id=\"scores-title\">")
     # The page's scores are the engine's scores for the stored responses.
-    with staff_app.extensions["intake.sessions"]() as session:
+    with services(staff_app).sessions() as session:
         stored = json.loads(session.scalars(select(ScoringResult)).one().result_json)
     for score in stored["scores"]:
         assert score["title"] in page
-    catalog = staff_app.extensions["intake.catalog"]
+    catalog = services(staff_app).catalog
     from intake.workflow import stored_pairs
 
-    with staff_app.extensions["intake.sessions"]() as session:
+    with services(staff_app).sessions() as session:
         pairs = stored_pairs(session, catalog, intake_id, latest=False)
     again = score_intake(pairs, Context(birth_date="1960-05-01")).as_json()
     assert [(s["id"], s["total"]) for s in again["scores"]] == [(s["id"], s["total"]) for s in stored["scores"]]
@@ -98,7 +99,7 @@ def test_summary_flags_first_then_scores_matching_the_engine(staff_app: Flask) -
 
 def test_summary_shows_change_since_last_time_and_a_trend(staff_app: Flask) -> None:
     complete_intake(staff_app, {})
-    with staff_app.extensions["intake.sessions"]() as session:
+    with services(staff_app).sessions() as session:
         patient_id = session.scalars(select(Intake.patient_id)).one()
     runner = staff_app.test_cli_runner()
     for answers in (HIGH_PHQ4, {"phq4-1": "LA6570-1", "phq4-2": "LA6570-1"}):
@@ -108,7 +109,7 @@ def test_summary_shows_change_since_last_time_and_a_trend(staff_app: Flask) -> N
         fill_all(client, staff_app, "/intake/digestive/digestive-alarm", answers)
         review = client.get("/intake/review")
         assert client.post("/intake/submit", data={"csrf_token": csrf(review.text)}).status_code == 302
-    with staff_app.extensions["intake.sessions"]() as session:
+    with services(staff_app).sessions() as session:
         latest = session.scalars(select(Intake.id).order_by(Intake.completed_at.desc())).first()
     page = staff_get(staff_app, f"/clinician/intakes/{latest}").text
     # PHQ-4 total: 0 the first time, 12 the second, 4 now: last time 12, change -8, three points.
@@ -123,7 +124,7 @@ def test_rescore_recomputes_and_keeps_one_flag_per_rule(staff_app: Flask) -> Non
     result = runner.invoke(args=["intake", "rescore", intake_id])
     assert result.exit_code == 0, result.output
     assert intake_id in result.output and "flags" in result.output
-    with staff_app.extensions["intake.sessions"]() as session:
+    with services(staff_app).sessions() as session:
         rules = [f.rule_id for f in session.scalars(select(FlagRecord).where(FlagRecord.intake_id == intake_id))]
     assert len(rules) == len(set(rules))
     assert runner.invoke(args=["intake", "rescore"]).exit_code == 1
@@ -134,9 +135,9 @@ def test_same_scores_on_the_page_in_the_cli_and_after_a_reload(staff_app: Flask,
     """One completed intake, three readings: the stored result (a reload from the database),
     `flask intake score` on the stored responses, and the clinician page."""
     _client, intake_id = complete_intake(staff_app, {**HIGH_PHQ4, "mnsi-1": "LA33-6", "mnsi-2": "LA33-6"})
-    with staff_app.extensions["intake.sessions"]() as session:
+    with services(staff_app).sessions() as session:
         stored = json.loads(session.scalars(select(ScoringResult)).one().result_json)
-        from intake.storage.repository import list_responses
+        from intake.storage.responses import list_responses
 
         bundle = {"resourceType": "Bundle", "type": "collection",
                   "entry": [{"resource": record.resource} for record in list_responses(session, intake_id)]}

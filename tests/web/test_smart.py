@@ -18,15 +18,18 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from intake import close_app, create_app, smart
+from intake import close_app, create_app
+from intake.core.fhir_time import utcnow
+from intake.services import services
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
-from intake.storage.models import AuditRecord, utcnow
+from intake.storage.models import AuditRecord
 from intake.web.auditing import flush
 from tests.smart_client import SmartClient, token_endpoint
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import signed_in
 from tests.web.test_fhir_api import Api, api_app, assert_outcome  # noqa: F401  (fixture)
+from intake.auth import smart
 
 PUBLIC_BASE = "https://intake.example.org"
 EVIL_TOKEN_URL = "http://evil.example/auth/token"
@@ -384,7 +387,7 @@ def test_finding_8_client_names_that_could_pass_for_another_kind_are_refused(api
     jwks = json.dumps(client.jwks)
     for name in ("user:clin", "client:ehr", "ehr:prod", "User", " client ", "Intake/x", "user"):
         with pytest.raises(ValueError, match="mistaken") as refused:
-            with session_scope(api_app.extensions["intake.sessions"]) as session:
+            with session_scope(services(api_app).sessions) as session:
                 smart.register_client(session, name=name, jwks_text=jwks, scopes="system/*.read", now=utcnow())
         assert "\n" not in str(refused.value)
     admin = signed_in(api_app, "admin")
@@ -392,7 +395,7 @@ def test_finding_8_client_names_that_could_pass_for_another_kind_are_refused(api
     posted = admin.post("/admin/clients", data={"name": "user:clin", "jwks": jwks, "scopes": "system/*.read",
                                                 "csrf_token": csrf(page)})
     assert posted.status_code == 400 and "mistaken" in posted.text and error_summary(posted.text) is not None
-    with session_scope(api_app.extensions["intake.sessions"]) as session:
+    with session_scope(services(api_app).sessions) as session:
         assert fhir_store.active_api_client(session, "user:clin") is None
 
 
@@ -404,12 +407,12 @@ def test_finding_8_client_requests_are_audited_as_a_client(api_app: Flask, aud: 
     assert jwt.decode(token, options={"verify_signature": False})["kind"] == "client"
     assert Api(api_app.test_client(), token).get("/fhir/Patient").status_code == 200
     flush(api_app)
-    with api_app.extensions["intake.sessions"]() as session:
+    with services(api_app).sessions() as session:
         last = session.scalars(select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(1)).one()
         assert (last.actor_kind, last.actor, last.action) == ("client", "clin", "search")
     # A client registered under such a name before names were checked gets no token.
     legacy = SmartClient("user:clin", "ES384")
-    with session_scope(api_app.extensions["intake.sessions"]) as session:
+    with session_scope(services(api_app).sessions) as session:
         fhir_store.add_api_client(session, name="user:clin", jwks=json.dumps(legacy.jwks), scopes="system/*.read",
                                   now=utcnow())
     refused = post_token(api_app, legacy.token_form(aud))

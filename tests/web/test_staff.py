@@ -17,13 +17,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from intake import accounts, close_app, create_app
+from intake import close_app, create_app
+from intake.core.fhir_time import utcnow
+from intake.services import services
 from intake.storage.db import session_scope
-from intake.storage.models import AuditRecord, StaffSession, User, utcnow
+from intake.storage.models import AuditRecord, StaffSession, User
 from intake.web.auditing import flush
 from intake.web.limits import SUSPECT_AFTER
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import STAFF, add_staff, sign_in, signed_in
+from intake.auth import staff
 
 
 @pytest.fixture
@@ -52,8 +55,8 @@ def test_every_failed_sign_in_looks_the_same(staff_app: Flask) -> None:
     add_staff(staff_app, "gone", "clinician")
     client = staff_app.test_client()
     assert client.post("/staff/logout", data={"csrf_token": csrf(client.get("/staff/login").text)}).status_code == 302
-    with session_scope(staff_app.extensions["intake.sessions"]) as session:
-        accounts.set_disabled(session, "gone", True, now=utcnow())
+    with session_scope(services(staff_app).sessions) as session:
+        staff.set_disabled(session, "gone", True, now=utcnow())
     answers = []
     for username, password in [(STAFF[0], "wrong password!"), ("nobody", STAFF[1]), ("gone", STAFF[1]), ("x" * 65, STAFF[1])]:
         response = sign_in(client, username, password)
@@ -100,7 +103,7 @@ def test_a_replayed_cookie_after_logout_is_refused(staff_app: Flask) -> None:
 
 
 def _age_sessions(app: Flask, **delta: float) -> None:
-    with app.extensions["intake.sessions"]() as session, session.begin():
+    with services(app).sessions() as session, session.begin():
         session.execute(update(StaffSession).values(last_seen_at=utcnow() - timedelta(**delta)))
 
 
@@ -108,7 +111,7 @@ def test_idle_sessions_end_and_activity_keeps_them(staff_app: Flask) -> None:
     client = signed_in(staff_app)
     _age_sessions(staff_app, minutes=14)
     assert client.get("/clinician/").status_code == 200  # 14 idle minutes: still in, and now fresh
-    with staff_app.extensions["intake.sessions"]() as session:
+    with services(staff_app).sessions() as session:
         seen = session.scalars(select(StaffSession.last_seen_at)).one()
     assert utcnow() - seen < timedelta(minutes=1)
     _age_sessions(staff_app, minutes=16)
@@ -118,7 +121,7 @@ def test_idle_sessions_end_and_activity_keeps_them(staff_app: Flask) -> None:
 
 def test_absolute_timeout(staff_app: Flask) -> None:
     client = signed_in(staff_app)
-    with staff_app.extensions["intake.sessions"]() as session, session.begin():
+    with services(staff_app).sessions() as session, session.begin():
         session.execute(update(StaffSession).values(created_at=utcnow() - timedelta(hours=10, minutes=1)))
     assert client.get("/clinician/").status_code == 302
 
@@ -159,7 +162,7 @@ def test_totp_sign_in_and_a_code_is_not_accepted_twice(staff_app: Flask) -> None
     # The code that turned it on is refused as a replay (kept, not recomputed: the 30 s step may
     # have rolled over since, and a fresh code would rightly be accepted - CI saw exactly that).
     assert fresh.post("/staff/login/code", data={"code": turned_on_with, "csrf_token": csrf(code_page)}).status_code == 401
-    with staff_app.extensions["intake.sessions"]() as session, session.begin():
+    with services(staff_app).sessions() as session, session.begin():
         session.execute(update(User).values(totp_last_step=User.totp_last_step - 2))  # as if 60 s had passed
     done = fresh.post("/staff/login/code", data={"code": pyotp.TOTP(secret).now(), "csrf_token": csrf(code_page)})
     assert done.status_code == 302 and done.headers["Location"] == "/clinician/"
@@ -172,7 +175,7 @@ def with_totp(app: Flask, username: str = STAFF[0]) -> pyotp.TOTP:
     """Turn on two-step sign-in for `username` (made if missing); its authenticator."""
     add_staff(app, username)
     secret = pyotp.random_base32()
-    with session_scope(app.extensions["intake.sessions"]) as session:
+    with session_scope(services(app).sessions) as session:
         session.execute(update(User).where(User.username == username).values(totp_secret=secret, totp_last_step=None))
     return pyotp.TOTP(secret)
 
@@ -273,7 +276,7 @@ def test_failures_for_a_user_name_from_many_addresses_do_not_lock_its_owner_out(
         [401] * SUSPECT_AFTER + [429]
     assert sign_in(from_address(app, "203.0.113.100"), "someone", "wrong password!").status_code == 401  # other names
     flush(app)
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         reasons = [json.loads(row.detail).get("reason") for row in session.scalars(
             select(AuditRecord).where(AuditRecord.action == "login-failed", AuditRecord.source == "203.0.113.1"))]
     refusal = "too many failures for this user name, and from this address"
@@ -302,13 +305,13 @@ def test_wrong_codes_are_limited_per_account_whatever_the_address(make_app: Call
     nurse, token = awaiting_code(app, "nurse", address="203.0.113.0")
     assert nurse.post("/staff/login/code", data={"code": other.now(), "csrf_token": token}).status_code == 302
     flush(app)
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         rows = session.scalars(select(AuditRecord).where(AuditRecord.action == "login-failed")).all()
     assert [(row.actor, row.source, json.loads(row.detail).get("reason")) for row in rows] == [
         (STAFF[0], "203.0.113.0", None), (STAFF[0], "203.0.113.1", None),
         (STAFF[0], "203.0.113.2", "too many wrong codes: the account's codes are refused for now"),
         (STAFF[0], "198.51.100.7", "codes refused: too many wrong codes for this account")]
-    app.extensions["intake.limiter"].reset()  # as if the window had passed
+    services(app).limiter.reset()  # as if the window had passed
     client, token = awaiting_code(app, address="198.51.100.7")
     assert client.post("/staff/login/code", data={"code": totp.now(), "csrf_token": token}).status_code == 302
 
@@ -347,7 +350,7 @@ def change_password(client: FlaskClient, current: str, new: str, again: str | No
 
 def password_rows(app: Flask) -> list[AuditRecord]:
     flush(app)
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         found = [row for row in session.scalars(select(AuditRecord).order_by(AuditRecord.seq))
                  if json.loads(row.detail).get("change") == "password"]
         session.expunge_all()
@@ -356,7 +359,7 @@ def password_rows(app: Flask) -> list[AuditRecord]:
 
 def audit_rows(app: Flask) -> int:
     flush(app)
-    with app.extensions["intake.sessions"]() as session:
+    with services(app).sessions() as session:
         return session.scalar(select(func.count()).select_from(AuditRecord)) or 0
 
 

@@ -1,0 +1,143 @@
+"""`flask intake init-db`, `lint-forms`, `invite` and `demo`: the database, the forms, and
+intakes with their patient links, from a terminal."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from intake import workflow
+from intake.cli.failure import CommandError
+from intake.core.catalog import ARCHIVE, lint_file
+from intake.services import services
+from intake.storage.db import session_scope
+from intake.storage.migrate import create_database_if_missing, upgrade
+
+
+@click.command("init-db")
+@with_appcontext
+@click.option("--create-database", is_flag=True, help="First create the PostgreSQL database if the server lacks it.")
+def init_db(create_database: bool) -> None:
+    """Create or upgrade the database schema (Alembic migrations)."""
+    if create_database and create_database_if_missing(current_app.config["DATABASE_URL"]):
+        click.echo("database created")
+    upgrade(current_app.config["DATABASE_URL"])
+    click.echo("database is up to date")
+
+
+@click.command("lint-forms")
+@with_appcontext
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def lint_forms(paths: tuple[Path, ...]) -> None:
+    """Lint Questionnaire files (default: the forms folder). Exit 1 if any has an error."""
+    targets: list[Path] = []
+    for path in paths or (Path(current_app.config["INTAKE_FORMS_DIR"]),):
+        if path.is_dir():  # the forms and the earlier versions kept for pinned intakes
+            targets.extend(sorted(path.glob("*.json")) + sorted((path / ARCHIVE).glob("*.json")))
+        elif path.exists():
+            targets.append(path)
+        else:
+            raise CommandError(f"{path}: no such file or folder")
+    failed = 0
+    for path in targets:
+        issues = lint_file(path)
+        errors = [i for i in issues if i.severity == "error"]
+        click.echo(f"{'FAIL' if errors else 'ok  '} {path}")
+        for issue in issues:
+            click.echo(f"  {issue.format(path.name)}")
+        failed += bool(errors)
+    click.echo(f"{len(targets) - failed} ok, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
+def _parse_date(value: str, what: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{what} must be a date like 1970-01-31, not {value!r}") from None
+
+
+def _parse_datetime(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"--appointment must be a date and time like 2026-12-01T09:30, not {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def create_invite(name: str, birth_date: date, appointment: datetime | None, questionnaires: list[str],
+                  patient_id: str | None = None, mrn: str | None = None) -> str:
+    """Create patient (unless `patient_id`), intake and link, audited; return the patient's URL."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    with session_scope(services(app).sessions) as session:
+        _intake, token = workflow.invite_patient(
+            app, session, services(app).catalog, by=workflow.Caller.cli(), name=name,
+            birth_date=birth_date, questionnaires=questionnaires, appointment_at=appointment,
+            patient_id=patient_id, mrn=mrn)
+    return _link(token)
+
+
+def replace_link(intake_id: str) -> str:
+    """A new link for an intake not yet submitted; its earlier link, and every browser session
+    that link opened, stop working. Returns the patient's URL."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    with session_scope(services(app).sessions) as session:
+        token = workflow.replace_link(app, session, intake_id, by=workflow.Caller.cli())
+    return _link(token)
+
+
+def _link(token: str) -> str:
+    return f"{current_app.config['INTAKE_BASE_URL'].rstrip('/')}/i/{token}"
+
+
+@click.command("invite")
+@with_appcontext
+@click.option("--name", default=None, help="The patient's full name (a new patient).")
+@click.option("--birth-date", default=None, help="YYYY-MM-DD (a new patient)")
+@click.option("--patient", "patient_id", default=None, help="An existing patient's id (a follow-up intake).")
+@click.option("--appointment", default=None, help="YYYY-MM-DDTHH:MM (UTC unless an offset is given)")
+@click.option("--questionnaires", default=None, help="Comma-separated questionnaire ids (default: all five)")
+@click.option("--mrn", default=None, help="The health record's number for a new patient (system: INTAKE_MRN_SYSTEM).")
+@click.option("--intake", "intake_id", default=None,
+              help="An existing intake's id: a new link for it (its old link and that link's sessions stop working).")
+def invite(name: str | None, birth_date: str | None, patient_id: str | None, appointment: str | None,
+           questionnaires: str | None, mrn: str | None, intake_id: str | None) -> None:
+    """Create a patient and an intake, and print the one-time link to send them.
+
+    With --intake, print a new link for that intake instead (a patient who lost theirs).
+    """
+    if intake_id is not None:
+        if any(v is not None for v in (name, birth_date, patient_id, appointment, questionnaires, mrn)):
+            raise CommandError("--intake takes no other option: it only replaces that intake's link")
+        try:
+            click.echo(replace_link(intake_id))
+        except workflow.WorkflowError as exc:
+            raise CommandError(str(exc)) from None
+        return
+    if patient_id is None and (name is None or birth_date is None):
+        raise CommandError("give --name and --birth-date for a new patient, or --patient ID for an existing one")
+    born = _parse_date(birth_date, "--birth-date") if birth_date else date.min
+    when = _parse_datetime(appointment) if appointment else None
+    keys = [k.strip() for k in questionnaires.split(",")] if questionnaires else current_app.config["INTAKE_QUESTIONNAIRES"]
+    try:
+        link = create_invite(name or "", born, when, keys, patient_id, mrn)
+    except workflow.WorkflowError as exc:
+        raise CommandError(str(exc)) from None
+    click.echo(link)
+
+
+@click.command("demo")
+@with_appcontext
+def demo() -> None:
+    """Load demo data: one invited patient; prints their ready-to-open link."""
+    link = create_invite("Alex Demo", date(1968, 4, 2), datetime.now(timezone.utc) + timedelta(days=1),
+                         current_app.config["INTAKE_QUESTIONNAIRES"])
+    click.echo(f"Demo patient link: {link}")
+    click.echo("Staff pages (/staff/login): make an account first, e.g. "
+               "flask --app wsgi intake user add alice --role clinician (also admin, front-desk)")

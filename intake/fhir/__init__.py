@@ -1,0 +1,1 @@
+"""FHIR out of the service: what is published, how it is searched, bulk export, and the EHR push."""

@@ -1,0 +1,17 @@
+"""How an outbox handler says a delivery failed: `Retry` (try again later) or `Permanent` (a
+dead letter). Their own module, importing nothing of the project, so a handler (notify, EHR push)
+can raise them without importing the outbox that runs it."""
+
+from __future__ import annotations
+
+
+class Retry(Exception):
+    """A transient failure: try again later (after `after` seconds when the other side said so)."""
+
+    def __init__(self, reason: str, *, after: float | None = None) -> None:
+        super().__init__(reason)
+        self.after = after
+
+
+class Permanent(Exception):
+    """A failure that repeating cannot fix (the receiver refused the content): a dead letter."""
