@@ -14,6 +14,7 @@ from flask.cli import with_appcontext
 from intake import workflow
 from intake.cli.failure import CommandError
 from intake.core.catalog import ARCHIVE, lint_file
+from intake.core.fhir_time import utcnow
 from intake.services import services
 from intake.storage.db import session_scope
 from intake.storage.migrate import create_database_if_missing, upgrade
@@ -136,7 +137,7 @@ def invite(name: str | None, birth_date: str | None, patient_id: str | None, app
 @with_appcontext
 def demo() -> None:
     """Load demo data: one invited patient; prints their ready-to-open link."""
-    link = create_invite("Alex Demo", date(1968, 4, 2), datetime.now(timezone.utc) + timedelta(days=1),
+    link = create_invite("Alex Demo", date(1968, 4, 2), utcnow() + timedelta(days=1),
                          current_app.config["INTAKE_QUESTIONNAIRES"])
     click.echo(f"Demo patient link: {link}")
     click.echo("Staff pages (/staff/login): make an account first, e.g. "

@@ -115,12 +115,13 @@ class SearchError(IntakeError, ValueError):
     status = 400
 
 
-def split_values(raw: str) -> list[str]:
-    """Split on commas not escaped with a backslash; unescape `\\,` `\\|` `\\$` `\\\\`."""
+def split_escaped(raw: str) -> list[str]:
+    """Split on commas not escaped with a backslash, keeping every other escape (`\\|` must still
+    tell a token's parser which bar is literal)."""
     values, current, escaped = [], [], False
     for char in raw:
         if escaped:
-            current.append(char)
+            current.append(char if char == "," else "\\" + char)
             escaped = False
         elif char == "\\":
             escaped = True
@@ -129,16 +130,46 @@ def split_values(raw: str) -> list[str]:
             current = []
         else:
             current.append(char)
+    if escaped:
+        current.append("\\")
     values.append("".join(current))
     return values
 
 
+def unescape(value: str) -> str:
+    """Undo the search escapes `\\|` `\\$` `\\\\` (and `\\,`) in one value."""
+    out, escaped = [], False
+    for char in value:
+        if escaped or char != "\\":
+            out.append(char)
+            escaped = False
+        else:
+            escaped = True
+    if escaped:
+        out.append("\\")
+    return "".join(out)
+
+
+def split_values(raw: str) -> list[str]:
+    """Split on commas not escaped with a backslash; unescape `\\,` `\\|` `\\$` `\\\\`."""
+    return [unescape(value) for value in split_escaped(raw)]
+
+
 def _split_token(raw: str) -> tuple[str | None, str]:
-    """`system|code` -> (system, code); `|code` -> ("", code); `code` -> (None, code)."""
-    index = next((i for i, c in enumerate(raw) if c == "|" and (i == 0 or raw[i - 1] != "\\")), None)
+    """`system|code` -> (system, code); `|code` -> ("", code); `code` -> (None, code); `raw` still
+    holds its escapes, so the first bar not escaped separates system from code."""
+    escaped, index = False, None
+    for i, char in enumerate(raw):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "|":
+            index = i
+            break
     if index is None:
-        return None, raw.replace("\\|", "|")
-    return raw[:index].replace("\\|", "|"), raw[index + 1:].replace("\\|", "|")
+        return None, unescape(raw)
+    return unescape(raw[:index]), unescape(raw[index + 1:])
 
 
 def date_range(raw: str, name: str) -> tuple[str, datetime, datetime]:
@@ -218,7 +249,7 @@ def parse(resource_type: str, args: list[tuple[str, str]]) -> tuple[Criteria, in
         if parameter is None:
             raise SearchError(f"unknown search parameter {name!r} for {resource_type}; supported: "
                               f"{', '.join(sorted(supported))}")
-        values = split_values(raw)
+        values = split_escaped(raw)  # token values keep `\\|` until the system|code split
         if len(values) > MAX_VALUES:
             raise SearchError(f"{name}: at most {MAX_VALUES} values")
         if any(v == "" for v in values):
@@ -231,7 +262,8 @@ def _condition(parameter: Parameter, name: str, modifier: str, values: list[str]
     if modifier and not (parameter.kind == "string" and modifier in ("exact", "contains")):
         raise SearchError(f"{name}: the :{modifier} modifier is not supported")
     alternatives: list[list[Test]] = []
-    for value in values:
+    for escaped in values:
+        value = unescape(escaped)
         if parameter.kind == "date":
             alternatives += _date_alternative(parameter.target, value, name)
         elif parameter.kind == "reference":
@@ -249,12 +281,12 @@ def _condition(parameter: Parameter, name: str, modifier: str, values: list[str]
             else:
                 alternatives.append([TokenTest(parameter.target, fold(value), match="contains" if modifier else "prefix")])
         elif parameter.target in ("id", "status"):
-            system, code = _split_token(value)
+            system, code = _split_token(escaped)
             if system:
                 raise SearchError(f"{name}: takes a plain code, not system|code")
             alternatives.append([ColumnTest(parameter.target, "eq", code)])
         else:
-            system, code = _split_token(value)
+            system, code = _split_token(escaped)
             if code == "" and system:
                 alternatives.append([TokenTest(parameter.target, "", system=system, match="prefix")])
             else:

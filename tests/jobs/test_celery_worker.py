@@ -22,7 +22,7 @@ from intake.storage.db import session_scope
 from intake.storage.models import DocumentRecord
 from tests.support.celery_processes import REDIS_URL, CeleryProcesses, flush_broker, redis_available
 from tests.support.fhir_receiver import FhirReceiver
-from tests.test_ehr_push import submit_short_intake
+from tests.fhir.test_ehr_push import submit_short_intake
 from intake.fhir import bulk_export
 from intake.jobs import background
 
