@@ -50,16 +50,21 @@ run-prod: $(STAMP) $(CATALOGS)
 	$(FLASK) intake lint-forms
 	$(BIN)/honcho start -f Procfile
 
-## The test suite (SQLite; set INTAKE_TEST_DATABASE_URL to run it on PostgreSQL).
+## The test suite (SQLite; set INTAKE_TEST_DATABASE_URL to run it on PostgreSQL), on one
+## pytest-xdist worker per CPU (TEST_WORKERS=0 runs it in this process).
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 test: $(STAMP) $(CATALOGS) $(AXE)
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
-## The full-size durability tests (marker `long`; `make test` leaves them out, CI runs both).
+## The full-size runs `make test` leaves out or samples: the durability tests (marker `long`) and
+## the generated-input tests (marker `sized`) at full size (Hypothesis profile `ci`), one at a
+## time (the durability tests measure timing under load of their own). CI runs both.
 test-long: $(STAMP) $(CATALOGS)
-	$(BIN)/python -m pytest -m long
+	$(BIN)/python -m pytest -m "long or sized" --hypothesis-profile=ci
 
 test-postgres: $(STAMP) $(CATALOGS) $(AXE)
-	INTAKE_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest
+	INTAKE_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test $(PYTEST)
 
 ## Static checks (pyproject.toml): ruff, mypy (strict on intake/core), the import-linter layer contracts.
 lint: $(STAMP)

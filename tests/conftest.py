@@ -1,14 +1,27 @@
 """Shared fixtures. Database: INTAKE_TEST_DATABASE_URL (PostgreSQL) when set, else a SQLite file.
 
 The schema always comes from the Alembic migrations (never ``create_all``), so every test run
-also tests the migrations.
+also tests the migrations: once per run (per xdist worker), into a template SQLite file that
+each test gets a copy of, or into the server database that each test gets truncated.
+
+Under pytest-xdist (`-n 2`) each worker has its own PostgreSQL database, named after the run
+and the worker, created at the start and dropped at the end.
+
+The clinician PDF is rendered by a stand-in (tests/support/quick_pdf.py) unless the test is
+marked `pdf`: WeasyPrint's second per intake was most of the suite's time.
+
+Hypothesis profiles (tests/support/sizes.py): `dev`, the default, runs the generated tests at a
+small size; `ci` (`--hypothesis-profile=ci`, used by `make test-long`) at their full size.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -18,11 +31,15 @@ import pytest
 from sqlalchemy import Engine, MetaData, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from intake import documents
 from intake.storage import migrate
-from intake.storage.db import make_engine, make_session_factory
+from intake.storage.db import make_engine, make_session_factory, normalize_url
+from tests.support import sizes  # noqa: F401 (registers the Hypothesis profiles)
+from tests.support.quick_pdf import quick_pdf
 
 SERVER_URL = os.environ.get("INTAKE_TEST_DATABASE_URL") or None
 _RUN_LOCK = 0x1D7A_4E  # pg advisory lock key: concurrent test runs on one server take turns
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... under pytest-xdist, else None
 
 
 def _drop_all_tables(url: str) -> None:
@@ -37,7 +54,8 @@ def _drop_all_tables(url: str) -> None:
         engine.dispose()
 
 
-def _truncate_all_tables(url: str) -> None:
+def truncate_all_tables(url: str) -> None:
+    """Empty every table of the server database but alembic_version (the genesis row put back)."""
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
@@ -55,11 +73,42 @@ def _truncate_all_tables(url: str) -> None:
         engine.dispose()
 
 
+def _worker_database(url: str, worker: str) -> str:
+    """This xdist worker's own database on the server: `<test database>_<run>_<worker>`."""
+    parsed = normalize_url(url)
+    run = "".join(c for c in os.environ.get("PYTEST_XDIST_TESTRUNUID", "run") if c.isalnum())[:8].lower()
+    return parsed.set(database=f"{parsed.database}_{run}_{worker}").render_as_string(hide_password=False)
+
+
+def _drop_database(url: str) -> None:
+    parsed = normalize_url(url)
+    engine = make_engine(parsed.set(database="postgres"))
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            quoted = connection.dialect.identifier_preparer.quote(parsed.database)
+            connection.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def server_database_url() -> Iterator[str | None]:
-    """The PostgreSQL test database, emptied and migrated once per run; None means SQLite."""
+    """The PostgreSQL test database, emptied and migrated once per run; None means SQLite.
+
+    Without xdist: INTAKE_TEST_DATABASE_URL itself, held under an advisory lock so that runs on
+    one server take turns. Under xdist: a database of this run's worker, made here and dropped
+    at the end (nobody else uses its name, so no lock is needed)."""
     if SERVER_URL is None:
         yield None
+        return
+    if WORKER is not None:
+        url = _worker_database(SERVER_URL, WORKER)
+        migrate.create_database_if_missing(url)
+        try:
+            migrate.upgrade(url)
+            yield url
+        finally:
+            _drop_database(url)
         return
     engine = make_engine(SERVER_URL)
     try:
@@ -71,6 +120,17 @@ def server_database_url() -> Iterator[str | None]:
             yield SERVER_URL
     finally:
         engine.dispose()  # closing the connection releases the advisory lock
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per run (per worker); `database_url` hands out copies."""
+    path = tmp_path_factory.mktemp("template") / "intake.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    with sqlite3.connect(path) as connection:  # everything in the main file, nothing left in -wal
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    return path
 
 
 @pytest.fixture
@@ -88,13 +148,14 @@ def empty_database_url(server_database_url: str | None, tmp_path: Path) -> Itera
 
 
 @pytest.fixture
-def database_url(server_database_url: str | None, tmp_path: Path) -> str:
-    """A migrated database with no rows: a fresh SQLite file, or the truncated server one."""
+def database_url(server_database_url: str | None, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database with no rows: a copy of the migrated SQLite template, or the
+    truncated server one."""
     if server_database_url is None:
-        url = f"sqlite:///{tmp_path / 'intake.db'}"
-        migrate.upgrade(url)
-        return url
-    _truncate_all_tables(server_database_url)
+        path = tmp_path / "intake.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    truncate_all_tables(server_database_url)
     return server_database_url
 
 
@@ -119,6 +180,50 @@ def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     """
     with session_factory() as session:
         yield session
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quick_pdf() -> Iterator[None]:
+    """The clinician PDF from the stand-in, for the whole run (module fixtures included);
+    tests marked `pdf` get WeasyPrint back (`_real_pdf_when_marked`)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(documents, "_pdf_of", quick_pdf)
+        yield
+
+
+_REAL_PDF_OF = documents._pdf_of
+
+
+@pytest.fixture(autouse=True)
+def _real_pdf_when_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("pdf") is not None:
+        monkeypatch.setattr(documents, "_pdf_of", _REAL_PDF_OF)
+
+
+_STARTED = pytest.StashKey[float]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_STARTED] = time.time()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Print the axe summary of the browser tests (tests/browser/conftest.py writes the report).
+    Under pytest-xdist the controller joins the workers' shares into build/test-output first."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from tests.browser.axe import join_parts, summary_text, write_report
+    from tests.browser.support import AXE_RESULTS
+
+    if getattr(config.option, "numprocesses", None):  # the xdist controller
+        results = join_parts(config.stash.get(_STARTED, time.time()))
+        if results:
+            write_report(results)
+    else:
+        results = AXE_RESULTS
+    if results:
+        terminalreporter.section("axe-core accessibility summary")
+        terminalreporter.write(summary_text(results))
 
 
 class Receiver(BaseHTTPRequestHandler):

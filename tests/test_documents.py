@@ -29,6 +29,8 @@ from tests.fhircheck import fhircheck
 from tests.web.flow import EMERGENCY, HIGH_PHQ4, complete_intake, signed_in
 from tests.web.test_fhir_api import Api, api_app, new_token, patient_of  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.pdf  # the real WeasyPrint render: these tests are about the PDF itself
+
 
 def stored_pdf(app: Flask, intake_id: str) -> bytes:
     with services(app).sessions() as session:

@@ -34,6 +34,8 @@ from intake.pdf import (
     render_summary_pdf,
 )
 
+pytestmark = pytest.mark.pdf  # the real WeasyPrint render (these call it directly, too)
+
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = load_catalog(ROOT / "forms")
 BORN = date(1958, 3, 14)

@@ -77,3 +77,19 @@ def write_report(results: list[dict[str, Any]]) -> None:
     (OUTPUT / "axe-report.json").write_text(json.dumps(
         {"tags": TAGS, "pages": results}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (OUTPUT / "axe-summary.txt").write_text(summary_text(results), encoding="utf-8")
+
+
+def write_part(results: list[dict[str, Any]], worker: str) -> None:
+    """One xdist worker's axe results, for `join_parts` in the controller."""
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / f"axe-part-{worker}.json").write_text(json.dumps(results, ensure_ascii=False), encoding="utf-8")
+
+
+def join_parts(since: float) -> list[dict[str, Any]]:
+    """The results the workers wrote since `since` (each part is removed once read)."""
+    results: list[dict[str, Any]] = []
+    for part in sorted(OUTPUT.glob("axe-part-*.json")):
+        if part.stat().st_mtime >= since:
+            results += json.loads(part.read_text(encoding="utf-8"))
+        part.unlink(missing_ok=True)
+    return results

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -25,7 +26,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from intake import close_app, create_app, workflow
 from intake.services import services
 from intake.storage.db import session_scope
-from tests.browser.axe import summary_text, write_report
+from tests.browser.axe import write_part, write_report
 from tests.browser.support import (
     AXE_JS,
     AXE_RESULTS,
@@ -35,6 +36,9 @@ from tests.browser.support import (
     PROJECT_ROOT,
     SCREENSHOTS,
 )
+
+
+_LOADED = time.time()
 
 
 def _missing() -> str | None:
@@ -65,7 +69,8 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     for old in SCREENSHOTS.glob("*.png"):  # the folder shows this run's pages only
-        old.unlink()
+        if old.stat().st_mtime < _LOADED:  # (not those another xdist worker has just taken)
+            old.unlink(missing_ok=True)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
@@ -157,10 +162,13 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
         context.close()
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Write the axe report (build/test-output/axe-report.json, axe-summary.txt) and print it."""
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write the axe report (build/test-output/axe-report.json, axe-summary.txt). An xdist worker
+    writes its share (axe-part-<worker>.json) for tests/conftest.py to join and print."""
     if not AXE_RESULTS:
         return
-    write_report(AXE_RESULTS)
-    terminalreporter.section("axe-core accessibility summary")
-    terminalreporter.write(summary_text(AXE_RESULTS))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        write_part(AXE_RESULTS, worker)
+    else:
+        write_report(AXE_RESULTS)

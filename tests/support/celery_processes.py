@@ -16,7 +16,17 @@ from types import TracebackType
 import redis
 
 CELERY = str(Path(sys.executable).with_name("celery"))
-REDIS_URL = os.environ.get("INTAKE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def _worker_redis_db() -> int:
+    """Redis database 13, or 13 + n for pytest-xdist worker gw<n> (up to 15): the Celery and
+    production tests of two workers flush and fill brokers of their own."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    number = int(worker[2:]) if worker[2:].isdigit() else 0
+    return 13 + number if 13 + number <= 15 else 13
+
+
+REDIS_URL = os.environ.get("INTAKE_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_worker_redis_db()}")
 PROJECT = Path(__file__).resolve().parents[2]
 
 

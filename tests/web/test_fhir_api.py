@@ -4,6 +4,7 @@ $validate, $extract; every resource it returns passes fhir.resources and fhirche
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from intake import close_app, create_app
 from intake.core.fhir_models import resource_errors
 from intake.services import services
 from intake.storage.models import FhirResource, Intake, Patient
+from tests.conftest import truncate_all_tables
 from tests.fhircheck import fhircheck
 from tests.smart_client import SmartClient
+from tests.support import snapshot
 from tests.web.flow import EMERGENCY, HIGH_PHQ4, STAFF, complete_intake, signed_in
 
 FHIR_JSON = "application/fhir+json"
@@ -72,12 +75,43 @@ def api(api_app: Flask) -> Api:
     return Api(api_app.test_client(), new_token(api_app))
 
 
+@pytest.fixture(scope="module")
+def two_intakes_made(server_database_url: str | None, request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> tuple[tuple[str, str], snapshot.Snapshot]:
+    """Two completed intakes made over HTTP once per module (a dozen seconds of requests), as rows."""
+    folder = tmp_path_factory.mktemp("two-intakes")
+    if server_database_url is None:
+        url = f"sqlite:///{folder / 'intake.db'}"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), folder / "intake.db")
+    else:
+        url = server_database_url
+        truncate_all_tables(url)
+    app = create_app({
+        "DATABASE_URL": url, "INSTANCE_PATH": str(folder / "i"), "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager",
+    })
+    try:
+        _client, flagged = complete_intake(app, {**EMERGENCY, **HIGH_PHQ4})
+        _client, plain = complete_intake(app, {}, birth_date="1985-02-03")
+        return (flagged, plain), snapshot.take(url)
+    finally:
+        close_app(app)
+
+
 @pytest.fixture
-def two_intakes(api_app: Flask) -> tuple[str, str]:
-    """Two completed intakes: one with an emergency flag and a high PHQ-4, one plain."""
-    _client, flagged = complete_intake(api_app, {**EMERGENCY, **HIGH_PHQ4})
-    _client, plain = complete_intake(api_app, {}, birth_date="1985-02-03")
-    return flagged, plain
+def database_url(database_url: str, request: pytest.FixtureRequest) -> str:
+    """This test's own database; holding the two intakes when the test asks for `two_intakes`
+    (loaded before the app or a token writes anything)."""
+    if "two_intakes" in request.fixturenames:
+        _ids, rows = request.getfixturevalue("two_intakes_made")
+        snapshot.restore(database_url, rows)
+    return database_url
+
+
+@pytest.fixture
+def two_intakes(database_url: str, two_intakes_made: tuple[tuple[str, str], snapshot.Snapshot]) -> tuple[str, str]:
+    """Two completed intakes: one with an emergency flag and a high PHQ-4, one plain (made once
+    per module, their rows loaded into this test's own database by `database_url`)."""
+    return two_intakes_made[0]
 
 
 def patient_of(app: Flask, intake_id: str) -> str:

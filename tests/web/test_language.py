@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -128,6 +129,7 @@ def test_a_whole_intake_in_spanish(app: Flask, opened: FlaskClient, tmp_path: Pa
     fhircheck(*sorted(tmp_path.glob("qr-*.json")))
 
 
+@pytest.mark.pdf  # reads the PDF's text
 def test_the_clinician_summary_and_pdf_stay_english_and_name_the_patients_language(app: Flask) -> None:
     _patient, intake_id = complete_intake(app, EMERGENCY)
     english_only = signed_in(app).get(f"/clinician/intakes/{intake_id}")

@@ -38,6 +38,7 @@ from intake.fhir.search import RESULT_PARAMETERS, SEARCH_PARAMETERS
 from intake.web.fhir_api import READ_TYPES
 from intake.web.openapi import SPEC_FILE
 from tests.smart_client import SmartClient, token_endpoint
+from tests.support.sizes import full_size
 from tests.web.flow import EMERGENCY, HIGH_PHQ4, complete_intake
 from tests.web.test_fhir_api import new_token, patient_of
 
@@ -47,7 +48,10 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}  # Flask adds them to every rule
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
-EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 12, "known": 6}  # per operation
+# Examples per operation: full size under the `ci` Hypothesis profile (`make test-long`, CI), a
+# sample under `dev` (`make test`); tests/support/sizes.py.
+FULL_EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 12, "known": 6}
+EXAMPLES = FULL_EXAMPLES if full_size() else {GenerationMode.POSITIVE: 4, GenerationMode.NEGATIVE: 4, "known": 3}
 
 
 # --- the description itself ----------------------------------------------------------------------
@@ -192,6 +196,7 @@ MUST_SUCCEED = re.compile(
 )
 
 
+@pytest.mark.sized
 def test_the_api_answers_as_its_description_says(api_app: Flask) -> None:
     stored = _stored(api_app)
     auth = {"Authorization": f"Bearer {stored['token']}"}
