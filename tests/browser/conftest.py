@@ -37,7 +37,6 @@ from tests.browser.support import (
     SCREENSHOTS,
 )
 
-
 _LOADED = time.time()
 
 

@@ -87,7 +87,8 @@ def two_intakes_made(server_database_url: str | None, request: pytest.FixtureReq
         url = server_database_url
         truncate_all_tables(url)
     app = create_app({
-        "DATABASE_URL": url, "INSTANCE_PATH": str(folder / "i"), "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager",
+        "DATABASE_URL": url, "INSTANCE_PATH": str(folder / "i"), "SECRET_KEY": "t", "TESTING": True,
+        "INTAKE_JOBS": "eager",
     })
     try:
         _client, flagged = complete_intake(app, {**EMERGENCY, **HIGH_PHQ4})
