@@ -9,7 +9,7 @@ from flask import Flask
 
 from tests.web.conftest import app, client  # noqa: F401  (fixtures)
 
-LHC = Path(__file__).resolve().parents[2] / "shared" / "fhircheck" / "fixtures" / "lhc-forms"
+LHC = Path(__file__).resolve().parents[3] / "shared" / "fhircheck" / "fixtures" / "lhc-forms"
 
 
 def test_invite_prints_a_link_with_a_256_bit_token(app: Flask) -> None:  # noqa: F811
