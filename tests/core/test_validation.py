@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime
 import pytest
 
 from intake.core import validation
+from intake.core.catalog import load_catalog
+from intake.core.fhir_models import OperationOutcome, model_errors
 from intake.core.validation import (
     Issue,
     constraints,
@@ -462,7 +464,6 @@ def test_operation_outcome_all_ok():
 
 
 def test_operation_outcome_is_valid_fhir():
-    from intake.core.fhir_models import OperationOutcome, model_errors
 
     resource = response(node("g", items=[node("smoker", {"valueBoolean": False}), node("packs", {"valueInteger": 3})]))
     assert model_errors(OperationOutcome, operation_outcome(validate(enable_form(), resource))) == []
@@ -491,7 +492,6 @@ def test_item_without_link_id_is_reported_on_its_parent():
 
 
 def test_answers_to_a_reflex_switched_off_by_the_real_scores():
-    from intake.core.catalog import load_catalog
     from tests.core.factories import FORMS, LOINC
 
     f = load_catalog(FORMS).by_key["stress"]

@@ -14,6 +14,7 @@ import intake.auth.staff
 from intake.core.fhir_time import utcnow
 from intake.core.items import Item
 from intake.services import services
+from intake.storage.db import session_scope
 from intake.storage.models import Intake
 from intake.web.forms import field_name, option_key
 from tests.web.conftest import csrf, invite_link
@@ -97,7 +98,6 @@ STAFF = ("doctor", "correct horse battery staple")  # a clinician account (see `
 
 def add_staff(app: Flask, username: str = STAFF[0], role: str = "clinician", password: str = STAFF[1]) -> None:
     """Create a staff account unless it exists (the same function `flask intake user add` uses)."""
-    from intake.storage.db import session_scope
 
     with session_scope(services(app).sessions) as session:
         if intake.auth.staff.store.user_named(session, username) is None:

@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from intake.services import services
+from intake.storage.models import Intake
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import EMERGENCY, complete_intake, page_data, signed_in
 from tests.web.test_fhir_api import api_app, new_token, patient_of  # noqa: F401  (fixture)
@@ -180,7 +181,6 @@ def test_every_route_for_every_caller(api_app: Flask) -> None:  # noqa: F811
     with services(api_app).sessions() as session:
         from sqlalchemy import select
 
-        from intake.storage.models import Intake
 
         open_intake = session.scalars(select(Intake.id).where(Intake.status != "completed")).first()
     ids = {"intake": intake_id, "patient": patient_id, "job": job, "qr": first("/fhir/QuestionnaireResponse"),

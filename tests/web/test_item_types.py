@@ -15,7 +15,7 @@ from sqlalchemy import select
 from intake import close_app, create_app
 from intake.core.fhir_models import QuestionnaireResponse
 from intake.services import services
-from intake.storage.models import ResponseRecord
+from intake.storage.models import Intake, ResponseRecord, ScoringResult
 from tests.web.conftest import csrf, error_summary, invite_link
 
 URL = "https://intake.example.org/fhir/Questionnaire/sink"
@@ -250,7 +250,6 @@ def test_a_broken_scoring_rule_does_not_cost_the_patient_their_submission(databa
             .headers["Location"]
             .endswith("/intake/done")
         )
-        from intake.storage.models import Intake, ScoringResult
 
         with services(app).sessions() as session:
             assert session.scalars(select(Intake.status)).one() == "completed"

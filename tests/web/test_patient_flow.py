@@ -10,6 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from intake import close_app, create_app
 from intake.core.fhir_models import QuestionnaireResponse
 from intake.core.validation import has_errors, validate
 from intake.services import services
@@ -179,7 +180,6 @@ def test_a_submitted_intakes_link_is_as_neutral_as_an_unknown_one(app: Flask) ->
 
 
 def test_link_guessing_is_rate_limited(database_url: str, tmp_path: Path) -> None:
-    from intake import close_app, create_app
 
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
                       "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_LINK_RATE_LIMIT": "5 per minute"})

@@ -14,6 +14,8 @@ from sqlalchemy import select
 from intake.core.scoring import Context, score_intake
 from intake.services import services
 from intake.storage.models import FlagRecord, Intake, ScoringResult
+from intake.storage.responses import list_responses
+from intake.workflow import stored_pairs
 from tests.web.conftest import csrf
 from tests.web.flow import (
     EMERGENCY,
@@ -88,7 +90,6 @@ def test_summary_flags_first_then_scores_matching_the_engine(staff_app: Flask) -
     for score in stored["scores"]:
         assert score["title"] in page
     catalog = services(staff_app).catalog
-    from intake.workflow import stored_pairs
 
     with services(staff_app).sessions() as session:
         pairs = stored_pairs(session, catalog, intake_id, latest=False)
@@ -137,7 +138,6 @@ def test_same_scores_on_the_page_in_the_cli_and_after_a_reload(staff_app: Flask,
     _client, intake_id = complete_intake(staff_app, {**HIGH_PHQ4, "mnsi-1": "LA33-6", "mnsi-2": "LA33-6"})
     with services(staff_app).sessions() as session:
         stored = json.loads(session.scalars(select(ScoringResult)).one().result_json)
-        from intake.storage.responses import list_responses
 
         bundle = {"resourceType": "Bundle", "type": "collection",
                   "entry": [{"resource": record.resource} for record in list_responses(session, intake_id)]}
