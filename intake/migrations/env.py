@@ -28,10 +28,16 @@ def _render_item(type_: str, obj: Any, _autogen_context: Any) -> str | Literal[F
 
 
 def _configure(*, sqlite: bool, **kwargs: Any) -> None:
-    """Options shared by offline and online mode; batch mode because SQLite cannot ALTER much."""
+    """Options shared by offline and online mode; batch mode because SQLite cannot ALTER much.
+
+    ``transactional_ddl`` is set for SQLite too: Alembic assumes pysqlite's implicit transactions,
+    which commit before DDL, but `make_engine` emits its own BEGIN, so SQLite DDL is transactional
+    here and the whole upgrade can run in one transaction (see `_run`).
+    """
     context.configure(
         target_metadata=target_metadata,
         render_as_batch=sqlite,
+        transactional_ddl=True,
         render_item=_render_item,
         compare_type=True,
         **kwargs,
@@ -56,7 +62,7 @@ def _run(connection: Connection) -> None:
 
     Several app instances may start (and upgrade) at once: on PostgreSQL an advisory lock makes
     them take turns, and the later ones find the database at head. On SQLite the transaction's
-    ``BEGIN IMMEDIATE`` already does the same.
+    ``BEGIN IMMEDIATE`` takes the write lock first and does the same.
     """
     _configure(sqlite=connection.dialect.name == "sqlite", connection=connection)
     with context.begin_transaction():

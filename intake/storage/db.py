@@ -10,6 +10,8 @@ checks. The URL alone picks the database.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,12 +27,14 @@ RELAXED_OPTION = "intake_relaxed_durability"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+# busy_timeout first, so the pragmas after it wait for a lock instead of failing at once.
 _SQLITE_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
-    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
 )
+#: Pause between attempts to switch a new database file to WAL while another process holds it.
+_WAL_RETRY_PAUSE_S = 0.05
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -72,8 +76,28 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     try:
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
+        _switch_to_wal(cursor)
     finally:
         cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Put the database in WAL mode, waiting out other processes doing the same.
+
+    Changing the journal mode needs the database to itself, and SQLite reports "database is
+    locked" at once, without the busy handler, when another connection is opening the same new
+    file (several workers or migrations starting together). Once a file is in WAL mode the pragma
+    is a read and never waits.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(_WAL_RETRY_PAUSE_S)
 
 
 def _sqlite_on_begin(conn: Any) -> None:
