@@ -105,6 +105,13 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "EHR_FHIR_BASE": (str, ""),
     "EHR_BEARER_TOKEN": (str, ""),
     "EHR_TIMEOUT_SECONDS": (float, 30.0),
+    # How the Bundle is sent (intake/fhir/ehr_push.py; `flask intake ehr check` says which fits):
+    # "transaction" (dependency-ordered transactions of at most MAX_ENTRIES entries and about
+    # MAX_BYTES bytes: 8 suits Medplum, whose cap with conditional entries is the lowest known) or
+    # "sequence" (one conditional create/update per request, for EHRs without Bundles).
+    "EHR_PUSH_MODE": (str, "transaction"),
+    "EHR_MAX_ENTRIES": (int, 8),
+    "EHR_MAX_BYTES": (int, 900_000),
     # The system of the patient record numbers given with `flask intake invite --mrn`.
     "MRN_SYSTEM": (str, MRN_SYSTEM),
 }

@@ -76,9 +76,11 @@ def test_a_transaction_creates_everything_and_rewrites_references(receiver: Fhir
     locations = [e["response"]["location"] for e in answer["entry"]]
     assert all(re.fullmatch(r"[A-Za-z]+/[^/]+/_history/1", loc) for loc in locations)
     patient, response, flag, provenance = (loc.rsplit("/_history/", 1)[0] for loc in locations)
-    assert provenance == f"Provenance/{extract.resource_id('Provenance', 'i-p1')}"  # PUT keeps its id
+    assert provenance != f"Provenance/{extract.resource_id('Provenance', 'i-p1')}"  # POSTed: the server's id
     assert receiver.resources("Flag")[0]["subject"] == {"reference": patient}
     stored = receiver.resources("Provenance")[0]
+    assert stored["meta"]["tag"] == [extract.provenance_tag(
+        {"id": extract.resource_id("Provenance", "i-p1"), "recorded": "2026-03-01T09:30:00Z"})]
     assert stored["target"] == [{"reference": flag}] and stored["entity"][0]["what"] == {"reference": response}
     assert "urn:uuid" not in json.dumps([receiver.resources(t) for t in KINDS])
     status, _headers, read = call(f"{receiver.base_url}/{flag}")
@@ -97,13 +99,14 @@ def test_the_same_bundle_twice_creates_nothing_new(receiver: FhirReceiver) -> No
     status, _headers, second = call(receiver.base_url + "/", bundle)  # a trailing slash is the same base
     assert status == 200 and statuses(second) == ["200 OK"] * 4
     locations = [e["response"]["location"] for e in second["entry"]]
-    assert locations[:3] == [e["response"]["location"] for e in first["entry"]][:3]
-    assert locations[3].endswith("/_history/2")  # the Provenance PUT updated its resource
+    assert locations == [e["response"]["location"] for e in first["entry"]]  # the Provenance too: by its tag
     counts = receiver.created_counts()
     assert counts == {
         ("Patient", f"{extract.PATIENT_SYSTEM}|p1"): 1,
         ("QuestionnaireResponse", f"{extract.RESPONSE_SYSTEM}|{ODD_VALUE}-p1"): 1,
         ("Flag", f"{extract.FLAG_SYSTEM}|i-p1/n-rf2"): 1,
+        ("Provenance", f"{extract.PROVENANCE_TAG_SYSTEM}|{extract.resource_id('Provenance', 'i-p1')}"
+                       "@2026-03-01T09:30:00Z"): 1,
     }
     assert [len(receiver.resources(t)) for t in KINDS] == [1] * 4
     assert receiver.transactions_ok == 2
@@ -129,7 +132,7 @@ def test_put_creates_then_updates(receiver: FhirReceiver) -> None:
     lambda entry: entry["request"].update(url="Provenance/another-id"),
     lambda entry: entry.pop("request"),
     lambda entry: entry["resource"]["target"].append({"reference": "urn:uuid:not-in-the-bundle"}),
-], ids=["unknown method", "PUT id differs", "no request", "dangling urn reference"])
+], ids=["unknown method", "URL differs", "no request", "dangling urn reference"])
 def test_a_bad_entry_refuses_the_whole_transaction(receiver: FhirReceiver, spoil: Any) -> None:
     bundle = hand_made_bundle()
     spoil(bundle["entry"][-1])  # the last entry: everything before it was already staged

@@ -14,8 +14,9 @@ What is made, and why this shape:
 - one `Flag` per raised red flag; one `DocumentReference` for the clinician PDF; one
   `Provenance` naming the engine and the responses as sources;
 - a transaction `Bundle` whose entries use `urn:uuid` full URLs, conditional create
-  (`ifNoneExist` on each resource's stable identifier) and references rewritten to those
-  full URLs, so importing the same intake twice creates nothing new.
+  (`ifNoneExist` on each resource's stable identifier; for the Provenance, which has no
+  identifier element in R4, on a stable `meta.tag`) and references rewritten to those full
+  URLs, so importing the same intake twice creates nothing new. No entry is a create-by-PUT.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import quote
 
 from intake.core.extensions import BASE
 from intake.core.fhir_time import fhir_instant_seconds
@@ -39,6 +41,7 @@ RESPONSE_SYSTEM = SID + "questionnaire-response"
 OBSERVATION_SYSTEM = SID + "observation"
 FLAG_SYSTEM = SID + "flag"
 DOCUMENT_SYSTEM = SID + "document"
+PROVENANCE_TAG_SYSTEM = SID + "provenance"  # meta.tag: Provenance has no identifier in R4
 
 SCORE_CODES = BASE + "/CodeSystem/intake-scores"
 BAND_CODES = BASE + "/CodeSystem/score-bands"
@@ -294,33 +297,47 @@ def _rewrite(value: Any, full_urls: Mapping[str, str]) -> Any:
 def transaction_bundle(resources: Iterable[Mapping[str, Any]], *, timestamp: datetime) -> dict[str, Any]:
     """A transaction Bundle of `resources` (stored form, with ids), ready for an EHR to POST.
 
-    Each entry gets `fullUrl` = urn:uuid of its id, `request` POST with `ifNoneExist` on its
+    Each entry gets `fullUrl` = urn:uuid of its id and `request` POST with `ifNoneExist` on its
     identifier (`id` and `meta` dropped: the receiving server assigns its own), and references
-    between entries are rewritten to those urn:uuids. A resource without an identifier element
-    (Provenance) is a PUT to its stable id instead, which is just as idempotent.
+    between entries are rewritten to those urn:uuids. A Provenance (R4 gives it no identifier
+    element) carries a stable `meta.tag` instead (`provenance_tag`) and is conditionally created
+    on it: never a PUT to our id, which real servers refuse as create-by-update.
     """
     resources = list(resources)
     full_urls = {f"{r['resourceType']}/{r['id']}": f"urn:uuid:{r['id']}" for r in resources}
     entries = []
     for resource in resources:
+        body = {k: v for k, v in resource.items() if k not in ("id", "meta")}
         identifier = _first_identifier(resource)
         if identifier is not None:
-            body = {k: v for k, v in resource.items() if k not in ("id", "meta")}
-            request: dict[str, Any] = {
-                "method": "POST",
-                "url": resource["resourceType"],
-                "ifNoneExist": f"identifier={_escape_token(identifier['system'])}|{_escape_token(identifier['value'])}",
-            }
-        else:  # Provenance has no identifier element: an update-as-create on its stable id
-            body = {k: v for k, v in resource.items() if k != "meta"}
-            request = {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
+            condition = conditional_query(identifier["system"], identifier["value"])
+        else:
+            tag = provenance_tag(resource)
+            body = {"resourceType": resource["resourceType"], "meta": {"tag": [tag]},
+                    **{k: v for k, v in body.items() if k != "resourceType"}}
+            condition = conditional_query(tag["system"], tag["code"], parameter="_tag")
         entries.append({
             "fullUrl": full_urls[f"{resource['resourceType']}/{resource['id']}"],
             "resource": _rewrite(body, full_urls),
-            "request": request,
+            "request": {"method": "POST", "url": resource["resourceType"], "ifNoneExist": condition},
         })
     return {"resourceType": "Bundle", "type": "transaction", "timestamp": fhir_instant_seconds(timestamp),
             "entry": entries}
+
+
+def provenance_tag(resource: Mapping[str, Any]) -> dict[str, str]:
+    """The stable key a Provenance is conditionally created on: its (name-based) id and the time
+    it records, so a repeat creates nothing while a re-score (a new `recorded`) adds a Provenance
+    next to the earlier one, and each Bundle kind (whole intake, one response) has its own id."""
+    return {"system": PROVENANCE_TAG_SYSTEM, "code": f"{resource['id']}@{resource.get('recorded', '')}"}
+
+
+def conditional_query(system: str, value: str, *, parameter: str = "identifier") -> str:
+    """`identifier=system|value` for `ifNoneExist` and conditional URLs: the FHIR token escapes
+    (`\\ | , $`) first, then percent-encoding of everything but unreserved characters, so a record
+    number such as `AB+12&3` or `x#y%z ñ` reaches the server's URL parser as one value."""
+    token = f"{_escape_token(system)}|{_escape_token(value)}"
+    return f"{parameter}={quote(token, safe='')}"
 
 
 def _escape_token(text: str) -> str:

@@ -229,6 +229,8 @@ def extract_bundle(session: Session, intake_id: str, *, response_id: str | None 
         provenance = dict(provenance)
         provenance["target"] = [t for t in provenance["target"] if t["reference"] in present]
         provenance["entity"] = [e for e in provenance["entity"] if e["what"]["reference"] in present]
+        if response_id is not None:  # fewer targets: its own resource, not the whole intake's
+            provenance["id"] = extract.resource_id("Provenance", intake_id, "response", response_id)
         if provenance["target"]:
             chosen.append(provenance)
     timestamp = _instant(provenance["recorded"]) if provenance else intake.completed_at or intake.updated_at

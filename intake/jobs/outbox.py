@@ -99,18 +99,21 @@ def run(app: Flask, row_id: int, *, now: datetime | None = None) -> str | None:
     if work is None:
         return None
     state, error, delay = "done", "", timedelta(0)
+    logged = ""  # what the log may say: never a receiver's text (it may quote patient data)
     try:
         handlers(app)[work.kind](app, work.subject)
     except Permanent as exc:
-        state, error = "dead", str(exc)
+        state, error, logged = "dead", str(exc), exc.reason
     except Retry as exc:
-        state, error = "pending", str(exc)
+        state, error, logged = "pending", str(exc), exc.reason
         delay = timedelta(seconds=exc.after) if exc.after is not None else backoff(app, work.attempts)
     except Exception as exc:  # a bug or an outage of something we use: retried, and logged without PHI
         log.error("outbox %s %s failed: %s", work.kind, work.id, type(exc).__name__)
         state, error, delay = "pending", type(exc).__name__, backoff(app, work.attempts)
+        logged = error
     if state == "pending" and work.attempts >= int(app.config["INTAKE_OUTBOX_MAX_ATTEMPTS"]):
         state, error = "dead", f"gave up after {work.attempts} attempts: {error}"
+        logged = f"gave up after {work.attempts} attempts: {logged}"
     settled_at = now or utcnow()
     with session_scope(sessions) as session:
         if state == "done":
@@ -120,7 +123,7 @@ def run(app: Flask, row_id: int, *, now: datetime | None = None) -> str | None:
         else:
             outbox_store.mark_retry(session, work.id, now=settled_at, delay=delay, error=error)
     if state == "dead":
-        log.warning("outbox %s %s is a dead letter: %s", work.kind, work.id, error)
+        log.warning("outbox %s %s is a dead letter: %s", work.kind, work.id, logged)
     return state
 
 

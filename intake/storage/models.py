@@ -467,4 +467,4 @@ class OutboxRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(String(255))  # a status or exception name, never PHI
+    last_error: Mapped[str | None] = mapped_column(String(255))  # a status or type; the EHR's text: never logged

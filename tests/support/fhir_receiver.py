@@ -88,6 +88,7 @@ class FhirReceiver:
         self._outage: str | None = None
         self._delay = 0.0
         self._reject: Callable[[dict[str, Any]], int | None] | None = None
+        self.capability: dict[str, Any] | None = None  # what GET /fhir/metadata serves (404 when None)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -205,7 +206,7 @@ class FhirReceiver:
 
     def created_counts(self) -> dict[tuple[str, str], int]:
         """(resourceType, "system|value") -> how many resources with that identifier were created.
-        All 1 means exactly-once; a resource without identifiers (Provenance, PUT) has no key."""
+        All 1 means exactly-once; a Provenance counts by its meta.tag; a PUT without identifiers has no key."""
         with self._lock:
             return dict(self._created)
 
@@ -299,7 +300,7 @@ class FhirReceiver:
             method, url = (request.get("method"), request.get("url")) if isinstance(request, dict) else (None, None)
             if method == "POST" and url == kind:
                 condition = request.get("ifNoneExist")
-                matches = self._matching(kind, _identifier_tokens(condition)) if condition else []
+                matches = self._matching(kind, *_condition(condition)) if condition else []
                 if len(matches) > 1:
                     raise _Refused(412, f"entry {index}: ifNoneExist matches {len(matches)} resources", "duplicate")
                 plans.append((kind, matches[0]["id"], None) if matches else (kind, str(uuid.uuid4()), resource))
@@ -323,26 +324,36 @@ class FhirReceiver:
                 version = str(int(current["meta"]["versionId"]) + 1) if current else "1"
                 status = "200 OK" if current else "201 Created"
                 stored = _resolve(resource, urls, index)
-                stored["id"], stored["meta"] = rid, {"versionId": version, "lastUpdated": now}
+                stored["id"] = rid  # meta.tag kept: a Provenance is found again by it
+                stored["meta"] = {**(stored.get("meta") or {}), "versionId": version, "lastUpdated": now}
                 staged[(kind, rid)] = stored, current is None
             answers.append({"response": {"status": status, "location": f"{kind}/{rid}/_history/{version}",
                                          "etag": f'W/"{version}"', "lastModified": now}})
         for (kind, rid), (stored, created) in staged.items():
             self._store.setdefault(kind, {})[rid] = stored
             if created:
-                self._created.update((kind, f"{system}|{value}") for system, value in _identifiers(stored))
+                keys = _identifiers(stored) + _tags(stored)
+                self._created.update((kind, f"{system}|{value}") for system, value in keys)
         return _Reply(200, {"resourceType": "Bundle", "type": "transaction-response", "entry": answers})
 
-    def _matching(self, kind: str, tokens: list[Token] | None) -> list[dict[str, Any]]:
-        """Stored resources of `kind` with an identifier matching any token (all when None)."""
+    def _matching(self, kind: str, parameter: str, tokens: list[Token] | None) -> list[dict[str, Any]]:
+        """Stored resources of `kind` with an identifier (or, for `_tag`, a meta.tag) matching any
+        token (all when None)."""
+        keys = _tags if parameter == "_tag" else _identifiers
         return [r for r in self._store.get(kind, {}).values()
                 if tokens is None or any((system is None or system == s) and value == v
-                                         for system, value in tokens for s, v in _identifiers(r))]
+                                         for system, value in tokens for s, v in keys(r))]
 
     def _search(self, kind: str, query: str) -> _Reply:
-        tokens = _identifier_tokens(query)
+        if kind == "metadata" and not query:
+            with self._lock:
+                capability = self.capability
+            if capability is None:
+                raise _Refused(404, "this receiver serves no CapabilityStatement", "not-found")
+            return _Reply(200, capability)
+        parameter, tokens = _condition(query)
         with self._lock:
-            found = self._matching(kind, tokens)
+            found = self._matching(kind, parameter, tokens)
         return _Reply(200, {"resourceType": "Bundle", "type": "searchset", "total": len(found), "entry": [
             {"fullUrl": f"{self.base_url}/{kind}/{r['id']}", "resource": r, "search": {"mode": "match"}}
             for r in found]})
@@ -402,17 +413,18 @@ class _Handler(BaseHTTPRequestHandler):
 # --- FHIR search tokens ------------------------------------------------------------------------
 
 
-def _identifier_tokens(query: str) -> list[Token] | None:
-    """The `identifier` tokens of a search or ifNoneExist query (alternatives, comma-separated);
-    None when the query has no parameter. Any other parameter is refused, as unsupported."""
-    tokens = None
+def _condition(query: str) -> tuple[str, list[Token] | None]:
+    """The parameter (`identifier` or `_tag`) and its tokens of a search or ifNoneExist query
+    (alternatives, comma-separated); no tokens when the query has no parameter. Any other
+    parameter, or more than one, is refused, as unsupported."""
+    parameter, tokens = "identifier", None
     for part in filter(None, query.split("&")):
         name, _, value = part.partition("=")
-        if unquote(name) != "identifier" or tokens is not None:
-            raise _Refused(400, f"unsupported search parameter {unquote(name)!r} (one identifier only)",
+        if unquote(name) not in ("identifier", "_tag") or tokens is not None:
+            raise _Refused(400, f"unsupported search parameter {unquote(name)!r} (one identifier or _tag only)",
                            "not-supported")
-        tokens = [_token(alternative) for alternative in _split(unquote(value), ",")]
-    return tokens
+        parameter, tokens = unquote(name), [_token(alternative) for alternative in _split(unquote(value), ",")]
+    return parameter, tokens
 
 
 def _token(text: str) -> Token:
@@ -444,6 +456,12 @@ def _identifiers(resource: dict[str, Any]) -> list[tuple[str, str]]:
     if isinstance(found, dict):
         found = [found]
     return [(i.get("system") or "", i["value"]) for i in found if isinstance(i, dict) and i.get("value")]
+
+
+def _tags(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """(system, code) of each meta.tag."""
+    tags = (resource.get("meta") or {}).get("tag") or []
+    return [(t.get("system") or "", t["code"]) for t in tags if isinstance(t, dict) and t.get("code")]
 
 
 def _resolve(value: Any, urls: dict[str, str], index: int) -> Any:
