@@ -2,7 +2,7 @@
 
 The `intake` group gathers the commands of its submodules: `intakes` (init-db, lint-forms,
 invite, demo), `score`, `flags` (flags, rescore), `fhir` (api-client, publish, group, pdf,
-export), `accounts` (user, audit) and `outbox`. A refused command raises
+export, ehr check), `accounts` (user, audit) and `outbox`. A refused command raises
 `intake.cli.failure.CommandError`: one line `error: ...` on stderr, exit status 1; nothing a
 patient typed is echoed to logs.
 """
@@ -13,7 +13,14 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from intake.cli.accounts import audit_cli, user_cli
-from intake.cli.fhir import api_client_command, export_command, group_command, pdf_command, publish_command
+from intake.cli.fhir import (
+    api_client_command,
+    ehr_cli,
+    export_command,
+    group_command,
+    pdf_command,
+    publish_command,
+)
 from intake.cli.flags import flags_command, rescore_command
 from intake.cli.intakes import demo, init_db, invite, lint_forms
 from intake.cli.outbox import outbox_cli
@@ -22,7 +29,7 @@ from intake.cli.score import score as score_command  # not `score`: that names t
 intake_cli = AppGroup("intake", help="Intake service commands.")
 for _command in (init_db, lint_forms, invite, demo, score_command, flags_command, rescore_command,
                  api_client_command, publish_command, group_command, pdf_command, export_command, user_cli,
-                 audit_cli, outbox_cli):
+                 audit_cli, outbox_cli, ehr_cli):
     intake_cli.add_command(_command)
 
 

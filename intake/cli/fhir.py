@@ -1,5 +1,5 @@
-"""`flask intake api-client`, `publish`, `group`, `pdf` and `export`: the FHIR API's clients, its
-store and what it exports, from a terminal."""
+"""`flask intake api-client`, `publish`, `group`, `pdf`, `export` and `ehr check`: the FHIR API's
+clients, its store, what it exports, and the EHR it pushes to, from a terminal."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 from flask import current_app
-from flask.cli import with_appcontext
+from flask.cli import AppGroup, with_appcontext
 
 from intake import audit, documents, workflow
 from intake.auth import smart
 from intake.cli.failure import CommandError
 from intake.core.extract import is_local_reference
 from intake.core.fhir_time import utcnow
-from intake.fhir import bulk_export, publish
+from intake.fhir import bulk_export, ehr_capability, ehr_push, publish
 from intake.services import services
 from intake.storage import fhir_store, intakes
 from intake.storage import patients as patient_store
@@ -170,3 +170,27 @@ def _write(path: Path, data: bytes) -> None:
         path.write_bytes(data)
     except OSError as exc:
         raise CommandError(f"{path}: {exc.strerror}") from None
+
+
+ehr_cli = AppGroup("ehr", help="The EHR the service pushes completed intakes to.")
+
+
+@ehr_cli.command("check")
+def ehr_check_command() -> None:
+    """Read the EHR's CapabilityStatement and say which push mode fits, one line per finding;
+    exit 1 when it cannot be read or the settings do not fit."""
+    try:
+        target = ehr_push.target_of(current_app)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if target is None:
+        raise CommandError("INTAKE_EHR_FHIR_BASE is not set: this deployment pushes to no EHR")
+    try:
+        verdict = ehr_capability.judge(ehr_capability.fetch(target), target)
+    except ehr_capability.CapabilityError as exc:
+        raise CommandError(str(exc)) from None
+    for line in verdict.findings:
+        click.echo(line)
+    click.echo(f"mode: {verdict.mode}")
+    if verdict.problems:
+        raise CommandError(f"{verdict.problems} finding(s) above stop pushes to {target.base}")

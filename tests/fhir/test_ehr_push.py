@@ -6,24 +6,30 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from flask import Flask
 
 from intake import close_app, create_app
-from intake.fhir import ehr_push
+from intake.core import extract
+from intake.fhir import ehr_push, publish
 from intake.jobs import outbox
+from intake.jobs.errors import Permanent
 from intake.services import services
 from intake.storage import audit_log, outbox_store
 from intake.storage.models import OutboxRecord
-from tests.support.fhir_receiver import FhirReceiver
+from tests.fhircheck import fhircheck
+from tests.support.fhir_receiver import FhirReceiver, outcome
 from tests.web.conftest import csrf, invite_link
-from tests.web.flow import fill_all, first_page, signed_in
+from tests.web.flow import EMERGENCY, HIGH_PHQ4, complete_intake, fill_all, first_page, signed_in
 
 TOKEN = "ehr-secret-token"
 
@@ -220,3 +226,135 @@ def test_the_embedded_runner_delivers_and_retries_on_its_own(database_url: str, 
         assert [r.status for r in pushes(receiver)] == [503, 200]
     finally:
         close_app(app)
+
+
+# --- requests real servers take: encoding, chunks, Provenance, dead-letter text ------------------------
+
+
+@pytest.mark.parametrize("value", ["AB+12&3", "x#y%z ñ", "a|b,c$d\\e", "plain"])
+def test_conditional_queries_are_percent_encoded_and_read_back_whole(value: str) -> None:
+    query = extract.conditional_query("urn:oid:1.2.3", value)
+    encoded = query.split("=", 1)[1]
+    assert re.fullmatch(r"(?:[A-Za-z0-9._~-]|%[0-9A-F]{2})+", encoded)  # nothing a URL parser splits or mangles
+    [(name, token)] = parse_qsl(query)
+    assert name == "identifier" and token == "urn:oid:1.2.3|" + re.sub(r"([\\|,$])", r"\\\1", value)
+
+
+def synthetic_bundle(observations: int, flags: int) -> dict[str, Any]:
+    """Patient, two responses with `observations` Observations each, `flags` Flags, Provenance."""
+    patient = extract.patient_resource("p", name="N", birth_date=None, mrn="AB+12&3", mrn_system="urn:mrn")
+    responses = [{"resourceType": "QuestionnaireResponse", "id": f"qr{n}", "status": "completed",
+                  "identifier": extract.response_identifier(f"qr{n}"), "subject": {"reference": "Patient/p"}}
+                 for n in range(2)]
+    derived = [{"resourceType": "Observation", "id": f"o{n}-{k}", "status": "final",
+                "identifier": [{"system": extract.OBSERVATION_SYSTEM, "value": f"o{n}-{k}"}],
+                "code": {"text": "score"}, "subject": {"reference": "Patient/p"},
+                "derivedFrom": [{"reference": f"QuestionnaireResponse/qr{n}"}]}
+               for n in range(2) for k in range(observations)]
+    derived += [extract.flag_resource(intake_id="i", patient_id="p", rule_id=f"r{k}", tier="urgent", message="m",
+                                      raised=datetime(2026, 1, 1, tzinfo=UTC)) for k in range(flags)]
+    provenance = extract.provenance(intake_id="i", recorded=datetime(2026, 1, 1, tzinfo=UTC),
+                                    targets=[f"{r['resourceType']}/{r['id']}" for r in derived],
+                                    sources=["QuestionnaireResponse/qr0", "QuestionnaireResponse/qr1"],
+                                    engine_versions=["1"])
+    return extract.transaction_bundle([patient, *responses, *derived, provenance],
+                                      timestamp=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(("limit", "observations", "flags"), [(8, 5, 3), (8, 9, 0), (3, 2, 2), (1, 2, 1), (50, 5, 3)])
+def test_chunks_keep_dependency_order_and_the_entry_limit(limit: int, observations: int, flags: int) -> None:
+    entries = synthetic_bundle(observations, flags)["entry"]
+    planned = ehr_push.chunks(entries, max_entries=limit, max_bytes=10**6)
+    assert all(1 <= len(c) <= limit for c in planned)
+    sent = [e["fullUrl"] for c in planned for e in c]
+    assert sorted(sent) == sorted(e["fullUrl"] for e in entries)  # everything once
+    position = {url: n for n, url in enumerate(sent)}
+    for entry in entries:
+        for reference in json.dumps(entry["resource"]).split('"reference": "')[1:]:
+            target = reference.split('"', 1)[0]
+            if target in position:
+                assert position[target] < position[entry["fullUrl"]]  # what it refers to goes first
+    if limit >= observations + 1:  # a response and the Observations derived from it travel together
+        chunk_of = {e["fullUrl"]: n for n, c in enumerate(planned) for e in c}
+        for entry in entries:
+            derived = entry["resource"].get("derivedFrom")
+            if derived:
+                assert chunk_of[entry["fullUrl"]] == chunk_of[derived[0]["reference"]]
+    assert len(planned) == (1 if limit >= len(entries) else len(planned))
+
+
+def test_the_byte_budget_splits_chunks() -> None:
+    entries = synthetic_bundle(3, 0)["entry"]
+    biggest = max(len(json.dumps(e, ensure_ascii=False).encode()) for e in entries)
+    planned = ehr_push.chunks(entries, max_entries=100, max_bytes=biggest * 2)
+    assert len(planned) > 1
+    assert all(sum(len(json.dumps(e, ensure_ascii=False).encode()) for e in c) <= biggest * 2 for c in planned)
+
+
+def test_whole_intake_and_per_response_bundles_have_distinct_provenance(app: Flask) -> None:
+    intake_id = submit_short_intake(app)
+    with services(app).sessions() as session:
+        whole = publish.extract_bundle(session, intake_id)
+        response_id = next(e["resource"]["identifier"]["value"] for e in whole["entry"]
+                           if e["resource"]["resourceType"] == "QuestionnaireResponse")
+        one = publish.extract_bundle(session, intake_id, response_id=response_id)
+    [first] = [e for e in whole["entry"] if e["resource"]["resourceType"] == "Provenance"]
+    [second] = [e for e in one["entry"] if e["resource"]["resourceType"] == "Provenance"]
+    assert first["fullUrl"] != second["fullUrl"]
+    assert first["resource"]["meta"]["tag"] != second["resource"]["meta"]["tag"]
+    assert first["request"]["ifNoneExist"] != second["request"]["ifNoneExist"]
+    assert all(e["request"]["method"] == "POST" for e in whole["entry"] + one["entry"])
+
+
+def test_outcome_text_is_kept_short_on_the_row() -> None:
+    body = json.dumps({"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "invalid", "details": {"text": "Invalid   value"}, "expression": ["Flag.code"]},
+        {"severity": "error", "code": "required", "diagnostics": "x" * 500}]}).encode()
+    codes, text = ehr_push.outcome_summary(body)
+    assert codes == " (invalid, required)"
+    assert text.startswith("Invalid value (at Flag.code); xxx") and len(text) == ehr_push.MAX_OUTCOME_CHARS
+    assert text.endswith("…")
+    assert ehr_push.outcome_summary(b"<html>Bad gateway</html>") == ("", "")
+
+
+def test_a_dead_letter_carries_the_receivers_text_and_the_log_does_not(
+        app: Flask, receiver: FhirReceiver, caplog: pytest.LogCaptureFixture) -> None:
+    receiver.fail_next(422, body=outcome("invalid", "Flag.subject: Patient 'Test Patient' is not known here"))
+    with caplog.at_level(logging.DEBUG):
+        intake_id = submit_short_intake(app)
+    push = rows_of(app, intake_id)["ehr_push"]
+    assert push.state == "dead" and push.last_error is not None
+    assert push.last_error.startswith("HTTP 422 (invalid) on request 1 of 1 (")
+    assert push.last_error.endswith(": Flag.subject: Patient 'Test Patient' is not known here")
+    assert "HTTP 422 (invalid) on request 1 of 1" in caplog.text
+    assert "Test Patient" not in caplog.text and "not known here" not in caplog.text
+
+
+def test_a_server_that_runs_a_transaction_as_a_batch_is_read_entry_by_entry() -> None:
+    bundle = synthetic_bundle(1, 0)
+    answer = {"resourceType": "Bundle", "type": "transaction-response", "entry": [
+        {"response": {"status": "201 Created", "location": "Patient/9/_history/1"}},
+        {"response": {"status": "201 Created", "location": "QuestionnaireResponse/8/_history/1"}},
+        {"response": {"status": "400 Bad Request", "outcome": outcome("invalid", "no subject")}},
+    ]}
+    with FhirReceiver() as server:
+        server.fail_next(200, body=answer)  # a 200 whose entries say what failed
+        target = ehr_push.Target(base=server.base_url, max_entries=3)  # Patient, a response, its Observation
+        with pytest.raises(Permanent) as refused:
+            ehr_push.push_bundle(target, bundle)
+    assert str(refused.value).startswith("HTTP 400 (invalid) on entry 3 of request 1 of ")
+    assert str(refused.value).endswith(": no subject")
+
+
+def test_the_transactions_as_sent_pass_fhircheck(app: Flask, receiver: FhirReceiver, tmp_path: Path) -> None:
+    """A whole intake (five questionnaires, flags, reflexes) goes in several transactions of at
+    most 8 entries; each, with its references rewritten to the receiver's ids, is valid FHIR."""
+    _client, intake_id = complete_intake(app, {**EMERGENCY, **HIGH_PHQ4})
+    assert rows_of(app, intake_id)["ehr_push"].state == "done"
+    sent = [r.bundle for r in pushes(receiver) if r.bundle is not None]
+    assert len(sent) > 1 and all(len(b["entry"]) <= 8 for b in sent)
+    out = tmp_path / "sent"
+    out.mkdir()
+    for number, bundle in enumerate(sent):
+        (out / f"transaction-{number}.json").write_text(json.dumps(bundle), encoding="utf-8")
+    assert "0 failed" in fhircheck(out)
