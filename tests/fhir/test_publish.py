@@ -481,12 +481,19 @@ def test_extract_bundle_refuses_what_was_not_published(session: Session, catalog
 
 def test_everything_published_passes_fhircheck(session: Session, two_forms: tuple[str, list[Form]],
                                               tmp_path: Path) -> None:
-    intake_id, _forms = two_forms
+    intake_id, forms = two_forms
     out = tmp_path / "published"
     out.mkdir()
     intake = intakes.get_intake(session, intake_id)
     assert intake is not None
-    rows = [*fhir_store.resources_of_intake(session, intake_id),
+    fhir_store.store_document(session, intake_id=intake_id, content=PDF + b"2", source_sha256="1" * 64,
+                              sha256=hashlib.sha256(PDF + b"2").hexdigest(), now=LATER)  # re-rendered: amended
+    publish_intake(session, intake_id, forms=by_canonical(forms), now=LATER)
+    follow_up = completed_intake(session, forms[:1], {"stress": answers_for(forms[0], **FLAGGED)},
+                                 patient_id=intake.patient_id, at=NEXT_VISIT)  # ends the first intake's Flag
+    publish_intake(session, follow_up, forms=by_canonical(forms[:1]), now=NEXT_VISIT)
+    assert [f["status"] for f in stored(session, intake_id)["Flag"]] == ["inactive"]
+    rows = [*fhir_store.resources_of_intake(session, intake_id), *fhir_store.resources_of_intake(session, follow_up),
             fhir_store.get_resource(session, "Patient", intake.patient_id)]
     for row in rows:
         assert row is not None
@@ -494,6 +501,7 @@ def test_everything_published_passes_fhircheck(session: Session, two_forms: tupl
     records = response_store.list_responses(session, intake_id)
     bundles = {
         "all": extract_bundle(session, intake_id),
+        "follow-up": extract_bundle(session, follow_up),
         "no-pdf": extract_bundle(session, intake_id, include_document=False),
         **{f"one-{r.id}": extract_bundle(session, intake_id, response_id=r.id) for r in records},
     }
