@@ -90,7 +90,9 @@ def test_full_flow_validation_back_resume_stale_token_and_double_submit(
     review = fresh.get("/intake/review")
     assert review.status_code == 200
     assert "Check your answers" in review.text
-    assert review.text.count(">Change<") >= 50
+    # One Change per section (page), not one per answer; every section's answers are folded.
+    assert review.text.count(">Change<") == len(visited) + 1
+    assert review.text.count('<details class="review-section__details">') == len(visited) + 1
 
     token = csrf(review.text)
     first_submit = fresh.post("/intake/submit", data={"csrf_token": token})
@@ -134,7 +136,7 @@ def test_reflex_pages_switch_on_and_back_off(app: Flask, opened: FlaskClient) ->
     assert "phq9-1" in json.dumps(record.resource)
     # Lower the PHQ-4 answers: PHQ-9 drops out and its answers are dropped from the response.
     after = fill_page(opened, app, phq4 + "?from=review", {"phq4-3": "LA6568-5", "phq4-4": "LA6568-5"})
-    assert after.endswith("/intake/review")
+    assert after == "/intake/review?changed=phq4-3#answer-phq4-3"  # back at the first answer changed
     record = next(r for r in _records(app) if "stress" in r.questionnaire_url)
     assert "phq9-1" not in json.dumps(record.resource)
     assert opened.get("/intake/stress/stress-phq9").status_code == 404
@@ -207,6 +209,26 @@ def test_a_change_from_the_review_page_that_switches_follow_ups_on_goes_to_them_
     assert nxt == "/intake/stress/stress-phq9?from=review"
     nxt = fill_page(opened, app, nxt)
     assert nxt == "/intake/stress/stress-gad7?from=review"
-    assert fill_page(opened, app, nxt).endswith("/intake/review")
-    # Nothing is left queued: the next change from the review page goes straight back.
-    assert fill_page(opened, app, phq4 + "?from=review", both).endswith("/intake/review")
+    assert fill_page(opened, app, nxt) == "/intake/review?changed=gad7-1#answer-gad7-1"
+    # Nothing is left queued: the next change from the review page goes straight back; saving a
+    # page unchanged returns to its section.
+    assert fill_page(opened, app, phq4 + "?from=review", both) == "/intake/review#section-stress-stress-phq4"
+
+
+def test_check_answers_is_by_section_and_a_change_returns_to_the_answer(app: Flask, opened: FlaskClient) -> None:
+    path = _first_page(opened)
+    while not path.endswith("/intake/review"):
+        path = fill_page(opened, app, path)
+    review = opened.get("/intake/review").text
+    assert review.count("<details") == review.count(">Change<") > 5
+    assert "<details class=\"review-section__details\" open>" not in review  # nothing to fix, nothing changed
+    phq4 = "/intake/stress/stress-phq4"
+    assert f'href="{phq4}?from=review">Change' in review
+    back = fill_page(opened, app, phq4 + "?from=review", {"phq4-2": "LA6570-1"})
+    assert back == "/intake/review?changed=phq4-2#answer-phq4-2"
+    again = opened.get(back.split("#")[0]).text
+    section = again[again.index('id="section-stress-stress-phq4"'):]
+    section = section[:section.index("</section>")]
+    assert "<details class=\"review-section__details\" open>" in section  # only this one is open
+    assert again.count(" open>") == 1
+    assert '<div class="summary-row summary-row--changed" id="answer-phq4-2" tabindex="-1">' in section
