@@ -237,9 +237,9 @@ def extract_bundle(session: Session, intake_id: str, *, response_id: str | None 
 
     With `response_id`, only that response, the Observations derived from it and the Flags its
     Questionnaire raised go in (with the patient, PDF and Provenance). Without it (the Bundle the
-    EHR push sends), the Flags of earlier intakes this one ended go in too, inactive. The PDF's DocumentReference
-    carries the PDF inline. `include_document=False` leaves it out: that is the Bundle embedded
-    in the PDF itself (a document cannot contain its own hash).
+    EHR push sends), the Flags of earlier intakes this one ended go in too, inactive. The PDF's
+    DocumentReference carries the PDF inline. `include_document=False` leaves it out: that is
+    the Bundle embedded in the PDF itself (a document cannot contain its own hash).
     """
     stored = fhir_store.resources_of_intake(session, intake_id)
     intake = intakes.get_intake(session, intake_id)
