@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from intake.core import extensions as ext
+from intake.core.display import plain_number
 from intake.core.items import Form
 
 SCORE = ext.PROJECT_EXT + "score"
@@ -29,6 +30,10 @@ class Cutoff:
     id: str
     minimum: float
     label: str
+
+    @property
+    def value_text(self) -> str:
+        return plain_number(self.minimum)
 
 
 @dataclass(frozen=True)
