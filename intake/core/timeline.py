@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from intake.core.display import plain_number
 from intake.core.score_scale import Cutoff, ScoreScale
-from intake.core.trend_chart import LARGE, trend_svg
+from intake.core.trend_chart import COMPACT, LARGE, trend_svg
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,8 @@ class ScoreLine:
     maximum: float | None
     cells: list[Cell | None]
     points: list[TrendPoint] = field(default_factory=list)
-    chart: Markup = field(default_factory=Markup)
+    chart: Markup = field(default_factory=Markup)  # LARGE, with the cut-offs' and bands' words
+    small_chart: Markup = field(default_factory=Markup)  # COMPACT, for a phone's width
 
     @property
     def maximum_text(self) -> str:
@@ -130,4 +131,5 @@ def build_timeline(visits: Sequence[tuple[Visit, dict[str, Any] | None]],
         scale = scales.get(line.id)
         if scale is not None:
             line.chart = trend_svg(line.points, scale, title=line.title, size=LARGE)
+            line.small_chart = trend_svg(line.points, scale, title=line.title, size=COMPACT)
     return Timeline(columns=[v for v, _ in columns], lines=list(lines.values()), others=others)
