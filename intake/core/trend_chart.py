@@ -62,7 +62,7 @@ class ChartSize:
 
 
 COMPACT = ChartSize(width=260, height=104, left=28, right=10, top=20, bottom=18, font=9, full_labels=False)
-LARGE = ChartSize(width=640, height=220, left=34, right=110, top=24, bottom=22, font=11, full_labels=True)
+LARGE = ChartSize(width=640, height=230, left=38, right=130, top=26, bottom=24, font=13, full_labels=True)
 
 
 def iso_day(when: datetime | date) -> str:
@@ -212,7 +212,8 @@ def trend_svg(points: Sequence[Point], scale: ScoreScale, *, title: str | None =
         out.append(f'<circle cx="{_num(xs[n])}" cy="{_num(ys[n])}" r="3" fill="{LINE}"/>')
         if centre is None:
             continue
-        value_y = ys[n] - 6 if ys[n] - 6 - size.font >= 0 else ys[n] + size.font + 4
+        # above the point, unless that would reach the direction line over the plot
+        value_y = ys[n] - 6 if ys[n] - 6 - size.font >= y0 - 4 else ys[n] + size.font + 4
         out.append(f'<text class="value" x="{_num(xs[n])}" y="{_num(value_y)}" text-anchor="middle" '
                    f'fill="{LINE}" font-weight="bold">{plain_number(points[n].value)}</text>')
         out.append(f'<text class="date" x="{_num(centre)}" y="{_num(h - 5)}" text-anchor="middle" fill="{INK}">'
