@@ -8,6 +8,7 @@ clinician-summary-trend-en-*.png and clinician-intakes-en-*.png (look at them af
 from __future__ import annotations
 
 import struct
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,14 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select, update
 
+from intake import workflow
 from intake.core.fhir_time import utcnow
+from intake.pdf import render_summary_pdf
 from intake.services import services
 from intake.storage.db import session_scope
 from intake.storage.models import Intake, ScoringResult
 from tests.browser.axe import blocking, run_axe
-from tests.browser.support import DESKTOP, PHONE, screenshot
+from tests.browser.support import DESKTOP, PHONE, SCREENSHOTS, screenshot
 from tests.web.conftest import csrf
 from tests.web.flow import HIGH_PHQ4, STAFF, add_staff, fill_all
 
@@ -147,3 +150,14 @@ def test_timeline_and_summary_with_trends(live: Any, new_page: Any) -> None:
     problems += blocking(run_axe(page, "clinician-summary-trend", "en"))
     _shots(page, "clinician-summary-trend")
     assert not problems, "\n".join(problems)
+
+    # the same trends in the PDF (WeasyPrint draws the same SVG): its first pages as PNGs to look at
+    with services(live.app).sessions() as session:
+        summary = workflow.summary_of(session, services(live.app).catalog, ids[-1])
+    assert summary is not None
+    document = SCREENSHOTS / "clinician-summary-trend-pdf.pdf"
+    document.write_bytes(render_summary_pdf(summary, patient_identifier=None))
+    subprocess.run(["pdftoppm", "-r", "80", "-png", "-f", "1", "-l", "2", str(document),
+                    str(SCREENSHOTS / "clinician-summary-trend-pdf")], check=True)
+    text = subprocess.run(["pdftotext", str(document), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Higher is worse" in text and "cut-off" in text
