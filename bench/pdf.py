@@ -1,6 +1,6 @@
 """Clinician PDF render time: WeasyPrint vs a warm headless Chromium printing the same HTML.
 
-    cd /work/main && .venv/bin/python bench/pdf.py [--repeat 7] [--profile]
+    cd /work/main && .venv/bin/python bench/pdf.py [--repeat 7] [--profile] [--extra-css CSS]
 
 Both engines get the same summary (a five-questionnaire intake with flags, scores, a trend and
 every answer) and the same stylesheet. Chromium is Debian's /usr/bin/chromium driven by Playwright
@@ -11,7 +11,9 @@ of `render_summary_html` (no <style>: `intake.pdf` applies the stylesheet it par
 tagged PDF/A-3b, without attachments. The runs alternate between the engines, so load from other
 processes on the machine falls on both. Prints the medians and the ratio WeasyPrint/Chromium
 (target <= 2.0x, issue 17: report only). `--profile` then profiles the WeasyPrint renders
-(cProfile) and prints the share of each phase. Exit 1 when Chromium or Playwright is missing.
+(cProfile) and prints the share of each phase. `--extra-css` adds rules for both engines, e.g.
+`'.answers, h3 { display: none }'` to see what part of the document costs what (docs/benchmarks.md).
+Exit 1 when Chromium or Playwright is missing.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def profile(function: Callable[[], None], repeat: int) -> None:
     print(f"profile of {repeat} WeasyPrint renders (cProfile, cumulative; {total / repeat * 1000:.0f} ms each "
           "under the profiler):")
     for label, path, name in PHASES:
-        cumulative = sum(row[3] for key, row in stats.items() if key[0].endswith(path) and key[2] == name)
+        # The outermost of same-named functions (tinyhtml5 has a `parse` that calls `HTMLParser.parse`).
+        cumulative = max((row[3] for key, row in stats.items() if key[0].endswith(path) and key[2] == name), default=0)
         print(f"  {label:34s} {cumulative / total:6.1%}")
 
 
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="profile the WeasyPrint renders afterwards")
+    parser.add_argument("--extra-css", default="", help="CSS added for both engines (after the stylesheet)")
     args = parser.parse_args(argv)
     try:
         from playwright.sync_api import sync_playwright
@@ -94,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     from tests.test_pdf import COMPLETED, IDENTIFIER, make_summary
 
     summary = make_summary()
-    served = render_summary_html(summary, patient_identifier=IDENTIFIER)
-    inline = render_summary_html(summary, patient_identifier=IDENTIFIER, inline_css=True)
+    extra = f"<style>{args.extra_css}</style></head>" if args.extra_css else "</head>"
+    served = render_summary_html(summary, patient_identifier=IDENTIFIER).replace("</head>", extra, 1)
+    inline = render_summary_html(summary, patient_identifier=IDENTIFIER, inline_css=True).replace("</head>", extra, 1)
     sizes: dict[str, int] = {}
 
     def weasy() -> None:
