@@ -124,7 +124,10 @@ SORT_COLUMNS = {"date": "date", "lastUpdated": "lastUpdated"}
 
 
 def sort_keys(resource_type: str) -> list[str]:
-    """The `_sort` keys a search on `resource_type` takes: its date parameters and `_lastUpdated`."""
+    """The `_sort` keys a search on `resource_type` takes: its date parameters and `_lastUpdated`
+    (none for Questionnaire: those are searched in memory among the loaded forms, unsorted)."""
+    if resource_type == "Questionnaire":
+        return []
     return sorted(name for name, p in SEARCH_PARAMETERS.get(resource_type, {}).items()
                   if p.kind == "date" and p.target in SORT_COLUMNS)
 
