@@ -195,17 +195,19 @@ def test_read_serves_the_stored_json_with_etag_and_version(
 def test_questionnaires_are_read_and_searched_from_the_loaded_forms(api: Api) -> None:
     stress = "https://intake.example.org/fhir/Questionnaire/stress"
     bundle = api.json(f"/fhir/Questionnaire?url={stress}")
-    # Every loaded version: the current one and the earlier one kept for intakes pinned to it.
-    assert bundle["total"] == 2
+    # Every loaded version: the current one and the earlier ones kept for intakes pinned to them.
+    loaded = services(api.client.application).catalog
+    archived = {f.version for f in loaded.versions if f.url == stress}
+    assert bundle["total"] == len(archived) >= 2
     versions = {e["resource"]["version"]: e["resource"] for e in bundle["entry"]}
-    current = services(api.client.application).catalog.by_key["stress"].version
-    assert current in versions and len(versions) == 2
+    current = loaded.by_key["stress"].version
+    assert current in versions and set(versions) == archived
     questionnaire = versions[current]
     assert questionnaire["url"] == stress and questionnaire["id"] == f"stress-{current}"
     assert api.json(f"/fhir/Questionnaire/{questionnaire['id']}")["item"] == questionnaire["item"]
-    [earlier] = [v for v in versions if v != current]
+    earlier = min(v for v in versions if v != current)
     assert api.json(f"/fhir/Questionnaire?url={stress}&version={earlier}")["entry"][0]["resource"]["version"] == earlier
-    assert api.json("/fhir/Questionnaire?status=active")["total"] == 10
+    assert api.json("/fhir/Questionnaire?status=active")["total"] == len(loaded.versions) >= 10
     assert api.json("/fhir/Questionnaire?status=retired")["total"] == 0
 
 
