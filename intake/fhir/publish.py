@@ -143,6 +143,8 @@ def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form
         observation = extract.revised(observation, _previous(session, observation))
         tokens = _identifier_tokens(observation)
         tokens += [("code", c.get("system"), c["code"]) for c in observation["code"]["coding"]]
+        tokens += [("category", c.get("system"), c["code"]) for cat in observation.get("category") or []
+                   for c in cat.get("coding") or [] if "code" in c]
         tokens += [("derived-from", None, d["reference"]) for d in observation.get("derivedFrom") or []]
         derived.append(fhir_store.put_resource(
             session, _checked(observation), now=now, patient_id=patient.id, intake_id=intake_id,
