@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from intake.services import services
 from intake.storage.models import Patient
-
 from tests.web.conftest import app, client  # noqa: F401  (fixtures)
 
 LHC = Path(__file__).resolve().parents[3] / "shared" / "fhircheck" / "fixtures" / "lhc-forms"
@@ -47,8 +46,8 @@ def test_invite_rejects_bad_input_with_one_line(app: Flask, args: list[str], mes
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
 
 
-def _patients(app: Flask) -> list[Patient]:
-    with services(app).sessions() as session:
+def _patients(flask_app: Flask) -> list[Patient]:
+    with services(flask_app).sessions() as session:
         found = list(session.scalars(select(Patient).order_by(Patient.created_at)))
         session.expunge_all()
         return found

@@ -45,8 +45,9 @@ def new_intake(
 ) -> tuple[int, str]:
     page = desk.get("/front-desk/new").text
     response = desk.post("/front-desk/new", data={
-        "name": name, "birth_date": born, "mrn": mrn, "ehr_patient": ehr_patient, "appointment_day": TOMORROW.isoformat(),
-        "appointment_time": at, "questionnaires": list(questionnaires), "csrf_token": csrf(page)})
+        "name": name, "birth_date": born, "mrn": mrn, "ehr_patient": ehr_patient,
+        "appointment_day": TOMORROW.isoformat(), "appointment_time": at, "questionnaires": list(questionnaires),
+        "csrf_token": csrf(page)})
     return response.status_code, response.headers.get("Location", "") or response.text
 
 
