@@ -176,7 +176,8 @@ def pushing(database_url: str, tmp_path: Path, receiver: FhirReceiver, ehr: tupl
     """The service pushing to the receiver with SMART Backend Services, registered at the EHR with
     the JWK set its own /.well-known/jwks.json serves."""
     ehr_app, ehr_url = ehr
-    app = make_app(database_url, tmp_path, receiver, **smart_config(key_file, INTAKE_EHR_TOKEN_URL=ehr_url + "/auth/token"))
+    app = make_app(database_url, tmp_path, receiver,
+                   **smart_config(key_file, INTAKE_EHR_TOKEN_URL=ehr_url + "/auth/token"))
     register(ehr_app, app.test_client().get("/.well-known/jwks.json").json, tmp_path / "reg")  # type: ignore[arg-type]
     yield app
     close_app(app)
