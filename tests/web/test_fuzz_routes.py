@@ -113,11 +113,13 @@ FORMS: dict[str, dict[str, Any]] = {
     "admin.add_client": {"csrf_token": None, "name": "fuzz-client", "jwks": '{"keys": []}', "scopes": "system/*.read"},
     "admin.revoke_client": {"csrf_token": None},
     "admin.outbox_retry": {"csrf_token": None, "row": "1"},
+    "admin.outbox_link": {"csrf_token": None, "row": "1", "reference": "Patient/1"},
     "front_desk.new_intake": {
         "csrf_token": None,
         "name": "Fuzz Patient",
         "birth_date": "1970-01-01",
         "mrn": "",
+        "ehr_patient": "",
         "appointment_day": "2026-12-31",
         "appointment_time": "09:00",
         "questionnaires": "stress",
