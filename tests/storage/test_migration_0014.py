@@ -1,4 +1,4 @@
-"""Migration 0013 (EHR patient link, held pushes) up and down on the suite's database (SQLite, or
+"""Migration 0014 (EHR patient link, held pushes) up and down on the suite's database (SQLite, or
 PostgreSQL with INTAKE_TEST_DATABASE_URL), with rows in the tables it changes."""
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ def _insert_outbox(connection: object, row_id: int, state: str) -> None:
         {"id": row_id, "state": state, "now": NOW})
 
 
-def test_0013_adds_the_link_and_held_state_and_downgrades_keeping_the_rows(empty_database_url: str) -> None:
+def test_0014_adds_the_link_and_held_state_and_downgrades_keeping_the_rows(empty_database_url: str) -> None:
     url = empty_database_url
-    migrate.upgrade(url, "0012")
+    migrate.upgrade(url, "0013")
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
@@ -35,11 +35,11 @@ def test_0013_adds_the_link_and_held_state_and_downgrades_keeping_the_rows(empty
                                     "updated_at) VALUES ('i1', 'p1', '[]', 'completed', :now, :now)"), {"now": NOW})
             _insert_outbox(connection, 1, "dead")
         with pytest.raises(IntegrityError), engine.begin() as connection:
-            _insert_outbox(connection, 2, "held")  # not a state before 0013
+            _insert_outbox(connection, 2, "held")  # not a state before 0014
         engine.dispose()
 
         migrate.upgrade(url)
-        assert migrate.current_revision(url) == "0013"
+        assert migrate.current_revision(url) == "0014"
         with engine.begin() as connection:
             connection.execute(text("UPDATE patients SET ehr_reference = 'Patient/123' WHERE id = 'p1'"))
             _insert_outbox(connection, 2, "held")
@@ -49,8 +49,8 @@ def test_0013_adds_the_link_and_held_state_and_downgrades_keeping_the_rows(empty
             assert connection.execute(text("SELECT ehr_reference FROM patients")).scalar_one() == "Patient/123"
         engine.dispose()
 
-        command.downgrade(migrate.alembic_config(url), "0012")
-        assert migrate.current_revision(url) == "0012"
+        command.downgrade(migrate.alembic_config(url), "0013")
+        assert migrate.current_revision(url) == "0013"
         with engine.connect() as connection:
             assert "ehr_reference" not in {c["name"] for c in inspect(connection).get_columns("patients")}
             states = dict(connection.execute(text("SELECT id, state FROM outbox ORDER BY id")).all())
@@ -60,6 +60,6 @@ def test_0013_adds_the_link_and_held_state_and_downgrades_keeping_the_rows(empty
             _insert_outbox(connection, 4, "held")
         engine.dispose()
         migrate.upgrade(url)  # and up again
-        assert migrate.current_revision(url) == "0013"
+        assert migrate.current_revision(url) == "0014"
     finally:
         engine.dispose()
