@@ -35,7 +35,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
@@ -45,7 +45,7 @@ from flask import Flask
 from intake import audit
 from intake.audit import Actor
 from intake.core.fhir_time import utcnow
-from intake.fhir import publish
+from intake.fhir import ehr_auth, patient_match, publish
 from intake.jobs.errors import Permanent, Retry
 from intake.services import services
 from intake.storage.db import session_scope
@@ -110,7 +110,11 @@ def push_job(app: Flask, intake_id: str) -> None:
             bundle = publish.extract_bundle(session, intake_id)
         except publish.PublishError as exc:  # not published yet (`flask intake publish` fixes it)
             raise Retry("not published") from exc
-    pushed = push_bundle(target, bundle)
+        bundle = patient_match.for_push(session, intake_id, bundle,
+                                        unmatched=app.config["INTAKE_EHR_UNMATCHED_PATIENT"])
+    # Every request goes with the EHR's token; with SMART Backend Services a 401 fetches a fresh
+    # token and the whole push is sent once more (its requests are idempotent).
+    pushed = ehr_auth.with_token(app, lambda token: push_bundle(replace(target, token=token), bundle))
     with session_scope(services(app).sessions) as session:  # a disclosure of PHI: audited
         audit.record(session, actor=Actor("system", "ehr-push"), action="export", now=utcnow(),
                      entities=[f"Intake/{intake_id}"],
@@ -325,6 +329,8 @@ def _refused(status: int, step: str, data: bytes, *, retry_after: str | None = N
     reason = f"HTTP {status}{codes} on {step}"
     if status in RETRIED_STATUSES or status >= 500:
         raise Retry(reason, after=retry_after_seconds(retry_after), detail=text) from None
+    if status == 401:  # with SMART Backend Services, a fresh token is fetched and the push sent once more
+        raise ehr_auth.Unauthorized(reason, detail=text) from None
     raise Permanent(reason, detail=text) from None
 
 

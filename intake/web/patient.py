@@ -327,7 +327,8 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
         number=index + 1,
         total=len(steps),
         form=form,
-        nodes=webforms.render_tree(local_page, form, enabled, answers),
+        nodes=webforms.render_tree(local_page, form, enabled, answers,
+                                   source_url=lambda link_id: _question_url(steps, step, link_id, from_review)),
         errors=errors,
         notice=notice,
         translation_notices=_translation_notices(local_page),
@@ -335,6 +336,17 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
         from_review=from_review,
         action=_page_url(step, **({"from": "review"} if from_review else {})),
     ), status
+
+
+def _question_url(steps: list[workflow.Step], current: workflow.Step, link_id: str, from_review: bool) -> str | None:
+    """The page (and field) where a question of the current form is asked, e.g. the PHQ-4 item
+    that a PHQ-9 item carries forward; None when no page of the intake asks it."""
+    for step in steps:
+        if step.form is current.form:
+            item = next((i for i in step.page.walk() if i.link_id == link_id), None)
+            if item is not None:
+                return _page_url(step, **({"from": "review"} if from_review else {})) + "#" + webforms.anchor(item)
+    return None
 
 
 MAX_SAVE_ATTEMPTS = 3
@@ -493,7 +505,8 @@ def _back_to_review(steps: list[workflow.Step], new_answers: dict[str, Answers],
     pending = [
         slug for slug in dict.fromkeys(queued)
         if slug != saved and slug in by_slug
-        and not any(i.link_id in new_answers.get(by_slug[slug].form.canonical, {}) for i in by_slug[slug].page.walk())
+        and not any(i.link_id in new_answers.get(by_slug[slug].form.canonical, {})
+                    for i in by_slug[slug].page.walk() if not i.read_only)  # carried answers are not the patient's yet
     ]
     session[PENDING_KEY] = [list(slug) for slug in pending[1:]]
     if pending:
