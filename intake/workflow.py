@@ -34,6 +34,7 @@ from intake.core.validation import Issue, has_errors, validate
 from intake.errors import IntakeError
 from intake.fhir import publish as fhir_resources  # `publish` below is this module's own step
 from intake.jobs import outbox
+from intake.services import services
 from intake.storage import flags as flag_store
 from intake.storage import intakes, invites, notifications, outbox_store, patients, scores
 from intake.storage import responses as response_store
@@ -555,7 +556,7 @@ def invite_patient(
 ) -> tuple[Intake, str]:
     """`invite` with this deployment's link lifetime and record-number system, audited: the
     intake and the raw token (shown once). `WorkflowError` when the request is refused."""
-    now = now or utcnow()
+    now = now or services(app).clock()
     intake, token = invite(session, catalog, name=name, birth_date=birth_date, questionnaires=questionnaires,
                            appointment_at=appointment_at, ttl=link_ttl(app), now=now, patient_id=patient_id,
                            mrn=mrn, mrn_system=app.config["INTAKE_MRN_SYSTEM"])
@@ -566,7 +567,7 @@ def invite_patient(
 def replace_link(app: Flask, session: Session, intake_id: str, *, by: Caller, now: datetime | None = None) -> str:
     """`new_link` with this deployment's link lifetime, audited: the raw token. Every earlier link
     of the intake, and each browser session one opened, stops working."""
-    now = now or utcnow()
+    now = now or services(app).clock()
     token = new_link(session, intake_id, ttl=link_ttl(app), now=now)
     by.record(session, "update", f"Intake/{intake_id}", now=now, detail={"link": "replaced"})
     return token
@@ -598,7 +599,7 @@ def save_answers(
     intake keeps; audit it; and act on danger reported on it now, not at Submit: its flags are
     stored, listed for staff and queued for notification with the answers that raised them.
     `response_store.StaleResponse` when the stored response changed since `intake` was read."""
-    now = now or utcnow()
+    now = now or services(app).clock()
     save_page(session, intake, step.form, step.page, merged, language=language, now=now)
     if language and intake.language != language:  # answering in it: the intake keeps it
         intakes.set_intake_language(session, intake.id, language)
@@ -623,7 +624,7 @@ def submit_intake(
     """`submit`, and when this call completed the intake: its audit row and its follow-up work
     (notifications, the PDF, the EHR push). The same answer as `submit`; kick the outbox after
     the commit when it is (True, [])."""
-    now = now or utcnow()
+    now = now or services(app).clock()
     done, problems = submit(session, catalog, intake, onset_age=int(app.config["INTAKE_GI_ONSET_AGE"]), now=now,
                             language=language)
     if done:
@@ -636,7 +637,7 @@ def rescore_intake(app: Flask, session: Session, catalog: Catalog, intake_id: st
                    now: datetime | None = None) -> Result:
     """`rescore`, audited, with the follow-up work of a submit: the PDF shows the new scores, new
     flags are notified, the EHR gets the new Bundle. Kick the outbox after the commit."""
-    now = now or utcnow()
+    now = now or services(app).clock()
     result = rescore(session, catalog, intake_id, onset_age=int(app.config["INTAKE_GI_ONSET_AGE"]), now=now)
     by.record(session, "update", f"Intake/{intake_id}", now=now, detail={"rescored": True})
     after_submit(app, session, intake_id, now=now)
