@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Blueprint, Flask, abort
 from flask.testing import FlaskClient
 
-from intake import close_app, create_app
 from intake.auth.smart import TokenError
 from intake.auth.staff import AccountError
 from intake.core.fhir_models import resource_errors
@@ -27,6 +25,7 @@ from intake.storage.responses import StaleResponse
 from intake.web.fhir_api import FhirError
 from intake.web.patient import LinkEnded
 from intake.workflow import WorkflowError
+from tests.conftest import AppFactory
 
 FHIR_JSON = "application/fhir+json"
 PHI = "Jane Q. Patient, born 1970-01-01, typed: chest pain"
@@ -80,17 +79,13 @@ def _raiser(name: str) -> Any:
 
 
 @pytest.fixture
-def errors_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({
-        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-        "TESTING": True, "INTAKE_JOBS": "eager",
-    })
+def errors_app(make_app: AppFactory) -> Flask:
+    app = make_app()
     routes = Blueprint("errors_under_test", __name__)
     routes.add_url_rule("/<name>", "raise_", _raiser, methods=["GET", "POST"])
     for audience, prefix in PREFIXES.items():
         app.register_blueprint(routes, url_prefix=prefix, name=f"errors_{audience}")
-    yield app
-    close_app(app)
+    return app
 
 
 def _get(client: FlaskClient, audience: str, name: str) -> Any:

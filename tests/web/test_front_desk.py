@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from intake import close_app, create_app
 from intake.core.fhir_time import utcnow
 from intake.services import services
 from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord, Intake, Patient, ShownLink
+from tests.conftest import AppFactory
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import EMERGENCY, fill_all, fill_page, first_page, signed_in
 
@@ -26,11 +24,8 @@ TOMORROW = date.today() + timedelta(days=1)
 
 
 @pytest.fixture
-def desk_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_BASE_URL": "https://intake.example.org"})
-    yield app
-    close_app(app)
+def desk_app(make_app: AppFactory) -> Flask:
+    return make_app(INTAKE_BASE_URL="https://intake.example.org")
 
 
 def new_intake(
