@@ -50,6 +50,19 @@ class WorkflowError(IntakeError):
     status = 400
 
 
+class NotFoundError(WorkflowError):
+    """The patient or intake the request names does not exist: 404."""
+
+    status = 404
+
+
+class ConflictError(WorkflowError):
+    """The request is fine but the record's state refuses it (already submitted, a record number
+    that belongs to someone else): 409."""
+
+    status = 409
+
+
 @dataclass(frozen=True)
 class Step:
     """One patient page in the intake's sequence."""
@@ -98,7 +111,7 @@ def invite(
     if patient_id is not None:
         patient = patients.get_patient(session, patient_id)
         if patient is None:
-            raise WorkflowError(f"no patient {patient_id!r}")
+            raise NotFoundError(f"no patient {patient_id!r}")
     else:
         name = " ".join(name.split())
         if not name:
@@ -115,7 +128,7 @@ def invite(
             # The same record number is the same person: a follow-up intake, so their scores show
             # the change since last time. The name and birth date must agree with the record.
             if (" ".join(known.name.split()).casefold(), known.birth_date) != (name.casefold(), birth_date):
-                raise WorkflowError("that record number belongs to a patient with another name or birth date")
+                raise ConflictError("that record number belongs to a patient with another name or birth date")
             patient = known
         else:
             patient = patients.create_patient(session, name=name, birth_date=birth_date, mrn=mrn, mrn_system=mrn_system)
@@ -136,9 +149,9 @@ def new_link(session: Session, intake_id: str, *, ttl: timedelta, now: datetime 
     now = now or utcnow()
     intake = intakes.get_intake(session, intake_id)
     if intake is None:
-        raise WorkflowError("no such intake")
+        raise NotFoundError("no such intake")
     if intake.status == "completed":
-        raise WorkflowError("this intake was already submitted; create a new intake instead")
+        raise ConflictError("this intake was already submitted; create a new intake instead")
     token = new_token()
     invites.issue_invite(session, intake_id=intake_id, token_hash=token_hash(token), expires_at=now + ttl)
     return token
@@ -391,8 +404,10 @@ def rescore(
 ) -> Result:
     """Recompute a completed intake's scores and flags with the rules loaded now."""
     intake = intakes.get_intake(session, intake_id)
-    if intake is None or intake.status != "completed":
-        raise WorkflowError(f"intake {intake_id} is not a completed intake")
+    if intake is None:
+        raise NotFoundError(f"no intake {intake_id}")
+    if intake.status != "completed":
+        raise ConflictError(f"intake {intake_id} is not a completed intake")
     pairs = stored_pairs(session, catalog, intake_id, latest=True)
     now = now or utcnow()
     result = score_and_store(session, pairs, intake_id=intake_id, patient_id=intake.patient_id,

@@ -172,6 +172,8 @@ def test_replace_link_ends_the_old_link_and_audits_it(app: Flask) -> None:
         assert invites.find_live_link(session, token_hash(new), now=later) is not None
     replaced = audit_rows(app, f"Intake/{intake_id}")[-1]
     assert replaced == ("cli", cli.actor.name, "update", "cli", {"link": "replaced"})
+    with pytest.raises(workflow.NotFoundError, match="no such intake"), sessions(app) as session:  # a 404
+        workflow.replace_link(app, session, "no-such-intake", by=cli)
 
 
 # --- saving a page -----------------------------------------------------------------------------------
@@ -305,9 +307,11 @@ def test_rescore_intake_audits_and_renders_again_without_notifying_twice(app: Fl
 def test_rescore_intake_refuses_an_unsent_intake_and_writes_nothing(app: Flask) -> None:
     intake_id = new_intake(app)
     before = audit_rows(app, f"Intake/{intake_id}")
-    with pytest.raises(workflow.WorkflowError), sessions(app) as session:
+    with pytest.raises(workflow.ConflictError, match="not a completed intake"), sessions(app) as session:  # a 409
         workflow.rescore_intake(app, session, services(app).catalog, intake_id, by=BY)
     assert rows(app) == [] and audit_rows(app, f"Intake/{intake_id}") == before
+    with pytest.raises(workflow.NotFoundError), sessions(app) as session:
+        workflow.rescore_intake(app, session, services(app).catalog, "no-such-intake", by=BY)
 
 
 def test_without_an_ehr_the_submit_queues_no_push(make_app: AppFactory) -> None:

@@ -52,7 +52,10 @@ def test_admin_adds_disables_and_resets_users(api_app: Flask) -> None:  # noqa: 
     assert "nurse.joy" in listing and "Nurse &lt;Joy&gt;" in listing
     duplicate = admin.post("/admin/users", data={"username": "NURSE.JOY", "role": "clinician",
                                                  "password": "a long enough password", "csrf_token": csrf(listing)})
-    assert duplicate.status_code == 400 and "already a user" in duplicate.text
+    assert duplicate.status_code == 409 and "already a user" in duplicate.text
+    token = csrf(duplicate.text)
+    gone = admin.post("/admin/users/nobody.here/disable", data={"csrf_token": token})
+    assert gone.status_code == 404 and "no user" in gone.text
     nurse = signed_in(api_app, "front-desk", username="nurse.joy", password="a long enough password")
     assert nurse.get("/front-desk/").status_code == 200
     token = csrf(admin.get("/admin/users").text)

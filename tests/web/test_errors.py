@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, abort
 from flask.testing import FlaskClient
 
 from intake.auth.smart import TokenError
-from intake.auth.staff import AccountError
+from intake.auth.staff import AccountError, UnknownUser, UserExists
 from intake.core.fhir_models import resource_errors
 from intake.documents import DocumentError
 from intake.errors import IntakeError
@@ -24,7 +24,7 @@ from intake.storage.intakes import IntakeClosed, IntakeNotFound
 from intake.storage.responses import StaleResponse
 from intake.web.fhir_api import FhirError
 from intake.web.patient import LinkEnded
-from intake.workflow import WorkflowError
+from intake.workflow import ConflictError, NotFoundError, WorkflowError
 from tests.conftest import AppFactory
 
 FHIR_JSON = "application/fhir+json"
@@ -41,8 +41,16 @@ RAISED: dict[str, tuple[Callable[[], Exception], int, str, str, str]] = {
                        "the answers of Intake/abc changed since they were read; read them again"),
     "workflow": (lambda: WorkflowError("a patient name is required"), 400, "invalid", "invalid_request",
                  "a patient name is required"),
-    "account": (lambda: AccountError("there is already a user 'nurse'"), 400, "invalid", "invalid_request",
-                "there is already a user 'nurse'"),
+    "workflow-not-found": (lambda: NotFoundError("no such intake"), 404, "not-found", "invalid_request",
+                           "no such intake"),
+    "workflow-conflict": (lambda: ConflictError("this intake was already submitted"), 409, "conflict",
+                          "invalid_request", "this intake was already submitted"),
+    "account": (lambda: AccountError("the role must be one of admin"), 400, "invalid", "invalid_request",
+                "the role must be one of admin"),
+    "account-exists": (lambda: UserExists("there is already a user 'nurse'"), 409, "conflict", "invalid_request",
+                       "there is already a user 'nurse'"),
+    "account-unknown": (lambda: UnknownUser("no user 'nurse'"), 404, "not-found", "invalid_request",
+                        "no user 'nurse'"),
     "document": (lambda: DocumentError("intake abc is not completed and scored"), 409, "conflict", "invalid_request",
                  "intake abc is not completed and scored"),
     "search": (lambda: SearchError("status: unknown code 'x'"), 400, "invalid", "invalid_request",

@@ -84,6 +84,8 @@ def test_a_new_link_revokes_the_old_one(desk_app: Flask) -> None:
     # Without the form's CSRF token nothing changes.
     assert desk.post(f"/front-desk/intakes/{intake_id}/link").status_code == 400
     assert desk_app.test_client().get(new).status_code == 302
+    token = csrf(desk.get(location).text)
+    assert desk.post("/front-desk/intakes/no-such-intake/link", data={"csrf_token": token}).status_code == 404
 
 
 def test_form_errors_are_listed_and_nothing_is_created(desk_app: Flask) -> None:
