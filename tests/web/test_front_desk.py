@@ -108,7 +108,7 @@ def test_a_known_record_number_joins_the_same_patient(desk_app: Flask) -> None:
     assert new_intake(desk, "Ana Ruiz", mrn="MRN-7")[0] == 302
     assert new_intake(desk, "ana  ruiz", mrn="MRN-7", at="11:00")[0] == 302
     status, body = new_intake(desk, "Someone Else", mrn="MRN-7")
-    assert status == 400 and "another name or birth date" in body
+    assert status == 409 and "another name or birth date" in body  # a conflict, not bad input
     with services(desk_app).sessions() as session:
         assert len(list(session.scalars(select(Patient)))) == 1
         assert len(list(session.scalars(select(Intake)))) == 2
