@@ -43,7 +43,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], date
     from intake import cli, notify, web  # cycle-ok: late, see create_app
     from intake.core.catalog import load_catalog  # cycle-ok: late, see create_app
     from intake.documents import render_job as render_pdf_job  # cycle-ok: late, see create_app
-    from intake.fhir import ehr_push  # cycle-ok: late, see create_app
+    from intake.fhir import ehr_auth, ehr_push  # cycle-ok: late, see create_app
     from intake.fhir.bulk_export import EXPIRY_SWEEP_SECONDS  # cycle-ok: late, see create_app
     from intake.fhir.bulk_export import expire as expire_exports  # cycle-ok: late, see create_app
     from intake.fhir.bulk_export import run_job as run_export_job  # cycle-ok: late, see create_app
@@ -52,6 +52,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], date
     from intake.storage.db import make_engine, make_session_factory  # cycle-ok: late, see create_app
     from intake.web import errors as web_errors  # cycle-ok: late, see create_app
 
+    ehr_auth.check_config(app.config)  # a key that cannot sign stops start-up, not the first push
     engine = make_engine(app.config["DATABASE_URL"])
     found = Services(
         engine=engine,

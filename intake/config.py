@@ -105,6 +105,19 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "EHR_FHIR_BASE": (str, ""),
     "EHR_BEARER_TOKEN": (str, ""),
     "EHR_TIMEOUT_SECONDS": (float, 30.0),
+    # A push for a patient linked to no EHR record (no EHR Patient reference, no record number):
+    # "create" sends our Patient as before; "hold" keeps it for staff to link (intake/fhir/patient_match.py).
+    "EHR_UNMATCHED_PATIENT": (str, "create"),
+    # How the push authenticates (intake/fhir/ehr_auth.py): "bearer" (EHR_BEARER_TOKEN, or none) or
+    # "smart-backend" (SMART Backend Services: a client assertion signed with EHR_CLIENT_KEY_FILE,
+    # whose public key is served at /.well-known/jwks.json, exchanged for an access token at the EHR's
+    # token endpoint: EHR_TOKEN_URL, or found in the EHR's .well-known/smart-configuration).
+    "EHR_AUTH": (str, "bearer"),
+    "EHR_CLIENT_ID": (str, ""),
+    "EHR_CLIENT_KEY_FILE": (str, ""),
+    "EHR_CLIENT_KEY_ID": (str, ""),
+    "EHR_TOKEN_URL": (str, ""),
+    "EHR_SCOPE": (str, "system/Patient.read system/*.write"),
     # The system of the patient record numbers given with `flask intake invite --mrn`.
     "MRN_SYSTEM": (str, MRN_SYSTEM),
 }
@@ -143,6 +156,9 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
             raise ValueError("INTAKE_AUDIT_KEY must be set in production (INTAKE_JOBS=celery): "
                              "the same secret of 32 or more characters in every process")
         config["INTAKE_AUDIT_KEY"] = _instance_secret(instance_path, "audit_key")
+    if config["INTAKE_EHR_UNMATCHED_PATIENT"] not in ("create", "hold"):
+        raise ValueError("INTAKE_EHR_UNMATCHED_PATIENT must be create or hold, "
+                         f"not {config['INTAKE_EHR_UNMATCHED_PATIENT']!r}")
     from datetime import timedelta
 
     config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=config["INTAKE_SESSION_HOURS"]))

@@ -98,12 +98,15 @@ def invite(
     patient_id: str | None = None,
     mrn: str | None = None,
     mrn_system: str | None = None,
+    ehr_reference: str | None = None,
 ) -> tuple[Intake, str]:
     """Create patient + intake + link token; returns the intake and the raw token (shown once).
 
     With `patient_id`, the intake is for that existing patient (a follow-up visit), so their
     scores show the change since last time; `name`, `birth_date` and `mrn` are then ignored.
     `mrn_system` is the identifier system the record number belongs to (INTAKE_MRN_SYSTEM).
+    `ehr_reference` is the EHR's own Patient (`Patient/123`): a patient already linked to it is the
+    same person (a follow-up), and pushes to the EHR refer to it (intake/fhir/patient_match.py).
     A new patient is published as a FHIR Patient at once.
     """
     now = now or utcnow()
@@ -123,15 +126,26 @@ def invite(
             raise WorkflowError("the record number must be 1 to 64 printable characters")
         if mrn is not None and not mrn_system:
             raise WorkflowError("a record number needs its identifier system (INTAKE_MRN_SYSTEM)")
-        known = patients.patient_by_mrn(session, mrn, mrn_system) if mrn and mrn_system else None
+        by_mrn = patients.patient_by_mrn(session, mrn, mrn_system) if mrn and mrn_system else None
+        by_ehr = patients.patient_by_ehr_reference(session, ehr_reference) if ehr_reference else None
+        if by_mrn is not None and by_ehr is not None and by_mrn.id != by_ehr.id:
+            raise WorkflowError("that record number and that EHR patient belong to two different patients")
+        if by_mrn is not None and ehr_reference and by_mrn.ehr_reference not in (None, ehr_reference):
+            raise WorkflowError("that record number belongs to a patient linked to another EHR patient")
+        if by_ehr is not None and mrn and by_ehr.mrn not in (None, mrn):
+            raise WorkflowError("that EHR patient is linked to a patient with another record number")
+        known = by_mrn or by_ehr
         if known is not None:
             # The same record number is the same person: a follow-up intake, so their scores show
             # the change since last time. The name and birth date must agree with the record.
             if (" ".join(known.name.split()).casefold(), known.birth_date) != (name.casefold(), birth_date):
                 raise ConflictError("that record number belongs to a patient with another name or birth date")
             patient = known
+            if ehr_reference and known.ehr_reference is None:
+                patients.link_to_ehr(session, known.id, ehr_reference)
         else:
-            patient = patients.create_patient(session, name=name, birth_date=birth_date, mrn=mrn, mrn_system=mrn_system)
+            patient = patients.create_patient(session, name=name, birth_date=birth_date, mrn=mrn, mrn_system=mrn_system,
+                                              ehr_reference=ehr_reference)
             fhir_resources.publish_patient(session, patient, now=now)
     intake = intakes.create_intake(
         session,
@@ -568,13 +582,17 @@ def invite_patient(
     patient_id: str | None = None,
     mrn: str | None = None,
     now: datetime | None = None,
+    mrn_system: str | None = None,
+    ehr_reference: str | None = None,
 ) -> tuple[Intake, str]:
-    """`invite` with this deployment's link lifetime and record-number system, audited: the
-    intake and the raw token (shown once). `WorkflowError` when the request is refused."""
+    """`invite` with this deployment's link lifetime and record-number system (unless `mrn_system`
+    names another), audited: the intake and the raw token (shown once). `WorkflowError` when the
+    request is refused."""
     now = now or services(app).clock()
     intake, token = invite(session, catalog, name=name, birth_date=birth_date, questionnaires=questionnaires,
                            appointment_at=appointment_at, ttl=link_ttl(app), now=now, patient_id=patient_id,
-                           mrn=mrn, mrn_system=app.config["INTAKE_MRN_SYSTEM"])
+                           mrn=mrn, mrn_system=mrn_system or app.config["INTAKE_MRN_SYSTEM"],
+                           ehr_reference=ehr_reference)
     by.record(session, "create", f"Patient/{intake.patient_id}", f"Intake/{intake.id}", now=now)
     return intake, token
 

@@ -15,6 +15,7 @@ from intake import workflow
 from intake.cli.failure import CommandError
 from intake.core.catalog import ARCHIVE, lint_file
 from intake.core.fhir_time import utcnow
+from intake.fhir import patient_match
 from intake.services import services
 from intake.storage.db import session_scope
 from intake.storage.migrate import create_database_if_missing, upgrade
@@ -73,14 +74,17 @@ def _parse_datetime(value: str) -> datetime:
 
 
 def create_invite(name: str, birth_date: date, appointment: datetime | None, questionnaires: list[str],
-                  patient_id: str | None = None, mrn: str | None = None) -> str:
-    """Create patient (unless `patient_id`), intake and link, audited; return the patient's URL."""
+                  patient_id: str | None = None, mrn: tuple[str, str] | None = None,
+                  ehr_patient: str | None = None) -> str:
+    """Create patient (unless `patient_id`), intake and link, audited; return the patient's URL.
+    `mrn` is (system, value); `ehr_patient` the EHR's own Patient reference."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     with session_scope(services(app).sessions) as session:
         _intake, token = workflow.invite_patient(
             app, session, services(app).catalog, by=workflow.Caller.cli(), name=name,
             birth_date=birth_date, questionnaires=questionnaires, appointment_at=appointment,
-            patient_id=patient_id, mrn=mrn)
+            patient_id=patient_id, mrn=mrn[1] if mrn else None, mrn_system=mrn[0] if mrn else None,
+            ehr_reference=ehr_patient)
     return _link(token)
 
 
@@ -104,17 +108,22 @@ def _link(token: str) -> str:
 @click.option("--patient", "patient_id", default=None, help="An existing patient's id (a follow-up intake).")
 @click.option("--appointment", default=None, help="YYYY-MM-DDTHH:MM (UTC unless an offset is given)")
 @click.option("--questionnaires", default=None, help="Comma-separated questionnaire ids (default: all five)")
-@click.option("--mrn", default=None, help="The health record's number for a new patient (system: INTAKE_MRN_SYSTEM).")
+@click.option("--mrn", default=None,
+              help="The health record's number for a new patient: SYSTEM|VALUE, or VALUE in INTAKE_MRN_SYSTEM.")
+@click.option("--ehr-patient", default=None,
+              help="The EHR's own Patient (Patient/123): pushes refer to it instead of sending a Patient.")
 @click.option("--intake", "intake_id", default=None,
               help="An existing intake's id: a new link for it (its old link and that link's sessions stop working).")
 def invite(name: str | None, birth_date: str | None, patient_id: str | None, appointment: str | None,
-           questionnaires: str | None, mrn: str | None, intake_id: str | None) -> None:
+           questionnaires: str | None, mrn: str | None, ehr_patient: str | None, intake_id: str | None) -> None:
     """Create a patient and an intake, and print the one-time link to send them.
 
-    With --intake, print a new link for that intake instead (a patient who lost theirs).
+    With --intake, print a new link for that intake instead (a patient who lost theirs). With
+    --mrn or --ehr-patient, the patient is the EHR's: a patient already known by either gets a
+    follow-up intake, and pushes to the EHR refer to its record.
     """
     if intake_id is not None:
-        if any(v is not None for v in (name, birth_date, patient_id, appointment, questionnaires, mrn)):
+        if any(v is not None for v in (name, birth_date, patient_id, appointment, questionnaires, mrn, ehr_patient)):
             raise CommandError("--intake takes no other option: it only replaces that intake's link")
         try:
             click.echo(replace_link(intake_id))
@@ -123,6 +132,16 @@ def invite(name: str | None, birth_date: str | None, patient_id: str | None, app
         return
     if patient_id is None and (name is None or birth_date is None):
         raise CommandError("give --name and --birth-date for a new patient, or --patient ID for an existing one")
+    if patient_id is not None and (mrn is not None or ehr_patient is not None):
+        raise CommandError("--mrn and --ehr-patient describe a new patient; with --patient, leave them out")
+    try:
+        record = patient_match.parse_identifier(mrn, current_app.config["INTAKE_MRN_SYSTEM"]) if mrn else None
+    except patient_match.MatchError as exc:
+        raise CommandError(f"--mrn: {exc}") from None
+    try:
+        ehr_reference = patient_match.parse_reference(ehr_patient) if ehr_patient is not None else None
+    except patient_match.MatchError as exc:
+        raise CommandError(f"--ehr-patient: {exc}") from None
     born = _parse_date(birth_date, "--birth-date") if birth_date else date.min
     when = _parse_datetime(appointment) if appointment else None
     keys = (
@@ -131,7 +150,7 @@ def invite(name: str | None, birth_date: str | None, patient_id: str | None, app
         else current_app.config["INTAKE_QUESTIONNAIRES"]
     )
     try:
-        link = create_invite(name or "", born, when, keys, patient_id, mrn)
+        link = create_invite(name or "", born, when, keys, patient_id, record, ehr_reference)
     except workflow.WorkflowError as exc:
         raise CommandError(str(exc)) from None
     click.echo(link)

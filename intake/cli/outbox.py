@@ -1,5 +1,6 @@
 """`flask intake outbox ...`: the background work queue from a terminal — what is waiting, what
-failed for good (dead letters), re-driving them, and running due work once by hand."""
+failed for good (dead letters), re-driving them, linking the patient of a held EHR push, and
+running due work once by hand."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from flask.cli import AppGroup
 
 from intake import audit
 from intake.cli.failure import CommandError
+from intake.core.fhir_time import utcnow
+from intake.fhir import patient_match
 from intake.jobs import outbox
 from intake.services import services
 from intake.storage import outbox_store
@@ -29,7 +32,7 @@ def _app() -> Flask:
 def list_rows(states: tuple[str, ...], limit: int) -> None:
     """One line per row, newest first, then the count in each state."""
     with session_scope(services(_app()).sessions) as session:
-        rows = outbox_store.rows(session, states=states or ("pending", "queued", "dead"), limit=limit)
+        rows = outbox_store.rows(session, states=states or ("pending", "queued", "dead", "held"), limit=limit)
         counts = outbox_store.counts(session)
     for row in rows:
         after = f" after {row.after_id}" if row.after_id else ""
@@ -55,6 +58,27 @@ def retry_rows(row_ids: tuple[int, ...], every_dead: bool) -> None:
                          detail={"redrive": True})
     count = outbox.redrive(app, list(row_ids) if row_ids else None)
     click.echo(f"re-driven: {count}")
+
+
+@outbox_cli.command("link")
+@click.argument("row_id", type=int)
+@click.argument("ehr_patient")
+def link_row(row_id: int, ehr_patient: str) -> None:
+    """Link the patient of a held EHR push to the EHR's Patient (EHR_PATIENT, like Patient/123)
+    and release the push: it is sent, referring to that Patient."""
+    app = _app()
+    try:
+        reference = patient_match.parse_reference(ehr_patient)
+    except patient_match.MatchError as exc:
+        raise CommandError(str(exc)) from None
+    with session_scope(services(app).sessions) as session:
+        intake_id = patient_match.link_held_push(session, row_id, reference, now=utcnow())
+        if intake_id is None:
+            raise CommandError(f"row {row_id} is not a held EHR push")
+        audit.record_cli(session, "update", f"Outbox/{row_id}", f"Intake/{intake_id}",
+                         detail={"ehr_patient": reference, "released": True})
+    outbox.kick(app)
+    click.echo(f"released: row {row_id}, intake {intake_id}, EHR patient {reference}")
 
 
 @outbox_cli.command("dispatch")

@@ -27,7 +27,7 @@ from flask import Flask
 from intake import audit
 from intake.audit import Actor
 from intake.core.fhir_time import utcnow
-from intake.fhir import publish
+from intake.fhir import ehr_auth, patient_match, publish
 from intake.jobs.errors import Permanent, Retry
 from intake.services import services
 from intake.storage.db import session_scope
@@ -47,8 +47,10 @@ def push_job(app: Flask, intake_id: str) -> None:
             bundle = publish.extract_bundle(session, intake_id)
         except publish.PublishError as exc:  # not published yet (`flask intake publish` fixes it)
             raise Retry("not published") from exc
-    status = post_bundle(base, bundle, token=str(app.config.get("INTAKE_EHR_BEARER_TOKEN") or ""),
-                         timeout=float(app.config["INTAKE_EHR_TIMEOUT_SECONDS"]))
+        bundle = patient_match.for_push(session, intake_id, bundle,
+                                        unmatched=app.config["INTAKE_EHR_UNMATCHED_PATIENT"])
+    status = ehr_auth.with_token(app, lambda token: post_bundle(
+        base, bundle, token=token, timeout=float(app.config["INTAKE_EHR_TIMEOUT_SECONDS"])))
     with session_scope(services(app).sessions) as session:  # a disclosure of PHI: audited
         audit.record(session, actor=Actor("system", "ehr-push"), action="export", now=utcnow(),
                      entities=[f"Intake/{intake_id}"], detail={"to": base, "status": status})
@@ -70,6 +72,8 @@ def post_bundle(base: str, bundle: dict[str, Any], *, token: str, timeout: float
         reason = f"HTTP {status}{_issue_codes(body)}"
         if status in RETRIED_STATUSES or status >= 500:
             raise Retry(reason, after=retry_after_seconds(retry_after)) from None
+        if status == 401:  # with SMART Backend Services, a fresh token is fetched and the push sent once more
+            raise ehr_auth.Unauthorized(reason) from None
         raise Permanent(reason) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:  # socket.timeout is TimeoutError
         cause = getattr(exc, "reason", exc)

@@ -4,21 +4,22 @@ What is supported is exactly what `SEARCH_PARAMETERS` lists (the CapabilityState
 from it): reference, token, date and string parameters with FHIR's syntax — comma for OR,
 repeated parameter for AND, `system|code` tokens, `eq ne lt le gt ge sa eb` date prefixes with
 the value's precision as its range, string `:exact` and `:contains`. Times without a zone are
-taken as UTC. Anything else is refused rather than ignored, so a client never mistakes an
-unfiltered result for a filtered one.
+taken as UTC. `_sort` takes one of the type's date parameters or `_lastUpdated` (`-` for
+descending); `_include` takes the references `INCLUDES` lists. Anything else is refused rather
+than ignored, so a client never mistakes an unfiltered (or unordered) result for a filtered one.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal
 
 from intake.core.numbers import INT32_MAX, whole_number
 from intake.errors import IntakeError
 from intake.fhir.publish import fold
-from intake.storage.fhir_store import ColumnTest, Criteria, Test, TokenTest
+from intake.storage.fhir_store import ColumnTest, Criteria, Sort, Test, TokenTest
 
 Kind = Literal["reference", "token", "date", "string", "uri"]
 
@@ -59,6 +60,7 @@ SEARCH_PARAMETERS: dict[str, dict[str, Parameter]] = {
         "patient": Parameter("reference", "The patient the score is about", "patient"),
         "subject": Parameter("reference", "The subject (a Patient)", "patient"),
         "code": Parameter("token", "The score's code (local or LOINC)", "code"),
+        "category": Parameter("token", "The observation's category (survey)", "category"),
         "date": Parameter("date", "When the answers scored were given", "date"),
         "derived-from": Parameter("reference", "The QuestionnaireResponse the score was derived from", "derived-from"),
         "status": Parameter("token", "The observation status", "status"),
@@ -89,6 +91,46 @@ SEARCH_PARAMETERS: dict[str, dict[str, Parameter]] = {
 }
 for _params in SEARCH_PARAMETERS.values():
     _params.update(COMMON)
+
+
+@dataclass(frozen=True)
+class Include:
+    """`_include=Source:param[:Target]`: the resources a page's matches reference through `param`
+    (`path`: where the reference is; "questionnaire" is a canonical, "url|version")."""
+
+    source: str
+    param: str
+    target: str
+    path: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.source}:{self.param}"
+
+
+def _includes(source: str, *table: tuple[str, str, str]) -> dict[str, Include]:
+    return {param: Include(source, param, target, path) for param, target, path in table}
+
+
+_SUBJECT = (("patient", "Patient", "subject"), ("subject", "Patient", "subject"))
+INCLUDES: dict[str, dict[str, Include]] = {
+    "QuestionnaireResponse": _includes("QuestionnaireResponse", ("questionnaire", "Questionnaire", "questionnaire"),
+                                       *_SUBJECT),
+    "Observation": _includes("Observation", *_SUBJECT, ("derived-from", "QuestionnaireResponse", "derivedFrom")),
+    "Flag": _includes("Flag", *_SUBJECT),
+    "DocumentReference": _includes("DocumentReference", *_SUBJECT),
+}
+SORT_COLUMNS = {"date": "date", "lastUpdated": "lastUpdated"}
+
+
+def sort_keys(resource_type: str) -> list[str]:
+    """The `_sort` keys a search on `resource_type` takes: its date parameters and `_lastUpdated`
+    (none for Questionnaire: those are searched in memory among the loaded forms, unsorted)."""
+    if resource_type == "Questionnaire":
+        return []
+    return sorted(name for name, p in SEARCH_PARAMETERS.get(resource_type, {}).items()
+                  if p.kind == "date" and p.target in SORT_COLUMNS)
+
 
 RESULT_PARAMETERS = {"_count", "_format", "_cursor", "_pretty", "_total", "_totalMethod", "_summary"}
 # The total is always counted exactly; these are accepted with the values clients send.
@@ -237,17 +279,45 @@ def _reference_id(raw: str, name: str, expected: str | None) -> tuple[str, str]:
     return kind, rid
 
 
+@dataclass
+class Query:
+    """A parsed search: the store criteria (with their order), the page and the includes."""
+
+    criteria: Criteria
+    count: int
+    after: int | None
+    includes: list[Include] = field(default_factory=list)
+
+
 def parse(resource_type: str, args: list[tuple[str, str]]) -> tuple[Criteria, int, int | None]:
     """(criteria, count, after_seq) for a search on `resource_type` (not Questionnaire)."""
+    query = parse_query(resource_type, args)
+    return query.criteria, query.count, query.after
+
+
+def parse_query(resource_type: str, args: list[tuple[str, str]]) -> Query:
+    """The whole search on `resource_type` (not Questionnaire), or a SearchError naming what is wrong."""
     supported = SEARCH_PARAMETERS[resource_type]
     criteria = Criteria(resource_type)
-    count, after = DEFAULT_COUNT, None
+    query = Query(criteria, DEFAULT_COUNT, None)
     for key, raw in args:
         name, _, modifier = key.partition(":")
         if name in RESULT_PARAMETERS:
             if modifier:
                 raise SearchError(f"{key}: modifiers are not allowed on {name}")
-            count, after = result_parameter(name, raw, count, after)
+            query.count, query.after = result_parameter(name, raw, query.count, query.after)
+            continue
+        if name == "_sort":
+            if modifier or criteria.sort is not None:
+                raise SearchError("_sort: give one sort key, once (e.g. _sort=-date)")
+            criteria.sort = _sort(resource_type, raw)
+            continue
+        if name == "_include":
+            if modifier:
+                raise SearchError(f"{key}: the :{modifier} modifier is not supported (no iterative includes)")
+            include = _include(resource_type, raw)
+            if include not in query.includes:
+                query.includes.append(include)
             continue
         parameter = supported.get(name)
         if parameter is None:
@@ -259,7 +329,29 @@ def parse(resource_type: str, args: list[tuple[str, str]]) -> tuple[Criteria, in
         if any(v == "" for v in values):
             raise SearchError(f"{name}: empty value")
         criteria.conditions.append(_condition(parameter, name, modifier, values))
-    return criteria, count, after
+    return query
+
+
+def _sort(resource_type: str, raw: str) -> Sort:
+    keys = sort_keys(resource_type)
+    name = raw.removeprefix("-")
+    if "," in raw:
+        raise SearchError(f"_sort: one sort key is supported, not {raw[:80]!r} (one of {', '.join(keys)})")
+    if name not in keys:
+        raise SearchError(f"_sort: {raw[:80]!r} is not a sort key for {resource_type}; "
+                          f"one of {', '.join(keys)}, '-' in front for descending")
+    return Sort(SORT_COLUMNS[SEARCH_PARAMETERS[resource_type][name].target], descending=raw.startswith("-"))
+
+
+def _include(resource_type: str, raw: str) -> Include:
+    """`Source:param` or `Source:param:Target`, one the type's INCLUDES lists."""
+    offered = INCLUDES.get(resource_type, {})
+    listing = ", ".join(i.text for i in offered.values()) or "none"
+    parts = raw.split(":")
+    include = offered.get(parts[1]) if len(parts) in (2, 3) and parts[0] == resource_type else None
+    if include is None or (len(parts) == 3 and parts[2] != include.target):
+        raise SearchError(f"_include: {raw[:80]!r} is not supported for {resource_type}; supported: {listing}")
+    return include
 
 
 def _condition(parameter: Parameter, name: str, modifier: str, values: list[str]) -> list[list[Test]]:

@@ -15,3 +15,8 @@ class Retry(Exception):
 
 class Permanent(Exception):
     """A failure that repeating cannot fix (the receiver refused the content): a dead letter."""
+
+
+class Held(Exception):
+    """Waiting for a person, not a failure: the row is kept "held" (not retried, not dead) until
+    staff act on it (an EHR push whose patient must first be linked to the EHR's record)."""

@@ -10,8 +10,10 @@ handler for the row's kind and settles the row:
 - due again after an exponential backoff with jitter when it raises `Retry` (or anything
   unexpected), or at the time a `Retry-After` asked for;
 - dead (a dead letter for an admin: `flask intake outbox retry`, /admin/outbox) when it raises
-  `Permanent`, or after INTAKE_OUTBOX_MAX_ATTEMPTS.
-(`Retry` and `Permanent` live in intake/jobs/errors.py, so handlers need not import this module.)
+  `Permanent`, or after INTAKE_OUTBOX_MAX_ATTEMPTS;
+- held when it raises `Held` (waiting for staff, e.g. to link a patient to the EHR's record:
+  /admin/outbox, `flask intake outbox link`), and pending again when they release it.
+(`Retry`, `Permanent` and `Held` live in intake/jobs/errors.py, so handlers need not import this module.)
 
 A handed-over row that is not settled within INTAKE_OUTBOX_LEASE_SECONDS (its worker was killed,
 the broker lost the message) is handed over again by the next dispatch, so Redis losing its data
@@ -32,7 +34,7 @@ from typing import Any
 from flask import Flask
 
 from intake.jobs import jobs_of
-from intake.jobs.errors import Permanent, Retry
+from intake.jobs.errors import Held, Permanent, Retry
 from intake.services import services
 from intake.storage import outbox_store
 from intake.storage.db import session_scope
@@ -102,6 +104,8 @@ def run(app: Flask, row_id: int, *, now: datetime | None = None) -> str | None:
         handlers(app)[work.kind](app, work.subject)
     except Permanent as exc:
         state, error = "dead", str(exc)
+    except Held as exc:
+        state, error = "held", str(exc)
     except Retry as exc:
         state, error = "pending", str(exc)
         delay = timedelta(seconds=exc.after) if exc.after is not None else backoff(app, work.attempts)
@@ -116,6 +120,8 @@ def run(app: Flask, row_id: int, *, now: datetime | None = None) -> str | None:
             outbox_store.mark_done(session, work.id, now=settled_at)
         elif state == "dead":
             outbox_store.mark_dead(session, work.id, now=settled_at, error=error)
+        elif state == "held":
+            outbox_store.mark_held(session, work.id, now=settled_at, error=error)
         else:
             outbox_store.mark_retry(session, work.id, now=settled_at, delay=delay, error=error)
     if state == "dead":

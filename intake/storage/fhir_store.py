@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from intake.core.canonical import canonical_json
 from intake.core.fhir_time import fhir_instant, require_aware, utcnow
+from intake.errors import IntakeError
 from intake.storage.models import (
     ApiClient,
     DocumentRecord,
@@ -77,13 +78,23 @@ class TokenTest:
 Test = ColumnTest | TokenTest
 
 
+@dataclass(frozen=True)
+class Sort:
+    """Order matches by one of the date columns ("date" or "lastUpdated"), resources without a
+    value last in either direction; ties (and the rest) in store order."""
+
+    column: str
+    descending: bool = False
+
+
 @dataclass
 class Criteria:
     """A search: every condition must hold; a condition holds when any of its alternatives
-    does; an alternative is a conjunction of tests (a date range is two)."""
+    does; an alternative is a conjunction of tests (a date range is two). `sort` None: store order."""
 
     resource_type: str
     conditions: list[list[list[Test]]] = field(default_factory=list)
+    sort: Sort | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +188,18 @@ def get_resource(session: Session, resource_type: str, resource_id: str) -> Stor
     return None if row is None else _stored(row)
 
 
+def get_resources(session: Session, resource_type: str, resource_ids: Sequence[str]) -> list[StoredResource]:
+    """The stored resources of one type among `resource_ids` (unknown ids left out), in store
+    order: one query for a search page's `_include`s."""
+    found: list[StoredResource] = []
+    unique = list(dict.fromkeys(resource_ids))
+    for start in range(0, len(unique), 500):  # bound the IN list (SQLite's parameter limit)
+        query = _READ.where(FhirResource.resource_type == resource_type,
+                            FhirResource.resource_id.in_(unique[start:start + 500]))
+        found += [_stored(r) for r in session.execute(query.order_by(FhirResource.seq))]
+    return found
+
+
 def resources_of_intake(session: Session, intake_id: str, resource_type: str | None = None) -> list[StoredResource]:
     """The stored resources made for one intake, in the order they were first stored."""
     query = _READ.where(FhirResource.intake_id == intake_id)
@@ -227,14 +250,38 @@ def _where(criteria: Criteria) -> list[ColumnElement[bool]]:
 def search(
     session: Session, criteria: Criteria, *, after_seq: int | None, count: int
 ) -> tuple[list[StoredResource], int, bool]:
-    """One page of matches in store order after `after_seq`: (rows, total matches, more pages?)."""
+    """One page of matches after the match `after_seq` (in the criteria's order, else store
+    order): (rows, total matches, more pages?)."""
     clauses = _where(criteria)
     total = session.execute(select(func.count()).select_from(FhirResource).where(*clauses)).scalar_one()
     query = _READ.where(*clauses)
-    if after_seq is not None:
-        query = query.where(FhirResource.seq > after_seq)
-    rows = list(session.execute(query.order_by(FhirResource.seq).limit(count + 1)))
+    sort = criteria.sort
+    if sort is None:
+        if after_seq is not None:
+            query = query.where(FhirResource.seq > after_seq)
+        order: list[Any] = [FhirResource.seq]
+    else:
+        column = COLUMNS[sort.column]
+        if after_seq is not None:
+            query = query.where(_after(session, column, after_seq, sort.descending))
+        order = [column.is_(None), column.desc() if sort.descending else column.asc(), FhirResource.seq]
+    rows = list(session.execute(query.order_by(*order).limit(count + 1)))
     return [_stored(r) for r in rows[:count]], total, len(rows) > count
+
+
+def _after(session: Session, column: Any, after_seq: int, descending: bool) -> ColumnElement[bool]:
+    """Keyset continuation of a sorted search: the rows that come after the row `after_seq` in
+    (value, nulls last; then seq) order. The page token stays the last row's `seq`: its value is
+    looked up here, so a token is as opaque (and as small) as for store order."""
+    last = session.execute(select(column).where(FhirResource.seq == after_seq)).one_or_none()
+    if last is None:
+        raise IntakeError("_cursor: not a page token of this search (its resource is gone); search again",
+                          status=400)
+    value = last[0]
+    if value is None:
+        return and_(column.is_(None), FhirResource.seq > after_seq)
+    beyond = column < value if descending else column > value
+    return or_(column.is_(None), beyond, and_(column == value, FhirResource.seq > after_seq))
 
 
 def stream(session: Session, resource_type: str, *, since: datetime | None, until: datetime | None,

@@ -104,6 +104,9 @@ class Patient(Base):
     # (INTAKE_MRN_SYSTEM when it was recorded): the Patient resource is built from these alone.
     mrn: Mapped[str | None] = mapped_column(String(64))
     mrn_system: Mapped[str | None] = mapped_column(String(URL_LENGTH))
+    # The EHR's own Patient (`Patient/123` at INTAKE_EHR_FHIR_BASE) when staff named it or linked
+    # a held push to it: pushes then reference it instead of sending a Patient (patient_match.py).
+    ehr_reference: Mapped[str | None] = mapped_column(String(URL_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -438,7 +441,8 @@ class AuditHead(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
-OUTBOX_STATES = ("pending", "queued", "done", "dead")
+# "held": an EHR push waiting for staff to link its patient to the EHR's (INTAKE_EHR_UNMATCHED_PATIENT=hold).
+OUTBOX_STATES = ("pending", "queued", "done", "dead", "held")
 
 
 class OutboxRecord(Base):

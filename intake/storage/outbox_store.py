@@ -102,6 +102,21 @@ def mark_dead(session: Session, row_id: int, *, now: datetime, error: str) -> bo
     return _settle(session, row_id, state="dead", updated_at=now, last_error=error[:255])
 
 
+def mark_held(session: Session, row_id: int, *, now: datetime, error: str) -> bool:
+    """Held for a person (an EHR push whose patient is not matched): never due until released."""
+    return _settle(session, row_id, state="held", updated_at=now, last_error=error[:255])
+
+
+def release_held(session: Session, row_id: int, *, now: datetime) -> OutboxRecord | None:
+    """A held row back to pending, due now, attempts from zero; the row, or None when it is not held."""
+    row = session.get(OutboxRecord, row_id, with_for_update=True)
+    if row is None or row.state != "held":
+        return None
+    row.state, row.attempts, row.due_at, row.updated_at, row.last_error = "pending", 0, now, now, None
+    session.flush()
+    return row
+
+
 def redrive(session: Session, row_ids: Iterable[int] | None, *, now: datetime) -> int:
     """Dead rows (all, or those of `row_ids`) back to pending, due now, attempts from zero."""
     query = update(OutboxRecord).where(OutboxRecord.state == "dead")
@@ -130,7 +145,7 @@ def counts(session: Session) -> dict[str, int]:
     """How many rows are in each state."""
     found = {state: count for state, count in session.execute(
         select(OutboxRecord.state, func.count()).group_by(OutboxRecord.state))}
-    return {state: int(found.get(state, 0)) for state in ("pending", "queued", "done", "dead")}
+    return {state: int(found.get(state, 0)) for state in ("pending", "queued", "done", "dead", "held")}
 
 
 def next_due(session: Session) -> datetime | None:

@@ -1,5 +1,6 @@
 """Admin pages: staff accounts, API clients, the audit log (view, check, export as AuditEvent)
-and the outbox of background work (dead letters, re-drive).
+and the outbox of background work (dead letters, re-drive; EHR pushes held until their patient is
+linked to the EHR's record).
 
 Admins manage access; they do not see clinical summaries (that is the clinician role). Every
 change here is audited in the transaction that makes it.
@@ -40,6 +41,7 @@ from intake.auth import smart, staff
 from intake.core.audit_event import audit_event
 from intake.core.fhir_time import utcnow
 from intake.core.numbers import INT32_MAX, whole_number
+from intake.fhir import patient_match
 from intake.jobs import outbox
 from intake.services import services
 from intake.storage import accounts as account_store
@@ -283,12 +285,42 @@ def audit_export() -> Any:
 @role_required("admin")
 def outbox_rows() -> Any:
     """Background work that is not done: dead letters first (they need a person), then waiting."""
+    return _outbox_page()
+
+
+def _outbox_page(link_error: tuple[int, str] | None = None, status: int = 200) -> Any:
     with readers() as db:
         dead = outbox_store.rows(db, states=("dead",), limit=PAGE_ROWS)
+        held = outbox_store.rows(db, states=("held",), limit=PAGE_ROWS)
         waiting = outbox_store.rows(db, states=("pending", "queued"), limit=PAGE_ROWS)
         counts = outbox_store.counts(db)
-    return render_template("staff/admin_outbox.html", dead=dead, waiting=waiting, counts=counts,
-                           action=FlaskForm(), limit=PAGE_ROWS)
+    return render_template("staff/admin_outbox.html", dead=dead, held=held, waiting=waiting, counts=counts,
+                           action=FlaskForm(), limit=PAGE_ROWS, link_error=link_error), status
+
+
+@bp.post("/outbox/link")
+@role_required("admin")
+def outbox_link() -> Any:
+    """Link the patient of a held EHR push (`row`) to the EHR's Patient (`reference`) and release
+    the push: it is sent at once, referring to that Patient."""
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    try:
+        row_id = whole_number(request.form.get("row", ""), high=INT32_MAX)
+    except ValueError:
+        abort(400)
+    try:
+        reference = patient_match.parse_reference(request.form.get("reference", ""))
+    except patient_match.MatchError as exc:
+        return _outbox_page((row_id, sentence(str(exc))), 400)
+    with writer() as db:
+        intake_id = patient_match.link_held_push(db, row_id, reference, now=utcnow())
+        if intake_id is None:
+            return _outbox_page((row_id, "That push is no longer held: reload the page."), 400)
+        auditing.record_change(db, "update", f"Outbox/{row_id}", f"Intake/{intake_id}",
+                               detail={"ehr_patient": reference, "released": True})
+    outbox.kick(current_app._get_current_object())  # type: ignore[attr-defined]
+    return redirect(url_for("admin.outbox_rows"))
 
 
 @bp.post("/outbox/retry")

@@ -6,10 +6,15 @@ X-Forwarded-Host header: a client that made an assertion for another server cann
 by naming that server in a header. Left at its development default (http://127.0.0.1:5000), the
 service accepts only assertions made for that address (it fails closed) and says so in the log
 at start-up when it runs the production way (INTAKE_JOBS=celery).
+
+`/.well-known/jwks.json` is the other direction: the public key this service signs its own
+client assertions with when it pushes to an EHR by SMART Backend Services (intake/fhir/ehr_auth.py),
+the JWKS URL to register there.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Blueprint, Response, current_app, request
@@ -18,6 +23,7 @@ from flask.blueprints import BlueprintSetupState
 from intake.auth import smart
 from intake.config import SETTINGS
 from intake.core.fhir_time import utcnow
+from intake.fhir import ehr_auth
 from intake.services import services
 from intake.storage.db import session_scope
 from intake.web.errors import oauth_json
@@ -69,3 +75,12 @@ def token() -> Response:
         body = smart.issue_token(session, form, token_url=token_url(), secret=current_app.config["SECRET_KEY"],
                                  now=utcnow())
     return oauth_json(body)
+
+
+@bp.get(ehr_auth.JWKS_PATH)
+def jwks() -> Response:
+    """The public JWK set of the key the EHR push signs with (no keys when it uses none)."""
+    body = ehr_auth.public_jwks(current_app._get_current_object())  # type: ignore[attr-defined]
+    response = Response(json.dumps(body), content_type="application/jwk-set+json")
+    response.headers["Cache-Control"] = "public, max-age=300"  # EHRs re-read it to follow a key rotation
+    return response

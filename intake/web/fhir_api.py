@@ -30,14 +30,19 @@ from intake.core.validation import Issue, operation_outcome, validate
 from intake.documents import DocumentError, document_for, extract_bundle_bytes
 from intake.errors import IntakeError
 from intake.fhir import publish
+from intake.fhir.include import included
 from intake.fhir.publish import questionnaire_id, questionnaires
 from intake.fhir.search import (
     DEFAULT_COUNT,
+    INCLUDES,
     RESULT_PARAMETERS,
     SEARCH_PARAMETERS,
+    Parameter,
     SearchError,
-    parse,
+    date_range,
+    parse_query,
     result_parameter,
+    sort_keys,
     split_values,
 )
 from intake.storage import fhir_store, patients
@@ -241,8 +246,25 @@ READ_TYPES = ("Questionnaire", "QuestionnaireResponse", "Patient", "Observation"
               "Provenance", "Group")
 
 
-def capability_statement(base: str) -> dict[str, Any]:
-    """What this server implements, exactly (built from the same tables the API dispatches on)."""
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def _search_param(rtype: str, name: str, parameter: Parameter) -> dict[str, Any]:
+    documentation = parameter.documentation
+    if name in sort_keys(rtype):
+        documentation += f" (also a _sort key: _sort={name} or _sort=-{name})"
+    return {"name": name, "type": parameter.kind, "documentation": documentation}
+
+
+def capability_statement(base: str, token_endpoint: str) -> dict[str, Any]:
+    """What this server implements, exactly (built from the same tables the API dispatches on).
+
+    `rest.security` carries the SMART `oauth-uris` extension with the token endpoint: SMART
+    clients such as fhirclient read it there (not from `.well-known/smart-configuration`). There
+    is no `authorize` or `register` URI: clients are registered by `flask intake api-client`
+    and authenticate with Backend Services (client credentials and a signed JWT), no user login.
+    """
     resources = []
     for rtype in READ_TYPES:
         entry: dict[str, Any] = {
@@ -251,11 +273,11 @@ def capability_statement(base: str) -> dict[str, Any]:
             "versioning": "versioned",
             "readHistory": False,
             "updateCreate": False,
-            "searchParam": [
-                {"name": name, "type": p.kind, "documentation": p.documentation}
-                for name, p in sorted(SEARCH_PARAMETERS[rtype].items())
-            ],
+            "conditionalRead": "full-support",
+            "searchParam": [_search_param(rtype, name, p) for name, p in sorted(SEARCH_PARAMETERS[rtype].items())],
         }
+        if rtype in INCLUDES:
+            entry["searchInclude"] = [i.text for i in INCLUDES[rtype].values()]
         if rtype == "QuestionnaireResponse":
             entry["operation"] = [
                 {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
@@ -289,11 +311,19 @@ def capability_statement(base: str) -> dict[str, Any]:
             {
                 "mode": "server",
                 "documentation": "Search results page by an opaque _cursor in the next link; "
-                "unknown parameters are refused (400).",
+                "_sort takes one date parameter or _lastUpdated ('-' for descending), resources "
+                "without that date last; _include as listed per type (search.mode include); "
+                "unknown parameters and values are refused (400).",
                 "security": {
+                    "extension": [{"url": OAUTH_URIS, "extension": [{"url": "token", "valueUri": token_endpoint}]}],
                     "cors": False,
-                    "service": [{"text": "Bearer token of an API client (flask intake api-client)"}],
-                    "description": "Every interaction but metadata needs a bearer token.",
+                    "service": [{
+                        "coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}],
+                        "text": "SMART Backend Services: client credentials with a signed JWT assertion "
+                                "(an API client registered with flask intake api-client)",
+                    }],
+                    "description": "Every interaction but metadata needs a bearer access token from the "
+                                   "token endpoint; .well-known/smart-configuration says the same.",
                 },
                 "resource": resources,
                 "operation": [
@@ -306,7 +336,7 @@ def capability_statement(base: str) -> dict[str, Any]:
 
 @bp.get("/metadata")
 def metadata() -> Response:
-    return _json_response(json.dumps(capability_statement(_base()), separators=(",", ":")))
+    return _json_response(json.dumps(capability_statement(_base(), token_url()), separators=(",", ":")))
 
 
 # --- Questionnaires (served from the loaded forms) ---------------------------------------------
@@ -359,18 +389,45 @@ def read(resource_type: str, resource_id: str) -> Response:
         if found is None:
             raise FhirError(404, "not-found", f"Questionnaire/{resource_id} is not known")
         note(f"Questionnaire/{resource_id}")
-        return _json_response(found[0], headers={"ETag": 'W/"1"'})
+        text = found[0]
+        version = str((json.loads(text).get("meta") or {}).get("versionId") or "1")
+        return _conditional(text, version, _questionnaire_changed(resource_id))
     stored = fhir_store.get_resource(reader(), resource_type, resource_id)
     if stored is None:
         raise FhirError(404, "not-found", f"{resource_type}/{resource_id} is not known")
     note(f"{resource_type}/{resource_id}")
-    etag = f'W/"{stored.version_id}"'
-    if request.headers.get("If-None-Match") == etag:
-        return Response(status=304, headers={"ETag": etag})
-    return _json_response(stored.resource_json, headers={
-        "ETag": etag, "Last-Modified": _http_date(stored.last_updated),
-        "Content-Location": f"{_base()}/{resource_type}/{resource_id}/_history/{stored.version_id}",
-    })
+    return _conditional(stored.resource_json, str(stored.version_id), stored.last_updated,
+                        f"{_base()}/{resource_type}/{resource_id}/_history/{stored.version_id}")
+
+
+def _questionnaire_changed(resource_id: str) -> datetime | None:
+    """When a served Questionnaire last changed: its `date` ("date last changed", a FHIR dateTime
+    that the linter requires), as an instant; None when it has none."""
+    form = {questionnaire_id(f): f for f in catalog().versions}.get(resource_id)
+    raw = form.resource.get("date") if form is not None else None
+    if not isinstance(raw, str):
+        return None
+    with suppress(SearchError):
+        return date_range(raw, "date")[1]
+    return None
+
+
+def _conditional(text: str, version: str, changed: datetime | None, location: str | None = None) -> Response:
+    """A read's answer with a weak version ETag and Last-Modified, or 304 Not Modified when the
+    client's copy is current: `If-None-Match` (any of its tags, weakly compared; `*`) decides when
+    sent, else `If-Modified-Since` (RFC 9110 §13.2.2)."""
+    headers = {"ETag": f'W/"{version}"'}
+    if changed is not None:
+        headers["Last-Modified"] = _http_date(changed)
+    if location is not None:
+        headers["Content-Location"] = location
+    if "If-None-Match" in request.headers:
+        if request.if_none_match.contains_weak(version) or request.if_none_match.star_tag:
+            return Response(status=304, headers=headers)
+    elif changed is not None and request.if_modified_since is not None \
+            and changed.replace(microsecond=0) <= request.if_modified_since:
+        return Response(status=304, headers=headers)
+    return _json_response(text, headers=headers)
 
 
 @bp.route("/<resource_type>", methods=["GET"])
@@ -392,6 +449,7 @@ def search_post(resource_type: str) -> Response:
 
 def _search(resource_type: str, args: list[tuple[str, str]]) -> Response:
     base = _base()
+    extra: list[tuple[str, str, str]] = []  # (type, id, JSON) of the `_include`d resources
     if resource_type == "Questionnaire":
         matches, count, after = _search_questionnaires(args)
         pending = [m for m in matches if after is None or int(m[0]) > after]
@@ -399,10 +457,13 @@ def _search(resource_type: str, args: list[tuple[str, str]]) -> Response:
         total, more = len(matches), len(pending) > count
         texts = [(f"{base}/Questionnaire/{json.loads(t)['id']}", t, p) for p, t in page]
     else:
-        criteria, count, after = parse(resource_type, args)
-        rows, total, more = fhir_store.search(reader(), criteria, after_seq=after, count=count)
+        parsed = parse_query(resource_type, args)
+        require_read(*(i.target for i in parsed.includes))
+        count = parsed.count
+        rows, total, more = fhir_store.search(reader(), parsed.criteria, after_seq=parsed.after, count=count)
         texts = [(f"{base}/{r.resource_type}/{r.resource_id}", r.resource_json, r.seq) for r in rows]
-        note(*(f"{r.resource_type}/{r.resource_id}" for r in rows))
+        extra = included(reader(), parsed.includes, [r.resource_json for r in rows], questionnaires(catalog()))
+        note(*(f"{r.resource_type}/{r.resource_id}" for r in rows), *(f"{t}/{i}" for t, i, _ in extra))
     query = [(k, v) for k, v in args if k != "_cursor"]
     links = [{"relation": "self", "url": f"{base}/{resource_type}" + (f"?{urlencode(args)}" if args else "")}]
     if more and texts:
@@ -410,11 +471,13 @@ def _search(resource_type: str, args: list[tuple[str, str]]) -> Response:
             {"relation": "next", "url": f"{base}/{resource_type}?{urlencode([*query, ('_cursor', str(texts[-1][2]))])}"}
         )
     entries = ",".join(
-        f'{{"fullUrl":{json.dumps(url)},"resource":{text},"search":{{"mode":"match"}}}}' for url, text, _ in texts
+        [f'{{"fullUrl":{json.dumps(url)},"resource":{text},"search":{{"mode":"match"}}}}' for url, text, _ in texts]
+        + [f'{{"fullUrl":{json.dumps(f"{base}/{t}/{i}")},"resource":{text},"search":{{"mode":"include"}}}}'
+           for t, i, text in extra]
     )
     body = (f'{{"resourceType":"Bundle","type":"searchset","total":{total},'
             f'"link":{json.dumps(links, separators=(",", ":"))},"entry":[{entries}]}}')
-    if not texts:
+    if not entries:
         body = body.replace(',"entry":[]', "")
     return _json_response(body)
 

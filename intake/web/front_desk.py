@@ -30,12 +30,13 @@ from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
 from wtforms import DateField, SelectMultipleField, StringField, TimeField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired, Length, Optional
+from wtforms.validators import InputRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from intake import workflow
 from intake.core.fhir_time import utcnow
 from intake.core.summary import top_tier
+from intake.fhir import patient_match
 from intake.storage import intakes, invites, patients, worklists
 from intake.web import auditing
 from intake.web.context import catalog, reader, writer
@@ -128,14 +129,39 @@ def day() -> Any:
                            previous=chosen - timedelta(days=1), next=chosen + timedelta(days=1)), 400 if error else 200
 
 
+def _record_number(form: FlaskForm, field: StringField) -> None:
+    """`NUMBER` (in INTAKE_MRN_SYSTEM) or `SYSTEM|NUMBER`: the EHR's identifier of the patient."""
+    try:
+        patient_match.parse_identifier(field.data, current_app.config["INTAKE_MRN_SYSTEM"])
+    except patient_match.MatchError as exc:
+        raise ValidationError(str(exc).capitalize() + ".") from None
+
+
+def _ehr_patient(form: FlaskForm, field: StringField) -> None:
+    try:
+        patient_match.parse_reference(field.data)
+    except patient_match.MatchError as exc:
+        raise ValidationError(str(exc).capitalize() + ".") from None
+
+
 class IntakeForm(FlaskForm):
     name = StringField("Full name", validators=[InputRequired(), Length(max=255)])
     birth_date = DateField("Date of birth", validators=[InputRequired()])
-    mrn = StringField("Record number (optional)", validators=[Optional(), Length(max=64)])
+    mrn = StringField("Record number (optional)", validators=[Optional(), Length(max=321), _record_number])
+    ehr_patient = StringField("EHR patient (optional)", validators=[Optional(), Length(max=80), _ehr_patient])
     appointment_day = DateField("Appointment date", validators=[InputRequired()])
     appointment_time = TimeField("Appointment time", validators=[InputRequired()])
     questionnaires = SelectMultipleField("Questionnaires", validators=[InputRequired()],
                                          option_widget=CheckboxInput(), widget=ListWidget(prefix_label=False))
+
+
+def _ehr_identity(form: IntakeForm) -> tuple[str | None, str | None, str | None]:
+    """The record number, its system and the EHR Patient reference the form gives (validated)."""
+    mrn, system = None, None
+    if form.mrn.data and form.mrn.data.strip():
+        system, mrn = patient_match.parse_identifier(form.mrn.data, current_app.config["INTAKE_MRN_SYSTEM"])
+    ehr = form.ehr_patient.data
+    return mrn, system, patient_match.parse_reference(ehr) if ehr and ehr.strip() else None
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -152,12 +178,13 @@ def new_intake() -> Any:
     error, refused = None, None
     if request.method == "POST" and form.validate_on_submit():
         appointment = datetime.combine(form.appointment_day.data, form.appointment_time.data, _zone()).astimezone(UTC)
+        mrn, mrn_system, ehr_reference = _ehr_identity(form)
         try:
             with writer() as db:
                 intake, token = workflow.invite_patient(
                     current_app, db, catalog(), by=workflow.Caller(auditing.current_actor(), auditing.source()),
                     name=form.name.data, birth_date=form.birth_date.data, questionnaires=form.questionnaires.data,
-                    appointment_at=appointment, mrn=form.mrn.data or None)
+                    appointment_at=appointment, mrn=mrn, mrn_system=mrn_system, ehr_reference=ehr_reference)
                 intake_id = intake.id
                 ticket = _hold(db, intake_id, token)
         except workflow.WorkflowError as exc:

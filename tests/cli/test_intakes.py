@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 
+from intake.services import services
+from intake.storage.models import Patient
 from tests.web.conftest import app, client  # noqa: F401  (fixtures)
 
 LHC = Path(__file__).resolve().parents[3] / "shared" / "fhircheck" / "fixtures" / "lhc-forms"
@@ -28,6 +31,12 @@ def test_invite_prints_a_link_with_a_256_bit_token(app: Flask) -> None:  # noqa:
         (["--name", "   ", "--birth-date", "1970-01-01"], "patient name is required"),
         (["--name", "A", "--birth-date", "1970-01-01", "--questionnaires", "nope"], "unknown questionnaire 'nope'"),
         (["--name", "A", "--birth-date", "1970-01-01", "--appointment", "soon"], "--appointment must be"),
+        (["--name", "A", "--birth-date", "1970-01-01", "--ehr-patient", "123"], "--ehr-patient: the EHR patient must"),
+        (["--name", "A", "--birth-date", "1970-01-01", "--ehr-patient", "Patient/a b"], "like Patient/123"),
+        (["--name", "A", "--birth-date", "1970-01-01", "--mrn", "urn:oid:1|"], "--mrn: the record number must"),
+        (["--name", "A", "--birth-date", "1970-01-01", "--mrn", "|123"], "--mrn: the record number's system"),
+        (["--patient", "p1", "--mrn", "7"], "with --patient, leave them out"),
+        (["--intake", "i1", "--ehr-patient", "Patient/1"], "--intake takes no other option"),
     ],
 )
 def test_invite_rejects_bad_input_with_one_line(app: Flask, args: list[str], message: str) -> None:  # noqa: F811
@@ -35,6 +44,33 @@ def test_invite_rejects_bad_input_with_one_line(app: Flask, args: list[str], mes
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def _patients(flask_app: Flask) -> list[Patient]:
+    with services(flask_app).sessions() as session:
+        found = list(session.scalars(select(Patient).order_by(Patient.created_at)))
+        session.expunge_all()
+        return found
+
+
+def test_invite_for_an_ehr_patient_by_reference_or_record_number(app: Flask) -> None:  # noqa: F811
+    runner = app.test_cli_runner()
+    base = ["intake", "invite", "--name", "Ana Diaz", "--birth-date", "1970-05-01"]
+    assert runner.invoke(args=[*base, "--ehr-patient", " Patient/ehr-1 "]).exit_code == 0
+    assert runner.invoke(args=[*base, "--ehr-patient", "Patient/ehr-1"]).exit_code == 0  # a follow-up
+    assert runner.invoke(args=[*base, "--mrn", "https://hospital.example/mrn|AB+12&3"]).exit_code == 0
+    assert runner.invoke(args=[*base, "--mrn", "AB+12&3"]).exit_code == 0  # INTAKE_MRN_SYSTEM: another record
+    found = [(p.ehr_reference, p.mrn_system, p.mrn) for p in _patients(app)]
+    assert found == [("Patient/ehr-1", None, None), (None, "https://hospital.example/mrn", "AB+12&3"),
+                     (None, app.config["INTAKE_MRN_SYSTEM"], "AB+12&3")]
+    # Both at once: the record number's patient gets the link; a contradiction is refused in one line.
+    result = runner.invoke(args=[*base, "--mrn", "AB+12&3", "--ehr-patient", "Patient/ehr-2"])
+    assert result.exit_code == 0, result.output
+    assert _patients(app)[2].ehr_reference == "Patient/ehr-2"
+    result = runner.invoke(args=[*base, "--mrn", "AB+12&3", "--ehr-patient", "Patient/ehr-1"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "two different patients" in lines[0]
+    assert len(_patients(app)) == 3
 
 
 def test_lint_forms_passes_the_project_forms(app: Flask) -> None:  # noqa: F811

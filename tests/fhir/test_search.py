@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy.orm import Session
 
 from intake.errors import IntakeError
-from intake.fhir import search
+from intake.fhir import include, search
 from intake.fhir.publish import publish_patient
 from intake.fhir.search import SearchError, date_range, parse, split_values
-from intake.storage import fhir_store, patients
+from intake.storage import fhir_store, migrate, patients
+from intake.storage.db import make_engine, make_session_factory, session_scope
 from intake.storage.fhir_store import ColumnTest, Test, TokenTest
 
 
@@ -330,3 +331,101 @@ def test_a_last_updated_range_reads_the_store_time(session: Session, people: dic
     assert found(
         session, people, ("_lastUpdated", "lt" + (NOW + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%MZ"))
     ) == list(BORN)
+
+
+# --- _sort and _include ----------------------------------------------------------------------------
+
+
+def test_sort_takes_one_date_key_either_way() -> None:
+    criteria, _count, _after = parse("QuestionnaireResponse", [("_sort", "-authored")])
+    assert criteria.sort == fhir_store.Sort("date", descending=True)
+    assert parse("Observation", [("_sort", "_lastUpdated")])[0].sort == fhir_store.Sort("lastUpdated")
+    assert parse("Patient", [("_sort", "birthdate")])[0].sort == fhir_store.Sort("date")
+    assert parse("Flag", [])[0].sort is None
+    assert "one of _lastUpdated, date" in refused("Observation", ("_sort", "code"))
+    assert "one sort key" in refused("Observation", ("_sort", "date,-_lastUpdated"))
+    assert "one sort key" in refused("Observation", ("_sort", "date"), ("_sort", "-date"))
+    assert "one sort key" in refused("Observation", ("_sort:asc", "date"))
+    assert search.sort_keys("Questionnaire") == []
+
+
+def test_include_takes_the_listed_references_only() -> None:
+    query = search.parse_query("QuestionnaireResponse", [
+        ("_include", "QuestionnaireResponse:subject"), ("_include", "QuestionnaireResponse:questionnaire"),
+        ("_include", "QuestionnaireResponse:subject:Patient")])
+    assert [i.text for i in query.includes] == ["QuestionnaireResponse:subject", "QuestionnaireResponse:questionnaire"]
+    assert query.criteria.conditions == []
+    for raw in ("QuestionnaireResponse:author", "Observation:subject", "*", "QuestionnaireResponse",
+                "QuestionnaireResponse:subject:Group", "QuestionnaireResponse:subject:Patient:x"):
+        assert "_include" in refused("QuestionnaireResponse", ("_include", raw)), raw
+    assert "iterative" in refused("Observation", ("_include:iterate", "Observation:subject"))
+    assert "none" in refused("Patient", ("_include", "Patient:link"))
+
+
+def test_include_reads_relative_and_absolute_references() -> None:
+    subject = search.INCLUDES["Observation"]["subject"]
+    derived = search.INCLUDES["Observation"]["derived-from"]
+    observation = {"subject": {"reference": "https://x.example/fhir/Patient/p-1"},
+                   "derivedFrom": [{"reference": "QuestionnaireResponse/r.1"}, {"reference": "urn:uuid:1"},
+                                   {"reference": "Patient/p-2"}, {"display": "no reference"}]}
+    assert include.references(subject, observation) == ["Patient/p-1"]
+    assert include.references(derived, observation) == ["QuestionnaireResponse/r.1"]
+    canonical = search.INCLUDES["QuestionnaireResponse"]["questionnaire"]
+    assert include.references(canonical, {"questionnaire": "https://f.example/Q|1.0"}) == ["https://f.example/Q|1.0"]
+    assert include.references(subject, {"subject": "Patient/1"}) == []  # not a Reference: nothing
+
+
+DATES = {"a": datetime(2026, 1, 2, tzinfo=UTC), "b": None, "c": datetime(2026, 1, 1, tzinfo=UTC),
+         "d": datetime(2026, 1, 2, tzinfo=UTC), "e": None, "f": datetime(2026, 1, 3, tzinfo=UTC)}
+
+
+@pytest.mark.parametrize(("sort", "order"), [
+    ("date", ["c", "a", "d", "f", "b", "e"]),  # ties in store order; resources without a date last
+    ("-date", ["f", "a", "d", "c", "b", "e"]),
+])
+@pytest.mark.parametrize("count", [1, 2, 4, 10])
+def test_sorted_pages_continue_from_the_last_rows_value(session: Session, sort: str, order: list[str],
+                                                        count: int) -> None:
+    for name, when in DATES.items():
+        fhir_store.put_resource(session, {"resourceType": "Flag", "id": name}, now=NOW, date=when)
+    seen: list[str] = []
+    args = [("_sort", sort), ("_count", str(count))]
+    for _ in range(10):
+        criteria, size, after = parse("Flag", args)
+        rows, total, more = fhir_store.search(session, criteria, after_seq=after, count=size)
+        assert total == 6 and len(rows) <= count
+        seen += [r.resource_id for r in rows]
+        if not more:
+            break
+        args = [("_sort", sort), ("_count", str(count)), ("_cursor", str(rows[-1].seq))]
+    assert seen == order
+
+
+def test_a_sorted_page_token_whose_resource_is_gone_is_refused(session: Session) -> None:
+    criteria, count, _after = parse("Flag", [("_sort", "date")])
+    with pytest.raises(IntakeError, match="_cursor") as caught:
+        fhir_store.search(session, criteria, after_seq=999_999, count=count)
+    assert caught.value.status == 400
+
+
+def test_migration_0013_indexes_the_categories_of_stored_observations(empty_database_url: str) -> None:
+    migrate.upgrade(empty_database_url, "0012")
+    engine = make_engine(empty_database_url)
+    observation = {"resourceType": "Observation", "id": "o-1", "status": "final", "code": {"text": "x"},
+                   "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                             "code": "survey"}]}]}
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            fhir_store.put_resource(session, observation, now=NOW)  # as the code before 0013 stored it: no tokens
+            fhir_store.put_resource(session, {**observation, "id": "o-2", "category": [{"text": "none coded"}]},
+                                    now=NOW)
+        migrate.upgrade(empty_database_url)
+        with session_scope(make_session_factory(engine)) as session:
+            criteria, count, after = parse("Observation", [("category", "survey")])
+            assert [r.resource_id for r in fhir_store.search(session, criteria, after_seq=after, count=count)[0]] \
+                == ["o-1"]
+            criteria, count, after = parse(
+                "Observation", [("category", "http://terminology.hl7.org/CodeSystem/observation-category|survey")])
+            assert fhir_store.search(session, criteria, after_seq=after, count=count)[1] == 1
+    finally:
+        engine.dispose()

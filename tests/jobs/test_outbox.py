@@ -192,7 +192,7 @@ def test_the_commands_list_and_retry_dead_letters(app: Flask, probe: Probe) -> N
     lines = listed.output.splitlines()
     assert any(str(dead) in line and "dead" in line and "HTTP 404" in line for line in lines)
     assert any(str(waiting) in line and "pending" in line for line in lines)
-    assert lines[-1] == "pending 1  queued 0  done 0  dead 1"
+    assert lines[-1] == "pending 1  queued 0  done 0  dead 1  held 0"
     only_dead = runner.invoke(args=["intake", "outbox", "list", "--state", "dead"]).output
     assert [line.split()[:3] for line in only_dead.splitlines()[:-1]] == [[str(dead), "dead", "probe"]]
     refused = runner.invoke(args=["intake", "outbox", "retry", str(waiting)])

@@ -92,6 +92,7 @@ def matrix(ids: dict[str, Any]) -> dict[str, list[tuple[str, str, dict[str, Any]
         "clinician.summary_pdf": [
             ("GET", f"/clinician/intakes/{intake}/screening-summary.pdf", {}, staff(200, "clinician"))
         ],
+        "clinician.timeline": [("GET", f"/clinician/patients/{ids['patient']}/timeline", {}, staff(200, "clinician"))],
         "admin.users": [("GET", "/admin/users", {}, staff(200, "admin"))],
         "admin.add_user": [("POST", "/admin/users", {}, staff(400, "admin"))],
         "admin.change_user": [("POST", "/admin/users/doctor/disable", {}, staff(400, "admin"))],
@@ -102,10 +103,12 @@ def matrix(ids: dict[str, Any]) -> dict[str, list[tuple[str, str, dict[str, Any]
         "admin.audit_export": [("GET", "/admin/audit/AuditEvent.ndjson", {}, staff(200, "admin"))],
         "admin.outbox_rows": [("GET", "/admin/outbox", {}, staff(200, "admin"))],
         "admin.outbox_retry": [("POST", "/admin/outbox/retry", {}, staff(400, "admin"))],  # no CSRF token
+        "admin.outbox_link": [("POST", "/admin/outbox/link", {}, staff(400, "admin"))],  # no CSRF token
         "auth_api.smart_configuration": [
             ("GET", "/.well-known/smart-configuration", {}, everyone(200)),
             ("GET", "/fhir/.well-known/smart-configuration", {}, everyone(200)),
         ],
+        "auth_api.jwks": [("GET", "/.well-known/jwks.json", {}, everyone(200))],  # a public key, for the EHR
         "auth_api.token": [("POST", "/auth/token", {"data": {"grant_type": "client_credentials"}}, everyone(400))],
         "fhir.metadata": [("GET", "/fhir/metadata", {}, everyone(200))],
         "openapi.spec": [("GET", "/openapi.json", {}, everyone(200))],  # the API description is public

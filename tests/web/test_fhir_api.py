@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -179,17 +181,19 @@ def test_read_serves_the_stored_json_with_etag_and_version(
 def test_questionnaires_are_read_and_searched_from_the_loaded_forms(api: Api) -> None:
     stress = "https://intake.example.org/fhir/Questionnaire/stress"
     bundle = api.json(f"/fhir/Questionnaire?url={stress}")
-    # Every loaded version: the current one and the earlier one kept for intakes pinned to it.
-    assert bundle["total"] == 2
+    # Every loaded version: the current one and the earlier ones kept for intakes pinned to them.
+    loaded = services(api.client.application).catalog
+    archived = {f.version for f in loaded.versions if f.url == stress}
+    assert bundle["total"] == len(archived) >= 2
     versions = {e["resource"]["version"]: e["resource"] for e in bundle["entry"]}
-    current = services(api.client.application).catalog.by_key["stress"].version
-    assert current in versions and len(versions) == 2
+    current = loaded.by_key["stress"].version
+    assert current in versions and set(versions) == archived
     questionnaire = versions[current]
     assert questionnaire["url"] == stress and questionnaire["id"] == f"stress-{current}"
     assert api.json(f"/fhir/Questionnaire/{questionnaire['id']}")["item"] == questionnaire["item"]
-    [earlier] = [v for v in versions if v != current]
+    earlier = min(v for v in versions if v != current)
     assert api.json(f"/fhir/Questionnaire?url={stress}&version={earlier}")["entry"][0]["resource"]["version"] == earlier
-    assert api.json("/fhir/Questionnaire?status=active")["total"] == 10
+    assert api.json("/fhir/Questionnaire?status=active")["total"] == len(loaded.versions) >= 10
     assert api.json("/fhir/Questionnaire?status=retired")["total"] == 0
 
 
@@ -321,6 +325,152 @@ def test_bad_search_parameters_are_400_outcomes(api: Api, query: str, code: str)
     assert_outcome(api.get(query), 400, code)
 
 
+def _entries(bundle: dict[str, Any], mode: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle.get("entry", []) if e["search"]["mode"] == mode]
+
+
+def _walk(api: Api, path: str) -> list[dict[str, Any]]:
+    """Every page of a search by its next links: the bundles in order."""
+    pages, url = [], path
+    while url:
+        page = api.json(url)
+        pages.append(page)
+        links = {link["relation"]: link["url"] for link in page["link"]}
+        url = "/" + links["next"].split("://", 1)[1].split("/", 1)[1] if "next" in links else ""
+    return pages
+
+
+def test_sort_orders_by_a_date_both_ways_across_pages(api: Api, two_intakes: tuple[str, str]) -> None:
+    """Finding 8: `_sort` on date parameters and `_lastUpdated`; pages keep the order."""
+    for path, element in (("QuestionnaireResponse?_sort={}authored", "authored"),
+                          ("Observation?_sort={}date", "effectiveDateTime"),
+                          ("Flag?_sort={}date", "period"),
+                          ("QuestionnaireResponse?_sort={}_lastUpdated", "meta")):
+        for sign in ("", "-"):
+            pages = _walk(api, f"/fhir/{path.format(sign)}&_count=3")
+            found = [r for page in pages for r in _entries(page, "match")]
+            assert len(found) == pages[0]["total"] == len({r["id"] for r in found}) > 1
+            keys = [r["meta"]["lastUpdated"] if element == "meta" else
+                    r["period"]["start"] if element == "period" else r[element] for r in found]
+            assert keys == sorted(keys, reverse=sign == "-"), (path, sign)
+    authored = [r["authored"] for r in _entries(api.json("/fhir/QuestionnaireResponse?_sort=-authored"), "match")]
+    assert authored[0] > authored[-1]  # the two intakes were made one after the other: the order is visible
+
+
+@pytest.mark.parametrize("query", [
+    "/fhir/QuestionnaireResponse?_sort=status",  # not a date: refused, never silently unsorted
+    "/fhir/QuestionnaireResponse?_sort=authored,_lastUpdated",
+    "/fhir/QuestionnaireResponse?_sort=authored&_sort=-authored",
+    "/fhir/QuestionnaireResponse?_sort:desc=authored",
+    "/fhir/Questionnaire?_sort=date",
+    "/fhir/QuestionnaireResponse?_include=QuestionnaireResponse:author",
+    "/fhir/QuestionnaireResponse?_include=Observation:subject",
+    "/fhir/QuestionnaireResponse?_include=*",
+    "/fhir/QuestionnaireResponse?_include=QuestionnaireResponse:subject:Group",
+    "/fhir/QuestionnaireResponse?_include:iterate=QuestionnaireResponse:subject",
+    "/fhir/QuestionnaireResponse?_revinclude=Observation:derived-from",
+    "/fhir/Patient?_include=Patient:link",
+    "/fhir/Observation?category=survey&category:text=x",
+])
+def test_unsupported_sorts_and_includes_are_400_outcomes(api: Api, query: str) -> None:
+    body = assert_outcome(api.get(query), 400, "invalid")
+    assert any(word in body["issue"][0]["diagnostics"] for word in ("_sort", "_include", "_revinclude", "category"))
+
+
+def test_observations_are_searched_by_category(api: Api, two_intakes: tuple[str, str]) -> None:
+    everything = api.json("/fhir/Observation")["total"]
+    assert everything > 6
+    survey = "http://terminology.hl7.org/CodeSystem/observation-category"
+    assert api.json("/fhir/Observation?category=survey")["total"] == everything
+    assert api.json(f"/fhir/Observation?category={survey}|survey")["total"] == everything
+    assert api.json("/fhir/Observation?category=laboratory")["total"] == 0
+    assert api.json("/fhir/Observation?category=http://snomed.info/sct|survey")["total"] == 0
+
+
+def test_include_adds_the_referenced_resources_once_per_page(
+    api_app: Flask, api: Api, two_intakes: tuple[str, str]
+) -> None:
+    """Finding 8: `_include` of a response's questionnaire and subject (and an Observation's);
+    included entries say `search.mode` include and do not count in `total`."""
+    flagged, _plain = two_intakes
+    patient = patient_of(api_app, flagged)
+    bundle = api.json(f"/fhir/QuestionnaireResponse?patient={patient}&_include=QuestionnaireResponse:subject"
+                      "&_include=QuestionnaireResponse:questionnaire")
+    matches, extra = _entries(bundle, "match"), _entries(bundle, "include")
+    assert bundle["total"] == len(matches) == 5
+    assert [r["id"] for r in extra if r["resourceType"] == "Patient"] == [patient]
+    pinned = {r["questionnaire"] for r in matches}
+    assert {f"{q['url']}|{q['version']}" for q in extra if q["resourceType"] == "Questionnaire"} == pinned
+    assert len(extra) == 1 + len(pinned)
+    assert all(e["fullUrl"].endswith(f"/fhir/{e['resource']['resourceType']}/{e['resource']['id']}")
+               for e in bundle["entry"])
+    # The next links keep the includes: each page carries what its own matches reference.
+    pages = _walk(api, f"/fhir/QuestionnaireResponse?patient={patient}&_count=2"
+                       "&_include=QuestionnaireResponse:subject:Patient")
+    assert len(pages) == 3 and all([r["id"] for r in _entries(p, "include")] == [patient] for p in pages)
+    observations = api.json(f"/fhir/Observation?patient={patient}&_include=Observation:patient"
+                            "&_include=Observation:derived-from&_count=3")
+    sources = {r["derivedFrom"][0]["reference"] for r in _entries(observations, "match")}
+    assert {f"{r['resourceType']}/{r['id']}" for r in _entries(observations, "include")} == {
+        f"Patient/{patient}", *sources}
+    # An include needs read access to what it includes.
+    narrow = Api(api_app.test_client(), new_token(api_app, "qr-only", ("system/QuestionnaireResponse.read",)))
+    assert_outcome(narrow.get("/fhir/QuestionnaireResponse?_include=QuestionnaireResponse:subject"), 403)
+    assert narrow.get("/fhir/QuestionnaireResponse?_sort=-authored").status_code == 200
+
+
+def test_metadata_names_the_token_endpoint_includes_and_sorts(api_app: Flask) -> None:
+    """Finding 6: the SMART oauth-uris extension in rest.security, as fhirclient reads it."""
+    api_app.config["INTAKE_BASE_URL"] = "https://intake.example.org"
+    statement = json.loads(api_app.test_client().get("/fhir/metadata").data)
+    security = statement["rest"][0]["security"]
+    [oauth] = security["extension"]
+    assert oauth["url"] == "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+    assert oauth["extension"] == [{"url": "token", "valueUri": "https://intake.example.org/auth/token"}]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    discovery = api_app.test_client().get("/.well-known/smart-configuration").json
+    assert discovery["token_endpoint"] == oauth["extension"][0]["valueUri"]
+    resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert resources["QuestionnaireResponse"]["searchInclude"] == [
+        "QuestionnaireResponse:questionnaire", "QuestionnaireResponse:patient", "QuestionnaireResponse:subject"]
+    assert "Observation:subject" in resources["Observation"]["searchInclude"]
+    assert "searchInclude" not in resources["Patient"]
+    observation = {p["name"]: p for p in resources["Observation"]["searchParam"]}
+    assert "category" in observation and "_sort=-date" in observation["date"]["documentation"]
+
+
+def test_questionnaire_reads_are_conditional(api: Api) -> None:
+    """Finding 7: ETag (weak, the version), Last-Modified (the Questionnaire's date), and 304 for
+    a current copy by If-None-Match or If-Modified-Since."""
+    bundle = api.json("/fhir/Questionnaire?_count=1")
+    questionnaire = bundle["entry"][0]["resource"]
+    path = f"/fhir/Questionnaire/{questionnaire['id']}"
+    first = api.get(path)
+    assert first.status_code == 200 and first.headers["ETag"] == f'W/"{questionnaire["meta"]["versionId"]}"'
+    changed = parsedate_to_datetime(first.headers["Last-Modified"])
+    assert changed == datetime.fromisoformat(questionnaire["date"][:10]).replace(tzinfo=UTC)
+    for headers in ({"If-None-Match": first.headers["ETag"]}, {"If-None-Match": f'W/"0", {first.headers["ETag"]}'},
+                    {"If-None-Match": "*"}, {"If-Modified-Since": first.headers["Last-Modified"]},
+                    {"If-Modified-Since": format_datetime(changed + timedelta(days=1), usegmt=True)}):
+        again = api.get(path, headers=headers)
+        assert again.status_code == 304 and not again.data, headers
+        assert again.headers["ETag"] == first.headers["ETag"]
+    for headers in ({"If-None-Match": 'W/"0"'}, {"If-Modified-Since": format_datetime(changed - timedelta(seconds=1),
+                                                                                     usegmt=True)},
+                    {"If-None-Match": 'W/"0"', "If-Modified-Since": first.headers["Last-Modified"]},
+                    {"If-Modified-Since": "not a date"}):
+        assert api.get(path, headers=headers).status_code == 200, headers
+
+
+def test_stored_reads_answer_if_modified_since(api: Api, two_intakes: tuple[str, str]) -> None:
+    patient = api.json("/fhir/Patient?_count=1")["entry"][0]["resource"]
+    first = api.get(f"/fhir/Patient/{patient['id']}")
+    modified = first.headers["Last-Modified"]
+    assert api.get(f"/fhir/Patient/{patient['id']}", headers={"If-Modified-Since": modified}).status_code == 304
+    earlier = format_datetime(parsedate_to_datetime(modified) - timedelta(seconds=1), usegmt=True)
+    assert api.get(f"/fhir/Patient/{patient['id']}", headers={"If-Modified-Since": earlier}).status_code == 200
+
+
 def test_format_is_honoured(api: Api) -> None:
     assert api.get("/fhir/Patient?_format=json").content_type.startswith("application/json")
     assert api.get("/fhir/Patient?_format=application/fhir+json").content_type.startswith(FHIR_JSON)
@@ -382,10 +532,13 @@ def test_extract_is_an_idempotent_transaction_bundle(api_app: Flask, api: Api, t
     assert all(u.startswith("urn:uuid:") for u in full_urls)
     for entry in bundle["entry"]:
         request = entry["request"]
-        if entry["resource"]["resourceType"] == "Provenance":
+        kind = entry["resource"]["resourceType"]
+        if kind == "Provenance":
             assert request["method"] == "PUT"
-        else:
+        elif kind == "Patient":  # the EHR's record: created once, never overwritten
             assert request["method"] == "POST" and request["ifNoneExist"].startswith("identifier=")
+        else:  # the current version replaces the EHR's
+            assert request["method"] == "PUT" and request["url"].startswith(f"{kind}?identifier=")
     references = [r for r in _references(bundle) if r.startswith("urn:uuid:")]
     assert references and set(references) <= full_urls  # every internal reference resolves in the Bundle
     assert not [r for r in _references(bundle) if r.startswith(("Patient/", "QuestionnaireResponse/"))]
@@ -418,6 +571,10 @@ def test_everything_the_api_returns_passes_fhircheck(api_app: Flask, api: Api, t
         for entry in json.loads(bundle.data)["entry"]:
             read = api.get(f"/fhir/{rtype}/{entry['resource']['id']}")
             (out / f"read-{rtype}-{entry['resource']['id']}.json").write_bytes(read.data)
+    for name, query in (("include-qr", "QuestionnaireResponse?_include=QuestionnaireResponse:subject"
+                                        "&_include=QuestionnaireResponse:questionnaire&_sort=-authored&_count=3"),
+                        ("include-obs", "Observation?category=survey&_include=Observation:derived-from&_count=2")):
+        (out / f"search-{name}.json").write_bytes(api.get(f"/fhir/{query}").data)
     for entry in api.json("/fhir/QuestionnaireResponse?_count=10")["entry"]:
         extracted = api.get(f"/fhir/QuestionnaireResponse/{entry['resource']['id']}/$extract")
         (out / f"extract-{entry['resource']['id']}.json").write_bytes(extracted.data)

@@ -34,13 +34,15 @@ def new_intake(
     *,
     born: str = "1971-03-04",
     mrn: str = "",
+    ehr_patient: str = "",
     at: str = "09:30",
     questionnaires: tuple[str, ...] = ("digestive", "neuropathy", "autoimmune", "diet", "stress"),
 ) -> tuple[int, str]:
     page = desk.get("/front-desk/new").text
     response = desk.post("/front-desk/new", data={
-        "name": name, "birth_date": born, "mrn": mrn, "appointment_day": TOMORROW.isoformat(),
-        "appointment_time": at, "questionnaires": list(questionnaires), "csrf_token": csrf(page)})
+        "name": name, "birth_date": born, "mrn": mrn, "ehr_patient": ehr_patient,
+        "appointment_day": TOMORROW.isoformat(), "appointment_time": at, "questionnaires": list(questionnaires),
+        "csrf_token": csrf(page)})
     return response.status_code, response.headers.get("Location", "") or response.text
 
 
@@ -112,6 +114,35 @@ def test_a_known_record_number_joins_the_same_patient(desk_app: Flask) -> None:
     with services(desk_app).sessions() as session:
         assert len(list(session.scalars(select(Patient)))) == 1
         assert len(list(session.scalars(select(Intake)))) == 2
+
+
+def test_an_intake_for_the_ehrs_patient_by_reference_or_record_number(desk_app: Flask) -> None:
+    desk = signed_in(desk_app, "front-desk")
+    assert new_intake(desk, "Eva Gil", ehr_patient=" Patient/ehr-5 ")[0] == 302
+    assert new_intake(desk, "Eva Gil", ehr_patient="Patient/ehr-5", at="10:00")[0] == 302  # the same patient
+    assert new_intake(desk, "Leo Paz", mrn="urn:oid:1.2.3|LP+1&2")[0] == 302
+    with services(desk_app).sessions() as session:
+        found = [(p.name, p.ehr_reference, p.mrn_system, p.mrn)
+                 for p in session.scalars(select(Patient).order_by(Patient.created_at))]
+    assert found == [("Eva Gil", "Patient/ehr-5", None, None), ("Leo Paz", None, "urn:oid:1.2.3", "LP+1&2")]
+
+
+@pytest.mark.parametrize(("mrn", "ehr_patient", "fields"), [
+    ("", "123", {"ehr_patient"}),
+    ("", "https://ehr.example/Patient/1", {"ehr_patient"}),
+    ("urn:oid:1|", "", {"mrn"}),
+    ("|42", "Patient/1 2", {"mrn", "ehr_patient"}),
+])
+def test_a_bad_ehr_patient_or_record_number_is_listed_in_the_error_summary(
+        desk_app: Flask, mrn: str, ehr_patient: str, fields: set[str]) -> None:
+    desk = signed_in(desk_app, "front-desk")
+    status, body = new_intake(desk, "Bad Input", mrn=mrn, ehr_patient=ehr_patient)
+    assert status == 400 and "There is a problem" in body
+    assert {field for field, _ in error_summary(body)} == fields
+    if "ehr_patient" in fields:
+        assert "like Patient/123" in body
+    with services(desk_app).sessions() as session:
+        assert session.scalars(select(Intake)).first() is None
 
 
 def test_the_day_list_shows_each_status_for_front_desk_and_clinician(desk_app: Flask, app: Flask) -> None:

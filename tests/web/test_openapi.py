@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from intake.fhir.search import RESULT_PARAMETERS, SEARCH_PARAMETERS
+from intake.fhir.search import INCLUDES, RESULT_PARAMETERS, SEARCH_PARAMETERS, sort_keys
 from intake.web.fhir_api import READ_TYPES
 from intake.web.openapi import SPEC_FILE
 from tests.conftest import AppFactory
@@ -109,6 +109,8 @@ def test_each_search_lists_exactly_the_parameters_the_server_takes(resource_type
     table = SEARCH_PARAMETERS[resource_type]
     expected = set(table) | RESULT_PARAMETERS | {f"{name}:{modifier}" for name, p in table.items()
                                                  if p.kind == "string" for modifier in ("exact", "contains")}
+    expected |= {"_sort"} if sort_keys(resource_type) else set()
+    expected |= {"_include"} if resource_type in INCLUDES else set()
     get = SPEC["paths"][f"/fhir/{resource_type}"]["get"]
     post = SPEC["paths"][f"/fhir/{resource_type}/_search"]["post"]
     form = post["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]["properties"]
