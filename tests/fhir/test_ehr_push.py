@@ -9,17 +9,19 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
+from intake import create_app
 from intake.fhir import ehr_push
 from intake.jobs import outbox
 from intake.services import services
 from intake.storage import audit_log, outbox_store
 from intake.storage.models import OutboxRecord
-from tests.conftest import AppFactory
+from tests.conftest import AppFactory, app_config
 from tests.support.clock import ManualClock
 from tests.support.fhir_receiver import FhirReceiver
 from tests.web.conftest import csrf, invite_link
@@ -38,6 +40,12 @@ def ehr_settings(receiver: FhirReceiver) -> dict[str, Any]:
     """The EHR to push to: the receiver of this test, with a short timeout."""
     return {"INTAKE_EHR_FHIR_BASE": receiver.base_url, "INTAKE_EHR_BEARER_TOKEN": TOKEN,
             "INTAKE_EHR_TIMEOUT_SECONDS": 2.0}
+
+
+def app_for(database_url: str, tmp_path: Path, receiver: FhirReceiver, **config: Any) -> Flask:
+    """An app pushing to `receiver` that the caller closes (for tests that manage the app
+    themselves; others use the `make_app` fixture)."""
+    return create_app(app_config(database_url, tmp_path / "i", **{**ehr_settings(receiver), **config}))
 
 
 @pytest.fixture
