@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
     from flask import Flask
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the Flask app; `config` overrides the environment (tests pass DATABASE_URL etc.).
+def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], datetime] | None = None) -> Flask:
+    """Build the Flask app; `config` overrides the environment (tests pass DATABASE_URL etc.);
+    `clock` replaces the wall clock the use cases and the outbox read (tests advance it by hand).
 
     Flask is imported here, not at module level, so `import intake.core...` stays free of it.
     """
@@ -63,6 +67,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             outbox.NOTIFY: notify.notify_job,
         },
     )
+    if clock is not None:
+        found.clock = clock
     app.extensions[KEY] = found  # the one entry; read it with intake.services.services(app)
     found.outbox_poller = outbox.Poller(app)
     jobs = Jobs(app, app.config["INTAKE_JOBS"])

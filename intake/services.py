@@ -9,10 +9,14 @@ read, and a type checker knows what each one is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
 from flask import Flask, current_app
+
+from intake.core.fhir_time import utcnow
 
 if TYPE_CHECKING:  # types only: the services' own modules import this one to find each other
     from flask_limiter import Limiter
@@ -38,6 +42,9 @@ class Services:
     relaxed_writers: sessionmaker[Session]  # commits that need not wait for the disk: read-audit rows
     catalog: Catalog
     outbox_handlers: dict[str, Handler]  # outbox row kind -> what runs it
+    # "Now" for the use cases (intake.workflow) and the outbox: when rows are due, when retries
+    # come. `create_app(clock=...)` swaps it, so a test can run an hour-long outage in a second.
+    clock: Callable[[], datetime] = utcnow
     # Set as the app is assembled, after this object is on it (each takes the app):
     outbox_poller: Poller = field(init=False)
     jobs: Jobs = field(init=False)

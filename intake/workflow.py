@@ -34,6 +34,7 @@ from intake.core.validation import Issue, has_errors, validate
 from intake.errors import IntakeError
 from intake.fhir import publish as fhir_resources  # `publish` below is this module's own step
 from intake.jobs import outbox
+from intake.services import services
 from intake.storage import flags as flag_store
 from intake.storage import intakes, invites, notifications, outbox_store, patients, scores
 from intake.storage import responses as response_store
@@ -47,6 +48,19 @@ class WorkflowError(IntakeError):
     """A request the workflow refuses (unknown questionnaire, bad invite data): 400."""
 
     status = 400
+
+
+class NotFoundError(WorkflowError):
+    """The patient or intake the request names does not exist: 404."""
+
+    status = 404
+
+
+class ConflictError(WorkflowError):
+    """The request is fine but the record's state refuses it (already submitted, a record number
+    that belongs to someone else): 409."""
+
+    status = 409
 
 
 @dataclass(frozen=True)
@@ -100,7 +114,7 @@ def invite(
     if patient_id is not None:
         patient = patients.get_patient(session, patient_id)
         if patient is None:
-            raise WorkflowError(f"no patient {patient_id!r}")
+            raise NotFoundError(f"no patient {patient_id!r}")
     else:
         name = " ".join(name.split())
         if not name:
@@ -125,7 +139,7 @@ def invite(
             # The same record number is the same person: a follow-up intake, so their scores show
             # the change since last time. The name and birth date must agree with the record.
             if (" ".join(known.name.split()).casefold(), known.birth_date) != (name.casefold(), birth_date):
-                raise WorkflowError("that record number belongs to a patient with another name or birth date")
+                raise ConflictError("that record number belongs to a patient with another name or birth date")
             patient = known
             if ehr_reference and known.ehr_reference is None:
                 patients.link_to_ehr(session, known.id, ehr_reference)
@@ -149,9 +163,9 @@ def new_link(session: Session, intake_id: str, *, ttl: timedelta, now: datetime 
     now = now or utcnow()
     intake = intakes.get_intake(session, intake_id)
     if intake is None:
-        raise WorkflowError("no such intake")
+        raise NotFoundError("no such intake")
     if intake.status == "completed":
-        raise WorkflowError("this intake was already submitted; create a new intake instead")
+        raise ConflictError("this intake was already submitted; create a new intake instead")
     token = new_token()
     invites.issue_invite(session, intake_id=intake_id, token_hash=token_hash(token), expires_at=now + ttl)
     return token
@@ -404,8 +418,10 @@ def rescore(
 ) -> Result:
     """Recompute a completed intake's scores and flags with the rules loaded now."""
     intake = intakes.get_intake(session, intake_id)
-    if intake is None or intake.status != "completed":
-        raise WorkflowError(f"intake {intake_id} is not a completed intake")
+    if intake is None:
+        raise NotFoundError(f"no intake {intake_id}")
+    if intake.status != "completed":
+        raise ConflictError(f"intake {intake_id} is not a completed intake")
     pairs = stored_pairs(session, catalog, intake_id, latest=True)
     now = now or utcnow()
     result = score_and_store(session, pairs, intake_id=intake_id, patient_id=intake.patient_id,
@@ -572,7 +588,7 @@ def invite_patient(
     """`invite` with this deployment's link lifetime and record-number system (unless `mrn_system`
     names another), audited: the intake and the raw token (shown once). `WorkflowError` when the
     request is refused."""
-    now = now or utcnow()
+    now = now or services(app).clock()
     intake, token = invite(session, catalog, name=name, birth_date=birth_date, questionnaires=questionnaires,
                            appointment_at=appointment_at, ttl=link_ttl(app), now=now, patient_id=patient_id,
                            mrn=mrn, mrn_system=mrn_system or app.config["INTAKE_MRN_SYSTEM"],
@@ -584,7 +600,7 @@ def invite_patient(
 def replace_link(app: Flask, session: Session, intake_id: str, *, by: Caller, now: datetime | None = None) -> str:
     """`new_link` with this deployment's link lifetime, audited: the raw token. Every earlier link
     of the intake, and each browser session one opened, stops working."""
-    now = now or utcnow()
+    now = now or services(app).clock()
     token = new_link(session, intake_id, ttl=link_ttl(app), now=now)
     by.record(session, "update", f"Intake/{intake_id}", now=now, detail={"link": "replaced"})
     return token
@@ -616,7 +632,7 @@ def save_answers(
     intake keeps; audit it; and act on danger reported on it now, not at Submit: its flags are
     stored, listed for staff and queued for notification with the answers that raised them.
     `response_store.StaleResponse` when the stored response changed since `intake` was read."""
-    now = now or utcnow()
+    now = now or services(app).clock()
     save_page(session, intake, step.form, step.page, merged, language=language, now=now)
     if language and intake.language != language:  # answering in it: the intake keeps it
         intakes.set_intake_language(session, intake.id, language)
@@ -641,7 +657,7 @@ def submit_intake(
     """`submit`, and when this call completed the intake: its audit row and its follow-up work
     (notifications, the PDF, the EHR push). The same answer as `submit`; kick the outbox after
     the commit when it is (True, [])."""
-    now = now or utcnow()
+    now = now or services(app).clock()
     done, problems = submit(session, catalog, intake, onset_age=int(app.config["INTAKE_GI_ONSET_AGE"]), now=now,
                             language=language)
     if done:
@@ -654,7 +670,7 @@ def rescore_intake(app: Flask, session: Session, catalog: Catalog, intake_id: st
                    now: datetime | None = None) -> Result:
     """`rescore`, audited, with the follow-up work of a submit: the PDF shows the new scores, new
     flags are notified, the EHR gets the new Bundle. Kick the outbox after the commit."""
-    now = now or utcnow()
+    now = now or services(app).clock()
     result = rescore(session, catalog, intake_id, onset_age=int(app.config["INTAKE_GI_ONSET_AGE"]), now=now)
     by.record(session, "update", f"Intake/{intake_id}", now=now, detail={"rescored": True})
     after_submit(app, session, intake_id, now=now)

@@ -10,6 +10,10 @@ and the worker, created at the start and dropped at the end.
 The clinician PDF is rendered by a stand-in (tests/support/quick_pdf.py) unless the test is
 marked `pdf`: WeasyPrint's second per intake was most of the suite's time.
 
+Apps: `make_app(**overrides)` builds an app on the test's database with the test settings
+(`app_config`) and closes it at the end; every test that needs an app of its own settings uses
+it, so a new test setting is added in one place. `clock=` hands the app a `ManualClock`.
+
 Hypothesis profiles (tests/support/sizes.py): `dev`, the default, runs the generated tests at a
 small size; `ci` (`--hypothesis-profile=ci`, used by `make test-long`) at their full size.
 """
@@ -22,16 +26,18 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pytest
+from flask import Flask
 from sqlalchemy import Engine, MetaData, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake import documents
+from intake import close_app, create_app, documents
 from intake.storage import migrate
 from intake.storage.db import make_engine, make_session_factory, normalize_url
 from tests.support import sizes  # noqa: F401 (registers the Hypothesis profiles)
@@ -180,6 +186,47 @@ def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     """
     with session_factory() as session:
         yield session
+
+
+# Long enough for an HS256 key (the SMART tokens), so no test needs a key of its own.
+TEST_SECRET_KEY = "test-secret-key-32-bytes-at-least"
+
+
+def app_config(database_url: str, instance_path: Path | str, **overrides: Any) -> dict[str, Any]:
+    """The settings every test app starts from: its database and instance folder, TESTING, and
+    eager jobs (follow-up work is done when the request returns); `overrides` on top."""
+    return {"DATABASE_URL": database_url, "INSTANCE_PATH": str(instance_path), "SECRET_KEY": TEST_SECRET_KEY,
+            "TESTING": True, "INTAKE_JOBS": "eager", **overrides}
+
+
+class AppFactory(Protocol):
+    def __call__(self, *, clock: Callable[[], datetime] | None = None, forms: dict[str, Any] | None = None,
+                 **overrides: Any) -> Flask: ...
+
+
+@pytest.fixture
+def make_app(database_url: str, tmp_path: Path) -> Iterator[AppFactory]:
+    """`make_app(**overrides)`: an app on this test's database (`app_config` + `overrides`, an
+    instance folder of its own unless INSTANCE_PATH is given); every app made is closed at the end.
+    `forms={stem: Questionnaire}`: the app loads and offers those forms only; `clock`: its clock."""
+    made: list[Flask] = []
+
+    def make(*, clock: Callable[[], datetime] | None = None, forms: dict[str, Any] | None = None,
+             **overrides: Any) -> Flask:
+        folder = tmp_path / f"app-{len(made)}"
+        if forms is not None:
+            (folder / "forms").mkdir(parents=True)
+            for stem, questionnaire in forms.items():
+                (folder / "forms" / f"{stem}.json").write_text(json.dumps(questionnaire), encoding="utf-8")
+            overrides = {"INTAKE_FORMS_DIR": str(folder / "forms"), "INTAKE_QUESTIONNAIRES": list(forms), **overrides}
+        instance = overrides.pop("INSTANCE_PATH", folder / "instance")
+        app = create_app(app_config(database_url, instance, **overrides), clock=clock)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        close_app(app)
 
 
 @pytest.fixture(scope="session", autouse=True)

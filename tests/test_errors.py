@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from intake.auth.smart import TokenError
-from intake.auth.staff import AccountError
+from intake.auth.staff import AccountError, UnknownUser, UserExists
 from intake.documents import DocumentError
 from intake.errors import ISSUE_CODES, IntakeError, issue_code
 from intake.fhir.search import SearchError
@@ -20,7 +20,7 @@ from intake.storage.intakes import IntakeClosed, IntakeNotFound, StorageError
 from intake.storage.responses import StaleResponse
 from intake.web.fhir_api import FhirError
 from intake.web.patient import LinkEnded
-from intake.workflow import WorkflowError
+from intake.workflow import ConflictError, NotFoundError, WorkflowError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,11 @@ def test_repr_names_status_and_code_but_not_the_message() -> None:
     (IntakeClosed("abc"), 409, "conflict"),
     (StaleResponse("abc"), 409, "conflict"),
     (WorkflowError("a patient name is required"), 400, "invalid"),
-    (AccountError("no user 'x'"), 400, "invalid"),
+    (NotFoundError("no such intake"), 404, "not-found"),
+    (ConflictError("this intake was already submitted"), 409, "conflict"),
+    (AccountError("the role must be one of admin"), 400, "invalid"),
+    (UnknownUser("no user 'x'"), 404, "not-found"),
+    (UserExists("there is already a user 'x'"), 409, "conflict"),
     (DocumentError("intake abc is not completed and scored"), 409, "conflict"),
     (SearchError("status: unknown value"), 400, "invalid"),
     (TokenError("invalid_request", "send a scope"), 400, "invalid"),

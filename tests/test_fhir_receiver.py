@@ -8,7 +8,6 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote
@@ -17,10 +16,10 @@ from urllib.request import Request, urlopen
 import pytest
 from flask import Flask
 
-from intake import close_app, create_app
 from intake.core import extract
 from intake.fhir import publish
 from intake.services import services
+from tests.conftest import AppFactory
 from tests.support.fhir_receiver import FhirReceiver, outcome
 from tests.web.flow import EMERGENCY, complete_intake
 
@@ -261,11 +260,8 @@ def test_reads_of_unknown_things_are_404(receiver: FhirReceiver) -> None:
 
 
 @pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager"})
-    yield app
-    close_app(app)
+def app(make_app: AppFactory) -> Flask:
+    return make_app()
 
 
 def test_a_real_extract_bundle_round_trips(receiver: FhirReceiver, app: Flask) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,11 +12,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
 from flask import Flask
 
-from intake import close_app, create_app, notify
+from intake import notify
 from intake.services import services
 from intake.storage import flags as flag_store
 from intake.storage import intakes, patients, scores
 from intake.storage.db import session_scope
+from tests.conftest import AppFactory
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -47,11 +47,6 @@ def inbox() -> Iterator[tuple[Inbox, int]]:
     controller.stop()
 
 
-def make_app(database_url: str, tmp_path: Path, **config: Any) -> Flask:
-    return create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                       "TESTING": True, "INTAKE_JOBS": "eager", **config})
-
-
 def raise_flags(app: Flask) -> str:
     with session_scope(services(app).sessions) as session:
         patient = patients.create_patient(session, name="Secret Name", birth_date=date(1950, 1, 1))
@@ -69,47 +64,41 @@ def raise_flags(app: Flask) -> str:
         return intake.id
 
 
-def test_email_once_per_emergency_or_urgent_flag(database_url: str, tmp_path: Path, inbox: tuple[Inbox, int]) -> None:
+def test_email_once_per_emergency_or_urgent_flag(make_app: AppFactory, inbox: tuple[Inbox, int]) -> None:
     handler, port = inbox
-    app = make_app(database_url, tmp_path, INTAKE_NOTIFY_EMAIL_TO="duty@clinic.example", INTAKE_SMTP_PORT=port)
-    try:
-        intake_id = raise_flags(app)
-        assert notify.send_pending(app) == 2
-        assert notify.send_pending(app) == 0  # once only
-        subjects = sorted(m["Subject"] for m in handler.messages)
-        assert subjects == ["[Intake] EMERGENCY flag: e1", "[Intake] URGENT flag: u1"]
-        body = handler.messages[0].get_payload()
-        assert intake_id in body and "Secret Name" not in body
-        # Re-scoring the same intake raises the same flag again: nothing is added or sent.
-        with session_scope(services(app).sessions) as session:
-            patient_id = intakes.get_intake(session, intake_id).patient_id
-            added = scores.store_scoring(
-                session, intake_id=intake_id, patient_id=patient_id, versions={}, now=NOW,
-                result={"flags": [{"id": "e1", "tier": "emergency", "message": "m", "because": [],
-                                   "questionnaire": "https://x/q|1"}]})
-        assert added == []
-        assert notify.send_pending(app) == 0
-        assert len(handler.messages) == 2
-    finally:
-        close_app(app)
+    app = make_app(INTAKE_NOTIFY_EMAIL_TO="duty@clinic.example", INTAKE_SMTP_PORT=port)
+    intake_id = raise_flags(app)
+    assert notify.send_pending(app) == 2
+    assert notify.send_pending(app) == 0  # once only
+    subjects = sorted(m["Subject"] for m in handler.messages)
+    assert subjects == ["[Intake] EMERGENCY flag: e1", "[Intake] URGENT flag: u1"]
+    body = handler.messages[0].get_payload()
+    assert intake_id in body and "Secret Name" not in body
+    # Re-scoring the same intake raises the same flag again: nothing is added or sent.
+    with session_scope(services(app).sessions) as session:
+        patient_id = intakes.get_intake(session, intake_id).patient_id
+        added = scores.store_scoring(
+            session, intake_id=intake_id, patient_id=patient_id, versions={}, now=NOW,
+            result={"flags": [{"id": "e1", "tier": "emergency", "message": "m", "because": [],
+                               "questionnaire": "https://x/q|1"}]})
+    assert added == []
+    assert notify.send_pending(app) == 0
+    assert len(handler.messages) == 2
 
 
-def test_a_failed_send_is_recorded_and_retried(database_url: str, tmp_path: Path, inbox: tuple[Inbox, int]) -> None:
+def test_a_failed_send_is_recorded_and_retried(make_app: AppFactory, inbox: tuple[Inbox, int]) -> None:
     handler, port = inbox
     closed = free_port()  # nothing listens here
-    app = make_app(database_url, tmp_path, INTAKE_NOTIFY_EMAIL_TO="duty@clinic.example", INTAKE_SMTP_PORT=closed)
-    try:
-        raise_flags(app)
-        assert notify.send_pending(app) == 0
-        with session_scope(services(app).sessions) as session:
-            states = sorted(
-                (f.rule_id, f.notify_state)
-                for f, _ in flag_store.list_flags(session, tiers=("emergency", "urgent", "review"))
-            )
-        assert states == [("e1", "failed"), ("r1", "not-required"), ("u1", "failed")]
-        app.config["INTAKE_SMTP_PORT"] = port
-        result = app.test_cli_runner().invoke(args=["intake", "flags", "--send"])
-        assert "notifications sent: 2" in result.output
-        assert len(handler.messages) == 2
-    finally:
-        close_app(app)
+    app = make_app(INTAKE_NOTIFY_EMAIL_TO="duty@clinic.example", INTAKE_SMTP_PORT=closed)
+    raise_flags(app)
+    assert notify.send_pending(app) == 0
+    with session_scope(services(app).sessions) as session:
+        states = sorted(
+            (f.rule_id, f.notify_state)
+            for f, _ in flag_store.list_flags(session, tiers=("emergency", "urgent", "review"))
+        )
+    assert states == [("e1", "failed"), ("r1", "not-required"), ("u1", "failed")]
+    app.config["INTAKE_SMTP_PORT"] = port
+    result = app.test_cli_runner().invoke(args=["intake", "flags", "--send"])
+    assert "notifications sent: 2" in result.output
+    assert len(handler.messages) == 2

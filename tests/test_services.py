@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from flask import Flask
 from flask_limiter import Limiter
 from sqlalchemy import Engine
 
-from intake import close_app, create_app
 from intake.audit.queue import AuditQueue
 from intake.core.catalog import Catalog
 from intake.jobs import Jobs
@@ -19,14 +17,12 @@ from intake.jobs.outbox import Poller
 from intake.services import KEY, Services, services
 from intake.storage.db import READ_ONLY_OPTION, RELAXED_OPTION
 from intake.web.forms.fragments import FragmentCache
+from tests.conftest import AppFactory
 
 
 @pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "instance"),
-                      "SECRET_KEY": "test-secret", "TESTING": True, "INTAKE_JOBS": "eager"})
-    yield app
-    close_app(app)
+def app(make_app: AppFactory) -> Flask:
+    return make_app()
 
 
 def test_every_service_is_present_after_create_app(app: Flask) -> None:
@@ -62,12 +58,8 @@ def test_without_an_app_the_current_one_is_used(app: Flask, tmp_path: Path, data
         services()
 
 
-def test_two_apps_have_two_objects(app: Flask, tmp_path: Path, database_url: str) -> None:
-    other = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "other"),
-                        "SECRET_KEY": "test-secret", "TESTING": True, "INTAKE_JOBS": "eager"})
-    try:
-        assert services(other) is not services(app)
-        assert services(other).catalog is not services(app).catalog
-        assert services(other).jobs.app is other
-    finally:
-        close_app(other)
+def test_two_apps_have_two_objects(app: Flask, make_app: AppFactory) -> None:
+    other = make_app()
+    assert services(other) is not services(app)
+    assert services(other).catalog is not services(app).catalog
+    assert services(other).jobs.app is other

@@ -8,9 +8,7 @@ item 9 above "Not at all" raises the emergency flag `phq9-item9`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake import audit, close_app, create_app, workflow
+from intake import audit, workflow
 from intake.auth.links import token_hash
 from intake.core.enablement import Answers
 from intake.core.items import Form
@@ -28,24 +26,19 @@ from intake.storage import flags as flag_store
 from intake.storage import intakes, invites, responses
 from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord, InviteToken, OutboxRecord
+from tests.conftest import AppFactory
+from tests.support.clock import ManualClock
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 BY = workflow.Caller(audit.Actor("user", "frontdesk1"), "192.0.2.7")
 EMERGENCY = "phq9-item9"
 
 
-def make_app(database_url: str, tmp_path: Path, **config: Any) -> Flask:
-    return create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                       "TESTING": True, "INTAKE_JOBS": "eager", **config})
-
-
 @pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+def app(make_app: AppFactory) -> Flask:
     """Notifications configured (rows are queued; nothing is dispatched here) and an EHR to push to."""
-    app = make_app(database_url, tmp_path, INTAKE_NOTIFY_WEBHOOK="http://127.0.0.1:9/hook",
-                   INTAKE_EHR_FHIR_BASE="http://127.0.0.1:9/fhir", INTAKE_LINK_TTL_HOURS=5)
-    yield app
-    close_app(app)
+    return make_app(INTAKE_NOTIFY_WEBHOOK="http://127.0.0.1:9/hook", INTAKE_EHR_FHIR_BASE="http://127.0.0.1:9/fhir",
+                    INTAKE_LINK_TTL_HOURS=5)
 
 
 def sessions(app: Flask) -> Any:
@@ -126,6 +119,23 @@ def flag_ids(session: Session, intake_id: str) -> list[int]:
 # --- invite and links -------------------------------------------------------------------------------
 
 
+def test_without_now_the_use_cases_read_the_apps_clock(make_app: AppFactory) -> None:
+    clock = ManualClock(NOW)
+    app = make_app(clock=clock, INTAKE_LINK_TTL_HOURS=5)
+    with sessions(app) as session:
+        intake, token = workflow.invite_patient(app, session, services(app).catalog, by=BY, name="Pat Example",
+                                                birth_date=date(1970, 1, 1), questionnaires=["stress"],
+                                                appointment_at=None)
+    clock.advance(60)
+    with sessions(app) as session:
+        replaced = workflow.replace_link(app, session, intake.id, by=BY)
+    with services(app).sessions() as session:
+        links = {link.token_hash: link for link in session.scalars(select(InviteToken))}
+    old, new = links[token_hash(token)], links[token_hash(replaced)]
+    assert old.expires_at == NOW + timedelta(hours=5) and old.revoked_at is not None  # revoked when replaced
+    assert new.expires_at == NOW + timedelta(hours=5, seconds=60) and new.revoked_at is None
+
+
 def test_invite_patient_uses_the_link_lifetime_and_audits_patient_and_intake(app: Flask) -> None:
     with sessions(app) as session:
         intake, token = workflow.invite_patient(app, session, services(app).catalog, by=BY,
@@ -162,6 +172,8 @@ def test_replace_link_ends_the_old_link_and_audits_it(app: Flask) -> None:
         assert invites.find_live_link(session, token_hash(new), now=later) is not None
     replaced = audit_rows(app, f"Intake/{intake_id}")[-1]
     assert replaced == ("cli", cli.actor.name, "update", "cli", {"link": "replaced"})
+    with pytest.raises(workflow.NotFoundError, match="no such intake"), sessions(app) as session:  # a 404
+        workflow.replace_link(app, session, "no-such-intake", by=cli)
 
 
 # --- saving a page -----------------------------------------------------------------------------------
@@ -184,15 +196,12 @@ def test_save_answers_stores_audits_and_queues_an_emergency_once(app: Flask) -> 
     assert rows(app) == [(outbox.NOTIFY, str(flags[0]), None)]
 
 
-def test_save_answers_without_a_channel_queues_nothing_but_still_interrupts(database_url: str, tmp_path: Path) -> None:
-    app = make_app(database_url, tmp_path)
-    try:
-        intake_id = new_intake(app)
-        saved = save(app, intake_id, stress_answers(stress(app), item9=1))
-        assert saved == workflow.Saved(queued=0, emergencies=[EMERGENCY])
-        assert rows(app) == []
-    finally:
-        close_app(app)
+def test_save_answers_without_a_channel_queues_nothing_but_still_interrupts(make_app: AppFactory) -> None:
+    app = make_app()
+    intake_id = new_intake(app)
+    saved = save(app, intake_id, stress_answers(stress(app), item9=1))
+    assert saved == workflow.Saved(queued=0, emergencies=[EMERGENCY])
+    assert rows(app) == []
 
 
 def test_a_stale_save_writes_no_flag_row_and_no_audit_row(app: Flask) -> None:
@@ -298,17 +307,16 @@ def test_rescore_intake_audits_and_renders_again_without_notifying_twice(app: Fl
 def test_rescore_intake_refuses_an_unsent_intake_and_writes_nothing(app: Flask) -> None:
     intake_id = new_intake(app)
     before = audit_rows(app, f"Intake/{intake_id}")
-    with pytest.raises(workflow.WorkflowError), sessions(app) as session:
+    with pytest.raises(workflow.ConflictError, match="not a completed intake"), sessions(app) as session:  # a 409
         workflow.rescore_intake(app, session, services(app).catalog, intake_id, by=BY)
     assert rows(app) == [] and audit_rows(app, f"Intake/{intake_id}") == before
+    with pytest.raises(workflow.NotFoundError), sessions(app) as session:
+        workflow.rescore_intake(app, session, services(app).catalog, "no-such-intake", by=BY)
 
 
-def test_without_an_ehr_the_submit_queues_no_push(database_url: str, tmp_path: Path) -> None:
-    app = make_app(database_url, tmp_path)
-    try:
-        intake_id = new_intake(app)
-        save(app, intake_id, stress_answers(stress(app), item9=0))
-        assert submit(app, intake_id) == (True, [])
-        assert rows(app) == [(outbox.RENDER_PDF, intake_id, None)]
-    finally:
-        close_app(app)
+def test_without_an_ehr_the_submit_queues_no_push(make_app: AppFactory) -> None:
+    app = make_app()
+    intake_id = new_intake(app)
+    save(app, intake_id, stress_answers(stress(app), item9=0))
+    assert submit(app, intake_id) == (True, [])
+    assert rows(app) == [(outbox.RENDER_PDF, intake_id, None)]

@@ -45,6 +45,18 @@ class AccountError(IntakeError):
     status = 400
 
 
+class UnknownUser(AccountError):
+    """No account has the user name given: 404."""
+
+    status = 404
+
+
+class UserExists(AccountError):
+    """The user name is taken: 409."""
+
+    status = 409
+
+
 @dataclass(frozen=True)
 class SignedIn:
     """The staff member behind a live session (what the web layer keeps for a request)."""
@@ -90,7 +102,7 @@ def add_user(session: Session, *, username: str, display_name: str, role: str, p
     if len(display_name) > 128 or not display_name.isprintable():
         raise AccountError("the display name must be up to 128 printable characters")
     if store.user_named(session, username) is not None:
-        raise AccountError(f"there is already a user {username!r}")
+        raise UserExists(f"there is already a user {username!r}")
     check_password_rules(password, username, display_name)
     return store.add_user(session, username=username, display_name=display_name, role=role,
                           password_hash=generate_password_hash(password), now=now)
@@ -99,7 +111,7 @@ def add_user(session: Session, *, username: str, display_name: str, role: str, p
 def existing_user(session: Session, username: str) -> User:
     user = store.user_named(session, normalise_username(username))
     if user is None:
-        raise AccountError(f"no user {username!r}")
+        raise UnknownUser(f"no user {username!r}")
     return user
 
 

@@ -33,7 +33,6 @@ from typing import Any
 
 from flask import Flask
 
-from intake.core.fhir_time import utcnow
 from intake.jobs import jobs_of
 from intake.jobs.errors import Held, Permanent, Retry
 from intake.services import services
@@ -80,7 +79,7 @@ def dispatch(app: Flask, *, now: datetime | None = None) -> int:
     total = 0
     while not poller_of(app).stopping:
         with session_scope(services(app).sessions) as session:
-            claimed = outbox_store.claim_due(session, now=now or utcnow(), lease=lease,
+            claimed = outbox_store.claim_due(session, now=now or services(app).clock(), lease=lease,
                                              limit=DISPATCH_BATCH if celery else 1)
         for work in claimed:
             if celery:
@@ -97,7 +96,7 @@ def run(app: Flask, row_id: int, *, now: datetime | None = None) -> str | None:
     """Run one handed-over row and settle it; its new state (None: nothing to do, a duplicate)."""
     sessions = services(app).sessions
     with session_scope(sessions) as session:
-        work = outbox_store.start(session, row_id, now=now or utcnow(), lease=_seconds(app, "LEASE"))
+        work = outbox_store.start(session, row_id, now=now or services(app).clock(), lease=_seconds(app, "LEASE"))
     if work is None:
         return None
     state, error, delay = "done", "", timedelta(0)
@@ -118,7 +117,7 @@ def run(app: Flask, row_id: int, *, now: datetime | None = None) -> str | None:
     if state == "pending" and work.attempts >= int(app.config["INTAKE_OUTBOX_MAX_ATTEMPTS"]):
         state, error = "dead", f"gave up after {work.attempts} attempts: {error}"
         logged = f"gave up after {work.attempts} attempts: {logged}"
-    settled_at = now or utcnow()
+    settled_at = now or services(app).clock()
     with session_scope(sessions) as session:
         if state == "done":
             outbox_store.mark_done(session, work.id, now=settled_at)
@@ -145,7 +144,7 @@ def backoff(app: Flask, attempts: int, *, rng: random.Random | None = None) -> t
 def redrive(app: Flask, row_ids: list[int] | None) -> int:
     """Dead letters back to pending (all, or those of `row_ids`) and dispatched; how many."""
     with session_scope(services(app).sessions) as session:
-        count = outbox_store.redrive(session, row_ids, now=utcnow())
+        count = outbox_store.redrive(session, row_ids, now=services(app).clock())
     if count:
         kick(app)
     return count

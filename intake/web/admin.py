@@ -100,7 +100,7 @@ def add_user() -> Any:
                                      role=form.role.data, password=form.password.data, now=utcnow())
             auditing.record_change(db, "create", f"User/{user.username}", detail={"role": user.role})
     except staff.AccountError as exc:
-        return _users_page(form, error=sentence(str(exc)), status=400)
+        return _users_page(form, error=sentence(str(exc)), status=exc.status)
     return redirect(url_for("admin.users"))
 
 
@@ -125,7 +125,7 @@ def change_user(username: str, change: str) -> Any:
             user = CHANGES[change](db, username, form)
             auditing.record_change(db, "update", f"User/{user.username}", detail={"change": change})
     except staff.AccountError as exc:
-        return _users_page(UserForm(), error=sentence(str(exc)), status=400)
+        return _users_page(UserForm(), error=sentence(str(exc)), status=exc.status)
     return redirect(url_for("admin.users"))
 
 

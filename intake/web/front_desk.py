@@ -175,7 +175,7 @@ def new_intake() -> Any:
     if request.method == "GET":
         form.questionnaires.data = [choice.value for choice in form.questionnaires.choices]
         form.appointment_day.data = datetime.now(_zone()).date() + timedelta(days=1)
-    error = None
+    error, refused = None, None
     if request.method == "POST" and form.validate_on_submit():
         appointment = datetime.combine(form.appointment_day.data, form.appointment_time.data, _zone()).astimezone(UTC)
         mrn, mrn_system, ehr_reference = _ehr_identity(form)
@@ -188,11 +188,11 @@ def new_intake() -> Any:
                 intake_id = intake.id
                 ticket = _hold(db, intake_id, token)
         except workflow.WorkflowError as exc:
-            error = str(exc).capitalize() + "."
+            error, refused = str(exc).capitalize() + ".", exc.status
         else:
             session[SHOWN_LINK] = ticket
             return redirect(url_for("front_desk.show_link", intake_id=intake_id))
-    status = 400 if request.method == "POST" else 200
+    status = (refused or 400) if request.method == "POST" else 200
     return render_template("staff/new_intake.html", form=form, error=error), status
 
 
@@ -208,8 +208,8 @@ def new_link(intake_id: str) -> Any:
             token = workflow.replace_link(current_app, db, intake_id,
                                           by=workflow.Caller(auditing.current_actor(), auditing.source()))
             ticket = _hold(db, intake_id, token)
-    except workflow.WorkflowError:
-        abort(404)
+    except workflow.WorkflowError as exc:  # no such intake (404), or already submitted (409)
+        abort(exc.status)
     session[SHOWN_LINK] = ticket
     return redirect(url_for("front_desk.show_link", intake_id=intake_id))
 

@@ -412,7 +412,7 @@ def _post_page(form_key: str, page_key: str) -> Any:
                 _hold_link(db)
                 # Danger reported on this page is acted on now, not at Submit (`save_answers`).
                 saved = workflow.save_answers(app, db, intake, forms, answers, step, merged, by=_caller(),
-                                              language=language.current(), now=utcnow())
+                                              language=language.current())
         except intakes.IntakeClosed:
             return redirect(url_for("patient.done"))
         except responses.StaleResponse:

@@ -35,8 +35,11 @@ def test_new_accounts_follow_the_rules(db: Session) -> None:
     )
     assert (user.username, user.display_name) == ("dr.who", "Doctor Who")
     assert user.password_hash.startswith("scrypt:") and PASSWORD not in user.password_hash
+    with pytest.raises(staff.UserExists, match="already a user"):  # 409, not a flat 400
+        staff.add_user(db, username="DR.WHO", display_name="", role="clinician", password=PASSWORD, now=NOW)
+    with pytest.raises(staff.UnknownUser, match="no user 'ghost'"):  # 404
+        staff.existing_user(db, "ghost")
     for kwargs, message in [
-        ({"username": "DR.WHO"}, "already a user"),
         ({"username": "x"}, "user name"),
         ({"username": "a b"}, "user name"),
         ({"role": "root"}, "role"),

@@ -16,14 +16,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from intake import close_app, create_app, workflow
+from intake import close_app, workflow
 from intake.services import services
 from intake.storage.db import session_scope
 from tests.browser.axe import write_part, write_report
@@ -36,6 +35,7 @@ from tests.browser.support import (
     PROJECT_ROOT,
     SCREENSHOTS,
 )
+from tests.conftest import AppFactory
 
 _LOADED = time.time()
 
@@ -112,16 +112,9 @@ class LiveServer:
 
 
 @contextmanager
-def serving(database_url: str, tmp_path: Path, **settings: Any) -> Iterator[LiveServer]:
-    """The app (the test configuration of tests/web/conftest.py, plus `settings`) served on a
-    free port until the block ends."""
-    app = create_app({
-        "DATABASE_URL": database_url,
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-        "SECRET_KEY": "test-secret",
-        "TESTING": True, "INTAKE_JOBS": "eager",
-        **settings,
-    })
+def serving(make_app: AppFactory, **settings: Any) -> Iterator[LiveServer]:
+    """The app (`make_app`'s test settings plus `settings`) served on a free port until the block ends."""
+    app = make_app(**settings)
     server = LiveServer(app)
     try:
         yield server
@@ -131,9 +124,9 @@ def serving(database_url: str, tmp_path: Path, **settings: Any) -> Iterator[Live
 
 
 @pytest.fixture
-def live(browser: Any, database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+def live(browser: Any, make_app: AppFactory) -> Iterator[LiveServer]:
     """The app served on a free port."""
-    with serving(database_url, tmp_path) as server:
+    with serving(make_app) as server:
         yield server
 
 

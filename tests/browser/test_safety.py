@@ -4,7 +4,6 @@ staff are told once whatever the patient does next, and the three confirmation p
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,17 +23,18 @@ from tests.browser.support import (
     page_path,
     screenshot,
 )
+from tests.conftest import AppFactory
 from tests.web.flow import complete_intake
 
 RED_FLAGS = "/intake/neuropathy/neuropathy-red-flags"
 
 
 @pytest.fixture
-def notified_live(browser: Any, database_url: str, tmp_path: Path,
+def notified_live(browser: Any, make_app: AppFactory,
                   webhook: tuple[str, list[dict[str, Any]]]) -> Iterator[LiveServer]:
     """The app served on a free port, notifying staff through a webhook on 127.0.0.1, with a
     deployment's emergency and clinic numbers."""
-    with serving(database_url, tmp_path, INTAKE_NOTIFY_WEBHOOK=webhook[0], INTAKE_EMERGENCY_NUMBER="999",
+    with serving(make_app, INTAKE_NOTIFY_WEBHOOK=webhook[0], INTAKE_EMERGENCY_NUMBER="999",
                  INTAKE_CLINIC_PHONE="020 7946 0000") as server:
         yield server
 

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 from sqlalchemy import func, select, text
 
-from intake import audit, close_app, create_app, workflow
+from intake import audit, close_app, workflow
 from intake.jobs import outbox
 from intake.services import services
 from intake.storage.db import session_scope
@@ -45,6 +45,7 @@ from intake.storage.models import (
     ResponseRecord,
     ScoringResult,
 )
+from tests.conftest import AppFactory
 from tests.support.gunicorn_server import GunicornServer, HttpClient, Response
 from tests.web.flow import page_data
 
@@ -85,16 +86,9 @@ def server_env(database_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 @contextmanager
-def local_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+def local_app(make_app: AppFactory) -> Iterator[Flask]:
     """The app in-process over the same database: invites before, checks after."""
-    app = create_app({
-        "DATABASE_URL": database_url,
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-        "SECRET_KEY": "local",
-        "TESTING": True,
-        "INTAKE_AUDIT_KEY": AUDIT_KEY,
-        "INTAKE_JOBS": "eager",
-    })
+    app = make_app(INTAKE_AUDIT_KEY=AUDIT_KEY)
     try:
         yield app
     finally:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from intake.gunicorn_logging import MaskingLogger, mask_url
 from intake.storage.db import make_engine
+from tests.conftest import AppFactory
 from tests.durability import invite_many, local_app, server_env
 from tests.support.gunicorn_server import ROOT, HttpClient, gunicorn_server
 
@@ -124,8 +125,8 @@ def test_config_settings() -> None:
 # --- through gunicorn -----------------------------------------------------------------------------
 
 
-def test_link_requests_are_logged_masked(database_url: str, tmp_path: Path) -> None:
-    with local_app(database_url, tmp_path) as app:
+def test_link_requests_are_logged_masked(make_app: AppFactory, database_url: str, tmp_path: Path) -> None:
+    with local_app(make_app) as app:
         [invite] = invite_many(app, 1)
         token = invite.link.removeprefix("/i/")
         with gunicorn_server(server_env(database_url, tmp_path), tmp_path / "logs") as server:
@@ -165,8 +166,8 @@ def _db_handles(pid: int, database_url: str) -> set[str]:
     return {target for target in fds.values() if target in remote}
 
 
-def test_each_worker_has_its_own_database_connections(database_url: str, tmp_path: Path) -> None:
-    with local_app(database_url, tmp_path) as app:
+def test_each_worker_has_its_own_database_connections(make_app: AppFactory, database_url: str, tmp_path: Path) -> None:
+    with local_app(make_app) as app:
         invites = invite_many(app, 40)
         with gunicorn_server(server_env(database_url, tmp_path), tmp_path / "logs", workers=2) as server:
             workers = server.worker_pids()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from intake.services import services
+from tests.conftest import AppFactory
 from tests.durability import (
     bad_log_lines,
     check_database,
@@ -61,10 +62,10 @@ def killer(server: GunicornServer, cycles: int, total: int, killed: list[int]) -
 
 
 @pytest.mark.parametrize("cycles", [3, pytest.param(20, marks=pytest.mark.long)])
-def test_kill_web_worker(database_url: str, tmp_path: Path, cycles: int) -> None:
+def test_kill_web_worker(make_app: AppFactory, database_url: str, tmp_path: Path, cycles: int) -> None:
     total = INTAKES_PER_CYCLE * (cycles + 1)
     killed: list[int] = []
-    with local_app(database_url, tmp_path) as app:
+    with local_app(make_app) as app:
         invites = invite_many(app, total)
         answers = page_answers(app)
         with gunicorn_server(server_env(database_url, tmp_path), tmp_path / "logs", workers=WORKERS) as server:

@@ -22,7 +22,8 @@ from intake import close_app, create_app
 from intake.auth import smart
 from intake.fhir import ehr_auth
 from intake.jobs.errors import Permanent
-from tests.fhir.test_ehr_push import make_app, pushes, receiver, rows_of, submit_short_intake  # noqa: F401
+from tests.fhir.test_ehr_push import app_for as make_app
+from tests.fhir.test_ehr_push import pushes, receiver, rows_of, submit_short_intake  # noqa: F401
 from tests.support.fhir_receiver import FhirReceiver
 
 CLIENT = "intake-at-clinic"

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 import pytest
 from flask import Flask
 
-from intake import close_app, create_app
+from intake import create_app
 from intake.core import extract
 from intake.fhir import ehr_push, publish
 from intake.jobs import outbox
@@ -26,7 +26,9 @@ from intake.jobs.errors import Permanent
 from intake.services import services
 from intake.storage import audit_log, outbox_store
 from intake.storage.models import OutboxRecord
+from tests.conftest import AppFactory, app_config
 from tests.fhircheck import fhircheck
+from tests.support.clock import ManualClock
 from tests.support.fhir_receiver import FhirReceiver, outcome
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import EMERGENCY, HIGH_PHQ4, complete_intake, fill_all, first_page, signed_in
@@ -40,17 +42,21 @@ def receiver() -> Iterator[FhirReceiver]:
         yield server
 
 
-def make_app(database_url: str, tmp_path: Path, receiver: FhirReceiver, **config: Any) -> Flask:
-    return create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                       "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_EHR_FHIR_BASE": receiver.base_url,
-                       "INTAKE_EHR_BEARER_TOKEN": TOKEN, "INTAKE_EHR_TIMEOUT_SECONDS": 2.0, **config})
+def ehr_settings(receiver: FhirReceiver) -> dict[str, Any]:
+    """The EHR to push to: the receiver of this test, with a short timeout."""
+    return {"INTAKE_EHR_FHIR_BASE": receiver.base_url, "INTAKE_EHR_BEARER_TOKEN": TOKEN,
+            "INTAKE_EHR_TIMEOUT_SECONDS": 2.0}
+
+
+def app_for(database_url: str, tmp_path: Path, receiver: FhirReceiver, **config: Any) -> Flask:
+    """An app pushing to `receiver` that the caller closes (for tests that manage the app
+    themselves; others use the `make_app` fixture)."""
+    return create_app(app_config(database_url, tmp_path / "i", **{**ehr_settings(receiver), **config}))
 
 
 @pytest.fixture
-def app(database_url: str, tmp_path: Path, receiver: FhirReceiver) -> Iterator[Flask]:
-    app = make_app(database_url, tmp_path, receiver)
-    yield app
-    close_app(app)
+def app(make_app: AppFactory, receiver: FhirReceiver) -> Flask:
+    return make_app(**ehr_settings(receiver))
 
 
 def submit_short_intake(app: Flask, name: str = "Test Patient") -> str:
@@ -158,74 +164,81 @@ def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
     assert ehr_push.retry_after_seconds("soon") is None and ehr_push.retry_after_seconds(None) is None
 
 
-def _outage_then_recovery(database_url: str, tmp_path: Path, receiver: FhirReceiver, outage_s: float) -> None:
+TICK_S = 0.1  # how often the outage test dispatches, in virtual seconds
+
+
+def _outage_then_recovery(make_app: AppFactory, receiver: FhirReceiver, outage_s: float) -> None:
     """Intakes completed during an EHR outage (503 to everything) are all delivered after it, each
-    after attempts whose gaps grow (the backoff), and only the one the EHR refuses is dead."""
-    app = make_app(database_url, tmp_path, receiver, INTAKE_OUTBOX_BACKOFF_SECONDS=0.5,
+    after attempts whose gaps grow (the backoff), and only the one the EHR refuses is dead.
+
+    On a virtual clock (`ManualClock`): the test moves time on by TICK_S and dispatches, as the
+    poller would, so each retry comes at the first tick after its due time, whatever the load."""
+    clock = ManualClock()
+    app = make_app(clock=clock, **ehr_settings(receiver), INTAKE_OUTBOX_BACKOFF_SECONDS=0.5,
                    INTAKE_OUTBOX_BACKOFF_MAX_SECONDS=outage_s / 3, INTAKE_OUTBOX_MAX_ATTEMPTS=50)
-    try:
-        receiver.outage(mode="503")
-        receiver.reject_when(lambda bundle: 422 if "Refused" in json.dumps(bundle) else None)
-        names = [f"Patient {n}" for n in "ABCD"] + ["Refused Patient"]
-        ids = [submit_short_intake(app, name=name) for name in names]
-        started = time.monotonic()
-        while time.monotonic() - started < outage_s:
-            outbox.dispatch(app)
-            time.sleep(0.1)
-        receiver.recover()
-        deadline = time.monotonic() + outage_s / 3 * 2 + 10
-        while time.monotonic() < deadline:
-            outbox.dispatch(app)
-            with services(app).sessions() as session:
-                if not outbox_store.rows(session, states=("pending", "queued")):
-                    break
-            time.sleep(0.1)
-        states = {i: rows_of(app, i)["ehr_push"] for i in ids}
-        assert {i: r.state for i, r in states.items()} == {**{i: "done" for i in ids[:-1]}, ids[-1]: "dead"}
-        assert states[ids[-1]].last_error.startswith("HTTP 422")
-        assert receiver.transactions_ok == 4 and set(receiver.created_counts().values()) == {1}
-        for name in names[:-1]:
-            attempts = [r.monotonic for r in pushes(receiver) if name in json.dumps(r.bundle)]
-            gaps = [b - a for a, b in itertools.pairwise(attempts)]
-            assert len(gaps) >= 3, gaps
-            # Attempt n+1 comes a backoff step after attempt n: never before half the step (the
-            # jitter's floor), and late only by the dispatch loop (0.1 s sleeps, other rows' pushes;
-            # the first gap also spans the later intakes' submits).
-            for n, gap in enumerate(gaps[1:], start=2):
-                step = min(outage_s / 3, 0.5 * 2 ** (n - 1))
-                assert step / 2 - 0.05 <= gap <= step + 1.5, (n, gaps)
-        print(f"outage {outage_s:.0f} s: {len(pushes(receiver))} POSTs, "
-              f"{receiver.transactions_ok} delivered, 1 dead letter (422)")
-    finally:
-        close_app(app)
+    attempts: dict[str, list[float]] = {}  # intake id -> virtual seconds of each push
+    handlers = services(app).outbox_handlers
+    push = handlers[outbox.EHR_PUSH]
+
+    def timed_push(app: Flask, intake_id: str) -> None:
+        attempts.setdefault(intake_id, []).append(clock.elapsed)
+        push(app, intake_id)
+
+    handlers[outbox.EHR_PUSH] = timed_push
+    receiver.outage(mode="503")
+    receiver.reject_when(lambda bundle: 422 if "Refused" in json.dumps(bundle) else None)
+    names = [f"Patient {n}" for n in "ABCD"] + ["Refused Patient"]
+    ids = [submit_short_intake(app, name=name) for name in names]  # all at virtual time 0
+    while clock.elapsed < outage_s:
+        clock.advance(TICK_S)
+        outbox.dispatch(app)
+    receiver.recover()
+    while clock.elapsed < outage_s + outage_s / 3 + 1:  # the longest wait is one capped step
+        clock.advance(TICK_S)
+        outbox.dispatch(app)
+        with services(app).sessions() as session:
+            if not outbox_store.rows(session, states=("pending", "queued")):
+                break
+    states = {i: rows_of(app, i)["ehr_push"] for i in ids}
+    assert {i: r.state for i, r in states.items()} == {**{i: "done" for i in ids[:-1]}, ids[-1]: "dead"}
+    assert states[ids[-1]].last_error.startswith("HTTP 422")
+    assert receiver.transactions_ok == 4 and set(receiver.created_counts().values()) == {1}
+    assert sum(map(len, attempts.values())) == len(pushes(receiver))  # each attempt was a real POST
+    for intake_id in ids[:-1]:
+        gaps = [b - a for a, b in itertools.pairwise(attempts[intake_id])]
+        assert len(gaps) >= 3, gaps
+        assert attempts[intake_id][-1] >= outage_s  # delivered only after the outage
+        # Attempt n+1 comes a backoff step after attempt n: not before half the step (the jitter's
+        # floor), and at most one tick after the whole step.
+        for n, gap in enumerate(gaps, start=1):
+            step = min(outage_s / 3, 0.5 * 2 ** (n - 1))
+            assert step / 2 - 1e-6 <= gap <= step + TICK_S + 1e-6, (n, gaps)
+    print(f"outage {outage_s:.0f} s (virtual): {len(pushes(receiver))} POSTs, "
+          f"{receiver.transactions_ok} delivered, 1 dead letter (422)")
 
 
-def test_an_ehr_outage_then_recovery(database_url: str, tmp_path: Path, receiver: FhirReceiver) -> None:
-    _outage_then_recovery(database_url, tmp_path, receiver, outage_s=6)
+def test_an_ehr_outage_then_recovery(make_app: AppFactory, receiver: FhirReceiver) -> None:
+    _outage_then_recovery(make_app, receiver, outage_s=6)
 
 
 @pytest.mark.long
-def test_a_one_minute_ehr_outage_then_recovery(database_url: str, tmp_path: Path, receiver: FhirReceiver) -> None:
-    _outage_then_recovery(database_url, tmp_path, receiver, outage_s=60)
+def test_a_one_minute_ehr_outage_then_recovery(make_app: AppFactory, receiver: FhirReceiver) -> None:
+    _outage_then_recovery(make_app, receiver, outage_s=60)
 
 
-def test_the_embedded_runner_delivers_and_retries_on_its_own(database_url: str, tmp_path: Path,
-                                                             receiver: FhirReceiver) -> None:
+def test_the_embedded_runner_delivers_and_retries_on_its_own(make_app: AppFactory, receiver: FhirReceiver) -> None:
     """`make run`'s mode: the submit's work runs on the web process's job thread after the
     response, and the poller retries it after its backoff without any further request."""
-    app = make_app(database_url, tmp_path, receiver, INTAKE_JOBS="thread", INTAKE_OUTBOX_POLL_SECONDS=0.2,
+    app = make_app(**ehr_settings(receiver), INTAKE_JOBS="thread", INTAKE_OUTBOX_POLL_SECONDS=0.2,
                    INTAKE_OUTBOX_BACKOFF_SECONDS=0.5, TESTING=False)
-    try:
-        receiver.fail_next(503)
-        intake_id = submit_short_intake(app)
-        receiver.wait_for_requests(2, timeout=20)
-        deadline = time.monotonic() + 10
-        while rows_of(app, intake_id)["ehr_push"].state != "done" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert {k: r.state for k, r in rows_of(app, intake_id).items()} == {"render_pdf": "done", "ehr_push": "done"}
-        assert [r.status for r in pushes(receiver)] == [503, 200]
-    finally:
-        close_app(app)
+    receiver.fail_next(503)
+    intake_id = submit_short_intake(app)
+    receiver.wait_for_requests(2, timeout=20)
+    deadline = time.monotonic() + 10
+    while rows_of(app, intake_id)["ehr_push"].state != "done" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {k: r.state for k, r in rows_of(app, intake_id).items()} == {"render_pdf": "done", "ehr_push": "done"}
+    assert [r.status for r in pushes(receiver)] == [503, 200]
 
 
 # --- requests real servers take: encoding, chunks, Provenance, dead-letter text ------------------------

@@ -20,7 +20,8 @@ from intake.fhir import patient_match
 from intake.services import services
 from intake.storage import outbox_store
 from intake.storage.models import Intake, Patient
-from tests.fhir.test_ehr_push import make_app, pushes, receiver, rows_of  # noqa: F401  (fixture)
+from tests.fhir.test_ehr_push import app_for as make_app
+from tests.fhir.test_ehr_push import pushes, receiver, rows_of  # noqa: F401  (fixture)
 from tests.support.fhir_receiver import FhirReceiver
 from tests.web.conftest import csrf
 from tests.web.flow import fill_all, first_page, signed_in

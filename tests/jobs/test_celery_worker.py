@@ -14,7 +14,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from intake import close_app, create_app
 from intake.core.fhir_time import utcnow
 from intake.fhir import bulk_export
 from intake.jobs import background
@@ -22,6 +21,7 @@ from intake.services import services
 from intake.storage import fhir_store, outbox_store
 from intake.storage.db import session_scope
 from intake.storage.models import DocumentRecord
+from tests.conftest import AppFactory
 from tests.fhir.test_ehr_push import submit_short_intake
 from tests.support.celery_processes import REDIS_URL, CeleryProcesses, flush_broker, redis_available
 from tests.support.fhir_receiver import FhirReceiver
@@ -49,24 +49,18 @@ def settings(database_url: str, tmp_path: Path, receiver: FhirReceiver) -> dict[
 
 
 @pytest.fixture
-def web(settings: dict[str, str]) -> Iterator[Flask]:
+def web(make_app: AppFactory, settings: dict[str, str]) -> Flask:
     """The web side in celery mode: a submit writes rows and hands them to the broker."""
-    app = create_app(
-        {
-            "DATABASE_URL": settings["DATABASE_URL"],
-            "INSTANCE_PATH": settings["INTAKE_INSTANCE_PATH"],
-            "SECRET_KEY": "t",
-            "TESTING": True,
-            "INTAKE_JOBS": "celery",
-            "INTAKE_AUDIT_KEY": settings["INTAKE_AUDIT_KEY"],
-            "INTAKE_LINK_RATE_LIMIT": "1000 per minute",  # one test client opens every link
-            "INTAKE_CELERY_BROKER_URL": REDIS_URL,
-            "INTAKE_EHR_FHIR_BASE": settings["INTAKE_EHR_FHIR_BASE"],
-            **{k: float(v) if "." in v or k.endswith("SECONDS") else int(v) for k, v in FAST.items()},
-        }
+    return make_app(
+        INSTANCE_PATH=settings["INTAKE_INSTANCE_PATH"],
+        SECRET_KEY=settings["INTAKE_SECRET_KEY"],
+        INTAKE_JOBS="celery",
+        INTAKE_AUDIT_KEY=settings["INTAKE_AUDIT_KEY"],
+        INTAKE_LINK_RATE_LIMIT="1000 per minute",  # one test client opens every link
+        INTAKE_CELERY_BROKER_URL=REDIS_URL,
+        INTAKE_EHR_FHIR_BASE=settings["INTAKE_EHR_FHIR_BASE"],
+        **{k: float(v) if "." in v or k.endswith("SECONDS") else int(v) for k, v in FAST.items()},
     )
-    yield app
-    close_app(app)
 
 
 def counts(app: Flask) -> dict[str, int]:

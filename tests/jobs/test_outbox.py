@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,15 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.cli import cli as flask_cli
 
-from intake import close_app, create_app, workflow
+from intake import close_app, workflow
 from intake.jobs import background, outbox
 from intake.jobs.errors import Permanent, Retry
 from intake.services import services
 from intake.storage import intakes, notifications, outbox_store, patients, scores
 from intake.storage.db import session_scope
 from intake.storage.models import OutboxRecord
+from tests.conftest import AppFactory
+from tests.support.clock import ManualClock
 from tests.support.gunicorn_server import ROOT, gunicorn_server
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
@@ -49,11 +50,8 @@ class Probe:
 
 
 @pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_OUTBOX_MAX_ATTEMPTS": 4})
-    yield app
-    close_app(app)
+def app(make_app: AppFactory) -> Flask:
+    return make_app(INTAKE_OUTBOX_MAX_ATTEMPTS=4)
 
 
 @pytest.fixture
@@ -118,6 +116,23 @@ def test_retries_back_off_exponentially_with_jitter_then_dead(app: Flask, probe:
     dead = row(app, row_id)
     assert (dead.state, dead.attempts) == ("dead", 4)
     assert dead.last_error == "gave up after 4 attempts: HTTP 503"
+
+
+def test_without_now_rows_are_claimed_run_and_settled_on_the_apps_clock(make_app: AppFactory) -> None:
+    """`create_app(clock=...)`: the outbox reads that clock, not the wall's (tests run outages on it)."""
+    clock = ManualClock(NOW)
+    app = make_app(clock=clock, INTAKE_OUTBOX_MAX_ATTEMPTS=4)
+    probe = Probe()
+    services(app).outbox_handlers["probe"] = probe
+    row_id = add(app, "flaky", now=clock() + timedelta(seconds=10))  # due in 10 s of the clock
+    assert outbox.dispatch(app) == 0  # the wall clock is years past NOW; this clock is not
+    clock.advance(10)
+    probe.script = [Retry("HTTP 503")]
+    assert outbox.dispatch(app) == 1
+    settled = row(app, row_id)
+    assert settled.updated_at == clock() and clock() < settled.due_at <= clock() + timedelta(seconds=2)
+    clock.advance(2)
+    assert outbox.dispatch(app) == 1 and row(app, row_id).state == "done"
 
 
 def test_backoff_is_capped_and_jitter_spreads_rows(app: Flask) -> None:
@@ -209,11 +224,10 @@ def test_a_closing_process_finishes_the_row_in_hand_and_leaves_the_rest(app: Fla
 Webhook = tuple[str, list[dict[str, Any]]]
 
 
-def leave_pending_notifications(database_url: str, tmp_path: Path, hook: str, rules: tuple[str, ...]) -> list[int]:
+def leave_pending_notifications(make_app: AppFactory, hook: str, rules: tuple[str, ...]) -> list[int]:
     """What a previous run left: emergency flags whose notifications were queued, then the process
     stopped before sending them. The outbox rows' ids."""
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "before"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_NOTIFY_WEBHOOK": hook})
+    app = make_app(INTAKE_NOTIFY_WEBHOOK=hook)
     try:
         with session_scope(services(app).sessions) as session:
             patient = patients.create_patient(session, name="Secret Name", birth_date=date(1950, 1, 1))
@@ -229,7 +243,7 @@ def leave_pending_notifications(database_url: str, tmp_path: Path, hook: str, ru
         with services(app).sessions() as session:
             return [r.id for r in session.query(OutboxRecord).filter_by(kind=outbox.NOTIFY)]
     finally:
-        close_app(app)
+        close_app(app)  # the process stops, here rather than at the end of the test
 
 
 def served_environment(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path, hook: str) -> None:
@@ -256,9 +270,10 @@ def pollers() -> list[threading.Thread]:
 
 
 def test_finding_5_a_restarted_process_delivers_pending_notifications_without_a_request(
-        database_url: str, tmp_path: Path, webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
+        make_app: AppFactory, database_url: str, tmp_path: Path, webhook: Webhook,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     hook, received = webhook
-    rows = leave_pending_notifications(database_url, tmp_path, hook, ("e1", "e2"))
+    rows = leave_pending_notifications(make_app, hook, ("e1", "e2"))
     served_environment(monkeypatch, database_url, tmp_path, hook)
     app = runpy.run_path(str(ROOT / "wsgi.py"))["app"]  # start-up exactly as `flask --app wsgi run` / gunicorn
     try:
@@ -272,11 +287,11 @@ def test_finding_5_a_restarted_process_delivers_pending_notifications_without_a_
     assert not pollers()  # close_app stops it: nothing outlives the app
 
 
-def test_finding_5_every_gunicorn_worker_polls_and_each_row_runs_once(database_url: str, tmp_path: Path,
-                                                                       webhook: Webhook) -> None:
+def test_finding_5_every_gunicorn_worker_polls_and_each_row_runs_once(make_app: AppFactory, database_url: str,
+                                                                       tmp_path: Path, webhook: Webhook) -> None:
     hook, received = webhook
     rules = tuple(f"e{n}" for n in range(6))
-    leave_pending_notifications(database_url, tmp_path, hook, rules)
+    leave_pending_notifications(make_app, hook, rules)
     env = {"DATABASE_URL": database_url, "INTAKE_INSTANCE_PATH": str(tmp_path / "served"),
            "INTAKE_SECRET_KEY": "s" * 32, "INTAKE_NOTIFY_WEBHOOK": hook, "INTAKE_OUTBOX_POLL_SECONDS": "0.2"}
     with gunicorn_server(env, tmp_path / "logs", workers=2, ready_path="/openapi.json") as server:
@@ -286,11 +301,12 @@ def test_finding_5_every_gunicorn_worker_polls_and_each_row_runs_once(database_u
         assert "intake-outbox" not in server.error_log() and "Traceback" not in server.error_log()
 
 
-def test_finding_5_flask_commands_that_do_not_serve_start_no_poller(database_url: str, tmp_path: Path,
+def test_finding_5_flask_commands_that_do_not_serve_start_no_poller(make_app: AppFactory, database_url: str,
+                                                                     tmp_path: Path,
                                                                      webhook: Webhook,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     hook, received = webhook
-    rows = leave_pending_notifications(database_url, tmp_path, hook, ("e1",))
+    rows = leave_pending_notifications(make_app, hook, ("e1",))
     served_environment(monkeypatch, database_url, tmp_path, hook)
     monkeypatch.chdir(ROOT)
     monkeypatch.delitem(sys.modules, "wsgi", raising=False)  # `--app wsgi` imports it afresh

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from intake import close_app, create_app
+from tests.conftest import AppFactory
 
 
 @pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({
-        "DATABASE_URL": database_url,
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-        "SECRET_KEY": "test-secret",
-        "TESTING": True, "INTAKE_JOBS": "eager",
-    })
-    yield app
-    close_app(app)
+def app(make_app: AppFactory) -> Flask:
+    """The app with the test settings (tests/conftest.py `make_app`): other settings, other apps
+    come from `make_app(**overrides)` too."""
+    return make_app()
 
 
 @pytest.fixture
@@ -81,16 +74,5 @@ def opened(app: Flask, client: FlaskClient) -> FlaskClient:
 
 
 @pytest.fixture
-def staff_app(database_url: str, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "DATABASE_URL": database_url,
-            "INSTANCE_PATH": str(tmp_path / "i"),
-            "SECRET_KEY": "t",
-            "TESTING": True,
-            "INTAKE_JOBS": "eager",
-            "INTAKE_NOTIFY_WEBHOOK": webhook[0],
-        }
-    )
-    yield app
-    close_app(app)
+def staff_app(make_app: AppFactory, webhook: tuple[str, list[dict[str, Any]]]) -> Flask:
+    return make_app(INTAKE_NOTIFY_WEBHOOK=webhook[0])

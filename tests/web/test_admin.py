@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from html import unescape
 from pathlib import Path
@@ -17,12 +17,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from intake import audit, close_app, create_app
+from intake import audit
 from intake.services import services
 from intake.storage import audit_log
 from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord
 from intake.web import admin as admin_views
+from tests.conftest import AppFactory
 from tests.smart_client import SmartClient
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import sign_in, signed_in
@@ -51,7 +52,10 @@ def test_admin_adds_disables_and_resets_users(api_app: Flask) -> None:  # noqa: 
     assert "nurse.joy" in listing and "Nurse &lt;Joy&gt;" in listing
     duplicate = admin.post("/admin/users", data={"username": "NURSE.JOY", "role": "clinician",
                                                  "password": "a long enough password", "csrf_token": csrf(listing)})
-    assert duplicate.status_code == 400 and "already a user" in duplicate.text
+    assert duplicate.status_code == 409 and "already a user" in duplicate.text
+    token = csrf(duplicate.text)
+    gone = admin.post("/admin/users/nobody.here/disable", data={"csrf_token": token})
+    assert gone.status_code == 404 and "No user" in gone.text
     nurse = signed_in(api_app, "front-desk", username="nurse.joy", password="a long enough password")
     assert nurse.get("/front-desk/").status_code == 200
     token = csrf(admin.get("/admin/users").text)
@@ -65,7 +69,7 @@ def test_admin_adds_disables_and_resets_users(api_app: Flask) -> None:  # noqa: 
                                                                       "csrf_token": token}).status_code == 302
     assert sign_in(api_app.test_client(), "nurse.joy", "a long enough password").status_code == 401
     assert sign_in(api_app.test_client(), "nurse.joy", "the next long password").status_code == 302
-    assert admin.post("/admin/users/nobody/disable", data={"csrf_token": token}).status_code == 400
+    assert admin.post("/admin/users/nobody/disable", data={"csrf_token": token}).status_code == 404  # no such user
     assert admin.post("/admin/users/nurse.joy/promote", data={"csrf_token": token}).status_code == 404
 
 
@@ -105,13 +109,10 @@ def test_admin_registers_and_revokes_api_clients(api_app: Flask, tmp_path: Path)
 # -- the audit report: filters by action, user, record and date; keyset paging; the chain check --
 
 @pytest.fixture
-def audit_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+def audit_app(make_app: AppFactory) -> Flask:
     """Read rows written before each response (INTAKE_AUDIT_QUEUE=sync): every request's row is
     in the log when the next request reads it."""
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_AUDIT_QUEUE": "sync"})
-    yield app
-    close_app(app)
+    return make_app(INTAKE_AUDIT_QUEUE="sync")
 
 
 ROW = re.compile(r'<tr><td>(\d+)</td><td class="status">([^<]+)</td>\s*<td>(\S+) (?:<a [^>]*>([^<]*)</a>)?</td>\s*'

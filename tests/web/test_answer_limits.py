@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
 
-from intake import close_app, create_app
 from intake.core.items import build_form
 from intake.core.validation import validate
 from intake.web import forms as webforms
+from tests.conftest import AppFactory
 from tests.web.conftest import csrf, error_summary, invite_link
 from tests.web.test_fhir_api import Api, new_token
 
@@ -31,15 +30,8 @@ BORN = "1970-05-01"
 
 
 @pytest.fixture
-def limits_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    forms = tmp_path / "forms"
-    forms.mkdir()
-    (forms / "limits.json").write_text(json.dumps(QUESTIONNAIRE))
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_FORMS_DIR": str(forms),
-                      "INTAKE_QUESTIONNAIRES": ["limits"]})
-    yield app
-    close_app(app)
+def limits_app(make_app: AppFactory) -> Flask:
+    return make_app(forms={"limits": QUESTIONNAIRE})
 
 
 @pytest.fixture

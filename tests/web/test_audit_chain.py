@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,12 +17,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake import audit, close_app, create_app
+from intake import audit
 from intake.config import load_config
 from intake.services import services
 from intake.storage import audit_log, migrate
 from intake.storage.db import make_engine, make_session_factory, session_scope
 from intake.storage.models import AuditHead, AuditRecord
+from tests.conftest import AppFactory
 from tests.web.test_auditing import guards_off, guards_on
 
 KEY = "k" * 16 + "the audit key of these tests"
@@ -223,16 +224,12 @@ def test_finding_4_production_requires_the_audit_key(tmp_path: Path, monkeypatch
 
 
 @pytest.fixture
-def keyed_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_AUDIT_KEY": KEY,
-                      "INTAKE_AUDIT_ANCHOR_ROWS": 5, "INTAKE_AUDIT_QUEUE": "sync"})
-    yield app
-    close_app(app)
+def keyed_app(make_app: AppFactory) -> Flask:
+    return make_app(INTAKE_AUDIT_KEY=KEY, INTAKE_AUDIT_ANCHOR_ROWS=5, INTAKE_AUDIT_QUEUE="sync")
 
 
 def test_finding_4_cli_verify_checks_the_key_and_the_anchors_of_a_log_file(
-        keyed_app: Flask, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        keyed_app: Flask, make_app: AppFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="intake.audit.anchor")
     runner = keyed_app.test_cli_runner()
     write(services(keyed_app).sessions, 12)
@@ -252,10 +249,6 @@ def test_finding_4_cli_verify_checks_the_key_and_the_anchors_of_a_log_file(
     (tmp_path / "empty.log").write_text("no anchors here\n", encoding="utf-8")
     assert runner.invoke(args=["intake", "audit", "verify", "--anchors", str(tmp_path / "empty.log")]).exit_code == 1
 
-    other = create_app({**{k: keyed_app.config[k] for k in ("DATABASE_URL", "SECRET_KEY", "TESTING", "INTAKE_JOBS")},
-                        "INSTANCE_PATH": str(tmp_path / "other"), "INTAKE_AUDIT_KEY": OTHER_KEY})
-    try:
-        wrong = other.test_cli_runner().invoke(args=["intake", "audit", "verify"])
-        assert wrong.exit_code == 1 and "not written with this key" in wrong.output
-    finally:
-        close_app(other)
+    other = make_app(INTAKE_AUDIT_KEY=OTHER_KEY)  # the same database
+    wrong = other.test_cli_runner().invoke(args=["intake", "audit", "verify"])
+    assert wrong.exit_code == 1 and "not written with this key" in wrong.output

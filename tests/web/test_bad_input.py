@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from intake import close_app, create_app
 from intake.core.numbers import INT32_MAX, whole_number
 from intake.services import services
 from intake.storage.models import AuditRecord, FhirResource, Patient
 from intake.web.auditing import flush
+from tests.conftest import AppFactory
 from tests.smart_client import SmartClient
 from tests.web.conftest import csrf
 from tests.web.flow import HIGH_PHQ4, complete_intake, signed_in
@@ -28,12 +27,10 @@ FHIR_JSON = "application/fhir+json"
 
 
 @pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager"})
+def app(make_app: AppFactory) -> Flask:
+    app = make_app()
     services(app).outbox_handlers["render_pdf"] = lambda _app, _intake_id: None
-    yield app
-    close_app(app)
+    return app
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +12,10 @@ from flask.testing import FlaskClient
 from markupsafe import escape
 from sqlalchemy import select
 
-from intake import close_app, create_app
 from intake.core.translations import flag_guidance
 from intake.services import services
 from intake.storage.models import FlagRecord, OutboxRecord
+from tests.conftest import AppFactory
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import (
     HIGH_PHQ4,
@@ -32,16 +30,9 @@ PHQ4 = "/intake/stress/stress-phq4"
 PHQ9 = "/intake/stress/stress-phq9"
 
 
-def make_app(database_url: str, tmp_path: Path, **settings: Any) -> Flask:
-    return create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                       "TESTING": True, "INTAKE_JOBS": "eager", **settings})
-
-
 @pytest.fixture
-def hooked_app(database_url: str, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]) -> Iterator[Flask]:
-    app = make_app(database_url, tmp_path, INTAKE_NOTIFY_WEBHOOK=webhook[0])
-    yield app
-    close_app(app)
+def hooked_app(make_app: AppFactory, webhook: tuple[str, list[dict[str, Any]]]) -> Flask:
+    return make_app(INTAKE_NOTIFY_WEBHOOK=webhook[0])
 
 
 def post_page(client: FlaskClient, app: Flask, path: str, overrides: dict[str, Any]) -> Any:
@@ -184,18 +175,15 @@ def test_urgent_flags_are_stored_and_notified_from_drafts_without_interrupting(
     assert [f.rule_id for f in flags(hooked_app)] == ["n-rf1"]
 
 
-def test_without_a_notification_channel_the_flag_is_still_listed(database_url: str, tmp_path: Path) -> None:
-    app = make_app(database_url, tmp_path)
-    try:
-        client = opened(app)
-        assert post_page(client, app, RED_FLAGS, {"n-rf2": "true"}).headers["Location"] == "/intake/help"
-        help_page = client.get("/intake/help").text
-        assert "Your care team can see it now" in help_page  # no claim that someone was told
-        assert [(f.rule_id, f.notify_state) for f in flags(app)] == [("n-rf2", "pending")]
-        assert "n-rf2" not in "".join(notify_rows(app))
-        assert "not sent yet" in signed_in(app).get("/clinician/flags").text
-    finally:
-        close_app(app)
+def test_without_a_notification_channel_the_flag_is_still_listed(make_app: AppFactory) -> None:
+    app = make_app()
+    client = opened(app)
+    assert post_page(client, app, RED_FLAGS, {"n-rf2": "true"}).headers["Location"] == "/intake/help"
+    help_page = client.get("/intake/help").text
+    assert "Your care team can see it now" in help_page  # no claim that someone was told
+    assert [(f.rule_id, f.notify_state) for f in flags(app)] == [("n-rf2", "pending")]
+    assert "n-rf2" not in "".join(notify_rows(app))
+    assert "not sent yet" in signed_in(app).get("/clinician/flags").text
 
 
 def test_the_help_page_without_a_reported_danger_goes_back_to_the_start(client: FlaskClient, app: Flask) -> None:
@@ -204,20 +192,17 @@ def test_the_help_page_without_a_reported_danger_goes_back_to_the_start(client: 
     assert response.status_code == 302 and response.headers["Location"] == "/intake"
 
 
-def test_the_deployments_numbers_are_tap_to_call_links_in_each_language(database_url: str, tmp_path: Path) -> None:
-    app = make_app(database_url, tmp_path, INTAKE_EMERGENCY_NUMBER="112", INTAKE_CLINIC_PHONE="+34 910 000 000",
+def test_the_deployments_numbers_are_tap_to_call_links_in_each_language(make_app: AppFactory) -> None:
+    app = make_app(INTAKE_EMERGENCY_NUMBER="112", INTAKE_CLINIC_PHONE="+34 910 000 000",
                    INTAKE_CRISIS_LINES="Crisis line|0800 123 456; broken entry", INTAKE_CRISIS_LINES_ES="Línea 024|024")
-    try:
-        client = opened(app)
-        assert post_page(client, app, RED_FLAGS, {"n-rf2": "true"}).status_code == 302
-        page = client.get("/intake/help").text
-        assert '<a class="contact-link" href="tel:112">Call 112</a>' in page
-        assert 'href="tel:0800123456"' in page and "Crisis line" in page and "broken entry" not in page
-        assert 'href="tel:+34910000000"' in page
-        assert "<li>Call your local emergency number.</li>" not in page  # the fallback gives way to the number
-        client.get("/language/es?next=/intake/help")
-        spanish = client.get("/intake/help").text
-        assert "Línea 024" in spanish and 'href="tel:024"' in spanish and "Crisis line" not in spanish
-        assert 'lang="es"' in spanish and "Llame al 112" in spanish
-    finally:
-        close_app(app)
+    client = opened(app)
+    assert post_page(client, app, RED_FLAGS, {"n-rf2": "true"}).status_code == 302
+    page = client.get("/intake/help").text
+    assert '<a class="contact-link" href="tel:112">Call 112</a>' in page
+    assert 'href="tel:0800123456"' in page and "Crisis line" in page and "broken entry" not in page
+    assert 'href="tel:+34910000000"' in page
+    assert "<li>Call your local emergency number.</li>" not in page  # the fallback gives way to the number
+    client.get("/language/es?next=/intake/help")
+    spanish = client.get("/intake/help").text
+    assert "Línea 024" in spanish and 'href="tel:024"' in spanish and "Crisis line" not in spanish
+    assert 'lang="es"' in spanish and "Llame al 112" in spanish

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Blueprint, Flask, abort
 from flask.testing import FlaskClient
 
-from intake import close_app, create_app
 from intake.auth.smart import TokenError
-from intake.auth.staff import AccountError
+from intake.auth.staff import AccountError, UnknownUser, UserExists
 from intake.core.fhir_models import resource_errors
 from intake.documents import DocumentError
 from intake.errors import IntakeError
@@ -26,7 +24,8 @@ from intake.storage.intakes import IntakeClosed, IntakeNotFound
 from intake.storage.responses import StaleResponse
 from intake.web.fhir_api import FhirError
 from intake.web.patient import LinkEnded
-from intake.workflow import WorkflowError
+from intake.workflow import ConflictError, NotFoundError, WorkflowError
+from tests.conftest import AppFactory
 
 FHIR_JSON = "application/fhir+json"
 PHI = "Jane Q. Patient, born 1970-01-01, typed: chest pain"
@@ -42,8 +41,16 @@ RAISED: dict[str, tuple[Callable[[], Exception], int, str, str, str]] = {
                        "the answers of Intake/abc changed since they were read; read them again"),
     "workflow": (lambda: WorkflowError("a patient name is required"), 400, "invalid", "invalid_request",
                  "a patient name is required"),
-    "account": (lambda: AccountError("there is already a user 'nurse'"), 400, "invalid", "invalid_request",
-                "there is already a user 'nurse'"),
+    "workflow-not-found": (lambda: NotFoundError("no such intake"), 404, "not-found", "invalid_request",
+                           "no such intake"),
+    "workflow-conflict": (lambda: ConflictError("this intake was already submitted"), 409, "conflict",
+                          "invalid_request", "this intake was already submitted"),
+    "account": (lambda: AccountError("the role must be one of admin"), 400, "invalid", "invalid_request",
+                "the role must be one of admin"),
+    "account-exists": (lambda: UserExists("there is already a user 'nurse'"), 409, "conflict", "invalid_request",
+                       "there is already a user 'nurse'"),
+    "account-unknown": (lambda: UnknownUser("no user 'nurse'"), 404, "not-found", "invalid_request",
+                        "no user 'nurse'"),
     "document": (lambda: DocumentError("intake abc is not completed and scored"), 409, "conflict", "invalid_request",
                  "intake abc is not completed and scored"),
     "search": (lambda: SearchError("status: unknown code 'x'"), 400, "invalid", "invalid_request",
@@ -80,17 +87,13 @@ def _raiser(name: str) -> Any:
 
 
 @pytest.fixture
-def errors_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({
-        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-        "TESTING": True, "INTAKE_JOBS": "eager",
-    })
+def errors_app(make_app: AppFactory) -> Flask:
+    app = make_app()
     routes = Blueprint("errors_under_test", __name__)
     routes.add_url_rule("/<name>", "raise_", _raiser, methods=["GET", "POST"])
     for audience, prefix in PREFIXES.items():
         app.register_blueprint(routes, url_prefix=prefix, name=f"errors_{audience}")
-    yield app
-    close_app(app)
+    return app
 
 
 def _get(client: FlaskClient, audience: str, name: str) -> Any:

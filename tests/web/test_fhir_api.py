@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from intake import close_app, create_app
 from intake.core.fhir_models import resource_errors
 from intake.services import services
 from intake.storage.models import FhirResource, Intake, Patient
-from tests.conftest import truncate_all_tables
+from tests.conftest import AppFactory, app_config, truncate_all_tables
 from tests.fhircheck import fhircheck
 from tests.smart_client import SmartClient
 from tests.support import snapshot
@@ -30,18 +29,8 @@ FHIR_JSON = "application/fhir+json"
 
 
 @pytest.fixture
-def api_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "DATABASE_URL": database_url,
-            "INSTANCE_PATH": str(tmp_path / "i"),
-            "SECRET_KEY": "t",
-            "TESTING": True,
-            "INTAKE_JOBS": "eager",
-        }
-    )
-    yield app
-    close_app(app)
+def api_app(make_app: AppFactory) -> Flask:
+    return make_app()
 
 
 def new_token(app: Flask, name: str = "ehr", scopes: tuple[str, ...] = ("system/*.read",),
@@ -88,10 +77,7 @@ def two_intakes_made(server_database_url: str | None, request: pytest.FixtureReq
     else:
         url = server_database_url
         truncate_all_tables(url)
-    app = create_app({
-        "DATABASE_URL": url, "INSTANCE_PATH": str(folder / "i"), "SECRET_KEY": "t", "TESTING": True,
-        "INTAKE_JOBS": "eager",
-    })
+    app = create_app(app_config(url, folder / "i"))  # module scope: make_app is the test's
     try:
         _client, flagged = complete_intake(app, {**EMERGENCY, **HIGH_PHQ4})
         _client, plain = complete_intake(app, {}, birth_date="1985-02-03")

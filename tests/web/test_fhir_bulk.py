@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
@@ -15,12 +14,12 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from intake import close_app, create_app
 from intake.core.fhir_time import utcnow
 from intake.fhir import bulk_export
 from intake.services import services
 from intake.storage import fhir_store
 from intake.storage.db import session_scope
+from tests.conftest import AppFactory
 from tests.fhircheck import fhircheck
 from tests.web.flow import EMERGENCY, complete_intake
 from tests.web.test_fhir_api import Api, assert_outcome, new_token, patient_of
@@ -28,18 +27,9 @@ from tests.web.test_fhir_api import Api, assert_outcome, new_token, patient_of
 ASYNC = {"Prefer": "respond-async"}
 
 
-def make_app(database_url: str, tmp_path: Path, jobs: str) -> Flask:
-    return create_app({
-        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True,
-        "INTAKE_JOBS": jobs,
-    })
-
-
 @pytest.fixture
-def eager_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = make_app(database_url, tmp_path, "eager")
-    yield app
-    close_app(app)
+def eager_app(make_app: AppFactory) -> Flask:
+    return make_app()
 
 
 @pytest.fixture
@@ -165,16 +155,12 @@ def test_cancelling_mid_run_removes_the_files(eager_app: Flask, api: Api, intake
     assert not bulk_export.export_dir(eager_app, job_id).exists()
 
 
-def test_the_background_thread_runs_the_export(database_url: str, tmp_path: Path) -> None:
-    app = make_app(database_url, tmp_path, "thread")
-    try:
-        complete_intake(app, {})
-        api = Api(app.test_client(), new_token(app))
-        manifest = finished(api, kickoff(api, "/fhir/$export?_type=Patient"))
-        assert manifest["output"][0]["count"] == 1
-    finally:
-        services(app).jobs.wait()
-        close_app(app)
+def test_the_background_thread_runs_the_export(make_app: AppFactory) -> None:
+    app = make_app(INTAKE_JOBS="thread")
+    complete_intake(app, {})
+    api = Api(app.test_client(), new_token(app))
+    manifest = finished(api, kickoff(api, "/fhir/$export?_type=Patient"))
+    assert manifest["output"][0]["count"] == 1
 
 
 def test_jobs_belong_to_the_client_that_started_them_and_need_read_scopes(eager_app: Flask, api: Api,
@@ -231,21 +217,17 @@ def test_export_files_expire_then_answer_404_and_are_deleted(
 
 
 def test_expiry_runs_from_start_up_without_a_request(eager_app: Flask, api: Api, intakes: tuple[str, str],
-                                                     database_url: str, tmp_path: Path) -> None:
+                                                     make_app: AppFactory) -> None:
     """The in-process poller deletes expired exports on its own (here: its first round at start)."""
     job_id = job_id_of(kickoff(api, "/fhir/$export?_type=Patient"))
     set_expiry(eager_app, job_id, -timedelta(seconds=1))
     folder = bulk_export.export_dir(eager_app, job_id)
     assert folder.exists()
-    served = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": eager_app.instance_path, "SECRET_KEY": "t",
-                         "TESTING": True, "INTAKE_JOBS": "thread", "INTAKE_OUTBOX_POLLER": "on"})
-    try:
-        deadline = time.monotonic() + 20
-        while folder.exists():
-            assert time.monotonic() < deadline, "the poller did not delete the expired export"
-            time.sleep(0.05)
-    finally:
-        close_app(served)
+    make_app(INSTANCE_PATH=eager_app.instance_path, INTAKE_JOBS="thread", INTAKE_OUTBOX_POLLER="on")
+    deadline = time.monotonic() + 20
+    while folder.exists():
+        assert time.monotonic() < deadline, "the poller did not delete the expired export"
+        time.sleep(0.05)
 
 
 def test_a_client_holds_a_bounded_number_of_exports_and_delete_frees_one(eager_app: Flask, api: Api,

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from intake import close_app, create_app
 from intake.core.fhir_time import utcnow
 from intake.services import services
 from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord, Intake, Patient, ShownLink
+from tests.conftest import AppFactory
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import EMERGENCY, fill_all, fill_page, first_page, signed_in
 
@@ -26,11 +24,8 @@ TOMORROW = date.today() + timedelta(days=1)
 
 
 @pytest.fixture
-def desk_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_BASE_URL": "https://intake.example.org"})
-    yield app
-    close_app(app)
+def desk_app(make_app: AppFactory) -> Flask:
+    return make_app(INTAKE_BASE_URL="https://intake.example.org")
 
 
 def new_intake(
@@ -91,6 +86,8 @@ def test_a_new_link_revokes_the_old_one(desk_app: Flask) -> None:
     # Without the form's CSRF token nothing changes.
     assert desk.post(f"/front-desk/intakes/{intake_id}/link").status_code == 400
     assert desk_app.test_client().get(new).status_code == 302
+    token = csrf(desk.get(location).text)
+    assert desk.post("/front-desk/intakes/no-such-intake/link", data={"csrf_token": token}).status_code == 404
 
 
 def test_form_errors_are_listed_and_nothing_is_created(desk_app: Flask) -> None:
@@ -113,7 +110,7 @@ def test_a_known_record_number_joins_the_same_patient(desk_app: Flask) -> None:
     assert new_intake(desk, "Ana Ruiz", mrn="MRN-7")[0] == 302
     assert new_intake(desk, "ana  ruiz", mrn="MRN-7", at="11:00")[0] == 302
     status, body = new_intake(desk, "Someone Else", mrn="MRN-7")
-    assert status == 400 and "another name or birth date" in body
+    assert status == 409 and "another name or birth date" in body  # a conflict, not bad input
     with services(desk_app).sessions() as session:
         assert len(list(session.scalars(select(Patient)))) == 1
         assert len(list(session.scalars(select(Intake)))) == 2

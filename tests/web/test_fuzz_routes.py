@@ -39,10 +39,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from intake import close_app, create_app
 from intake.services import services
 from intake.storage.models import FhirResource, Intake
 from intake.web.auditing import flush
+from tests.conftest import AppFactory
 from tests.smart_client import SmartClient
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import HIGH_PHQ4, complete_intake, signed_in
@@ -166,19 +166,13 @@ class World:
 
 
 @pytest.fixture
-def world(database_url: str, tmp_path: Path) -> Iterator[World]:
-    app = create_app({
-        "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t", "TESTING": True,
-        "INTAKE_JOBS": "eager", "INTAKE_LOGIN_RATE_LIMIT": "100000 per minute",
-        "INTAKE_LOGIN_USER_RATE_LIMIT": "100000 per minute", "INTAKE_LOGIN_CODE_RATE_LIMIT": "100000 per minute",
-        "INTAKE_TOKEN_RATE_LIMIT": "100000 per minute", "INTAKE_LINK_RATE_LIMIT": "100000 per minute",
-        "INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT": 100000,
-    })
+def world(make_app: AppFactory, tmp_path: Path) -> World:
+    unlimited = "100000 per minute"
+    app = make_app(INTAKE_LOGIN_RATE_LIMIT=unlimited, INTAKE_LOGIN_USER_RATE_LIMIT=unlimited,
+                   INTAKE_LOGIN_CODE_RATE_LIMIT=unlimited, INTAKE_TOKEN_RATE_LIMIT=unlimited,
+                   INTAKE_LINK_RATE_LIMIT=unlimited, INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT=100000)
     services(app).outbox_handlers["render_pdf"] = lambda _app, _intake_id: None
-    try:
-        yield _build(app, tmp_path)
-    finally:
-        close_app(app)
+    return _build(app, tmp_path)
 
 
 def _build(app: Flask, tmp_path: Path) -> World:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from flask import Flask
 
-from intake import close_app, create_app
 from intake.web.headers import CONTENT_SECURITY_POLICY, HSTS
+from tests.conftest import AppFactory
 from tests.web.conftest import invite_link
 
 PATHS = ["/", "/intake", "/no-such-page", "/fhir/metadata", "/fhir/Patient", "/clinician/", "/static/intake.css"]
@@ -34,19 +32,14 @@ def test_hsts_over_https(client) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("base_url, sent", [("https://intake.example.org", True), ("http://127.0.0.1:5000", False)])
-def test_hsts_follows_an_https_base_url_behind_a_tls_proxy(database_url: str, tmp_path: Path, base_url: str,
-                                                          sent: bool) -> None:
+def test_hsts_follows_an_https_base_url_behind_a_tls_proxy(make_app: AppFactory, base_url: str, sent: bool) -> None:
     """A TLS-terminating proxy hands the request on over plain HTTP (request.is_secure is false,
     and no X-Forwarded-Proto is trusted by default): the service is still served over HTTPS, as
     INTAKE_BASE_URL says, so HSTS is sent. With an http:// base URL it is not."""
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_BASE_URL": base_url})
-    try:
-        for path in ("/", "/staff/login", "/fhir/metadata", "/no-such-page"):
-            response = app.test_client().get(path, base_url="http://intake.example.org")
-            assert (response.headers.get("Strict-Transport-Security") == HSTS) is sent, (path, response.headers)
-    finally:
-        close_app(app)
+    app = make_app(INTAKE_BASE_URL=base_url)
+    for path in ("/", "/staff/login", "/fhir/metadata", "/no-such-page"):
+        response = app.test_client().get(path, base_url="http://intake.example.org")
+        assert (response.headers.get("Strict-Transport-Security") == HSTS) is sent, (path, response.headers)
 
 
 def test_pages_need_nothing_inline(app: Flask, client) -> None:  # type: ignore[no-untyped-def]
@@ -56,15 +49,11 @@ def test_pages_need_nothing_inline(app: Flask, client) -> None:  # type: ignore[
     assert '<script src="/static/intake.js"' in page
 
 
-def test_session_cookie_is_secure_and_host_prefixed_over_https(database_url: str, tmp_path: Path) -> None:
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_BASE_URL": "https://intake.example.org"})
-    try:
-        app.test_cli_runner().invoke(args=["intake", "init-db"])
-        link = invite_link(app)
-        response = app.test_client().get(link, base_url="https://intake.example.org")
-        cookie = response.headers["Set-Cookie"]
-        assert cookie.startswith("__Host-intake=") and "Secure" in cookie and "HttpOnly" in cookie
-        assert "SameSite=Lax" in cookie and "Path=/" in cookie and "Domain" not in cookie
-    finally:
-        close_app(app)
+def test_session_cookie_is_secure_and_host_prefixed_over_https(make_app: AppFactory) -> None:
+    app = make_app(INTAKE_BASE_URL="https://intake.example.org")
+    app.test_cli_runner().invoke(args=["intake", "init-db"])
+    link = invite_link(app)
+    response = app.test_client().get(link, base_url="https://intake.example.org")
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-intake=") and "Secure" in cookie and "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie and "Path=/" in cookie and "Domain" not in cookie

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +10,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from intake import close_app, create_app
 from intake.core.fhir_models import QuestionnaireResponse
 from intake.services import services
 from intake.storage.models import Intake, ResponseRecord, ScoringResult
+from tests.conftest import AppFactory
 from tests.web.conftest import csrf, error_summary, invite_link
 
 URL = "https://intake.example.org/fhir/Questionnaire/sink"
@@ -118,23 +116,8 @@ SINK = {
 
 
 @pytest.fixture
-def sink_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    forms = tmp_path / "forms"
-    forms.mkdir()
-    (forms / "sink.json").write_text(json.dumps(SINK))
-    app = create_app(
-        {
-            "DATABASE_URL": database_url,
-            "INSTANCE_PATH": str(tmp_path / "i"),
-            "SECRET_KEY": "t",
-            "TESTING": True,
-            "INTAKE_JOBS": "eager",
-            "INTAKE_FORMS_DIR": str(forms),
-            "INTAKE_QUESTIONNAIRES": ["sink"],
-        }
-    )
-    yield app
-    close_app(app)
+def sink_app(make_app: AppFactory) -> Flask:
+    return make_app(forms={"sink": SINK})
 
 
 @pytest.fixture
@@ -219,41 +202,25 @@ def test_constraints_give_messages(sink: FlaskClient, field: str, value: str, me
     assert any(m.startswith(message) for _, m in error_summary(response.text)), error_summary(response.text)
 
 
-def test_a_broken_scoring_rule_does_not_cost_the_patient_their_submission(database_url: str, tmp_path: Path) -> None:
+def test_a_broken_scoring_rule_does_not_cost_the_patient_their_submission(make_app: AppFactory) -> None:
     broken = json.loads(json.dumps(SINK))
     broken["extension"] = [{"url": "https://intake.example.org/fhir/StructureDefinition/flag", "extension": [
         {"url": "id", "valueCode": "broken"}, {"url": "tier", "valueCode": "urgent"},
         {"url": "when", "valueExpression": {"language": "text/fhirpath", "expression": "%noSuchVariable = 1"}},
         {"url": "message", "valueString": "never"}]}]
-    forms = tmp_path / "forms"
-    forms.mkdir()
-    (forms / "sink.json").write_text(json.dumps(broken))
-    app = create_app(
-        {
-            "DATABASE_URL": database_url,
-            "INSTANCE_PATH": str(tmp_path / "i"),
-            "SECRET_KEY": "t",
-            "TESTING": True,
-            "INTAKE_JOBS": "eager",
-            "INTAKE_FORMS_DIR": str(forms),
-            "INTAKE_QUESTIONNAIRES": ["sink"],
-        }
+    app = make_app(forms={"sink": broken})
+    client = app.test_client()
+    client.get(invite_link(app))
+    token = csrf(client.get(PAGE).text)
+    assert client.post(PAGE, data={"csrf_token": token, "q-yn": "false", "q-weight": "1"}).status_code == 302
+    review = client.get("/intake/review")
+    assert (
+        client.post("/intake/submit", data={"csrf_token": csrf(review.text)})
+        .headers["Location"]
+        .endswith("/intake/done")
     )
-    try:
-        client = app.test_client()
-        client.get(invite_link(app))
-        token = csrf(client.get(PAGE).text)
-        assert client.post(PAGE, data={"csrf_token": token, "q-yn": "false", "q-weight": "1"}).status_code == 302
-        review = client.get("/intake/review")
-        assert (
-            client.post("/intake/submit", data={"csrf_token": csrf(review.text)})
-            .headers["Location"]
-            .endswith("/intake/done")
-        )
 
-        with services(app).sessions() as session:
-            assert session.scalars(select(Intake.status)).one() == "completed"
-            assert session.scalars(select(ScoringResult)).all() == []  # unscored, to be re-scored
-        assert "Your answers have been sent" in client.get("/intake/done").text
-    finally:
-        close_app(app)
+    with services(app).sessions() as session:
+        assert session.scalars(select(Intake.status)).one() == "completed"
+        assert session.scalars(select(ScoringResult)).all() == []  # unscored, to be re-scored
+    assert "Your answers have been sent" in client.get("/intake/done").text

@@ -15,7 +15,6 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from intake import close_app, create_app
 from intake.fhir.search import INCLUDES, RESULT_PARAMETERS, SEARCH_PARAMETERS, sort_keys
 from intake.web.fhir_api import READ_TYPES
 from intake.web.openapi import SPEC_FILE
+from tests.conftest import AppFactory
 from tests.smart_client import SmartClient, token_endpoint
 from tests.support.sizes import full_size
 from tests.web.flow import EMERGENCY, HIGH_PHQ4, complete_intake
@@ -130,15 +129,11 @@ def test_the_description_is_served_to_anyone(app: Flask) -> None:
 
 
 @pytest.fixture
-def api_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+def api_app(make_app: AppFactory) -> Flask:
     """The FHIR test app, with a token rate limit high enough for the generated token requests
     to reach the token logic (at the default 60 a minute most would be 429s), and a bulk-export
     bound high enough for the generated kick-offs (the bound's 429 is described and has its own tests)."""
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_TOKEN_RATE_LIMIT": "100000 per minute",
-                      "INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT": 100000})
-    yield app
-    close_app(app)
+    return make_app(INTAKE_TOKEN_RATE_LIMIT="100000 per minute", INTAKE_BULK_EXPORT_MAX_JOBS_PER_CLIENT=100000)
 
 
 def _stored(app: Flask) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from intake import close_app, create_app
 from intake.core.fhir_models import QuestionnaireResponse
 from intake.core.scoring import score_response
 from intake.core.validation import has_errors, validate
 from intake.services import services
 from intake.storage.models import Intake, ResponseRecord
+from tests.conftest import AppFactory
 from tests.fhircheck import fhircheck
 from tests.web.conftest import csrf, error_links, error_summary, invite_link
 from tests.web.flow import fill_all, fill_page, page_data
@@ -222,19 +222,15 @@ def test_a_submitted_intakes_link_is_as_neutral_as_an_unknown_one(app: Flask) ->
     assert reopened.data == unknown.data  # nothing tells a used link from a wrong one
 
 
-def test_link_guessing_is_rate_limited(database_url: str, tmp_path: Path) -> None:
+def test_link_guessing_is_rate_limited(make_app: AppFactory) -> None:
 
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t",
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_LINK_RATE_LIMIT": "5 per minute"})
-    try:
-        client = app.test_client()
-        statuses = [client.get(f"/i/guess-{n}").status_code for n in range(7)]
-        assert statuses == [404] * 5 + [429] * 2
-        assert "Too many tries" in client.get("/i/guess-x").text
-        other = app.test_client().get("/i/guess-y", environ_base={"REMOTE_ADDR": "10.0.0.9"})
-        assert other.status_code == 404  # counted per address
-    finally:
-        close_app(app)
+    app = make_app(INTAKE_LINK_RATE_LIMIT="5 per minute")
+    client = app.test_client()
+    statuses = [client.get(f"/i/guess-{n}").status_code for n in range(7)]
+    assert statuses == [404] * 5 + [429] * 2
+    assert "Too many tries" in client.get("/i/guess-x").text
+    other = app.test_client().get("/i/guess-y", environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert other.status_code == 404  # counted per address
 
 
 def test_a_change_from_the_review_page_that_switches_follow_ups_on_goes_to_them_first(

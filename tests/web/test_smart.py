@@ -18,7 +18,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from intake import close_app, create_app
 from intake.auth import smart
 from intake.core.fhir_time import utcnow
 from intake.services import services
@@ -26,6 +25,7 @@ from intake.storage import fhir_store
 from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord
 from intake.web.auditing import flush
+from tests.conftest import AppFactory
 from tests.smart_client import SmartClient, token_endpoint
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import signed_in
@@ -36,13 +36,9 @@ EVIL_TOKEN_URL = "http://evil.example/auth/token"
 
 
 @pytest.fixture
-def proxied_app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+def proxied_app(make_app: AppFactory) -> Flask:
     """Behind one trusted proxy (X-Forwarded-* believed), public at PUBLIC_BASE, no token rate limit."""
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t" * 32,
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_BASE_URL": PUBLIC_BASE,
-                      "INTAKE_TRUSTED_PROXIES": 1, "INTAKE_TOKEN_RATE_LIMIT": "100000 per minute"})
-    yield app
-    close_app(app)
+    return make_app(INTAKE_BASE_URL=PUBLIC_BASE, INTAKE_TRUSTED_PROXIES=1, INTAKE_TOKEN_RATE_LIMIT="100000 per minute")
 
 
 
@@ -161,15 +157,11 @@ def test_registration_refuses_private_keys_and_bad_scopes(api_app: Flask, tmp_pa
     assert result.exit_code == 1
 
 
-def test_the_token_endpoint_is_rate_limited(database_url: str, tmp_path: Path) -> None:
-    app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / "i"), "SECRET_KEY": "t" * 32,
-                      "TESTING": True, "INTAKE_JOBS": "eager", "INTAKE_TOKEN_RATE_LIMIT": "3 per minute"})
-    try:
-        statuses = [post_token(app, {"grant_type": "x"}).status_code for _ in range(5)]
-        assert statuses == [400, 400, 400, 429, 429]
-        assert post_token(app, {"grant_type": "x"}).json["error"] == "invalid_request"
-    finally:
-        close_app(app)
+def test_the_token_endpoint_is_rate_limited(make_app: AppFactory) -> None:
+    app = make_app(INTAKE_TOKEN_RATE_LIMIT="3 per minute")
+    statuses = [post_token(app, {"grant_type": "x"}).status_code for _ in range(5)]
+    assert statuses == [400, 400, 400, 429, 429]
+    assert post_token(app, {"grant_type": "x"}).json["error"] == "invalid_request"
 
 
 def oauth_error(response: Any) -> str:
@@ -212,19 +204,18 @@ def test_finding_2_access_token_issuer_is_the_configured_token_url(proxied_app: 
 
 
 def test_finding_2_default_base_url_fails_closed_and_production_says_so(
-        api_app: Flask, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+        api_app: Flask, make_app: AppFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     """Left at the development default, the audience is that default's token endpoint, not the
     host a request names; run the production way (celery), the start-up log says it is unset."""
     client = SmartClient("dev", "ES384")
     client.register(api_app, tmp_path, "system/*.read")
     assert oauth_error(post_token(api_app, client.token_form("http://localhost/auth/token"))) == "invalid_client"
     assert post_token(api_app, client.token_form("http://127.0.0.1:5000/auth/token")).status_code == 200
-    settings = {"DATABASE_URL": database_url, "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "celery",
-                "INTAKE_AUDIT_KEY": "k" * 40, "INTAKE_CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}
+    settings = {"INTAKE_JOBS": "celery", "INTAKE_AUDIT_KEY": "k" * 40, "INTAKE_CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}
     warned: dict[str, list[str]] = {}
     for folder, extra in (("unset", {}), ("set", {"INTAKE_BASE_URL": PUBLIC_BASE})):
         caplog.clear()
-        close_app(create_app({**settings, **extra, "INSTANCE_PATH": str(tmp_path / folder)}))
+        make_app(**settings, **extra)
         warned[folder] = [r.getMessage() for r in caplog.records if r.name == "intake.web.auth_api"]
     assert len(warned["unset"]) == 1 and "INTAKE_BASE_URL is not set" in warned["unset"][0]
     assert "http://127.0.0.1:5000/auth/token" in warned["unset"][0] and warned["set"] == []

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pyotp
@@ -17,7 +15,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from intake import close_app, create_app
 from intake.auth import staff
 from intake.core.fhir_time import utcnow
 from intake.services import services
@@ -25,28 +22,13 @@ from intake.storage.db import session_scope
 from intake.storage.models import AuditRecord, StaffSession, User
 from intake.web.auditing import flush
 from intake.web.limits import SUSPECT_AFTER
+from tests.conftest import AppFactory
 from tests.web.conftest import csrf, error_summary
 from tests.web.flow import STAFF, add_staff, sign_in, signed_in
 
 
 @pytest.fixture
-def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
-    """Apps with extra settings; each is closed after the test (its connections too)."""
-    made: list[Flask] = []
-
-    def make(**config: object) -> Flask:
-        app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path / f"i{len(made)}"),
-                          "SECRET_KEY": "t", "TESTING": True, "INTAKE_JOBS": "eager", **config})
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        close_app(app)
-
-
-@pytest.fixture
-def staff_app(make_app: Callable[..., Flask]) -> Flask:
+def staff_app(make_app: AppFactory) -> Flask:
     return make_app()
 
 
@@ -200,7 +182,7 @@ def awaiting_code(app: Flask, username: str = STAFF[0], address: str = "127.0.0.
     return client, csrf(client.get("/staff/login/code").text)
 
 
-def test_finding_6_a_totp_code_signs_in_once_under_concurrent_posts(make_app: Callable[..., Flask]) -> None:
+def test_finding_6_a_totp_code_signs_in_once_under_concurrent_posts(make_app: AppFactory) -> None:
     """Six browsers past the password step post the same valid code at the same moment: exactly
     one signs in (the review saw five of six on PostgreSQL: read, check, then write)."""
     app = make_app(INTAKE_LOGIN_RATE_LIMIT="100 per minute", INTAKE_LOGIN_CODE_RATE_LIMIT="100 per minute")
@@ -240,7 +222,7 @@ def from_address(app: Flask, address: str) -> FlaskClient:
     return client
 
 
-def test_failed_sign_ins_are_limited_per_address(make_app: Callable[..., Flask]) -> None:
+def test_failed_sign_ins_are_limited_per_address(make_app: AppFactory) -> None:
     app = make_app(INTAKE_LOGIN_RATE_LIMIT="3 per minute")
     add_staff(app)
     client = app.test_client()
@@ -251,7 +233,7 @@ def test_failed_sign_ins_are_limited_per_address(make_app: Callable[..., Flask])
     assert sign_in(from_address(app, "10.0.0.9")).status_code == 302  # other addresses are not limited
 
 
-def test_failed_sign_ins_are_limited_per_address_and_user_name(make_app: Callable[..., Flask]) -> None:
+def test_failed_sign_ins_are_limited_per_address_and_user_name(make_app: AppFactory) -> None:
     app = make_app(INTAKE_LOGIN_USER_RATE_LIMIT="3 per hour")
     add_staff(app)
     client = from_address(app, "10.0.0.1")
@@ -262,7 +244,7 @@ def test_failed_sign_ins_are_limited_per_address_and_user_name(make_app: Callabl
     assert sign_in(from_address(app, "10.0.0.9")).status_code == 302  # and the name's owner is not locked out
 
 
-def test_failures_for_a_user_name_from_many_addresses_do_not_lock_its_owner_out(make_app: Callable[..., Flask]) -> None:
+def test_failures_for_a_user_name_from_many_addresses_do_not_lock_its_owner_out(make_app: AppFactory) -> None:
     """ASVS 2.2.1: slowing a distributed guesser must not become a lock-out anyone can cause. Over
     the per-name limit, an address that has failed SUSPECT_AFTER times gets no more tries at the
     name (the hard limits per address, and per address and name, stay as they were); an address
@@ -302,7 +284,7 @@ def wrong_code(totp: pyotp.TOTP) -> str:
     return next(c for c in ("000000", "111111", "222222", "333333", "444444", "555555", "666666") if c not in near)
 
 
-def test_wrong_codes_are_limited_per_account_whatever_the_address(make_app: Callable[..., Flask]) -> None:
+def test_wrong_codes_are_limited_per_account_whatever_the_address(make_app: AppFactory) -> None:
     app = make_app(INTAKE_LOGIN_CODE_RATE_LIMIT="3 per 15 minutes")
     totp, other = with_totp(app), with_totp(app, "nurse")
     statuses = []
@@ -329,14 +311,14 @@ def test_wrong_codes_are_limited_per_account_whatever_the_address(make_app: Call
     assert client.post("/staff/login/code", data={"code": totp.now(), "csrf_token": token}).status_code == 302
 
 
-def test_successful_sign_ins_do_not_count_towards_the_limit(make_app: Callable[..., Flask]) -> None:
+def test_successful_sign_ins_do_not_count_towards_the_limit(make_app: AppFactory) -> None:
     app = make_app(INTAKE_LOGIN_RATE_LIMIT="2 per minute")
     add_staff(app)
     for _ in range(4):
         assert sign_in(app.test_client()).status_code == 302
 
 
-def test_cookies_are_http_only_lax_and_host_prefixed_over_https(make_app: Callable[..., Flask]) -> None:
+def test_cookies_are_http_only_lax_and_host_prefixed_over_https(make_app: AppFactory) -> None:
     app = make_app(INTAKE_BASE_URL="https://intake.example.org")
     add_staff(app)
     client: FlaskClient = app.test_client()
@@ -461,7 +443,7 @@ def test_the_staff_header_links_to_the_password_page(staff_app: Flask) -> None:
         assert '<a href="/staff/two-step">Two-step sign-in</a>' in page.text
 
 
-def test_wrong_current_passwords_are_rate_limited(make_app: Callable[..., Flask]) -> None:
+def test_wrong_current_passwords_are_rate_limited(make_app: AppFactory) -> None:
     app = make_app(INTAKE_LOGIN_RATE_LIMIT="100 per minute", INTAKE_LOGIN_USER_RATE_LIMIT="3 per hour")
     client = signed_in(app)
     statuses = [change_password(client, "not my password!", NEW_PASSWORD).status_code for _ in range(4)]

@@ -47,8 +47,9 @@ def state_key(node: Node) -> tuple[Any, ...] | None:
         return None
     data = field.data
     kind = item_types.row(item.type)
-    # A picked answer is one of a finite set (a repeating open-choice is cached only while empty).
-    if kind.picks and not (kind.free_text and item.repeats):
+    # A picked answer is one of a finite set. (An open-choice, the one type with typed text besides
+    # its options, never gets here: its text is a field of its own, `node.other`, refused above.)
+    if kind.picks:
         allowed = {key for key, _ in getattr(field, "choices", [])}
         values = tuple(data) if isinstance(data, list) else (data,)
         if any(v not in allowed and v not in (None, "") for v in values):
