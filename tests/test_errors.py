@@ -35,6 +35,11 @@ OUTSIDE_THE_TREE = {
     "UrlRefused": "the PDF renderer's URL fetcher; WeasyPrint catches it",
     "ScoreInputError": "the `flask intake score` command's input; printed by the command",
     "CommandError": "the command line's failure: click prints it and exits 1",
+    "DeliveryError": "base of Retry and Permanent: outbox control flow, never shown",
+    "Held": "control flow of the outbox runner (kept for staff to link the patient), never shown",
+    "MatchError": "staff input (EHR patient, record number): caught by the form or command that took it",
+    "CapabilityError": "`flask intake ehr check`'s failure to read the EHR: printed by the command",
+    "ConfigError": "EHR auth settings: stops start-up with the setting's name; never reaches a request",
 }
 
 
