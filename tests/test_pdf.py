@@ -128,17 +128,17 @@ def test_flags_first_scores_and_the_disclaimer(pdf: bytes, summary: Summary) -> 
     text = " ".join(pages_text(pdf))
     assert "not a diagnosis" in text.lower()
     for flag in summary.flags:
-        assert " ".join(flag["message"].split())[:60] in text
+        assert " ".join(flag["headline"].split())[:60] in text
     assert summary.flags[0]["tier"] == "emergency"
-    first_score = " ".join(summary.scores[0].score["title"].split())[:30]
+    first_score = summary.positives[0].row.short_title if summary.positives[0].row else summary.others[0].short_title
     assert (
         text.index("Red flags")
-        < text.index(" ".join(summary.flags[0]["message"].split())[:40])
+        < text.index(" ".join(summary.flags[0]["headline"].split())[:40])
         < text.index(first_score)
     )
     for row in summary.scores:
-        assert " ".join(row.score["title"].split())[:30] in text
-        assert row.value_text in text
+        assert row.short_title in text
+        assert row.value_of_max in text
     phq = next(r for r in summary.scores if r.score["id"] == "phq4")
     assert phq.change is not None and phq.change_text in text  # change since the earlier intake
     assert "not a validated cut-off" in text  # PSS-10 and MEDAS bands are conventional
