@@ -24,8 +24,9 @@ def test_the_five_questionnaires_load_with_versions() -> None:
     assert set(catalog.by_key) == EXPECTED
     for form in catalog:
         # 1.1.0: scoring rules added; 1.2.0 (digestive, autoimmune): rules rewritten for speed;
-        # issue 14: digestive, autoimmune 1.3.0, the others 1.2.0 (clinical rule fixes, patient guidance)
-        assert form.version == {"digestive": "1.3.0", "autoimmune": "1.3.0"}.get(form.key, "1.2.0")
+        # issue 14: digestive, autoimmune 1.3.0, the others 1.2.0 (clinical rule fixes, patient guidance);
+        # issue 17: digestive 1.4.0 (the reason for the visit)
+        assert form.version == {"digestive": "1.4.0", "autoimmune": "1.3.0"}.get(form.key, "1.2.0")
         assert form.url == f"https://intake.example.org/fhir/Questionnaire/{form.key}"
         assert all(page.group is not None for page in form.pages), "top-level items are groups (pages)"
 

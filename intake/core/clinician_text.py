@@ -37,10 +37,6 @@ _BOOKKEEPING = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"(?<=[.;])\s+(?=[A-Z(])")
-def _drop_link_ids(text: str) -> str:
-    return _LINK_ID.sub("", text)
-
-
 def _tidy(text: str) -> str:
     text = re.sub(r"\(\s*[;,:]?\s*\)", "", text)
     text = re.sub(r"\s+([,.;:)])", r"\1", text)
@@ -69,9 +65,9 @@ def clinician_source(text: str) -> str:
     for sentence in _SENTENCE_END.split(text):
         if _BOOKKEEPING.search(sentence):
             continue
-        sentence = _RULE_CODE.sub("", sentence)
-        sentence = _drop_link_ids(sentence)
-        sentence = _tidy(sentence)
+        if _LINK_ID.search(sentence) or sentence.lstrip("( ").startswith("Rule:"):
+            continue  # how the rule reads the items: for the maintainers
+        sentence = _tidy(_RULE_CODE.sub("", sentence))
         if len(sentence) > 3:
             kept.append(sentence if sentence.endswith((".", ")")) else sentence + ".")
     return " ".join(kept)

@@ -127,7 +127,8 @@ class ScoreRow:
         parts = []
         for cut in self.cutoffs:
             at = f"≥ {plain_number(cut['min'])}" if cut.get("min") is not None else str(cut.get("id"))
-            state = {True: "met", False: "not met"}.get(cut.get("met"), "not assessed")
+            met = cut.get("met")
+            state = "met" if met is True else ("not met" if met is False else "not assessed")
             parts.append(f"{at} {state}")
         if not parts:
             return ""
@@ -366,6 +367,10 @@ def reason_for_visit(pairs: list[tuple[Form, dict[str, Any]]]) -> str | None:
     return None
 
 
+_SAID_BY_ACTION = re.compile(r"shown to the patient|contact the patient today|^(?:Review|Same-day review)\.$",
+                             re.IGNORECASE)
+
+
 class References:
     """Numbered references: each distinct source once, in the order the summary first cites it."""
 
@@ -384,7 +389,10 @@ class References:
 def clinician_flag(flag: dict[str, Any], refs: References) -> dict[str, Any]:
     """A flag as page 1 shows it: a one-line headline, what to do, any detail, its reference."""
     headline, rest = first_sentence(clinician_message(str(flag.get("message") or flag.get("id"))))
-    return {**flag, "headline": headline, "detail": clinician_source(rest) if rest else "",
+    # the tier's action line says what the patient was shown and when to call: not repeated
+    detail = " ".join(sentence for sentence in re.split(r"(?<=\.)\s+", clinician_source(rest))
+                      if sentence and not _SAID_BY_ACTION.search(sentence))
+    return {**flag, "headline": headline, "detail": detail,
             "action": TIER_ACTIONS.get(str(flag.get("tier")), ""), "ref": refs.number(flag.get("citation"))}
 
 
