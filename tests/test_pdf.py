@@ -22,7 +22,7 @@ from intake.core.answers import build_response
 from intake.core.catalog import load_catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, score_intake
-from intake.core.summary import AnswerRow, ScoreRow, Summary, build_summary
+from intake.core.summary import AnswerGroup, AnswerRow, ScoreRow, Summary, build_summary
 from intake.pdf import (
     STATIC,
     STATIC_BASE,
@@ -237,10 +237,11 @@ def test_hostile_answers_notes_and_identifier_print_literally(summary: Summary,
     port, hits = listener
     snippets = hostile_snippets(port)
     domains = list(summary.domains)
-    domains[0] = replace(domains[0], rows=[*domains[0].rows, *(
+    domains[0] = replace(domains[0], groups=[*domains[0].groups, AnswerGroup(title="Free text", rows=[
         AnswerRow(question=f"Anything else? ({n})", answer=snippet, link_id=f"free-{n}")
-        for n, snippet in enumerate(snippets))])
-    planted = replace(summary, domains=domains, notes=[*summary.notes, {"text": snippets[3], "citation": snippets[2]}])
+        for n, snippet in enumerate(snippets)])])
+    planted = replace(summary, domains=domains, notes=[*summary.notes, {"text": snippets[3], "kind": "finding"}],
+                      references=[*summary.references, snippets[2]], reason=snippets[4])
     pdf = render_summary_pdf(planted, patient_identifier=snippets[1], attachments=ATTACHMENTS)
     assert hits == []
     reader = PdfReader(io.BytesIO(pdf))
