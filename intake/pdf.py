@@ -15,6 +15,10 @@ Why it is built the way it is:
   stops the rendering: the template asks only for static files, so any other fetch means injected
   markup, and no PDF is better than a quietly altered one.
 - Usable outside a request: a plain Jinja environment owned by this module (background jobs, CLI).
+- Fast enough (docs/benchmarks.md, bench/pdf.py): the font configuration and the stylesheet are
+  built once per process and handed to every render, so a render parses only its own HTML. The
+  summary HTML therefore links no stylesheet: `html_to_pdf` applies `static/pdf.css` itself (as a
+  user stylesheet: nothing else styles the document, so the origin changes nothing).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from intake.core.summary import Summary
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
 STATIC = (ROOT / "static").resolve()
-#: The document base: relative URLs in the template (`pdf.css`) resolve below the static folder.
+#: The document base: relative URLs (in the stylesheet, in the template) resolve below the static folder.
 STATIC_BASE = STATIC.as_uri() + "/"
 STYLESHEET = "pdf.css"
 PDF_VARIANT = "pdf/a-3b"
@@ -110,7 +114,8 @@ class StaticOnlyFetcher(URLFetcher):
 
 
 _fonts: FontConfiguration | None = None
-_fonts_lock = threading.Lock()
+_stylesheet: weasyprint.CSS | None = None
+_fonts_lock = threading.Lock()  # guards both
 
 
 def font_config() -> FontConfiguration:
@@ -140,10 +145,23 @@ def _utc(when: datetime | None) -> datetime | None:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
+def stylesheet() -> weasyprint.CSS:
+    """`static/pdf.css`, parsed once per process (through the restricted fetcher, like the document):
+    parsing it and building its selector matcher took a fixed slice of every render."""
+    global _stylesheet
+    if _stylesheet is None:
+        with _fonts_lock:
+            if _stylesheet is None:
+                _stylesheet = weasyprint.CSS(url=(STATIC / STYLESHEET).as_uri(), url_fetcher=StaticOnlyFetcher(),
+                                             font_config=font_config())
+    return _stylesheet
+
+
 def render_summary_html(summary: Summary, *, patient_identifier: str | None,
                         inline_css: bool = False) -> str:
-    """The PDF's HTML. `inline_css` puts the stylesheet in a <style> element instead of a <link>
-    (for engines that cannot read static files, e.g. the Chromium benchmark): same layout."""
+    """The PDF's HTML, without a stylesheet: `html_to_pdf` applies the parsed `stylesheet()`.
+    `inline_css` puts the stylesheet in a <style> element (for other engines, e.g. the Chromium
+    benchmark, and for looking at the HTML in a browser): the same layout."""
     completed = _utc(summary.completed_at)
     stylesheet = (STATIC / STYLESHEET).read_text(encoding="utf-8") if inline_css else None
     return _environment().get_template("pdf/summary.html").render(
@@ -152,7 +170,6 @@ def render_summary_html(summary: Summary, *, patient_identifier: str | None,
         completed=completed,
         appointment=_utc(summary.appointment_at),
         created=completed.strftime("%Y-%m-%dT%H:%M:%SZ") if completed else None,
-        stylesheet_href=STYLESHEET,
         stylesheet=stylesheet,
     )
 
@@ -166,7 +183,9 @@ def render_summary_pdf(summary: Summary, *, patient_identifier: str | None,
 
 def html_to_pdf(html: str, *, attachments: Sequence[PdfAttachment] = (),
                 created: datetime | None = None) -> bytes:
-    """Any HTML through the restricted fetcher to a tagged PDF/A-3b; `created` dates the attachments."""
+    """Any HTML through the restricted fetcher to a tagged PDF/A-3b with `static/pdf.css` applied;
+    `created` dates the attachments. HTML that carries the stylesheet itself (`inline_css`) gets
+    the same rules twice: the same layout, only slower."""
     when = _utc(created) or EPOCH
     embedded = [
         weasyprint.Attachment(string=a.data, name=a.filename, description=a.description,
@@ -181,6 +200,7 @@ def html_to_pdf(html: str, *, attachments: Sequence[PdfAttachment] = (),
     document = weasyprint.HTML(string=html, base_url=STATIC_BASE, url_fetcher=StaticOnlyFetcher())
     return document.write_pdf(
         font_config=font_config(),
+        stylesheets=[stylesheet()],
         pdf_variant=PDF_VARIANT,
         pdf_tags=True,
         attachments=embedded,

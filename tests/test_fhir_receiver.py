@@ -97,8 +97,10 @@ def test_the_same_bundle_twice_creates_nothing_new(receiver: FhirReceiver) -> No
     status, _headers, second = call(receiver.base_url + "/", bundle)  # a trailing slash is the same base
     assert status == 200 and statuses(second) == ["200 OK"] * 4
     locations = [e["response"]["location"] for e in second["entry"]]
-    assert locations[:3] == [e["response"]["location"] for e in first["entry"]][:3]
-    assert locations[3].endswith("/_history/2")  # the Provenance PUT updated its resource
+    assert [loc.rsplit("/_history/", 1)[0] for loc in locations] == [
+        e["response"]["location"].rsplit("/_history/", 1)[0] for e in first["entry"]]  # the same resources
+    assert locations[0].endswith("/_history/1")  # the Patient is a conditional create: left as it is
+    assert all(loc.endswith("/_history/2") for loc in locations[1:])  # the others updated in place
     counts = receiver.created_counts()
     assert counts == {
         ("Patient", f"{extract.PATIENT_SYSTEM}|p1"): 1,
@@ -122,6 +124,27 @@ def test_put_creates_then_updates(receiver: FhirReceiver) -> None:
     [stored] = receiver.resources("Patient")
     assert stored["name"] == [{"text": "Ana Diaz"}] and stored["meta"]["versionId"] == "3"
     assert receiver.created_counts() == {}  # no identifier: nothing to count
+
+
+def test_a_conditional_update_creates_then_updates_the_one_match(receiver: FhirReceiver) -> None:
+    def put(text: str, value: str = "k 1+&#%é") -> tuple[int, dict[str, Any]]:
+        identifier = {"system": extract.FLAG_SYSTEM, "value": value}
+        entry = {"resource": {"resourceType": "Basic", "identifier": [identifier], "code": {"text": text}},
+                 "request": {"method": "PUT", "url": f"Basic?{extract.conditional_query(identifier)}"}}
+        status, _headers, answer = call(receiver.base_url, {"resourceType": "Bundle", "type": "transaction",
+                                                            "entry": [entry]})
+        return status, answer
+
+    created = put("one")[1]["entry"][0]["response"]
+    assert created["status"] == "201 Created" and created["location"].endswith("/_history/1")
+    updated = put("two")[1]["entry"][0]["response"]
+    assert updated["status"] == "200 OK" and updated["location"] == created["location"].removesuffix("1") + "2"
+    [stored] = receiver.resources("Basic")
+    assert stored["code"] == {"text": "two"} and stored["identifier"][0]["value"] == "k 1+&#%é"
+    twice = {"resource": {**stored, "id": None}, "request": {"method": "POST", "url": "Basic"}}  # no condition
+    call(receiver.base_url, {"resourceType": "Bundle", "type": "transaction", "entry": [twice]})
+    status, answer = put("three")  # two resources carry the identifier now
+    assert status == 412 and answer["resourceType"] == "OperationOutcome"
 
 
 @pytest.mark.parametrize("spoil", [

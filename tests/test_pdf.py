@@ -5,7 +5,10 @@ bytes on re-render; hostile text fetches nothing and attaches nothing; the URL f
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -31,7 +34,9 @@ from intake.pdf import (
     UrlRefused,
     font_config,
     html_to_pdf,
+    render_summary_html,
     render_summary_pdf,
+    stylesheet,
 )
 
 pytestmark = pytest.mark.pdf  # the real WeasyPrint render (these call it directly, too)
@@ -303,6 +308,47 @@ def test_a_stored_result_without_optional_keys_still_renders() -> None:
 
 def test_one_font_configuration_per_process() -> None:
     assert font_config() is font_config()
+
+
+def test_the_stylesheet_is_parsed_once_and_applied_to_html_that_links_none(summary: Summary) -> None:
+    """The summary HTML carries no stylesheet; the renderer applies the one it parsed at start-up
+    (the running header and the page counter below exist only in pdf.css)."""
+    assert stylesheet() is stylesheet()
+    html = render_summary_html(summary, patient_identifier=IDENTIFIER)
+    assert "<link" not in html and "<style" not in html
+    inline = render_summary_html(summary, patient_identifier=IDENTIFIER, inline_css=True)
+    assert "<style>" in inline and "@page" in inline
+    pages = pages_text(html_to_pdf(html))
+    assert len(pages) >= 2 and all(f"Page {n} of {len(pages)}" in text for n, text in enumerate(pages, start=1))
+
+
+def test_every_answer_flag_and_note_is_in_the_pdf_text(pdf: bytes, summary: Summary) -> None:
+    """All text present: every question and answer of the appendix, every flag and note (layout
+    changes for speed must never drop or clip a row)."""
+    text = squash(" ".join(pages_text(pdf)))
+    rows = [row for domain in summary.domains for row in domain.rows]
+    assert len(rows) > 100
+    for row in rows:
+        assert squash(f"{row.question}") in text and squash(f"{row.answer}") in text, row.link_id
+    for flag in summary.flags:
+        assert squash(flag["message"]) in text
+    for note in summary.notes:
+        assert squash(note["text"]) in text
+    for domain in summary.domains:
+        assert squash(domain.title) in text
+
+
+def test_a_fresh_process_renders_the_same_bytes(pdf: bytes) -> None:
+    """Deterministic across processes too: the per-process font configuration and parsed
+    stylesheet leave nothing of their own in the file (a stored PDF is compared with re-renders)."""
+    script = ("import sys; from tests.test_pdf import ATTACHMENTS, IDENTIFIER, make_summary; "
+              "from intake.pdf import render_summary_pdf; "
+              "sys.stdout.buffer.write(render_summary_pdf(make_summary(), patient_identifier=IDENTIFIER, "
+              "attachments=ATTACHMENTS))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    fresh = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True, env=env, cwd=ROOT,
+                           timeout=120)
+    assert fresh.stdout == pdf
 
 
 @pytest.mark.parametrize("url", [

@@ -14,7 +14,7 @@ from babel.messages.pofile import read_po
 
 ROOT = Path(__file__).resolve().parents[1]
 PO = ROOT / "intake/translations/es/LC_MESSAGES/messages.po"
-PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,11 @@ def extracted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         return {m.id: m for m in read_po(handle) if m.id}
 
 
+def forms(text: object) -> tuple[str, ...]:
+    """A message's text as its forms: one for a plain message, several for a plural one."""
+    return tuple(text) if isinstance(text, (list, tuple)) else (str(text or ""),)
+
+
 def spanish() -> dict[str, object]:
     with PO.open("rb") as handle:
         return {m.id: m for m in read_po(handle) if m.id}
@@ -36,7 +41,7 @@ def test_every_extracted_string_has_a_spanish_translation(extracted: dict[str, o
     catalog = spanish()
     missing = sorted(set(extracted) - set(catalog))
     assert missing == [], "run `make translations` and translate: " + "; ".join(missing)
-    untranslated = sorted(k for k, m in catalog.items() if not m.string or m.fuzzy)
+    untranslated = sorted(str(k) for k, m in catalog.items() if not all(forms(m.string)) or m.fuzzy)
     assert untranslated == []
 
 
@@ -46,7 +51,9 @@ def test_the_catalog_holds_nothing_the_code_no_longer_says(extracted: dict[str, 
 
 def test_placeholders_are_kept_in_every_translation() -> None:
     for msgid, message in spanish().items():
-        assert sorted(PLACEHOLDER.findall(msgid)) == sorted(PLACEHOLDER.findall(message.string)), msgid
+        wanted = {name for text in forms(msgid) for name in PLACEHOLDER.findall(text)}
+        for text in forms(message.string):  # every plural form keeps every placeholder
+            assert set(PLACEHOLDER.findall(text)) == wanted, msgid
 
 
 def test_the_compiled_catalog_is_current() -> None:
@@ -54,5 +61,5 @@ def test_the_compiled_catalog_is_current() -> None:
     mo = PO.with_suffix(".mo")
     assert mo.exists(), "run `make install` (pybabel compile)"
     with mo.open("rb") as handle:
-        compiled = {m.id: m.string for m in read_mo(handle) if m.id}
-    assert compiled == {k: m.string for k, m in spanish().items()}
+        compiled = {forms(m.id): forms(m.string) for m in read_mo(handle) if m.id}
+    assert compiled == {forms(k): forms(m.string) for k, m in spanish().items()}

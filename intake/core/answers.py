@@ -78,8 +78,15 @@ def _calculated_string(value: Any) -> list[dict[str, Any]]:
     return [{"valueString": value}] if isinstance(value, str) else []
 
 
+def _calculated_coding(value: Any) -> list[dict[str, Any]]:
+    """A Coding result: another item's answer carried forward (matched to an option below)."""
+    if isinstance(value, dict) and isinstance(value.get("code"), str):
+        return [{"valueCoding": {key: value[key] for key in ("system", "code") if key in value}}]
+    return []
+
+
 def _not_calculated(value: Any) -> list[dict[str, Any]]:
-    """Not filled from an expression: a date, a coding or a quantity result is left unanswered."""
+    """Not filled from an expression: a date or a quantity result is left unanswered."""
     return []
 
 
@@ -93,19 +100,31 @@ CALCULATED_ANSWER: dict[str, Callable[[Any], list[dict[str, Any]]]] = {
     "dateTime": _not_calculated,
     "string": _calculated_string,
     "text": _calculated_string,
-    "choice": _not_calculated,
-    "open-choice": _not_calculated,
+    "choice": _calculated_coding,
+    "open-choice": _calculated_coding,
     "quantity": _not_calculated,
 }
 
 
 def _calculated_answer(item: Item, result: list[Any]) -> list[dict[str, Any]]:
     """Turn an expression result into answers of the item's type; empty when it has no value."""
-    values = [v for v in result if v is not None and not isinstance(v, (dict, list))]
+    values = [v for v in result if v is not None and not isinstance(v, list)]
     if not values:
         return []
     convert = CALCULATED_ANSWER.get(item.type, _not_calculated)
-    return convert(values[0])
+    answers = convert(values[0])
+    return _as_own_option(item, answers) if item.options and answers and "valueCoding" in answers[0] else answers
+
+
+def _as_own_option(item: Item, answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A carried-forward Coding as this item's own answerOption (its display and score weight
+    with it), matched on system and code; a code the item does not offer leaves it unanswered."""
+    wanted = answers[0]["valueCoding"]
+    for option in item.options:
+        coding = option.get("valueCoding") or {}
+        if coding.get("code") == wanted.get("code") and coding.get("system") == wanted.get("system"):
+            return [{"valueCoding": dict(coding)}]
+    return []
 
 
 COMPUTE_MEMO_SIZE = 1024  # answer sets remembered per form (`Form.memo`)

@@ -11,11 +11,17 @@ What is made, and why this shape:
   `derivedFrom` the QuestionnaireResponse, `valueInteger` (or a unitless `valueQuantity` for a
   fractional total), the band in `interpretation` (a local code: bands are not HL7
   interpretation codes), `dataAbsentReason` when the score could not be computed;
-- one `Flag` per raised red flag; one `DocumentReference` for the clinician PDF; one
-  `Provenance` naming the engine and the responses as sources;
-- a transaction `Bundle` whose entries use `urn:uuid` full URLs, conditional create
-  (`ifNoneExist` on each resource's stable identifier) and references rewritten to those
-  full URLs, so importing the same intake twice creates nothing new.
+- one `Flag` per raised red flag (its tier as the project's extension and as R4
+  `flag-priority`), inactive with `period.end` once cleared or superseded by a later intake;
+  one `DocumentReference` for the clinician PDF; one `Provenance` naming the engine and the
+  responses as sources;
+- a transaction `Bundle` whose entries use `urn:uuid` full URLs and references rewritten to
+  them: the Patient a conditional create (the EHR owns its record), everything else with an
+  identifier a conditional update on that stable identifier, so importing the same intake
+  twice creates nothing new and a re-score or a new PDF replaces the EHR's current version
+  (the EHR's history keeps the earlier ones). Which version is current is said in the data
+  too: an Observation whose result changed is `amended`, a re-rendered PDF's
+  DocumentReference is `docStatus` `amended` with a new version-specific `masterIdentifier`.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import quote
 
 from intake.core.clinician_text import clinician_message, clinician_source
 from intake.core.extensions import BASE
@@ -40,6 +47,7 @@ RESPONSE_SYSTEM = SID + "questionnaire-response"
 OBSERVATION_SYSTEM = SID + "observation"
 FLAG_SYSTEM = SID + "flag"
 DOCUMENT_SYSTEM = SID + "document"
+DOCUMENT_VERSION_SYSTEM = SID + "document-version"
 
 SCORE_CODES = BASE + "/CodeSystem/intake-scores"
 BAND_CODES = BASE + "/CodeSystem/score-bands"
@@ -47,6 +55,14 @@ FLAG_CODES = BASE + "/CodeSystem/red-flags"
 DOCUMENT_CODES = BASE + "/CodeSystem/intake-documents"
 FLAG_TIER_EXTENSION = BASE + "/StructureDefinition/flag-tier"
 SHA256_EXTENSION = BASE + "/StructureDefinition/attachment-sha256"
+FLAG_PRIORITY_EXTENSION = "http://hl7.org/fhir/StructureDefinition/flag-priority"
+FLAG_PRIORITY_CODES = "http://terminology.hl7.org/CodeSystem/flag-priority-code"
+# The project's tiers as R4 flag priorities (PN "No alarm" is never raised: a tier is a reason to look).
+TIER_PRIORITY = {
+    "emergency": ("PH", "High priority"),
+    "urgent": ("PM", "Medium priority"),
+    "review": ("PL", "Low priority"),
+}
 
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
@@ -187,20 +203,33 @@ def _source_note(score: Mapping[str, Any]) -> str:
 
 
 def flag_resource(*, intake_id: str, patient_id: str, rule_id: str, tier: str, message: str,
-                  raised: datetime, status: str = "active") -> dict[str, Any]:
-    """A raised red flag as a Flag (the tier kept in a project extension and the code's text)."""
+                  raised: datetime, ended: datetime | None = None) -> dict[str, Any]:
+    """A raised red flag as a Flag: active until `ended` (cleared by a changed answer or a
+    re-score, or superseded by a later intake), then inactive with that `period.end`.
+
+    The tier is the project's extension (and the code's text) and, for receivers that know only
+    R4, the `flag-priority` extension (emergency PH, urgent PM, review PL).
+    """
     key = f"{intake_id}/{rule_id}"
+    extensions: list[dict[str, Any]] = [{"url": FLAG_TIER_EXTENSION, "valueCode": tier}]
+    if tier in TIER_PRIORITY:
+        code, display = TIER_PRIORITY[tier]
+        extensions.append({"url": FLAG_PRIORITY_EXTENSION, "valueCodeableConcept": {
+            "coding": [{"system": FLAG_PRIORITY_CODES, "code": code, "display": display}]}})
+    period = {"start": fhir_instant_seconds(raised)}
+    if ended is not None:
+        period["end"] = fhir_instant_seconds(max(ended, raised))
     return {
         "resourceType": "Flag",
         "id": resource_id("Flag", key),
-        "extension": [{"url": FLAG_TIER_EXTENSION, "valueCode": tier}],
+        "extension": extensions,
         "identifier": [_identifier(FLAG_SYSTEM, key)],
-        "status": status,
+        "status": "active" if ended is None else "inactive",
         "category": [{"coding": [{"system": FLAG_CATEGORY, "code": "clinical", "display": "Clinical"}]}],
         "code": {"coding": [{"system": FLAG_CODES, "code": rule_id}],
                  "text": f"{tier.capitalize()}: {clinician_message(message)}"},
         "subject": {"reference": f"Patient/{patient_id}"},
-        "period": {"start": fhir_instant_seconds(raised)},
+        "period": period,
     }
 
 
@@ -209,8 +238,10 @@ def flag_resource(*, intake_id: str, patient_id: str, rule_id: str, tier: str, m
 
 def document_reference(*, intake_id: str, patient_id: str, created: datetime, size: int, sha1_b64: str,
                        sha256_hex: str, url: str | None, title: str, responses: Iterable[str],
-                       data_b64: str | None = None) -> dict[str, Any]:
-    """The clinician PDF as a DocumentReference.
+                       data_b64: str | None = None, doc_status: str = "final") -> dict[str, Any]:
+    """The clinician PDF as a DocumentReference: one per intake (`identifier`, stable), each
+    rendering a version of it (`masterIdentifier`, the version-specific identifier R4 defines,
+    from the PDF's SHA-256); `doc_status` `amended` once a rendering replaced an earlier one.
 
     R4 `Attachment.hash` is defined as the base64 SHA-1, so it carries that; the SHA-256 the
     service records is an extension on the attachment. `data_b64` inlines the PDF (for a Bundle
@@ -232,9 +263,10 @@ def document_reference(*, intake_id: str, patient_id: str, created: datetime, si
     return {
         "resourceType": "DocumentReference",
         "id": resource_id("DocumentReference", intake_id),
+        "masterIdentifier": _identifier(DOCUMENT_VERSION_SYSTEM, f"{intake_id}/{sha256_hex}"),
         "identifier": [_identifier(DOCUMENT_SYSTEM, intake_id)],
         "status": "current",
-        "docStatus": "final",
+        "docStatus": doc_status,
         "type": {
             "coding": [{"system": DOCUMENT_CODES, "code": "screening-summary"}],
             "text": "Pre-appointment screening summary",
@@ -262,6 +294,32 @@ def provenance(*, intake_id: str, recorded: datetime, targets: Iterable[str], so
         }],
         "entity": [{"role": "source", "what": {"reference": s}} for s in sources],
     }
+
+
+# --- versions ------------------------------------------------------------------------------------
+
+# What a version of a resource says, as opposed to when it was made (`issued`, `date`): a later
+# version that says something else amends the earlier one.
+_SUBSTANCE = {
+    "Observation": ("code", "valueInteger", "valueQuantity", "dataAbsentReason", "interpretation", "note"),
+    "DocumentReference": ("masterIdentifier",),
+}
+_STATUS_ELEMENT = {"Observation": "status", "DocumentReference": "docStatus"}
+AMENDED = "amended"
+
+
+def revised(resource: dict[str, Any], previous: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`resource` as the version that follows `previous` (the one published before; None for the
+    first): `amended` (Observation.status, DocumentReference.docStatus) once what it says differs
+    from a published version, and from then on. A re-publish that changes nothing keeps the
+    status, so the same data still gives the same resource."""
+    element = _STATUS_ELEMENT.get(resource["resourceType"])
+    if previous is None or element is None or resource.get(element) != "final":
+        return resource
+    changed = any(resource.get(key) != previous.get(key) for key in _SUBSTANCE[resource["resourceType"]])
+    if changed or previous.get(element) == AMENDED:
+        resource = {**resource, element: AMENDED}
+    return resource
 
 
 # --- the transaction Bundle ------------------------------------------------------------------------
@@ -294,31 +352,48 @@ def _rewrite(value: Any, full_urls: Mapping[str, str]) -> Any:
     return value
 
 
+# Created once and then the receiver's: the EHR owns its patient record (demographics, merges), so
+# an intake never overwrites it. Everything else the service derives is updated to its current version.
+CREATE_ONLY = frozenset({"Patient"})
+
+
+def conditional_query(identifier: Mapping[str, Any]) -> str:
+    """`identifier=system|value` as a URL query: FHIR search escapes (`\\ | , $`) in each part,
+    then percent-encoding (UTF-8), so `+ & # % =`, spaces and non-ASCII reach the server as
+    typed. `:` and `/` stay readable (they are allowed in a query)."""
+    system = quote(_escape_token(str(identifier["system"])), safe=":/")
+    value = quote(_escape_token(str(identifier["value"])), safe=":/")
+    return f"identifier={system}|{value}"
+
+
 def transaction_bundle(resources: Iterable[Mapping[str, Any]], *, timestamp: datetime) -> dict[str, Any]:
     """A transaction Bundle of `resources` (stored form, with ids), ready for an EHR to POST.
 
-    Each entry gets `fullUrl` = urn:uuid of its id, `request` POST with `ifNoneExist` on its
-    identifier (`id` and `meta` dropped: the receiving server assigns its own), and references
-    between entries are rewritten to those urn:uuids. A resource without an identifier element
-    (Provenance) is a PUT to its stable id instead, which is just as idempotent.
+    Each entry gets `fullUrl` = urn:uuid of its id, its `id` and `meta` dropped (the receiving
+    server assigns its own ids and versions), and references between entries are rewritten to
+    those urn:uuids. The request is keyed on the resource's stable identifier: a conditional
+    create (`POST` + `ifNoneExist`) for the Patient, a conditional update
+    (`PUT Type?identifier=system|value`) for everything else, so a re-score or a new PDF
+    replaces the receiver's current version and the receiver's history keeps the earlier ones.
+    A resource without an identifier element (Provenance) is a PUT to its stable id.
     """
     resources = list(resources)
     full_urls = {f"{r['resourceType']}/{r['id']}": f"urn:uuid:{r['id']}" for r in resources}
     entries = []
     for resource in resources:
         identifier = _first_identifier(resource)
+        kind = resource["resourceType"]
         if identifier is not None:
             body = {k: v for k, v in resource.items() if k not in ("id", "meta")}
-            request: dict[str, Any] = {
-                "method": "POST",
-                "url": resource["resourceType"],
-                "ifNoneExist": f"identifier={_escape_token(identifier['system'])}|{_escape_token(identifier['value'])}",
-            }
+            request: dict[str, Any] = (
+                {"method": "POST", "url": kind, "ifNoneExist": conditional_query(identifier)} if kind in CREATE_ONLY
+                else {"method": "PUT", "url": f"{kind}?{conditional_query(identifier)}"}
+            )
         else:  # Provenance has no identifier element: an update-as-create on its stable id
             body = {k: v for k, v in resource.items() if k != "meta"}
-            request = {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
+            request = {"method": "PUT", "url": f"{kind}/{resource['id']}"}
         entries.append({
-            "fullUrl": full_urls[f"{resource['resourceType']}/{resource['id']}"],
+            "fullUrl": full_urls[f"{kind}/{resource['id']}"],
             "resource": _rewrite(body, full_urls),
             "request": request,
         })

@@ -6,12 +6,17 @@ validation never re-parse extensions per request.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from intake.core import extensions as ext
 from intake.core.fhirpath import weight_table
 from intake.core.item_types import is_question
+
+# A calculatedExpression that only copies another item's answer: the question is asked once and
+# carried forward (PHQ-4's items into PHQ-9 and GAD-7).
+_COPY_EXPRESSION = re.compile(r"%resource\.repeat\(item\)\.where\(linkId='([^']+)'\)\.answer\.value")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,13 @@ class Item:
     def is_question(self) -> bool:
         """Takes answers: not a group or a display (item_types)."""
         return is_question(self.type)
+
+    @property
+    def copied_from(self) -> str | None:
+        """The linkId whose answer this item carries forward, when its calculatedExpression only
+        copies that answer (the patient changes it where it was asked)."""
+        match = _COPY_EXPRESSION.fullmatch(self.calculated_expression or "")
+        return match.group(1) if match else None
 
     def walk(self) -> list[Item]:
         """This item and all its descendants in document order."""

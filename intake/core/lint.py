@@ -18,6 +18,7 @@ from intake.core import item_types
 from intake.core.enablement import COMPARISONS
 from intake.core.fhir_models import Questionnaire, model_errors
 from intake.core.fhirpath import check_syntax, option_weight
+from intake.core.score_scale import DIRECTIONS
 
 SUPPORTED_TYPES = item_types.SUPPORTED
 ORDERED_OPERATORS = {">", "<", ">=", "<="}
@@ -440,6 +441,10 @@ def _rule_issues(
                 b = ext.sub_values(band)
                 if not b.get("code"):
                     out.append(LintIssue("error", link_id, f"score {score_id!r}: a band has no code"))
+            for direction in subs.get("direction") or []:
+                if direction not in DIRECTIONS:
+                    out.append(LintIssue("error", link_id,
+                                         f"score {score_id!r}: direction must be one of {list(DIRECTIONS)}"))
     for url, kind in RULE_URLS.items():
         for extension in ext.find(resource, url):
             subs = ext.sub_values(extension)

@@ -10,15 +10,20 @@ the answers by instrument and the numbered references.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
+
+from markupsafe import Markup
 
 from intake.core.answers import flatten
 from intake.core.clinician_text import clinician_message, clinician_source, first_sentence
 from intake.core.display import display_answer, plain_number
 from intake.core.items import Form, Item
+from intake.core.score_scale import ScoreScale, score_scales
 from intake.core.scoring import instrument_of
+from intake.core.trend_chart import trend_svg
 
 TIER_ORDER = {"emergency": 0, "urgent": 1, "review": 2}
 
@@ -56,7 +61,7 @@ class ScoreRow:
     previous_when: datetime | None = None
     change: float | None = None
     trend: list[TrendPoint] = field(default_factory=list)
-    sparkline: str = ""
+    sparkline: Markup = field(default_factory=Markup)  # the trend chart (intake.core.trend_chart), an inline SVG
     ref: int | None = None  # the number of its source in the references appendix
 
     @property
@@ -278,24 +283,10 @@ class Summary:
         return years - ((on.month, on.day) < (self.birth_date.month, self.birth_date.day))
 
 
-def sparkline(values: list[float], *, width: int = 120, height: int = 28, pad: int = 3) -> str:
-    """SVG polyline points for `values`, oldest first, scaled into a width x height box."""
-    if len(values) < 2:
-        return ""
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    step = (width - 2 * pad) / (len(values) - 1)
-    points = []
-    for n, value in enumerate(values):
-        x = pad + n * step
-        y = height - pad - (value - low) / span * (height - 2 * pad)
-        points.append(f"{x:.1f},{y:.1f}")
-    return " ".join(points)
-
-
 def score_rows(result: dict[str, Any], history: list[tuple[datetime, dict[str, Any]]],
-               completed_at: datetime | None) -> list[ScoreRow]:
-    """Each score with the previous complete value, the change, and the trend over all intakes."""
+               completed_at: datetime | None, scales: Mapping[str, ScoreScale] | None = None) -> list[ScoreRow]:
+    """Each score with the previous complete value, the change, and the trend over all intakes
+    (drawn on the score's full range from `scales`, by score id; no scale, no chart)."""
     rows = []
     for score in result.get("scores") or []:
         row = ScoreRow(score=score)
@@ -310,7 +301,9 @@ def score_rows(result: dict[str, Any], history: list[tuple[datetime, dict[str, A
                 row.change = float(score["total"]) - row.previous
             if row.trend and completed_at is not None:
                 row.trend.append(TrendPoint(completed_at, float(score["total"])))
-        row.sparkline = sparkline([p.value for p in row.trend])
+        scale = (scales or {}).get(str(score.get("id")))
+        if len(row.trend) > 1 and scale is not None:
+            row.sparkline = trend_svg(row.trend, scale, title=str(score.get("title") or scale.title))
         rows.append(row)
     return rows
 
@@ -453,7 +446,7 @@ def build_summary(
     refs = References()
     flags = [clinician_flag(f, refs)
              for f in sorted(result.get("flags") or [], key=lambda f: TIER_ORDER.get(f.get("tier", ""), 9))]
-    rows = score_rows(result, history, completed_at)
+    rows = score_rows(result, history, completed_at, score_scales(form for form, _ in pairs))
     notes = [clinician_note(n) for n in result.get("notes") or []]
     named = {str(link) for item in [*(result.get("flags") or []), *(result.get("notes") or [])]
              for link in item.get("because") or []}

@@ -4,6 +4,12 @@ Everything the FHIR API, bulk export and the CLI serve is written here, at the m
 it comes from is written (a patient created, an intake submitted or re-scored, a PDF rendered),
 validated once with fhir.resources, and stored as canonical JSON; reads never rebuild models.
 `publish_intake` is idempotent: re-running it stores new versions only of what changed.
+
+Versions, as an EHR receives them (docs/fhir-api.md, "Updates"): an Observation whose result a
+re-score changed is `amended`, a re-rendered PDF's DocumentReference `docStatus` `amended`; a
+Flag is inactive, with `period.end`, once its answers no longer raise it or a later intake of
+the same patient asked its questionnaire again (publishing that intake updates the earlier
+Flags, and its Bundle carries them to the EHR).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import hashlib
 import json
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +33,7 @@ from intake.core.items import Form
 from intake.storage import fhir_store, flags, intakes, patients, scores
 from intake.storage import responses as response_store
 from intake.storage.fhir_store import StoredResource, Token
-from intake.storage.models import Patient
+from intake.storage.models import FlagRecord, Intake, Patient
 
 
 class PublishError(Exception):
@@ -88,13 +94,20 @@ class Published:
     responses: list[StoredResource]
     derived: list[StoredResource]  # Observations, Flags, DocumentReference
     provenance: StoredResource | None
+    superseded: list[StoredResource] = field(default_factory=list)  # earlier intakes' Flags it ended
+
+
+def _previous(session: Session, resource: Mapping[str, Any]) -> dict[str, Any] | None:
+    stored = fhir_store.get_resource(session, resource["resourceType"], resource["id"])
+    return None if stored is None else dict(json.loads(stored.resource_json))
 
 
 def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form], now: datetime,
                    document_url: str | None = None) -> Published:
     """Store the FHIR resources of a completed intake: its patient, completed responses, and —
     once scored — an Observation per score, a Flag per raised flag, the PDF's DocumentReference
-    (once rendered) and a Provenance. `forms` maps Questionnaire canonicals (url|version) to the
+    (once rendered) and a Provenance; and the Flags of the patient's earlier intakes that this
+    one supersedes, now inactive. `forms` maps Questionnaire canonicals (url|version) to the
     loaded forms, for the score codes."""
     intake = intakes.get_intake(session, intake_id)
     if intake is None or intake.status != "completed" or intake.completed_at is None:
@@ -127,23 +140,21 @@ def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form
     for observation in extract.observations(scoring.result, intake_id=intake_id, patient_id=patient.id,
                                             responses=response_ids, effective=intake.completed_at,
                                             issued=scoring.computed_at, forms=forms):
+        observation = extract.revised(observation, _previous(session, observation))
         tokens = _identifier_tokens(observation)
         tokens += [("code", c.get("system"), c["code"]) for c in observation["code"]["coding"]]
         tokens += [("derived-from", None, d["reference"]) for d in observation.get("derivedFrom") or []]
         derived.append(fhir_store.put_resource(
             session, _checked(observation), now=now, patient_id=patient.id, intake_id=intake_id,
             status=observation["status"], date=_instant(observation["effectiveDateTime"]), tokens=tokens))
-    for flag in flags.flags_of_intake(session, intake_id):
-        resource = extract.flag_resource(intake_id=intake_id, patient_id=patient.id, rule_id=flag.rule_id,
-                                         tier=flag.tier, message=flag.message, raised=flag.raised_at)
-        derived.append(fhir_store.put_resource(
-            session, _checked(resource), now=now, patient_id=patient.id, intake_id=intake_id,
-            status=resource["status"], date=flag.raised_at,
-            tokens=[*_identifier_tokens(resource), ("code", extract.FLAG_CODES, flag.rule_id)]))
+    history = intakes.completed_intakes_of_patient(session, patient.id)
+    derived += [_publish_flag(session, intake, flag, history, now=now)
+                for flag in flags.flags_of_intake(session, intake_id)]
     document = fhir_store.get_document(session, intake_id)
     if document is not None:
         resource = document_resource(intake_id=intake_id, patient_id=patient.id, document=document,
                                      responses=[r.resource_id for r in responses], url=document_url)
+        resource = extract.revised(resource, _previous(session, resource))
         derived.append(fhir_store.put_resource(
             session, _checked(resource), now=now, patient_id=patient.id, intake_id=intake_id,
             status=resource["status"], date=document.rendered_at, tokens=_identifier_tokens(resource)))
@@ -155,11 +166,58 @@ def publish_intake(session: Session, intake_id: str, *, forms: Mapping[str, Form
     stored_provenance = fhir_store.put_resource(
         session, _checked(provenance), now=now, patient_id=patient.id, intake_id=intake_id,
         date=scoring.computed_at, tokens=[("target", None, t["reference"]) for t in provenance["target"]])
-    return Published(responses, derived, stored_provenance)
+    superseded = [_publish_flag(session, earlier, flag, history, now=now)
+                  for earlier, flag in ended_by(session, intake, history)
+                  if fhir_store.get_resource(session, "Flag", _flag_id(earlier, flag)) is not None]
+    return Published(responses, derived, stored_provenance, superseded)
+
+
+# --- Flags and their lifecycle ------------------------------------------------------------------------
+
+
+def _before(earlier: Intake, later: Intake) -> bool:
+    """Completed strictly earlier (two intakes completed in the same second supersede neither)."""
+    return earlier.completed_at is not None and later.completed_at is not None and (
+        earlier.completed_at < later.completed_at)
+
+
+def superseding_intake(flag: FlagRecord, intake: Intake, history: list[Intake]) -> Intake | None:
+    """The patient's first intake completed after `intake` that asked the flag's questionnaire
+    again (any version): its answers are the current ones, so the flag of `intake` has ended."""
+    url = flag.questionnaire.split("|")[0]
+    for later in history:  # oldest first
+        if _before(intake, later) and any(q.split("|")[0] == url for q in later.questionnaires):
+            return later
+    return None
+
+
+def _flag_end(flag: FlagRecord, intake: Intake, history: list[Intake]) -> datetime | None:
+    """When the flag stopped being current: cleared by the answers, or superseded; None: active."""
+    later = superseding_intake(flag, intake, history)
+    ends = [t for t in (flag.cleared_at, later.completed_at if later else None) if t is not None]
+    return min(ends) if ends else None
+
+
+def ended_by(session: Session, intake: Intake, history: list[Intake]) -> list[tuple[Intake, FlagRecord]]:
+    """(earlier intake, flag) of each flag of the patient's earlier intakes that `intake` ended."""
+    return [(earlier, flag) for earlier in history if _before(earlier, intake)
+            for flag in flags.flags_of_intake(session, earlier.id)
+            if getattr(superseding_intake(flag, earlier, history), "id", None) == intake.id]
+
+
+def _publish_flag(session: Session, intake: Intake, flag: FlagRecord, history: list[Intake], *,
+                  now: datetime) -> StoredResource:
+    resource = extract.flag_resource(intake_id=intake.id, patient_id=intake.patient_id, rule_id=flag.rule_id,
+                                     tier=flag.tier, message=flag.message, raised=flag.raised_at,
+                                     ended=_flag_end(flag, intake, history))
+    return fhir_store.put_resource(
+        session, _checked(resource), now=now, patient_id=intake.patient_id, intake_id=intake.id,
+        status=resource["status"], date=flag.raised_at,
+        tokens=[*_identifier_tokens(resource), ("code", extract.FLAG_CODES, flag.rule_id)])
 
 
 def document_resource(*, intake_id: str, patient_id: str, document: Any, responses: list[str],
-                      url: str | None, inline: bool = False) -> dict[str, Any]:
+                      url: str | None, inline: bool = False, doc_status: str = "final") -> dict[str, Any]:
     """The DocumentReference of a stored PDF (`inline`: the bytes in the attachment)."""
     content: bytes = document.content
     return extract.document_reference(
@@ -167,7 +225,7 @@ def document_resource(*, intake_id: str, patient_id: str, document: Any, respons
         sha1_b64=base64.b64encode(hashlib.sha1(content).digest()).decode(), sha256_hex=document.sha256,
         url=None if inline else (url or f"Binary/{extract.resource_id('DocumentReference', intake_id)}"),
         title=f"Screening summary {document.rendered_at:%Y-%m-%d}", responses=responses,
-        data_b64=base64.b64encode(content).decode() if inline else None)
+        data_b64=base64.b64encode(content).decode() if inline else None, doc_status=doc_status)
 
 
 # --- $extract ------------------------------------------------------------------------------------
@@ -178,14 +236,16 @@ def extract_bundle(session: Session, intake_id: str, *, response_id: str | None 
     """The transaction Bundle of an intake (or of one of its responses) from the stored resources.
 
     With `response_id`, only that response, the Observations derived from it and the Flags its
-    Questionnaire raised go in (with the patient, PDF and Provenance). The PDF's DocumentReference
-    carries the PDF inline. `include_document=False` leaves it out: that is the Bundle embedded
-    in the PDF itself (a document cannot contain its own hash).
+    Questionnaire raised go in (with the patient, PDF and Provenance). Without it (the Bundle the
+    EHR push sends), the Flags of earlier intakes this one ended go in too, inactive. The PDF's
+    DocumentReference carries the PDF inline. `include_document=False` leaves it out: that is
+    the Bundle embedded in the PDF itself (a document cannot contain its own hash).
     """
     stored = fhir_store.resources_of_intake(session, intake_id)
     intake = intakes.get_intake(session, intake_id)
     if intake is None or not stored:
         raise PublishError(f"intake {intake_id} has no published resources")
+    superseded = superseded_flags(session, intake) if response_id is None else []
     resources = [json.loads(s.resource_json) for s in stored]
     patient = fhir_store.get_resource(session, "Patient", intake.patient_id)
     chosen: list[dict[str, Any]] = [json.loads(patient.resource_json)] if patient else []
@@ -218,8 +278,10 @@ def extract_bundle(session: Session, intake_id: str, *, response_id: str | None 
                     responses=[r["id"] for r in resources if r["resourceType"] == "QuestionnaireResponse"],
                     url=None,
                     inline=True,
+                    doc_status=str(resource.get("docStatus") or "final"),
                 )
                 chosen.append(_checked(inline))
+    chosen += superseded  # after this intake's own: the updates it makes to earlier intakes
     present = {f"{r['resourceType']}/{r['id']}" for r in chosen}
     for resource in chosen:  # the PDF covers the whole intake; a one-response Bundle links what it holds
         if resource["resourceType"] == "DocumentReference":
@@ -233,6 +295,19 @@ def extract_bundle(session: Session, intake_id: str, *, response_id: str | None 
             chosen.append(provenance)
     timestamp = _instant(provenance["recorded"]) if provenance else intake.completed_at or intake.updated_at
     return _checked(extract.transaction_bundle(chosen, timestamp=timestamp))
+
+
+def superseded_flags(session: Session, intake: Intake) -> list[dict[str, Any]]:
+    """The stored Flags of the patient's earlier intakes that `intake` ended (inactive since it
+    was completed): the whole-intake Bundle carries them, so the EHR ends them too."""
+    history = intakes.completed_intakes_of_patient(session, intake.patient_id)
+    rows = [fhir_store.get_resource(session, "Flag", _flag_id(earlier, flag))
+            for earlier, flag in ended_by(session, intake, history)]
+    return [json.loads(row.resource_json) for row in rows if row is not None]
+
+
+def _flag_id(intake: Intake, flag: FlagRecord) -> str:
+    return extract.resource_id("Flag", f"{intake.id}/{flag.rule_id}")
 
 
 def _flag_rules_of(session: Session, intake_id: str, questionnaire: str | None) -> set[str] | None:

@@ -88,6 +88,13 @@ def completed_intake_ids(session: Session) -> list[str]:
     return list(session.scalars(select(Intake.id).where(Intake.status == "completed").order_by(Intake.completed_at)))
 
 
+def completed_intakes_of_patient(session: Session, patient_id: str) -> list[Intake]:
+    """The patient's completed intakes, oldest first (a later one supersedes earlier flags)."""
+    return list(session.scalars(
+        select(Intake).where(Intake.patient_id == patient_id, Intake.status == "completed",
+                             Intake.completed_at.is_not(None)).order_by(Intake.completed_at, Intake.id)))
+
+
 class StoredVersion(NamedTuple):
     """Which stored record, at which version, a caller's answers were read from."""
 

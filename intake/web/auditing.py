@@ -40,6 +40,7 @@ AUDITED: dict[str, str] = {
     "clinician.flags": "search",
     "clinician.summary": "read",
     "clinician.summary_pdf": "pdf",
+    "clinician.timeline": "read",
     "front_desk.day": "search",
     "admin.audit_log": "search",
     "admin.audit_export": "export",

@@ -327,7 +327,8 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
         number=index + 1,
         total=len(steps),
         form=form,
-        nodes=webforms.render_tree(local_page, form, enabled, answers),
+        nodes=webforms.render_tree(local_page, form, enabled, answers,
+                                   source_url=lambda link_id: _question_url(steps, step, link_id, from_review)),
         errors=errors,
         notice=notice,
         translation_notices=_translation_notices(local_page),
@@ -335,6 +336,17 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
         from_review=from_review,
         action=_page_url(step, **({"from": "review"} if from_review else {})),
     ), status
+
+
+def _question_url(steps: list[workflow.Step], current: workflow.Step, link_id: str, from_review: bool) -> str | None:
+    """The page (and field) where a question of the current form is asked, e.g. the PHQ-4 item
+    that a PHQ-9 item carries forward; None when no page of the intake asks it."""
+    for step in steps:
+        if step.form is current.form:
+            item = next((i for i in step.page.walk() if i.link_id == link_id), None)
+            if item is not None:
+                return _page_url(step, **({"from": "review"} if from_review else {})) + "#" + webforms.anchor(item)
+    return None
 
 
 MAX_SAVE_ATTEMPTS = 3
@@ -464,7 +476,10 @@ def _after_save(forms: list[Any], answers: dict[str, Answers], steps: list[workf
     new_answers[step.form.canonical] = merged
     new_steps = workflow.steps(forms, new_answers)
     if request.args.get("from") == "review":
-        return _back_to_review(steps, new_answers, new_steps, (form_key, page_key))
+        before = answers.get(step.form.canonical, workflow.NO_ANSWERS)
+        changed = next((item.link_id for item in step.page.walk()
+                        if item.is_question and before.get(item.link_id) != merged.get(item.link_id)), None)
+        return _back_to_review(steps, new_answers, new_steps, (form_key, page_key), changed)
     index = _step_index(new_steps, form_key, page_key)
     if index is None or index + 1 >= len(new_steps):
         return redirect(url_for("patient.review"))
@@ -475,8 +490,9 @@ PENDING_KEY = "pages_switched_on"
 
 
 def _back_to_review(steps: list[workflow.Step], new_answers: dict[str, Answers], new_steps: list[workflow.Step],
-                    saved: tuple[str, str]) -> Any:
-    """After a change from the review page: first the pages it switched on, then the review.
+                    saved: tuple[str, str], changed: str | None) -> Any:
+    """After a change from the review page: first the pages it switched on, then the review, at
+    the answer that changed (`changed`, a link id) when there was one.
 
     A change can switch follow-ups on (PHQ-4 raised: PHQ-9 and GAD-7). Their questions come
     next, one page after the other, rather than a review page that only then lists them as
@@ -489,13 +505,16 @@ def _back_to_review(steps: list[workflow.Step], new_answers: dict[str, Answers],
     pending = [
         slug for slug in dict.fromkeys(queued)
         if slug != saved and slug in by_slug
-        and not any(i.link_id in new_answers.get(by_slug[slug].form.canonical, {}) for i in by_slug[slug].page.walk())
+        and not any(i.link_id in new_answers.get(by_slug[slug].form.canonical, {})
+                    for i in by_slug[slug].page.walk() if not i.read_only)  # carried answers are not the patient's yet
     ]
     session[PENDING_KEY] = [list(slug) for slug in pending[1:]]
     if pending:
         return redirect(_page_url(by_slug[pending[0]], **{"from": "review"}))
     session.pop(PENDING_KEY, None)
-    return redirect(url_for("patient.review"))
+    if changed is None:
+        return redirect(url_for("patient.review") + "#section-" + "-".join(saved))
+    return redirect(url_for("patient.review", changed=changed) + "#" + review_anchor(changed))
 
 
 @bp.get("/intake/review")
@@ -507,7 +526,28 @@ def review() -> Any:
 
 
 def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], problems: list[Any], status: int) -> Any:
+    """Check answers by section: one "Change" per page and its answers folded away.
+
+    A section opens when it has a problem to fix or when the patient has just changed an answer
+    in it (``?changed=<link id>``, with the answer's row as the fragment): they land on the answer
+    they changed, not at the top of a long page.
+    """
     yes_no = webforms.yes_no()
+    changed = request.args.get("changed", "")
+    problem_links = []
+    problem_slugs = set()
+    for form, issue in problems:
+        target = next(
+            (s for s in steps if s.form is form and any(i.link_id == issue.link_id for i in s.page.walk())), None
+        )
+        shown = catalog().localized(form, language.current()).by_link.get(issue.link_id or "")
+        # Worded like the page's own error summary: what to do, then which question.
+        message = webforms.patient_message(form, issue) or _problem_message(issue.code)
+        label = f"{message} – {_short(shown.text)}" if shown else message
+        href = (_page_url(target, **{"from": "review"}) + "#" + webforms.anchor(shown)) if target and shown else "#"
+        problem_links.append((href, label))
+        if target is not None:
+            problem_slugs.add(target.slug)
     sections = []
     for step in steps:
         local_form, local_page = _localized(step)
@@ -519,25 +559,28 @@ def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], prob
                 continue
             values = form_answers.get(item.link_id) or []
             rows.append({
+                "id": review_anchor(item.link_id),
                 "text": item.text,
                 "answer": webforms.display_answer(item, values, yes_no=yes_no) if values else "",
-                "change": _page_url(step, **{"from": "review"}) + "#" + webforms.anchor(item),
+                "changed": item.link_id == changed,
             })
-        sections.append({"title": local_page.title or local_form.title, "form": local_form.title, "rows": rows,
-                         "url": _page_url(step, **{"from": "review"})})
-    problem_links = []
-    for form, issue in problems:
-        target = next(
-            (s for s in steps if s.form is form and any(i.link_id == issue.link_id for i in s.page.walk())), None
-        )
-        shown = catalog().localized(form, language.current()).by_link.get(issue.link_id or "")
-        # Worded like the page's own error summary: what to do, then which question.
-        message = webforms.patient_message(form, issue) or _problem_message(issue.code)
-        label = f"{message} – {_short(shown.text)}" if shown else message
-        href = (_page_url(target, **{"from": "review"}) + "#" + webforms.anchor(shown)) if target and shown else "#"
-        problem_links.append((href, label))
+        sections.append({
+            "id": "section-" + "-".join(step.slug),
+            "title": local_page.title or local_form.title,
+            "form": local_form.title,
+            "rows": rows,
+            "answered": sum(1 for row in rows if row["answer"]),
+            "unanswered": sum(1 for row in rows if not row["answer"]),
+            "open": step.slug in problem_slugs or any(row["changed"] for row in rows),
+            "url": _page_url(step, **{"from": "review"}),
+        })
     return render_template("patient/review.html", sections=sections, problems=problem_links,
                            total=len(steps)), status
+
+
+def review_anchor(link_id: str) -> str:
+    """The id of an answer's row on the check-answers page (the fragment a change returns to)."""
+    return "answer-" + link_id.replace(".", "-")
 
 
 def _problem_message(code: str) -> str:

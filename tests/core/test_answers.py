@@ -397,13 +397,16 @@ def test_reflex_switched_on_by_hidden_score_and_back_off():
     assert not any(k.startswith("phq9-") for k in flatten(off))
     assert validate(f, off) == []
 
-    # and on again: the dropped PHQ-9 answers do not come back by themselves
+    # and on again: the dropped PHQ-9 answers do not come back by themselves; items 1-2 are PHQ-4's
+    # own questions, carried forward (stress 1.3.0), so only items 3-9 are missing
     again = flatten(off)
     again["phq4-3"] = frequency(NEARLY_EVERY)
     back = build(f, again, status="in-progress")
-    assert [i["linkId"] for i in back["item"]] == ["stress-pss10", "stress-phq4"]
+    assert [i["linkId"] for i in back["item"]] == ["stress-pss10", "stress-phq4", "stress-phq9"]
+    carried = {i["linkId"]: i["answer"][0]["valueCoding"]["code"] for i in back["item"][2]["item"]}
+    assert carried == {"phq9-1": again["phq4-4"][0]["valueCoding"]["code"], "phq9-2": NEARLY_EVERY}
     issues = validate(f, back)
-    assert [(i.severity, i.link_id) for i in issues] == [("warning", f"phq9-{n}") for n in range(1, 10)]
+    assert [(i.severity, i.link_id) for i in issues] == [("warning", f"phq9-{n}") for n in range(3, 10)]
 
 
 def test_reflex_threshold_is_3_not_2():

@@ -146,4 +146,4 @@ def test_total_agrees_with_each_items_score_criterion(met):
 def test_diet_raises_no_flags():
     assert result(first_met(0)).flags == []
     assert result(first_met(14)).flags == []
-    assert diet().version == "1.2.0"
+    assert diet().version == "1.3.0"

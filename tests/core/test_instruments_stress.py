@@ -249,14 +249,19 @@ def test_phq4_codes_only_verified_loinc():
 
 
 def phq9_for_total(total: int, item9: int = 0) -> dict[str, list[dict[str, Any]]]:
-    """PHQ-4 with a depression subscale of 3 (PHQ-9 switched on) and PHQ-9 answers worth `total`."""
-    answers = phq4(0, 0, 3, 0)
+    """PHQ-9 answers worth `total`, items 1-2 given on PHQ-4 (its items 4 and 3, carried forward).
+
+    PHQ-9 is asked only when PHQ-2 (those two items) is 3 or more, so a total below 3 cannot occur.
+    """
+    points = []
     left = total - item9
-    for n in range(1, 9):
-        points = min(3, left)
-        left -= points
-        answers[f"phq9-{n}"] = coded(PHQ[points])
-    assert left == 0
+    for _ in range(1, 9):
+        points.append(min(3, left))
+        left -= points[-1]
+    assert left == 0 and points[0] + points[1] >= 3, "PHQ-9 is switched on by PHQ-2 >= 3"
+    answers = phq4(0, 0, points[1], points[0])
+    for n in range(3, 9):
+        answers[f"phq9-{n}"] = coded(PHQ[points[n - 1]])
     answers["phq9-9"] = coded(PHQ[item9])
     return answers
 
@@ -264,7 +269,7 @@ def phq9_for_total(total: int, item9: int = 0) -> dict[str, list[dict[str, Any]]
 @pytest.mark.parametrize(
     ("total", "item9", "band"),
     [
-        (0, 0, "minimal"), (4, 0, "minimal"),
+        (3, 0, "minimal"), (4, 0, "minimal"),  # 0-2 cannot occur: PHQ-9 needs PHQ-2 >= 3
         (5, 0, "mild"), (9, 0, "mild"),
         (10, 0, "moderate"), (14, 0, "moderate"),
         (15, 0, "moderately severe"), (19, 0, "moderately severe"),
@@ -277,14 +282,14 @@ def test_phq9_bands_at_every_boundary(total, item9, band):
 
 
 def test_phq9_minimal_band_label():
-    assert scores(phq9_for_total(0))["phq9"].band.label.startswith("None–minimal")
+    assert scores(phq9_for_total(3))["phq9"].band.label.startswith("None–minimal")
 
 
 @pytest.mark.parametrize("item9", [1, 2, 3])
 def test_phq9_item9_above_zero_is_an_emergency_whatever_the_total(item9):
-    out = result(phq9_for_total(item9, item9))  # item 9 is the only point: total 1..3, "minimal"
+    out = result(phq9_for_total(3 + item9, item9))  # PHQ-2's 3 points and item 9 only: 4..6
     score = {s.id: s for s in out.scores}["phq9"]
-    assert (score.value, score.band.code) == (item9, "minimal")
+    assert (score.value, score.band.code) == (3 + item9, "minimal" if item9 == 1 else "mild")
     [flag] = out.flags
     assert (flag.id, flag.tier, flag.because) == ("phq9-item9", "emergency", ("phq9-9",))
     assert "call your local emergency number or a crisis line (see the numbers below)" in flag.patient_guidance
@@ -349,16 +354,16 @@ def test_phq9_item9_zero_raises_nothing_even_with_a_severe_total():
 
 
 def test_phq9_incomplete_still_raises_the_item9_flag():
-    answers = phq4(0, 0, 3, 0)
+    answers = phq4(0, 0, 3, 0)  # items 1-2 come from PHQ-4; 3-8 unanswered
     answers["phq9-9"] = coded(PHQ[1])
     out = result(answers)
     score = {s.id: s for s in out.scores}["phq9"]
-    assert (score.value, score.complete, score.missing) == (None, False, tuple(f"phq9-{n}" for n in range(1, 9)))
+    assert (score.value, score.complete, score.missing) == (None, False, tuple(f"phq9-{n}" for n in range(3, 9)))
     assert [(f.id, f.tier) for f in out.flags] == [("phq9-item9", "emergency")]
 
 
 def test_phq9_item9_flag_reaches_the_intake_result():
-    out = score_intake([(stress(), response(phq9_for_total(1, 1)))], Context())
+    out = score_intake([(stress(), response(phq9_for_total(4, 1)))], Context())
     assert [(f.id, f.tier) for f in out.flags] == [("phq9-item9", "emergency")]
     assert out.as_json()["flags"][0]["patientGuidance"]
 
@@ -373,21 +378,26 @@ def test_phq9_not_switched_on_is_not_scored():
 
 
 def gad7_for_total(total: int) -> dict[str, list[dict[str, Any]]]:
-    """PHQ-4 with an anxiety subscale of 3 (GAD-7 switched on) and GAD-7 answers worth `total`."""
-    answers = phq4(2, 1, 0, 0)
+    """GAD-7 answers worth `total`, items 1-2 given on PHQ-4 (its items 1 and 2, carried forward).
+
+    GAD-7 is asked only when GAD-2 (those two items) is 3 or more, so a total below 3 cannot occur.
+    """
+    points = []
     left = total
-    for n in range(1, 8):
-        points = min(3, left)
-        left -= points
-        answers[f"gad7-{n}"] = coded(PHQ[points])
-    assert left == 0
+    for _ in range(1, 8):
+        points.append(min(3, left))
+        left -= points[-1]
+    assert left == 0 and points[0] + points[1] >= 3, "GAD-7 is switched on by GAD-2 >= 3"
+    answers = phq4(points[0], points[1], 0, 0)
+    for n in range(3, 8):
+        answers[f"gad7-{n}"] = coded(PHQ[points[n - 1]])
     return answers
 
 
 @pytest.mark.parametrize(
     ("total", "band"),
     [
-        (0, "minimal"),
+        (3, "minimal"),  # 0-2 cannot occur: GAD-7 needs GAD-2 >= 3
         (4, "minimal"),
         (5, "mild"),
         (9, "mild"),
@@ -413,4 +423,4 @@ def test_stress_totals_carry_their_verified_loinc_codes():
     by_link = {i.link_id: i.raw for i in stress().walk()}
     assert by_link["phq9-total"]["code"][1] == {"system": LOINC, "code": "44261-6"}
     assert by_link["gad7-total"]["code"][1] == {"system": LOINC, "code": "70274-6"}
-    assert stress().version == "1.2.0"
+    assert stress().version == "1.4.0"

@@ -434,7 +434,7 @@ def test_project_form_lints_clean(path: Path):
 def test_project_catalog_loads():
     catalog = load_catalog(FORMS)
     assert sorted(catalog.by_key) == ["autoimmune", "diet", "digestive", "neuropathy", "stress"]
-    stress = catalog.get("https://intake.example.org/fhir/Questionnaire/stress|1.2.0")
+    stress = catalog.get("https://intake.example.org/fhir/Questionnaire/stress|1.4.0")
     assert stress is catalog.by_key["stress"]
     assert catalog.get("https://intake.example.org/fhir/Questionnaire/stress") is stress
     assert catalog.get("https://intake.example.org/fhir/Questionnaire/stress|9.9.9") is None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from intake.core.summary import build_summary, score_rows, sparkline
+from intake.core.score_scale import ScoreScale
+from intake.core.summary import build_summary, score_rows
 
 T1 = datetime(2026, 9, 1, tzinfo=UTC)
 T2 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -16,18 +17,17 @@ def result(total: float | None, *flags: dict) -> dict:
             "flags": list(flags), "notes": [], "scoringVersions": {"q": "engine-1;q"}}
 
 
-def test_sparkline_scales_into_the_box_oldest_first() -> None:
-    assert sparkline([1.0]) == ""
-    assert sparkline([0.0, 10.0], width=100, height=20, pad=0) == "0.0,20.0 100.0,0.0"
-    assert sparkline([5.0, 5.0], width=10, height=10, pad=0) == "0.0,10.0 10.0,10.0"
-
-
 def test_rows_carry_previous_value_change_and_trend() -> None:
-    rows = score_rows(result(7), [(T1, result(3)), (T2, result(5))], T3)
+    mnsi = ScoreScale(id="mnsi", title="MNSI", minimum=0, maximum=13)
+    rows = score_rows(result(7), [(T1, result(3)), (T2, result(5))], T3, {"mnsi": mnsi})
     row = rows[0]
     assert (row.previous, row.previous_when, row.change, row.change_text) == (5.0, T2, 2.0, "+2")
     assert [p.value for p in row.trend] == [3.0, 5.0, 7.0]
-    assert row.sparkline.count(",") == 3
+    # the trend chart (tests/core/test_trend_chart.py): three dated points on 0-13
+    assert row.sparkline.startswith("<svg") and row.sparkline.count("<circle") == 3
+    assert "2026-09-01: 3; 2026-10-01: 5; 2026-11-01: 7" in row.sparkline
+    # no scale for the score (its Questionnaire declares no range): no chart rather than a guessed one
+    assert score_rows(result(7), [(T1, result(3))], T3)[0].sparkline == ""
 
 
 def test_incomplete_scores_are_skipped_in_history_and_get_no_change() -> None:

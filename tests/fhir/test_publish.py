@@ -20,7 +20,7 @@ from intake.core.answers import build_response
 from intake.core.catalog import Catalog, load_catalog
 from intake.core.enablement import Answers
 from intake.core.fhir_models import resource_errors
-from intake.core.fhir_time import fhir_instant
+from intake.core.fhir_time import fhir_instant, fhir_instant_seconds
 from intake.core.items import Form, Item
 from intake.core.scoring import Context, score_intake
 from intake.core.validation import has_errors, validate
@@ -80,23 +80,27 @@ def answers_for(form: Form, **chosen: int) -> Answers:
 
 
 def completed_intake(session: Session, forms: list[Form], answers: dict[str, Answers] | None = None, *,
-                     scored: bool = True, name: str = "Zoë Example", mrn: str | None = None) -> str:
+                     scored: bool = True, name: str = "Zoë Example", mrn: str | None = None,
+                     patient_id: str | None = None, at: datetime = NOW) -> str:
     """A completed intake of `forms` (each answered in full unless `answers` says otherwise),
-    scored and its flags stored when `scored`: the rows `workflow.submit` leaves."""
-    patient = patients.create_patient(session, name=name, birth_date=BORN, mrn=mrn,
-                                      mrn_system="urn:oid:2.16.840.1.113883.19.5" if mrn else None)
-    intake = intakes.create_intake(session, patient_id=patient.id, questionnaires=[f.canonical for f in forms])
+    scored and its flags stored when `scored`: the rows `workflow.submit` leaves. With
+    `patient_id`, a follow-up of that patient (completed `at`)."""
+    if patient_id is None:
+        patient_id = patients.create_patient(session, name=name, birth_date=BORN, mrn=mrn,
+                                             mrn_system="urn:oid:2.16.840.1.113883.19.5" if mrn else None).id
+    intake = intakes.create_intake(session, patient_id=patient_id, questionnaires=[f.canonical for f in forms])
     responses = {}
     for form in forms:
         response = build_response(form, (answers or {}).get(form.key) or answers_for(form), status="completed",
-                                  subject=f"Patient/{patient.id}", authored="2026-12-07T08:30:00Z")
+                                  subject=f"Patient/{patient_id}",
+                                  authored=fhir_instant_seconds(at - timedelta(minutes=30)))
         assert not has_errors(validate(form, response, birth_date=BORN)), form.key
         responses[form.canonical] = response
-    assert response_store.complete_intake(session, intake_id=intake.id, responses=responses, now=NOW)
+    assert response_store.complete_intake(session, intake_id=intake.id, responses=responses, now=at)
     if scored:
         result = score_intake([(f, responses[f.canonical]) for f in forms], Context(birth_date=BORN.isoformat()))
-        scores.store_scoring(session, intake_id=intake.id, patient_id=patient.id, result=result.as_json(),
-                             versions=result.versions, now=NOW)
+        scores.store_scoring(session, intake_id=intake.id, patient_id=patient_id, result=result.as_json(),
+                             versions=result.versions, now=at)
     return intake.id
 
 
@@ -276,6 +280,131 @@ def test_a_rendered_document_is_published_with_its_hashes(session: Session, cata
     assert json.loads(row.resource_json)["content"][0]["attachment"]["url"] == "https://intake.example/fhir/Binary/x"
 
 
+# --- versions and the Flags' lifecycle ---------------------------------------------------------------
+
+NEXT_VISIT = NOW + timedelta(days=30)
+
+
+def flag_rows(published: list[fhir_store.StoredResource]) -> list[dict[str, Any]]:
+    return [json.loads(r.resource_json) for r in published if r.resource_type == "Flag"]
+
+
+def test_a_follow_up_asking_the_same_questionnaire_ends_the_earlier_flags(session: Session,
+                                                                          catalog: Catalog) -> None:
+    stress = catalog.by_key["stress"]
+    first = completed_intake(session, [stress], {"stress": answers_for(stress, **FLAGGED)})
+    (earlier,) = flag_rows(publish_intake(session, first, forms=by_canonical([stress]), now=NOW).derived)
+    assert earlier["status"] == "active" and "end" not in earlier["period"]
+    intake = intakes.get_intake(session, first)
+    assert intake is not None
+    follow_up = completed_intake(session, [stress], {"stress": answers_for(stress, **FLAGGED)},
+                                 patient_id=intake.patient_id, at=NEXT_VISIT)
+    published = publish_intake(session, follow_up, forms=by_canonical([stress]), now=NEXT_VISIT)
+    (current,) = flag_rows(published.derived)
+    (ended,) = flag_rows(published.superseded)
+    assert current["status"] == "active" and current["identifier"] != earlier["identifier"]
+    assert ended["id"] == earlier["id"] and ended["status"] == "inactive"
+    assert ended["period"] == {"start": earlier["period"]["start"], "end": "2027-01-06T09:00:00Z"}
+    assert stored(session, first)["Flag"] == [ended]  # the earlier intake's own reads agree
+    provenance = json.loads(published.provenance.resource_json) if published.provenance else {}
+    assert {"reference": f"Flag/{ended['id']}"} not in provenance["target"]  # it made only its own
+    again = publish_intake(session, follow_up, forms=by_canonical([stress]), now=NEXT_VISIT + timedelta(hours=1))
+    assert [r.version_id for r in again.superseded] == [2]  # nothing new the second time
+
+    bundle = extract_bundle(session, follow_up)
+    flags = {e["resource"]["identifier"][0]["value"]: e for e in bundle["entry"]
+             if e["resource"]["resourceType"] == "Flag"}
+    assert set(flags) == {earlier["identifier"][0]["value"], current["identifier"][0]["value"]}
+    pushed = flags[earlier["identifier"][0]["value"]]
+    assert pushed["resource"]["status"] == "inactive" and pushed["resource"]["period"] == ended["period"]
+    assert pushed["request"] == {"method": "PUT",
+                                 "url": f"Flag?identifier={extract.FLAG_SYSTEM}|{first}/{EMERGENCY}"}
+    assert pushed["resource"]["subject"]["reference"] == bundle["entry"][0]["fullUrl"]  # the one Patient entry
+    (response,) = response_store.list_responses(session, follow_up)
+    one = extract_bundle(session, follow_up, response_id=response.id)  # $extract of a response: its own only
+    assert [e["fullUrl"] for e in one["entry"] if e["resource"]["resourceType"] == "Flag"] == [
+        f"urn:uuid:{current['id']}"]
+    (earlier_flag,) = [r for r in entries(extract_bundle(session, first)) if r["resourceType"] == "Flag"]
+    assert earlier_flag["status"] == "inactive"
+
+
+def test_a_follow_up_of_other_questionnaires_leaves_the_flags_active(session: Session, catalog: Catalog) -> None:
+    stress, diet = catalog.by_key["stress"], catalog.by_key["diet"]
+    first = completed_intake(session, [stress], {"stress": answers_for(stress, **FLAGGED)})
+    publish_intake(session, first, forms=by_canonical([stress]), now=NOW)
+    intake = intakes.get_intake(session, first)
+    assert intake is not None
+    follow_up = completed_intake(session, [diet], patient_id=intake.patient_id, at=NEXT_VISIT)
+    assert publish_intake(session, follow_up, forms=by_canonical([diet]), now=NEXT_VISIT).superseded == []
+    assert [f["status"] for f in stored(session, first)["Flag"]] == ["active"]
+    assert "Flag" not in kinds(extract_bundle(session, follow_up))
+
+
+def test_a_flag_the_answers_no_longer_raise_is_published_inactive(session: Session, catalog: Catalog) -> None:
+    stress = catalog.by_key["stress"]
+    intake_id = completed_intake(session, [stress], {"stress": answers_for(stress, **FLAGGED)})
+    publish_intake(session, intake_id, forms=by_canonical([stress]), now=NOW)
+    scoring = scores.get_scoring(session, intake_id)
+    assert scoring is not None
+    result = {**json.loads(scoring.result_json), "flags": []}  # a corrected rule raises nothing
+    scores.store_scoring(session, intake_id=intake_id, patient_id=scoring.patient_id, result=result,
+                         versions=dict(scoring.scoring_versions), now=LATER)
+    (flag,) = flag_rows(publish_intake(session, intake_id, forms=by_canonical([stress]), now=LATER).derived)
+    assert flag["status"] == "inactive" and flag["period"]["end"] == "2026-12-07T10:00:00Z"
+
+
+def test_a_rescore_that_changes_a_result_amends_that_observation(session: Session, catalog: Catalog) -> None:
+    stress = catalog.by_key["stress"]
+    intake_id = completed_intake(session, [stress], {"stress": answers_for(stress, **FLAGGED)})
+    first = {r.resource_id: json.loads(r.resource_json) for r in
+             publish_intake(session, intake_id, forms=by_canonical([stress]), now=NOW).derived
+             if r.resource_type == "Observation"}
+    assert {o["status"] for o in first.values()} == {"final"}
+    scoring = scores.get_scoring(session, intake_id)
+    assert scoring is not None
+    result = json.loads(scoring.result_json)
+    changed = next(s for s in result["scores"] if isinstance(s.get("total"), int))
+    changed["total"] += 1
+    scores.store_scoring(session, intake_id=intake_id, patient_id=scoring.patient_id, result=result,
+                         versions=dict(scoring.scoring_versions), now=LATER)
+    rescored = publish_intake(session, intake_id, forms=by_canonical([stress]), now=LATER)
+    now = {r.resource_id: json.loads(r.resource_json) for r in rescored.derived if r.resource_type == "Observation"}
+    assert set(now) == set(first)  # the same Observations, new versions
+    amended = [o for o in now.values() if o["status"] == "amended"]
+    assert [o["identifier"][0]["value"] for o in amended] == [f"{intake_id}/{changed['id']}"]
+    assert amended[0]["valueInteger"] == changed["total"] and amended[0]["issued"] == "2026-12-07T10:00:00Z"
+    assert all(o["status"] == "final" for o in now.values() if o is not amended[0])
+    again = publish_intake(session, intake_id, forms=by_canonical([stress]), now=LATER + timedelta(hours=1))
+    assert [r.version_id for r in again.derived] == [r.version_id for r in rescored.derived]  # still amended
+
+
+def test_a_re_rendered_pdf_amends_the_one_document_of_the_intake(session: Session, catalog: Catalog) -> None:
+    stress = catalog.by_key["stress"]
+    intake_id = completed_intake(session, [stress])
+
+    def render(content: bytes, at: datetime) -> dict[str, Any]:
+        fhir_store.store_document(session, intake_id=intake_id, content=content,
+                                  sha256=hashlib.sha256(content).hexdigest(), source_sha256="0" * 64, now=at)
+        published = publish_intake(session, intake_id, forms=by_canonical([stress]), now=at)
+        (document,) = [json.loads(r.resource_json) for r in published.derived
+                       if r.resource_type == "DocumentReference"]
+        return dict(document)
+
+    first = render(PDF, NOW)
+    assert first["docStatus"] == "final"
+    assert first["masterIdentifier"]["value"] == f"{intake_id}/{hashlib.sha256(PDF).hexdigest()}"
+    second = render(PDF + b"re-scored\n", LATER)
+    assert second["id"] == first["id"] and second["identifier"] == first["identifier"]
+    assert second["docStatus"] == "amended" and second["masterIdentifier"] != first["masterIdentifier"]
+    assert second["meta"]["versionId"] == "2" and second["date"] == "2026-12-07T10:00:00Z"
+    (pushed,) = [e for e in extract_bundle(session, intake_id)["entry"]
+                 if e["resource"]["resourceType"] == "DocumentReference"]
+    assert pushed["resource"]["docStatus"] == "amended"
+    assert base64.b64decode(pushed["resource"]["content"][0]["attachment"]["data"]) == PDF + b"re-scored\n"
+    assert pushed["request"] == {"method": "PUT",
+                                 "url": f"DocumentReference?identifier={extract.DOCUMENT_SYSTEM}|{intake_id}"}
+
+
 # --- $extract Bundles -------------------------------------------------------------------------------
 
 
@@ -352,12 +481,19 @@ def test_extract_bundle_refuses_what_was_not_published(session: Session, catalog
 
 def test_everything_published_passes_fhircheck(session: Session, two_forms: tuple[str, list[Form]],
                                               tmp_path: Path) -> None:
-    intake_id, _forms = two_forms
+    intake_id, forms = two_forms
     out = tmp_path / "published"
     out.mkdir()
     intake = intakes.get_intake(session, intake_id)
     assert intake is not None
-    rows = [*fhir_store.resources_of_intake(session, intake_id),
+    fhir_store.store_document(session, intake_id=intake_id, content=PDF + b"2", source_sha256="1" * 64,
+                              sha256=hashlib.sha256(PDF + b"2").hexdigest(), now=LATER)  # re-rendered: amended
+    publish_intake(session, intake_id, forms=by_canonical(forms), now=LATER)
+    follow_up = completed_intake(session, forms[:1], {"stress": answers_for(forms[0], **FLAGGED)},
+                                 patient_id=intake.patient_id, at=NEXT_VISIT)  # ends the first intake's Flag
+    publish_intake(session, follow_up, forms=by_canonical(forms[:1]), now=NEXT_VISIT)
+    assert [f["status"] for f in stored(session, intake_id)["Flag"]] == ["inactive"]
+    rows = [*fhir_store.resources_of_intake(session, intake_id), *fhir_store.resources_of_intake(session, follow_up),
             fhir_store.get_resource(session, "Patient", intake.patient_id)]
     for row in rows:
         assert row is not None
@@ -365,6 +501,7 @@ def test_everything_published_passes_fhircheck(session: Session, two_forms: tupl
     records = response_store.list_responses(session, intake_id)
     bundles = {
         "all": extract_bundle(session, intake_id),
+        "follow-up": extract_bundle(session, follow_up),
         "no-pdf": extract_bundle(session, intake_id, include_document=False),
         **{f"one-{r.id}": extract_bundle(session, intake_id, response_id=r.id) for r in records},
     }

@@ -1,8 +1,9 @@
 """A FHIR R4 server on 127.0.0.1 that takes the service's EHR push (transaction Bundles) and fails
 on command, so tests can prove delivery, retries and "exactly once" from the receiving end.
 
-It does what a real server does with those Bundles — conditional create on `ifNoneExist`
-(identifier tokens, FHIR escapes undone), update-as-create on PUT, server-assigned ids, `urn:uuid`
+It does what a real server does with those Bundles — conditional create on `ifNoneExist` and
+conditional update on `PUT Type?identifier=…` (identifier tokens, percent-encoding and FHIR
+escapes undone), update-as-create on PUT, server-assigned ids, `urn:uuid`
 references rewritten, all entries or none — and keeps everything in memory. Nothing it receives is
 ever logged: the resources are patient data.
 
@@ -305,6 +306,11 @@ class FhirReceiver:
                 plans.append((kind, matches[0]["id"], None) if matches else (kind, str(uuid.uuid4()), resource))
             elif method == "PUT" and resource.get("id") and url == f"{kind}/{resource['id']}":
                 plans.append((kind, resource["id"], resource))
+            elif method == "PUT" and isinstance(url, str) and url.startswith(f"{kind}?") and not resource.get("id"):
+                matches = self._matching(kind, _identifier_tokens(url.split("?", 1)[1]))  # conditional update
+                if len(matches) > 1:
+                    raise _Refused(412, f"entry {index}: {url} matches {len(matches)} resources", "duplicate")
+                plans.append((kind, matches[0]["id"] if matches else str(uuid.uuid4()), resource))
             else:
                 raise _Refused(400, f"entry {index}: unsupported request {method} {url} for a {kind}")
             full_url = entry.get("fullUrl")

@@ -92,6 +92,7 @@ def matrix(ids: dict[str, Any]) -> dict[str, list[tuple[str, str, dict[str, Any]
         "clinician.summary_pdf": [
             ("GET", f"/clinician/intakes/{intake}/screening-summary.pdf", {}, staff(200, "clinician"))
         ],
+        "clinician.timeline": [("GET", f"/clinician/patients/{ids['patient']}/timeline", {}, staff(200, "clinician"))],
         "admin.users": [("GET", "/admin/users", {}, staff(200, "admin"))],
         "admin.add_user": [("POST", "/admin/users", {}, staff(400, "admin"))],
         "admin.change_user": [("POST", "/admin/users/doctor/disable", {}, staff(400, "admin"))],

@@ -396,10 +396,13 @@ def test_extract_is_an_idempotent_transaction_bundle(api_app: Flask, api: Api, t
     assert all(u.startswith("urn:uuid:") for u in full_urls)
     for entry in bundle["entry"]:
         request = entry["request"]
-        if entry["resource"]["resourceType"] == "Provenance":
+        kind = entry["resource"]["resourceType"]
+        if kind == "Provenance":
             assert request["method"] == "PUT"
-        else:
+        elif kind == "Patient":  # the EHR's record: created once, never overwritten
             assert request["method"] == "POST" and request["ifNoneExist"].startswith("identifier=")
+        else:  # the current version replaces the EHR's
+            assert request["method"] == "PUT" and request["url"].startswith(f"{kind}?identifier=")
     references = [r for r in _references(bundle) if r.startswith("urn:uuid:")]
     assert references and set(references) <= full_urls  # every internal reference resolves in the Bundle
     assert not [r for r in _references(bundle) if r.startswith(("Patient/", "QuestionnaireResponse/"))]

@@ -217,6 +217,7 @@ def _build(app: Flask, tmp_path: Path) -> World:
         "fhir.extract": {"response_id": ids["QuestionnaireResponse"]},
         "clinician.summary": {"intake_id": intake_id},
         "clinician.summary_pdf": {"intake_id": intake_id},
+        "clinician.timeline": {"patient_id": ids["Patient"]},
         "front_desk.new_link": {"intake_id": intake_id},
         "front_desk.show_link": {"intake_id": intake_id},
         "admin.change_user": {"username": "victim", "change": "disable"},

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -12,6 +14,7 @@ from sqlalchemy import select
 
 from intake import close_app, create_app
 from intake.core.fhir_models import QuestionnaireResponse
+from intake.core.scoring import score_response
 from intake.core.validation import has_errors, validate
 from intake.services import services
 from intake.storage.models import Intake, ResponseRecord
@@ -90,7 +93,9 @@ def test_full_flow_validation_back_resume_stale_token_and_double_submit(
     review = fresh.get("/intake/review")
     assert review.status_code == 200
     assert "Check your answers" in review.text
-    assert review.text.count(">Change<") >= 50
+    # One Change per section (page), not one per answer; every section's answers are folded.
+    assert review.text.count(">Change<") == len(visited) + 1
+    assert review.text.count('<details class="review-section__details">') == len(visited) + 1
 
     token = csrf(review.text)
     first_submit = fresh.post("/intake/submit", data={"csrf_token": token})
@@ -129,17 +134,55 @@ def test_reflex_pages_switch_on_and_back_off(app: Flask, opened: FlaskClient) ->
         path = fill_page(opened, app, path)
     nxt = fill_page(opened, app, phq4, high)
     assert nxt == "/intake/stress/stress-phq9"
-    fill_page(opened, app, nxt, {"phq9-1": "LA6571-9"})
+    fill_page(opened, app, nxt, {"phq9-3": "LA6571-9"})
     record = next(r for r in _records(app) if "stress" in r.questionnaire_url)
-    assert "phq9-1" in json.dumps(record.resource)
+    assert "phq9-1" in json.dumps(record.resource)  # carried forward from PHQ-4
     # Lower the PHQ-4 answers: PHQ-9 drops out and its answers are dropped from the response.
     after = fill_page(opened, app, phq4 + "?from=review", {"phq4-3": "LA6568-5", "phq4-4": "LA6568-5"})
-    assert after.endswith("/intake/review")
+    assert after == "/intake/review?changed=phq4-3#answer-phq4-3"  # back at the first answer changed
     record = next(r for r in _records(app) if "stress" in r.questionnaire_url)
     assert "phq9-1" not in json.dumps(record.resource)
     assert opened.get("/intake/stress/stress-phq9").status_code == 404
     review = opened.get("/intake/review").text
     assert "More about your mood" not in review
+
+
+def test_phq4_answers_are_carried_into_phq9_and_gad7_not_asked_again(app: Flask, opened: FlaskClient) -> None:
+    """PHQ-4 is PHQ-2 + GAD-2: those four answers fill PHQ-9 items 1-2 and GAD-7 items 1-2 (shown,
+    changeable on the PHQ-4 page), so the published totals hold and nobody answers them twice."""
+    phq4 = "/intake/stress/stress-phq4"
+    path = _first_page(opened)
+    while path != phq4:
+        path = fill_page(opened, app, path)
+    # anxious 3, worry 2, down 3, interest 1: both subscales >= 3, both reflexes on
+    answers = {"phq4-1": "LA6571-9", "phq4-2": "LA6570-1", "phq4-3": "LA6571-9", "phq4-4": "LA6569-3"}
+    assert fill_page(opened, app, phq4, answers) == "/intake/stress/stress-phq9"
+    page = opened.get("/intake/stress/stress-phq9").text
+    assert 'name="q-phq9-1"' not in page and 'name="q-phq9-2"' not in page  # not asked again
+    assert page.count("You answered this on an earlier page") == 2
+    assert f'<a href="{phq4}#q-phq4-4-1">Change' in page  # interest: PHQ-9 item 1
+    assert f'<a href="{phq4}#q-phq4-3-1">Change' in page  # down: PHQ-9 item 2
+    assert "Several days" in page and "Nearly every day" in page
+    fill_page(opened, app, "/intake/stress/stress-phq9", {f"phq9-{n}": "LA6568-5" for n in range(3, 10)})
+    gad = opened.get("/intake/stress/stress-gad7").text
+    assert 'name="q-gad7-1"' not in gad and gad.count("You answered this on an earlier page") == 2
+    fill_page(opened, app, "/intake/stress/stress-gad7", {f"gad7-{n}": "LA6568-5" for n in range(3, 8)})
+    record = next(r for r in _records(app) if "stress" in r.questionnaire_url)
+    answered = {i["linkId"]: i["answer"][0]["valueCoding"]["code"]
+                for i in _walk_response(record.resource["item"]) if "valueCoding" in (i.get("answer") or [{}])[0]}
+    assert (answered["phq9-1"], answered["phq9-2"]) == ("LA6569-3", "LA6571-9")
+    assert (answered["gad7-1"], answered["gad7-2"]) == ("LA6571-9", "LA6570-1")
+    form = services(app).catalog.get(record.questionnaire_url)
+    scores = {s.id: s.value for s in score_response(form, record.resource).scores}
+    assert scores["phq9"] == 1 + 3 and scores["gad7"] == 3 + 2  # the published sums, items 1-2 included
+
+
+def _walk_response(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for item in items:
+        yield item
+        yield from _walk_response(item.get("item", []))
+        for answer in item.get("answer", []):
+            yield from _walk_response(answer.get("item", []))
 
 
 def test_unknown_expired_links_are_neutral(app: Flask, client: FlaskClient) -> None:
@@ -207,6 +250,26 @@ def test_a_change_from_the_review_page_that_switches_follow_ups_on_goes_to_them_
     assert nxt == "/intake/stress/stress-phq9?from=review"
     nxt = fill_page(opened, app, nxt)
     assert nxt == "/intake/stress/stress-gad7?from=review"
-    assert fill_page(opened, app, nxt).endswith("/intake/review")
-    # Nothing is left queued: the next change from the review page goes straight back.
-    assert fill_page(opened, app, phq4 + "?from=review", both).endswith("/intake/review")
+    assert fill_page(opened, app, nxt) == "/intake/review?changed=gad7-3#answer-gad7-3"
+    # Nothing is left queued: the next change from the review page goes straight back; saving a
+    # page unchanged returns to its section.
+    assert fill_page(opened, app, phq4 + "?from=review", both) == "/intake/review#section-stress-stress-phq4"
+
+
+def test_check_answers_is_by_section_and_a_change_returns_to_the_answer(app: Flask, opened: FlaskClient) -> None:
+    path = _first_page(opened)
+    while not path.endswith("/intake/review"):
+        path = fill_page(opened, app, path)
+    review = opened.get("/intake/review").text
+    assert review.count("<details") == review.count(">Change<") > 5
+    assert "<details class=\"review-section__details\" open>" not in review  # nothing to fix, nothing changed
+    phq4 = "/intake/stress/stress-phq4"
+    assert f'href="{phq4}?from=review">Change' in review
+    back = fill_page(opened, app, phq4 + "?from=review", {"phq4-2": "LA6570-1"})
+    assert back == "/intake/review?changed=phq4-2#answer-phq4-2"
+    again = opened.get(back.split("#")[0]).text
+    section = again[again.index('id="section-stress-stress-phq4"'):]
+    section = section[:section.index("</section>")]
+    assert "<details class=\"review-section__details\" open>" in section  # only this one is open
+    assert again.count(" open>") == 1
+    assert '<div class="summary-row summary-row--changed" id="answer-phq4-2" tabindex="-1">' in section

@@ -117,8 +117,10 @@ def test_summary_shows_change_since_last_time_and_a_trend(staff_app: Flask) -> N
     # PHQ-4 total: 0 the first time, 12 the second, 4 now (mild, validated: a positive finding):
     # change -8 since last time, three points.
     assert re.search(r'<span class="change">-8 since \d{4}-\d\d-\d\d</span>', page)
-    assert 'aria-label="Trend of' in page and "over 3 intakes" in page
+    # the trend on PHQ-4's full range 0-12 (intake/core/trend_chart.py), and the way to the timeline
+    assert 'role="img"' in page and "PHQ-4 total score: 3 results on its full range 0 to 12, higher is worse" in page
     assert page.count("<polyline") >= 1
+    assert f'href="/clinician/patients/{patient_id}/timeline"' in page
 
 
 def test_rescore_recomputes_and_keeps_one_flag_per_rule(staff_app: Flask) -> None:

@@ -730,6 +730,8 @@ class Node:
     unit: Field | None = None
     children: list[Node] = dc_field(default_factory=list)
     value: str = ""
+    # Where the patient changes a carried-forward answer (the page that asked it).
+    carried_url: str | None = None
     live_condition: str | None = None
     # (value, label) in the language of `item`: the field's own choices carry the base words.
     choices: list[tuple[str, str]] = dc_field(default_factory=list)
@@ -812,8 +814,12 @@ def live_condition(item: Item, on_page: set[str]) -> str | None:
     return json.dumps({"all": item.enable_behavior != "any", "when": conditions}, separators=(",", ":"))
 
 
-def render_tree(page: Page, form: PageForm, enabled: set[str] | None, answers: Answers) -> list[Node]:
-    """The page's items as render nodes; disabled items are left out when `enabled` is given."""
+def render_tree(page: Page, form: PageForm, enabled: set[str] | None, answers: Answers,
+                source_url: Callable[[str], str | None] | None = None) -> list[Node]:
+    """The page's items as render nodes; disabled items are left out when `enabled` is given.
+
+    `source_url(link_id)` is where a carried-forward answer (`Item.copied_from`) is changed.
+    """
     names = {item.link_id: name for name, item in form.field_items.items()}
 
     on_page = {item.link_id for item in page.walk()}
@@ -837,6 +843,8 @@ def render_tree(page: Page, form: PageForm, enabled: set[str] | None, answers: A
                 node.unit = form[form.unit_fields[name]]
         elif item.read_only and item.is_question:
             node.value = display_answer(item, answers.get(item.link_id) or [], yes_no=yes_no())
+            if item.copied_from and source_url is not None:
+                node.carried_url = source_url(item.copied_from)
         node.choices = localized_choices(item) if name else []
         if node.unit is not None:
             node.unit_choices = _unit_choices(item)
