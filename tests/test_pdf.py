@@ -330,8 +330,9 @@ def test_every_answer_flag_and_note_is_in_the_pdf_text(pdf: bytes, summary: Summ
     assert len(rows) > 100
     for row in rows:
         assert squash(f"{row.question}") in text and squash(f"{row.answer}") in text, row.link_id
-    for flag in summary.flags:
-        assert squash(flag["message"]) in text
+    for flag in summary.flags:  # the headline, what to do, and any detail the action does not say
+        for part in ("headline", "action", "detail"):
+            assert squash(flag[part]) in text, (flag["id"], part)
     for note in summary.notes:
         assert squash(note["text"]) in text
     for domain in summary.domains:
