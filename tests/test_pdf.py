@@ -25,7 +25,7 @@ from intake.core.answers import build_response
 from intake.core.catalog import load_catalog
 from intake.core.items import Form
 from intake.core.scoring import Context, score_intake
-from intake.core.summary import AnswerRow, ScoreRow, Summary, build_summary
+from intake.core.summary import AnswerGroup, AnswerRow, ScoreRow, Summary, build_summary
 from intake.pdf import (
     STATIC,
     STATIC_BASE,
@@ -133,17 +133,17 @@ def test_flags_first_scores_and_the_disclaimer(pdf: bytes, summary: Summary) -> 
     text = " ".join(pages_text(pdf))
     assert "not a diagnosis" in text.lower()
     for flag in summary.flags:
-        assert " ".join(flag["message"].split())[:60] in text
+        assert " ".join(flag["headline"].split())[:60] in text
     assert summary.flags[0]["tier"] == "emergency"
-    first_score = " ".join(summary.scores[0].score["title"].split())[:30]
+    first_score = summary.positives[0].row.short_title if summary.positives[0].row else summary.others[0].short_title
     assert (
         text.index("Red flags")
-        < text.index(" ".join(summary.flags[0]["message"].split())[:40])
+        < text.index(" ".join(summary.flags[0]["headline"].split())[:40])
         < text.index(first_score)
     )
     for row in summary.scores:
-        assert " ".join(row.score["title"].split())[:30] in text
-        assert row.value_text in text
+        assert row.short_title in text
+        assert row.value_of_max in text
     phq = next(r for r in summary.scores if r.score["id"] == "phq4")
     assert phq.change is not None and phq.change_text in text  # change since the earlier intake
     assert "not a validated cut-off" in text  # PSS-10 and MEDAS bands are conventional
@@ -242,10 +242,11 @@ def test_hostile_answers_notes_and_identifier_print_literally(summary: Summary,
     port, hits = listener
     snippets = hostile_snippets(port)
     domains = list(summary.domains)
-    domains[0] = replace(domains[0], rows=[*domains[0].rows, *(
+    domains[0] = replace(domains[0], groups=[*domains[0].groups, AnswerGroup(title="Free text", rows=[
         AnswerRow(question=f"Anything else? ({n})", answer=snippet, link_id=f"free-{n}")
-        for n, snippet in enumerate(snippets))])
-    planted = replace(summary, domains=domains, notes=[*summary.notes, {"text": snippets[3], "citation": snippets[2]}])
+        for n, snippet in enumerate(snippets)])])
+    planted = replace(summary, domains=domains, notes=[*summary.notes, {"text": snippets[3], "kind": "finding"}],
+                      references=[*summary.references, snippets[2]], reason=snippets[4])
     pdf = render_summary_pdf(planted, patient_identifier=snippets[1], attachments=ATTACHMENTS)
     assert hits == []
     reader = PdfReader(io.BytesIO(pdf))
@@ -329,8 +330,9 @@ def test_every_answer_flag_and_note_is_in_the_pdf_text(pdf: bytes, summary: Summ
     assert len(rows) > 100
     for row in rows:
         assert squash(f"{row.question}") in text and squash(f"{row.answer}") in text, row.link_id
-    for flag in summary.flags:
-        assert squash(flag["message"]) in text
+    for flag in summary.flags:  # the headline, what to do, and any detail the action does not say
+        for part in ("headline", "action", "detail"):
+            assert squash(flag[part]) in text, (flag["id"], part)
     for note in summary.notes:
         assert squash(note["text"]) in text
     for domain in summary.domains:

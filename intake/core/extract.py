@@ -34,6 +34,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
+from intake.core.clinician_text import clinician_message, clinician_source
 from intake.core.extensions import BASE
 from intake.core.fhir_time import fhir_instant_seconds
 from intake.core.items import Form
@@ -189,13 +190,14 @@ def observations(result: Mapping[str, Any], *, intake_id: str, patient_id: str, 
 
 
 def _source_note(score: Mapping[str, Any]) -> str:
-    """Instrument, version and source of a score, as the summary shows them (screening aid)."""
+    """Instrument, version and published source of a score, as the summary's references give
+    them: what an EHR reader needs, without the project's reference sections or verification
+    status (those stay in the Questionnaire metadata)."""
     parts = [str(p) for p in (score.get("instrument"), score.get("instrumentVersion")) if p]
     text = " · ".join(parts)
-    if score.get("citation"):
-        text = f"{text}. Source: {score['citation']}" if text else f"Source: {score['citation']}"
-    if score.get("verification") and score.get("verification") != "verified":
-        text += f" ({score['verification']})"
+    source = clinician_source(str(score.get("instrumentCitation") or score.get("citation") or ""))
+    if source:
+        text = f"{text}. Source: {source}" if text else f"Source: {source}"
     return text
 
 
@@ -226,7 +228,8 @@ def flag_resource(*, intake_id: str, patient_id: str, rule_id: str, tier: str, m
         "identifier": [_identifier(FLAG_SYSTEM, key)],
         "status": "active" if ended is None else "inactive",
         "category": [{"coding": [{"system": FLAG_CATEGORY, "code": "clinical", "display": "Clinical"}]}],
-        "code": {"coding": [{"system": FLAG_CODES, "code": rule_id}], "text": f"{tier.capitalize()}: {message}"},
+        "code": {"coding": [{"system": FLAG_CODES, "code": rule_id}],
+                 "text": f"{tier.capitalize()}: {clinician_message(message)}"},
         "subject": {"reference": f"Patient/{patient_id}"},
         "period": period,
     }

@@ -47,11 +47,22 @@ class Band:
 
 
 @dataclass(frozen=True)
+class BandSpec:
+    """One band as the Questionnaire defines it (the summary ranks a band by its place)."""
+
+    code: str
+    label: str
+    minimum: float | None
+    maximum: float | None
+
+
+@dataclass(frozen=True)
 class Threshold:
     id: str
     label: str
     met: bool | None  # None: the score is incomplete
     citation: str | None = None
+    minimum: float | None = None  # the cut-off: met at or over it
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,7 @@ class Score:
     citation: str | None
     verification: str | None
     item: str
+    bands: tuple[BandSpec, ...] = ()  # every band of the score, in the Questionnaire's order
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -101,9 +113,14 @@ class Score:
             "complete": self.complete,
             "missing": list(self.missing),
             "thresholds": {t.id: t.met for t in self.thresholds},
+            "cutoffs": [{"id": t.id, "label": t.label, "min": _plain(t.minimum), "met": t.met}
+                        for t in self.thresholds],
+            "bands": [{"code": b.code, "label": b.label, "min": _plain(b.minimum), "max": _plain(b.maximum)}
+                      for b in self.bands],
             "range": [_plain(self.minimum), _plain(self.maximum)],
             "instrument": self.instrument.title if self.instrument else None,
             "instrumentVersion": self.instrument.version if self.instrument else None,
+            "instrumentCitation": self.instrument.citation if self.instrument else None,
             "citation": self.citation,
             "verification": self.verification,
             "questionnaire": self.questionnaire,
@@ -170,6 +187,39 @@ class Note:
 
 
 @dataclass(frozen=True)
+class Suppressed:
+    """A finding withheld because a flag was raised: the summary says so, and why."""
+
+    id: str
+    title: str
+    reason: str
+    flags: tuple[str, ...]  # the raised flags' ids that withheld it
+    questionnaire: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "reason": self.reason, "flags": list(self.flags),
+                "questionnaire": self.questionnaire}
+
+
+def suppressed_finding(form: Form, extension: dict[str, Any], flags: list[Flag]) -> Suppressed | None:
+    """The finding `extension` as withheld, when a raised flag suppresses it (whether or not its
+    pattern held: with an alarm feature raised, the pattern is not assessed at all)."""
+    subs = _subs(extension)
+    suppressed_by = tuple(str(v) for v in subs.get("suppressedBy") or [])
+    hiding = tuple(f.id for f in flags if f.id in suppressed_by or f.tier in suppressed_by)
+    if not hiding:
+        return None
+    note_id = str(_one(subs, "id"))
+    return Suppressed(
+        id=note_id,
+        title=str(_one(subs, "title") or note_id.replace("-", " ").capitalize()),
+        reason=str(_one(subs, "suppressedReason") or "a red flag was raised"),
+        flags=hiding,
+        questionnaire=form.canonical,
+    )
+
+
+@dataclass(frozen=True)
 class Context:
     """What the rules may use besides the answers."""
 
@@ -185,12 +235,14 @@ class Result:
     flags: list[Flag] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    suppressed: list[Suppressed] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "scores": [s.as_json() for s in self.scores],
             "flags": [f.as_json() for f in self.flags],
             "notes": [n.as_json() for n in self.notes],
+            "suppressed": [n.as_json() for n in self.suppressed],
             "scoringVersions": dict(self.versions),
         }
 
@@ -432,7 +484,10 @@ def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str
         low = _one(t, "min")
         met = None if not complete else Decimal(str(value)) >= Decimal(str(low))
         thresholds.append(Threshold(id=str(_one(t, "id")), label=str(_one(t, "label") or _one(t, "id")),
-                                    met=met, citation=_one(t, "citation")))
+                                    met=met, citation=_one(t, "citation"), minimum=low))
+    bands = tuple(BandSpec(code=str(_one(b, "code")), label=str(_one(b, "label") or _one(b, "code")),
+                           minimum=_one(b, "min"), maximum=_one(b, "max"))
+                  for b in (_subs(spec) for spec in subs.get("band") or []))
     return Score(
         id=score_id,
         title=str(_one(subs, "title") or score_id),
@@ -448,6 +503,7 @@ def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str
         citation=_one(subs, "citation"),
         verification=_one(subs, "verification"),
         item=holder,
+        bands=bands,
     )
 
 
@@ -527,8 +583,13 @@ def score_intake(pairs: list[tuple[Form, dict[str, Any]]], context: Context | No
         result.flags += one.flags
         result.notes += one.notes
         result.versions.update(one.versions)
-    # a finding is hidden by the flags of every domain, not only its own
+    # a finding is hidden by the flags of every domain, not only its own; the summary says so
     result.notes = [n for n in result.notes if not n.suppressed(result.flags)]
+    for p in prepared if notes else ():
+        for extension in ext.find(p.form.resource, FINDING):
+            withheld = suppressed_finding(p.form, extension, result.flags)
+            if withheld:
+                result.suppressed.append(withheld)
     for p in prepared if notes else ():
         form, weighted = p.form, p.weighted
         if not ext.find(form.resource, CROSS_DOMAIN_NOTE):

@@ -1,4 +1,4 @@
-"""Digestive Questionnaire rules (forms/digestive.json 1.3.0): GI alarm flags and the IBS pattern.
+"""Digestive Questionnaire rules (forms/digestive.json 1.4.0): GI alarm flags and the IBS pattern.
 
 Reference: ../shared/instruments.md 2.2 (GI-AF1..10, tiers, age at onset, the GI-AF1 emergency branch)
 and 2.3 (BSFS, Rome IV-style IBS pattern and subtype). Responses are built with the real form,
@@ -18,7 +18,7 @@ from intake.core.items import Form
 from intake.core.scoring import Context, Result, score_intake, score_response
 from intake.core.translations import flag_guidance, translation
 
-CANONICAL = "https://intake.example.org/fhir/Questionnaire/digestive|1.3.0"
+CANONICAL = "https://intake.example.org/fhir/Questionnaire/digestive|1.4.0"
 AUTHORED = "2024-05-01T10:00:00Z"
 BOOLEAN_ALARMS = ["gi-af1", "gi-af2", "gi-af3", "gi-af4", "gi-af6", "gi-af7", "gi-af8", "gi-af9", "gi-af10"]
 TIERS = {
@@ -83,7 +83,7 @@ def flags(result: Result) -> list[tuple[str, str]]:
 
 
 def test_version_is_bumped(digestive: Form) -> None:
-    assert digestive.version == "1.3.0"
+    assert digestive.version == "1.4.0"
     assert score(digestive, no_alarms()).versions == {CANONICAL: f"engine-1;{CANONICAL}"}
 
 

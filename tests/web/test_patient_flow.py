@@ -46,8 +46,8 @@ def test_full_flow_validation_back_resume_stale_token_and_double_submit(
 ) -> None:
     link = invite_link(app)
     assert client.get(link).status_code == 302
-    first = _first_page(client)
-    assert first == "/intake/digestive/digestive-alarm"
+    assert _first_page(client) == "/intake/digestive/digestive-reason"  # the reason for the visit, optional
+    first = "/intake/digestive/digestive-alarm"
 
     # A page with validation errors: error summary linking to each field, nothing stored.
     page = client.get(first)
@@ -93,9 +93,10 @@ def test_full_flow_validation_back_resume_stale_token_and_double_submit(
     review = fresh.get("/intake/review")
     assert review.status_code == 200
     assert "Check your answers" in review.text
-    # One Change per section (page), not one per answer; every section's answers are folded.
-    assert review.text.count(">Change<") == len(visited) + 1
-    assert review.text.count('<details class="review-section__details">') == len(visited) + 1
+    # One Change per section (page), not one per answer; every section's answers are folded. The
+    # sections: the pages visited, the first (warning signs) and the reason for the visit before it.
+    assert review.text.count(">Change<") == len(visited) + 2
+    assert review.text.count('<details class="review-section__details">') == len(visited) + 2
 
     token = csrf(review.text)
     first_submit = fresh.post("/intake/submit", data={"csrf_token": token})

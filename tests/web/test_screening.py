@@ -82,8 +82,9 @@ def test_summary_flags_first_then_scores_matching_the_engine(staff_app: Flask) -
     for link in links:
         response = clinician.get(link)
         assert response.status_code == 200 and response.content_type.startswith("application/fhir+json"), link
-    assert page.index('id="flags-title"') < page.index('id="scores-title"') < page.index('id="answers-title"')
-    assert page.index("tier-emergency") < page.index("<h2 id=\"scores-title\">")
+    assert (page.index('id="reason-title"') < page.index('id="flags-title"') < page.index('id="positives-title"')
+            < page.index('id="answers-title"') < page.index('id="references-title"'))
+    assert page.index("tier-emergency") < page.index("<h2 id=\"positives-title\">")
     # The page's scores are the engine's scores for the stored responses.
     with services(staff_app).sessions() as session:
         stored = json.loads(session.scalars(select(ScoringResult)).one().result_json)
@@ -113,8 +114,9 @@ def test_summary_shows_change_since_last_time_and_a_trend(staff_app: Flask) -> N
     with services(staff_app).sessions() as session:
         latest = session.scalars(select(Intake.id).order_by(Intake.completed_at.desc())).first()
     page = staff_get(staff_app, f"/clinician/intakes/{latest}").text
-    # PHQ-4 total: 0 the first time, 12 the second, 4 now: last time 12, change -8, three points.
-    assert '12 <span class="change">(-8)</span>' in page
+    # PHQ-4 total: 0 the first time, 12 the second, 4 now (mild, validated: a positive finding):
+    # change -8 since last time, three points.
+    assert re.search(r'<span class="change">-8 since \d{4}-\d\d-\d\d</span>', page)
     # the trend on PHQ-4's full range 0-12 (intake/core/trend_chart.py), and the way to the timeline
     assert 'role="img"' in page and "PHQ-4 total score: 3 results on its full range 0 to 12, higher is worse" in page
     assert page.count("<polyline") >= 1
@@ -155,9 +157,12 @@ def test_same_scores_on_the_page_in_the_cli_and_after_a_reload(staff_app: Flask,
     page = staff_get(staff_app, f"/clinician/intakes/{intake_id}").text
     for score_id, total, band, complete in reading(stored):
         title = next(s["title"] for s in stored["scores"] if s["id"] == score_id)
-        row = page[page.index(title):]
-        row = row[: row.index("</tr>")]
+        found = re.search(rf'<(li|span) class="(?:positive score-line|other)" data-score="{re.escape(score_id)}"'
+                          rf'(.*?)</\1>', page, re.S)
+        assert found and title in page, score_id
+        row = found.group(2)
         expected = "incomplete" if not complete else str(int(total) if float(total).is_integer() else total)
-        assert f'<td class="value">{expected}' in row, (score_id, row[:300])
+        assert (f">{expected}/" in row or f" {expected}/" in row or (total == 0 and ": none" in row)
+                or (expected == "incomplete" and "incomplete" in row)), (score_id, row[:300])
         if band:
-            assert band in row
+            assert band.split()[0] in row.lower(), (score_id, band, row[:300])

@@ -1,0 +1,79 @@
+"""Rule wording as a clinician or an EHR reads it: no internal bookkeeping.
+
+The Questionnaires' messages and citations are written for the people who maintain the rules:
+they name the project's clinical reference and its sections, the reference's rule codes
+("GI-AF1"), item linkIds and how far a rule has been checked against its sources. That belongs in
+the Questionnaire metadata and docs/ (docs/screening.md, "What the clinician reads"), not on the
+summary, the PDF or a FHIR note. These functions strip it, sentence by sentence, so the
+published sources (journals, guidelines) stay and the bookkeeping goes.
+"""
+
+from __future__ import annotations
+
+import re
+
+# The project's own reference document and its section numbers ("instruments.md 4.2, AI-F1:",
+# "(clinical reference, section 4.2)", "section 2.2").
+_REFERENCE = re.compile(
+    r"\(?\s*(?:the\s+)?(?:instruments\.md|clinical reference)(?:\s*,?\s*(?:section\s+)?\d+(?:\.\d+)*)?"
+    r"(?:\s*(?:and|,)\s*\d+(?:\.\d+)*)*(?:\s*,?\s*end)?\s*\)?\s*[,:;]?",
+    re.IGNORECASE,
+)
+_SECTION = re.compile(r"\(?\s*\bsections?\s+\d+(?:\.\d+)*\s*\)?\s*[,:;]?", re.IGNORECASE)
+# The reference's rule codes ("GI-AF1", "AI-RF4", "N-RF2", "AI-F1") and item linkIds in prose
+# ("gi-af2-kg", "ai-self-coeliac", "phq9-9", "%scores.mnsi").
+_RULE_CODE = re.compile(r"\b[A-Z]{1,2}-[A-Z]{1,2}\d+[a-z]?\b")
+_ITEM_PREFIXES = (r"(?:gi|ai|n|phq\d*|gad\d*|pss\d*|mnsi|medas|bsfs|ibs|sym|diet|digestive|stress|neuropathy|"
+                  r"autoimmune|reason)")
+_LINK_ID = re.compile(rf"%?\b{_ITEM_PREFIXES}-[a-z0-9]+(?:-[a-z0-9]+)*\b|%[a-z][A-Za-z0-9.]*")
+# A parenthesis whose only job is to point at an item ("(amount in gi-af2-kg if given)").
+_ITEM_ASIDE = re.compile(rf"\s*\([^()]*\b{_ITEM_PREFIXES}-[a-z0-9]+(?:-[a-z0-9]+)*\b[^()]*\)")
+# Sentences about how far a rule has been checked, who must still sign it off, or the local
+# tier policy: maintenance notes, not clinical content.
+_BOOKKEEPING = re.compile(
+    r"\b(?:un|partly[- ])?verif(?:ied|y|ication)\b|sign-off|reference tier|\bAMBER\b|\bRED\b|tier mapping|"
+    r"local policy|not retrieved|seen via mirrors|Intake's (?:reading|definition)|to confirm against|"
+    r"QuestionnaireResponse|\bencoded\b|\blinkId\b",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"(?<=[.;])\s+(?=[A-Z(])")
+def _tidy(text: str) -> str:
+    text = re.sub(r"\(\s*[;,:]?\s*\)", "", text)
+    text = re.sub(r"\s+([,.;:)])", r"\1", text)
+    text = re.sub(r"([,;:])\s*([,;:.])", r"\2", text)
+    text = re.sub(r"\(\s+", "(", text)
+    text = re.sub(r"\s{2,}", " ", text)
+    return text.strip(" ,;:")
+
+
+def clinician_message(text: str) -> str:
+    """A flag message or note text without rule codes, item ids or reference sections."""
+    text = _REFERENCE.sub(" ", text)
+    text = _SECTION.sub(" ", text)
+    text = _ITEM_ASIDE.sub("", text)
+    text = _RULE_CODE.sub("", text)
+    text = re.sub(r"\b(GI alarm feature|red flag)\s*:", r"\1:", text)
+    return _tidy(text)
+
+
+def clinician_source(text: str) -> str:
+    """A citation as a reference list shows it: the published sources, without the sentences
+    that track verification, sign-off or local policy (empty when nothing else is left)."""
+    text = _REFERENCE.sub(" ", text)
+    text = _SECTION.sub(" ", text)
+    kept = []
+    for sentence in _SENTENCE_END.split(text):
+        if _BOOKKEEPING.search(sentence):
+            continue
+        if _LINK_ID.search(sentence) or sentence.lstrip("( ").startswith("Rule:"):
+            continue  # how the rule reads the items: for the maintainers
+        sentence = _tidy(_RULE_CODE.sub("", sentence))
+        if len(sentence) > 3:
+            kept.append(sentence if sentence.endswith((".", ")")) else sentence + ".")
+    return " ".join(kept)
+
+
+def first_sentence(text: str) -> tuple[str, str]:
+    """(the first sentence, the rest): a flag's headline and its detail."""
+    parts = re.split(r"(?<=\.)\s+(?=[A-Z])", text.strip(), maxsplit=1)
+    return parts[0], (parts[1] if len(parts) > 1 else "")
