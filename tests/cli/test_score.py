@@ -132,7 +132,7 @@ def test_stress_response_prints_the_engines_result(app: Flask, tmp_path: Path) -
     out = ok_json(run(app, response, tmp_path))
 
     assert out == expected([(stress, response)], app)
-    assert set(out) == {"scores", "flags", "notes", "scoringVersions"}
+    assert set(out) == {"scores", "flags", "notes", "suppressed", "scoringVersions"}
     assert [s["id"] for s in out["scores"]] == score_ids(stress)
     for s in out["scores"]:
         assert {"id", "total", "band", "complete"} <= set(s)

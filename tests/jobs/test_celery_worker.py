@@ -79,7 +79,7 @@ def wait_settled(app: Flask, processes: CeleryProcesses, timeout: float) -> dict
 
 
 def assert_each_delivered_once(app: Flask, receiver: FhirReceiver, intake_ids: list[str]) -> None:
-    assert counts(app) == {"pending": 0, "queued": 0, "done": 2 * len(intake_ids), "dead": 0}
+    assert counts(app) == {"pending": 0, "queued": 0, "done": 2 * len(intake_ids), "dead": 0, "held": 0}
     with services(app).sessions() as session:
         rendered = session.scalar(select(func.count()).select_from(DocumentRecord)
                                   .where(DocumentRecord.intake_id.in_(intake_ids)))

@@ -61,8 +61,10 @@ from tests.web.flow import default_value, fill_page, page_data
 _CATALOG = load_catalog(PROJECT_ROOT / "forms")
 # Pages with something to get wrong (the reason for the visit is free text only: anything typed is
 # an answer; its bound and escaping are tested in tests/web/test_clinician_summary.py).
-PAGES = [(key, page.key) for key in DEFAULT_QUESTIONNAIRES for page in _CATALOG.by_key[key].pages
+_ALL_PAGES = [(key, page) for key in DEFAULT_QUESTIONNAIRES for page in _CATALOG.by_key[key].pages]
+PAGES = [(key, page.key) for key, page in _ALL_PAGES
          if any(i.type not in ("string", "text", "group", "display") for i in page.walk())]
+TEXT_ONLY_PAGES = [(key, page.key) for key, page in _ALL_PAGES if (key, page.key) not in PAGES]
 
 OPTION_TYPES = ("boolean", "choice", "open-choice")
 DATE_TYPES = ("date", "dateTime")
@@ -316,7 +318,8 @@ def _assert_escaped(response: TestResponse, case: str) -> None:
 
 def test_every_catalog_page_is_covered(app: Flask) -> None:
     catalog = services(app).catalog
-    assert sorted(PAGES) == sorted((form.key, page.key) for form in catalog for page in form.pages)
+    assert sorted(PAGES + TEXT_ONLY_PAGES) == sorted((form.key, page.key) for form in catalog for page in form.pages)
+    assert TEXT_ONLY_PAGES == [("digestive", "digestive-reason")]  # the only page left out, and why: above
     assert len({form_key for form_key, _ in PAGES}) == 5
 
 
