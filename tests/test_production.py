@@ -132,7 +132,8 @@ def test_make_run_prod_then_a_patient_completes_an_intake(environment: dict[str,
                 if counts["done"] >= 1 and counts["pending"] == counts["queued"] == 0:
                     break
                 time.sleep(0.5)
-            assert counts == {"pending": 0, "queued": 0, "done": 1, "dead": 0, "held": 0}, (counts, log.read_text()[-3000:])
+            settled = {"pending": 0, "queued": 0, "done": 1, "dead": 0, "held": 0}
+            assert counts == settled, (counts, log.read_text()[-3000:])
             admin = app.test_cli_runner().invoke(args=["intake", "user", "list"])
             assert "admin" in admin.output
             # the processes' audit anchors reached their log, and the keyed chain matches them
