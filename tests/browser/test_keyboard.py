@@ -25,7 +25,9 @@ LABEL_IN_VIEW = """(id) => {
   return r.top > -2 && r.bottom < window.innerHeight;
 }"""
 
-TYPED = {"gi-af5": "2019-06", "bsfs-hard-pct": "37"}  # answers typed on optional questions (MEDAS: on required ones)
+# Answers typed on optional questions (MEDAS: on required ones); the reason for the visit, in the
+# first page's text area, is optional too.
+TYPED = {"reason-for-visit": "Tummy pain", "gi-af5": "2019-06", "bsfs-hard-pct": "37"}
 
 
 def test_whole_intake_with_the_keyboard_only(live: Any, patient_link: str, new_page: Any) -> None:
@@ -57,11 +59,14 @@ def test_whole_intake_with_the_keyboard_only(live: Any, patient_link: str, new_p
     assert page_path(page) == "/intake/review", page.url
     assert len(visited) >= 10, visited
 
-    # The typed answers are on the review page.
-    review = page.locator("main").inner_text()
-    assert "2019" in review and "37" in review
+    assert visited[0] == "/intake/digestive/digestive-reason", visited
 
-    tab_to(page, CONTINUE, max_presses=400)  # Send my answers, past a Change link per answer
+    # The typed answers are on the review page (inside each section's closed "Show answers").
+    review = page.locator("main").text_content() or ""
+    assert "Tummy pain" in review and "2019" in review and "37" in review
+
+    # Send my answers, past one Change link and one "Show answers" per section.
+    tab_to(page, CONTINUE, max_presses=120)
     with page.expect_navigation():
         page.keyboard.press("Enter")
     assert page_path(page) == "/intake/done"
@@ -74,7 +79,12 @@ def test_error_summary_is_focused_and_its_links_focus_the_fields(live: Any, pati
     tab_to(page, "main a.button")
     with page.expect_navigation():
         page.keyboard.press("Enter")
+    # The reason for the visit comes first: optional, so sending it blank is no error.
+    assert page_path(page) == "/intake/digestive/digestive-reason"
+    continue_by_keyboard(page)
+    assert page.locator(".error-summary").count() == 0, "the reason for the visit may be left blank"
     first = page_path(page)
+    assert first == "/intake/digestive/digestive-alarm", first
 
     # Answer only the first question, then send the page: every other required one is missing.
     tab_to(page, "input[type=radio]")

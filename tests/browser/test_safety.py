@@ -62,7 +62,7 @@ def test_emergency_answer_interrupts_on_the_next_response(notified_live: LiveSer
     with page.expect_navigation():
         page.click("main a.button")
     _to(page, RED_FLAGS)
-    assert page.locator(".progress").inner_text().startswith("Step 5 of"), "the red flags are on page 5"
+    assert page.locator(".progress").inner_text().startswith("Step 6 of"), "the red flags are on page 6"
     answer_by_mouse(page, {"n-rf2": "true"})
     continue_by_mouse(page)
 
