@@ -1,5 +1,5 @@
 """The clinician's follow-up pages in Chromium: a patient monitored over 8 weeks (three intakes),
-their timeline and their latest summary with its trends, at desktop and phone width, with axe.
+their timeline and their summaries with trends beside the positive findings, at desktop and phone width, with axe.
 
 Screenshots: build/test-output/screenshots/clinician-timeline-en-*.png,
 clinician-summary-trend-en-*.png and clinician-intakes-en-*.png (look at them after a change).
@@ -140,9 +140,20 @@ def test_timeline_and_summary_with_trends(live: Any, new_page: Any) -> None:
     assert large.is_hidden() and 300 < small.bounding_box()["width"] <= PHONE["width"]  # the compact chart, scaled up
     page.set_viewport_size(DESKTOP)
 
+    # The trends sit with the positive findings on page 1; scores within limits have theirs on the
+    # timeline only. Today's intake has no positive finding (MNSI 2, PHQ-4 0): no trend on page 1.
+    trend_selector = ".positives li.positive .trend svg[role=img]"
     page.goto(f"{live.url}/clinician/intakes/{ids[-1]}")
-    trend = page.locator("td.trend svg[role=img]")
-    assert trend.count() >= 4
+    assert page.locator(trend_selector).count() == 0
+    assert page.get_by_role("link", name="All intakes of this patient: timeline").count() == 1
+    # Four weeks ago PHQ-4 was 4 (mild: a positive finding), with the visit before it.
+    page.goto(f"{live.url}/clinician/intakes/{ids[1]}")
+    trend = page.locator(trend_selector)
+    assert trend.count() >= 1, page.locator(".positives-section").inner_text()
+    labels = [trend.nth(i).get_attribute("aria-label") or "" for i in range(trend.count())]
+    assert all("results on its full range" in a for a in labels), labels
+    assert any(a.startswith("PHQ-4") for a in labels), labels
+    assert trend.first.bounding_box()["width"] > 0
     with page.expect_navigation():
         page.get_by_role("link", name="All intakes of this patient: timeline").click()
     assert page.url.endswith(f"/clinician/patients/{patient_id}/timeline")
@@ -153,7 +164,7 @@ def test_timeline_and_summary_with_trends(live: Any, new_page: Any) -> None:
 
     # the same trends in the PDF (WeasyPrint draws the same SVG): its first pages as PNGs to look at
     with services(live.app).sessions() as session:
-        summary = workflow.summary_of(session, services(live.app).catalog, ids[-1])
+        summary = workflow.summary_of(session, services(live.app).catalog, ids[1])
     assert summary is not None
     document = SCREENSHOTS / "clinician-summary-trend-pdf.pdf"
     document.write_bytes(render_summary_pdf(summary, patient_identifier=None))

@@ -30,6 +30,11 @@ def _start(page: Any, link: str) -> None:
     assert is_question_page(page), page.url
 
 
+def _open_sections(page: Any) -> None:
+    """Open every "Show answers" section of the review page."""
+    page.locator("main details").evaluate_all("els => els.forEach(e => e.open = true)")
+
+
 def _state(page: Any) -> dict[str, Any]:
     """What the page's questions hold: checked options or typed value, by field name."""
     return {q["name"]: q.get("checked", q.get("value")) for q in questions(page)}
@@ -97,7 +102,8 @@ def test_switch_to_spanish_half_way_keeps_answers_and_finishes_in_spanish(live: 
         english.update(t["text"] for t in texts(ref))
         answer_quickly(ref)
         continue_by_mouse(ref)
-    english.update(t["text"] for t in texts(ref))  # the review page
+    _open_sections(ref)
+    english.update(t["text"] for t in texts(ref))  # the review page, every section's answers shown
     assert "Your answers have been sent" in english
 
     validated = _validated_in_english_pages(live.app)
@@ -106,12 +112,17 @@ def test_switch_to_spanish_half_way_keeps_answers_and_finishes_in_spanish(live: 
     page = new_page(lang="en")
     _start(page, link)
     assert html_lang(page) == "en"
+    # The first page: the reason for the visit, typed (free text is kept across the switch too).
     first = page_path(page)
-    answer_by_mouse(page)
+    assert first == "/intake/digestive/digestive-reason", first
+    answer_by_mouse(page, {"reason-for-visit": "Tummy pain"})
     first_state = _state(page)
+    assert "Tummy pain" in first_state.values(), first_state
+    continue_by_mouse(page)
+    answer_by_mouse(page)  # the alarm features
     continue_by_mouse(page)
 
-    # Half-way through the second page: a choice and a typed number, not sent yet.
+    # Half-way through the third page: a choice and a typed number, not sent yet.
     second = page_path(page)
     q = {x["name"]: x for x in questions(page)}
     page.check(f"#{q['q-bsfs-usual']['ids'][3]}")
@@ -157,7 +168,8 @@ def test_switch_to_spanish_half_way_keeps_answers_and_finishes_in_spanish(live: 
         answer_quickly(page)
         continue_by_mouse(page)
     assert page_path(page) == "/intake/review"
-    problems["/intake/review"] = foreign_strings(page, "es", english)
+    _open_sections(page)  # the answers too, not only the sections' titles
+    problems["/intake/review"] = foreign_strings(page, "es", english, allowed={"Tummy pain"})
     with page.expect_navigation():
         page.click(CONTINUE)
     assert page_path(page) == "/intake/done"
@@ -178,12 +190,21 @@ def test_without_javascript_the_intake_completes(live: Any, patient_link: str, n
         # Clicks and typing on the first pages (follow-ups are all shown without JavaScript), then
         # the controls are set from a script to keep the run short.
         answer = answer_by_mouse if len(visited) <= 2 else answer_quickly
-        answer(page, {"gi-af5": "2018-11"})
+        answer(page, {"gi-af5": "2018-11", "reason-for-visit": "Tummy pain"})
         continue_by_mouse(page)
         assert page.locator(".error-summary").count() == 0, page.locator(".error-summary").inner_text()
     assert page_path(page) == "/intake/review"
     assert len(visited) >= 10
-    assert "2018" in page.locator("main").inner_text()
+    # The answers are in closed "Show answers" sections, which open without JavaScript too.
+    assert "2018" in (page.locator("main").text_content() or "")
+    assert "2018" not in page.locator("main").inner_text(), "the sections' answers start closed"
+    summaries = page.locator("main details.review-section__details > summary")
+    assert summaries.count() >= 5
+    for i in range(summaries.count()):
+        summaries.nth(i).click()
+    assert page.locator("main details:not([open])").count() == 0
+    shown = page.locator("main").inner_text()
+    assert "2018" in shown and "Tummy pain" in shown
     with page.expect_navigation():
         page.click(CONTINUE)
     assert page_path(page) == "/intake/done"
