@@ -95,6 +95,14 @@ def test_every_page_type(lang: str, live: Any, new_page: Any) -> None:
     check("start")
     with page.expect_navigation():
         page.click("main a.button")
+    # The first page: the reason for the visit, free text and optional; left blank, it is no error.
+    assert page_path(page) == "/intake/digestive/digestive-reason"
+    assert page.locator("main form textarea").count() == 1
+    check("question-digestive-reason")
+    with page.expect_navigation():
+        page.click(CONTINUE)
+    assert page.locator(".error-summary").count() == 0, "the reason for the visit may be left blank"
+    assert page_path(page) == "/intake/digestive/digestive-alarm"
     with page.expect_navigation():
         page.click(CONTINUE)  # nothing answered
     assert page.locator(".error-summary").count() == 1
