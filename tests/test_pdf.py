@@ -291,7 +291,7 @@ def test_an_undated_summary_is_deterministic_too(summary: Summary) -> None:
     assert reader.metadata is not None and "/CreationDate" not in reader.metadata
     stream = reader.trailer["/Root"]["/AF"][0].get_object()["/EF"]["/F"].get_object()
     assert "/CreationDate" not in stream["/Params"]
-    assert squash("ID none intake not completed") in squash(reader.pages[-1].extract_text())
+    assert squash("no identifier intake not completed") in squash(reader.pages[-1].extract_text())
 
 
 def test_a_stored_result_without_optional_keys_still_renders() -> None:
