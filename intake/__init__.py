@@ -87,7 +87,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], date
 def close_app(app: Flask) -> None:
     """Finish what runs behind requests (queued audit rows, background jobs), then close the
     database connections: for tests and embedding code that make apps and throw them away."""
-    from intake.services import services  # not at module level: see create_app
+    from intake.services import services  # cycle-ok: not at module level, see create_app
 
     found = services(app)
     found.audit_queue.flush()

@@ -79,7 +79,7 @@ class Sources:
 
 def sources(session: Session, catalog: Catalog, intake_id: str) -> Sources:
     """The HTML and embedded files of a completed, scored and published intake's PDF."""
-    from intake import pdf  # WeasyPrint loads only where PDFs are made
+    from intake import pdf  # cycle-ok: WeasyPrint loads only where PDFs are made
 
     summary = workflow.summary_of(session, catalog, intake_id)
     intake = intakes.get_intake(session, intake_id)
@@ -103,7 +103,7 @@ def render(session: Session, catalog: Catalog, intake_id: str) -> tuple[bytes, s
 
 
 def _pdf_of(source: Sources) -> bytes:
-    from intake import pdf  # WeasyPrint loads only where PDFs are made (as in `sources`)
+    from intake import pdf  # cycle-ok: WeasyPrint loads only where PDFs are made (as in `sources`)
 
     return pdf.html_to_pdf(source.html, attachments=source.attachments, created=source.created)
 

@@ -259,8 +259,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     Under pytest-xdist the controller joins the workers' shares into build/test-output first."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    from tests.browser.axe import join_parts, summary_text, write_report
-    from tests.browser.support import AXE_RESULTS
+    from tests.browser.axe import join_parts, summary_text, write_report  # cycle-ok: browser support only when it ran
+    from tests.browser.support import AXE_RESULTS  # cycle-ok: browser support only when it ran
 
     if getattr(config.option, "numprocesses", None):  # the xdist controller
         results = join_parts(config.stash.get(_STARTED, time.time()))

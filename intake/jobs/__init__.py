@@ -45,7 +45,7 @@ class Jobs:
         if mode == "celery":
             # Only in celery mode: Celery and its Redis client load here, so the thread and eager
             # modes (`make run`, the tests) never import them.
-            from intake.jobs.celery import make_celery
+            from intake.jobs.celery import make_celery  # cycle-ok: Celery loads only in celery mode
 
             self.celery = make_celery(self)
 

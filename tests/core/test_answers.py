@@ -12,6 +12,7 @@ from intake.core.validation import validate
 from tests.core.factories import (
     CALCULATED_EXPRESSION,
     CANONICAL,
+    FORMS,
     HIDDEN,
     LOINC,
     UCUM,
@@ -349,8 +350,6 @@ def test_calculated_result_types(kind, expr, expected):
 
 @lru_cache(maxsize=1)
 def stress():
-    from tests.core.factories import FORMS
-
     return load_catalog(FORMS).by_key["stress"]
 
 

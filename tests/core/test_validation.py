@@ -19,6 +19,8 @@ from intake.core.validation import (
 )
 from tests.core.factories import (
     CANONICAL,
+    FORMS,
+    LOINC,
     MAX_VALUE,
     MIN_VALUE,
     REGEX,
@@ -492,8 +494,6 @@ def test_item_without_link_id_is_reported_on_its_parent():
 
 
 def test_answers_to_a_reflex_switched_off_by_the_real_scores():
-    from tests.core.factories import FORMS, LOINC
-
     f = load_catalog(FORMS).by_key["stress"]
 
     def freq(code):
