@@ -4,13 +4,17 @@ The Questionnaires' messages and citations are written for the people who mainta
 they name the project's clinical reference and its sections, the reference's rule codes
 ("GI-AF1"), item linkIds and how far a rule has been checked against its sources. That belongs in
 the Questionnaire metadata and docs/ (docs/screening.md, "What the clinician reads"), not on the
-summary, the PDF or a FHIR note. These functions strip it, sentence by sentence, so the
-published sources (journals, guidelines) stay and the bookkeeping goes.
+summary, the PDF or a FHIR note. Each current rule carries a `clinicianCitation` written for
+clinicians (docs/questionnaires.md), which `clinician_reference` prefers; the pattern functions
+below strip the bookkeeping, sentence by sentence, from rules that have none (archived
+Questionnaire versions, results scored before it existed), so the published sources stay.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 # The project's own reference document and its section numbers ("instruments.md 4.2, AI-F1:",
 # "(clinical reference, section 4.2)", "section 2.2").
@@ -71,6 +75,21 @@ def clinician_source(text: str) -> str:
         if len(sentence) > 3:
             kept.append(sentence if sentence.endswith((".", ")")) else sentence + ".")
     return " ".join(kept)
+
+
+def clinician_reference(written: object, citation: object) -> str:
+    """A rule's source for a reference list: its `clinicianCitation` when it has one, else the
+    maintainers' `citation` cleaned by pattern (older versions); empty when neither says anything."""
+    if isinstance(written, str) and written.strip():
+        return written.strip()
+    return clinician_source(str(citation)) if citation else ""
+
+
+def score_reference(score: Mapping[str, Any]) -> str:
+    """The source of a scored result (`Score.as_json`): its instrument's, else the score's own."""
+    if score.get("instrumentCitation"):
+        return clinician_reference(score.get("instrumentClinicianCitation"), score["instrumentCitation"])
+    return clinician_reference(score.get("clinicianCitation"), score.get("citation"))
 
 
 def first_sentence(text: str) -> tuple[str, str]:

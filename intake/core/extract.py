@@ -34,7 +34,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
-from intake.core.clinician_text import clinician_message, clinician_source
+from intake.core.clinician_text import clinician_message, score_reference
 from intake.core.extensions import BASE
 from intake.core.fhir_time import fhir_instant_seconds
 from intake.core.items import Form
@@ -195,7 +195,7 @@ def _source_note(score: Mapping[str, Any]) -> str:
     status (those stay in the Questionnaire metadata)."""
     parts = [str(p) for p in (score.get("instrument"), score.get("instrumentVersion")) if p]
     text = " · ".join(parts)
-    source = clinician_source(str(score.get("instrumentCitation") or score.get("citation") or ""))
+    source = score_reference(score)
     if source:
         text = f"{text}. Source: {source}" if text else f"Source: {source}"
     return text

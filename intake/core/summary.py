@@ -18,7 +18,13 @@ from typing import Any
 from markupsafe import Markup
 
 from intake.core.answers import flatten
-from intake.core.clinician_text import clinician_message, clinician_source, first_sentence
+from intake.core.clinician_text import (
+    clinician_message,
+    clinician_reference,
+    clinician_source,
+    first_sentence,
+    score_reference,
+)
 from intake.core.display import display_answer, plain_number
 from intake.core.items import Form, Item
 from intake.core.score_scale import ScoreScale, score_scales
@@ -370,8 +376,8 @@ class References:
     def __init__(self) -> None:
         self.texts: list[str] = []
 
-    def number(self, citation: Any) -> int | None:
-        text = clinician_source(str(citation)) if citation else ""
+    def number(self, text: str) -> int | None:
+        """The number of a source as the reference list prints it (None for no source)."""
         if not text:
             return None
         if text not in self.texts:
@@ -385,8 +391,9 @@ def clinician_flag(flag: dict[str, Any], refs: References) -> dict[str, Any]:
     # the tier's action line says what the patient was shown and when to call: not repeated
     detail = " ".join(sentence for sentence in re.split(r"(?<=\.)\s+", clinician_source(rest))
                       if sentence and not _SAID_BY_ACTION.search(sentence))
+    source = clinician_reference(flag.get("clinicianCitation"), flag.get("citation"))
     return {**flag, "headline": headline, "detail": detail,
-            "action": TIER_ACTIONS.get(str(flag.get("tier")), ""), "ref": refs.number(flag.get("citation"))}
+            "action": TIER_ACTIONS.get(str(flag.get("tier")), ""), "ref": refs.number(source)}
 
 
 def clinician_note(note: dict[str, Any]) -> dict[str, Any]:
@@ -397,11 +404,12 @@ def number_references(summary: Summary, refs: References) -> None:
     """Number the sources in reading order: flags (done), positive findings, the compact line."""
     for item in summary.positives:
         if item.row is not None:
-            item.row.ref = refs.number(item.row.score.get("instrumentCitation") or item.row.score.get("citation"))
+            item.row.ref = refs.number(score_reference(item.row.score))
         elif item.note is not None:
-            item.note["ref"] = refs.number(item.note.get("citation"))
+            item.note["ref"] = refs.number(clinician_reference(item.note.get("clinicianCitation"),
+                                                               item.note.get("citation")))
     for row in summary.others:
-        row.ref = refs.number(row.score.get("instrumentCitation") or row.score.get("citation"))
+        row.ref = refs.number(score_reference(row.score))
     summary.references = refs.texts
 
 
