@@ -41,6 +41,9 @@ _BOOKKEEPING = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"(?<=[.;])\s+(?=[A-Z(])")
+# A rule message naming a configurable threshold by its default ("at or over the onset-age
+# threshold (default 50)", the GI age-at-onset rules): the clinician reads the threshold in force.
+_ONSET_AGE = re.compile(r"(?P<now>is now )?at or over the onset-age threshold \(default \d+\)")
 def _tidy(text: str) -> str:
     text = re.sub(r"\(\s*[;,:]?\s*\)", "", text)
     text = re.sub(r"\s+([,.;:)])", r"\1", text)
@@ -50,8 +53,21 @@ def _tidy(text: str) -> str:
     return text.strip(" ,;:")
 
 
+def with_onset_age(text: str, age: int | None) -> str:
+    """`text` with the GI age-at-onset threshold stated as the configured age (setting
+    `INTAKE_GI_ONSET_AGE`), or, when it is not known (a result stored before the engine filled
+    it in), as the clinic's threshold without a number."""
+    def phrase(match: re.Match[str]) -> str:
+        if age is None:
+            return f"{match['now'] or ''}at or over the clinic's onset-age threshold"
+        return f"is now aged {age} or over" if match["now"] else f"at age {age} or over"
+    return _ONSET_AGE.sub(phrase, text)
+
+
 def clinician_message(text: str) -> str:
-    """A flag message or note text without rule codes, item ids or reference sections."""
+    """A flag message or note text without rule codes, item ids or reference sections (and no
+    threshold given only as its default)."""
+    text = with_onset_age(text, None)
     text = _REFERENCE.sub(" ", text)
     text = _SECTION.sub(" ", text)
     text = _ITEM_ASIDE.sub("", text)

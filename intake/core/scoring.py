@@ -19,6 +19,7 @@ from typing import Any
 from intake.core import extensions as ext
 from intake.core import fhirpath
 from intake.core.answers import compute, flatten, nest
+from intake.core.clinician_text import with_onset_age
 from intake.core.enablement import expression_variables
 from intake.core.items import Form, Item
 
@@ -530,7 +531,7 @@ def _flag(form: Form, extension: dict[str, Any], weighted: dict[str, Any], varia
         id=flag_id,
         tier=tier,
         because=tuple(str(v) for v in subs.get("because") or []),
-        message=str(_one(subs, "message") or flag_id),
+        message=with_onset_age(str(_one(subs, "message") or flag_id), variables.get("giOnsetAgeThreshold")),
         patient_guidance=_one(subs, "patientGuidance"),
         citation=_one(subs, "citation"),
         verification=_one(subs, "verification"),

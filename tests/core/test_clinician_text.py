@@ -13,6 +13,7 @@ from intake.core.clinician_text import (
     clinician_source,
     first_sentence,
     score_reference,
+    with_onset_age,
 )
 
 FORMS = Path(__file__).resolve().parents[2] / "forms"
@@ -116,3 +117,21 @@ def test_a_rule_without_a_clinician_citation_falls_back_to_the_cleaned_one() -> 
                             "clinicianCitation": "Own."}) == "Written."
     assert score_reference({"instrumentCitation": None, "citation": old}) == clinician_source(old)
     assert score_reference({"citation": old, "clinicianCitation": "Own."}) == "Own."
+
+
+STORED_GI_AF5 = ("GI alarm feature GI-AF5: bowel symptoms began at or over the onset-age threshold (default 50), "
+                 "or the date of birth is unknown (clinician review).")
+
+
+def test_the_onset_age_threshold_reads_as_the_configured_age() -> None:
+    assert with_onset_age(STORED_GI_AF5, 45).startswith("GI alarm feature GI-AF5: bowel symptoms began at age 45 "
+                                                        "or over, or the date")
+    assert with_onset_age("the patient is now at or over the onset-age threshold (default 50) or", 60) == (
+        "the patient is now aged 60 or over or")
+
+
+def test_a_message_stored_with_the_default_reads_neutrally() -> None:
+    """A result scored before the engine filled the threshold in: no number the clinic may not use."""
+    assert clinician_message(STORED_GI_AF5) == ("GI alarm feature: bowel symptoms began at or over the clinic's "
+                                                "onset-age threshold, or the date of birth is unknown "
+                                                "(clinician review).")

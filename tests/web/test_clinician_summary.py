@@ -33,7 +33,8 @@ INTERNAL = re.compile(
     r"instruments\.md|clinical reference|\bsection \d|because: |reference tier|\bAMBER\b|"
     r"\b(?:un|partly-)?verified\b|\b(?:GI-AF|AI-RF|N-RF|AI-F)\d|\b(?:gi-af|ai-rf|n-rf)\d", re.IGNORECASE)
 # What the pattern cleaner left of the maintainers' notes before the clinician citations.
-CHOPPY = re.compile(r"in-house wording|in-house, clinical|sources say|checklist no validated|sign-off|not retrieved", re.IGNORECASE)
+CHOPPY = re.compile(r"in-house wording|in-house, clinical|sources say|checklist no validated|sign-off|"
+                    r"not retrieved|\(default \d+\)", re.IGNORECASE)
 
 NO_FLAGS = {"reason-for-visit": "Tired all the time, want to know why."}
 FLAGS = {"reason-for-visit": "<b>Bleeding</b> & tummy pain", "gi-af1": "true", "n-rf2": "true",
