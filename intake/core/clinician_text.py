@@ -44,6 +44,9 @@ _SENTENCE_END = re.compile(r"(?<=[.;])\s+(?=[A-Z(])")
 # A rule message naming a configurable threshold by its default ("at or over the onset-age
 # threshold (default 50)", the GI age-at-onset rules): the clinician reads the threshold in force.
 _ONSET_AGE = re.compile(r"(?P<now>is now )?at or over the onset-age threshold \(default \d+\)")
+# The same rules' clauses for a patient whose age cannot be worked out.
+_NO_BIRTH_DATE = re.compile(r",? or the date of birth is unknown")
+_NO_AGE = re.compile(r" or the age is unknown")
 def _tidy(text: str) -> str:
     text = re.sub(r"\(\s*[;,:]?\s*\)", "", text)
     text = re.sub(r"\s+([,.;:)])", r"\1", text)
@@ -53,15 +56,24 @@ def _tidy(text: str) -> str:
     return text.strip(" ,;:")
 
 
-def with_onset_age(text: str, age: int | None) -> str:
+def with_onset_age(text: str, age: int | None, *, birth_date_known: bool = False, age_known: bool = False) -> str:
     """`text` with the GI age-at-onset threshold stated as the configured age (setting
     `INTAKE_GI_ONSET_AGE`), or, when it is not known (a result stored before the engine filled
-    it in), as the clinic's threshold without a number."""
+    it in), as the clinic's threshold without a number. The clauses for an unknown birth date or
+    age go when the patient's are known: "began at age 50 or over", not "..., or the date of
+    birth is unknown" beside a birth date."""
     def phrase(match: re.Match[str]) -> str:
         if age is None:
             return f"{match['now'] or ''}at or over the clinic's onset-age threshold"
         return f"is now aged {age} or over" if match["now"] else f"at age {age} or over"
-    return _ONSET_AGE.sub(phrase, text)
+    if not _ONSET_AGE.search(text):
+        return text
+    text = _ONSET_AGE.sub(phrase, text)
+    if birth_date_known:
+        text = _NO_BIRTH_DATE.sub("", text)
+    if age_known:
+        text = _NO_AGE.sub("", text)
+    return text
 
 
 def clinician_message(text: str) -> str:

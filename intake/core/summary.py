@@ -69,6 +69,7 @@ class ScoreRow:
     trend: list[TrendPoint] = field(default_factory=list)
     sparkline: Markup = field(default_factory=Markup)  # the trend chart (intake.core.trend_chart), an inline SVG
     ref: int | None = None  # the number of its source in the references appendix
+    follow_up: bool = False  # the patient has earlier results (a first result is then news)
 
     @property
     def value_text(self) -> str:
@@ -147,10 +148,11 @@ class ScoreRow:
 
     @property
     def since_text(self) -> str:
-        """"+4 since 2026-10-01", "no change since …", "first time" (or empty while incomplete)."""
+        """"+4 since 2026-10-01", "no change since …", "first result" (a follow-up's score the
+        earlier intakes have no value for); empty on a first intake, where every score is first."""
         if self.change is not None and self.previous_when is not None:
             return f"{self.change_text} since {self.previous_when.strftime('%Y-%m-%d')}"
-        return "first time" if self.score.get("complete") else ""
+        return "first result" if self.follow_up and self.score.get("complete") else ""
 
     @property
     def band_index(self) -> int | None:
@@ -295,7 +297,7 @@ def score_rows(result: dict[str, Any], history: list[tuple[datetime, dict[str, A
     (drawn on the score's full range from `scales`, by score id; no scale, no chart)."""
     rows = []
     for score in result.get("scores") or []:
-        row = ScoreRow(score=score)
+        row = ScoreRow(score=score, follow_up=bool(history))
         for when, past in history:
             for old in past.get("scores") or []:
                 if old.get("id") == score.get("id") and old.get("complete") and old.get("total") is not None:
@@ -385,9 +387,14 @@ class References:
         return self.texts.index(text) + 1
 
 
+# A message's closing "(expedited review)" / "(clinician review)": the action line says how soon.
+_TIER_ASIDE = re.compile(r"\s*\((?:expedited|clinician) review\)(?=\.?$)", re.IGNORECASE)
+
+
 def clinician_flag(flag: dict[str, Any], refs: References) -> dict[str, Any]:
     """A flag as page 1 shows it: a one-line headline, what to do, any detail, its reference."""
     headline, rest = first_sentence(clinician_message(str(flag.get("message") or flag.get("id"))))
+    headline = _TIER_ASIDE.sub("", headline)
     # the tier's action line says what the patient was shown and when to call: not repeated
     detail = " ".join(sentence for sentence in re.split(r"(?<=\.)\s+", clinician_source(rest))
                       if sentence and not _SAID_BY_ACTION.search(sentence))

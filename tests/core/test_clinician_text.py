@@ -128,6 +128,12 @@ def test_the_onset_age_threshold_reads_as_the_configured_age() -> None:
                                                         "or over, or the date")
     assert with_onset_age("the patient is now at or over the onset-age threshold (default 50) or", 60) == (
         "the patient is now aged 60 or over or")
+    assert with_onset_age(STORED_GI_AF5, 50, birth_date_known=True) == (
+        "GI alarm feature GI-AF5: bowel symptoms began at age 50 or over (clinician review).")
+    assert with_onset_age("now at or over the onset-age threshold (default 50) or the age is unknown: ask", 50,
+                          age_known=True) == "now at age 50 or over: ask"
+    assert with_onset_age("No threshold here, or the date of birth is unknown.", 50, birth_date_known=True) == (
+        "No threshold here, or the date of birth is unknown.")
 
 
 def test_a_message_stored_with_the_default_reads_neutrally() -> None:

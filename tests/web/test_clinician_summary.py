@@ -147,10 +147,13 @@ def test_page_one_carries_every_flag_and_result_and_nothing_internal(app: Flask,
             assert "What to do: Contact the patient today" in page_one
             assert "IBS pattern not assessed: an alarm feature was raised" in page_one
             assert "PHQ-9" in page_one and "GAD-7" in page_one  # the reflexes
+            assert "first result" not in page_one and "first time" not in page_one  # every score is first
+            assert "(expedited review)" not in page_one  # said by "What to do: Expedited review"
             assert "Clinic protocol (not a published instrument)." in references  # the in-house rules
             assert "Lacy BE, Patel NK. J Clin Med 2017;6:99" in references
         if name == "follow-up":
             assert " since " in page_one  # change since the first visit
+            assert "GAD-7 6/21 · Mild (5–9) · first result" in page_one  # a reflex the first visit did not reach
 
 
 def test_the_reason_is_bounded_with_a_clear_error(app: Flask) -> None:
