@@ -34,6 +34,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
+from intake.core.citations import with_clinician_citations
 from intake.core.clinician_text import clinician_message, score_reference
 from intake.core.extensions import BASE
 from intake.core.fhir_time import fhir_instant_seconds
@@ -150,7 +151,7 @@ def observations(result: Mapping[str, Any], *, intake_id: str, patient_id: str, 
     was derived from; `forms` maps canonicals to the loaded Questionnaires (for the item codes).
     """
     out = []
-    for score in result.get("scores") or []:
+    for score in with_clinician_citations(result, forms)["scores"]:
         key = f"{intake_id}/{score['id']}"
         observation: dict[str, Any] = {
             "resourceType": "Observation",

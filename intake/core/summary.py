@@ -18,6 +18,7 @@ from typing import Any
 from markupsafe import Markup
 
 from intake.core.answers import flatten
+from intake.core.citations import with_clinician_citations
 from intake.core.clinician_text import (
     clinician_message,
     clinician_reference,
@@ -458,6 +459,7 @@ def build_summary(
     withdrawn_flags: list[dict[str, Any]] | None = None,
 ) -> Summary:
     """The view model; `history` is the patient's earlier results, oldest first."""
+    result = with_clinician_citations(result, {form.canonical: form for form, _ in pairs})
     refs = References()
     flags = [clinician_flag(f, refs)
              for f in sorted(result.get("flags") or [], key=lambda f: TIER_ORDER.get(f.get("tier", ""), 9))]
