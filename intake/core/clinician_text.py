@@ -85,6 +85,7 @@ def clinician_message(text: str) -> str:
     text = _ITEM_ASIDE.sub("", text)
     text = _RULE_CODE.sub("", text)
     text = re.sub(r"\b(GI alarm feature|red flag)\s*:", r"\1:", text)
+    text = text.replace(">=", "≥").replace("<=", "≤")  # "aged >= 50" as printed, not as typed
     return _tidy(text)
 
 

@@ -37,6 +37,11 @@ def test_sources_keep_the_citation_and_drop_the_bookkeeping() -> None:
     assert not INTERNAL.search(out) and "sign-off" not in out and "policy" not in out
 
 
+def test_comparisons_read_as_printed() -> None:
+    assert clinician_message("Autoimmune red flag AI-RF4: new headache, aged >= 50.") == (
+        "Autoimmune red flag: new headache, aged ≥ 50.")
+
+
 def test_first_sentence_splits_headline_from_detail() -> None:
     assert first_sentence("Has fallen. Review.") == ("Has fallen.", "Review.")
     assert first_sentence("One line only") == ("One line only", "")
