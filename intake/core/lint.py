@@ -18,6 +18,7 @@ from intake.core import item_types
 from intake.core.enablement import COMPARISONS
 from intake.core.fhir_models import Questionnaire, model_errors
 from intake.core.fhirpath import check_syntax, option_weight
+from intake.core.items import is_exclusive, media_problem
 from intake.core.score_scale import DIRECTIONS
 
 SUPPORTED_TYPES = item_types.SUPPORTED
@@ -187,6 +188,14 @@ def _one_item(
         coding = option.get("valueCoding")
         if coding is not None and not coding.get("code"):
             error(f"answerOption #{n + 1} valueCoding has no code")
+
+    exclusive = [n + 1 for n, o in enumerate(item.get("answerOption") or []) if is_exclusive(o)]
+    if exclusive and not (spec.needs_options and item.get("repeats")):
+        error(f"answerOption {exclusive} are optionExclusive, which only means something on a repeating choice")
+    for extension in ext.find(item, ext.ITEM_MEDIA):
+        problem = media_problem(extension.get("valueAttachment"))
+        if problem:
+            error(problem)
 
     for n, initial in enumerate(item.get("initial") or []):
         keys = [k for k in initial if k.startswith("value")]

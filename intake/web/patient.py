@@ -309,7 +309,7 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
     errors: list[tuple[str, str]] = []
     if errors_shown:
         # The summary names the question, so a list of "Select an answer" still says which one.
-        errors = [(webforms.anchor(item), f"{field.errors[0]} – {_short(local_form.by_link[item.link_id].text)}")
+        errors = [(webforms.anchor(item, field), f"{field.errors[0]} – {_short(local_form.by_link[item.link_id].text)}")
                   for item, field in form.question_fields() if field.errors]
         errors += [
             (form[name].id, form[name].errors[0])
@@ -392,6 +392,7 @@ def _post_page(form_key: str, page_key: str) -> Any:
         form.answers = merged  # a questionnaire-level constraint may read answers on other pages
         enabled = set(workflow.enabled_for(step.form, merged))
         form.enabled = enabled
+        form.shown_form = _localized(step)[0]
         switch = request.form.get("language")
         if switch is not None:
             # The language switch on a question page: show the same page, with what was typed
