@@ -438,10 +438,11 @@ def exclusive_issues(item: Item, answers: list[dict[str, Any]]) -> list[Issue]:
         return []
     for option in item.exclusive_options:
         if any(_same_option(option, answer) for answer in answers):
-            display = option_display(option)
+            coding = option.get("valueCoding")
+            key = coding.get("code") if isinstance(coding, dict) else option_display(option)
             return [Issue("error", "business-rule", item.link_id,
-                          f"the answer '{display}' cannot be given together with other answers",
-                          f"exclusive:{display}")]
+                          f"the answer '{option_display(option)}' cannot be given together with other answers",
+                          f"exclusive:{key}")]
     return []
 
 

@@ -541,9 +541,10 @@ def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], prob
         target = next(
             (s for s in steps if s.form is form and any(i.link_id == issue.link_id for i in s.page.walk())), None
         )
-        shown = catalog().localized(form, language.current()).by_link.get(issue.link_id or "")
+        local = catalog().localized(form, language.current())
+        shown = local.by_link.get(issue.link_id or "")
         # Worded like the page's own error summary: what to do, then which question.
-        message = webforms.patient_message(form, issue) or _problem_message(issue.code)
+        message = webforms.patient_message(form, issue, shown=local) or _problem_message(issue.code)
         label = f"{message} – {_short(shown.text)}" if shown else message
         href = (_page_url(target, **{"from": "review"}) + "#" + webforms.anchor(shown)) if target and shown else "#"
         problem_links.append((href, label))

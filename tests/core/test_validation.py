@@ -742,7 +742,7 @@ def test_an_exclusive_option_with_another_is_refused():
     found = validate(f, both)
     assert [(i.severity, i.code, i.link_id) for i in found] == [("error", "business-rule", "rel")]
     assert "'None of these' cannot be given together with other answers" in found[0].message
-    assert found[0].rule == "exclusive:None of these"
+    assert found[0].rule == "exclusive:none"  # the option's code: the page words it in its language
 
 
 def test_an_exclusive_option_alone_or_other_options_together_are_fine():

@@ -465,11 +465,17 @@ def _limit_message(limit: Limit) -> str:
     return _("Enter a date on or before %(high)s", high=limit.value)
 
 
-def patient_message(qform: QForm, issue: Issue, lang: str | None = None) -> str | None:
+def patient_message(qform: QForm, issue: Issue, lang: str | None = None, shown: QForm | None = None) -> str | None:
     """A strict-validation issue (submit) in the patient's words, when a rule of the
-    Questionnaire gives them: a constraint's `human` in `lang`, or a date limit's message
-    (in the request's language); None for the other issues."""
+    Questionnaire gives them: a constraint's `human` in `lang`, a date limit's message
+    (in the request's language), or an exclusive option given with others (its words from
+    `shown`, the form in the patient's language); None for the other issues."""
     rule = issue.rule or ""
+    if rule.startswith("exclusive:"):
+        key = rule.partition(":")[2]
+        item = (shown or qform).by_link.get(issue.link_id or "")
+        labels = {option_key(o): option_label(o) for o in (item.options if item is not None else ())}
+        return exclusive_message(labels.get(key, key))
     if rule.startswith("constraint:"):
         key = rule.partition(":")[2]
         found = next((c for c in constraints(qform) if c.key == key), None)

@@ -11,7 +11,9 @@ import pytest
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from intake.core.enablement import Answers
-from intake.core.items import Form
+from intake.core.items import Form, build_form
+from intake.core.translations import localize
+from intake.core.validation import validate
 from intake.web.forms import (
     ChoiceInput,
     LongText,
@@ -22,6 +24,7 @@ from intake.web.forms import (
     form_data,
     page_answers,
     page_form_class,
+    patient_message,
 )
 from tests.core.factories import (
     ENABLE_WHEN_EXPRESSION,
@@ -35,8 +38,11 @@ from tests.core.factories import (
     ext,
     form,
     group,
+    node,
     option,
     question,
+    questionnaire,
+    response,
     when,
 )
 
@@ -449,3 +455,20 @@ def test_a_stored_date_is_shown_in_its_boxes() -> None:
 def test_the_whole_date_posted_as_fhir_text_is_still_read() -> None:
     page = posted(month_year(), {"q": "2019-06"})
     assert page["q-q"].errors == [] and page_answers(page)["q"] == [{"valueDate": "2019-06"}]
+
+
+def test_an_exclusive_option_with_others_at_submit_is_worded_with_the_shown_words() -> None:
+    none = option("none", display="None of these")
+    none["extension"] = [ext(FHIR_EXT + "questionnaire-optionExclusive", valueBoolean=True)]
+    none["valueCoding"]["_display"] = {"extension": [{"url": FHIR_EXT + "translation", "extension": [
+        {"url": "lang", "valueCode": "es"}, {"url": "content", "valueString": "Ninguno"}]}]}
+    resource = questionnaire(group("g", question("rel", "choice", repeats=True,
+                                                  answerOption=[option("mother", display="Mother"), none])))
+    built = build_form(resource, "test")
+    both = response(node("g", items=[node("rel", {"valueCoding": option("mother", display="Mother")["valueCoding"]},
+                                          {"valueCoding": {k: v for k, v in none["valueCoding"].items()
+                                                           if not k.startswith("_")}})]))
+    issue = next(i for i in validate(built, both) if i.rule)
+    assert patient_message(built, issue) == "Select 'None of these' or the other answers, not both"
+    spanish = build_form(localize(resource, "es"), "test")
+    assert patient_message(built, issue, shown=spanish) == "Select 'Ninguno' or the other answers, not both"
