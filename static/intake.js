@@ -123,11 +123,11 @@
     if (!input || input.type !== "checkbox" || !input.checked || !input.closest("[data-exclusive-group]")) {
       return;
     }
-    var exclusive = !!input.closest("[data-behaviour=exclusive]");
+    var exclusive = input.getAttribute("data-behaviour") === "exclusive";
     var boxes = boxesOf(input);
     for (var i = 0; i < boxes.length; i++) {
       var other = boxes[i];
-      if (other !== input && (exclusive || other.closest("[data-behaviour=exclusive]"))) {
+      if (other !== input && (exclusive || other.getAttribute("data-behaviour") === "exclusive")) {
         other.checked = false;
       }
     }

@@ -67,7 +67,7 @@ NOTHING = ("no", "never", "not at all", "none of these", "none")
 
 _OPTIONS_JS = """() => [...document.querySelectorAll('main form input[type=radio], main form input[type=checkbox]')]
   .map(el => [el.name, el.value, (document.querySelector('label[for="' + el.id + '"]') || {}).textContent || '',
-              !!el.closest('[data-behaviour=exclusive]'), el.type])"""
+              el.dataset.behaviour === 'exclusive', el.type])"""
 
 
 def nothing_to_report(page: Any) -> dict[str, Any]:
