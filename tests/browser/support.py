@@ -52,7 +52,7 @@ QUESTIONS_JS = """() => {
     } else if (field) {
       const kind = field.tagName === 'SELECT' ? 'select' : field.tagName === 'TEXTAREA' ? 'textarea'
         : ['numeric', 'decimal'].includes(field.inputMode) ? 'number'
-        : field.placeholder === 'YYYY-MM' || field.type === 'date' ? 'date' : 'text';
+        : 'text';
       Object.assign(q, {kind, name: field.name, ids: [field.id], value: field.value, answered: field.value !== ''});
     } else { continue; }
     out.push(q);

@@ -892,9 +892,8 @@ class Node:
 
     @property
     def input_type(self) -> str:
-        """The `<input>` type; a date typed to an entryFormat (a year, a month) is a text box."""
-        kind = self.kind.input_type if self.kind else "text"
-        return "text" if kind == "date" and self.item.entry_format else kind
+        """The `<input>` type (dates have boxes of their own: `date_boxes`)."""
+        return self.kind.input_type if self.kind else "text"
 
     @property
     def date_boxes(self) -> list[tuple[str, str]]:
@@ -906,12 +905,6 @@ class Node:
     def exclusive_keys(self) -> set[str]:
         """The values of the options ticked alone ("None of these"), shown after an "or"."""
         return {option_key(o) for o in self.item.exclusive_options}
-
-    @property
-    def placeholder(self) -> str | None:
-        """The entryFormat shown in a date's text box (`YYYY`, `YYYY-MM`)."""
-        typed_date = self.kind is not None and self.kind.input_type == "date"
-        return self.item.entry_format if typed_date and self.item.entry_format else None
 
 
 def is_option_group(item: Item) -> bool:

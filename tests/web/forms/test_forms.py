@@ -20,6 +20,7 @@ from intake.web.forms import (
     MultiChoiceInput,
     PageForm,
     TextInput,
+    anchor,
     field_name,
     form_data,
     page_answers,
@@ -472,3 +473,15 @@ def test_an_exclusive_option_with_others_at_submit_is_worded_with_the_shown_word
     assert patient_message(built, issue) == "Select 'None of these' or the other answers, not both"
     spanish = build_form(localize(resource, "es"), "test")
     assert patient_message(built, issue, shown=spanish) == "Select 'Ninguno' or the other answers, not both"
+
+
+def test_a_date_outside_its_limits_links_to_its_first_box() -> None:
+    built = one(question("q", "date", extension=[ext(ENTRY_FORMAT, valueString="YYYY-MM"),
+                                                 cqf(MAX_VALUE, "valueDate", "today()")]))
+    page = posted(built, {"q-q-month": "1", "q-q-year": "2027"}, today=TODAY)
+    field = page["q-q"]
+    assert field.errors == ["The date must be today or in the past"] and field.error_part is None
+    assert anchor(built.by_link["q"], field) == "q-q-month"
+    assert anchor(built.by_link["q"]) == "q-q-month"  # a Change link: the first box
+    wrong = posted(built, {"q-q-month": "1"}, today=TODAY)["q-q"]
+    assert anchor(built.by_link["q"], wrong) == "q-q-year"
