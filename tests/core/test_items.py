@@ -55,3 +55,26 @@ def test_a_picture_from_another_site_is_not_read():
     raw = question("q", "boolean", extension=[{"url": ITEM_MEDIA, "valueAttachment": {
         "contentType": "image/svg+xml", "url": "https://example.com/x.svg", "title": "x"}}])
     assert build_item(raw).media is None
+
+
+def test_a_picture_may_have_a_spanish_file_of_its_own():
+    """The chart's words are in the picture: a translation on `_url` gives Spanish readers theirs
+    (static/img/bristol-stool-chart-es.svg), checked like the base url."""
+    def spanish(text):
+        return {"extension": [{"url": FHIR_EXT + "translation", "extension": [
+            {"url": "lang", "valueCode": "es"}, {"url": "content", "valueString": text}]}]}
+
+    raw = question("q", "boolean", extension=[{"url": ITEM_MEDIA, "valueAttachment": {
+        "contentType": "image/svg+xml", "url": "/static/img/bristol-stool-chart.svg",
+        "_url": spanish("/static/img/bristol-stool-chart-es.svg"),
+        "title": "The chart", "_title": spanish("La escala")}}])
+    assert build_item(localize(raw, "es")).media == Media("/static/img/bristol-stool-chart-es.svg", "image/svg+xml",
+                                                          "La escala")
+    raw["extension"][0]["valueAttachment"]["_url"] = spanish("https://example.com/x.svg")
+    assert build_item(localize(raw, "es")).media is None  # a translation cannot lead elsewhere
+
+
+def test_both_charts_are_in_static():
+    for name in ("bristol-stool-chart.svg", "bristol-stool-chart-es.svg"):
+        text = (FORMS.parent / "static" / "img" / name).read_text(encoding="utf-8")
+        assert text.count("<text") == 14 and "<script" not in text  # seven numbers, seven labels

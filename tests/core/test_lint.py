@@ -777,3 +777,13 @@ def media(**attachment):
 def test_item_media_is_an_image_of_this_service_with_alt_text(attachment, message):
     item = question("q", "boolean", extension=[media(**attachment)])
     assert found(in_group(item)) == ([] if message is None else [error("q", message)])
+
+
+def test_a_translated_picture_url_is_checked_too():
+    spanish = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/translation", "extension": [
+        {"url": "lang", "valueCode": "es"}, {"url": "content", "valueString": "https://example.com/es.svg"}]}]}
+    item = question("q", "boolean", extension=[media(contentType="image/svg+xml", url="/static/img/chart.svg",
+                                                     title="A chart", _url=spanish)])
+    assert found(in_group(item)) == [error(
+        "q", "itemMedia url 'https://example.com/es.svg' is not a file of this service under /static/ "
+             "(the 'es' translation)")]
