@@ -186,11 +186,14 @@ class DateInput(Field):
         self._split()
 
     def _split(self) -> None:
-        """The boxes of a stored (or whole posted) date, months and days without leading zeros."""
+        """The boxes of a stored (or whole posted) date, months and days without leading zeros.
+        Whole text that is no date is kept in the first box, so the page shows it again."""
         if self.data and DATE_RE.match(self.data):
             values = dict(zip(("year", "month", "day"), self.data.split("-"), strict=False))
             self.parts = {p: values.get(p, "").lstrip("0") if p != "year" else values.get(p, "")
                           for p in self.part_names}
+        elif self.data:
+            self.parts = {p: "" for p in self.part_names} | {self.part_names[0]: self.data}
 
     def _from_boxes(self, formdata: Any) -> None:
         for part in self.part_names:

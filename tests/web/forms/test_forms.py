@@ -456,6 +456,8 @@ def test_a_stored_date_is_shown_in_its_boxes() -> None:
 def test_the_whole_date_posted_as_fhir_text_is_still_read() -> None:
     page = posted(month_year(), {"q": "2019-06"})
     assert page["q-q"].errors == [] and page_answers(page)["q"] == [{"valueDate": "2019-06"}]
+    wrong = posted(month_year(), {"q": "<b>June</b>"})["q-q"]
+    assert wrong.errors and wrong.parts == {"month": "<b>June</b>", "year": ""}  # shown again, escaped
 
 
 def test_an_exclusive_option_with_others_at_submit_is_worded_with_the_shown_words() -> None:
