@@ -1,6 +1,7 @@
 """Invitations and reminders to patients, by e-mail and/or SMS, through the outbox.
 
-Queueing (`schedule_invitation`, in the caller's transaction: the request or command only queues)
+Queueing (`intake.workflow.schedule_invitation`, in the caller's transaction: the request or
+command only queues)
 writes one `PatientMessage` per purpose and channel — the invitation, due now (or when quiet hours
 end), and its reminders before the appointment (intake/core/reminders.py) — each with an outbox
 row due at its time. The outbox (intake/jobs/outbox.py) runs `send_message_job` when a row is due,
@@ -34,13 +35,12 @@ from flask_babel import force_locale
 from sqlalchemy.orm import Session
 
 from intake import audit, channels
-from intake.core.reminders import QuietHours, out_of_quiet, reminder_times
-from intake.jobs import outbox
+from intake.core.reminders import QuietHours
 from intake.jobs.errors import Permanent, Retry
 from intake.services import services
 from intake.storage import intakes, messages, patients
 from intake.storage.db import session_scope
-from intake.storage.models import Intake, InviteToken
+from intake.storage.models import InviteToken
 
 log = logging.getLogger(__name__)
 
@@ -73,31 +73,6 @@ def quiet_hours(app: Flask) -> QuietHours:
     return QuietHours.parse(str(app.config["INTAKE_QUIET_HOURS"]), str(app.config["INTAKE_TIMEZONE"]))
 
 
-def schedule_invitation(app: Flask, session: Session, intake: Intake, link: InviteToken, token: str, *,
-                        channels_: list[str], language: str, now: datetime, by: audit.Actor, source: str) -> int:
-    """Queue the invitation carrying `token` (the raw link of `link`) by each of `channels_`, and
-    its reminders; audited. How many messages were queued (kick the outbox after the commit)."""
-    chosen = [c for c in CHANNELS if c in channels_]
-    if not chosen:
-        return 0
-    quiet = quiet_hours(app)
-    first = out_of_quiet(now, quiet, None)
-    hours = [float(h) for h in app.config["INTAKE_REMINDER_HOURS"]]
-    times = reminder_times(appointment=intake.appointment_at, hours_before=hours,
-                           limit=int(app.config["INTAKE_REMINDER_MAX"]), sent_at=first, quiet=quiet)
-    link.sealed = seal(app, token)
-    count = 0
-    for channel in chosen:
-        for purpose, due in [("invitation", first), *(("reminder", t) for t in times)]:
-            message = messages.schedule(session, intake_id=intake.id, link_id=link.id,
-                                        purpose=purpose, channel=channel, language=language, due_at=due, now=now)
-            outbox.enqueue(session, outbox.PATIENT_MESSAGE, str(message.id), now=now, due=due)
-            count += 1
-    audit.record(session, actor=by, action="update", now=now, entities=[f"Intake/{intake.id}"],
-                 detail={"invitation": "queued", "channels": chosen, "reminders": len(times)}, source=source)
-    return count
-
-
 def compose(app: Flask, purpose: str, channel: str, language: str, *, link: str,
             appointment: datetime | None) -> tuple[str, str]:
     """(subject, text) of a message, from templates/messages/, in `language`."""
@@ -126,7 +101,7 @@ def send_message_job(app: Flask, subject: str) -> None:
     now = services(app).clock()
     with session_scope(sessions) as session:
         message = messages.get(session, int(subject))
-        if message is None or message.state != "scheduled":
+        if message is None or message.state not in messages.OPEN:
             return  # settled already: a repeated hand-over
         intake = intakes.get_intake(session, message.intake_id)
         link = session.get(InviteToken, message.link_id)

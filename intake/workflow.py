@@ -29,6 +29,7 @@ from intake.core.display import display_answer
 from intake.core.enablement import Answers
 from intake.core.fhir_time import fhir_instant_seconds, utcnow
 from intake.core.items import Form, Page
+from intake.core.reminders import out_of_quiet, reminder_times
 from intake.core.scoring import Context, Result, RuleError, flags_reading, score_intake
 from intake.core.summary import Summary, build_summary
 from intake.core.validation import Issue, has_errors, validate
@@ -40,7 +41,7 @@ from intake.storage import flags as flag_store
 from intake.storage import intakes, invites, messages, notifications, outbox_store, patients, scores
 from intake.storage import responses as response_store
 from intake.storage.intakes import IntakeView
-from intake.storage.models import FlagRecord, Intake
+from intake.storage.models import FlagRecord, Intake, InviteToken
 
 log = logging.getLogger(__name__)
 
@@ -622,6 +623,31 @@ def replace_link(app: Flask, session: Session, intake_id: str, *, by: Caller, no
     return token
 
 
+def schedule_invitation(app: Flask, session: Session, intake: Intake, link: InviteToken, token: str, *,
+                        channels_: list[str], language: str, now: datetime, by: audit.Actor, source: str) -> int:
+    """Queue the invitation carrying `token` (the raw link of `link`) by each of `channels_`, and
+    its reminders; audited. How many messages were queued (kick the outbox after the commit)."""
+    chosen = [c for c in invitations.CHANNELS if c in channels_]
+    if not chosen:
+        return 0
+    quiet = invitations.quiet_hours(app)
+    first = out_of_quiet(now, quiet, None)
+    hours = [float(h) for h in app.config["INTAKE_REMINDER_HOURS"]]
+    times = reminder_times(appointment=intake.appointment_at, hours_before=hours,
+                           limit=int(app.config["INTAKE_REMINDER_MAX"]), sent_at=first, quiet=quiet)
+    link.sealed = invitations.seal(app, token)
+    count = 0
+    for channel in chosen:
+        for purpose, due in [("invitation", first), *(("reminder", t) for t in times)]:
+            message = messages.schedule(session, intake_id=intake.id, link_id=link.id,
+                                        purpose=purpose, channel=channel, language=language, due_at=due, now=now)
+            outbox.enqueue(session, outbox.PATIENT_MESSAGE, str(message.id), now=now, due=due)
+            count += 1
+    audit.record(session, actor=by, action="update", now=now, entities=[f"Intake/{intake.id}"],
+                 detail={"invitation": "queued", "channels": chosen, "reminders": len(times)}, source=source)
+    return count
+
+
 @dataclass
 class Contact:
     """What an invitation says about reaching the patient: the address and mobile number to record
@@ -667,8 +693,8 @@ class Contact:
             raise WorkflowError("to send the link by SMS, give the patient's mobile number")
         link = invites.link_by_hash(session, token_hash(token))
         assert link is not None  # just issued
-        return invitations.schedule_invitation(app, session, intake, link, token, channels_=self.send,
-                                               language=language, now=now, by=by.actor, source=by.source)
+        return schedule_invitation(app, session, intake, link, token, channels_=self.send,
+                                  language=language, now=now, by=by.actor, source=by.source)
 
 
 @dataclass(frozen=True)

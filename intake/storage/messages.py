@@ -27,10 +27,14 @@ def get(session: Session, message_id: int, *, lock: bool = False) -> PatientMess
     return session.get(PatientMessage, message_id, with_for_update=lock)
 
 
+OPEN = ("scheduled", "failed")  # failed: a dead letter an admin may re-drive (the message is tried again)
+
+
 def settle(session: Session, message_id: int, state: str, *, now: datetime, reason: str | None = None) -> bool:
-    """Scheduled -> `state` (sent, cancelled, failed); False when it was settled already."""
+    """Scheduled (or failed) -> `state` (sent, cancelled, failed); False when it was settled already."""
     result = session.execute(
-        update(PatientMessage).where(PatientMessage.id == message_id, PatientMessage.state == "scheduled")
+        update(PatientMessage).where(PatientMessage.id == message_id, PatientMessage.state.in_(OPEN),
+                                     PatientMessage.state != state)
         .values(state=state, settled_at=now, reason=reason),
         execution_options={"synchronize_session": False},
     )
@@ -38,9 +42,9 @@ def settle(session: Session, message_id: int, state: str, *, now: datetime, reas
 
 
 def cancel_for_intake(session: Session, intake_id: str, *, now: datetime, reason: str) -> int:
-    """Cancel every scheduled message of the intake and drop the sealed links; how many."""
+    """Cancel every open message of the intake and drop the sealed links; how many."""
     result = session.execute(
-        update(PatientMessage).where(PatientMessage.intake_id == intake_id, PatientMessage.state == "scheduled")
+        update(PatientMessage).where(PatientMessage.intake_id == intake_id, PatientMessage.state.in_(OPEN))
         .values(state="cancelled", settled_at=now, reason=reason),
         execution_options={"synchronize_session": False},
     )
@@ -50,9 +54,10 @@ def cancel_for_intake(session: Session, intake_id: str, *, now: datetime, reason
 
 
 def drop_sealed_when_done(session: Session, link_id: int) -> bool:
-    """Forget the link's sealed copy when no scheduled message needs it; whether it was dropped."""
+    """Forget the link's sealed copy when no scheduled (or failed, re-drivable) message needs it;
+    whether it was dropped."""
     waiting = session.scalar(select(PatientMessage.id).where(PatientMessage.link_id == link_id,
-                                                             PatientMessage.state == "scheduled").limit(1))
+                                                             PatientMessage.state.in_(OPEN)).limit(1))
     if waiting is not None:
         return False
     session.execute(update(InviteToken).where(InviteToken.id == link_id).values(sealed=None),
