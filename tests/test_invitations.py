@@ -165,7 +165,7 @@ def test_an_sms_outage_is_retried_and_a_refusal_is_a_dead_letter_that_can_be_re_
     sms.fail_next(503)
     invite(app, "--phone", "+15551234567", appointment=START + timedelta(hours=3))
     assert sms.received == []
-    row = [r for r in rows(app, OutboxRecord) if r.kind == "patient_message"][0]
+    row = next(r for r in rows(app, OutboxRecord) if r.kind == "patient_message")
     assert (row.state, row.last_error) == ("pending", "SMS provider answered 503")
     clock.advance(60)
     outbox.dispatch(app)

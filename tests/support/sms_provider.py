@@ -33,7 +33,7 @@ class SmsProvider:
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (never log the texts)
+            def log_message(self, format: str, *args: object) -> None:  # never log the texts
                 pass
 
             def do_POST(self) -> None:
