@@ -142,7 +142,8 @@ def test_invite_again_from_a_result_makes_a_follow_up_for_the_same_patient(
     again = re.search(r'href="(/front-desk/patients/[^"]+/invite)"', page)
     assert again
     form = desk.get(again.group(1)).text
-    assert f"Recorded: r{DOT * 3}@example.org" in form and re.search(r'<input checked id="send-0"[^>]*value="email"', form)
+    assert f"Recorded: r{DOT * 3}@example.org" in form
+    assert re.search(r'<input checked id="send-0"[^>]*value="email"', form)  # ticked: an address is recorded
     response = post_form(desk, again.group(1), {"language": "en", "send": ["email"]})
     assert response.status_code == 302  # type: ignore[attr-defined]
     assert len(inbox[0].messages) == 1
