@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import parse_qs
 
 PATH = "/2010-04-01/Accounts/AC-test/Messages.json"
@@ -82,7 +82,7 @@ class SmsProvider:
         with self._lock:
             self._failures.extend(statuses)
 
-    def settings(self, sender: str = "+15550001111") -> dict[str, str]:
+    def settings(self, sender: str = "+15550001111") -> dict[str, Any]:
         """The app settings that send through this provider."""
         return {"INTAKE_SMS_URL": self.url, "INTAKE_SMS_ACCOUNT": self.account, "INTAKE_SMS_TOKEN": self.token,
                 "INTAKE_SMS_FROM": sender}

@@ -231,7 +231,7 @@ def _build(app: Flask, tmp_path: Path) -> World:
         "clinician.timeline": {"patient_id": ids["Patient"]},
         "front_desk.new_link": {"intake_id": intake_id},
         "front_desk.show_link": {"intake_id": intake_id},
-        "front_desk.confirm_new_link": {"intake_id": open_intake},
+        "front_desk.confirm_new_link": {"intake_id": str(open_intake)},
         "front_desk.contact_details": {"patient_id": ids["Patient"]},
         "front_desk.invite_again": {"patient_id": ids["Patient"]},
         "admin.change_user": {"username": "victim", "change": "disable"},
