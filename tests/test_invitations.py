@@ -187,3 +187,21 @@ def test_asking_for_sms_needs_a_number_and_a_provider(make_app: AppFactory) -> N
                                                 "--phone", "+15551234567"])
     assert result.exit_code == 1 and "SMS is not set up here" in result.output
     assert rows(app, Intake) == []  # nothing half-made
+
+
+def test_a_message_that_comes_due_in_quiet_hours_waits_for_their_end(
+        make_app: AppFactory, inbox: tuple[Inbox, int]) -> None:  # noqa: F811
+    handler, port = inbox
+    clock = ManualClock(START.replace(hour=20, minute=50))
+    app = make_app(clock=clock, INTAKE_SMTP_PORT=port)
+    no_smtp = make_app(clock=clock, INTAKE_SMTP_PORT=1)  # the same database, an SMTP server that is not there
+    invite(no_smtp, "--email", "zeb@example.org")  # the first try fails: retried later
+    assert handler.messages == []
+    clock.advance(20 * 60)  # 21:10: quiet
+    outbox.dispatch(app)
+    assert handler.messages == []
+    row = next(r for r in rows(app, OutboxRecord) if r.kind == "patient_message")
+    assert row.last_error == "quiet hours" and row.due_at == START.replace(hour=8) + timedelta(days=1)
+    clock.advance((row.due_at - clock()).total_seconds())
+    outbox.dispatch(app)
+    assert len(handler.messages) == 1

@@ -40,7 +40,7 @@ from intake.core.summary import top_tier
 from intake.fhir import patient_match
 from intake.jobs import outbox
 from intake.storage import intakes, invites, patients, worklists
-from intake.web import auditing
+from intake.web import auditing, intake_progress
 from intake.web.context import catalog, reader, writer
 from intake.web.staff import role_required
 
@@ -116,7 +116,9 @@ def day() -> Any:
     start = datetime.combine(chosen, time.min, zone).astimezone(UTC)
     end = datetime.combine(chosen + timedelta(days=1), time.min, zone).astimezone(UTC)
     rows = []
-    for intake, patient, tiers in worklists.intakes_between(reader(), start, end):
+    listed = worklists.intakes_between(reader(), start, end)
+    stages = intake_progress.progress_of(reader(), [intake for intake, _p, _t in listed], zone=zone)
+    for intake, patient, tiers in listed:
         rows.append(
             {
                 "intake": intake,
@@ -124,6 +126,7 @@ def day() -> Any:
                 "status": status_of(intake.status, tiers),
                 "tier": top_tier(tiers),
                 "time": intake.appointment_at.astimezone(zone).strftime("%H:%M") if intake.appointment_at else "",
+                "stages": stages[intake.id],
             }
         )
         auditing.note(f"Patient/{patient.id}")

@@ -8,64 +8,21 @@ authorization matrix; registered by importing this module (intake/web/__init__.p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from flask import abort, current_app, render_template, request
 
 from intake import workflow
 from intake.core.contact_points import mask_email, mask_phone
-from intake.core.fhir_time import utcnow
-from intake.storage import intakes, invites, messages, patients
-from intake.storage.models import Intake, InviteToken, Patient, PatientMessage
+from intake.storage import intakes, patients
+from intake.storage.models import Patient
 from intake.web import auditing
 from intake.web.context import catalog, reader, writer
 from intake.web.front_desk import SEND_CHOICES, InvitationForm, NewLinkForm, after_link, bp, hold_link, local_zone
+from intake.web.intake_progress import at, progress_of
 from intake.web.staff import role_required
 
 QUERY_MAX = 100
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of an intake's progress, with when it happened ("" when it did not)."""
-
-    label: str
-    at: str
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone(local_zone()).strftime("%Y-%m-%d %H:%M") if moment else ""
-
-
-def progress(intake: Intake, links: list[InviteToken], sent: list[PatientMessage], now: datetime) -> list[Stage]:
-    """Sent (by us, or the link made for staff to hand over), opened, in progress, sent back or
-    expired, and the next reminder: what the front desk needs to know whom to chase."""
-    stages: list[Stage] = []
-    first_sent = min((m.settled_at for m in sent if m.state == "sent" and m.settled_at), default=None)
-    first_link = links[0].created_at if links else None
-    if first_sent is not None:
-        stages.append(Stage("sent", _when(first_sent)))
-    elif first_link is not None:
-        stages.append(Stage("link made", _when(first_link)))
-    opened = min((link.opened_at for link in links if link.opened_at), default=None)
-    if opened is not None:
-        stages.append(Stage("opened", _when(opened)))
-    if intake.status == "completed":
-        stages.append(Stage("sent back", _when(intake.completed_at)))
-        return stages
-    if intake.status == "in-progress":
-        stages.append(Stage("in progress", _when(intake.updated_at)))
-    live = [link for link in links if link.revoked_at is None]
-    if not live or all(link.expires_at <= now for link in live):
-        ended = max((link.expires_at for link in live), default=None)
-        stages.append(Stage("expired", _when(ended) if ended else ""))
-        return stages
-    waiting = [m.due_at for m in sent if m.state == "scheduled" and m.purpose == "reminder"]
-    if waiting:
-        stages.append(Stage("next reminder", _when(min(waiting))))
-    return stages
 
 
 def _patient_or_404(db: Any, patient_id: str) -> Patient:
@@ -87,17 +44,9 @@ def find_patient() -> Any:
         db = reader()
         found = patients.search(db, query)
         all_intakes = patients.intakes_of(db, [p.id for p in found])
-        ids = [i.id for i in all_intakes]
-        links: dict[str, list[InviteToken]] = {}
-        for link in invites.links_of_intakes(db, ids):
-            links.setdefault(link.intake_id, []).append(link)
-        sent: dict[str, list[PatientMessage]] = {}
-        for message in messages.of_intakes(db, ids):
-            sent.setdefault(message.intake_id, []).append(message)
-        now = utcnow()
+        stages = progress_of(db, all_intakes, zone=local_zone())
         for patient in found:
-            rows = [{"intake": i, "stages": progress(i, links.get(i.id, []), sent.get(i.id, []), now),
-                     "appointment": _when(i.appointment_at)}
+            rows = [{"intake": i, "stages": stages[i.id], "appointment": at(local_zone(), i.appointment_at)}
                     for i in all_intakes if i.patient_id == patient.id]
             results.append({"patient": patient, "email": mask_email(patient.email), "phone": mask_phone(patient.phone),
                             "intakes": rows})

@@ -125,6 +125,8 @@ def test_each_intake_shows_its_progress_with_times(desk_app: Flask) -> None:
     fill_page(patient, desk_app, first_page(patient), {})
     page = desk.get("/front-desk/patients?q=rosa").text
     assert [s for s, _ in stages.findall(page)] == ["sent", "opened", "in progress", "next reminder"]
+    day = desk.get(f"/front-desk/?day={TOMORROW.isoformat()}").text  # the day list says the same
+    assert [s for s, _ in stages.findall(day)] == ["sent", "opened", "in progress", "next reminder"]
     with services(desk_app).sessions() as session:
         token = session.scalars(select(InviteToken)).one()
         token.expires_at = token.created_at
