@@ -59,7 +59,7 @@ def link_in(text: str) -> str:
 
 def rows(app: Flask, model: Any) -> list[Any]:
     with services(app).sessions() as session:
-        found = list(session.scalars(select(model)))
+        found = list(session.scalars(select(model).order_by(*model.__table__.primary_key.columns)))
         session.expunge_all()
         return found
 
@@ -165,7 +165,7 @@ def test_an_sms_outage_is_retried_and_a_refusal_is_a_dead_letter_that_can_be_re_
     sms.fail_next(503)
     invite(app, "--phone", "+15551234567", appointment=START + timedelta(hours=3))
     assert sms.received == []
-    row = next(r for r in rows(app, OutboxRecord) if r.kind == "patient_message")
+    row = min((r for r in rows(app, OutboxRecord) if r.kind == "patient_message"), key=lambda r: r.id)
     assert (row.state, row.last_error) == ("pending", "SMS provider answered 503")
     clock.advance(60)
     outbox.dispatch(app)
@@ -200,7 +200,7 @@ def test_a_message_that_comes_due_in_quiet_hours_waits_for_their_end(
     clock.advance(20 * 60)  # 21:10: quiet
     outbox.dispatch(app)
     assert handler.messages == []
-    row = next(r for r in rows(app, OutboxRecord) if r.kind == "patient_message")
+    row = min((r for r in rows(app, OutboxRecord) if r.kind == "patient_message"), key=lambda r: r.id)  # the invitation
     assert row.last_error == "quiet hours" and row.due_at == START.replace(hour=8) + timedelta(days=1)
     clock.advance((row.due_at - clock()).total_seconds())
     outbox.dispatch(app)
