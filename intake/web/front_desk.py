@@ -294,6 +294,7 @@ def show_link(intake_id: str) -> Any:
                                        "link": "shown" if token else "not shown"})
     link = _link(token) if token else None
     day = intake.appointment_at.astimezone(local_zone()).date().isoformat() if intake.appointment_at else None
-    sent = [choice.label for choice in SEND_CHOICES if choice.value in request.args.get("sent", "").split(",")]
+    asked = request.args.get("sent", "").split(",")
+    sent = [words for channel, words in (("email", "e-mail"), ("sms", "text message")) if channel in asked]
     return render_template("staff/link.html", link=link, intake=intake, patient=patient, day=day, sent=sent,
                            expires_hours=current_app.config["INTAKE_LINK_TTL_HOURS"])

@@ -52,9 +52,11 @@ def test_search_invite_again_and_confirm_a_new_link(desk: LiveServer, new_page: 
     page.select_option("#language", "es")
     page.fill("#email", "rosa@example.org")
     page.get_by_label("E-mail", exact=True).check()
+    screenshot(page, "front-desk-new-intake", "en")
     with page.expect_navigation():
         page.get_by_role("button", name="Create intake and link").click()
     page.get_by_role("status").filter(has_text="being sent").wait_for()
+    screenshot(page, "front-desk-link-sent", "en")
     assert len(inbox[0].messages) == 1 and inbox[0].messages[0]["To"] == "rosa@example.org"
 
     page.get_by_role("link", name="Find a patient").click()
@@ -89,3 +91,4 @@ def test_search_invite_again_and_confirm_a_new_link(desk: LiveServer, new_page: 
     with page.expect_navigation():
         page.get_by_role("link", name="No, go back to the day's intakes").click()
     assert "/front-desk/" in page.url and len(inbox[0].messages) == 2  # going back changed nothing
+    screenshot(page, "front-desk-day-progress", "en")

@@ -60,7 +60,7 @@ def test_a_new_intake_is_sent_by_email_and_sms_in_the_chosen_language(
     location = new_patient(desk, "Rosa Quaxmoor", email="rosa@example.org", phone="+34 612 34 56 78",
                            language="es", send=["email", "sms"])
     page = desk.get(location).text
-    assert "being sent to the patient by e-mail and text message (sms), in Spanish" in page
+    assert "being sent to the patient by e-mail and text message, in Spanish" in page
     assert len(inbox[0].messages) == 1 and len(sms.received) == 1
     assert inbox[0].messages[0]["Subject"] == "Su cuestionario antes de su cita"
     link = re.search(r'value="https://intake.example.org(/i/[^"]+)"', page)
