@@ -78,6 +78,7 @@ def send_sms(app: Flask, *, to: str, body: str) -> None:
             response.read()
     except urllib.error.HTTPError as exc:
         status = exc.code
+        exc.close()  # the provider's error body: not read, never logged
         if status == 429 or status >= 500:
             after = exc.headers.get("Retry-After") if exc.headers else None
             raise Retry(f"SMS provider answered {status}",
