@@ -33,7 +33,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from intake import workflow
+from intake import channels, workflow
 from intake.core.contact_points import ContactError, normalise_email, normalise_phone
 from intake.core.fhir_time import utcnow
 from intake.core.summary import top_tier
@@ -167,6 +167,12 @@ SEND_CHOICES = [SelectChoice("email", "E-mail"), SelectChoice("sms", "Text messa
 LANGUAGE_CHOICES = [SelectChoice("en", "English"), SelectChoice("es", "Spanish (Español)")]
 
 
+def sendable() -> list[SelectChoice]:
+    """The channels this deployment can send by: SMS only with a provider set up."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    return [choice for choice in SEND_CHOICES if choice.value != "sms" or channels.sms_configured(app)]
+
+
 class InvitationForm(FlaskForm):
     """The invitation's part of a new intake: when, what, in which language, and how it is sent."""
 
@@ -186,6 +192,7 @@ class InvitationForm(FlaskForm):
         self.questionnaires.choices = [
             SelectChoice(key, loaded[key].title) for key in current_app.config["INTAKE_QUESTIONNAIRES"]
             if key in loaded]
+        self.send.choices = sendable()
         if request.method == "GET":
             self.questionnaires.data = [choice.value for choice in self.questionnaires.choices]
             self.appointment_day.data = datetime.now(local_zone()).date() + timedelta(days=1)

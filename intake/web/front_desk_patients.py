@@ -18,7 +18,7 @@ from intake.storage import intakes, patients
 from intake.storage.models import Patient
 from intake.web import auditing
 from intake.web.context import catalog, reader, writer
-from intake.web.front_desk import SEND_CHOICES, InvitationForm, NewLinkForm, after_link, bp, hold_link, local_zone
+from intake.web.front_desk import InvitationForm, NewLinkForm, after_link, bp, hold_link, local_zone, sendable
 from intake.web.intake_progress import at, progress_of
 from intake.web.staff import role_required
 
@@ -108,7 +108,7 @@ def confirm_new_link(intake_id: str) -> Any:
     patient = _patient_or_404(db, intake.patient_id)
     auditing.note(f"Patient/{patient.id}", f"Intake/{intake_id}")
     form = NewLinkForm()
-    form.send.choices = [choice for choice in SEND_CHOICES
+    form.send.choices = [choice for choice in sendable()
                          if (patient.email if choice.value == "email" else patient.phone)]
     return render_template("staff/confirm_new_link.html", intake=intake, patient=patient, form=form,
                            email=mask_email(patient.email), phone=mask_phone(patient.phone),

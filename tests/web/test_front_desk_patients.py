@@ -180,3 +180,10 @@ def test_a_new_link_for_an_intake_in_progress_is_confirmed_first_and_can_be_sent
         reasons = {m.reason for m in session.scalars(select(PatientMessage))}
     assert None in reasons  # the new link's invitation and reminders
     assert desk.get("/front-desk/intakes/nothing/new-link").status_code == 404
+
+
+def test_sms_is_offered_only_where_a_provider_is_set_up(make_app: AppFactory, desk_app: Flask) -> None:
+    assert 'value="sms"' in signed_in(desk_app, "front-desk").get("/front-desk/new").text
+    plain = signed_in(make_app(), "front-desk")
+    form = plain.get("/front-desk/new").text
+    assert 'value="sms"' not in form and 'value="email"' in form and 'id="phone"' in form
