@@ -27,6 +27,8 @@ CQF_EXPRESSION = FHIR_EXT + "cqf-expression"
 CONSTRAINT = FHIR_EXT + "questionnaire-constraint"
 ENABLE_WHEN_EXPRESSION = SDC_EXT + "sdc-questionnaire-enableWhenExpression"
 CALCULATED_EXPRESSION = SDC_EXT + "sdc-questionnaire-calculatedExpression"
+OPTION_EXCLUSIVE = FHIR_EXT + "questionnaire-optionExclusive"
+ITEM_MEDIA = SDC_EXT + "sdc-questionnaire-itemMedia"
 
 INSTRUMENT = PROJECT_EXT + "instrument"
 SCORED = PROJECT_EXT + "scored"
