@@ -229,22 +229,28 @@ def new_intake() -> Any:
     error, refused = None, None
     if request.method == "POST" and form.validate_on_submit():
         mrn, mrn_system, ehr_reference = _ehr_identity(form)
-        contact = form.contact()
-        try:
-            with writer() as db:
-                intake, token = workflow.invite_patient(
-                    current_app, db, catalog(), by=workflow.Caller(auditing.current_actor(), auditing.source()),
-                    name=form.name.data, birth_date=form.birth_date.data, questionnaires=form.questionnaires.data,
-                    appointment_at=form.appointment(), mrn=mrn, mrn_system=mrn_system, ehr_reference=ehr_reference,
-                    contact=contact)
-                intake_id = intake.id
-                ticket = hold_link(db, intake_id, token)
-        except workflow.WorkflowError as exc:
-            error, refused = str(exc).capitalize() + ".", exc.status
-        else:
-            return after_link(ticket, intake_id, contact.send)
+        done, error, refused = invite_and_show(form, name=form.name.data, birth_date=form.birth_date.data,
+                                               mrn=mrn, mrn_system=mrn_system, ehr_reference=ehr_reference)
+        if done is not None:
+            return done
     status = (refused or 400) if request.method == "POST" else 200
     return render_template("staff/new_intake.html", form=form, error=error), status
+
+
+def invite_and_show(form: InvitationForm, **who: Any) -> tuple[Any, str | None, int | None]:
+    """Invite from a validated form (`who`: the patient's fields for `workflow.invite_patient`):
+    `(redirect to the new link, None, None)`, or `(None, error, status)` when it is refused."""
+    contact = form.contact()
+    try:
+        with writer() as db:
+            intake, token = workflow.invite_patient(
+                current_app, db, catalog(), by=workflow.Caller(auditing.current_actor(), auditing.source()),
+                questionnaires=form.questionnaires.data, appointment_at=form.appointment(), contact=contact, **who)
+            intake_id = intake.id
+            ticket = hold_link(db, intake_id, token)
+    except workflow.WorkflowError as exc:
+        return None, str(exc).capitalize() + ".", exc.status
+    return after_link(ticket, intake_id, contact.send), None, None
 
 
 def after_link(ticket: dict[str, str], intake_id: str, sent: list[str]) -> Any:

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, current_app, render_template, request
+from flask import abort, render_template, request
 
-from intake import workflow
 from intake.core.contact_points import mask_email, mask_phone
 from intake.storage import intakes, patients
 from intake.storage.models import Patient
 from intake.web import auditing
-from intake.web.context import catalog, reader, writer
-from intake.web.front_desk import InvitationForm, NewLinkForm, after_link, bp, hold_link, local_zone, sendable
+from intake.web.context import reader, writer
+from intake.web.front_desk import (
+    InvitationForm,
+    NewLinkForm,
+    bp,
+    invite_and_show,
+    local_zone,
+    sendable,
+)
 from intake.web.intake_progress import at, progress_of
 from intake.web.staff import role_required
 
@@ -78,19 +84,9 @@ def invite_again(patient_id: str) -> Any:
     if request.method == "GET" and patient.email:
         form.send.data = ["email"]
     if request.method == "POST" and form.validate_on_submit():
-        contact = form.contact()
-        try:
-            with writer() as db:
-                intake, token = workflow.invite_patient(
-                    current_app, db, catalog(), by=workflow.Caller(auditing.current_actor(), auditing.source()),
-                    name="", birth_date=patient.birth_date, questionnaires=form.questionnaires.data,
-                    appointment_at=form.appointment(), patient_id=patient_id, contact=contact)
-                intake_id = intake.id
-                ticket = hold_link(db, intake_id, token)
-        except workflow.WorkflowError as exc:
-            error, refused = str(exc).capitalize() + ".", exc.status
-        else:
-            return after_link(ticket, intake_id, contact.send)
+        done, error, refused = invite_and_show(form, name="", birth_date=patient.birth_date, patient_id=patient_id)
+        if done is not None:
+            return done
     auditing.note(f"Patient/{patient_id}")
     status = (refused or 400) if request.method == "POST" else 200
     return render_template("staff/invite_again.html", form=form, patient=patient, error=error,
