@@ -38,6 +38,7 @@ OUTSIDE_THE_TREE = {
     "DeliveryError": "base of Retry and Permanent: outbox control flow, never shown",
     "Held": "control flow of the outbox runner (kept for staff to link the patient), never shown",
     "MatchError": "staff input (EHR patient, record number): caught by the form or command that took it",
+    "ContactError": "core, a contact detail that cannot be used: the form field or the workflow's refusal says it",
     "HttpStatusError": "an outside server's answer, mapped at once to Retry/Permanent or CapabilityError",
     "UnreachableError": "no answer from an outside server, mapped at once to Retry or CapabilityError",
     "NotJsonError": "an outside server's body that is not JSON, mapped at once by the caller",
