@@ -146,4 +146,13 @@ def test_total_agrees_with_each_items_score_criterion(met):
 def test_diet_raises_no_flags():
     assert result(first_met(0)).flags == []
     assert result(first_met(14)).flags == []
-    assert diet().version == "1.3.0"
+    assert diet().version == "1.4.0"
+
+
+def test_sugary_drinks_and_pernicious_anaemia_are_asked_once():
+    """MEDAS item 7 is the sugary-drinks question; pernicious anaemia is asked in the autoimmune form."""
+    form = diet()
+    links = {item.link_id for page in form.pages for item in page.walk()}
+    assert "medas-7" in links and "diet-sugary" not in links
+    b12 = next(item for page in form.pages for item in page.walk() if item.link_id == "diet-b12-risk")
+    assert "pernicious-anaemia" not in [o["valueCoding"]["code"] for o in b12.options]
