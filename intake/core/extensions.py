@@ -31,6 +31,13 @@ CALCULATED_EXPRESSION = SDC_EXT + "sdc-questionnaire-calculatedExpression"
 INSTRUMENT = PROJECT_EXT + "instrument"
 SCORED = PROJECT_EXT + "scored"
 SCORE_CRITERION = PROJECT_EXT + "scoreCriterion"
+# The question's own message when it is left unanswered ("Select yes if you have seen blood in
+# your stool"), valueString translated on `_valueString`; the generic message otherwise.
+REQUIRED_MESSAGE = PROJECT_EXT + "requiredMessage"
+# On an answerOption: this answer cannot be combined with another ("None of these").
+OPTION_EXCLUSIVE = FHIR_EXT + "questionnaire-optionExclusive"
+# A picture beside the question (valueAttachment: contentType, url, title = alt text).
+ITEM_MEDIA = SDC_EXT + "sdc-questionnaire-itemMedia"
 
 ITEM_CONTROLS = {"radio-button", "check-box", "drop-down", "slider", "page", "help", "autocomplete", "list"}
 

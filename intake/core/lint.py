@@ -227,6 +227,7 @@ def _one_item(
         elif not ext.expression(item, ext.SCORE_CRITERION):
             error("is scored but has neither weighted answerOptions nor a scoreCriterion")
 
+    out += _presentation_issues(item, link_id, spec.is_question)
     out += _expression_issues(item, link_id)
     out += _enable_when_issues(item, index, position, by_link)
     if ext.expression(item, ext.CALCULATED_EXPRESSION) and not item.get("readOnly"):
@@ -241,6 +242,33 @@ def _one_item(
 
 
 _DYNAMIC_LIMIT_WORDS = " and ".join(code for code, row in item_types.TYPES.items() if row.dynamic_limits)
+
+
+def _presentation_issues(item: dict[str, Any], link_id: str, is_question: bool) -> list[LintIssue]:
+    """requiredMessage, optionExclusive and itemMedia: what the page shows must be usable."""
+    out: list[LintIssue] = []
+    for extension in ext.find(item, ext.REQUIRED_MESSAGE):
+        text = extension.get("valueString")
+        if not is_question or not isinstance(text, str) or not text.strip():
+            out.append(LintIssue("error", link_id, "requiredMessage needs a non-empty valueString on a question"))
+        elif not item.get("required"):
+            out.append(LintIssue("warning", link_id, "has a requiredMessage but is not required: it is never shown"))
+    for n, option in enumerate(item.get("answerOption") or []):
+        for extension in ext.find(option, ext.OPTION_EXCLUSIVE):
+            if not isinstance(extension.get("valueBoolean"), bool):
+                out.append(LintIssue("error", link_id, f"answerOption #{n + 1} optionExclusive needs a valueBoolean"))
+            elif extension["valueBoolean"] and not item.get("repeats"):
+                out.append(LintIssue("error", link_id,
+                                     f"answerOption #{n + 1} is exclusive, which means something only when "
+                                     "the item repeats (several answers)"))
+    for extension in ext.find(item, ext.ITEM_MEDIA):
+        media = extension.get("valueAttachment")
+        if not isinstance(media, dict) or not str(media.get("contentType") or "").startswith("image/") \
+                or not media.get("url") or not media.get("title"):
+            out.append(LintIssue("error", link_id,
+                                 "itemMedia needs a valueAttachment with an image contentType, a url and a title "
+                                 "(the picture's alt text)"))
+    return out
 
 
 def _limit_problems(extension: dict[str, Any], spec: item_types.ItemType) -> list[str]:

@@ -87,7 +87,8 @@ def missing(resource: dict[str, Any], lang: str) -> list[str]:
     """Paths of patient-facing strings with no `lang` translation (empty: fully translated).
 
     Patient-facing: the title, every item's text, answer option and unit displays, entry
-    formats, flags' patient guidance and instruments' titles. Clinician wording (messages,
+    formats, required-answer messages, pictures' alt text, flags' patient guidance and
+    instruments' titles. Clinician wording (messages,
     citations, band labels) stays in the base language and is not checked.
     """
     out: list[str] = []
@@ -108,8 +109,10 @@ def missing(resource: dict[str, Any], lang: str) -> list[str]:
             name = url.rsplit("/", 1)[-1]
             if name in ("questionnaire-unit", "questionnaire-unitOption"):
                 coding(extension, here)
-            elif name == "entryFormat":
+            elif name in ("entryFormat", "requiredMessage"):
                 need(extension, "valueString", here)
+            elif name == "sdc-questionnaire-itemMedia" and isinstance(extension.get("valueAttachment"), dict):
+                need(extension["valueAttachment"], "title", here + ".valueAttachment")
             elif name in PATIENT_FACING_PARENTS:
                 for m, sub in enumerate(extension.get("extension") or []):
                     if sub.get("url") in PATIENT_FACING_SUBEXTENSIONS:

@@ -31,7 +31,7 @@ UNSURE = {
     "code": "unsure",
     "display": "Not sure",
 }
-NONE = {"system": "https://intake.example.org/fhir/CodeSystem/intake-answers", "code": "none", "display": "None of these"}
+NONE = {"system": UNSURE["system"], "code": "none", "display": "None of these"}
 RELATIVES = {"PRN": "Parent", "SIB": "Brother or sister", "CHILD": "Child", "GRPRN": "Grandparent", "AUNT": "Aunt",
              "UNCLE": "Uncle", "COUSN": "Cousin", "EXT": "Other blood relative"}
 OLD = "1950-01-01"

@@ -512,3 +512,16 @@ def test_age_at_onset_flag_suppresses_the_ibs_pattern(digestive: Form) -> None:
     result = score(digestive, answers, Context(birth_date="1973-11-15"))
     assert flags(result) == [("gi-af5", "review")]
     assert result.notes == []
+
+
+def test_the_bristol_question_carries_its_chart_with_alt_text_in_both_languages(digestive: Form, spanish: Form) -> None:
+    media_url = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-itemMedia"
+
+    def media(form: Form) -> dict[str, Any]:
+        [extension] = [e for e in form.by_link["bsfs-usual"].raw["extension"] if e["url"] == media_url]
+        return dict(extension["valueAttachment"])
+
+    english, localized = media(digestive), media(spanish)
+    assert (english["contentType"], english["url"]) == ("image/svg+xml", "/static/img/bristol-stool-chart.svg")
+    assert english["title"].startswith("Bristol stool chart: seven types")
+    assert localized["title"].startswith("Escala de heces de Bristol") and localized["url"] == english["url"]

@@ -434,7 +434,7 @@ def test_project_form_lints_clean(path: Path):
 def test_project_catalog_loads():
     catalog = load_catalog(FORMS)
     assert sorted(catalog.by_key) == ["autoimmune", "diet", "digestive", "neuropathy", "stress"]
-    stress = catalog.get("https://intake.example.org/fhir/Questionnaire/stress|1.4.0")
+    stress = catalog.get("https://intake.example.org/fhir/Questionnaire/stress|1.5.0")
     assert stress is catalog.by_key["stress"]
     assert catalog.get("https://intake.example.org/fhir/Questionnaire/stress") is stress
     assert catalog.get("https://intake.example.org/fhir/Questionnaire/stress|9.9.9") is None
@@ -732,3 +732,42 @@ def test_the_answer_limits_fixture_passes_fhircheck():
                             check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "PASS" in result.stdout
+
+
+# --- requiredMessage, optionExclusive, itemMedia ---------------------------------------------------
+
+REQUIRED_MESSAGE = "https://intake.example.org/fhir/StructureDefinition/requiredMessage"
+OPTION_EXCLUSIVE = "http://hl7.org/fhir/StructureDefinition/questionnaire-optionExclusive"
+ITEM_MEDIA = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-itemMedia"
+
+
+def _lint_one(item: dict) -> list[tuple[str, str]]:
+    return [(i.severity, i.message) for i in lint(questionnaire(group("g", item))) if i.link_id == "q"]
+
+
+def test_required_message_rules() -> None:
+    assert _lint_one(question("q", "boolean", required=True,
+                              extension=[{"url": REQUIRED_MESSAGE, "valueString": "Select yes if so"}])) == []
+    assert _lint_one(question("q", "boolean", extension=[{"url": REQUIRED_MESSAGE, "valueString": "Select"}])) == [
+        ("warning", "has a requiredMessage but is not required: it is never shown")]
+    empty = question("q", "boolean", required=True, extension=[{"url": REQUIRED_MESSAGE, "valueString": ""}])
+    assert _lint_one(empty)[0][0] == "error"
+
+
+def test_an_exclusive_option_needs_a_repeating_item() -> None:
+    none = option("none")
+    none["extension"] = [{"url": OPTION_EXCLUSIVE, "valueBoolean": True}]
+    assert _lint_one(question("q", "choice", repeats=True, answerOption=[option("a"), none])) == []
+    [(severity, text)] = _lint_one(question("q", "choice", answerOption=[option("a"), none]))
+    assert severity == "error" and "only when the item repeats" in text
+
+
+@pytest.mark.parametrize(("attachment", "ok"), [
+    ({"contentType": "image/svg+xml", "url": "/static/img/x.svg", "title": "A chart"}, True),
+    ({"contentType": "image/svg+xml", "url": "/static/img/x.svg"}, False),  # no alt text
+    ({"contentType": "text/html", "url": "/x", "title": "t"}, False),
+])
+def test_item_media_needs_an_image_with_alt_text(attachment: dict, ok: bool) -> None:
+    issues = _lint_one(question("q", "choice", answerOption=[option("a")],
+                                extension=[{"url": ITEM_MEDIA, "valueAttachment": attachment}]))
+    assert (issues == []) is ok

@@ -241,6 +241,11 @@ def field_name(link_id: str) -> str:
 
 
 def _message_for(item: Item) -> str:
+    """The question's own message when the Questionnaire gives one (in the page's language),
+    else the generic one for its kind of answer."""
+    own = item.required_message_in(_language())
+    if own:
+        return own
     if item_types.row(item.type).picks:
         return _("Select an answer") if not item.repeats else _("Select at least one answer")
     return _("Enter an answer")
