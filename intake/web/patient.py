@@ -32,7 +32,7 @@ from intake.auth.links import token_hash
 from intake.core import translations
 from intake.core.enablement import Answers
 from intake.core.fhir_time import utcnow
-from intake.core.items import Form, Page
+from intake.core.items import Form, Item, Page
 from intake.core.scoring import instrument_of
 from intake.errors import IntakeError
 from intake.jobs import outbox
@@ -301,6 +301,14 @@ def _translation_notices(page: Page) -> list[str]:
     return notices
 
 
+def _summary_line(message: str, shown: Item) -> str:
+    """One error-summary line: the message, and the question's words unless the message is the
+    question's own (`requiredMessage`, already in the patient's language on `shown`)."""
+    if message == shown.required_message:
+        return message
+    return f"{message} – {_short(shown.text)}"
+
+
 def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm, enabled: set[str],
                  answers: Answers, *, status: int, notice: str | None = None, errors_shown: bool = True) -> Any:
     step = steps[index]
@@ -308,8 +316,9 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
     back_url = _page_url(steps[index - 1]) if index > 0 else url_for("patient.start")
     errors: list[tuple[str, str]] = []
     if errors_shown:
-        # The summary names the question, so a list of "Select an answer" still says which one.
-        errors = [(webforms.anchor(item), f"{field.errors[0]} – {_short(local_form.by_link[item.link_id].text)}")
+        # The summary names the question, so a list of "Select an answer" still says which one; a
+        # question's own message ("Select yes if you have seen blood…") already says it.
+        errors = [(webforms.anchor(item), _summary_line(field.errors[0], local_form.by_link[item.link_id]))
                   for item, field in form.question_fields() if field.errors]
         errors += [
             (form[name].id, form[name].errors[0])
