@@ -168,7 +168,7 @@ def test_medas_hints_give_household_measures_without_changing_the_validated_word
         assert current.by_link[link].text == old.by_link[link].text  # MEDAS wording as published
         assert current.by_link[link].raw.get("_text") == old.by_link[link].raw.get("_text")
     assert current.by_link["medas-3"].help_text == ("A serving is 200 g: about 1 cup of cooked vegetables or a large "
-                                                    "bowl of salad. A side dish counts as half a serving.")
+                                                    "bowl of salad.")
     assert (spanish.by_link["medas-3"].help_text or "").startswith("Una porción son 200 g")
     assert "not advice to drink" in (current.by_link["medas-8"].help_text or "")
     hinted = [n for n in range(1, 15) if current.by_link[f"medas-{n}"].help_text]

@@ -94,7 +94,11 @@ def test_switching_on_a_question_page_keeps_what_was_typed_and_saves_nothing(app
     bad = opened.post(FIRST, data={"csrf_token": csrf(switched.text)})
     assert bad.status_code == 400
     assert bad.text.split("<title>")[1].startswith("Error:")
-    assert all(message.startswith("Elija una respuesta – ") for _id, message in error_summary(bad.text)[:3])
+    # Each question's own message, in Spanish (requiredMessage), alone on its line.
+    assert [m for _id, m in error_summary(bad.text)[:2]] == [
+        "Elija sí si ha visto sangre en sus heces (popó) o sobre ellas, o ha tenido heces negras como el alquitrán, "
+        "en los últimos 3 meses",
+        "Elija sí si ha perdido peso sin intentarlo en los últimos 6 a 12 meses"]
     assert fill_page(opened, app, FIRST).startswith("/intake/")
     with services(app).sessions() as session:
         saved = json.loads(session.scalars(select(ResponseRecord.resource_json)).one())
