@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -95,10 +96,19 @@ class Catalog:
 
 
 def read_json(path: Path) -> Any:
+    return _parse(_read_text(path), path)
+
+
+def _read_text(path: Path) -> str:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{path}: cannot be read: {exc}") from exc
+
+
+def _parse(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CatalogError(f"{path}: not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
 
@@ -112,9 +122,21 @@ def lint_file(path: Path) -> list[LintIssue]:
     return lint(resource)
 
 
+@lru_cache(maxsize=64)
+def _lint_errors(text: str) -> tuple[LintIssue, ...]:
+    """The lint's errors for a file's exact text.
+
+    Linting is a pure function of the text and four fifths of loading a form (the fhir.resources
+    validation): every app a process makes (each test, each CLI command in a test) would pay it
+    again for the same files. Keyed by the whole text, so an edited file is linted afresh.
+    """
+    return tuple(i for i in lint(json.loads(text)) if i.severity == "error")
+
+
 def load_form(path: Path) -> Form:
-    resource = read_json(path)
-    errors = [i for i in lint(resource) if i.severity == "error"]
+    text = _read_text(path)
+    resource = _parse(text, path)
+    errors = _lint_errors(text)
     if errors:
         raise CatalogError("\n".join(i.format(str(path)) for i in errors))
     return build_form(resource, str(path))

@@ -29,7 +29,6 @@ import hashlib
 import json
 import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -45,6 +44,7 @@ from flask import Flask
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from intake.auth.smart import ASSERTION_ALGORITHMS, ASSERTION_TYPE
+from intake.fhir.http_json import HttpStatusError, NotJsonError, UnreachableError, call_json
 from intake.jobs.errors import Permanent, Retry
 
 AUTH_MODES = ("bearer", "smart-backend")
@@ -243,22 +243,17 @@ def _get_json(url: str, timeout: float, what: str) -> dict[str, Any]:
 
 
 def _json_call(request: urllib.request.Request, timeout: float, what: str) -> dict[str, Any]:
+    """A JSON object from the EHR; a failure is a Retry (it may pass) or Permanent (it will not)."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # configured URL
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            status, raw = exc.code, exc.read()
-        reason = f"EHR {what}: HTTP {status}{_oauth_error(raw)}"
-        if status in (408, 429) or status >= 500:
+        document = call_json(request, timeout)
+    except HttpStatusError as exc:
+        reason = f"EHR {what}: HTTP {exc.status}{_oauth_error(exc.body)}"
+        if exc.status in (408, 429) or exc.status >= 500:
             raise Retry(reason) from None
         raise Permanent(reason) from None
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        cause = getattr(exc, "reason", exc)
-        raise Retry(f"EHR {what}: {type(cause).__name__ if isinstance(cause, BaseException) else 'URLError'}") from None
-    try:
-        document = json.loads(body)
-    except ValueError:
+    except UnreachableError as exc:
+        raise Retry(f"EHR {what}: {exc}") from None
+    except NotJsonError:
         document = None
     if not isinstance(document, dict):
         raise Permanent(f"EHR {what}: the answer is not a JSON object")

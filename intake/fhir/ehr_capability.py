@@ -9,14 +9,13 @@ once an entry is conditional). Each finding is one line; the verdict is the mode
 
 from __future__ import annotations
 
-import json
-import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from intake.fhir.ehr_push import FHIR_JSON, USER_AGENT, Target
+from intake.fhir.http_json import HttpStatusError, NotJsonError, UnreachableError, call_json
 
 PUSHED_TYPES = ("Patient", "QuestionnaireResponse", "Observation", "Flag", "DocumentReference", "Provenance")
 KNOWN_CAPS = {"medplum": 8, "firely": 150, "healthlake": 160, "azure": 500}  # entries per transaction
@@ -40,17 +39,12 @@ def fetch(target: Target) -> dict[str, Any]:
         headers["Authorization"] = f"Bearer {target.token}"
     request = urllib.request.Request(f"{target.base}/metadata", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=target.timeout) as response:  # configured URL
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        raise CapabilityError(f"{target.base}/metadata answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        cause = getattr(exc, "reason", exc)
-        raise CapabilityError(f"cannot reach {target.base}: {cause}") from None
-    try:
-        statement = json.loads(body)
-    except ValueError:
+        statement = call_json(request, target.timeout)
+    except HttpStatusError as exc:
+        raise CapabilityError(f"{target.base}/metadata answered HTTP {exc.status}") from None
+    except UnreachableError as exc:
+        raise CapabilityError(f"cannot reach {target.base}: {exc.detail}") from None
+    except NotJsonError:
         raise CapabilityError(f"{target.base}/metadata did not answer JSON") from None
     if not isinstance(statement, dict) or statement.get("resourceType") != "CapabilityStatement":
         kind = statement.get("resourceType") if isinstance(statement, dict) else type(statement).__name__

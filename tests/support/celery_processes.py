@@ -5,6 +5,7 @@ killed with SIGKILL (the whole process group: the worker and its pool children) 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -24,6 +25,18 @@ def _worker_redis_db() -> int:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     number = int(worker[2:]) if worker[2:].isdigit() else 0
     return 13 + number if 13 + number <= 15 else 13
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_the_test_process() -> None:
+    """Run in the child before exec: the kernel SIGKILLs it when the test process dies, however
+    it dies. A pytest killed by a timeout or an interrupt never reaches `__exit__`, and a worker
+    left behind would go on draining the `intake` queue of the next run (its Celery tests then
+    wait for rows that the stray worker took)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 REDIS_URL = os.environ.get("INTAKE_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_worker_redis_db()}")
@@ -60,7 +73,7 @@ class CeleryProcesses:
         log = open(self.log_dir / f"{role}-{self.starts}.log", "wb")  # noqa: SIM115 (closed in _reap)
         process = subprocess.Popen([CELERY, "-A", "intake.celery_app", role, "--loglevel", "INFO", *args],
                                    cwd=PROJECT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=_die_with_the_test_process)
         log.close()  # the child holds its own copy
         return process
 
