@@ -311,3 +311,21 @@ def test_ai_rf4_without_a_birth_date_is_raised(autoimmune: Form) -> None:
 def test_ai_rf4_no_is_not_raised_at_any_age(autoimmune: Form) -> None:
     assert score(autoimmune, all_no(), birth="1930-01-01").flags == []
     assert score(autoimmune, all_no(), birth=None).flags == []
+
+
+def test_a_response_given_to_1_3_0_keeps_its_counts_when_rescored_with_1_4_0(catalog: Catalog,
+                                                                             autoimmune: Form) -> None:
+    """`flask intake rescore` scores stored answers with the newest version. 1.4.0 has no "Which
+    relatives?" items, so a 1.3.0 Yes still counts for any blood relative, and the first-degree
+    count is unknown rather than a wrong 0."""
+    old = catalog.get(CANONICAL.replace("1.4.0", "1.3.0"))
+    assert old is not None
+    answers = {link: coded(NO) for link in SELF + FAMILY}
+    answers.update({f"ai-rf{n}": [{"valueBoolean": False}] for n in range(1, 5)})
+    answers.update({"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("PRN"),
+                    "ai-family-psoriasis": coded(YES), "ai-family-psoriasis-who": who("GRPRN"),
+                    "ai-family-lupus": coded(UNSURE)})
+    stored = build_response(old, answers, status="completed", subject="Patient/p1", authored=AUTHORED)
+    result = score_intake([(autoimmune, stored)], Context(birth_date=OLD))
+    assert totals(result) == {"ai-personal": 0, "ai-family-any": 2, "ai-family-first-degree": None}
+    assert not scores(result)["ai-family-first-degree"].complete
