@@ -19,6 +19,7 @@ Exit 1 when Chromium or Playwright is missing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import pstats
 import shutil
@@ -50,14 +51,15 @@ PHASES = [
 ]
 
 
-def alternate(first: Callable[[], None], second: Callable[[], None], repeat: int) -> tuple[list[float], list[float]]:
-    """Time both functions `repeat` times, alternating which goes first in each round."""
-    times: tuple[list[float], list[float]] = ([], [])
+def alternate(*functions: Callable[[], None], repeat: int) -> list[list[float]]:
+    """Time each function `repeat` times, rotating which goes first in each round (load from other
+    processes falls on all of them)."""
+    times: list[list[float]] = [[] for _ in functions]
     for n in range(repeat):
-        order = ((0, first), (1, second)) if n % 2 == 0 else ((1, second), (0, first))
-        for index, function in order:
+        for k in range(len(functions)):
+            index = (n + k) % len(functions)
             began = time.perf_counter()
-            function()
+            functions[index]()
             times[index].append(time.perf_counter() - began)
     return times
 
@@ -84,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="profile the WeasyPrint renders afterwards")
     parser.add_argument("--extra-css", default="", help="CSS added for both engines (after the stylesheet)")
+    parser.add_argument("--compare-gc", action="store_true",
+                        help="also time WeasyPrint with the garbage collector running during the render (as "
+                             "before intake.pdf.gc_paused), in the same rounds")
     args = parser.parse_args(argv)
     try:
         from playwright.sync_api import sync_playwright
@@ -94,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {CHROMIUM} is missing: apt-get install -y chromium", file=sys.stderr)
         return 1
 
+    import intake.pdf
     from intake.pdf import html_to_pdf, render_summary_html
     from tests.test_pdf import COMPLETED, IDENTIFIER, make_summary
 
@@ -106,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     def weasy() -> None:
         sizes["weasyprint"] = len(html_to_pdf(served, created=COMPLETED))
 
+    def weasy_collecting() -> None:
+        paused, intake.pdf.gc_paused = intake.pdf.gc_paused, contextlib.nullcontext  # type: ignore[assignment]
+        try:
+            sizes["weasyprint-gc"] = len(html_to_pdf(served, created=COMPLETED))
+        finally:
+            intake.pdf.gc_paused = paused
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -115,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                 page.set_content(inline, wait_until="load")
                 sizes["chromium"] = len(page.pdf(format="A4", print_background=True, prefer_css_page_size=True))
 
-            alternate(chrome, weasy, 2)  # warm-up: fonts, the renderer process, the first layout, the stylesheet
-            chromium_times, weasy_times = alternate(chrome, weasy, args.repeat)
+            engines = [chrome, weasy, weasy_collecting] if args.compare_gc else [chrome, weasy]
+            alternate(*engines, repeat=2)  # warm-up: fonts, the renderer process, the first layout, the stylesheet
+            chromium_times, weasy_times, *collecting = alternate(*engines, repeat=args.repeat)
         finally:
             browser.close()
     weasy_median, chrome_median = statistics.median(weasy_times), statistics.median(chromium_times)
@@ -126,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Chromium (warm)  {chrome_median * 1000:8.1f} ms  ({sizes['chromium']:,} bytes; runs "
           + ", ".join(f"{t * 1000:.0f}" for t in chromium_times) + ")")
     print(f"ratio WeasyPrint/Chromium {ratio:.2f}x  target <= {TARGET:.1f}x  {'PASS' if ratio <= TARGET else 'MISSED'}")
+    if collecting:
+        before = statistics.median(collecting[0])
+        print(f"WeasyPrint, collector running (before gc_paused) {before * 1000:8.1f} ms, ratio "
+              f"{before / chrome_median:.2f}x; paused/running {weasy_median / before:.2f}; runs "
+              + ", ".join(f"{t * 1000:.0f}" for t in collecting[0]))
     if args.profile:
         profile(weasy, 3)
     return 0

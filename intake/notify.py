@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Flask
 
+from intake.core.clinician_text import clinician_message
 from intake.core.fhir_time import utcnow
 from intake.jobs.errors import Retry
 from intake.services import services
@@ -39,7 +40,7 @@ def payload(flag: FlagRecord, app: Flask) -> dict[str, Any]:
         "event": "intake.flag",
         "flag": flag.rule_id,
         "tier": flag.tier,
-        "message": flag.message,
+        "message": clinician_message(flag.message),  # no rule codes or reference sections
         "intake": flag.intake_id,
         "raisedAt": flag.raised_at.isoformat(),
         # "draft": raised while the patient was still answering; the intake may never be sent.

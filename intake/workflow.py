@@ -24,6 +24,7 @@ from intake import audit, notify
 from intake.auth.links import new_token, token_hash
 from intake.core.answers import build_response, compute, flatten
 from intake.core.catalog import Catalog
+from intake.core.clinician_text import clinician_message
 from intake.core.display import display_answer
 from intake.core.enablement import Answers
 from intake.core.fhir_time import fhir_instant_seconds, utcnow
@@ -441,6 +442,11 @@ class FlagRow:
     patient_name: str
     intake_status: str
     answers_now: list[tuple[str, str]]  # (question, the stored answer now; "" when unanswered)
+
+    @property
+    def message(self) -> str:
+        """The flag's message as a clinician reads it (no rule codes or reference sections)."""
+        return clinician_message(self.flag.message)
 
     @property
     def from_draft(self) -> bool:

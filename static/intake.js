@@ -106,3 +106,30 @@
     }
   }
 }());
+
+/* Exclusive check boxes (after govuk-frontend's checkboxes): ticking "None of these" unticks the
+   other boxes of the question, ticking another box unticks "None of these". The server refuses
+   the two together anyway (with JavaScript off too); this only saves the patient the error.
+   Listens in the capture phase, so the follow-ups above see the boxes as they end up. */
+(function () {
+  "use strict";
+  function boxesOf(input) {
+    var group = input.closest("[data-exclusive-group]");
+    return group ? group.querySelectorAll("input[type=checkbox][name='" + input.name + "']") : [];
+  }
+
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!input || input.type !== "checkbox" || !input.checked || !input.closest("[data-exclusive-group]")) {
+      return;
+    }
+    var exclusive = input.getAttribute("data-behaviour") === "exclusive";
+    var boxes = boxesOf(input);
+    for (var i = 0; i < boxes.length; i++) {
+      var other = boxes[i];
+      if (other !== input && (exclusive || other.getAttribute("data-behaviour") === "exclusive")) {
+        other.checked = false;
+      }
+    }
+  }, true);
+}());

@@ -38,6 +38,9 @@ OUTSIDE_THE_TREE = {
     "DeliveryError": "base of Retry and Permanent: outbox control flow, never shown",
     "Held": "control flow of the outbox runner (kept for staff to link the patient), never shown",
     "MatchError": "staff input (EHR patient, record number): caught by the form or command that took it",
+    "HttpStatusError": "an outside server's answer, mapped at once to Retry/Permanent or CapabilityError",
+    "UnreachableError": "no answer from an outside server, mapped at once to Retry or CapabilityError",
+    "NotJsonError": "an outside server's body that is not JSON, mapped at once by the caller",
     "CapabilityError": "`flask intake ehr check`'s failure to read the EHR: printed by the command",
     "ConfigError": "EHR auth settings: stops start-up with the setting's name; never reaches a request",
 }

@@ -17,6 +17,7 @@ from intake.services import services
 from intake.storage import flags as flag_store
 from intake.storage import intakes, patients, scores
 from intake.storage.db import session_scope
+from intake.storage.models import FlagRecord
 from tests.conftest import AppFactory
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -102,3 +103,15 @@ def test_a_failed_send_is_recorded_and_retried(make_app: AppFactory, inbox: tupl
     result = app.test_cli_runner().invoke(args=["intake", "flags", "--send"])
     assert "notifications sent: 2" in result.output
     assert len(handler.messages) == 2
+
+
+def test_the_payload_message_reads_as_the_clinician_reads_it(make_app: AppFactory) -> None:
+    """No rule codes, and no threshold given only as its default (a message stored earlier)."""
+    app = make_app(INTAKE_NOTIFY_WEBHOOK="http://127.0.0.1:9/hook")
+    flag = FlagRecord(intake_id="i1", rule_id="gi-af5", tier="review", source="submitted", raised_at=NOW,
+                      message="GI alarm feature GI-AF5: bowel symptoms began at or over the onset-age "
+                              "threshold (default 50) (clinician review).")
+    body = notify.payload(flag, app)
+    assert body["message"] == ("GI alarm feature: bowel symptoms began at or over the clinic's onset-age "
+                               "threshold (clinician review).")
+    assert body["flag"] == "gi-af5"

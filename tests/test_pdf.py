@@ -4,6 +4,7 @@ bytes on re-render; hostile text fetches nothing and attaches nothing; the URL f
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import weasyprint
 from pypdf import PdfReader
 from weasyprint.urls import FatalURLFetchingError, fetch
 
@@ -33,6 +35,7 @@ from intake.pdf import (
     StaticOnlyFetcher,
     UrlRefused,
     font_config,
+    gc_paused,
     html_to_pdf,
     render_summary_html,
     render_summary_pdf,
@@ -377,3 +380,38 @@ def test_the_fetcher_does_not_follow_a_symlink_out(tmp_path: Path) -> None:
     assert fetcher.fetch(root.as_uri() + "/inside.css").read() == b"p{}"
     with pytest.raises(UrlRefused):
         fetcher.fetch(root.as_uri() + "/link.css")
+
+
+def test_the_collector_is_paused_while_rendering_and_restored(summary: Summary,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The render runs without cyclic GC (bench/pdf.py: about 40 % of it); the state comes back."""
+    seen: list[bool] = []
+    write = weasyprint.HTML.write_pdf
+
+    def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(weasyprint.HTML, "write_pdf", recording)
+    assert gc.isenabled()
+    render_summary_pdf(summary, patient_identifier=None)
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:  # a caller that runs without the collector keeps it off
+        render_summary_pdf(summary, patient_identifier=None)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_overlapping_pauses_restore_the_collector_once_the_last_ends() -> None:
+    first, second = gc_paused(), gc_paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert not gc.isenabled()  # another render is still running
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("a failed render")
+    assert gc.isenabled()

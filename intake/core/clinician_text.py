@@ -4,13 +4,17 @@ The Questionnaires' messages and citations are written for the people who mainta
 they name the project's clinical reference and its sections, the reference's rule codes
 ("GI-AF1"), item linkIds and how far a rule has been checked against its sources. That belongs in
 the Questionnaire metadata and docs/ (docs/screening.md, "What the clinician reads"), not on the
-summary, the PDF or a FHIR note. These functions strip it, sentence by sentence, so the
-published sources (journals, guidelines) stay and the bookkeeping goes.
+summary, the PDF or a FHIR note. Each current rule carries a `clinicianCitation` written for
+clinicians (docs/questionnaires.md), which `clinician_reference` prefers; the pattern functions
+below strip the bookkeeping, sentence by sentence, from rules that have none (archived
+Questionnaire versions, results scored before it existed), so the published sources stay.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 # The project's own reference document and its section numbers ("instruments.md 4.2, AI-F1:",
 # "(clinical reference, section 4.2)", "section 2.2").
@@ -37,6 +41,12 @@ _BOOKKEEPING = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"(?<=[.;])\s+(?=[A-Z(])")
+# A rule message naming a configurable threshold by its default ("at or over the onset-age
+# threshold (default 50)", the GI age-at-onset rules): the clinician reads the threshold in force.
+_ONSET_AGE = re.compile(r"(?P<now>is now )?at or over the onset-age threshold \(default \d+\)")
+# The same rules' clauses for a patient whose age cannot be worked out.
+_NO_BIRTH_DATE = re.compile(r",? or the date of birth is unknown")
+_NO_AGE = re.compile(r" or the age is unknown")
 def _tidy(text: str) -> str:
     text = re.sub(r"\(\s*[;,:]?\s*\)", "", text)
     text = re.sub(r"\s+([,.;:)])", r"\1", text)
@@ -46,13 +56,36 @@ def _tidy(text: str) -> str:
     return text.strip(" ,;:")
 
 
+def with_onset_age(text: str, age: int | None, *, birth_date_known: bool = False, age_known: bool = False) -> str:
+    """`text` with the GI age-at-onset threshold stated as the configured age (setting
+    `INTAKE_GI_ONSET_AGE`), or, when it is not known (a result stored before the engine filled
+    it in), as the clinic's threshold without a number. The clauses for an unknown birth date or
+    age go when the patient's are known: "began at age 50 or over", not "..., or the date of
+    birth is unknown" beside a birth date."""
+    def phrase(match: re.Match[str]) -> str:
+        if age is None:
+            return f"{match['now'] or ''}at or over the clinic's onset-age threshold"
+        return f"is now aged {age} or over" if match["now"] else f"at age {age} or over"
+    if not _ONSET_AGE.search(text):
+        return text
+    text = _ONSET_AGE.sub(phrase, text)
+    if birth_date_known:
+        text = _NO_BIRTH_DATE.sub("", text)
+    if age_known:
+        text = _NO_AGE.sub("", text)
+    return text
+
+
 def clinician_message(text: str) -> str:
-    """A flag message or note text without rule codes, item ids or reference sections."""
+    """A flag message or note text without rule codes, item ids or reference sections (and no
+    threshold given only as its default)."""
+    text = with_onset_age(text, None)
     text = _REFERENCE.sub(" ", text)
     text = _SECTION.sub(" ", text)
     text = _ITEM_ASIDE.sub("", text)
     text = _RULE_CODE.sub("", text)
     text = re.sub(r"\b(GI alarm feature|red flag)\s*:", r"\1:", text)
+    text = text.replace(">=", "≥").replace("<=", "≤")  # "aged >= 50" as printed, not as typed
     return _tidy(text)
 
 
@@ -71,6 +104,21 @@ def clinician_source(text: str) -> str:
         if len(sentence) > 3:
             kept.append(sentence if sentence.endswith((".", ")")) else sentence + ".")
     return " ".join(kept)
+
+
+def clinician_reference(written: object, citation: object) -> str:
+    """A rule's source for a reference list: its `clinicianCitation` when it has one, else the
+    maintainers' `citation` cleaned by pattern (older versions); empty when neither says anything."""
+    if isinstance(written, str) and written.strip():
+        return written.strip()
+    return clinician_source(str(citation)) if citation else ""
+
+
+def score_reference(score: Mapping[str, Any]) -> str:
+    """The source of a scored result (`Score.as_json`): its instrument's, else the score's own."""
+    if score.get("instrumentCitation"):
+        return clinician_reference(score.get("instrumentClinicianCitation"), score["instrumentCitation"])
+    return clinician_reference(score.get("clinicianCitation"), score.get("citation"))
 
 
 def first_sentence(text: str) -> tuple[str, str]:

@@ -27,6 +27,8 @@ CQF_EXPRESSION = FHIR_EXT + "cqf-expression"
 CONSTRAINT = FHIR_EXT + "questionnaire-constraint"
 ENABLE_WHEN_EXPRESSION = SDC_EXT + "sdc-questionnaire-enableWhenExpression"
 CALCULATED_EXPRESSION = SDC_EXT + "sdc-questionnaire-calculatedExpression"
+OPTION_EXCLUSIVE = FHIR_EXT + "questionnaire-optionExclusive"
+ITEM_MEDIA = SDC_EXT + "sdc-questionnaire-itemMedia"
 
 INSTRUMENT = PROJECT_EXT + "instrument"
 SCORED = PROJECT_EXT + "scored"
@@ -34,10 +36,6 @@ SCORE_CRITERION = PROJECT_EXT + "scoreCriterion"
 # The question's own message when it is left unanswered ("Select yes if you have seen blood in
 # your stool"), valueString translated on `_valueString`; the generic message otherwise.
 REQUIRED_MESSAGE = PROJECT_EXT + "requiredMessage"
-# On an answerOption: this answer cannot be combined with another ("None of these").
-OPTION_EXCLUSIVE = FHIR_EXT + "questionnaire-optionExclusive"
-# A picture beside the question (valueAttachment: contentType, url, title = alt text).
-ITEM_MEDIA = SDC_EXT + "sdc-questionnaire-itemMedia"
 
 ITEM_CONTROLS = {"radio-button", "check-box", "drop-down", "slider", "page", "help", "autocomplete", "list"}
 

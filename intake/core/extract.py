@@ -34,7 +34,8 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
-from intake.core.clinician_text import clinician_message, clinician_source
+from intake.core.citations import with_clinician_citations
+from intake.core.clinician_text import clinician_message, score_reference
 from intake.core.extensions import BASE
 from intake.core.fhir_time import fhir_instant_seconds
 from intake.core.items import Form
@@ -150,7 +151,7 @@ def observations(result: Mapping[str, Any], *, intake_id: str, patient_id: str, 
     was derived from; `forms` maps canonicals to the loaded Questionnaires (for the item codes).
     """
     out = []
-    for score in result.get("scores") or []:
+    for score in with_clinician_citations(result, forms)["scores"]:
         key = f"{intake_id}/{score['id']}"
         observation: dict[str, Any] = {
             "resourceType": "Observation",
@@ -195,7 +196,7 @@ def _source_note(score: Mapping[str, Any]) -> str:
     status (those stay in the Questionnaire metadata)."""
     parts = [str(p) for p in (score.get("instrument"), score.get("instrumentVersion")) if p]
     text = " · ".join(parts)
-    source = clinician_source(str(score.get("instrumentCitation") or score.get("citation") or ""))
+    source = score_reference(score)
     if source:
         text = f"{text}. Source: {source}" if text else f"Source: {source}"
     return text

@@ -19,6 +19,55 @@ from intake.core.translations import translation
 # carried forward (PHQ-4's items into PHQ-9 and GAD-7).
 _COPY_EXPRESSION = re.compile(r"%resource\.repeat\(item\)\.where\(linkId='([^']+)'\)\.answer\.value")
 
+# Where an item's picture may come from: this service's own static files, never another site
+# (no third-party request from a patient's page, and the CSP allows only 'self' images).
+MEDIA_PREFIX = "/static/"
+_MEDIA_URL = re.compile(r"/static/[A-Za-z0-9_./-]+")
+MEDIA_TYPES = frozenset({"image/svg+xml", "image/png", "image/jpeg", "image/webp"})
+
+# A date's precision, read from its entryFormat's shape (`YYYY`, `YYYY-MM`; `AAAA-MM` in Spanish):
+# the boxes a page shows, in the order a patient in the GOV.UK date pattern fills them.
+DATE_PARTS = {1: ("year",), 2: ("month", "year")}
+FULL_DATE = ("day", "month", "year")
+
+
+@dataclass(frozen=True)
+class Media:
+    """An item's picture (SDC `itemMedia`): a same-origin URL, its type and its alt text."""
+
+    url: str
+    content_type: str
+    alt: str
+
+
+def media_problem(attachment: Any) -> str | None:
+    """Why an itemMedia valueAttachment cannot be shown (None: it can): only an image of ours,
+    under /static/, with a title to use as its alt text."""
+    if not isinstance(attachment, dict):
+        return "itemMedia needs a valueAttachment"
+    url, kind, title = attachment.get("url"), attachment.get("contentType"), attachment.get("title")
+    if not isinstance(url, str) or not _MEDIA_URL.fullmatch(url) or ".." in url:
+        return f"itemMedia url {url!r} is not a file of this service under {MEDIA_PREFIX}"
+    if kind not in MEDIA_TYPES:
+        return f"itemMedia contentType {kind!r} is not one of {sorted(MEDIA_TYPES)}"
+    if not isinstance(title, str) or not title.strip():
+        return "itemMedia needs a title: it is the picture's alt text"
+    return None
+
+
+def read_media(raw: dict[str, Any]) -> Media | None:
+    """The item's picture when it passes `media_problem`; anything else is never rendered."""
+    attachment = ext.value(raw, ext.ITEM_MEDIA)
+    if media_problem(attachment) is not None:
+        return None
+    return Media(url=attachment["url"], content_type=attachment["contentType"], alt=attachment["title"].strip())
+
+
+def is_exclusive(option: dict[str, Any]) -> bool:
+    """An answerOption marked `questionnaire-optionExclusive`: chosen alone or not at all
+    ("None of these" beside a list of relatives)."""
+    return ext.value(option, ext.OPTION_EXCLUSIVE) is True
+
 
 @dataclass(frozen=True)
 class Item:
@@ -52,6 +101,7 @@ class Item:
     score_criterion: str | None = None
     help_text: str | None = None
     required_message: str | None = None
+    media: Media | None = None
     children: tuple[Item, ...] = ()
     parent: str | None = None
 
@@ -75,6 +125,17 @@ class Item:
         for extension in ext.find(self.raw, ext.REQUIRED_MESSAGE):
             return (translation(extension, "valueString", lang) if lang else None) or self.required_message
         return self.required_message
+    @property
+    def date_parts(self) -> tuple[str, ...]:
+        """The boxes of a date answer: year; month and year; or day, month and year (no entryFormat,
+        or one with a day). Judged by the format's shape, so a translated `AAAA-MM` reads the same."""
+        parts = [p for p in re.split(r"[-/ .]", (self.entry_format or "").strip()) if p]
+        return DATE_PARTS.get(len(parts), FULL_DATE) if self.entry_format else FULL_DATE
+
+    @property
+    def exclusive_options(self) -> tuple[dict[str, Any], ...]:
+        """The options that must be chosen alone (`questionnaire-optionExclusive`)."""
+        return tuple(o for o in self.options if is_exclusive(o))
 
     def walk(self) -> list[Item]:
         """This item and all its descendants in document order."""
@@ -178,6 +239,7 @@ def build_item(raw: dict[str, Any], parent: str | None = None) -> Item:
         score_criterion=ext.expression(raw, ext.SCORE_CRITERION),
         help_text=_help_text(raw),
         required_message=_required_message(raw),
+        media=read_media(raw),
         children=children,
         parent=parent,
     )

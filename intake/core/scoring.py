@@ -19,6 +19,7 @@ from typing import Any
 from intake.core import extensions as ext
 from intake.core import fhirpath
 from intake.core.answers import compute, flatten, nest
+from intake.core.clinician_text import with_onset_age
 from intake.core.enablement import expression_variables
 from intake.core.items import Form, Item
 
@@ -78,6 +79,7 @@ class Instrument:
     validated: bool
     # The languages in which the wording used is the validated one (`validatedLanguage`).
     validated_languages: tuple[str, ...] = ()
+    clinician_citation: str | None = None  # the source as a clinician reads it (`clinicianCitation`)
 
     def validated_in(self, language: str) -> bool:
         """False when the wording is validated only in other languages (a translation)."""
@@ -101,6 +103,7 @@ class Score:
     verification: str | None
     item: str
     bands: tuple[BandSpec, ...] = ()  # every band of the score, in the Questionnaire's order
+    clinician_citation: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -121,7 +124,9 @@ class Score:
             "instrument": self.instrument.title if self.instrument else None,
             "instrumentVersion": self.instrument.version if self.instrument else None,
             "instrumentCitation": self.instrument.citation if self.instrument else None,
+            "instrumentClinicianCitation": self.instrument.clinician_citation if self.instrument else None,
             "citation": self.citation,
+            "clinicianCitation": self.clinician_citation,
             "verification": self.verification,
             "questionnaire": self.questionnaire,
             "item": self.item,
@@ -138,6 +143,7 @@ class Flag:
     citation: str | None
     verification: str | None
     questionnaire: str
+    clinician_citation: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -146,6 +152,7 @@ class Flag:
             "because": list(self.because),
             "message": self.message,
             "citation": self.citation,
+            "clinicianCitation": self.clinician_citation,
             "verification": self.verification,
             "questionnaire": self.questionnaire,
         }
@@ -170,6 +177,7 @@ class Note:
     verification: str | None
     questionnaire: str
     suppressed_by: tuple[str, ...] = ()  # flag ids or tiers that hide it (findings)
+    clinician_citation: str | None = None
 
     def suppressed(self, flags: list[Flag]) -> bool:
         return _suppresses(self.suppressed_by, flags)
@@ -181,6 +189,7 @@ class Note:
             "text": self.text,
             "because": list(self.because),
             "citation": self.citation,
+            "clinicianCitation": self.clinician_citation,
             "verification": self.verification,
             "questionnaire": self.questionnaire,
         }
@@ -295,6 +304,7 @@ def instrument_of(item: Item) -> Instrument | None:
             verification=_one(subs, "verification"),
             validated=_one(subs, "validated") is not False,
             validated_languages=tuple(str(code) for code in subs.get("validatedLanguage") or ()),
+            clinician_citation=_one(subs, "clinicianCitation"),
         )
     return None
 
@@ -504,6 +514,7 @@ def _score(form: Form, group: Item, extension: dict[str, Any], answers: dict[str
         verification=_one(subs, "verification"),
         item=holder,
         bands=bands,
+        clinician_citation=_one(subs, "clinicianCitation"),
     )
 
 
@@ -520,11 +531,14 @@ def _flag(form: Form, extension: dict[str, Any], weighted: dict[str, Any], varia
         id=flag_id,
         tier=tier,
         because=tuple(str(v) for v in subs.get("because") or []),
-        message=str(_one(subs, "message") or flag_id),
+        message=with_onset_age(str(_one(subs, "message") or flag_id), variables.get("giOnsetAgeThreshold"),
+                               birth_date_known=bool(variables.get("birthDate")),
+                               age_known=variables.get("ageAtAuthored") is not None),
         patient_guidance=_one(subs, "patientGuidance"),
         citation=_one(subs, "citation"),
         verification=_one(subs, "verification"),
         questionnaire=form.canonical,
+        clinician_citation=_one(subs, "clinicianCitation"),
     )
 
 
@@ -552,6 +566,7 @@ def _note(form: Form, extension: dict[str, Any], weighted: dict[str, Any], varia
         verification=_one(subs, "verification"),
         questionnaire=form.canonical,
         suppressed_by=suppressed_by,
+        clinician_citation=_one(subs, "clinicianCitation"),
     )
 
 

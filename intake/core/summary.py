@@ -18,7 +18,14 @@ from typing import Any
 from markupsafe import Markup
 
 from intake.core.answers import flatten
-from intake.core.clinician_text import clinician_message, clinician_source, first_sentence
+from intake.core.citations import with_clinician_citations
+from intake.core.clinician_text import (
+    clinician_message,
+    clinician_reference,
+    clinician_source,
+    first_sentence,
+    score_reference,
+)
 from intake.core.display import display_answer, plain_number
 from intake.core.items import Form, Item
 from intake.core.score_scale import ScoreScale, score_scales
@@ -63,6 +70,7 @@ class ScoreRow:
     trend: list[TrendPoint] = field(default_factory=list)
     sparkline: Markup = field(default_factory=Markup)  # the trend chart (intake.core.trend_chart), an inline SVG
     ref: int | None = None  # the number of its source in the references appendix
+    follow_up: bool = False  # the patient has earlier results (a first result is then news)
 
     @property
     def value_text(self) -> str:
@@ -141,10 +149,11 @@ class ScoreRow:
 
     @property
     def since_text(self) -> str:
-        """"+4 since 2026-10-01", "no change since …", "first time" (or empty while incomplete)."""
+        """"+4 since 2026-10-01", "no change since …", "first result" (a follow-up's score the
+        earlier intakes have no value for); empty on a first intake, where every score is first."""
         if self.change is not None and self.previous_when is not None:
             return f"{self.change_text} since {self.previous_when.strftime('%Y-%m-%d')}"
-        return "first time" if self.score.get("complete") else ""
+        return "first result" if self.follow_up and self.score.get("complete") else ""
 
     @property
     def band_index(self) -> int | None:
@@ -289,7 +298,7 @@ def score_rows(result: dict[str, Any], history: list[tuple[datetime, dict[str, A
     (drawn on the score's full range from `scales`, by score id; no scale, no chart)."""
     rows = []
     for score in result.get("scores") or []:
-        row = ScoreRow(score=score)
+        row = ScoreRow(score=score, follow_up=bool(history))
         for when, past in history:
             for old in past.get("scores") or []:
                 if old.get("id") == score.get("id") and old.get("complete") and old.get("total") is not None:
@@ -370,8 +379,8 @@ class References:
     def __init__(self) -> None:
         self.texts: list[str] = []
 
-    def number(self, citation: Any) -> int | None:
-        text = clinician_source(str(citation)) if citation else ""
+    def number(self, text: str) -> int | None:
+        """The number of a source as the reference list prints it (None for no source)."""
         if not text:
             return None
         if text not in self.texts:
@@ -379,14 +388,20 @@ class References:
         return self.texts.index(text) + 1
 
 
+# A message's closing "(expedited review)" / "(clinician review)": the action line says how soon.
+_TIER_ASIDE = re.compile(r"\s*\((?:expedited|clinician) review\)(?=\.?$)", re.IGNORECASE)
+
+
 def clinician_flag(flag: dict[str, Any], refs: References) -> dict[str, Any]:
     """A flag as page 1 shows it: a one-line headline, what to do, any detail, its reference."""
     headline, rest = first_sentence(clinician_message(str(flag.get("message") or flag.get("id"))))
+    headline = _TIER_ASIDE.sub("", headline)
     # the tier's action line says what the patient was shown and when to call: not repeated
     detail = " ".join(sentence for sentence in re.split(r"(?<=\.)\s+", clinician_source(rest))
                       if sentence and not _SAID_BY_ACTION.search(sentence))
+    source = clinician_reference(flag.get("clinicianCitation"), flag.get("citation"))
     return {**flag, "headline": headline, "detail": detail,
-            "action": TIER_ACTIONS.get(str(flag.get("tier")), ""), "ref": refs.number(flag.get("citation"))}
+            "action": TIER_ACTIONS.get(str(flag.get("tier")), ""), "ref": refs.number(source)}
 
 
 def clinician_note(note: dict[str, Any]) -> dict[str, Any]:
@@ -397,11 +412,12 @@ def number_references(summary: Summary, refs: References) -> None:
     """Number the sources in reading order: flags (done), positive findings, the compact line."""
     for item in summary.positives:
         if item.row is not None:
-            item.row.ref = refs.number(item.row.score.get("instrumentCitation") or item.row.score.get("citation"))
+            item.row.ref = refs.number(score_reference(item.row.score))
         elif item.note is not None:
-            item.note["ref"] = refs.number(item.note.get("citation"))
+            item.note["ref"] = refs.number(clinician_reference(item.note.get("clinicianCitation"),
+                                                               item.note.get("citation")))
     for row in summary.others:
-        row.ref = refs.number(row.score.get("instrumentCitation") or row.score.get("citation"))
+        row.ref = refs.number(score_reference(row.score))
     summary.references = refs.texts
 
 
@@ -443,6 +459,7 @@ def build_summary(
     withdrawn_flags: list[dict[str, Any]] | None = None,
 ) -> Summary:
     """The view model; `history` is the patient's earlier results, oldest first."""
+    result = with_clinician_citations(result, {form.canonical: form for form, _ in pairs})
     refs = References()
     flags = [clinician_flag(f, refs)
              for f in sorted(result.get("flags") or [], key=lambda f: TIER_ORDER.get(f.get("tier", ""), 9))]

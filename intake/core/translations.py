@@ -87,8 +87,8 @@ def missing(resource: dict[str, Any], lang: str) -> list[str]:
     """Paths of patient-facing strings with no `lang` translation (empty: fully translated).
 
     Patient-facing: the title, every item's text, answer option and unit displays, entry
-    formats, required-answer messages, pictures' alt text, flags' patient guidance and
-    instruments' titles. Clinician wording (messages,
+    formats, required-answer messages, a picture's alt text (itemMedia title), flags' patient
+    guidance and instruments' titles. Clinician wording (messages,
     citations, band labels) stays in the base language and is not checked.
     """
     out: list[str] = []
@@ -112,7 +112,7 @@ def missing(resource: dict[str, Any], lang: str) -> list[str]:
             elif name in ("entryFormat", "requiredMessage"):
                 need(extension, "valueString", here)
             elif name == "sdc-questionnaire-itemMedia" and isinstance(extension.get("valueAttachment"), dict):
-                need(extension["valueAttachment"], "title", here + ".valueAttachment")
+                need(extension["valueAttachment"], "title", here + ".valueAttachment")  # the alt text
             elif name in PATIENT_FACING_PARENTS:
                 for m, sub in enumerate(extension.get("extension") or []):
                     if sub.get("url") in PATIENT_FACING_SUBEXTENSIONS:

@@ -121,6 +121,21 @@ def _labelled(xs: list[float], labels: list[str], size: ChartSize, low: float, h
     return centres
 
 
+def _value_baseline(y: float, size: ChartSize, top: float, bottom: float, cut_ys: list[float]) -> float:
+    """Where a point's value label sits: above the point, else below it, avoiding cut-off lines."""
+    above, below = y - 6, y + size.font + 4
+
+    def clear(baseline: float) -> bool:
+        return not any(baseline - size.font <= c <= baseline + 1 for c in cut_ys)
+
+    above_fits = above - size.font >= top - 4
+    if above_fits and clear(above):
+        return above
+    if below <= bottom + size.font and clear(below):
+        return below
+    return above if above_fits else below
+
+
 def trend_svg(points: Sequence[Point], scale: ScoreScale, *, title: str | None = None,
               size: ChartSize = COMPACT) -> Markup:
     """The chart of `points` (oldest first) on `scale`; empty Markup when there is no point."""
@@ -212,8 +227,9 @@ def trend_svg(points: Sequence[Point], scale: ScoreScale, *, title: str | None =
         out.append(f'<circle cx="{_num(xs[n])}" cy="{_num(ys[n])}" r="3" fill="{LINE}"/>')
         if centre is None:
             continue
-        # above the point, unless that would reach the direction line over the plot
-        value_y = ys[n] - 6 if ys[n] - 6 - size.font >= y0 - 4 else ys[n] + size.font + 4
+        # above the point, unless that would reach the direction line over the plot or sit on a
+        # cut-off line (a value drawn through the dashes reads as neither); then below it
+        value_y = _value_baseline(ys[n], size, y0, y1, cut_ys)
         out.append(f'<text class="value" x="{_num(xs[n])}" y="{_num(value_y)}" text-anchor="middle" '
                    f'fill="{LINE}" font-weight="bold">{plain_number(points[n].value)}</text>')
         out.append(f'<text class="date" x="{_num(centre)}" y="{_num(h - 5)}" text-anchor="middle" fill="{INK}">'

@@ -423,11 +423,46 @@ def _tree_issues(form: Form, nodes: list[dict[str, Any]], allowed: list[Item], p
             issues.append(
                 Issue("error", "structure", link_id, "more than one answer to a question that does not repeat")
             )
+        issues += exclusive_issues(item, answers)
         for answer in answers:
             issues += _answer_issues(item, answer, context)
             if answer.get("item"):
                 issues += _tree_issues(form, answer["item"], list(item.children), link_id, context)
     return issues
+
+
+def exclusive_issues(item: Item, answers: list[dict[str, Any]]) -> list[Issue]:
+    """An option marked `questionnaire-optionExclusive` ("None of these") given with any other
+    answer: refused, whatever a browser's script did or did not untick."""
+    if len(answers) < 2 or not item.exclusive_options:
+        return []
+    for option in item.exclusive_options:
+        if any(_same_option(option, answer) for answer in answers):
+            coding = option.get("valueCoding")
+            key = coding.get("code") if isinstance(coding, dict) else option_display(option)
+            return [Issue("error", "business-rule", item.link_id,
+                          f"the answer '{option_display(option)}' cannot be given together with other answers",
+                          f"exclusive:{key}")]
+    return []
+
+
+def option_display(option: dict[str, Any]) -> str:
+    """What an answerOption shows: its coding's display (or code), else its value."""
+    coding = option.get("valueCoding")
+    if isinstance(coding, dict):
+        return str(coding.get("display") or coding.get("code"))
+    return str(next((v for k, v in option.items() if k.startswith("value")), ""))
+
+
+def _same_option(option: dict[str, Any], answer: dict[str, Any]) -> bool:
+    pair = answer_value(answer)
+    if pair is None:
+        return False
+    key, value = pair
+    if key == "valueCoding" and isinstance(option.get("valueCoding"), dict) and isinstance(value, dict):
+        wanted = option["valueCoding"]
+        return bool(wanted.get("code") == value.get("code") and wanted.get("system") == value.get("system"))
+    return key in option and option[key] == value
 
 
 def _answer_issues(item: Item, answer: dict[str, Any], context: _Context) -> list[Issue]:

@@ -31,6 +31,7 @@ from intake import audit, notify, workflow
 from intake.auth.links import token_hash
 from intake.core import translations
 from intake.core.enablement import Answers
+from intake.core.estimate import estimate
 from intake.core.fhir_time import utcnow
 from intake.core.items import Form, Item, Page
 from intake.core.scoring import instrument_of
@@ -92,8 +93,13 @@ def open_link(token: str) -> Any:
 
 
 def _invalid_link() -> Any:
-    return render_template("error.html", title=_("This link cannot be used"),
-                           body=_("The link may have expired or been replaced. Contact the clinic for a new one.")), 404
+    """One page for every unusable link. A link reopened after Submit is one of them: the page
+    tells that patient their answers were sent, in words true of every case, and shows no answer."""
+    return render_template(
+        "error.html", title=_("This link cannot be used"),
+        body=_("If you have already sent your answers, your care team has them and you do not need to do "
+               "anything else. Your answers are not shown again here."),
+        more=[_("Otherwise, the link may have expired or been replaced. Contact the clinic for a new one.")]), 404
 
 
 def _session_ended() -> Any:
@@ -243,7 +249,7 @@ def _page_url(step: workflow.Step, **kwargs: Any) -> str:
 def start() -> Any:
     db = reader()
     intake = _open_intake(db)
-    _forms, _answers, steps = _context(db, intake)
+    _forms, answers, steps = _context(db, intake)
     resume = steps[0]
     if intake.last_page:
         form_key, _sep, page_key = intake.last_page.partition("/")
@@ -255,7 +261,8 @@ def start() -> Any:
         started=intake.status == "in-progress",
         first_url=_page_url(steps[0]),
         resume_url=_page_url(resume) if intake.status == "in-progress" else None,
-        pages=len(steps),
+        estimate=estimate([(s.page, workflow.enabled_for(s.form, answers.get(s.form.canonical, workflow.NO_ANSWERS)))
+                           for s in steps]),
     )
 
 
@@ -332,7 +339,7 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
     if errors_shown:
         # The summary names the question, so a list of "Select an answer" still says which one; a
         # question's own message ("Select yes if you have seen blood…") already says it.
-        errors = [(webforms.anchor(item), _summary_line(field.errors[0], local_form.by_link[item.link_id]))
+        errors = [(webforms.anchor(item, field), _summary_line(field.errors[0], local_form.by_link[item.link_id]))
                   for item, field in form.question_fields() if field.errors]
         errors += [
             (form[name].id, form[name].errors[0])
@@ -415,6 +422,7 @@ def _post_page(form_key: str, page_key: str) -> Any:
         form.answers = merged  # a questionnaire-level constraint may read answers on other pages
         enabled = set(workflow.enabled_for(step.form, merged))
         form.enabled = enabled
+        form.shown_form = _localized(step)[0]
         switch = request.form.get("language")
         if switch is not None:
             # The language switch on a question page: show the same page, with what was typed
@@ -563,9 +571,10 @@ def _render_review(steps: list[workflow.Step], answers: dict[str, Answers], prob
         target = next(
             (s for s in steps if s.form is form and any(i.link_id == issue.link_id for i in s.page.walk())), None
         )
-        shown = catalog().localized(form, language.current()).by_link.get(issue.link_id or "")
+        local = catalog().localized(form, language.current())
+        shown = local.by_link.get(issue.link_id or "")
         # Worded like the page's own error summary: what to do, then which question.
-        message = webforms.patient_message(form, issue) or _problem_message(issue.code)
+        message = webforms.patient_message(form, issue, shown=local) or _problem_message(issue.code)
         label = f"{message} – {_short(shown.text)}" if shown else message
         href = (_page_url(target, **{"from": "review"}) + "#" + webforms.anchor(shown)) if target and shown else "#"
         problem_links.append((href, label))

@@ -38,7 +38,12 @@ QUESTIONS_JS = """() => {
     const radios = [...group.querySelectorAll('input[type=radio]')];
     const boxes = [...group.querySelectorAll('input[type=checkbox]')];
     const field = group.querySelector('input.input, textarea, select');
-    if (radios.length || boxes.length) {
+    const parts = [...group.querySelectorAll('.date-input input')];
+    if (parts.length) {  // the GOV.UK date pattern: a box per part (day, month, year)
+      Object.assign(q, {kind: 'date', name: group.querySelector('fieldset').id, ids: parts.map(p => p.id),
+                        parts: parts.map(p => p.id.split('-').pop()), value: parts.map(p => p.value).join(' '),
+                        answered: parts.every(p => p.value !== '')});
+    } else if (radios.length || boxes.length) {
       const opts = radios.length ? radios : boxes;
       Object.assign(q, {kind: radios.length ? 'radio' : 'checkbox', name: opts[0].name,
                         values: opts.map(o => o.value), ids: opts.map(o => o.id),
@@ -47,7 +52,7 @@ QUESTIONS_JS = """() => {
     } else if (field) {
       const kind = field.tagName === 'SELECT' ? 'select' : field.tagName === 'TEXTAREA' ? 'textarea'
         : ['numeric', 'decimal'].includes(field.inputMode) ? 'number'
-        : field.placeholder === 'YYYY-MM' || field.type === 'date' ? 'date' : 'text';
+        : 'text';
       Object.assign(q, {kind, name: field.name, ids: [field.id], value: field.value, answered: field.value !== ''});
     } else { continue; }
     out.push(q);
@@ -119,6 +124,13 @@ def choice_for(q: dict[str, Any], answers: dict[str, Any]) -> Any:
     return "fine"
 
 
+def date_boxes(q: dict[str, Any], value: str) -> list[tuple[str, str]]:
+    """(box id, text) for a date question's boxes from a FHIR date (`2019-06`): 6 and 2019."""
+    pieces = dict(zip(("year", "month", "day"), str(value).split("-"), strict=False))
+    return [(box, (pieces.get(part) or "1").lstrip("0") if part != "year" else pieces["year"])
+            for box, part in zip(q["ids"], q["parts"], strict=True)]
+
+
 def by_field(answers: dict[str, Any] | None) -> dict[str, Any]:
     """{linkId: value} -> {field name: value}."""
     return {field_name(k): v for k, v in (answers or {}).items()}
@@ -166,7 +178,12 @@ def answer_by_keyboard(page: Any, answers: dict[str, Any] | None = None) -> list
                 tab_to(page, f"#{box}")
                 if not page.evaluate("() => document.activeElement.checked"):
                     page.keyboard.press("Space")
-        elif q["kind"] in ("number", "date", "text", "textarea"):
+        elif q["kind"] == "date":
+            for box, text in date_boxes(q, value):
+                tab_to(page, f"#{box}")
+                page.keyboard.press("Control+A")
+                page.keyboard.type(text)
+        elif q["kind"] in ("number", "text", "textarea"):
             tab_to(page, f"#{q['ids'][0]}")
             page.keyboard.press("Control+A")
             page.keyboard.type(str(value))
@@ -192,6 +209,9 @@ def answer_by_mouse(page: Any, answers: dict[str, Any] | None = None) -> None:
                 page.check(f"#{q['ids'][q['values'].index(v)]}")
         elif q["kind"] == "select":
             page.select_option(f"#{q['ids'][0]}", value)
+        elif q["kind"] == "date":
+            for box, text in date_boxes(q, value):
+                page.fill(f"#{box}", text)
         else:
             page.fill(f"#{q['ids'][0]}", str(value))
 
@@ -221,6 +241,8 @@ def answer_quickly(page: Any, answers: dict[str, Any] | None = None) -> None:
             if q["kind"] in ("radio", "checkbox"):
                 for v in ([value] if q["kind"] == "radio" else value):
                     batch.append((q["ids"][q["values"].index(v)], v))
+            elif q["kind"] == "date":
+                batch += date_boxes(q, value)
             else:
                 batch.append((q["ids"][0], str(value)))
         if not batch:

@@ -115,7 +115,7 @@ def test_error_summary_is_focused_and_its_links_focus_the_fields(live: Any, pati
         assert in_view, f"{href}: the question's label is not in view"
 
     # The review page's Change links open a page at a question: it starts there, focused, in view.
-    for target in ("q-gi-af8-1", "q-gi-af5"):
+    for target in ("q-gi-af8-1", "q-gi-af5-month"):  # a radio group's first radio; a date's first box
         page.goto(f"{live.url}/intake")  # a new document each time, as from the review page
         page.goto(f"{live.url}{first}?from=review#{target}")
         page.wait_for_load_state("load")

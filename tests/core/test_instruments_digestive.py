@@ -282,7 +282,20 @@ def test_gi_af5_documents_the_boundary_and_the_missing_month(digestive: Form) ->
     assert flag.verification == "partly-verified"
     assert "(>= 50 vs > 50) is not consistent across sources" in (flag.citation or "")
     assert "read as December of that year" in (flag.citation or "")
-    assert "onset-age threshold" in flag.message
+    # the threshold in force, not "(default 50)"
+    assert "bowel symptoms began at age 50 or over (clinician review)" in flag.message  # the birth date is known
+    assert "default" not in flag.message
+
+
+def test_gi_af5_messages_state_the_configured_threshold(digestive: Form) -> None:
+    context = Context(birth_date="1970-05-20", gi_onset_age_threshold=45)
+    onset_flag = score(digestive, no_alarms(**{"gi-af5": onset("2024-05")}), context).flags[0]
+    assert "began at age 45 or over" in onset_flag.message and "default" not in onset_flag.message
+    unknown = score(digestive, ibs(30, 0, **{"sym-pain": SOME_DAYS}), context).flags[0]
+    assert unknown.id == "gi-af5-onset-unknown"
+    assert "the patient is now aged 45 or over: ask when" in unknown.message
+    no_birth_date = score(digestive, no_alarms(**{"gi-af5": onset("2024-05")}), Context(gi_onset_age_threshold=45))
+    assert "began at age 45 or over, or the date of birth is unknown" in no_birth_date.flags[0].message
 
 
 # --- GI-AF5 with no onset date: conservative review ---------------------------------------------

@@ -734,11 +734,64 @@ def test_the_answer_limits_fixture_passes_fhircheck():
     assert "PASS" in result.stdout
 
 
-# --- requiredMessage, optionExclusive, itemMedia ---------------------------------------------------
+# ------------------------------------------------------------------ optionExclusive, itemMedia
+
+EXCLUSIVE = "http://hl7.org/fhir/StructureDefinition/questionnaire-optionExclusive"
+ITEM_MEDIA = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-itemMedia"
+
+
+def exclusive_option(code):
+    out = option(code)
+    out["extension"] = [{"url": EXCLUSIVE, "valueBoolean": True}]
+    return out
+
+
+def test_option_exclusive_belongs_on_a_repeating_choice():
+    fine = question("rel", "choice", repeats=True, answerOption=[option("a"), exclusive_option("none")])
+    assert found(in_group(fine)) == []
+    single = question("rel", "choice", answerOption=[option("a"), exclusive_option("none")])
+    assert found(in_group(single)) == [
+        error("rel", "answerOption [2] are optionExclusive, which only means something on a repeating choice")]
+
+
+def media(**attachment):
+    return {"url": ITEM_MEDIA, "valueAttachment": attachment}
+
+
+@pytest.mark.parametrize(
+    ("attachment", "message"),
+    [
+        ({"contentType": "image/svg+xml", "url": "/static/img/chart.svg", "title": "A chart"}, None),
+        ({"contentType": "image/svg+xml", "url": "https://example.com/chart.svg", "title": "A chart"},
+         "itemMedia url 'https://example.com/chart.svg' is not a file of this service under /static/"),
+        ({"contentType": "image/svg+xml", "url": "//example.com/static/x.svg", "title": "A chart"},
+         "itemMedia url '//example.com/static/x.svg' is not a file of this service under /static/"),
+        ({"contentType": "image/svg+xml", "url": "/static/../secret.svg", "title": "A chart"},
+         "itemMedia url '/static/../secret.svg' is not a file of this service under /static/"),
+        ({"contentType": "text/html", "url": "/static/img/chart.svg", "title": "A chart"},
+         "itemMedia contentType 'text/html' is not one of ['image/jpeg', 'image/png', 'image/svg+xml', 'image/webp']"),
+        ({"contentType": "image/svg+xml", "url": "/static/img/chart.svg"},
+         "itemMedia needs a title: it is the picture's alt text"),
+    ],
+)
+def test_item_media_is_an_image_of_this_service_with_alt_text(attachment, message):
+    item = question("q", "boolean", extension=[media(**attachment)])
+    assert found(in_group(item)) == ([] if message is None else [error("q", message)])
+
+
+def test_a_translated_picture_url_is_checked_too():
+    spanish = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/translation", "extension": [
+        {"url": "lang", "valueCode": "es"}, {"url": "content", "valueString": "https://example.com/es.svg"}]}]}
+    item = question("q", "boolean", extension=[media(contentType="image/svg+xml", url="/static/img/chart.svg",
+                                                     title="A chart", _url=spanish)])
+    assert found(in_group(item)) == [error(
+        "q", "itemMedia url 'https://example.com/es.svg' is not a file of this service under /static/ "
+             "(the 'es' translation)")]
+
+
+# --- requiredMessage -------------------------------------------------------------------------------
 
 REQUIRED_MESSAGE = "https://intake.example.org/fhir/StructureDefinition/requiredMessage"
-OPTION_EXCLUSIVE = "http://hl7.org/fhir/StructureDefinition/questionnaire-optionExclusive"
-ITEM_MEDIA = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-itemMedia"
 
 
 def _lint_one(item: dict) -> list[tuple[str, str]]:
@@ -754,20 +807,3 @@ def test_required_message_rules() -> None:
     assert _lint_one(empty)[0][0] == "error"
 
 
-def test_an_exclusive_option_needs_a_repeating_item() -> None:
-    none = option("none")
-    none["extension"] = [{"url": OPTION_EXCLUSIVE, "valueBoolean": True}]
-    assert _lint_one(question("q", "choice", repeats=True, answerOption=[option("a"), none])) == []
-    [(severity, text)] = _lint_one(question("q", "choice", answerOption=[option("a"), none]))
-    assert severity == "error" and "only when the item repeats" in text
-
-
-@pytest.mark.parametrize(("attachment", "ok"), [
-    ({"contentType": "image/svg+xml", "url": "/static/img/x.svg", "title": "A chart"}, True),
-    ({"contentType": "image/svg+xml", "url": "/static/img/x.svg"}, False),  # no alt text
-    ({"contentType": "text/html", "url": "/x", "title": "t"}, False),
-])
-def test_item_media_needs_an_image_with_alt_text(attachment: dict, ok: bool) -> None:
-    issues = _lint_one(question("q", "choice", answerOption=[option("a")],
-                                extension=[{"url": ITEM_MEDIA, "valueAttachment": attachment}]))
-    assert (issues == []) is ok

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from intake.core.score_scale import ScoreScale
-from intake.core.summary import build_summary, score_rows
+from intake.core.summary import References, build_summary, clinician_flag, score_rows
 
 T1 = datetime(2026, 9, 1, tzinfo=UTC)
 T2 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -44,3 +44,24 @@ def test_flags_come_first_by_tier() -> None:
     assert [f["id"] for f in summary.flags] == ["e", "u", "r"]
     assert summary.age == 66
     assert "not a diagnosis" in summary.disclaimer
+
+
+def test_a_flag_headline_leaves_how_soon_to_the_action_line() -> None:
+    """"(expedited review)" closes the message; "What to do: Expedited review: ..." follows it."""
+    refs = References()
+    flag = clinician_flag({"id": "gi-af6", "tier": "urgent", "citation": "old notes",
+                           "clinicianCitation": "Lacy BE, Patel NK. J Clin Med 2017;6:99.",
+                           "message": "GI alarm feature GI-AF6: told of anaemia or low iron (expedited review)."}, refs)
+    assert flag["headline"] == "GI alarm feature: told of anaemia or low iron."
+    assert flag["action"].startswith("Expedited review")
+    assert refs.texts == ["Lacy BE, Patel NK. J Clin Med 2017;6:99."] and flag["ref"] == 1
+    kept = clinician_flag({"id": "ai-rf4", "tier": "urgent", "message": "Headache (possible giant-cell arteritis; "
+                           "same-day review)."}, refs)
+    assert kept["headline"] == "Headache (possible giant-cell arteritis; same-day review)." and kept["ref"] is None
+
+
+def test_a_first_result_is_news_only_on_a_follow_up() -> None:
+    """On a first intake every score is first: saying so on each line is noise."""
+    assert score_rows(result(4), [], T3)[0].since_text == ""
+    assert score_rows(result(4), [(T1, result(None))], T3)[0].since_text == "first result"
+    assert score_rows(result(6), [(T1, result(4))], T3)[0].since_text == "+2 since 2026-09-01"

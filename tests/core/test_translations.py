@@ -110,6 +110,19 @@ def test_missing_lists_every_untranslated_patient_facing_string() -> None:
     ]
 
 
+def test_a_pictures_alt_text_needs_its_translation() -> None:
+    q = questionnaire()
+    media = {"url": "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-itemMedia",
+             "valueAttachment": {"contentType": "image/svg+xml", "url": "/static/img/x.svg", "title": "A chart"}}
+    q["item"][0]["item"][0].setdefault("extension", []).append(media)
+    where = f"item[g].item[a].extension[{len(q['item'][0]['item'][0]['extension']) - 1}].valueAttachment.title"
+    assert where in translations.missing(q, "es")
+    spanish = [{"url": "lang", "valueCode": "es"}, {"url": "content", "valueString": "Un gráfico"}]
+    media["valueAttachment"]["_title"] = {
+        "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/translation", "extension": spanish}]}
+    assert where not in translations.missing(q, "es")
+
+
 def test_translations_on_choice_type_values_pass_the_model() -> None:
     """fhir.resources has no field for `_valueString`; the check sets it aside and checks it as an Element."""
     q = questionnaire()

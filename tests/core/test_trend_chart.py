@@ -156,3 +156,15 @@ def test_weasyprint_draws_the_chart_with_its_words(scales: dict[str, ScoreScale]
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     for words in ("Higher is worse", "Cut-off ≥4 possible neuropathy", "14 Sep", "9 Nov"):
         assert words in text
+
+
+def test_a_value_label_never_sits_on_a_cut_off_line(scales: dict[str, ScoreScale]) -> None:
+    """2 just under the GAD-2 cut-off of 3: its label goes below the point, off the dashes."""
+    anxiety = scales["phq4-anxiety"]
+    svg = parse(trend_svg(points(2, 6), anxiety))
+    cut = next(float(line.get("y1", "")) for line in svg.iter(SVG + "line") if line.get("class") == "cutoff")
+    (_, y2), _ = circles(svg)
+    labels = [float(t.get("y", "")) for t in svg.iter(SVG + "text") if t.get("class") == "value"]
+    assert labels[0] > y2  # below its point
+    for baseline in labels:
+        assert not baseline - COMPACT.font <= cut <= baseline + 1

@@ -718,3 +718,34 @@ def test_constraint_issue_in_operation_outcome():
         "diagnostics": "Item 'loose': Together at most 100% (constraint 'bowel-pct')",
         "expression": ["QuestionnaireResponse.repeat(item).where(linkId='loose')"],
     }]
+
+
+# ------------------------------------------------------------------ optionExclusive
+
+EXCLUSIVE = "http://hl7.org/fhir/StructureDefinition/questionnaire-optionExclusive"
+
+
+def relatives_form():
+    none = option("none", display="None of these")
+    none["extension"] = [{"url": EXCLUSIVE, "valueBoolean": True}]
+    return form(group("g", question("rel", "choice", repeats=True, answerOption=[
+        option("mother", display="Mother"), option("father", display="Father"), none])))
+
+
+def answer(code, display):
+    return {"valueCoding": {"system": LOINC, "code": code, "display": display}}
+
+
+def test_an_exclusive_option_with_another_is_refused():
+    f = relatives_form()
+    both = one("rel", answer("mother", "Mother"), answer("none", "None of these"))
+    found = validate(f, both)
+    assert [(i.severity, i.code, i.link_id) for i in found] == [("error", "business-rule", "rel")]
+    assert "'None of these' cannot be given together with other answers" in found[0].message
+    assert found[0].rule == "exclusive:none"  # the option's code: the page words it in its language
+
+
+def test_an_exclusive_option_alone_or_other_options_together_are_fine():
+    f = relatives_form()
+    assert issues(f, one("rel", answer("none", "None of these"))) == []
+    assert issues(f, one("rel", answer("mother", "Mother"), answer("father", "Father"))) == []

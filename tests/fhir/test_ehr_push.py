@@ -229,8 +229,11 @@ def test_a_one_minute_ehr_outage_then_recovery(make_app: AppFactory, receiver: F
 def test_the_embedded_runner_delivers_and_retries_on_its_own(make_app: AppFactory, receiver: FhirReceiver) -> None:
     """`make run`'s mode: the submit's work runs on the web process's job thread after the
     response, and the poller retries it after its backoff without any further request."""
-    app = make_app(**ehr_settings(receiver), INTAKE_JOBS="thread", INTAKE_OUTBOX_POLL_SECONDS=0.2,
-                   INTAKE_OUTBOX_BACKOFF_SECONDS=0.5, TESTING=False)
+    # A timeout far above the receiver's answer time: under a loaded machine a 2 s timeout lapsed
+    # while the receiver was still saying 200, and the retry delivered a second time (correctly,
+    # but this test counts requests).
+    app = make_app(**{**ehr_settings(receiver), "INTAKE_EHR_TIMEOUT_SECONDS": 30.0}, INTAKE_JOBS="thread",
+                   INTAKE_OUTBOX_POLL_SECONDS=0.2, INTAKE_OUTBOX_BACKOFF_SECONDS=0.5, TESTING=False)
     receiver.fail_next(503)
     intake_id = submit_short_intake(app)
     receiver.wait_for_requests(2, timeout=20)

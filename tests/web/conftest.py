@@ -45,7 +45,8 @@ def error_summary(html: str) -> list[tuple[str, str]]:
     """(field id, message) pairs of the error summary.
 
     A radio or checkbox group's link goes to its first option (`<field id>-1`, as GOV.UK's error
-    summary does); it is reported here as the group's field id.
+    summary does), a date's to the box at fault (`<field id>-year`); each is reported here as
+    the question's field id (`error_links` gives the targets as they are).
     """
     return [(_field_of(target, html), message) for target, message in error_links(html)]
 
@@ -62,6 +63,9 @@ def _field_of(target: str, html: str) -> str:
     group = re.fullmatch(r"(.+)-1", target)
     if group and f'<fieldset class="fieldset" id="{group.group(1)}"' in html:
         return group.group(1)
+    box = re.fullmatch(r"(.+)-(day|month|year)", target)  # a date's box (GOV.UK date pattern)
+    if box and f'<fieldset class="fieldset" role="group" id="{box.group(1)}"' in html:
+        return box.group(1)
     return target
 
 

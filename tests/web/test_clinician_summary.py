@@ -32,6 +32,9 @@ REASON_PAGE = "/intake/digestive/digestive-reason"
 INTERNAL = re.compile(
     r"instruments\.md|clinical reference|\bsection \d|because: |reference tier|\bAMBER\b|"
     r"\b(?:un|partly-)?verified\b|\b(?:GI-AF|AI-RF|N-RF|AI-F)\d|\b(?:gi-af|ai-rf|n-rf)\d", re.IGNORECASE)
+# What the pattern cleaner left of the maintainers' notes before the clinician citations.
+CHOPPY = re.compile(r"in-house wording|in-house, clinical|sources say|checklist no validated|sign-off|"
+                    r"not retrieved|\(default \d+\)", re.IGNORECASE)
 
 NO_FLAGS = {"reason-for-visit": "Tired all the time, want to know why."}
 FLAGS = {"reason-for-visit": "<b>Bleeding</b> & tummy pain", "gi-af1": "true", "n-rf2": "true",
@@ -130,6 +133,12 @@ def test_page_one_carries_every_flag_and_result_and_nothing_internal(app: Flask,
         for resource in stored:
             read = [n["text"] for n in resource.get("note") or []] + [resource["code"].get("text", "")]
             assert all(read) and not any(INTERNAL.search(text) for text in read), (name, read)
+        # the references are the forms' clinician citations, not the maintainers' notes cleaned up
+        notes = " ".join(n["text"] for r in stored for n in r.get("note") or [])
+        assert "Source: Kroenke K, Spitzer RL, Williams JBW, Löwe B. Psychosomatics 2009;50:613-21." in notes
+        references = html[html.index('id="references-title"'):]
+        assert "Kroenke K, Spitzer RL, Williams JBW, Löwe B. Psychosomatics 2009;50:613-21." in references
+        assert not CHOPPY.search(references) and not CHOPPY.search(" ".join(pages)), name
         if name == "no-flags":
             assert "No red flags raised." in page_one and "Tired all the time" in page_one
             assert "Within limits or no validated cut-off" in page_one
@@ -141,8 +150,13 @@ def test_page_one_carries_every_flag_and_result_and_nothing_internal(app: Flask,
             assert "What to do: Contact the patient today" in page_one
             assert "IBS pattern not assessed: an alarm feature was raised" in page_one
             assert "PHQ-9" in page_one and "GAD-7" in page_one  # the reflexes
+            assert "first result" not in page_one and "first time" not in page_one  # every score is first
+            assert "(expedited review)" not in page_one  # said by "What to do: Expedited review"
+            assert "Clinic protocol (not a published instrument)." in references  # the in-house rules
+            assert "Lacy BE, Patel NK. J Clin Med 2017;6:99" in references
         if name == "follow-up":
             assert " since " in page_one  # change since the first visit
+            assert "GAD-7 6/21 · Mild (5–9) · first result" in page_one  # a reflex the first visit did not reach
 
 
 def test_the_reason_is_bounded_with_a_clear_error(app: Flask) -> None:

@@ -12,6 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from intake import workflow
+from intake.core.estimate import estimate
 from intake.core.fhir_models import QuestionnaireResponse
 from intake.core.scoring import score_response
 from intake.core.validation import has_errors, validate
@@ -274,3 +276,35 @@ def test_check_answers_is_by_section_and_a_change_returns_to_the_answer(app: Fla
     assert "<details class=\"review-section__details\" open>" in section  # only this one is open
     assert again.count(" open>") == 1
     assert '<div class="summary-row summary-row--changed" id="answer-phq4-2" tabindex="-1">' in section
+
+
+def test_the_start_page_gives_the_real_pages_and_minutes_in_both_languages(app: Flask, opened: FlaskClient) -> None:
+    forms = [services(app).catalog.by_key[key] for key in app.config["INTAKE_QUESTIONNAIRES"]]
+    steps = workflow.steps(forms, {})
+    expected = estimate((s.page, workflow.enabled_for(s.form, workflow.NO_ANSWERS)) for s in steps)
+    assert expected.pages == len(steps) and expected.minutes > 5
+    english = opened.get("/intake").text
+    assert f"There are {len(steps)} pages of questions." in english
+    assert f"It takes about {expected.minutes} minutes." in english
+    opened.get("/language/es")
+    spanish = opened.get("/intake").text
+    assert f"Hay {len(steps)} páginas de preguntas." in spanish
+    assert f"Se tarda alrededor de {expected.minutes} minutos." in spanish
+
+
+def test_a_link_reopened_after_submit_says_the_answers_were_sent_and_shows_none(app: Flask) -> None:
+    client = app.test_client()
+    link = invite_link(app, questionnaires="digestive")
+    client.get(link)
+    fill_all(client, app, "/intake/digestive/digestive-reason", {"reason-for-visit": "Marker-7781 pains"})
+    token = csrf(client.get("/intake/review").text)
+    assert client.post("/intake/submit", data={"csrf_token": token}).status_code == 302
+    done = client.get("/intake/done").text
+    assert "Your answers have been sent" in done and "Marker-7781" not in done
+    reopened = app.test_client().get(link)
+    assert reopened.status_code == 404
+    assert "If you have already sent your answers, your care team has them" in reopened.text
+    assert "Marker-7781" not in reopened.text and "Tummy" not in reopened.text
+    spanish = app.test_client()
+    spanish.get("/language/es")
+    assert "Si ya envió sus respuestas" in spanish.get(link).text

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from wtforms import Field, Form, StringField, TextAreaField
+from wtforms.utils import unset_value
 from wtforms.validators import StopValidation, ValidationError
 
 from intake.core import item_types
@@ -97,11 +98,18 @@ class ChoiceInput(TextInput):
 
 
 class MultiChoiceInput(Field):
-    """Check boxes: a list of option keys; an unknown value is refused rather than dropped."""
+    """Check boxes: a list of option keys; an unknown value is refused rather than dropped.
 
-    def __init__(self, label: str = "", choices: list[tuple[str, str]] | None = None, **kwargs: Any):
+    `exclusive`: the keys of options that must be ticked alone (`questionnaire-optionExclusive`,
+    "None of these"); ticked with another, the page is refused, with or without JavaScript.
+    """
+
+    def __init__(self, label: str = "", choices: list[tuple[str, str]] | None = None,
+                 exclusive: tuple[str, ...] = (), link_id: str = "", **kwargs: Any):
         super().__init__(label, **kwargs)
         self.choices = choices or []
+        self.exclusive = exclusive
+        self.link_id = link_id
 
     def process_data(self, value: Any) -> None:
         self.data = list(value) if isinstance(value, (list, tuple)) else []
@@ -120,6 +128,133 @@ class MultiChoiceInput(Field):
         allowed = {key for key, _ in self.choices or []}
         if any(value not in allowed for value in self.data or []):
             raise StopValidation(_("Select only the options shown"))
+        chosen = [value for value in self.data or [] if value in self.exclusive]
+        if chosen and len(self.data or []) > 1:
+            raise StopValidation(exclusive_message(self._label(form, chosen[0])))
+
+    def _label(self, form: Any, key: str) -> str:
+        """The option's words as the patient reads them: from the page's localized form when
+        the view gave one (`PageForm.shown_form`), else the Questionnaire's own."""
+        shown = getattr(form, "shown_form", None)
+        item = shown.by_link.get(self.link_id) if shown is not None else None
+        for option in item.options if item is not None else ():
+            if option_key(option) == key:
+                return option_label(option)
+        return dict(self.choices).get(key, key)
+
+
+def exclusive_message(label: str) -> str:
+    """The error for an exclusive option ticked with others, naming the option as shown."""
+    return _("Select '%(option)s' or the other answers, not both", option=label)
+
+
+class DateInput(Field):
+    """The GOV.UK date pattern: separate Day, Month and Year boxes (those `parts` the item's
+    precision needs), posted as `<name>-day`, `<name>-month`, `<name>-year`.
+
+    `data` is the FHIR date text (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`) or None; `parts` keeps what
+    was typed in each box, shown again on an error; `error_part` names the box an error is about
+    (the error summary links to it). A client posting the whole date as `<name>` (the FHIR text)
+    is read as before.
+    """
+
+    def __init__(self, label: str = "", parts: tuple[str, ...] = ("day", "month", "year"), **kwargs: Any):
+        super().__init__(label, **kwargs)
+        self.part_names = parts
+        self.parts: dict[str, str] = {p: "" for p in parts}
+        self.error_part: str | None = None
+        self.data: str | None = None
+
+    def process(self, formdata: Any, data: Any = unset_value, extra_filters: Any = None) -> None:
+        self.parts = {p: "" for p in self.part_names}
+        self.error_part = None
+        super().process(formdata, data, extra_filters)
+        boxes = [f"{self.name}-{p}" for p in self.part_names]
+        if formdata is not None and self.name not in formdata and any(b in formdata for b in boxes):
+            try:
+                self._from_boxes(formdata)
+            except ValueError as exc:
+                self.data = None
+                self.process_errors.append(exc.args[0])
+
+    def process_data(self, value: Any) -> None:
+        self.data = value if isinstance(value, str) and value else None
+        self._split()
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        _one_value(self, valuelist)
+        self._split()
+
+    def _split(self) -> None:
+        """The boxes of a stored (or whole posted) date, months and days without leading zeros.
+        Whole text that is no date is kept in the first box, so the page shows it again."""
+        if self.data and DATE_RE.match(self.data):
+            values = dict(zip(("year", "month", "day"), self.data.split("-"), strict=False))
+            self.parts = {p: values.get(p, "").lstrip("0") if p != "year" else values.get(p, "")
+                          for p in self.part_names}
+        elif self.data:
+            self.parts = {p: "" for p in self.part_names} | {self.part_names[0]: self.data}
+
+    def _from_boxes(self, formdata: Any) -> None:
+        for part in self.part_names:
+            values = formdata.getlist(f"{self.name}-{part}")
+            if len(values) > 1:
+                self.error_part = part
+                raise ValueError(_("Give only one answer"))
+            if values and not isinstance(values[0], str):
+                self.error_part = part
+                raise ValueError(_("Type your answer; files cannot be sent here"))
+            self.parts[part] = values[0].strip() if values else ""
+        typed = [p for p in self.part_names if self.parts[p]]
+        if not typed:
+            self.data = None
+            return
+        missing = [p for p in self.part_names if not self.parts[p]]
+        if missing:
+            self.error_part = missing[0]
+            raise ValueError(_missing_part_message(missing))
+        for part in self.part_names:
+            if not self.parts[part].isdigit() or not self.parts[part].isascii():
+                self.error_part = part
+                raise ValueError(_NOT_A_NUMBER[part]())
+        year, month, day = self.parts.get("year", ""), self.parts.get("month"), self.parts.get("day")
+        if len(year) != 4:
+            self.error_part = "year"
+            raise ValueError(_("Year must include 4 numbers"))
+        if day is not None and not 1 <= int(day) <= 31:
+            self.error_part = "day"
+            raise ValueError(_("Day must be between 1 and 31"))
+        if month is not None and not 1 <= int(month) <= 12:
+            self.error_part = "month"
+            raise ValueError(_("Month must be between 1 and 12"))
+        text = year + (f"-{int(month):02d}" if month is not None else "") + (f"-{int(day):02d}" if day else "")
+        if not _real_date(text):
+            self.error_part = self.part_names[0]
+            raise ValueError(_("Date must be a real date"))
+        self.data = text
+
+
+_NOT_A_NUMBER: dict[str, Callable[[], str]] = {
+    "day": lambda: _("Day must be a number"),
+    "month": lambda: _("Month must be a number"),
+    "year": lambda: _("Year must be a number"),
+}
+
+
+def _missing_part_message(missing: list[str]) -> str:
+    """GOV.UK wording: what the date must include, naming the empty boxes."""
+    key = tuple(missing)
+    if key == ("day",):
+        return _("Date must include a day")
+    if key == ("month",):
+        return _("Date must include a month")
+    if key == ("year",):
+        return _("Date must include a year")
+    if key == ("day", "month"):
+        return _("Date must include a day and month")
+    if key == ("day", "year"):
+        return _("Date must include a day and year")
+    return _("Date must include a month and year")
 
 
 # --- page form ------------------------------------------------------------------------------
@@ -147,6 +282,8 @@ class PageForm(Form):
     birth_date: date | str | None = None
     today: date | None = None
     answers: Answers | None = None
+    # The page's Questionnaire in the patient's language (messages that quote an option's words).
+    shown_form: QForm | None = None
 
     def __init__(self, formdata: Any = None, *args: Any, birth_date: date | str | None = None,
                  today: date | None = None, answers: Answers | None = None, **kwargs: Any) -> None:
@@ -246,6 +383,8 @@ def _message_for(item: Item) -> str:
     own = item.required_message_in(_language())
     if own:
         return own
+    if item.type == "date":
+        return _("Enter a year") if item.date_parts == ("year",) else _("Enter a date")
     if item_types.row(item.type).picks:
         return _("Select an answer") if not item.repeats else _("Select at least one answer")
     return _("Enter an answer")
@@ -334,11 +473,17 @@ def _limit_message(limit: Limit) -> str:
     return _("Enter a date on or before %(high)s", high=limit.value)
 
 
-def patient_message(qform: QForm, issue: Issue, lang: str | None = None) -> str | None:
+def patient_message(qform: QForm, issue: Issue, lang: str | None = None, shown: QForm | None = None) -> str | None:
     """A strict-validation issue (submit) in the patient's words, when a rule of the
-    Questionnaire gives them: a constraint's `human` in `lang`, or a date limit's message
-    (in the request's language); None for the other issues."""
+    Questionnaire gives them: a constraint's `human` in `lang`, a date limit's message
+    (in the request's language), or an exclusive option given with others (its words from
+    `shown`, the form in the patient's language); None for the other issues."""
     rule = issue.rule or ""
+    if rule.startswith("exclusive:"):
+        key = rule.partition(":")[2]
+        item = (shown or qform).by_link.get(issue.link_id or "")
+        labels = {option_key(o): option_label(o) for o in (item.options if item is not None else ())}
+        return exclusive_message(labels.get(key, key))
     if rule.startswith("constraint:"):
         key = rule.partition(":")[2]
         found = next((c for c in constraints(qform) if c.key == key), None)
@@ -425,7 +570,9 @@ def _yes_no_field(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]
 
 def _choice_field(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]]:
     if item.repeats:
-        return [("", MultiChoiceInput(item.text, choices=_choices(item), validators=[gate]))]
+        exclusive = tuple(option_key(o) for o in item.exclusive_options)
+        return [("", MultiChoiceInput(item.text, choices=_choices(item), validators=[gate], exclusive=exclusive,
+                                      link_id=item.link_id))]
     return [("", ChoiceInput(item.text, choices=_choices(item), validators=[gate]))]
 
 
@@ -445,7 +592,7 @@ def _quantity_fields(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, A
 
 
 def _date_field(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]]:
-    return [("", TextInput(item.text, validators=[gate, _check_date(item)]))]
+    return [("", DateInput(item.text, parts=item.date_parts, validators=[gate, _check_date(item)]))]
 
 
 def _date_time_field(item: Item, gate: RequiredWhenEnabled) -> list[tuple[str, Any]]:
@@ -753,15 +900,19 @@ class Node:
 
     @property
     def input_type(self) -> str:
-        """The `<input>` type; a date typed to an entryFormat (a year, a month) is a text box."""
-        kind = self.kind.input_type if self.kind else "text"
-        return "text" if kind == "date" and self.item.entry_format else kind
+        """The `<input>` type (dates have boxes of their own: `date_boxes`)."""
+        return self.kind.input_type if self.kind else "text"
 
     @property
-    def placeholder(self) -> str | None:
-        """The entryFormat shown in a date's text box (`YYYY`, `YYYY-MM`)."""
-        typed_date = self.kind is not None and self.kind.input_type == "date"
-        return self.item.entry_format if typed_date and self.item.entry_format else None
+    def date_boxes(self) -> list[tuple[str, str]]:
+        """(part, typed value) of each box of a date answer, in the order shown."""
+        parts: dict[str, str] = getattr(self.field, "parts", {}) or {}
+        return [(part, parts.get(part, "")) for part in self.item.date_parts]
+
+    @property
+    def exclusive_keys(self) -> set[str]:
+        """The values of the options ticked alone ("None of these"), shown after an "or"."""
+        return {option_key(o) for o in self.item.exclusive_options}
 
 
 def is_option_group(item: Item) -> bool:
@@ -769,10 +920,14 @@ def is_option_group(item: Item) -> bool:
     return item_types.row(item.type).picks and item.control != "drop-down"
 
 
-def anchor(item: Item) -> str:
-    """Where a link to the question lands (error summaries, Change links): its field, or the
-    first option of a radio/checkbox group, as the page's template numbers them."""
+def anchor(item: Item, field: Field | None = None) -> str:
+    """Where a link to the question lands (error summaries, Change links): its field, the first
+    option of a radio/checkbox group, as the page's template numbers them, or a date's box (the
+    one `field`'s error is about, else the first)."""
     name = field_name(item.link_id)
+    if item.type == "date":
+        part = getattr(field, "error_part", None) if field is not None else None
+        return f"{name}-{part or item.date_parts[0]}"
     return f"{name}-1" if is_option_group(item) else name
 
 

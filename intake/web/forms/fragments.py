@@ -45,6 +45,8 @@ def state_key(node: Node) -> tuple[Any, ...] | None:
     item, field = node.item, node.field
     if node.children or field is None or node.other is not None or node.unit is not None:
         return None
+    if any(getattr(field, "parts", {}).values()):
+        return None  # a date's boxes hold what the patient typed (kept on an error)
     data = field.data
     kind = item_types.row(item.type)
     # A picked answer is one of a finite set. (An open-choice, the one type with typed text besides

@@ -11,17 +11,21 @@ import pytest
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from intake.core.enablement import Answers
-from intake.core.items import Form
+from intake.core.items import Form, build_form
+from intake.core.translations import localize
+from intake.core.validation import validate
 from intake.web.forms import (
     ChoiceInput,
     LongText,
     MultiChoiceInput,
     PageForm,
     TextInput,
+    anchor,
     field_name,
     form_data,
     page_answers,
     page_form_class,
+    patient_message,
 )
 from tests.core.factories import (
     ENABLE_WHEN_EXPRESSION,
@@ -35,8 +39,11 @@ from tests.core.factories import (
     ext,
     form,
     group,
+    node,
     option,
     question,
+    questionnaire,
+    response,
     when,
 )
 
@@ -429,3 +436,85 @@ def test_the_own_message_follows_the_page_language(monkeypatch: pytest.MonkeyPat
 def test_without_an_own_message_the_generic_one_stays() -> None:
     item = question("q", "choice", required=True, answerOption=[option("a")], extension=[_own_message("  ")])
     assert message(item, []) == "Select an answer"
+
+
+# --- the date boxes (GOV.UK date pattern) --------------------------------------------------------
+
+
+def month_year() -> Form:
+    return one(question("q", "date", extension=[ext(ENTRY_FORMAT, valueString="YYYY-MM")]))
+
+
+@pytest.mark.parametrize(
+    ("boxes", "stored", "message", "box"),
+    [
+        ({"q-q-month": "6", "q-q-year": "2025"}, "2025-06", None, None),
+        ({"q-q-month": "06", "q-q-year": " 2025 "}, "2025-06", None, None),
+        ({"q-q-month": "", "q-q-year": ""}, None, None, None),
+        ({"q-q-month": "6"}, None, "Date must include a year", "year"),
+        ({"q-q-month": "0", "q-q-year": "2025"}, None, "Month must be between 1 and 12", "month"),
+        ({"q-q-month": "٦", "q-q-year": "2025"}, None, "Month must be a number", "month"),
+        ({"q-q-month": "6", "q-q-year": "25"}, None, "Year must include 4 numbers", "year"),
+        ({"q-q-month": ["6", "7"], "q-q-year": "2025"}, None, "Give only one answer", "month"),
+    ],
+)
+def test_month_and_year_boxes_become_one_fhir_date(boxes: dict[str, Any], stored: str | None,
+                                                    message: str | None, box: str | None) -> None:
+    page = posted(month_year(), boxes)
+    field = page["q-q"]
+    assert field.errors == ([message] if message else [])
+    assert field.error_part == box
+    assert page_answers(page)["q"] == ([{"valueDate": stored}] if stored else [])
+
+
+def test_a_full_date_has_three_boxes_and_must_be_real() -> None:
+    built = one(question("q", "date"))
+    assert posted(built, {"q-q-day": "29", "q-q-month": "2", "q-q-year": "2024"})["q-q"].data == "2024-02-29"
+    wrong = posted(built, {"q-q-day": "30", "q-q-month": "2", "q-q-year": "2024"})["q-q"]
+    assert wrong.errors == ["Date must be a real date"] and wrong.error_part == "day"
+    assert posted(built, {"q-q-day": "3", "q-q-year": "2024"})["q-q"].errors == ["Date must include a month"]
+    assert posted(built, {"q-q-day": "32", "q-q-month": "1", "q-q-year": "2024"})["q-q"].errors == [
+        "Day must be between 1 and 31"]
+
+
+def test_a_stored_date_is_shown_in_its_boxes() -> None:
+    built = month_year()
+    cls = page_form_class(built, built.pages[0])
+    page = cls(data=form_data(cls, {"q": [{"valueDate": "2019-06"}]}, use_initial=False))
+    assert page["q-q"].parts == {"month": "6", "year": "2019"}
+
+
+def test_the_whole_date_posted_as_fhir_text_is_still_read() -> None:
+    page = posted(month_year(), {"q": "2019-06"})
+    assert page["q-q"].errors == [] and page_answers(page)["q"] == [{"valueDate": "2019-06"}]
+    wrong = posted(month_year(), {"q": "<b>June</b>"})["q-q"]
+    assert wrong.errors and wrong.parts == {"month": "<b>June</b>", "year": ""}  # shown again, escaped
+
+
+def test_an_exclusive_option_with_others_at_submit_is_worded_with_the_shown_words() -> None:
+    none = option("none", display="None of these")
+    none["extension"] = [ext(FHIR_EXT + "questionnaire-optionExclusive", valueBoolean=True)]
+    none["valueCoding"]["_display"] = {"extension": [{"url": FHIR_EXT + "translation", "extension": [
+        {"url": "lang", "valueCode": "es"}, {"url": "content", "valueString": "Ninguno"}]}]}
+    resource = questionnaire(group("g", question("rel", "choice", repeats=True,
+                                                  answerOption=[option("mother", display="Mother"), none])))
+    built = build_form(resource, "test")
+    both = response(node("g", items=[node("rel", {"valueCoding": option("mother", display="Mother")["valueCoding"]},
+                                          {"valueCoding": {k: v for k, v in none["valueCoding"].items()
+                                                           if not k.startswith("_")}})]))
+    issue = next(i for i in validate(built, both) if i.rule)
+    assert patient_message(built, issue) == "Select 'None of these' or the other answers, not both"
+    spanish = build_form(localize(resource, "es"), "test")
+    assert patient_message(built, issue, shown=spanish) == "Select 'Ninguno' or the other answers, not both"
+
+
+def test_a_date_outside_its_limits_links_to_its_first_box() -> None:
+    built = one(question("q", "date", extension=[ext(ENTRY_FORMAT, valueString="YYYY-MM"),
+                                                 cqf(MAX_VALUE, "valueDate", "today()")]))
+    page = posted(built, {"q-q-month": "1", "q-q-year": "2027"}, today=TODAY)
+    field = page["q-q"]
+    assert field.errors == ["The date must be today or in the past"] and field.error_part is None
+    assert anchor(built.by_link["q"], field) == "q-q-month"
+    assert anchor(built.by_link["q"]) == "q-q-month"  # a Change link: the first box
+    wrong = posted(built, {"q-q-month": "1"}, today=TODAY)["q-q"]
+    assert anchor(built.by_link["q"], wrong) == "q-q-year"

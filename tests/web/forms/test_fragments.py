@@ -155,3 +155,12 @@ def test_the_cache_is_a_bounded_lru() -> None:
     cache.put(("c",), Markup("C"))
     assert cache.get(("b",)) is None and cache.get(("a",)) == "A" and cache.get(("c",)) == "C"
 
+
+
+def test_a_date_with_typed_boxes_is_never_cached() -> None:
+    """A wrong date's boxes hold what was typed (its data is None): that must not be a cached state."""
+    built = form(group("page", question("when", "date")))
+    typed = nodes(built, {"q-when-day": "", "q-when-month": "13", "q-when-year": "2019"}, validate=True)["when"]
+    assert typed.field is not None and typed.field.errors and typed.field.data is None
+    assert state_key(typed) is None
+    assert state_key(nodes(built, {}, validate=False)["when"]) is not None  # empty boxes: cached
