@@ -50,9 +50,12 @@ run-prod: $(STAMP) $(CATALOGS)
 	$(FLASK) intake lint-forms
 	$(BIN)/honcho start -f Procfile
 
-## The test suite (SQLite; set INTAKE_TEST_DATABASE_URL to run it on PostgreSQL), on one
-## pytest-xdist worker per CPU (TEST_WORKERS=0 runs it in this process).
-TEST_WORKERS ?= auto
+## The test suite (SQLite; set INTAKE_TEST_DATABASE_URL to run it on PostgreSQL), on three
+## pytest-xdist workers (TEST_WORKERS=0 runs it in this process). Three, not one per CPU: a third of
+## the suite waits on other processes (gunicorn, Chromium, Node, Celery), so on two cores a third
+## worker fills the waits; each worker has a Redis database of its own for the Celery tests
+## (13, 14, 15: tests/support/celery_processes.py), so more than three would share one.
+TEST_WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 test: $(STAMP) $(CATALOGS) $(AXE)
 	$(PYTEST)
@@ -60,8 +63,12 @@ test: $(STAMP) $(CATALOGS) $(AXE)
 ## The full-size runs `make test` leaves out or samples: the durability tests (marker `long`) and
 ## the generated-input tests (marker `sized`) at full size (Hypothesis profile `ci`), one at a
 ## time (the durability tests measure timing under load of their own). CI runs both.
+## LONG_MARKS=long runs the durability tests alone (CI does so on its second database: the
+## full-size generated inputs do not depend on the database and `make test` runs them there at the
+## small size).
+LONG_MARKS ?= long or sized
 test-long: $(STAMP) $(CATALOGS)
-	$(BIN)/python -m pytest -m "long or sized" --hypothesis-profile=ci
+	$(BIN)/python -m pytest -m "$(LONG_MARKS)" --hypothesis-profile=ci
 
 test-postgres: $(STAMP) $(CATALOGS) $(AXE)
 	INTAKE_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test $(PYTEST)

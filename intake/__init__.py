@@ -40,7 +40,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], date
 
     # Imported here, not at module level: this package's __init__ runs for every `import intake.core...`,
     # which must stay free of Flask, SQLAlchemy and the rest of the service (tests/core/test_imports.py).
-    from intake import cli, notify, web  # cycle-ok: late, see create_app
+    from intake import cli, invitations, notify, web  # cycle-ok: late, see create_app
     from intake.core.catalog import load_catalog  # cycle-ok: late, see create_app
     from intake.documents import render_job as render_pdf_job  # cycle-ok: late, see create_app
     from intake.fhir import ehr_auth, ehr_push  # cycle-ok: late, see create_app
@@ -65,6 +65,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], date
             outbox.RENDER_PDF: render_pdf_job,
             outbox.EHR_PUSH: ehr_push.push_job,
             outbox.NOTIFY: notify.notify_job,
+            outbox.PATIENT_MESSAGE: invitations.send_message_job,
         },
     )
     if clock is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from intake.core.extract import SID
+from intake.core.reminders import QuietHours
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,6 +47,17 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "SMTP_USER": (str, ""),
     "SMTP_PASSWORD": (str, ""),
     "SMTP_STARTTLS": (bool, False),
+    # Invitations and reminders to patients (intake/invitations.py): e-mail through the SMTP_*
+    # server above; SMS through a provider with Twilio's Messages API shape (POST To/From/Body,
+    # basic auth ACCOUNT:TOKEN) at SMS_URL, sent from SMS_FROM. Reminders go REMINDER_HOURS before
+    # the appointment (at most REMINDER_MAX of them), never in QUIET_HOURS (local, INTAKE_TIMEZONE).
+    "SMS_URL": (str, ""),
+    "SMS_ACCOUNT": (str, ""),
+    "SMS_TOKEN": (str, ""),
+    "SMS_FROM": (str, ""),
+    "REMINDER_HOURS": (list, ["48", "4"]),
+    "REMINDER_MAX": (int, 2),
+    "QUIET_HOURS": (str, "21:00-08:00"),
     # Staff sessions end after this long without a request, and this long after sign-in.
     "STAFF_IDLE_MINUTES": (int, 15),
     "STAFF_SESSION_HOURS": (int, 10),
@@ -166,6 +178,11 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
     if config["INTAKE_EHR_UNMATCHED_PATIENT"] not in ("create", "hold"):
         raise ValueError("INTAKE_EHR_UNMATCHED_PATIENT must be create or hold, "
                          f"not {config['INTAKE_EHR_UNMATCHED_PATIENT']!r}")
+    try:  # a wrong window or hour stops start-up, not the first reminder
+        QuietHours.parse(str(config["INTAKE_QUIET_HOURS"]), str(config["INTAKE_TIMEZONE"]))
+        [float(hours) for hours in config["INTAKE_REMINDER_HOURS"]]
+    except ValueError as exc:
+        raise ValueError(f"{exc} (INTAKE_QUIET_HOURS, INTAKE_REMINDER_HOURS)") from None
     from datetime import timedelta
 
     config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=config["INTAKE_SESSION_HOURS"]))

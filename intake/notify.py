@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Flask
 
+from intake import channels
 from intake.core.clinician_text import clinician_message
 from intake.core.fhir_time import utcnow
 from intake.jobs.errors import Retry
@@ -72,14 +73,7 @@ def send_email(app: Flask, body: dict[str, Any]) -> None:
            if body.get("source") == "draft" else "")
         + f"Intake: {body['intake']}\nSummary: {body['summaryUrl']}\nFlags: {body['flagsUrl']}\n"
     )
-    host = app.config.get("INTAKE_SMTP_HOST") or "127.0.0.1"
-    port = int(app.config.get("INTAKE_SMTP_PORT") or 25)
-    with smtplib.SMTP(host, port, timeout=TIMEOUT_S) as smtp:
-        if app.config.get("INTAKE_SMTP_STARTTLS"):
-            smtp.starttls()
-        if app.config.get("INTAKE_SMTP_USER"):
-            smtp.login(app.config["INTAKE_SMTP_USER"], app.config.get("INTAKE_SMTP_PASSWORD") or "")
-        smtp.send_message(message)
+    channels.smtp_send(app, message)
 
 
 def _send(app: Flask, body: dict[str, Any]) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -20,15 +20,17 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from intake import audit, notify
+from intake import audit, channels, invitations, notify
 from intake.auth.links import new_token, token_hash
 from intake.core.answers import build_response, compute, flatten
 from intake.core.catalog import Catalog
 from intake.core.clinician_text import clinician_message
+from intake.core.contact_points import ContactError, normalise_email, normalise_phone
 from intake.core.display import display_answer
 from intake.core.enablement import Answers
 from intake.core.fhir_time import fhir_instant_seconds, utcnow
 from intake.core.items import Form, Page
+from intake.core.reminders import out_of_quiet, reminder_times
 from intake.core.scoring import Context, Result, RuleError, flags_reading, score_intake
 from intake.core.summary import Summary, build_summary
 from intake.core.validation import Issue, has_errors, validate
@@ -37,10 +39,10 @@ from intake.fhir import publish as fhir_resources  # `publish` below is this mod
 from intake.jobs import outbox
 from intake.services import services
 from intake.storage import flags as flag_store
-from intake.storage import intakes, invites, notifications, outbox_store, patients, scores
+from intake.storage import intakes, invites, messages, notifications, outbox_store, patients, scores
 from intake.storage import responses as response_store
 from intake.storage.intakes import IntakeView
-from intake.storage.models import FlagRecord, Intake
+from intake.storage.models import FlagRecord, Intake, InviteToken
 
 log = logging.getLogger(__name__)
 
@@ -539,6 +541,7 @@ def after_submit(app: Flask, session: Session, intake_id: str, *, now: datetime)
     per emergency/urgent flag not yet notified (first: staff hear at once), the PDF, then, when
     this deployment pushes to an EHR, the push (after the PDF, so the Bundle carries it; it goes
     even if the render fails for good)."""
+    messages.cancel_for_intake(session, intake_id, now=now, reason="intake sent")  # no reminder after a submit
     notify_flags(app, session, notifications.pending_notifications(session, intake_id=intake_id), now=now)
     render = outbox.enqueue(session, outbox.RENDER_PDF, intake_id, now=now)
     if app.config.get("INTAKE_EHR_FHIR_BASE"):
@@ -590,26 +593,116 @@ def invite_patient(
     now: datetime | None = None,
     mrn_system: str | None = None,
     ehr_reference: str | None = None,
+    contact: Contact | None = None,
 ) -> tuple[Intake, str]:
     """`invite` with this deployment's link lifetime and record-number system (unless `mrn_system`
-    names another), audited: the intake and the raw token (shown once). `WorkflowError` when the
-    request is refused."""
+    names another), audited: the intake and the raw token (shown once). With `contact`, the
+    patient's e-mail/mobile are recorded, the intake takes its language, and the invitation (with
+    its reminders) is queued by the channels it names: kick the outbox after the commit.
+    `WorkflowError` when the request is refused."""
     now = now or services(app).clock()
+    contact = contact or Contact()
+    contact.check(app)
     intake, token = invite(session, catalog, name=name, birth_date=birth_date, questionnaires=questionnaires,
                            appointment_at=appointment_at, ttl=link_ttl(app), now=now, patient_id=patient_id,
                            mrn=mrn, mrn_system=mrn_system or app.config["INTAKE_MRN_SYSTEM"],
                            ehr_reference=ehr_reference)
     by.record(session, "create", f"Patient/{intake.patient_id}", f"Intake/{intake.id}", now=now)
+    contact.apply(app, session, intake, token, by=by, now=now)
     return intake, token
 
 
-def replace_link(app: Flask, session: Session, intake_id: str, *, by: Caller, now: datetime | None = None) -> str:
+def replace_link(app: Flask, session: Session, intake_id: str, *, by: Caller, now: datetime | None = None,
+                 send: list[str] | None = None) -> str:
     """`new_link` with this deployment's link lifetime, audited: the raw token. Every earlier link
-    of the intake, and each browser session one opened, stops working."""
+    of the intake, and each browser session one opened, stops working; its invitation's reminders
+    are cancelled. With `send` (channels), the new link is sent to the patient's recorded address
+    and number, with new reminders."""
     now = now or services(app).clock()
+    messages.cancel_for_intake(session, intake_id, now=now, reason="link replaced")
     token = new_link(session, intake_id, ttl=link_ttl(app), now=now)
     by.record(session, "update", f"Intake/{intake_id}", now=now, detail={"link": "replaced"})
+    if send:
+        intake = intakes.get_intake(session, intake_id)
+        assert intake is not None  # new_link found it
+        Contact(send=list(send), language=intake.language).apply(app, session, intake, token, by=by, now=now)
     return token
+
+
+def schedule_invitation(app: Flask, session: Session, intake: Intake, link: InviteToken, token: str, *,
+                        channels_: list[str], language: str, now: datetime, by: audit.Actor, source: str) -> int:
+    """Queue the invitation carrying `token` (the raw link of `link`) by each of `channels_`, and
+    its reminders; audited. How many messages were queued (kick the outbox after the commit)."""
+    chosen = [c for c in invitations.CHANNELS if c in channels_]
+    if not chosen:
+        return 0
+    quiet = invitations.quiet_hours(app)
+    first = out_of_quiet(now, quiet, None)
+    hours = [float(h) for h in app.config["INTAKE_REMINDER_HOURS"]]
+    times = reminder_times(appointment=intake.appointment_at, hours_before=hours,
+                           limit=int(app.config["INTAKE_REMINDER_MAX"]), sent_at=first, quiet=quiet)
+    link.sealed = invitations.seal(app, token)
+    count = 0
+    for channel in chosen:
+        for purpose, due in [("invitation", first), *(("reminder", t) for t in times)]:
+            message = messages.schedule(session, intake_id=intake.id, link_id=link.id,
+                                        purpose=purpose, channel=channel, language=language, due_at=due, now=now)
+            outbox.enqueue(session, outbox.PATIENT_MESSAGE, str(message.id), now=now, due=due)
+            count += 1
+    audit.record(session, actor=by, action="update", now=now, entities=[f"Intake/{intake.id}"],
+                 detail={"invitation": "queued", "channels": chosen, "reminders": len(times)}, source=source)
+    return count
+
+
+@dataclass
+class Contact:
+    """What an invitation says about reaching the patient: the address and mobile number to record
+    (None: keep what is recorded), the language of the intake and its messages, and the channels
+    to send the link by now (`email`, `sms`; none: staff hand the link over themselves)."""
+
+    email: str | None = None
+    phone: str | None = None
+    language: str | None = None
+    send: list[str] = field(default_factory=list)
+
+    def check(self, app: Flask) -> None:
+        """Normalise the address and number; `WorkflowError` naming what is wrong."""
+        try:
+            self.email = normalise_email(self.email) if self.email and self.email.strip() else None
+            self.phone = normalise_phone(self.phone) if self.phone and self.phone.strip() else None
+        except ContactError as exc:
+            raise WorkflowError(str(exc)) from None
+        if self.language is not None and self.language not in invitations.LANGUAGES:
+            raise WorkflowError(f"the language must be one of {', '.join(invitations.LANGUAGES)}")
+        unknown = [c for c in self.send if c not in invitations.CHANNELS]
+        if unknown:
+            raise WorkflowError(f"unknown channel {unknown[0]!r}: e-mail or SMS")
+        if "sms" in self.send and not channels.sms_configured(app):
+            raise WorkflowError("SMS is not set up here (INTAKE_SMS_URL, INTAKE_SMS_FROM): send by e-mail")
+
+    def apply(self, app: Flask, session: Session, intake: Intake, token: str, *, by: Caller, now: datetime) -> int:
+        """Record the details on the patient and the language on the intake, and queue the
+        invitation; how many messages were queued."""
+        patient = patients.get_patient(session, intake.patient_id)
+        assert patient is not None  # the intake's
+        if self.email or self.phone:
+            patient.email = self.email or patient.email
+            patient.phone = self.phone or patient.phone
+            by.record(session, "update", f"Patient/{patient.id}", now=now, detail={"contact": "recorded"})
+        language = self.language or intake.language or "en"
+        if self.language:
+            intake.language = self.language
+        session.flush()
+        if not self.send:
+            return 0  # staff hand the link over themselves
+        if "email" in self.send and not patient.email:
+            raise WorkflowError("to send the link by e-mail, give the patient's e-mail address")
+        if "sms" in self.send and not patient.phone:
+            raise WorkflowError("to send the link by SMS, give the patient's mobile number")
+        link = invites.link_by_hash(session, token_hash(token))
+        assert link is not None  # just issued
+        return schedule_invitation(app, session, intake, link, token, channels_=self.send,
+                                  language=language, now=now, by=by.actor, source=by.source)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def test_every_service_is_present_after_create_app(app: Flask) -> None:
     expected = {"engine": Engine, "catalog": Catalog, "jobs": Jobs, "outbox_poller": Poller,
                 "audit_queue": AuditQueue, "limiter": Limiter, "fragments": FragmentCache, "outbox_handlers": dict}
     assert {name: kind for name, kind in expected.items() if not isinstance(getattr(found, name), kind)} == {}
-    assert set(found.outbox_handlers) == {"render_pdf", "ehr_push", "notify"}
+    assert set(found.outbox_handlers) == {"render_pdf", "ehr_push", "notify", "patient_message"}
 
 
 def test_the_session_factories_share_the_one_engine(app: Flask) -> None:

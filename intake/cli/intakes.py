@@ -16,7 +16,9 @@ from intake.cli.failure import CommandError
 from intake.core.catalog import ARCHIVE, lint_file
 from intake.core.fhir_time import utcnow
 from intake.fhir import patient_match
+from intake.jobs import outbox
 from intake.services import services
+from intake.storage import intakes
 from intake.storage.db import session_scope
 from intake.storage.migrate import create_database_if_missing, upgrade
 
@@ -75,26 +77,38 @@ def _parse_datetime(value: str) -> datetime:
 
 def create_invite(name: str, birth_date: date, appointment: datetime | None, questionnaires: list[str],
                   patient_id: str | None = None, mrn: tuple[str, str] | None = None,
-                  ehr_patient: str | None = None) -> str:
-    """Create patient (unless `patient_id`), intake and link, audited; return the patient's URL.
+                  ehr_patient: str | None = None, contact: workflow.Contact | None = None) -> tuple[str, str]:
+    """Create patient (unless `patient_id`), intake and link, audited; with `contact`, record the
+    patient's details and queue the invitation. Returns (the patient's URL, the patient id).
     `mrn` is (system, value); `ehr_patient` the EHR's own Patient reference."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     with session_scope(services(app).sessions) as session:
-        _intake, token = workflow.invite_patient(
+        intake, token = workflow.invite_patient(
             app, session, services(app).catalog, by=workflow.Caller.cli(), name=name,
             birth_date=birth_date, questionnaires=questionnaires, appointment_at=appointment,
             patient_id=patient_id, mrn=mrn[1] if mrn else None, mrn_system=mrn[0] if mrn else None,
-            ehr_reference=ehr_patient)
-    return _link(token)
+            ehr_reference=ehr_patient, contact=contact)
+        patient = intake.patient_id
+    if contact is not None and contact.send:
+        outbox.kick(app)
+    return _link(token), patient
 
 
-def replace_link(intake_id: str) -> str:
+def replace_link(intake_id: str) -> tuple[str, str]:
     """A new link for an intake not yet submitted; its earlier link, and every browser session
-    that link opened, stop working. Returns the patient's URL."""
+    that link opened, stop working. Returns (the patient's URL, the patient id)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     with session_scope(services(app).sessions) as session:
         token = workflow.replace_link(app, session, intake_id, by=workflow.Caller.cli())
-    return _link(token)
+        intake = intakes.get_intake(session, intake_id)
+        patient = intake.patient_id if intake is not None else ""
+    return _link(token), patient
+
+
+def _print_link(link: str, patient_id: str) -> None:
+    """One line: the patient id (`invite --patient ID` makes their next intake), then the link last,
+    so a script takes the link as the last word."""
+    click.echo(f"patient {patient_id} link {link}")
 
 
 def _link(token: str) -> str:
@@ -114,19 +128,27 @@ def _link(token: str) -> str:
               help="The EHR's own Patient (Patient/123): pushes refer to it instead of sending a Patient.")
 @click.option("--intake", "intake_id", default=None,
               help="An existing intake's id: a new link for it (its old link and that link's sessions stop working).")
+@click.option("--email", default=None, help="The patient's e-mail address: the link is sent there (outbox).")
+@click.option("--phone", default=None, help="The patient's mobile number, +country code: the link is sent by SMS.")
+@click.option("--language", type=click.Choice(["en", "es"]), default=None,
+              help="The language of the intake and its messages (default English).")
 def invite(name: str | None, birth_date: str | None, patient_id: str | None, appointment: str | None,
-           questionnaires: str | None, mrn: str | None, ehr_patient: str | None, intake_id: str | None) -> None:
+           questionnaires: str | None, mrn: str | None, ehr_patient: str | None, intake_id: str | None,
+           email: str | None, phone: str | None, language: str | None) -> None:
     """Create a patient and an intake, and print the one-time link to send them.
 
     With --intake, print a new link for that intake instead (a patient who lost theirs). With
     --mrn or --ehr-patient, the patient is the EHR's: a patient already known by either gets a
-    follow-up intake, and pushes to the EHR refer to its record.
+    follow-up intake, and pushes to the EHR refer to its record. With --email and/or --phone, the
+    link is also sent (by the outbox, with reminders before the appointment) in --language.
+    Prints the link and the patient id.
     """
     if intake_id is not None:
-        if any(v is not None for v in (name, birth_date, patient_id, appointment, questionnaires, mrn, ehr_patient)):
+        if any(v is not None for v in (name, birth_date, patient_id, appointment, questionnaires, mrn, ehr_patient,
+                                       email, phone, language)):
             raise CommandError("--intake takes no other option: it only replaces that intake's link")
         try:
-            click.echo(replace_link(intake_id))
+            _print_link(*replace_link(intake_id))
         except workflow.WorkflowError as exc:
             raise CommandError(str(exc)) from None
         return
@@ -149,19 +171,22 @@ def invite(name: str | None, birth_date: str | None, patient_id: str | None, app
         if questionnaires
         else current_app.config["INTAKE_QUESTIONNAIRES"]
     )
+    send = [channel for channel, given in (("email", email), ("sms", phone)) if given]
+    contact = workflow.Contact(email=email, phone=phone, language=language, send=send)
     try:
-        link = create_invite(name or "", born, when, keys, patient_id, record, ehr_reference)
+        link, patient = create_invite(name or "", born, when, keys, patient_id, record, ehr_reference, contact)
     except workflow.WorkflowError as exc:
         raise CommandError(str(exc)) from None
-    click.echo(link)
+    _print_link(link, patient)
 
 
 @click.command("demo")
 @with_appcontext
 def demo() -> None:
     """Load demo data: one invited patient; prints their ready-to-open link."""
-    link = create_invite("Alex Demo", date(1968, 4, 2), utcnow() + timedelta(days=1),
-                         current_app.config["INTAKE_QUESTIONNAIRES"])
+    link, patient = create_invite("Alex Demo", date(1968, 4, 2), utcnow() + timedelta(days=1),
+                                  current_app.config["INTAKE_QUESTIONNAIRES"])
+    click.echo(f"Demo patient id: {patient}")
     click.echo(f"Demo patient link: {link}")
     click.echo("Staff pages (/staff/login): make an account first, e.g. "
                "flask --app wsgi intake user add alice --role clinician (also admin, front-desk)")

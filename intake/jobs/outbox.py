@@ -1,4 +1,5 @@
-"""Background work that must not be lost: PDF rendering, EHR push, staff notifications.
+"""Background work that must not be lost: PDF rendering, EHR push, staff notifications, patient
+invitations and reminders (rows due later than now: a reminder's row waits for its time).
 
 The rows are written by `enqueue` in the caller's transaction, next to the data that caused
 them (the use cases in intake/workflow.py: a submit, a re-score, a saved page's flags).
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Flask, str], None]
 RENDER_PDF, EHR_PUSH, NOTIFY = "render_pdf", "ehr_push", "notify"
+PATIENT_MESSAGE = "patient_message"  # an invitation or reminder (intake/invitations.py)
 DISPATCH_BATCH = 100
 
 
@@ -58,8 +60,9 @@ def handlers(app: Flask) -> dict[str, Handler]:
 # --- writing rows (in the caller's transaction) -------------------------------------------------
 
 
-def enqueue(session: Any, kind: str, subject: str, *, now: datetime, after: int | None = None) -> int:
-    return outbox_store.enqueue(session, kind, subject, now=now, after=after)
+def enqueue(session: Any, kind: str, subject: str, *, now: datetime, after: int | None = None,
+            due: datetime | None = None) -> int:
+    return outbox_store.enqueue(session, kind, subject, now=now, after=after, due=due)
 
 
 # --- handing rows over ----------------------------------------------------------------------------

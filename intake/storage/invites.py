@@ -35,7 +35,7 @@ def issue_invite(
     session.execute(
         update(InviteToken)
         .where(InviteToken.intake_id == intake_id, InviteToken.revoked_at.is_(None))
-        .values(revoked_at=now),
+        .values(revoked_at=now, sealed=None),  # a revoked link's sealed copy is of no more use
         execution_options={"synchronize_session": "fetch"},
     )
     token = InviteToken(
@@ -116,3 +116,22 @@ def take_shown_link(session: Session, shown_id: str, *, intake_id: str, now: dat
     if row is None or row.intake_id != intake_id or row.expires_at <= now:
         return None
     return str(row.sealed)
+
+
+def mark_opened(session: Session, link_id: int, *, now: datetime) -> None:
+    """Record when the patient first opened the link (later opens keep the first time)."""
+    session.execute(update(InviteToken).where(InviteToken.id == link_id, InviteToken.opened_at.is_(None))
+                    .values(opened_at=now), execution_options={"synchronize_session": False})
+
+
+def links_of_intakes(session: Session, intake_ids: list[str]) -> list[InviteToken]:
+    """The links of these intakes, oldest first (front desk status)."""
+    if not intake_ids:
+        return []
+    return list(session.scalars(select(InviteToken).where(InviteToken.intake_id.in_(intake_ids))
+                                .order_by(InviteToken.created_at, InviteToken.id)))
+
+
+def link_by_hash(session: Session, token_hash: str) -> InviteToken | None:
+    """The link row of a token hash (just issued: its messages are scheduled against it)."""
+    return session.scalars(select(InviteToken).where(InviteToken.token_hash == token_hash)).one_or_none()

@@ -41,6 +41,8 @@ URL_LENGTH = 255
 VERSION_LENGTH = 64
 TOKEN_HASH_LENGTH = 64  # SHA-256 hex digest
 LANGUAGE_LENGTH = 8  # a BCP 47 primary tag (`es`), with room for a region (`es-419`)
+EMAIL_LENGTH = 254  # RFC 5321's limit on a forward path
+PHONE_LENGTH = 16  # E.164: "+" and at most 15 digits
 
 # Deterministic constraint names: Alembic needs names to alter constraints (batch mode on SQLite).
 NAMING_CONVENTION = {
@@ -107,6 +109,10 @@ class Patient(Base):
     # The EHR's own Patient (`Patient/123` at INTAKE_EHR_FHIR_BASE) when staff named it or linked
     # a held push to it: pushes then reference it instead of sending a Patient (patient_match.py).
     ehr_reference: Mapped[str | None] = mapped_column(String(URL_LENGTH))
+    # Where invitations and reminders go (PHI, like the name: never logged, masked in lists, a
+    # full view audited). Normalised: a lowercase-domain e-mail address, an E.164 number (+15551234567).
+    email: Mapped[str | None] = mapped_column(String(EMAIL_LENGTH))
+    phone: Mapped[str | None] = mapped_column(String(PHONE_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -144,6 +150,12 @@ class InviteToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the patient first opened it (the front desk's "opened").
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The raw link sealed (Fernet, a key derived from SECRET_KEY) while messages still have to
+    # carry it: set when an invitation is queued, cleared when the intake is sent, the link is
+    # revoked or no message is left to send (intake/invitations.py).
+    sealed: Mapped[str | None] = mapped_column(Text)
 
 
 class ShownLink(Base):
@@ -160,6 +172,39 @@ class ShownLink(Base):
     intake_id: Mapped[str] = mapped_column(ForeignKey("intakes.id"), index=True)
     sealed: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+MESSAGE_PURPOSES = ("invitation", "reminder")
+MESSAGE_CHANNELS = ("email", "sms")
+MESSAGE_STATES = ("scheduled", "sent", "cancelled", "failed")
+
+
+class PatientMessage(Base):
+    """One invitation or reminder to a patient by one channel, carrying one link.
+
+    Scheduled with an outbox row (kind "patient_message", due at ``due_at``); the row's handler
+    sends it unless the intake was sent or the link revoked meanwhile. Holds no address or text:
+    those are read from the patient and the templates when it is sent.
+    """
+
+    __tablename__ = "patient_messages"
+    __table_args__ = (
+        CheckConstraint(f"purpose IN {MESSAGE_PURPOSES}", name="purpose"),
+        CheckConstraint(f"channel IN {MESSAGE_CHANNELS}", name="channel"),
+        CheckConstraint(f"state IN {MESSAGE_STATES}", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    intake_id: Mapped[str] = mapped_column(ForeignKey("intakes.id"), index=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("invite_tokens.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(8))
+    language: Mapped[str] = mapped_column(String(LANGUAGE_LENGTH))
+    state: Mapped[str] = mapped_column(String(16), default="scheduled")
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(String(64))  # why cancelled or failed (no PHI)
 
 
 class ResponseRecord(Base):

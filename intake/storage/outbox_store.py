@@ -30,9 +30,11 @@ class Work:
     attempts: int
 
 
-def enqueue(session: Session, kind: str, subject: str, *, now: datetime, after: int | None = None) -> int:
-    """Add a pending row in the caller's transaction; its id (for `after` of a later row)."""
-    row = OutboxRecord(kind=kind, subject=subject, state="pending", attempts=0, due_at=now, after_id=after,
+def enqueue(session: Session, kind: str, subject: str, *, now: datetime, after: int | None = None,
+            due: datetime | None = None) -> int:
+    """Add a pending row in the caller's transaction, due now or at `due` (a reminder); its id
+    (for `after` of a later row)."""
+    row = OutboxRecord(kind=kind, subject=subject, state="pending", attempts=0, due_at=due or now, after_id=after,
                        created_at=now, updated_at=now)
     session.add(row)
     session.flush()

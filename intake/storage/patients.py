@@ -5,13 +5,14 @@ Functions take the caller's `Session` and never commit (see `intake.storage.inta
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from intake.core.fhir_time import utcnow
-from intake.storage.models import Patient, new_id
+from intake.storage.models import Intake, Patient, new_id
 
 
 def create_patient(session: Session, *, name: str, birth_date: date, mrn: str | None = None,
@@ -49,3 +50,32 @@ def link_to_ehr(session: Session, patient_id: str, reference: str) -> Patient | 
         patient.ehr_reference = reference
         session.flush()
     return patient
+
+
+SEARCH_LIMIT = 50
+
+
+def search(session: Session, text: str, *, limit: int = SEARCH_LIMIT) -> list[Patient]:
+    """Patients whose name contains `text` (any case), born on it (`YYYY-MM-DD`), or whose record
+    number it is; most recently invited first. The words of a name query must appear in that order."""
+    text = " ".join(text.split())
+    if not text:
+        return []
+    conditions = [Patient.mrn == text]
+    with contextlib.suppress(ValueError):  # not a date: a name or a record number
+        conditions.append(Patient.birth_date == date.fromisoformat(text))
+    words = [w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for w in text.casefold().split()]
+    conditions.append(func.lower(Patient.name).like("%" + "%".join(words) + "%", escape="\\"))
+    last_seen = (select(func.max(Intake.created_at)).where(Intake.patient_id == Patient.id)
+                 .correlate(Patient).scalar_subquery())
+    query = (select(Patient).where(or_(*conditions)).order_by(last_seen.desc().nulls_last(), Patient.name)
+             .limit(limit))
+    return list(session.scalars(query))
+
+
+def intakes_of(session: Session, patient_ids: list[str]) -> list[Intake]:
+    """Every intake of these patients, newest first."""
+    if not patient_ids:
+        return []
+    return list(session.scalars(select(Intake).where(Intake.patient_id.in_(patient_ids))
+                                .order_by(Intake.created_at.desc())))

@@ -21,6 +21,7 @@ from intake.web import (
     fhir_api,
     fhir_bulk,  # noqa: F401  (adds the $export routes to the FHIR blueprint)
     front_desk,
+    front_desk_patients,  # noqa: F401  (adds the by-patient routes to the front desk blueprint)
     headers,
     input_guard,
     language,

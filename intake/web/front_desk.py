@@ -3,7 +3,7 @@
 A patient link is shown once, right after it is made (the database keeps only its hash); making
 a new link revokes the old one, and ends the browser sessions it opened. Between the POST that
 makes a link and the page that shows it, the link waits server-side, sealed with a key that only
-the staff member's session cookie holds (`_hold`): the cookie never carries the link, the row is
+the staff member's session cookie holds (`hold_link`): the cookie never carries the link, the row is
 deleted when shown, and a link not shown within `HOLD_FOR` is never shown. Clinicians see the
 same day list, with links to the summaries.
 """
@@ -28,17 +28,19 @@ from flask import (
 )
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
-from wtforms import DateField, SelectMultipleField, StringField, TimeField
+from wtforms import DateField, SelectField, SelectMultipleField, StringField, TimeField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from intake import workflow
+from intake import channels, workflow
+from intake.core.contact_points import ContactError, normalise_email, normalise_phone
 from intake.core.fhir_time import utcnow
 from intake.core.summary import top_tier
 from intake.fhir import patient_match
+from intake.jobs import outbox
 from intake.storage import intakes, invites, patients, worklists
-from intake.web import auditing
+from intake.web import auditing, intake_progress
 from intake.web.context import catalog, reader, writer
 from intake.web.staff import role_required
 
@@ -51,7 +53,7 @@ FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits only (`\d` takes any script's)
 
 
-def _zone() -> ZoneInfo:
+def local_zone() -> ZoneInfo:
     return ZoneInfo(current_app.config["INTAKE_TIMEZONE"])
 
 
@@ -59,7 +61,7 @@ def _link(token: str) -> str:
     return f"{current_app.config['INTAKE_BASE_URL'].rstrip('/')}/i/{token}"
 
 
-def _hold(db: Session, intake_id: str, token: str) -> dict[str, str]:
+def hold_link(db: Session, intake_id: str, token: str) -> dict[str, str]:
     """Keep the new link server-side until it is shown; returns what the session remembers."""
     key = Fernet.generate_key()
     now = utcnow()
@@ -102,7 +104,7 @@ def status_of(intake_status: str, tiers: list[str]) -> str:
 @bp.get("/")
 @role_required("front-desk", "clinician")
 def day() -> Any:
-    zone = _zone()
+    zone = local_zone()
     today = datetime.now(zone).date()
     asked = request.args.get("day")
     chosen = parse_day(asked) if asked else today
@@ -114,7 +116,9 @@ def day() -> Any:
     start = datetime.combine(chosen, time.min, zone).astimezone(UTC)
     end = datetime.combine(chosen + timedelta(days=1), time.min, zone).astimezone(UTC)
     rows = []
-    for intake, patient, tiers in worklists.intakes_between(reader(), start, end):
+    listed = worklists.intakes_between(reader(), start, end)
+    stages = intake_progress.progress_of(reader(), [intake for intake, _p, _t in listed], zone=zone)
+    for intake, patient, tiers in listed:
         rows.append(
             {
                 "intake": intake,
@@ -122,6 +126,7 @@ def day() -> Any:
                 "status": status_of(intake.status, tiers),
                 "tier": top_tier(tiers),
                 "time": intake.appointment_at.astimezone(zone).strftime("%H:%M") if intake.appointment_at else "",
+                "stages": stages[intake.id],
             }
         )
         auditing.note(f"Patient/{patient.id}")
@@ -144,15 +149,67 @@ def _ehr_patient(form: FlaskForm, field: StringField) -> None:
         raise ValidationError(str(exc).capitalize() + ".") from None
 
 
-class IntakeForm(FlaskForm):
-    name = StringField("Full name", validators=[InputRequired(), Length(max=255)])
-    birth_date = DateField("Date of birth", validators=[InputRequired()])
-    mrn = StringField("Record number (optional)", validators=[Optional(), Length(max=321), _record_number])
-    ehr_patient = StringField("EHR patient (optional)", validators=[Optional(), Length(max=80), _ehr_patient])
+def _email(form: FlaskForm, field: StringField) -> None:
+    try:
+        normalise_email(field.data)
+    except ContactError as exc:
+        raise ValidationError(str(exc).capitalize() + ".") from None
+
+
+def _phone(form: FlaskForm, field: StringField) -> None:
+    try:
+        normalise_phone(field.data)
+    except ContactError as exc:
+        raise ValidationError(str(exc).capitalize() + ".") from None
+
+
+SEND_CHOICES = [SelectChoice("email", "E-mail"), SelectChoice("sms", "Text message (SMS)")]
+LANGUAGE_CHOICES = [SelectChoice("en", "English"), SelectChoice("es", "Spanish (Español)")]
+
+
+def sendable() -> list[SelectChoice]:
+    """The channels this deployment can send by: SMS only with a provider set up."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    return [choice for choice in SEND_CHOICES if choice.value != "sms" or channels.sms_configured(app)]
+
+
+class InvitationForm(FlaskForm):
+    """The invitation's part of a new intake: when, what, in which language, and how it is sent."""
+
     appointment_day = DateField("Appointment date", validators=[InputRequired()])
     appointment_time = TimeField("Appointment time", validators=[InputRequired()])
     questionnaires = SelectMultipleField("Questionnaires", validators=[InputRequired()],
                                          option_widget=CheckboxInput(), widget=ListWidget(prefix_label=False))
+    language = SelectField("Language of the questionnaires and messages", choices=LANGUAGE_CHOICES, default="en")
+    email = StringField("E-mail address (optional)", validators=[Optional(), Length(max=254), _email])
+    phone = StringField("Mobile number (optional)", validators=[Optional(), Length(max=40), _phone])
+    send = SelectMultipleField("Send the link to the patient", choices=SEND_CHOICES, validate_choice=True,
+                               option_widget=CheckboxInput(), widget=ListWidget(prefix_label=False))
+
+    def offer(self) -> None:
+        """The questionnaires this deployment offers, all ticked on a new form."""
+        loaded = catalog().by_key
+        self.questionnaires.choices = [
+            SelectChoice(key, loaded[key].title) for key in current_app.config["INTAKE_QUESTIONNAIRES"]
+            if key in loaded]
+        self.send.choices = sendable()
+        if request.method == "GET":
+            self.questionnaires.data = [choice.value for choice in self.questionnaires.choices]
+            self.appointment_day.data = datetime.now(local_zone()).date() + timedelta(days=1)
+
+    def appointment(self) -> datetime:
+        return datetime.combine(self.appointment_day.data, self.appointment_time.data, local_zone()).astimezone(UTC)
+
+    def contact(self) -> workflow.Contact:
+        return workflow.Contact(email=self.email.data, phone=self.phone.data, language=self.language.data,
+                                send=list(self.send.data or []))
+
+
+class IntakeForm(InvitationForm):
+    name = StringField("Full name", validators=[InputRequired(), Length(max=255)])
+    birth_date = DateField("Date of birth", validators=[InputRequired()])
+    mrn = StringField("Record number (optional)", validators=[Optional(), Length(max=321), _record_number])
+    ehr_patient = StringField("EHR patient (optional)", validators=[Optional(), Length(max=80), _ehr_patient])
 
 
 def _ehr_identity(form: IntakeForm) -> tuple[str | None, str | None, str | None]:
@@ -168,50 +225,66 @@ def _ehr_identity(form: IntakeForm) -> tuple[str | None, str | None, str | None]
 @role_required("front-desk")
 def new_intake() -> Any:
     form = IntakeForm()
-    loaded = catalog().by_key
-    form.questionnaires.choices = [
-        SelectChoice(key, loaded[key].title) for key in current_app.config["INTAKE_QUESTIONNAIRES"] if key in loaded
-    ]
-    if request.method == "GET":
-        form.questionnaires.data = [choice.value for choice in form.questionnaires.choices]
-        form.appointment_day.data = datetime.now(_zone()).date() + timedelta(days=1)
+    form.offer()
     error, refused = None, None
     if request.method == "POST" and form.validate_on_submit():
-        appointment = datetime.combine(form.appointment_day.data, form.appointment_time.data, _zone()).astimezone(UTC)
         mrn, mrn_system, ehr_reference = _ehr_identity(form)
-        try:
-            with writer() as db:
-                intake, token = workflow.invite_patient(
-                    current_app, db, catalog(), by=workflow.Caller(auditing.current_actor(), auditing.source()),
-                    name=form.name.data, birth_date=form.birth_date.data, questionnaires=form.questionnaires.data,
-                    appointment_at=appointment, mrn=mrn, mrn_system=mrn_system, ehr_reference=ehr_reference)
-                intake_id = intake.id
-                ticket = _hold(db, intake_id, token)
-        except workflow.WorkflowError as exc:
-            error, refused = str(exc).capitalize() + ".", exc.status
-        else:
-            session[SHOWN_LINK] = ticket
-            return redirect(url_for("front_desk.show_link", intake_id=intake_id))
+        done, error, refused = invite_and_show(form, name=form.name.data, birth_date=form.birth_date.data,
+                                               mrn=mrn, mrn_system=mrn_system, ehr_reference=ehr_reference)
+        if done is not None:
+            return done
     status = (refused or 400) if request.method == "POST" else 200
     return render_template("staff/new_intake.html", form=form, error=error), status
+
+
+def invite_and_show(form: InvitationForm, **who: Any) -> tuple[Any, str | None, int | None]:
+    """Invite from a validated form (`who`: the patient's fields for `workflow.invite_patient`):
+    `(redirect to the new link, None, None)`, or `(None, error, status)` when it is refused."""
+    contact = form.contact()
+    try:
+        with writer() as db:
+            intake, token = workflow.invite_patient(
+                current_app, db, catalog(), by=workflow.Caller(auditing.current_actor(), auditing.source()),
+                questionnaires=form.questionnaires.data, appointment_at=form.appointment(), contact=contact, **who)
+            intake_id = intake.id
+            ticket = hold_link(db, intake_id, token)
+    except workflow.WorkflowError as exc:
+        return None, str(exc).capitalize() + ".", exc.status
+    return after_link(ticket, intake_id, contact.send), None, None
+
+
+def after_link(ticket: dict[str, str], intake_id: str, sent: list[str]) -> Any:
+    """Committed: hand the queued messages over (when any) and show the new link once."""
+    if sent:
+        outbox.kick(current_app._get_current_object())  # type: ignore[attr-defined]
+    session[SHOWN_LINK] = ticket
+    return redirect(url_for("front_desk.show_link", intake_id=intake_id, sent=",".join(sent) or None))
+
+
+class NewLinkForm(FlaskForm):
+    """The confirmation of a new link (intake/web/front_desk_patients.py shows it)."""
+
+    send = SelectMultipleField("Also send the new link to the patient", choices=SEND_CHOICES, validate_choice=True,
+                               option_widget=CheckboxInput(), widget=ListWidget(prefix_label=False))
 
 
 @bp.post("/intakes/<intake_id>/link")
 @role_required("front-desk")
 def new_link(intake_id: str) -> Any:
-    """A new link for a patient who lost theirs (the old one stops working)."""
-    form = FlaskForm()
+    """A new link for a patient who lost theirs (the old one stops working), confirmed on the page
+    `front_desk.confirm_new_link`; sent to the patient too when asked."""
+    form = NewLinkForm()
     if not form.validate_on_submit():
         abort(400)
+    send = list(form.send.data or [])
     try:
         with writer() as db:
-            token = workflow.replace_link(current_app, db, intake_id,
+            token = workflow.replace_link(current_app, db, intake_id, send=send,
                                           by=workflow.Caller(auditing.current_actor(), auditing.source()))
-            ticket = _hold(db, intake_id, token)
-    except workflow.WorkflowError as exc:  # no such intake (404), or already submitted (409)
+            ticket = hold_link(db, intake_id, token)
+    except workflow.WorkflowError as exc:  # no such intake (404), already submitted (409), no address (400)
         abort(exc.status)
-    session[SHOWN_LINK] = ticket
-    return redirect(url_for("front_desk.show_link", intake_id=intake_id))
+    return after_link(ticket, intake_id, send)
 
 
 @bp.get("/intakes/<intake_id>/link")
@@ -233,6 +306,8 @@ def show_link(intake_id: str) -> Any:
                                detail={"method": request.method, "path": request.path[:300],
                                        "link": "shown" if token else "not shown"})
     link = _link(token) if token else None
-    day = intake.appointment_at.astimezone(_zone()).date().isoformat() if intake.appointment_at else None
-    return render_template("staff/link.html", link=link, intake=intake, patient=patient, form=FlaskForm(), day=day,
+    day = intake.appointment_at.astimezone(local_zone()).date().isoformat() if intake.appointment_at else None
+    asked = request.args.get("sent", "").split(",")
+    sent = [words for channel, words in (("email", "e-mail"), ("sms", "text message")) if channel in asked]
+    return render_template("staff/link.html", link=link, intake=intake, patient=patient, day=day, sent=sent,
                            expires_hours=current_app.config["INTAKE_LINK_TTL_HOURS"])

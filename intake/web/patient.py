@@ -81,6 +81,8 @@ def open_link(token: str) -> Any:
     with writer() as db:
         audit.record(db, actor=audit.Actor("patient-link", f"Intake/{intake.id}"), action="login", now=utcnow(),
                      entities=[f"Intake/{intake.id}"], source=auditing.source())
+        if link_id is not None:
+            invites.mark_opened(db, link_id, now=utcnow())  # the front desk's "opened"
     chosen = intake.language if intake.language in language.LANGUAGES else session.get(language.SESSION_KEY)
     session.clear()
     session.permanent = True

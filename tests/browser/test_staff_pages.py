@@ -30,7 +30,9 @@ def _fresh_link_page(live: Any, page: Any) -> str:
         intake_id = session.scalars(select(Intake.id)).first()
     page.goto(f"{live.url}/front-desk/intakes/{intake_id}/link")
     with page.expect_navigation():
-        page.get_by_role("button", name="Make a new link").click()
+        page.get_by_role("link", name="Make a new link").click()  # asks first (front_desk.confirm_new_link)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Yes, make a new link").click()
     return page.url
 
 

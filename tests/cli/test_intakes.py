@@ -9,18 +9,27 @@ from flask import Flask
 from sqlalchemy import select
 
 from intake.services import services
-from intake.storage.models import Patient
+from intake.storage.models import Intake, Patient
 from tests.web.conftest import app, client  # noqa: F401  (fixtures)
 
 LHC = Path(__file__).resolve().parents[3] / "shared" / "fhircheck" / "fixtures" / "lhc-forms"
 
 
-def test_invite_prints_a_link_with_a_256_bit_token(app: Flask) -> None:  # noqa: F811
-    result = app.test_cli_runner().invoke(args=["intake", "invite", "--name", "Ana Diaz", "--birth-date", "1970-05-01"])
+def test_invite_prints_the_patient_id_and_a_link_with_a_256_bit_token(app: Flask) -> None:  # noqa: F811
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["intake", "invite", "--name", "Ana Diaz", "--birth-date", "1970-05-01"])
     assert result.exit_code == 0
-    link = result.output.strip()
+    word, patient_id, said, link = result.output.strip().split(" ")
+    assert (word, said, patient_id) == ("patient", "link", _patients(app)[0].id)
     assert link.startswith("http://127.0.0.1:5000/i/")
-    assert len(link.rsplit("/", 1)[1]) >= 43  # 32 random bytes, base64url
+    assert len(link.rsplit("/i/", 1)[1]) >= 43  # 32 random bytes, base64url
+    # The printed id makes a follow-up intake, and a new link for an intake names the patient too.
+    again = runner.invoke(args=["intake", "invite", "--patient", patient_id])
+    assert again.exit_code == 0 and again.output.startswith(f"patient {patient_id} link http://")
+    with services(app).sessions() as session:
+        intake_id = session.scalars(select(Intake.id).order_by(Intake.created_at)).first()
+    replaced = runner.invoke(args=["intake", "invite", "--intake", intake_id])
+    assert replaced.exit_code == 0 and replaced.output.startswith(f"patient {patient_id} link http://")
 
 
 @pytest.mark.parametrize(
@@ -37,6 +46,10 @@ def test_invite_prints_a_link_with_a_256_bit_token(app: Flask) -> None:  # noqa:
         (["--name", "A", "--birth-date", "1970-01-01", "--mrn", "|123"], "--mrn: the record number's system"),
         (["--patient", "p1", "--mrn", "7"], "with --patient, leave them out"),
         (["--intake", "i1", "--ehr-patient", "Patient/1"], "--intake takes no other option"),
+        (["--intake", "i1", "--email", "a@example.org"], "--intake takes no other option"),
+        (["--name", "A", "--birth-date", "1970-01-01", "--email", "not an address"], "e-mail address must look like"),
+        (["--name", "A", "--birth-date", "1970-01-01", "--phone", "5551234"], "mobile number must start with +"),
+        (["--name", "A", "--birth-date", "1970-01-01", "--phone", "+15551234567"], "SMS is not set up here"),
     ],
 )
 def test_invite_rejects_bad_input_with_one_line(app: Flask, args: list[str], message: str) -> None:  # noqa: F811
@@ -103,3 +116,4 @@ def test_demo_and_init_db(app: Flask) -> None:  # noqa: F811
     assert runner.invoke(args=["intake", "init-db"]).output.strip() == "database is up to date"
     demo = runner.invoke(args=["intake", "demo"])
     assert demo.exit_code == 0 and "Demo patient link: http://127.0.0.1:5000/i/" in demo.output
+    assert f"Demo patient id: {_patients(app)[0].id}\n" in demo.output

@@ -350,7 +350,8 @@ def test_handlers_and_the_celery_tasks_do_not_import_the_outbox() -> None:
     """No cycle between the runner, the outbox and what it runs: `Retry`/`Permanent` come from
     intake/jobs/errors.py, and the Celery dispatch task runs the registered job, so loading the
     handlers and the tasks loads no outbox."""
-    code = ("import sys, intake.notify, intake.fhir.ehr_push, intake.jobs.celery, intake.jobs.errors; "
+    code = ("import sys, intake.notify, intake.invitations, intake.fhir.ehr_push, intake.jobs.celery, "
+            "intake.jobs.errors; "
             "print('intake.jobs.outbox' in sys.modules, 'intake.jobs.errors' in sys.modules)")
     found = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert found.stdout.split() == ["False", "True"]

@@ -25,7 +25,7 @@ from intake.storage.db import (
 )
 from intake.storage.models import Base, Patient
 
-HEAD = "0014"  # the newest migration in intake/migrations/versions
+HEAD = "0015"  # the newest migration in intake/migrations/versions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -38,7 +38,7 @@ def test_0014_adds_the_link_and_held_state_and_downgrades_keeping_the_rows(empty
             _insert_outbox(connection, 2, "held")  # not a state before 0014
         engine.dispose()
 
-        migrate.upgrade(url)
+        migrate.upgrade(url, "0014")
         assert migrate.current_revision(url) == "0014"
         with engine.begin() as connection:
             connection.execute(text("UPDATE patients SET ehr_reference = 'Patient/123' WHERE id = 'p1'"))
@@ -59,7 +59,7 @@ def test_0014_adds_the_link_and_held_state_and_downgrades_keeping_the_rows(empty
         with pytest.raises(IntegrityError), engine.begin() as connection:
             _insert_outbox(connection, 4, "held")
         engine.dispose()
-        migrate.upgrade(url)  # and up again
+        migrate.upgrade(url, "0014")  # and up again
         assert migrate.current_revision(url) == "0014"
     finally:
         engine.dispose()

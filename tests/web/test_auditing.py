@@ -23,6 +23,8 @@ from intake.services import services
 from intake.storage.models import AuditHead, AuditRecord
 from intake.web.auditing import flush
 from tests.fhircheck import fhircheck
+from tests.support.sms_provider import SmsProvider
+from tests.test_notify import Inbox, inbox  # noqa: F401  (fixture)
 from tests.web.conftest import csrf, invite_link
 from tests.web.flow import (
     EMERGENCY,
@@ -246,9 +248,22 @@ def test_the_log_exports_as_audit_events_for_admins_only(api_app: Flask, tmp_pat
     assert "login-failed" in page and "Hash chain intact" in page
 
 
-def test_no_patient_details_reach_the_application_logs(api_app: Flask, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+def test_no_patient_details_reach_the_application_logs(api_app: Flask, caplog: pytest.LogCaptureFixture,  # noqa: F811
+                                                       inbox: tuple[Inbox, int]) -> None:  # noqa: F811
     marker = "Zebediah Quaxmoor"
+    email, phone = "zebediah.quaxmoor@example.org", "+15559876543"
     caplog.set_level(logging.DEBUG)
+    with SmsProvider() as sms:  # contact details through the invitation, its messages and a refusal
+        api_app.config.update(INTAKE_SMTP_PORT=inbox[1], INTAKE_QUIET_HOURS="", **sms.settings())
+        sms.fail_next(400)
+        result = api_app.test_cli_runner().invoke(args=[
+            "intake", "invite", "--name", "Contact Person", "--birth-date", "1970-01-01", "--email", email,
+            "--phone", phone, "--appointment", "2999-01-01T10:00"])
+        assert result.exit_code == 0 and len(inbox[0].messages) == 1 and sms.received == []
+    desk = signed_in(api_app, "front-desk")
+    assert "Contact Person" in desk.get("/front-desk/patients?q=contact").text
+    patient_id = result.output.split(" ")[1]
+    assert email in desk.get(f"/front-desk/patients/{patient_id}/contact").text
     client = api_app.test_client()
     client.get(invite_link(api_app, name=marker))
     path = first_page(client)
@@ -259,9 +274,12 @@ def test_no_patient_details_reach_the_application_logs(api_app: Flask, caplog: p
     _c, intake_id = complete_intake(api_app, EMERGENCY)
     Api(api_app.test_client(), new_token(api_app)).json(f"/fhir/Patient?name={marker.split()[1]}")
     signed_in(api_app).get(f"/clinician/intakes/{intake_id}")
-    logged = "\n".join(record.getMessage() + str(record.args or "") for record in caplog.records)
+    logged = "\n".join(record.getMessage() + str(record.args or "") for record in caplog.records
+                       if not record.name.startswith("mail.log"))  # not the test's SMTP server's own log
     assert caplog.records, "nothing was logged at all: the test would prove nothing"
     assert marker not in logged and marker.split()[1] not in logged
+    assert "patient message" in logged and "dead letter" in logged  # the sending was logged, without the details
+    assert email not in logged and email.split("@")[0] not in logged and phone[2:] not in logged
 
 
 # -- issue 15, finding 8: the real outcome of a read; no query values in the log --

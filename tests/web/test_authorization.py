@@ -86,6 +86,15 @@ def matrix(ids: dict[str, Any]) -> dict[str, list[tuple[str, str, dict[str, Any]
         ],
         "front_desk.new_link": [("POST", f"/front-desk/intakes/{open_intake}/link", {}, staff(400, "front-desk"))],
         "front_desk.show_link": [("GET", f"/front-desk/intakes/{open_intake}/link", {}, staff(200, "front-desk"))],
+        "front_desk.confirm_new_link": [
+            ("GET", f"/front-desk/intakes/{open_intake}/new-link", {}, staff(200, "front-desk"))],
+        "front_desk.find_patient": [("GET", "/front-desk/patients?q=test", {}, staff(200, "front-desk"))],
+        "front_desk.contact_details": [
+            ("GET", f"/front-desk/patients/{ids['patient']}/contact", {}, staff(200, "front-desk"))],
+        "front_desk.invite_again": [
+            ("GET", f"/front-desk/patients/{ids['patient']}/invite", {}, staff(200, "front-desk")),
+            ("POST", f"/front-desk/patients/{ids['patient']}/invite", {}, staff(400, "front-desk")),  # no CSRF token
+        ],
         "clinician.intakes": [("GET", "/clinician/", {}, staff(200, "clinician"))],
         "clinician.flags": [("GET", "/clinician/flags", {}, staff(200, "clinician"))],
         "clinician.summary": [("GET", f"/clinician/intakes/{intake}", {}, staff(200, "clinician"))],

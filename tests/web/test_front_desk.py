@@ -179,7 +179,7 @@ def test_the_day_list_shows_each_status_for_front_desk_and_clinician(desk_app: F
         ("10:00", "Done Fine", "completed"), ("11:00", "Done Flagged", "flagged")]
     assert "New link" in day and "Summary" not in day
     languages = re.findall(r'<td class="status">.*?</td>\s*<td>([^<]*)</td>', day, re.DOTALL)
-    assert languages == ["", "English", "English", "Spanish"]
+    assert languages == ["English", "English", "English", "Spanish"]  # chosen at invite (English unless asked)
     clinician_view = signed_in(desk_app, "clinician").get(f"/front-desk/?day={TOMORROW.isoformat()}").text
     assert clinician_view.count(">Summary<") == 2 and "New link" not in clinician_view
     assert "No intakes on this day." in desk.get(f"/front-desk/?day={(TOMORROW + timedelta(days=1)).isoformat()}").text
