@@ -59,18 +59,18 @@ Answers = dict[str, list[dict[str, Any]]]
 OVERRIDES: dict[str, Any] = {
     # digestive: no alarm features; weekly pain with an IBS-like pattern; onset date; stool mix
     "ibs-pain-weekly": True, "ibs-pain-defecation": True, "ibs-pain-frequency": True,
-    "ibs-pain-form": False, "ibs-onset-6m": True, "gi-af5": "2023-06",
+    "ibs-pain-form": False, "gi-af5": "2023-06",
     "bsfs-hard-pct": 20, "bsfs-loose-pct": 30,
     # autoimmune: one personal diagnosis with its year, two family histories
     "ai-self-hashimoto": YES, "ai-self-hashimoto-year": "2012",
-    "ai-family-coeliac": YES, "ai-family-coeliac-who": ["PRN", "SIB"], "ai-family-coeliac-age": 38,
-    "ai-family-psoriasis": YES, "ai-family-psoriasis-who": ["GRPRN"], "ai-family-psoriasis-age": 60,
-    "ai-family-lupus": "unsure",
+    "ai-family-coeliac": ["PRN", "SIB"], "ai-family-coeliac-age": 38,
+    "ai-family-psoriasis": ["GRPRN"], "ai-family-psoriasis-age": 60,
+    "ai-family-lupus": ["unsure"],
     # diet: a middling Mediterranean pattern
     "medas-1": True, "medas-13": True, "medas-2": 2.0, "medas-3": 1.5, "medas-4": 2.0, "medas-5": 1.0,
     "medas-6": 0.5, "medas-7": 1.0, "medas-8": 3, "medas-9": 2, "medas-10": 2, "medas-11": 3,
     "medas-12": 2, "medas-14": 1, "diet-wholegrain": 2, "diet-fermented": 3, "diet-processed": 2,
-    "diet-sugary": 1, "diet-omega3-supplement": False, "diet-b12-risk": ["acid-reducer"],
+    "diet-omega3-supplement": False, "diet-b12-risk": ["acid-reducer"],
     "diet-gluten-free": True, "diet-gluten-free-since": "2021-03",
 }
 

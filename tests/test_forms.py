@@ -28,7 +28,9 @@ def test_the_five_questionnaires_load_with_versions() -> None:
         # issue 19: stress 1.3.0 (PHQ-4's answers carried into PHQ-9 and GAD-7, not asked twice);
         # issue 17: neuropathy, diet 1.3.0 and stress 1.4.0 (each score's better direction, for its trend)
         # issue 17: digestive 1.4.0 (the reason for the visit)
-        assert form.version == {"stress": "1.4.0", "digestive": "1.4.0"}.get(form.key, "1.3.0")
+        # issue 19: digestive 1.5.0, stress 1.5.0, the others 1.4.0 (each fact asked once, family
+        # history as one question per condition, question-specific required-answer messages)
+        assert form.version == {"stress": "1.5.0", "digestive": "1.5.0"}.get(form.key, "1.4.0")
         assert form.url == f"https://intake.example.org/fhir/Questionnaire/{form.key}"
         assert all(page.group is not None for page in form.pages), "top-level items are groups (pages)"
 
@@ -50,4 +52,20 @@ def test_questionnaires_pass_fhircheck() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     # the five current forms and the earlier versions kept in forms/archive (the checker recurses)
     files = len(list(FORMS.glob("*.json"))) + len(list((FORMS / "archive").glob("*.json")))
-    assert files == 15 and f"{files} passed, 0 failed" in result.stdout
+    assert files == 20 and f"{files} passed, 0 failed" in result.stdout
+
+
+def test_every_required_question_says_what_is_missing_in_its_own_words() -> None:
+    """Issue 19: "Select yes if you have seen blood in your stool", not nine identical "Select an
+    answer": each question a patient must answer carries a requiredMessage, in English and Spanish."""
+    catalog = load_catalog(FORMS)
+    for form in catalog:
+        spanish = catalog.localized(form, "es")
+        for page in form.pages:
+            for item in page.walk():
+                if not (item.is_question and item.required and not item.read_only):
+                    continue
+                assert item.required_message and item.required_message.startswith(("Select", "Enter")), item.link_id
+                localized = spanish.by_link[item.link_id].required_message
+                assert localized and localized != item.required_message, item.link_id
+                assert item.required_message_in("es") == localized

@@ -24,7 +24,7 @@ from tests.web.conftest import app, client, csrf, invite_link  # noqa: F401  (fi
 from tests.web.flow import continue_after_help, default_value, first_page
 
 OLD = "https://intake.example.org/fhir/Questionnaire/digestive|1.2.0"
-NEW = "https://intake.example.org/fhir/Questionnaire/digestive|1.4.0"
+NEW = "https://intake.example.org/fhir/Questionnaire/digestive|1.5.0"
 
 
 def page_answers(form: Form, page_key: str, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,9 @@ ITEM_MEDIA = SDC_EXT + "sdc-questionnaire-itemMedia"
 INSTRUMENT = PROJECT_EXT + "instrument"
 SCORED = PROJECT_EXT + "scored"
 SCORE_CRITERION = PROJECT_EXT + "scoreCriterion"
+# The question's own message when it is left unanswered ("Select yes if you have seen blood in
+# your stool"), valueString translated on `_valueString`; the generic message otherwise.
+REQUIRED_MESSAGE = PROJECT_EXT + "requiredMessage"
 
 ITEM_CONTROLS = {"radio-button", "check-box", "drop-down", "slider", "page", "help", "autocomplete", "list"}
 

@@ -13,6 +13,7 @@ from typing import Any
 from intake.core import extensions as ext
 from intake.core.fhirpath import weight_table
 from intake.core.item_types import is_question
+from intake.core.translations import translation
 
 # A calculatedExpression that only copies another item's answer: the question is asked once and
 # carried forward (PHQ-4's items into PHQ-9 and GAD-7).
@@ -99,6 +100,7 @@ class Item:
     scored: bool = False
     score_criterion: str | None = None
     help_text: str | None = None
+    required_message: str | None = None
     media: Media | None = None
     children: tuple[Item, ...] = ()
     parent: str | None = None
@@ -115,6 +117,14 @@ class Item:
         match = _COPY_EXPRESSION.fullmatch(self.calculated_expression or "")
         return match.group(1) if match else None
 
+    def required_message_in(self, lang: str | None) -> str | None:
+        """`required_message` in `lang` when the Questionnaire translates it, else as written;
+        None when the form gives none (the page then says the generic "Select an answer")."""
+        if not self.required_message:
+            return None
+        for extension in ext.find(self.raw, ext.REQUIRED_MESSAGE):
+            return (translation(extension, "valueString", lang) if lang else None) or self.required_message
+        return self.required_message
     @property
     def date_parts(self) -> tuple[str, ...]:
         """The boxes of a date answer: year; month and year; or day, month and year (no entryFormat,
@@ -228,10 +238,17 @@ def build_item(raw: dict[str, Any], parent: str | None = None) -> Item:
         scored=bool(ext.value(raw, ext.SCORED)),
         score_criterion=ext.expression(raw, ext.SCORE_CRITERION),
         help_text=_help_text(raw),
+        required_message=_required_message(raw),
         media=read_media(raw),
         children=children,
         parent=parent,
     )
+
+
+def _required_message(raw: dict[str, Any]) -> str | None:
+    """The `requiredMessage` extension's text (base language); None when absent or empty."""
+    text = ext.value(raw, ext.REQUIRED_MESSAGE)
+    return text if isinstance(text, str) and text.strip() else None
 
 
 def _help_text(raw: dict[str, Any]) -> str | None:

@@ -243,6 +243,7 @@ def _one_item(
         elif not ext.expression(item, ext.SCORE_CRITERION):
             error("is scored but has neither weighted answerOptions nor a scoreCriterion")
 
+    out += _presentation_issues(item, link_id, spec.is_question)
     out += _expression_issues(item, link_id)
     out += _enable_when_issues(item, index, position, by_link)
     if ext.expression(item, ext.CALCULATED_EXPRESSION) and not item.get("readOnly"):
@@ -269,6 +270,18 @@ def _translation_languages(shadow: Any) -> list[str]:
 
 
 _DYNAMIC_LIMIT_WORDS = " and ".join(code for code, row in item_types.TYPES.items() if row.dynamic_limits)
+
+
+def _presentation_issues(item: dict[str, Any], link_id: str, is_question: bool) -> list[LintIssue]:
+    """requiredMessage: the page's message for a missing answer must be usable."""
+    out: list[LintIssue] = []
+    for extension in ext.find(item, ext.REQUIRED_MESSAGE):
+        text = extension.get("valueString")
+        if not is_question or not isinstance(text, str) or not text.strip():
+            out.append(LintIssue("error", link_id, "requiredMessage needs a non-empty valueString on a question"))
+        elif not item.get("required"):
+            out.append(LintIssue("warning", link_id, "has a requiredMessage but is not required: it is never shown"))
+    return out
 
 
 def _limit_problems(extension: dict[str, Any], spec: item_types.ItemType) -> list[str]:

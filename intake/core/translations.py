@@ -87,8 +87,8 @@ def missing(resource: dict[str, Any], lang: str) -> list[str]:
     """Paths of patient-facing strings with no `lang` translation (empty: fully translated).
 
     Patient-facing: the title, every item's text, answer option and unit displays, entry
-    formats, a picture's alt text (itemMedia title), flags' patient guidance and instruments'
-    titles. Clinician wording (messages,
+    formats, required-answer messages, a picture's alt text (itemMedia title), flags' patient
+    guidance and instruments' titles. Clinician wording (messages,
     citations, band labels) stays in the base language and is not checked.
     """
     out: list[str] = []
@@ -109,7 +109,7 @@ def missing(resource: dict[str, Any], lang: str) -> list[str]:
             name = url.rsplit("/", 1)[-1]
             if name in ("questionnaire-unit", "questionnaire-unitOption"):
                 coding(extension, here)
-            elif name == "entryFormat":
+            elif name in ("entryFormat", "requiredMessage"):
                 need(extension, "valueString", here)
             elif name == "sdc-questionnaire-itemMedia" and isinstance(extension.get("valueAttachment"), dict):
                 need(extension["valueAttachment"], "title", here + ".valueAttachment")  # the alt text

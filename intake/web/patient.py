@@ -33,7 +33,7 @@ from intake.core import translations
 from intake.core.enablement import Answers
 from intake.core.estimate import estimate
 from intake.core.fhir_time import utcnow
-from intake.core.items import Form, Page
+from intake.core.items import Form, Item, Page
 from intake.core.scoring import instrument_of
 from intake.errors import IntakeError
 from intake.jobs import outbox
@@ -295,19 +295,41 @@ def _localized(step: workflow.Step) -> tuple[Form, Page]:
     return form, page
 
 
-def _translation_notices(page: Page) -> list[str]:
-    """For instruments validated only in other languages: say so, in the patient's language."""
+def _translation_notices(steps: list[workflow.Step], index: int) -> list[str]:
+    """Instruments validated only in other languages: said once per intake, on the first page
+    that asks one of them, naming every such instrument of the intake (issue 19: not on every
+    page), in the patient's language."""
     lang = language.current()
+    unvalidated: dict[tuple[str, ...], list[str]] = {}
+    first: int | None = None
+    for number, step in enumerate(steps):
+        local = catalog().localized(step.form, lang)
+        page = next((p for p in local.pages if p.key == step.page.key), step.page)
+        for item in page.walk():
+            instrument = instrument_of(item) if item.type == "group" else None
+            if instrument and not instrument.validated_in(lang):
+                first = number if first is None else first
+                titles = unvalidated.setdefault(instrument.validated_languages, [])
+                if instrument.title not in titles:
+                    titles.append(instrument.title)
+    if first != index:
+        return []
     notices = []
-    for item in page.walk():
-        instrument = instrument_of(item) if item.type == "group" else None
-        if instrument and not instrument.validated_in(lang):
-            names = ", ".join(language.language_name(code) for code in instrument.validated_languages)
-            notices.append(_(
-                "%(instrument)s: the wording used here is the version validated in %(languages)s. These "
-                "questions are our translation, not a validated version: answer as well as you can, and "
-                "your care team will take this into account.", instrument=instrument.title, languages=names))
+    for languages, titles in unvalidated.items():
+        names = ", ".join(language.language_name(code) for code in languages)
+        notices.append(_(
+            "%(instrument)s: the wording used here is the version validated in %(languages)s. These "
+            "questions are our translation, not a validated version: answer as well as you can, and "
+            "your care team will take this into account.", instrument="; ".join(titles), languages=names))
     return notices
+
+
+def _summary_line(message: str, shown: Item) -> str:
+    """One error-summary line: the message, and the question's words unless the message is the
+    question's own (`requiredMessage`, already in the patient's language on `shown`)."""
+    if message == shown.required_message:
+        return message
+    return f"{message} – {_short(shown.text)}"
 
 
 def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm, enabled: set[str],
@@ -317,8 +339,9 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
     back_url = _page_url(steps[index - 1]) if index > 0 else url_for("patient.start")
     errors: list[tuple[str, str]] = []
     if errors_shown:
-        # The summary names the question, so a list of "Select an answer" still says which one.
-        errors = [(webforms.anchor(item, field), f"{field.errors[0]} – {_short(local_form.by_link[item.link_id].text)}")
+        # The summary names the question, so a list of "Select an answer" still says which one; a
+        # question's own message ("Select yes if you have seen blood…") already says it.
+        errors = [(webforms.anchor(item, field), _summary_line(field.errors[0], local_form.by_link[item.link_id]))
                   for item, field in form.question_fields() if field.errors]
         errors += [
             (form[name].id, form[name].errors[0])
@@ -340,7 +363,7 @@ def _render_page(steps: list[workflow.Step], index: int, form: webforms.PageForm
                                    source_url=lambda link_id: _question_url(steps, step, link_id, from_review)),
         errors=errors,
         notice=notice,
-        translation_notices=_translation_notices(local_page),
+        translation_notices=_translation_notices(steps, index),
         back_url=back_url,
         from_review=from_review,
         action=_page_url(step, **({"from": "review"} if from_review else {})),

@@ -107,13 +107,14 @@ def tab_to(page: Any, selector: str, max_presses: int = 80) -> int:
 
 def choice_for(q: dict[str, Any], answers: dict[str, Any]) -> Any:
     """The answer to give: an override by linkId (keyed by field name here), else a harmless default:
-    'No' for yes/no, the first option, 1 for numbers, a month for dates."""
+    'No' for yes/no, 'None of these' for check boxes that offer it, else the first option, 1 for
+    numbers, a month for dates."""
     if q["name"] in answers:
         return answers[q["name"]]
     if q["kind"] == "radio":
         return "false" if q["values"] == ["true", "false"] else q["values"][0]
     if q["kind"] == "checkbox":
-        return [q["values"][0]]
+        return ["none"] if "none" in q["values"] else [q["values"][0]]
     if q["kind"] == "select":
         return q.get("values", [""])[0]
     if q["kind"] == "number":

@@ -37,11 +37,18 @@ def mnsi(*yes: int) -> dict[str, str]:
             for n in range(1, 16)}
 
 
-def no_autoimmune_history(app: Flask) -> dict[str, str]:
-    """'No' to every autoimmune condition, personal and family (the form's default is the first option, Yes)."""
+def no_autoimmune_history(app: Flask) -> dict[str, Any]:
+    """'No' to every autoimmune condition of one's own, 'None of these' for the family (the forms'
+    default is the first option: Yes, Parent)."""
     form = services(app).catalog.by_key["autoimmune"]
-    return {item.link_id: NO for item in form.walk()
-            if item.type == "choice" and any(o.get("valueCoding", {}).get("code") == NO for o in item.options)}
+    out: dict[str, Any] = {}
+    for item in form.walk():
+        codes = [o.get("valueCoding", {}).get("code") for o in item.options]
+        if item.type == "choice" and NO in codes:
+            out[item.link_id] = NO
+        elif item.repeats and "none" in codes:
+            out[item.link_id] = ["none"]
+    return out
 
 
 # Neuropathy symptoms easing over 8 weeks (MNSI 7 -> 5 -> 2), mood settling (PHQ-4 12 -> 4 -> 0).

@@ -78,9 +78,12 @@ def _catalog_messages() -> set[str]:
 
 
 def _validated_in_english_pages(app: Any) -> set[str]:
-    """Paths of pages holding a group of an instrument validated in other languages than Spanish."""
-    paths = set()
-    for form in services(app).catalog.by_key.values():
+    """The page that says the questions are a translation: the first one, in the intake's order,
+    holding a group of an instrument validated in other languages than Spanish (the notice is said
+    once per intake, naming every such instrument)."""
+    catalog = services(app).catalog
+    for key in ("digestive", "neuropathy", "autoimmune", "diet", "stress"):
+        form = catalog.by_key[key]
         for page in form.pages:
             for item in page.walk():
                 for ext in (item.raw.get("extension") or []) if item.type == "group" else []:
@@ -88,8 +91,8 @@ def _validated_in_english_pages(app: Any) -> set[str]:
                         s.get("valueCode") for s in ext.get("extension") or [] if s.get("url") == "validatedLanguage"
                     ]
                     if languages and "es" not in languages:
-                        paths.add(f"/intake/{form.key}/{page.key}")
-    return paths
+                        return {f"/intake/{form.key}/{page.key}"}
+    return set()
 
 
 def test_switch_to_spanish_half_way_keeps_answers_and_finishes_in_spanish(live: Any, new_page: Any) -> None:

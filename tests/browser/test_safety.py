@@ -112,10 +112,18 @@ CONFIRMATIONS = {
 }
 
 
-def no_to_every_yes_no_choice(app: Any) -> dict[str, str]:
-    """'No' (LOINC LA32-8) for every Yes/No/Not sure question: no personal or family history."""
-    return {item.link_id: "LA32-8" for form in services(app).catalog.forms for item in form.walk()
-            if any((o.get("valueCoding") or {}).get("code") == "LA32-8" for o in item.options)}
+def no_to_every_yes_no_choice(app: Any) -> dict[str, Any]:
+    """'No' (LOINC LA32-8) for every Yes/No/Not sure question and 'None of these' for the family
+    history's check boxes: no personal or family history."""
+    out: dict[str, Any] = {}
+    for form in services(app).catalog.forms:
+        for item in form.walk():
+            codes = [(o.get("valueCoding") or {}).get("code") for o in item.options]
+            if "LA32-8" in codes:
+                out[item.link_id] = "LA32-8"
+            elif item.repeats and "none" in codes and item.link_id.startswith("ai-family-"):
+                out[item.link_id] = ["none"]
+    return out
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIRMATIONS))

@@ -25,8 +25,9 @@ BASE = "https://intake.example.org/fhir/Questionnaire/"
 # stress 1.3.0 and neuropathy, diet 1.2.0 had no `direction` on their scores (issue 17).
 ARCHIVED = [("digestive", "1.2.0"), ("digestive", "1.3.0"), ("autoimmune", "1.2.0"), ("neuropathy", "1.1.0"),
             ("neuropathy", "1.2.0"), ("diet", "1.1.0"), ("diet", "1.2.0"), ("stress", "1.1.0"), ("stress", "1.2.0"),
-            ("stress", "1.3.0")]
-CURRENT = {"digestive": "1.4.0", "autoimmune": "1.3.0", "neuropathy": "1.3.0", "diet": "1.3.0", "stress": "1.4.0"}
+            ("stress", "1.3.0"), ("digestive", "1.4.0"), ("diet", "1.3.0"), ("autoimmune", "1.3.0"),
+            ("neuropathy", "1.3.0"), ("stress", "1.4.0")]
+CURRENT = {"digestive": "1.5.0", "autoimmune": "1.4.0", "neuropathy": "1.4.0", "diet": "1.4.0", "stress": "1.5.0"}
 AUTHORED = "2024-05-01T10:00:00Z"
 
 

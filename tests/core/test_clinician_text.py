@@ -101,7 +101,7 @@ def test_every_current_definition_has_a_clinician_citation() -> None:
             assert text.endswith(".") and text[0].isupper(), text
             assert clinician_reference(text, subs["citation"][0]) == text
             seen += 1
-    assert seen >= 55
+    assert seen >= 54  # issue 19 retired the note coeliac-family-relative-unknown (autoimmune 1.4.0)
 
 
 def test_in_house_rules_read_as_clinic_protocol() -> None:

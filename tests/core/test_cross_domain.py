@@ -1,4 +1,4 @@
-"""Cross-domain rules: notes on forms/autoimmune.json 1.3.0 (instruments.md 4.2 AI-F1..F3, AI-F5 and
+"""Cross-domain rules: notes on forms/autoimmune.json 1.4.0 (instruments.md 4.2 AI-F1..F3, AI-F5 and
 5.3) and the digestive GI-AF4 flag fed by the autoimmune family history (AI-F4).
 
 Each note is scored with `score_intake` over the real digestive, autoimmune and diet forms. The MNSI
@@ -8,6 +8,7 @@ not depend on neuropathy.json), plus one check with the real neuropathy form (wh
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from tests.core.factories import (
 )
 
 AUTHORED = "2024-05-01T10:00:00Z"
-AUTOIMMUNE = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.3.0"
+AUTOIMMUNE = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.4.0"
 CONDITIONS = ["coeliac", "rheumatoid-arthritis", "lupus", "multiple-sclerosis", "hashimoto", "graves",
               "type1-diabetes", "ibd", "psoriasis", "pernicious-anaemia"]
 ROLE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
@@ -34,14 +35,12 @@ ANSWERS = "https://intake.example.org/fhir/CodeSystem/intake-answers"
 YES = {"system": "http://loinc.org", "code": "LA33-6", "display": "Yes"}
 NO = {"system": "http://loinc.org", "code": "LA32-8", "display": "No"}
 UNSURE = {"system": ANSWERS, "code": "unsure", "display": "Not sure"}
+NONE = {"system": ANSWERS, "code": "none", "display": "None of these"}
 SYMPTOMS = ["sym-pain", "sym-bloating", "sym-reflux", "sym-diarrhoea", "sym-constipation"]
 ALARMS = ["gi-af1", "gi-af2", "gi-af3", "gi-af4", "gi-af6", "gi-af7", "gi-af8", "gi-af9", "gi-af10"]
 SEROLOGY = "Consider coeliac serology (tTG-IgA with total IgA) on a gluten-containing diet."
 FALSE_NEGATIVE = "Serology may be falsely negative on a gluten-free diet."
 B12 = "Consider checking vitamin B12 status (local rule)"
-WHICH_RELATIVE = ("A blood relative has coeliac disease, but which relative was not given: ask whether it is a parent, "
-                  "brother, sister or child. If so, consider coeliac serology (tTG-IgA with total IgA) on a "
-                  "gluten-containing diet.")
 
 Answers = dict[str, list[dict[str, Any]]]
 
@@ -72,7 +71,7 @@ def who(*codes: str) -> list[dict[str, Any]]:
 
 def autoimmune_answers(**changes: list[dict[str, Any]]) -> Answers:
     answers: Answers = {f"ai-self-{c}": coded(NO) for c in CONDITIONS}
-    answers.update({f"ai-family-{c}": coded(NO) for c in CONDITIONS})
+    answers.update({f"ai-family-{c}": coded(NONE) for c in CONDITIONS})
     answers.update({f"ai-rf{n}": boolean(False) for n in range(1, 5)})
     answers.update(changes)
     return answers
@@ -118,12 +117,12 @@ def cross(result: Result) -> dict[str, Note]:
 
 @pytest.mark.parametrize("relatives", [("PRN",), ("SIB",), ("CHILD",), ("GRPRN", "SIB"), ("AUNT", "CHILD", "EXT")])
 def test_coeliac_family_note_fires_for_a_first_degree_relative(catalog: Catalog, relatives: tuple[str, ...]) -> None:
-    answers = autoimmune_answers(**{"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who(*relatives)})
+    answers = autoimmune_answers(**{"ai-family-coeliac": who(*relatives)})
     notes = cross(intake(catalog, autoimmune=answers))
     assert list(notes) == ["coeliac-serology-family"]
     note = notes["coeliac-serology-family"]
     assert note.text == SEROLOGY
-    assert note.because == ("ai-family-coeliac", "ai-family-coeliac-who")
+    assert note.because == ("ai-family-coeliac",)
     assert note.verification == "verified"
     assert note.questionnaire == AUTOIMMUNE
     assert "AI-F1" in (note.citation or "") and "ACG 2023" in (note.citation or "")
@@ -131,10 +130,10 @@ def test_coeliac_family_note_fires_for_a_first_degree_relative(catalog: Catalog,
 
 
 @pytest.mark.parametrize("changes", [
-    {"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("GRPRN", "AUNT", "UNCLE", "COUSN", "EXT")},
-    {"ai-family-coeliac": coded(NO), "ai-family-coeliac-who": who("PRN")},  # disabled answer is dropped
+    {"ai-family-coeliac": who("GRPRN", "AUNT", "UNCLE", "COUSN", "EXT")},
+    {"ai-family-coeliac": coded(NONE)},
     {"ai-family-coeliac": coded(UNSURE)},
-    {"ai-family-lupus": coded(YES), "ai-family-lupus-who": who("PRN")},   # another condition
+    {"ai-family-lupus": who("PRN")},   # another condition
     {"ai-self-coeliac": coded(YES)},
 ])
 def test_coeliac_family_note_does_not_fire(catalog: Catalog, changes: Answers) -> None:
@@ -145,11 +144,11 @@ def test_coeliac_family_note_does_not_fire(catalog: Catalog, changes: Answers) -
 
 
 @pytest.mark.parametrize(("autoimmune", "digestive", "diet"), [
-    ({"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("PRN")}, None, None),
+    ({"ai-family-coeliac": who("PRN")}, None, None),
     ({"ai-self-type1-diabetes": coded(YES)}, {"sym-pain": often()}, None),
-    ({"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("SIB"), "ai-self-hashimoto": coded(YES)},
+    ({"ai-family-coeliac": who("SIB"), "ai-self-hashimoto": coded(YES)},
      {"gi-af3": boolean()}, {"diet-gluten-free": boolean()}),
-    ({"ai-family-coeliac": coded(YES)}, None, {"diet-gluten-free": boolean()}),  # relative unknown
+    ({"ai-family-coeliac": who("CHILD", "GRPRN")}, None, {"diet-gluten-free": boolean()}),
 ])
 def test_no_serology_note_for_a_patient_who_already_has_coeliac_disease(
         catalog: Catalog, autoimmune: Answers, digestive: Answers | None, diet: Answers | None) -> None:
@@ -165,41 +164,29 @@ def test_no_serology_note_for_a_patient_who_already_has_coeliac_disease(
 
 
 def test_the_serology_notes_say_why_they_skip_diagnosed_coeliac_disease(catalog: Catalog) -> None:
-    answers = autoimmune_answers(**{"ai-self-type1-diabetes": coded(YES), "ai-family-coeliac": coded(YES),
-                                    "ai-family-coeliac-who": who("CHILD")})
+    answers = autoimmune_answers(**{"ai-self-type1-diabetes": coded(YES), "ai-family-coeliac": who("CHILD")})
     notes = cross(intake(catalog, autoimmune=answers, digestive=digestive_answers(**{"sym-pain": often()})))
     for note_id in ("coeliac-serology-family", "coeliac-serology-personal"):
         assert "already has coeliac disease" in (notes[note_id].citation or "")
 
 
-# --- family Yes with "Which relatives?" left blank ----------------------------------------------
+# --- autoimmune 1.4.0: every relative is named; the "relative unknown" note is gone -------------
 
 
-def test_a_coeliac_relative_not_named_asks_the_clinician_to_find_out(catalog: Catalog) -> None:
-    notes = cross(intake(catalog, autoimmune=autoimmune_answers(**{"ai-family-coeliac": coded(YES)})))
-    assert list(notes) == ["coeliac-family-relative-unknown"]
-    note = notes["coeliac-family-relative-unknown"]
-    assert note.text == WHICH_RELATIVE
-    assert note.because == ("ai-family-coeliac", "ai-family-coeliac-who")
-    assert note.verification == "partly-verified" and "ACG 2023" in (note.citation or "")
-    assert "instruments.md" not in note.text
-
-
-@pytest.mark.parametrize("changes", [
-    {"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("PRN")},    # named: the AI-F1 note instead
-    {"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("GRPRN")},  # named, not first-degree
-    {"ai-family-coeliac": coded(UNSURE)},
-    {"ai-family-coeliac": coded(YES), "ai-self-coeliac": coded(YES)},
-    {"ai-family-ibd": coded(YES)},
-])
-def test_the_relative_unknown_note_needs_a_blank_after_yes(catalog: Catalog, changes: Answers) -> None:
-    assert "coeliac-family-relative-unknown" not in cross(intake(catalog, autoimmune=autoimmune_answers(**changes)))
-
-
-def test_gluten_free_caveat_with_the_relative_unknown_note(catalog: Catalog) -> None:
-    result = intake(catalog, autoimmune=autoimmune_answers(**{"ai-family-coeliac": coded(YES)}),
+@pytest.mark.parametrize("answer", [UNSURE, NONE])
+def test_no_coeliac_relative_gives_no_note(catalog: Catalog, answer: dict[str, str]) -> None:
+    result = intake(catalog, autoimmune=autoimmune_answers(**{"ai-family-coeliac": coded(answer)}),
                     diet={"diet-gluten-free": boolean()})
-    assert list(cross(result)) == ["coeliac-family-relative-unknown", "gluten-free-caveat"]
+    assert cross(result) == {}
+
+
+def test_the_relative_unknown_note_is_retired(catalog: Catalog) -> None:
+    """1.3.0 asked Yes, then "Which relatives?": a blank there raised a note; 1.4.0 cannot leave it blank."""
+    old = catalog.get(AUTOIMMUNE.replace("1.4.0", "1.3.0"))
+    new = catalog.by_key["autoimmune"]
+    assert old is not None
+    assert "coeliac-family-relative-unknown" in json.dumps(old.resource["extension"])
+    assert "coeliac-family-relative-unknown" not in json.dumps(new.resource["extension"])
 
 
 # --- AI-F2: personal T1D / autoimmune thyroid disease + GI symptoms -----------------------------
@@ -247,8 +234,7 @@ def test_coeliac_personal_note_needs_the_digestive_questionnaire(catalog: Catalo
 
 
 def test_both_coeliac_notes_can_fire_together(catalog: Catalog) -> None:
-    answers = autoimmune_answers(**{"ai-self-type1-diabetes": coded(YES), "ai-family-coeliac": coded(YES),
-                                    "ai-family-coeliac-who": who("SIB")})
+    answers = autoimmune_answers(**{"ai-self-type1-diabetes": coded(YES), "ai-family-coeliac": who("SIB")})
     result = intake(catalog, autoimmune=answers, digestive=digestive_answers(**{"sym-diarrhoea": often()}))
     assert list(cross(result)) == ["coeliac-serology-family", "coeliac-serology-personal"]
 
@@ -257,7 +243,7 @@ def test_both_coeliac_notes_can_fire_together(catalog: Catalog) -> None:
 
 
 def test_gluten_free_caveat_with_the_family_note(catalog: Catalog) -> None:
-    answers = autoimmune_answers(**{"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("PRN")})
+    answers = autoimmune_answers(**{"ai-family-coeliac": who("PRN")})
     result = intake(catalog, autoimmune=answers, diet={"diet-gluten-free": boolean()})
     notes = cross(result)
     assert list(notes) == ["coeliac-serology-family", "gluten-free-caveat"]
@@ -276,15 +262,14 @@ def test_gluten_free_caveat_with_the_personal_note(catalog: Catalog) -> None:
 
 
 def test_gluten_free_alone_gives_no_caveat(catalog: Catalog) -> None:
-    result = intake(catalog, autoimmune=autoimmune_answers(**{"ai-family-coeliac": coded(YES),
-                                                              "ai-family-coeliac-who": who("GRPRN")}),
+    result = intake(catalog, autoimmune=autoimmune_answers(**{"ai-family-coeliac": who("GRPRN")}),
                     digestive=digestive_answers(**{"sym-pain": often()}), diet={"diet-gluten-free": boolean()})
     assert cross(result) == {}
 
 
 @pytest.mark.parametrize("diet", [{"diet-gluten-free": boolean(False)}, {}, None])
 def test_no_caveat_unless_currently_gluten_free(catalog: Catalog, diet: Answers | None) -> None:
-    answers = autoimmune_answers(**{"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("CHILD")})
+    answers = autoimmune_answers(**{"ai-family-coeliac": who("CHILD")})
     assert list(cross(intake(catalog, autoimmune=answers, diet=diet))) == ["coeliac-serology-family"]
 
 
@@ -367,7 +352,7 @@ def test_no_notes_for_a_quiet_intake(catalog: Catalog) -> None:
 
 def test_all_four_notes_together(catalog: Catalog) -> None:
     answers = autoimmune_answers(**{"ai-self-graves": coded(YES), "ai-self-pernicious-anaemia": coded(YES),
-                                    "ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("PRN")})
+                                    "ai-family-coeliac": who("PRN")})
     result = intake(catalog, autoimmune=answers, digestive=digestive_answers(**{"sym-reflux": often()}),
                     diet={"diet-gluten-free": boolean(), "diet-b12-risk": b12("none")}, mnsi=5)
     assert list(cross(result)) == ["coeliac-serology-family", "coeliac-serology-personal", "gluten-free-caveat",
@@ -388,15 +373,12 @@ def gi_af4(result: Result) -> list[tuple[str, str]]:
     ("ibd", ("SIB",), True),
     ("coeliac", ("GRPRN", "AUNT", "COUSN", "EXT"), False),  # not first-degree
     ("ibd", ("UNCLE",), False),
-    ("coeliac", (), False),                                  # relative not given: unknown, not raised
     ("lupus", ("PRN",), False),                              # not a GI-AF4 condition
     ("type1-diabetes", ("SIB",), False),
 ])
 def test_first_degree_coeliac_or_ibd_in_the_autoimmune_history_raises_gi_af4(
         catalog: Catalog, condition: str, relatives: tuple[str, ...], raised: bool) -> None:
-    changes = {f"ai-family-{condition}": coded(YES)}
-    if relatives:
-        changes[f"ai-family-{condition}-who"] = who(*relatives)
+    changes = {f"ai-family-{condition}": who(*relatives)}
     result = intake(catalog, autoimmune=autoimmune_answers(**changes), digestive=digestive_answers())  # gi-af4 No
     assert gi_af4(result) == ([("gi-af4", "review")] if raised else [])
 
@@ -411,13 +393,13 @@ def test_gi_af4_without_the_autoimmune_questionnaire(catalog: Catalog) -> None:
 
 
 def test_gi_af4_from_the_autoimmune_history_is_raised_once_and_says_why(catalog: Catalog) -> None:
-    answers = autoimmune_answers(**{"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("PRN"),
-                                    "ai-family-ibd": coded(YES), "ai-family-ibd-who": who("SIB")})
+    answers = autoimmune_answers(**{"ai-family-coeliac": who("PRN"),
+                                    "ai-family-ibd": who("SIB")})
     result = intake(catalog, autoimmune=answers, digestive=digestive_answers(**{"gi-af4": boolean()}))
     [flag] = [f for f in result.flags if f.id == "gi-af4"]
     # One line for the clinician; the rule (which items raise it) with the citation.
     assert "autoimmune family history" in flag.message
-    assert "ai-family-coeliac-who" in (flag.citation or "") and "ai-family-ibd-who" in (flag.citation or "")
+    assert "ai-family-coeliac" in (flag.citation or "") and "ai-family-ibd" in (flag.citation or "")
     assert "AI-F4" in (flag.citation or "")
     assert "instruments.md" not in flag.message
 

@@ -1,4 +1,4 @@
-"""Autoimmune Questionnaire rules (forms/autoimmune.json 1.3.0): history counts and red flags.
+"""Autoimmune Questionnaire rules (forms/autoimmune.json 1.4.0): history counts and red flags.
 
 Reference: ../shared/instruments.md 4.2 (checklist: counts, no risk score; autoimmune red flags,
 in-house, clinical sign-off required). Responses are built with the real form, scored with the real
@@ -17,7 +17,7 @@ from intake.core.items import Form
 from intake.core.scoring import Context, Result, Score, score_intake, score_response
 from intake.core.translations import flag_guidance
 
-CANONICAL = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.3.0"
+CANONICAL = "https://intake.example.org/fhir/Questionnaire/autoimmune|1.4.0"
 AUTHORED = "2024-05-01T10:00:00Z"
 CONDITIONS = ["coeliac", "rheumatoid-arthritis", "lupus", "multiple-sclerosis", "hashimoto", "graves",
               "type1-diabetes", "ibd", "psoriasis", "pernicious-anaemia"]
@@ -31,6 +31,7 @@ UNSURE = {
     "code": "unsure",
     "display": "Not sure",
 }
+NONE = {"system": UNSURE["system"], "code": "none", "display": "None of these"}
 RELATIVES = {"PRN": "Parent", "SIB": "Brother or sister", "CHILD": "Child", "GRPRN": "Grandparent", "AUNT": "Aunt",
              "UNCLE": "Uncle", "COUSN": "Cousin", "EXT": "Other blood relative"}
 OLD = "1950-01-01"
@@ -55,7 +56,8 @@ def who(*codes: str) -> list[dict[str, Any]]:
 
 
 def all_no() -> dict[str, list[dict[str, Any]]]:
-    answers = {link: coded(NO) for link in SELF + FAMILY}
+    answers = {link: coded(NO) for link in SELF}
+    answers.update({link: coded(NONE) for link in FAMILY})
     answers.update({f"ai-rf{n}": [{"valueBoolean": False}] for n in range(1, 5)})
     return answers
 
@@ -78,7 +80,7 @@ def totals(result: Result) -> dict[str, float | None]:
 
 
 def test_version_is_bumped(autoimmune: Form) -> None:
-    assert autoimmune.version == "1.3.0"
+    assert autoimmune.version == "1.4.0"
     assert autoimmune.canonical == CANONICAL
 
 
@@ -117,64 +119,64 @@ def test_personal_count_all_ten(autoimmune: Form) -> None:
 def test_family_any_versus_first_degree(autoimmune: Form) -> None:
     answers = all_no()
     answers.update({
-        "ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("GRPRN"),                  # any only
-        "ai-family-lupus": coded(YES), "ai-family-lupus-who": who("PRN"),                        # both
-        "ai-family-psoriasis": coded(YES), "ai-family-psoriasis-who": who("AUNT", "SIB"),        # both, counted once
-        "ai-family-ibd": coded(YES), "ai-family-ibd-who": who("CHILD"),                          # both
-        "ai-family-graves": coded(YES), "ai-family-graves-who": who("UNCLE"),                    # any only
+        "ai-family-coeliac": who("GRPRN"),                  # any only
+        "ai-family-lupus": who("PRN"),                        # both
+        "ai-family-psoriasis": who("AUNT", "SIB"),        # both, counted once
+        "ai-family-ibd": who("CHILD"),                          # both
+        "ai-family-graves": who("UNCLE"),                    # any only
         "ai-family-hashimoto": coded(UNSURE),                                                     # not counted
-        "ai-family-type1-diabetes": coded(YES), "ai-family-type1-diabetes-who": who("COUSN", "UNCLE", "EXT"),
+        "ai-family-type1-diabetes": who("COUSN", "UNCLE", "EXT"),
     })
     assert totals(score(autoimmune, answers)) == {"ai-personal": 0, "ai-family-any": 6, "ai-family-first-degree": 3}
 
 
-@pytest.mark.parametrize("blank", ["coeliac", "graves", "ibd"])
-def test_a_family_yes_with_no_relative_given_makes_the_first_degree_count_unknown(autoimmune: Form, blank: str) -> None:
-    """'Which relatives?' left blank after a Yes: a first-degree relative may or may not be affected."""
-    answers = all_no()
-    answers.update({"ai-family-lupus": coded(YES), "ai-family-lupus-who": who("PRN"), f"ai-family-{blank}": coded(YES)})
-    result = scores(score(autoimmune, answers))
-    first = result["ai-family-first-degree"]
-    assert (first.complete, first.value) == (False, None)
-    assert first.missing == (f"ai-family-{blank}-who",)
-    assert "unknown rather than 0" in (first.citation or "")
-    # "any blood relative" is known from the Yes itself
-    assert (result["ai-family-any"].complete, result["ai-family-any"].value) == (True, 2)
-
-
-def test_every_blank_relatives_question_is_listed(autoimmune: Form) -> None:
-    answers = all_no()
-    answers.update({"ai-family-coeliac": coded(YES), "ai-family-psoriasis": coded(YES),
-                    "ai-family-ibd": coded(YES), "ai-family-ibd-who": who("GRPRN")})
-    first = scores(score(autoimmune, answers))["ai-family-first-degree"]
-    assert first.missing == ("ai-family-coeliac-who", "ai-family-psoriasis-who")
-
-
-@pytest.mark.parametrize("answer", [NO, UNSURE])
-def test_relatives_question_switched_off_is_not_missing(autoimmune: Form, answer: dict[str, str]) -> None:
+@pytest.mark.parametrize("answer", [NONE, UNSURE])
+def test_none_or_not_sure_counts_zero(autoimmune: Form, answer: dict[str, str]) -> None:
     answers = all_no()
     answers["ai-family-coeliac"] = coded(answer)
-    first = scores(score(autoimmune, answers))["ai-family-first-degree"]
-    assert (first.complete, first.value, first.missing) == (True, 0, ())
+    result = scores(score(autoimmune, answers))
+    for score_id in ("ai-family-any", "ai-family-first-degree"):
+        assert (result[score_id].complete, result[score_id].value, result[score_id].missing) == (True, 0, ())
+
+
+def test_family_history_is_one_question_per_condition_with_exclusive_answers(autoimmune: Form) -> None:
+    """Which relatives, as checkboxes; 'Not sure' and 'None of these' cannot be combined with a relative."""
+    exclusive = "http://hl7.org/fhir/StructureDefinition/questionnaire-optionExclusive"
+    questions = [i for p in autoimmune.pages for i in p.walk() if i.link_id.startswith("ai-family-") and i.is_question
+                 and not i.read_only]
+    assert [i.link_id for i in questions if i.repeats] == FAMILY
+    assert not [i for i in questions if i.link_id.endswith("-who")]
+    for item in questions:
+        if not item.repeats:
+            assert item.link_id.endswith("-age") and item.enable_behavior == "any"
+            continue
+        assert item.required and item.control == "check-box"
+        codes = [o["valueCoding"]["code"] for o in item.options]
+        assert codes == [*RELATIVES, "unsure", "none"]
+        flagged = [o["valueCoding"]["code"] for o in item.options
+                   if any(e["url"] == exclusive and e["valueBoolean"] for e in o.get("extension", []))]
+        assert flagged == ["unsure", "none"]
+
+
+def test_relatives_age_is_asked_only_once_a_relative_is_named(autoimmune: Form) -> None:
+    answers = all_no()
+    answers.update({"ai-family-lupus-age": [{"valueInteger": 40}], "ai-family-graves": who("COUSN"),
+                    "ai-family-graves-age": [{"valueInteger": 30}]})
+    stored = {i["linkId"] for g in respond(autoimmune, answers)["item"] for i in g.get("item", [])}
+    assert "ai-family-graves-age" in stored and "ai-family-lupus-age" not in stored
 
 
 def test_grandparent_only_counts_in_any_but_not_first_degree(autoimmune: Form) -> None:
     answers = all_no()
-    answers.update({"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("GRPRN")})
+    answers.update({"ai-family-coeliac": who("GRPRN")})
     result = score(autoimmune, answers)
     assert totals(result)["ai-family-any"] == 1
     assert totals(result)["ai-family-first-degree"] == 0
 
 
-def test_relatives_of_a_no_answer_are_dropped_and_not_counted(autoimmune: Form) -> None:
-    answers = all_no()
-    answers["ai-family-lupus-who"] = who("PRN")  # disabled: ai-family-lupus is No
-    assert totals(score(autoimmune, answers)) == {"ai-personal": 0, "ai-family-any": 0, "ai-family-first-degree": 0}
-
-
 def test_counts_are_stored_in_the_response(autoimmune: Form) -> None:
     answers = all_no()
-    answers.update({"ai-self-ibd": coded(YES), "ai-family-ibd": coded(YES), "ai-family-ibd-who": who("SIB")})
+    answers.update({"ai-self-ibd": coded(YES), "ai-family-ibd": who("SIB")})
     response = respond(autoimmune, answers)
     stored = {item["linkId"]: item["answer"] for group in response["item"] for item in group["item"]}
     assert stored["ai-personal-count"] == [{"valueInteger": 1}]
@@ -309,3 +311,21 @@ def test_ai_rf4_without_a_birth_date_is_raised(autoimmune: Form) -> None:
 def test_ai_rf4_no_is_not_raised_at_any_age(autoimmune: Form) -> None:
     assert score(autoimmune, all_no(), birth="1930-01-01").flags == []
     assert score(autoimmune, all_no(), birth=None).flags == []
+
+
+def test_a_response_given_to_1_3_0_keeps_its_counts_when_rescored_with_1_4_0(catalog: Catalog,
+                                                                             autoimmune: Form) -> None:
+    """`flask intake rescore` scores stored answers with the newest version. 1.4.0 has no "Which
+    relatives?" items, so a 1.3.0 Yes still counts for any blood relative, and the first-degree
+    count is unknown rather than a wrong 0."""
+    old = catalog.get(CANONICAL.replace("1.4.0", "1.3.0"))
+    assert old is not None
+    answers = {link: coded(NO) for link in SELF + FAMILY}
+    answers.update({f"ai-rf{n}": [{"valueBoolean": False}] for n in range(1, 5)})
+    answers.update({"ai-family-coeliac": coded(YES), "ai-family-coeliac-who": who("PRN"),
+                    "ai-family-psoriasis": coded(YES), "ai-family-psoriasis-who": who("GRPRN"),
+                    "ai-family-lupus": coded(UNSURE)})
+    stored = build_response(old, answers, status="completed", subject="Patient/p1", authored=AUTHORED)
+    result = score_intake([(autoimmune, stored)], Context(birth_date=OLD))
+    assert totals(result) == {"ai-personal": 0, "ai-family-any": 2, "ai-family-first-degree": None}
+    assert not scores(result)["ai-family-first-degree"].complete

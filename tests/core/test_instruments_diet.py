@@ -146,4 +146,30 @@ def test_total_agrees_with_each_items_score_criterion(met):
 def test_diet_raises_no_flags():
     assert result(first_met(0)).flags == []
     assert result(first_met(14)).flags == []
-    assert diet().version == "1.3.0"
+    assert diet().version == "1.4.0"
+
+
+def test_sugary_drinks_and_pernicious_anaemia_are_asked_once():
+    """MEDAS item 7 is the sugary-drinks question; pernicious anaemia is asked in the autoimmune form."""
+    form = diet()
+    links = {item.link_id for page in form.pages for item in page.walk()}
+    assert "medas-7" in links and "diet-sugary" not in links
+    b12 = next(item for page in form.pages for item in page.walk() if item.link_id == "diet-b12-risk")
+    assert "pernicious-anaemia" not in [o["valueCoding"]["code"] for o in b12.options]
+
+
+def test_medas_hints_give_household_measures_without_changing_the_validated_wording():
+    catalog = load_catalog(FORMS)
+    current, spanish = catalog.by_key["diet"], catalog.localized(catalog.by_key["diet"], "es")
+    old = catalog.get("https://intake.example.org/fhir/Questionnaire/diet|1.3.0")
+    assert old is not None
+    for n in range(1, 15):
+        link = f"medas-{n}"
+        assert current.by_link[link].text == old.by_link[link].text  # MEDAS wording as published
+        assert current.by_link[link].raw.get("_text") == old.by_link[link].raw.get("_text")
+    assert current.by_link["medas-3"].help_text == ("A serving is 200 g: about 1 cup of cooked vegetables or a large "
+                                                    "bowl of salad.")
+    assert (spanish.by_link["medas-3"].help_text or "").startswith("Una porción son 200 g")
+    assert "not advice to drink" in (current.by_link["medas-8"].help_text or "")
+    hinted = [n for n in range(1, 15) if current.by_link[f"medas-{n}"].help_text]
+    assert hinted == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]

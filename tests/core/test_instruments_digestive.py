@@ -18,7 +18,7 @@ from intake.core.items import Form
 from intake.core.scoring import Context, Result, score_intake, score_response
 from intake.core.translations import flag_guidance, translation
 
-CANONICAL = "https://intake.example.org/fhir/Questionnaire/digestive|1.4.0"
+CANONICAL = "https://intake.example.org/fhir/Questionnaire/digestive|1.5.0"
 AUTHORED = "2024-05-01T10:00:00Z"
 BOOLEAN_ALARMS = ["gi-af1", "gi-af2", "gi-af3", "gi-af4", "gi-af6", "gi-af7", "gi-af8", "gi-af9", "gi-af10"]
 TIERS = {
@@ -59,11 +59,15 @@ def no_alarms(**more: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 def ibs(
     hard: int | None = None, loose: int | None = None, **more: list[dict[str, Any]]
 ) -> dict[str, list[dict[str, Any]]]:
-    """Rome IV-style criteria met: weekly pain, 2 of 3 associated features, onset > 6 months."""
-    answers = no_alarms(**more)
+    """Rome IV-style criteria met: weekly pain, 2 of 3 associated features, onset > 6 months.
+
+    The onset is the date `gi-af5` (asked once, digestive 1.5.0), here 2023-06 for a response
+    authored 2024-05.
+    """
+    answers = no_alarms(**{"gi-af5": onset("2023-06"), **more})
     answers.update({
         "ibs-pain-weekly": yes(), "ibs-pain-defecation": yes(), "ibs-pain-frequency": yes(False),
-        "ibs-pain-form": yes(), "ibs-onset-6m": yes(),
+        "ibs-pain-form": yes(),
     })
     if hard is not None:
         answers["bsfs-hard-pct"] = number(hard)
@@ -83,7 +87,7 @@ def flags(result: Result) -> list[tuple[str, str]]:
 
 
 def test_version_is_bumped(digestive: Form) -> None:
-    assert digestive.version == "1.4.0"
+    assert digestive.version == "1.5.0"
     assert score(digestive, no_alarms()).versions == {CANONICAL: f"engine-1;{CANONICAL}"}
 
 
@@ -287,7 +291,9 @@ def test_gi_af5_messages_state_the_configured_threshold(digestive: Form) -> None
     context = Context(birth_date="1970-05-20", gi_onset_age_threshold=45)
     onset_flag = score(digestive, no_alarms(**{"gi-af5": onset("2024-05")}), context).flags[0]
     assert "began at age 45 or over" in onset_flag.message and "default" not in onset_flag.message
-    unknown = score(digestive, ibs(30, 0, **{"sym-pain": SOME_DAYS}), context).flags[0]
+    no_onset = ibs(30, 0, **{"sym-pain": SOME_DAYS})
+    del no_onset["gi-af5"]
+    unknown = score(digestive, no_onset, context).flags[0]
     assert unknown.id == "gi-af5-onset-unknown"
     assert "the patient is now aged 45 or over: ask when" in unknown.message
     no_birth_date = score(digestive, no_alarms(**{"gi-af5": onset("2024-05")}), Context(gi_onset_age_threshold=45))
@@ -342,7 +348,9 @@ def test_no_onset_flag_needs_bowel_symptoms_and_a_missing_date(digestive: Form, 
 
 
 def test_no_onset_flag_wording_and_provenance(digestive: Form) -> None:
-    result = score(digestive, ibs(30, 0, **{"sym-pain": SOME_DAYS}), Context(birth_date="1950-01-01"))
+    answers = ibs(30, 0, **{"sym-pain": SOME_DAYS})
+    del answers["gi-af5"]
+    result = score(digestive, answers, Context(birth_date="1950-01-01"))
     assert flags(result) == [("gi-af5-onset-unknown", "review")]
     assert result.notes == []  # a review flag hides the IBS-pattern wording, as any GI alarm does
     flag = result.flags[0]
@@ -431,7 +439,7 @@ def test_bowel_percentages_constraint_refuses_a_sum_above_100(digestive: Form, h
 def test_ibs_finding_carries_its_source(digestive: Form) -> None:
     note = score(digestive, ibs(30, 0)).notes[0]
     assert note.because == ("ibs-pain-weekly", "ibs-pain-defecation", "ibs-pain-frequency", "ibs-pain-form",
-                            "ibs-onset-6m", "bsfs-hard-pct", "bsfs-loose-pct")
+                            "gi-af5", "bsfs-hard-pct", "bsfs-loose-pct")
     assert note.verification == "partly-verified"
     assert "instruments.md 2.3" in (note.citation or "")
     assert "Lacy BE et al., Gastroenterology 2016" in (note.citation or "")
@@ -455,12 +463,38 @@ def test_ibs_two_of_three_features_meet_the_pattern(
     {"ibs-pain-defecation": False, "ibs-pain-frequency": False, "ibs-pain-form": True},  # only 1 of 3
     {"ibs-pain-defecation": True, "ibs-pain-frequency": False, "ibs-pain-form": False},
     {"ibs-pain-defecation": False, "ibs-pain-frequency": False, "ibs-pain-form": False},
-    {"ibs-onset-6m": False},
 ])
 def test_ibs_pattern_not_met_gives_no_finding(digestive: Form, change: dict[str, bool]) -> None:
     answers = ibs(30, 0)
     answers.update({link: yes(value) for link, value in change.items()})
     assert score(digestive, answers).notes == []
+
+
+@pytest.mark.parametrize(("start", "met"), [
+    ("2023-11", True),   # authored 2024-05: 6 months exactly
+    ("2023-12", False),  # 5 months
+    ("2023", False),     # a year only is read as December 2023: 5 months, not overstated
+    ("2022", True),
+    ("2024-05", False),
+])
+def test_ibs_onset_criterion_is_read_from_the_onset_date(digestive: Form, start: str, met: bool) -> None:
+    notes = score(digestive, ibs(0, 30, **{"gi-af5": onset(start)})).notes
+    assert [n.text for n in notes] == ([TEXT.format("IBS-D")] if met else [])
+
+
+def test_ibs_pattern_without_an_onset_date_says_the_criterion_was_not_checked(digestive: Form) -> None:
+    answers = ibs(0, 30)
+    del answers["gi-af5"]
+    notes = score(digestive, answers).notes
+    assert [n.text for n in notes] == [TEXT.format(
+        "IBS-D (onset date not given: the 6-month onset criterion was not checked)")]
+
+
+def test_the_onset_is_asked_once(digestive: Form) -> None:
+    links = {item.link_id for page in digestive.pages for item in page.walk()}
+    assert "gi-af5" in links and "ibs-onset-6m" not in links
+    texts = [item.text for page in digestive.pages for item in page.walk() if item.is_question]
+    assert not [t for t in texts if "6 months" in (t or "")]
 
 
 def test_ibs_pattern_needs_weekly_pain(digestive: Form) -> None:
@@ -488,8 +522,21 @@ def test_any_alarm_flag_suppresses_the_ibs_pattern(digestive: Form, link: str) -
 
 
 def test_age_at_onset_flag_suppresses_the_ibs_pattern(digestive: Form) -> None:
-    answers = ibs(30, 0, **{"gi-af5": onset("2024-05")})
+    answers = ibs(30, 0, **{"gi-af5": onset("2023-11")})
     assert [n.id for n in score(digestive, answers, Context(birth_date="1990-03-15")).notes] == ["ibs-pattern"]
-    result = score(digestive, answers, Context(birth_date="1974-05-15"))
+    result = score(digestive, answers, Context(birth_date="1973-11-15"))
     assert flags(result) == [("gi-af5", "review")]
     assert result.notes == []
+
+
+def test_the_bristol_question_carries_its_chart_with_alt_text_in_both_languages(digestive: Form, spanish: Form) -> None:
+    media_url = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-itemMedia"
+
+    def media(form: Form) -> dict[str, Any]:
+        [extension] = [e for e in form.by_link["bsfs-usual"].raw["extension"] if e["url"] == media_url]
+        return dict(extension["valueAttachment"])
+
+    english, localized = media(digestive), media(spanish)
+    assert (english["contentType"], english["url"]) == ("image/svg+xml", "/static/img/bristol-stool-chart.svg")
+    assert english["title"].startswith("Bristol stool chart: seven types")
+    assert localized["title"].startswith("Escala de heces de Bristol") and localized["url"] == english["url"]

@@ -194,4 +194,4 @@ def test_n_rf2_is_an_emergency_with_guidance_even_without_mnsi_answers():
 def test_intake_result_sorts_emergencies_first():
     out = score_intake([(neuropathy(), response({**mnsi(healthy), **red_flags({"n-rf5", "n-rf1", "n-rf2"})}))])
     assert [(f.id, f.tier) for f in out.flags] == [("n-rf2", "emergency"), ("n-rf1", "urgent"), ("n-rf5", "review")]
-    assert neuropathy().version == "1.3.0"
+    assert neuropathy().version == "1.4.0"

@@ -423,4 +423,4 @@ def test_stress_totals_carry_their_verified_loinc_codes():
     by_link = {i.link_id: i.raw for i in stress().walk()}
     assert by_link["phq9-total"]["code"][1] == {"system": LOINC, "code": "44261-6"}
     assert by_link["gad7-total"]["code"][1] == {"system": LOINC, "code": "70274-6"}
-    assert stress().version == "1.4.0"
+    assert stress().version == "1.5.0"

@@ -434,7 +434,7 @@ def test_project_form_lints_clean(path: Path):
 def test_project_catalog_loads():
     catalog = load_catalog(FORMS)
     assert sorted(catalog.by_key) == ["autoimmune", "diet", "digestive", "neuropathy", "stress"]
-    stress = catalog.get("https://intake.example.org/fhir/Questionnaire/stress|1.4.0")
+    stress = catalog.get("https://intake.example.org/fhir/Questionnaire/stress|1.5.0")
     assert stress is catalog.by_key["stress"]
     assert catalog.get("https://intake.example.org/fhir/Questionnaire/stress") is stress
     assert catalog.get("https://intake.example.org/fhir/Questionnaire/stress|9.9.9") is None
@@ -787,3 +787,23 @@ def test_a_translated_picture_url_is_checked_too():
     assert found(in_group(item)) == [error(
         "q", "itemMedia url 'https://example.com/es.svg' is not a file of this service under /static/ "
              "(the 'es' translation)")]
+
+
+# --- requiredMessage -------------------------------------------------------------------------------
+
+REQUIRED_MESSAGE = "https://intake.example.org/fhir/StructureDefinition/requiredMessage"
+
+
+def _lint_one(item: dict) -> list[tuple[str, str]]:
+    return [(i.severity, i.message) for i in lint(questionnaire(group("g", item))) if i.link_id == "q"]
+
+
+def test_required_message_rules() -> None:
+    assert _lint_one(question("q", "boolean", required=True,
+                              extension=[{"url": REQUIRED_MESSAGE, "valueString": "Select yes if so"}])) == []
+    assert _lint_one(question("q", "boolean", extension=[{"url": REQUIRED_MESSAGE, "valueString": "Select"}])) == [
+        ("warning", "has a requiredMessage but is not required: it is never shown")]
+    empty = question("q", "boolean", required=True, extension=[{"url": REQUIRED_MESSAGE, "valueString": ""}])
+    assert _lint_one(empty)[0][0] == "error"
+
+

@@ -165,3 +165,18 @@ def test_published_instruments_say_which_language_their_wording_is_validated_in(
     titles = " ".join(t for t, langs in validated.items() if langs == ("en",))
     for name in ("PSS-10", "PHQ-4", "PHQ-9", "GAD-7", "MNSI", "MEDAS"):
         assert name in titles
+
+
+def test_missing_names_an_untranslated_required_message_and_picture_alt_text() -> None:
+    q = questionnaire()
+    question = q["item"][0]["item"][0]
+    question["extension"] = [
+        {"url": "https://intake.example.org/fhir/StructureDefinition/requiredMessage", "valueString": "Select one"},
+        {"url": "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-itemMedia",
+         "valueAttachment": {"contentType": "image/svg+xml", "url": "/static/img/x.svg", "title": "A chart"}},
+    ]
+    assert translations.missing(q, "es") == [
+        "item[g].item[a].extension[0].valueString",
+        "item[g].item[a].extension[1].valueAttachment.title",
+        "item[g].item[a].answerOption[1].valueString",
+    ]

@@ -45,14 +45,17 @@ FOLLOW_UP = {"reason-for-visit": "Follow-up: is the new diet helping?",
 
 
 def negative(app: Flask) -> dict[str, Any]:
-    """'No' (LOINC LA32-8) wherever a question offers it: an intake that raises nothing."""
+    """'No' (LOINC LA32-8), or 'None of these' on the family history's checkboxes, wherever a
+    question offers it: an intake that raises nothing."""
     out: dict[str, Any] = {}
     for form in services(app).catalog.forms:
         for item in form.walk():
             codes = [o.get("valueCoding", {}).get("code") for o in item.options]
-            if "LA32-8" in codes:
-                key = option_key(item.options[codes.index("LA32-8")])
-                out[item.link_id] = [key] if item.repeats else key
+            for code in ("LA32-8", "none"):
+                if code in codes:
+                    key = option_key(item.options[codes.index(code)])
+                    out[item.link_id] = [key] if item.repeats else key
+                    break
     return out
 
 

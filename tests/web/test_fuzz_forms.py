@@ -108,6 +108,9 @@ ANY_VALUE = st.one_of(TEXT, st.integers(-(10**40), 10**40).map(str), st.floats()
 _KEYS: dict[str, list[str]] = {}
 
 
+OPTION_EXCLUSIVE = "http://hl7.org/fhir/StructureDefinition/questionnaire-optionExclusive"
+
+
 def keys(item: Item) -> list[str]:
     """The values the page offers for `item`: its option codes, or true/false."""
     if item.link_id not in _KEYS:
@@ -135,9 +138,15 @@ def _bound(spec: dict[str, Any] | None, default: int) -> int:
 
 
 def valid_values(item: Item, rng: random.Random) -> list[str]:
-    """Values a browser showing the page could send for `item` (any subset of check boxes)."""
+    """Values a browser showing the page could send for `item`: a subset of check boxes (at least
+    one when the question is required; an exclusive box such as "None of these" alone)."""
     if item.repeats:
-        return rng.sample(keys(item), rng.randint(0, min(3, len(keys(item)))))
+        picked = rng.sample(keys(item), rng.randint(1 if item.required else 0, min(3, len(keys(item)))))
+        exclusive = [key for key, option in zip(keys(item), item.options, strict=True)
+                     if any(e.get("url") == OPTION_EXCLUSIVE and e.get("valueBoolean")
+                            for e in option.get("extension") or [])]
+        alone = [key for key in picked if key in exclusive]
+        return alone[:1] or picked
     if item.type in ("boolean", "choice", "open-choice"):
         return [rng.choice(keys(item))]
     if item.type in ("integer", "decimal", "quantity"):

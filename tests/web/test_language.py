@@ -94,7 +94,11 @@ def test_switching_on_a_question_page_keeps_what_was_typed_and_saves_nothing(app
     bad = opened.post(FIRST, data={"csrf_token": csrf(switched.text)})
     assert bad.status_code == 400
     assert bad.text.split("<title>")[1].startswith("Error:")
-    assert all(message.startswith("Elija una respuesta – ") for _id, message in error_summary(bad.text)[:3])
+    # Each question's own message, in Spanish (requiredMessage), alone on its line.
+    assert [m for _id, m in error_summary(bad.text)[:2]] == [
+        "Elija sí si ha visto sangre en sus heces (popó) o sobre ellas, o ha tenido heces negras como el alquitrán, "
+        "en los últimos 3 meses",
+        "Elija sí si ha perdido peso sin intentarlo en los últimos 6 a 12 meses"]
     assert fill_page(opened, app, FIRST).startswith("/intake/")
     with services(app).sessions() as session:
         saved = json.loads(session.scalars(select(ResponseRecord.resource_json)).one())
@@ -106,10 +110,14 @@ def test_switching_on_a_question_page_keeps_what_was_typed_and_saves_nothing(app
 def test_a_whole_intake_in_spanish(app: Flask, opened: FlaskClient, tmp_path: Path) -> None:
     opened.get("/language/es?next=/intake")
     pages = fill_all(opened, app, FIRST, {**PHQ9_ITEM9, "pss10-1": "LA13866-1"})
-    stress = next(p for p in pages if "pss10" in p)
-    pss = opened.get(stress)
-    notice = re.search(r'<div class="translation-notice[^"]*"><p>(.*?)</p>', pss.text, re.DOTALL).group(1)
-    assert "PSS-10" in notice and "la versión validada que usamos aquí está en inglés" in notice
+    # The "translation, not a validated version" notice is said once, on the first page that asks
+    # such an instrument (the Bristol scale), naming every one of them; not again on the PSS-10 page.
+    shown = {p: re.findall(r'<div class="translation-notice[^"]*"><p>(.*?)</p>', opened.get(p).text, re.DOTALL)
+             for p in pages}
+    assert [p for p, found in shown.items() if found] == ["/intake/digestive/digestive-bowel"]
+    [notice] = shown["/intake/digestive/digestive-bowel"]
+    assert all(name in notice for name in ("Bristol", "MNSI", "MEDAS", "PSS-10", "PHQ-4"))
+    assert "la versión validada que usamos aquí está en inglés" in notice
     review = opened.get("/intake/review")
     assert "Revise sus respuestas antes de enviarlas" in review.text
     assert "Casi nunca" in review.text and "Enviar mis respuestas" in review.text

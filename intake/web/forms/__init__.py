@@ -378,6 +378,11 @@ def field_name(link_id: str) -> str:
 
 
 def _message_for(item: Item) -> str:
+    """The question's own message when the Questionnaire gives one (in the page's language),
+    else the generic one for its kind of answer."""
+    own = item.required_message_in(_language())
+    if own:
+        return own
     if item.type == "date":
         return _("Enter a year") if item.date_parts == ("year",) else _("Enter a date")
     if item_types.row(item.type).picks:

@@ -407,6 +407,37 @@ def test_an_enable_when_expression_item_is_still_a_field() -> None:
     assert list(page_form_class(built, built.pages[0]).field_items) == ["q-q"]
 
 
+REQUIRED_MESSAGE = "https://intake.example.org/fhir/StructureDefinition/requiredMessage"
+
+
+def _own_message(text: str, spanish: str | None = None) -> dict[str, Any]:
+    extension: dict[str, Any] = {"url": REQUIRED_MESSAGE, "valueString": text}
+    if spanish:
+        extension["_valueString"] = {"extension": [{"url": FHIR_EXT + "translation", "extension": [
+            {"url": "lang", "valueCode": "es"}, {"url": "content", "valueString": spanish}]}]}
+    return extension
+
+
+@pytest.mark.parametrize("kind", ["boolean", "string", "date"])
+def test_a_question_names_its_own_missing_answer(kind: str) -> None:
+    item = question("q", kind, required=True, extension=[_own_message("Select yes if you have seen blood")])
+    assert message(item, []) == "Select yes if you have seen blood"
+
+
+def test_the_own_message_follows_the_page_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    item = question("q", "boolean", required=True,
+                    extension=[_own_message("Select yes if you have seen blood", "Seleccione sí si ha visto sangre")])
+    monkeypatch.setattr("intake.web.forms._language", lambda: "es")
+    assert message(item, []) == "Seleccione sí si ha visto sangre"
+    monkeypatch.setattr("intake.web.forms._language", lambda: "fr")  # no French: as written
+    assert message(item, []) == "Select yes if you have seen blood"
+
+
+def test_without_an_own_message_the_generic_one_stays() -> None:
+    item = question("q", "choice", required=True, answerOption=[option("a")], extension=[_own_message("  ")])
+    assert message(item, []) == "Select an answer"
+
+
 # --- the date boxes (GOV.UK date pattern) --------------------------------------------------------
 
 
