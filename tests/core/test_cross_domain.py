@@ -36,6 +36,11 @@ YES = {"system": "http://loinc.org", "code": "LA33-6", "display": "Yes"}
 NO = {"system": "http://loinc.org", "code": "LA32-8", "display": "No"}
 UNSURE = {"system": ANSWERS, "code": "unsure", "display": "Not sure"}
 NONE = {"system": ANSWERS, "code": "none", "display": "None of these"}
+SNOMED = "http://snomed.info/sct"
+FAMILY_SNOMED = {"coeliac": "396331005", "rheumatoid-arthritis": "69896004", "lupus": "55464009",
+                 "multiple-sclerosis": "24700007", "hashimoto": "21983002", "graves": "353295004",
+                 "type1-diabetes": "46635009", "ibd": "24526004", "psoriasis": "9014002",
+                 "pernicious-anaemia": "84027009"}
 SYMPTOMS = ["sym-pain", "sym-bloating", "sym-reflux", "sym-diarrhoea", "sym-constipation"]
 ALARMS = ["gi-af1", "gi-af2", "gi-af3", "gi-af4", "gi-af6", "gi-af7", "gi-af8", "gi-af9", "gi-af10"]
 SEROLOGY = "Consider coeliac serology (tTG-IgA with total IgA) on a gluten-containing diet."
@@ -70,10 +75,16 @@ def who(*codes: str) -> list[dict[str, Any]]:
 
 
 def autoimmune_answers(**changes: list[dict[str, Any]]) -> Answers:
+    """No to everything, then `changes`. A family answer `ai-family-<condition>` (relatives, or Not
+    sure) ticks that condition in the first family question; `coded(NONE)` there means the
+    condition is not ticked; with none ticked the first question is "None of these"."""
     answers: Answers = {f"ai-self-{c}": coded(NO) for c in CONDITIONS}
-    answers.update({f"ai-family-{c}": coded(NONE) for c in CONDITIONS})
     answers.update({f"ai-rf{n}": boolean(False) for n in range(1, 5)})
-    answers.update(changes)
+    answers.update({link: value for link, value in changes.items()
+                    if value != coded(NONE) or link == "ai-family-conditions"})
+    ticked = [{"valueCoding": {"system": SNOMED, "code": code}} for c, code in FAMILY_SNOMED.items()
+              if f"ai-family-{c}" in answers]
+    answers.setdefault("ai-family-conditions", ticked or coded(NONE))
     return answers
 
 
@@ -130,7 +141,7 @@ def test_coeliac_family_note_fires_for_a_first_degree_relative(catalog: Catalog,
 
 
 @pytest.mark.parametrize("changes", [
-    {"ai-family-coeliac": who("GRPRN", "AUNT", "UNCLE", "COUSN", "EXT")},
+    {"ai-family-coeliac": who("GRPRN", "AUNT", "UNCLE", "EXT")},
     {"ai-family-coeliac": coded(NONE)},
     {"ai-family-coeliac": coded(UNSURE)},
     {"ai-family-lupus": who("PRN")},   # another condition
@@ -371,7 +382,7 @@ def gi_af4(result: Result) -> list[tuple[str, str]]:
     ("coeliac", ("SIB", "GRPRN"), True),
     ("ibd", ("CHILD",), True),
     ("ibd", ("SIB",), True),
-    ("coeliac", ("GRPRN", "AUNT", "COUSN", "EXT"), False),  # not first-degree
+    ("coeliac", ("GRPRN", "AUNT", "EXT"), False),  # not first-degree
     ("ibd", ("UNCLE",), False),
     ("lupus", ("PRN",), False),                              # not a GI-AF4 condition
     ("type1-diabetes", ("SIB",), False),
@@ -409,3 +420,21 @@ def test_a_digestive_response_scored_alone_ignores_other_domains(catalog: Catalo
     form = catalog.by_key["digestive"]
     response = build_response(form, digestive_answers(), status="completed", subject="Patient/p1", authored=AUTHORED)
     assert score_response(form, response, Context(birth_date="1980-01-01")).flags == []
+
+
+def test_relatives_of_a_condition_not_ticked_in_the_first_family_question_are_ignored(catalog: Catalog) -> None:
+    """The relatives question is only asked for a ticked condition: a stale answer (the condition
+    unticked afterwards) raises neither AI-F1 nor GI-AF4."""
+    answers = autoimmune_answers(**{"ai-family-coeliac": who("PRN"), "ai-family-ibd": who("SIB"),
+                                    "ai-family-conditions": coded(NONE)})
+    result = intake(catalog, autoimmune=answers, digestive=digestive_answers())
+    assert "coeliac-serology-family" not in cross(result)
+    assert gi_af4(result) == []
+
+
+def test_coeliac_relatives_not_sure_raise_no_family_note(catalog: Catalog) -> None:
+    """Coeliac ticked, relatives 'Not sure': a blood relative has it, but no first-degree one is named."""
+    result = intake(catalog, autoimmune=autoimmune_answers(**{"ai-family-coeliac": coded(UNSURE)}),
+                    digestive=digestive_answers())
+    assert "coeliac-serology-family" not in cross(result)
+    assert gi_af4(result) == []

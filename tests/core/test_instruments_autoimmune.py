@@ -33,7 +33,13 @@ UNSURE = {
 }
 NONE = {"system": UNSURE["system"], "code": "none", "display": "None of these"}
 RELATIVES = {"PRN": "Parent", "SIB": "Brother or sister", "CHILD": "Child", "GRPRN": "Grandparent", "AUNT": "Aunt",
-             "UNCLE": "Uncle", "COUSN": "Cousin", "EXT": "Other blood relative"}
+             "UNCLE": "Uncle", "EXT": "Other blood relative"}
+SNOMED = "http://snomed.info/sct"
+CONDITION_CODES = {"coeliac": "396331005", "rheumatoid-arthritis": "69896004", "lupus": "55464009",
+                   "multiple-sclerosis": "24700007", "hashimoto": "21983002", "graves": "353295004",
+                   "type1-diabetes": "46635009", "ibd": "24526004", "psoriasis": "9014002",
+                   "pernicious-anaemia": "84027009"}
+GATE = "ai-family-conditions"
 OLD = "1950-01-01"
 
 
@@ -55,9 +61,22 @@ def who(*codes: str) -> list[dict[str, Any]]:
     return [{"valueCoding": {"system": ROLE, "code": code, "display": RELATIVES[code]}} for code in codes]
 
 
+def ticked(*conditions: str) -> list[dict[str, Any]]:
+    """The first family question's answer: these conditions ticked."""
+    return [{"valueCoding": {"system": SNOMED, "code": CONDITION_CODES[c]}} for c in conditions]
+
+
+def family(answers: dict[str, list[dict[str, Any]]], relatives: dict[str, list[dict[str, Any]]]
+           ) -> dict[str, list[dict[str, Any]]]:
+    """Tick each condition of `relatives` in the first question and answer its relatives question."""
+    answers[GATE] = ticked(*relatives)
+    answers.update({f"ai-family-{c}": value for c, value in relatives.items()})
+    return answers
+
+
 def all_no() -> dict[str, list[dict[str, Any]]]:
     answers = {link: coded(NO) for link in SELF}
-    answers.update({link: coded(NONE) for link in FAMILY})
+    answers[GATE] = coded(NONE)
     answers.update({f"ai-rf{n}": [{"valueBoolean": False}] for n in range(1, 5)})
     return answers
 
@@ -117,33 +136,93 @@ def test_personal_count_all_ten(autoimmune: Form) -> None:
 
 
 def test_family_any_versus_first_degree(autoimmune: Form) -> None:
-    answers = all_no()
-    answers.update({
-        "ai-family-coeliac": who("GRPRN"),                  # any only
-        "ai-family-lupus": who("PRN"),                        # both
-        "ai-family-psoriasis": who("AUNT", "SIB"),        # both, counted once
-        "ai-family-ibd": who("CHILD"),                          # both
-        "ai-family-graves": who("UNCLE"),                    # any only
-        "ai-family-hashimoto": coded(UNSURE),                                                     # not counted
-        "ai-family-type1-diabetes": who("COUSN", "UNCLE", "EXT"),
+    answers = family(all_no(), {
+        "coeliac": who("GRPRN"),                  # any only
+        "lupus": who("PRN"),                      # both
+        "psoriasis": who("AUNT", "SIB"),          # both, counted once
+        "ibd": who("CHILD"),                      # both
+        "graves": who("UNCLE"),                   # any only
+        "type1-diabetes": who("UNCLE", "EXT"),    # any only
     })
     assert totals(score(autoimmune, answers)) == {"ai-personal": 0, "ai-family-any": 6, "ai-family-first-degree": 3}
 
 
-@pytest.mark.parametrize("answer", [NONE, UNSURE])
-def test_none_or_not_sure_counts_zero(autoimmune: Form, answer: dict[str, str]) -> None:
-    answers = all_no()
-    answers["ai-family-coeliac"] = coded(answer)
-    result = scores(score(autoimmune, answers))
+def test_none_of_these_in_the_first_question_counts_zero_complete(autoimmune: Form) -> None:
+    result = scores(score(autoimmune, all_no()))
     for score_id in ("ai-family-any", "ai-family-first-degree"):
         assert (result[score_id].complete, result[score_id].value, result[score_id].missing) == (True, 0, ())
 
 
+@pytest.mark.parametrize("gate", [coded(UNSURE), [*ticked("lupus"), *coded(UNSURE)]])
+def test_not_sure_in_the_first_question_leaves_both_counts_unknown(autoimmune: Form,
+                                                                   gate: list[dict[str, Any]]) -> None:
+    answers = all_no()
+    answers[GATE] = gate
+    if len(gate) > 1:
+        answers["ai-family-lupus"] = who("PRN")
+    result = scores(score(autoimmune, answers))
+    for score_id in ("ai-family-any", "ai-family-first-degree"):
+        assert (result[score_id].complete, result[score_id].value, result[score_id].missing) == (False, None, ())
+
+
+def test_a_condition_whose_relatives_are_not_sure_counts_for_any_but_leaves_first_degree_unknown(
+        autoimmune: Form) -> None:
+    answers = family(all_no(), {"hashimoto": coded(UNSURE), "lupus": who("PRN")})
+    result = scores(score(autoimmune, answers))
+    assert (result["ai-family-any"].complete, result["ai-family-any"].value) == (True, 2)
+    assert (result["ai-family-first-degree"].complete, result["ai-family-first-degree"].value) == (False, None)
+
+
+def test_the_first_question_asks_each_condition_then_not_sure_or_none(autoimmune: Form, spanish: Form) -> None:
+    exclusive = "http://hl7.org/fhir/StructureDefinition/questionnaire-optionExclusive"
+    gate = autoimmune.by_link[GATE]
+    assert gate.required and gate.repeats and gate.control == "check-box"
+    assert gate.text == "Has a blood relative been diagnosed with any of these?"
+    assert gate.help_text == "Blood relatives are people related to you by birth, not by marriage."
+    codes = [(o["valueCoding"]["system"], o["valueCoding"]["code"]) for o in gate.options]
+    assert codes == [*((SNOMED, c) for c in CONDITION_CODES.values()), (UNSURE["system"], "unsure"),
+                     (UNSURE["system"], "none")]
+    flagged = [o["valueCoding"]["code"] for o in gate.options
+               if any(e["url"] == exclusive and e["valueBoolean"] for e in o.get("extension", []))]
+    assert flagged == ["none"]
+    assert "ai-family-note" not in autoimmune.by_link  # the note is now the first question's hint
+    assert spanish.by_link[GATE].text.startswith("¿A algún familiar de sangre")
+    assert spanish.by_link[GATE].help_text.startswith("Los familiares de sangre")
+    required = {e["url"].rsplit("/", 1)[-1]: e for e in gate.raw["extension"]}["requiredMessage"]
+    assert "none of these" in required["valueString"]
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_each_relatives_question_is_asked_only_for_its_ticked_condition(autoimmune: Form, condition: str) -> None:
+    item = autoimmune.by_link[f"ai-family-{condition}"]
+    assert item.raw["enableWhen"] == [{"question": GATE, "operator": "=",
+                                       "answerCoding": {"system": SNOMED, "code": CONDITION_CODES[condition]}}]
+    assert CONDITION_CODES[condition] in [c["code"] for c in item.raw["code"]]
+    others = [c for c in CONDITIONS if c != condition]
+    stored = respond(autoimmune, family(all_no(), {c: who("PRN") for c in others}))
+    links = {i["linkId"] for g in stored["item"] for i in g.get("item", [])}
+    assert f"ai-family-{condition}" not in links
+    answers = family(all_no(), {condition: who("SIB")})
+    links = {i["linkId"] for g in respond(autoimmune, answers)["item"] for i in g.get("item", [])}
+    assert f"ai-family-{condition}" in links
+
+
+def test_a_stale_relatives_answer_is_not_stored_or_counted(autoimmune: Form) -> None:
+    """Ticked, answered, then unticked (None of these): the relatives answer no longer counts."""
+    answers = all_no()
+    answers["ai-family-coeliac"] = who("PRN")
+    response = respond(autoimmune, answers)
+    assert "ai-family-coeliac" not in {i["linkId"] for g in response["item"] for i in g.get("item", [])}
+    assert totals(score(autoimmune, answers))["ai-family-first-degree"] == 0
+
+
 def test_family_history_is_one_question_per_condition_with_exclusive_answers(autoimmune: Form) -> None:
-    """Which relatives, as checkboxes; 'Not sure' and 'None of these' cannot be combined with a relative."""
+    """Which relatives, as checkboxes; 'Not sure' cannot be combined with a relative. Cousins are
+    'Other blood relative' (RoleCode EXT, the parent concept of COUSN); v3 RoleCode has no single
+    aunt-or-uncle code, so Aunt and Uncle stay two options."""
     exclusive = "http://hl7.org/fhir/StructureDefinition/questionnaire-optionExclusive"
     questions = [i for p in autoimmune.pages for i in p.walk() if i.link_id.startswith("ai-family-") and i.is_question
-                 and not i.read_only]
+                 and not i.read_only and i.link_id != GATE]
     assert [i.link_id for i in questions if i.repeats] == FAMILY
     assert not [i for i in questions if i.link_id.endswith("-who")]
     for item in questions:
@@ -152,23 +231,21 @@ def test_family_history_is_one_question_per_condition_with_exclusive_answers(aut
             continue
         assert item.required and item.control == "check-box"
         codes = [o["valueCoding"]["code"] for o in item.options]
-        assert codes == [*RELATIVES, "unsure", "none"]
+        assert codes == [*RELATIVES, "unsure"]
         flagged = [o["valueCoding"]["code"] for o in item.options
                    if any(e["url"] == exclusive and e["valueBoolean"] for e in o.get("extension", []))]
-        assert flagged == ["unsure", "none"]
+        assert flagged == ["unsure"]
 
 
 def test_relatives_age_is_asked_only_once_a_relative_is_named(autoimmune: Form) -> None:
-    answers = all_no()
-    answers.update({"ai-family-lupus-age": [{"valueInteger": 40}], "ai-family-graves": who("COUSN"),
-                    "ai-family-graves-age": [{"valueInteger": 30}]})
+    answers = family(all_no(), {"lupus": coded(UNSURE), "graves": who("EXT")})
+    answers.update({"ai-family-lupus-age": [{"valueInteger": 40}], "ai-family-graves-age": [{"valueInteger": 30}]})
     stored = {i["linkId"] for g in respond(autoimmune, answers)["item"] for i in g.get("item", [])}
     assert "ai-family-graves-age" in stored and "ai-family-lupus-age" not in stored
 
 
 def test_grandparent_only_counts_in_any_but_not_first_degree(autoimmune: Form) -> None:
-    answers = all_no()
-    answers.update({"ai-family-coeliac": who("GRPRN")})
+    answers = family(all_no(), {"coeliac": who("GRPRN")})
     result = score(autoimmune, answers)
     assert totals(result)["ai-family-any"] == 1
     assert totals(result)["ai-family-first-degree"] == 0
@@ -176,7 +253,8 @@ def test_grandparent_only_counts_in_any_but_not_first_degree(autoimmune: Form) -
 
 def test_counts_are_stored_in_the_response(autoimmune: Form) -> None:
     answers = all_no()
-    answers.update({"ai-self-ibd": coded(YES), "ai-family-ibd": who("SIB")})
+    family(answers, {"ibd": who("SIB")})
+    answers["ai-self-ibd"] = coded(YES)
     response = respond(autoimmune, answers)
     stored = {item["linkId"]: item["answer"] for group in response["item"] for item in group["item"]}
     assert stored["ai-personal-count"] == [{"valueInteger": 1}]
@@ -195,8 +273,8 @@ def test_unanswered_personal_question_makes_the_personal_count_incomplete(autoim
 
 
 def test_unanswered_family_question_makes_both_family_counts_incomplete(autoimmune: Form) -> None:
-    answers = all_no()
-    del answers["ai-family-graves"], answers["ai-family-psoriasis"]
+    """Graves' disease and psoriasis ticked, their relatives not given."""
+    answers = family(all_no(), {"graves": [], "psoriasis": [], "lupus": who("PRN")})
     result = scores(score(autoimmune, answers))
     for score_id in ("ai-family-any", "ai-family-first-degree"):
         assert (result[score_id].complete, result[score_id].value) == (False, None)
@@ -207,8 +285,8 @@ def test_unanswered_family_question_makes_both_family_counts_incomplete(autoimmu
 def test_nothing_answered_lists_every_question(autoimmune: Form) -> None:
     result = scores(score(autoimmune, {}))
     assert result["ai-personal"].missing == tuple(SELF)
-    assert result["ai-family-any"].missing == tuple(FAMILY)
-    assert result["ai-family-first-degree"].missing == tuple(FAMILY)
+    assert result["ai-family-any"].missing == (GATE,)
+    assert result["ai-family-first-degree"].missing == (GATE,)
 
 
 def test_counts_are_not_risk_scores(autoimmune: Form) -> None:
@@ -313,11 +391,11 @@ def test_ai_rf4_no_is_not_raised_at_any_age(autoimmune: Form) -> None:
     assert score(autoimmune, all_no(), birth=None).flags == []
 
 
-def test_a_response_given_to_1_3_0_keeps_its_counts_when_rescored_with_1_4_0(catalog: Catalog,
-                                                                             autoimmune: Form) -> None:
-    """`flask intake rescore` scores stored answers with the newest version. 1.4.0 has no "Which
-    relatives?" items, so a 1.3.0 Yes still counts for any blood relative, and the first-degree
-    count is unknown rather than a wrong 0."""
+def test_a_response_given_to_1_3_0_rescored_with_1_4_0_has_unknown_family_counts(catalog: Catalog,
+                                                                                 autoimmune: Form) -> None:
+    """`flask intake rescore` scores stored answers with the newest version. A 1.3.0 response has no
+    answer to 1.4.0's first family question ("Has a blood relative ... any of these?"), so both family
+    counts are unknown (listing that question) rather than a wrong 0; scored with 1.3.0 it keeps them."""
     old = catalog.get(CANONICAL.replace("1.4.0", "1.3.0"))
     assert old is not None
     answers = {link: coded(NO) for link in SELF + FAMILY}
@@ -327,5 +405,7 @@ def test_a_response_given_to_1_3_0_keeps_its_counts_when_rescored_with_1_4_0(cat
                     "ai-family-lupus": coded(UNSURE)})
     stored = build_response(old, answers, status="completed", subject="Patient/p1", authored=AUTHORED)
     result = score_intake([(autoimmune, stored)], Context(birth_date=OLD))
-    assert totals(result) == {"ai-personal": 0, "ai-family-any": 2, "ai-family-first-degree": None}
-    assert not scores(result)["ai-family-first-degree"].complete
+    assert totals(result) == {"ai-personal": 0, "ai-family-any": None, "ai-family-first-degree": None}
+    assert scores(result)["ai-family-any"].missing == (GATE,)
+    own = score_intake([(old, stored)], Context(birth_date=OLD))
+    assert totals(own) == {"ai-personal": 0, "ai-family-any": 2, "ai-family-first-degree": 1}
