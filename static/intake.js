@@ -11,6 +11,9 @@
     var fields = form.querySelectorAll("[name='" + name + "']");
     for (var i = 0; i < fields.length; i++) {
       var el = fields[i];
+      // A question hidden because its own trigger is off counts as unanswered (a relatives question
+      // unticked above hides its age question too). Blocks are updated in page order, triggers first.
+      if (el.closest("[data-when][hidden]")) { continue; }
       if (el.type === "radio" || el.type === "checkbox") {
         if (el.checked) { out.push(el.value); }
       } else if (el.value !== "") {

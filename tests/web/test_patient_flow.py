@@ -210,9 +210,47 @@ def test_same_page_follow_ups_carry_a_live_condition(app: Flask, opened: FlaskCl
     assert page.count('class="conditional"') == 3
     assert '<script src="/static/intake.js" defer></script>' in page
     family = opened.get("/intake/autoimmune/autoimmune-family").text
-    # one question per condition (relatives as checkboxes); only the age follows, once a relative is named
-    assert family.count('class="conditional"') == 10
+    # "Has a blood relative ... any of these?" first; each condition ticked there opens its relatives
+    # question (10), and a relative named there opens its age question (10)
+    assert family.count('class="conditional"') == 20
+    gate = "{&#34;all&#34;:true,&#34;when&#34;:[{&#34;f&#34;:&#34;q-ai-family-conditions&#34;,&#34;op&#34;:&#34;=&#34;,"
+    assert family.count(gate) == 10
+    assert f'{gate}&#34;v&#34;:&#34;396331005&#34;}}]}}">' in family  # coeliac disease (SNOMED CT)
     assert "&#34;all&#34;:false" in family and "&#34;v&#34;:&#34;PRN&#34;" in family
+
+
+FAMILY_PAGE = "/intake/autoimmune/autoimmune-family"
+
+
+def _family_post(opened: FlaskClient, app: Flask, overrides: dict[str, Any]) -> Any:
+    """POST the family page (as a browser without JavaScript would) with `overrides`; the rest blank."""
+    page = opened.get(FAMILY_PAGE)
+    data = {k: v for k, v in page_data(app, FAMILY_PAGE, overrides).items()
+            if k.removeprefix("q-") in overrides}
+    data["csrf_token"] = csrf(page.text)
+    return opened.post(FAMILY_PAGE, data=data)
+
+
+def test_without_javascript_the_family_page_shows_every_relatives_question_and_needs_only_the_ticked(
+        app: Flask, opened: FlaskClient) -> None:
+    """Without JavaScript nothing hides the relatives questions (the engine shows same-page follow-ups),
+    so the page still works: the server asks for the relatives of a ticked condition only, and
+    ignores relatives given for a condition not ticked."""
+    page = opened.get(FAMILY_PAGE).text
+    assert page.index('name="q-ai-family-conditions"') < page.index('name="q-ai-family-coeliac"')
+    assert page.count('name="q-ai-family-pernicious-anaemia"') == 8  # Parent ... Other, Not sure
+    snomed_coeliac, snomed_ibd = "396331005", "24526004"
+    missing = _family_post(opened, app, {"ai-family-conditions": [snomed_coeliac, snomed_ibd],
+                                         "ai-family-ibd": ["SIB"]})
+    assert missing.status_code == 400  # the page again, with its error summary
+    summary = missing.text[missing.text.index('class="error-summary"'):]
+    summary = summary[:summary.index("</div>")]
+    assert "Select which of your blood relatives have been diagnosed with coeliac disease, or select not sure" in summary
+    assert "Crohn" not in summary and "lupus" not in summary
+    nothing = _family_post(opened, app, {"ai-family-conditions": ["none"], "ai-family-coeliac": ["PRN"]})
+    assert nothing.status_code == 302
+    mixed = _family_post(opened, app, {"ai-family-conditions": [snomed_coeliac, "none"]})
+    assert mixed.status_code == 400 and "None of these" in mixed.text
 
 
 def test_a_submitted_intakes_link_is_as_neutral_as_an_unknown_one(app: Flask) -> None:
