@@ -178,7 +178,7 @@ def test_touch_targets_are_at_least_44_px(live: Any, patient_link: str, new_page
     for path in ("/intake", "/intake/digestive/digestive-alarm", "/intake/diet/diet-more",
                  "/intake/autoimmune/autoimmune-family"):
         page.goto(live.url + path)
-        if path.endswith("autoimmune-family"):  # the relatives are check boxes; a tick shows the age follow-up
+        if path.endswith("autoimmune-family"):  # a condition ticked shows its relatives' check boxes
             page.locator("input[type=checkbox]").first.check()
         boxes = page.evaluate("""() => [...document.querySelectorAll(
             'button:not([hidden]), .button, .language-switch a, .language-switch button, '
