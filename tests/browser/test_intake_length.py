@@ -278,21 +278,27 @@ FAMILY_PAGE = "/intake/autoimmune/autoimmune-family"
 COELIAC = "396331005"  # SNOMED CT, the value of "Coeliac disease" in the first family question
 
 
+FAMILY_HINT = {"en": "Blood relatives are people related to you by birth, not by marriage.",
+               "es": "Los familiares de sangre son las personas emparentadas con usted por nacimiento, no por matrimonio."}
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
 def test_family_page_asks_which_conditions_first_and_opens_their_relatives(browser: Any, make_app: AppFactory,
-                                                                           new_page: Any) -> None:
+                                                                           new_page: Any, lang: str) -> None:
     """Nothing to report: one question. A condition ticked opens its relatives question under it, a
     relative named opens the age; unticking the condition hides both again. Photographed (phone and
     desktop) with nothing ticked and with coeliac disease ticked."""
     with serving(make_app) as live:
-        page = new_page(viewport=PHONE)
-        start_intake(page, live.invite(questionnaires=["autoimmune"]), "en")
+        page = new_page(viewport=PHONE, lang=lang)
+        start_intake(page, live.invite(questionnaires=["autoimmune"]), lang)
         page.goto(live.url + FAMILY_PAGE)
+        assert html_lang(page) == lang
         assert [q["name"] for q in questions(page)] == ["q-ai-family-conditions"]
         assert screens(page) <= 2.5
         hint = page.locator("#q-ai-family-conditions-hint").inner_text()
-        assert hint == "Blood relatives are people related to you by birth, not by marriage."
+        assert hint == FAMILY_HINT[lang]
         assert page.locator("#q-ai-family-conditions-group .checkboxes__divider").count() == 1  # before None only
-        screenshot(page, "family-nothing-ticked", "en")
+        screenshot(page, "family-nothing-ticked", lang)
 
         def shown() -> list[str]:
             return [q["name"] for q in questions(page)]
@@ -301,7 +307,7 @@ def test_family_page_asks_which_conditions_first_and_opens_their_relatives(brows
         assert shown() == ["q-ai-family-conditions", "q-ai-family-coeliac"]
         page.check("input[name=q-ai-family-coeliac][value=PRN]")
         assert shown() == ["q-ai-family-conditions", "q-ai-family-coeliac", "q-ai-family-coeliac-age"]
-        screenshot(page, "family-coeliac-ticked", "en")
+        screenshot(page, "family-coeliac-ticked", lang)
         page.uncheck(f"input[name=q-ai-family-conditions][value='{COELIAC}']")
         assert shown() == ["q-ai-family-conditions"]  # the age hides with its relatives question
         page.check("input[name=q-ai-family-conditions][value=none]")

@@ -245,7 +245,8 @@ def test_without_javascript_the_family_page_shows_every_relatives_question_and_n
     assert missing.status_code == 400  # the page again, with its error summary
     summary = missing.text[missing.text.index('class="error-summary"'):]
     summary = summary[:summary.index("</div>")]
-    assert "Select which of your blood relatives have been diagnosed with coeliac disease, or select not sure" in summary
+    assert ("Select which of your blood relatives have been diagnosed with coeliac disease, or select not sure"
+            in summary)
     assert "Crohn" not in summary and "lupus" not in summary
     nothing = _family_post(opened, app, {"ai-family-conditions": ["none"], "ai-family-coeliac": ["PRN"]})
     assert nothing.status_code == 302
