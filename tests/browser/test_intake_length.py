@@ -279,7 +279,8 @@ COELIAC = "396331005"  # SNOMED CT, the value of "Coeliac disease" in the first 
 
 
 FAMILY_HINT = {"en": "Blood relatives are people related to you by birth, not by marriage.",
-               "es": "Los familiares de sangre son las personas emparentadas con usted por nacimiento, no por matrimonio."}
+               "es": "Los familiares de sangre son las personas emparentadas con usted por nacimiento, "
+                     "no por matrimonio."}
 
 
 @pytest.mark.parametrize("lang", ["en", "es"])
