@@ -38,8 +38,8 @@ def mnsi(*yes: int) -> dict[str, str]:
 
 
 def no_autoimmune_history(app: Flask) -> dict[str, Any]:
-    """'No' to every autoimmune condition of one's own, 'None of these' for the family (the forms'
-    default is the first option: Yes, Parent)."""
+    """'No' to every autoimmune condition of one's own, 'None of these' for the family conditions (the forms'
+    default is the first option: Yes, coeliac disease in a parent)."""
     form = services(app).catalog.by_key["autoimmune"]
     out: dict[str, Any] = {}
     for item in form.walk():
