@@ -110,7 +110,12 @@ def _enabling(form: Form, page: Page) -> dict[str, Any]:
             if condition.get("operator") != "=":
                 continue
             if "answerCoding" in condition:
-                overrides[condition["question"]] = str(condition["answerCoding"].get("code"))
+                code, question = str(condition["answerCoding"].get("code")), condition["question"]
+                if question in overrides and overrides[question] != code:  # check boxes: tick every code that enables
+                    earlier = overrides[question]
+                    overrides[question] = [*(earlier if isinstance(earlier, list) else [earlier]), code]
+                else:
+                    overrides[question] = code
             elif "answerBoolean" in condition:
                 overrides[condition["question"]] = "true" if condition["answerBoolean"] else "false"
     return overrides
