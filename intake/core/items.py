@@ -125,6 +125,7 @@ class Item:
         for extension in ext.find(self.raw, ext.REQUIRED_MESSAGE):
             return (translation(extension, "valueString", lang) if lang else None) or self.required_message
         return self.required_message
+
     @property
     def date_parts(self) -> tuple[str, ...]:
         """The boxes of a date answer: year; month and year; or day, month and year (no entryFormat,
