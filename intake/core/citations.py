@@ -16,18 +16,14 @@ from intake.core import extensions as ext
 from intake.core.items import Form
 from intake.core.scoring import CROSS_DOMAIN_NOTE, FINDING, FLAG, SCORE, instrument_of
 
-_BY_FORM: dict[int, tuple[Form, dict[tuple[str, str], str]]] = {}
-
 
 def _of_form(form: Form) -> dict[tuple[str, str], str]:
     """(kind, id) -> clinicianCitation: kinds "flag", "note" (findings and cross-domain notes),
     "score" and "instrument" (the instrument of the score with that id). Worked out once per
-    loaded Questionnaire (the catalog keeps them)."""
-    hit = _BY_FORM.get(id(form))
-    if hit is not None and hit[0] is form:
-        return hit[1]
-    if len(_BY_FORM) > 1000:
-        _BY_FORM.clear()
+    loaded Questionnaire, kept on it (`Form.memo`), so it goes with the form."""
+    hit: dict[tuple[str, str], str] | None = form.memo.get("clinician_citations")
+    if hit is not None:
+        return hit
     out: dict[tuple[str, str], str] = {}
     for url, kind in ((FLAG, "flag"), (FINDING, "note"), (CROSS_DOMAIN_NOTE, "note")):
         for extension in ext.find(form.resource, url):
@@ -45,7 +41,7 @@ def _of_form(form: Form) -> dict[tuple[str, str], str]:
             instrument = instrument_of(group)
             if instrument is not None and instrument.clinician_citation:
                 out[("instrument", score_id)] = instrument.clinician_citation
-    _BY_FORM[id(form)] = (form, out)
+    form.memo["clinician_citations"] = out
     return out
 
 
