@@ -136,11 +136,14 @@ class MultiChoiceInput(Field):
         """The option's words as the patient reads them: from the page's localized form when
         the view gave one (`PageForm.shown_form`), else the Questionnaire's own."""
         shown = getattr(form, "shown_form", None)
-        item = shown.by_link.get(self.link_id) if shown is not None else None
-        for option in item.options if item is not None else ():
-            if option_key(option) == key:
-                return option_label(option)
-        return dict(self.choices).get(key, key)
+        words = option_words(shown, self.link_id, key) if shown is not None else None
+        return words or dict(self.choices).get(key, key)
+
+
+def option_words(qform: QForm, link_id: str, key: str) -> str | None:
+    """The label of the option `key` of question `link_id` in `qform` (as localized), if it has one."""
+    item = qform.by_link.get(link_id)
+    return next((option_label(o) for o in (item.options if item is not None else ()) if option_key(o) == key), None)
 
 
 def exclusive_message(label: str) -> str:
@@ -481,9 +484,7 @@ def patient_message(qform: QForm, issue: Issue, lang: str | None = None, shown: 
     rule = issue.rule or ""
     if rule.startswith("exclusive:"):
         key = rule.partition(":")[2]
-        item = (shown or qform).by_link.get(issue.link_id or "")
-        labels = {option_key(o): option_label(o) for o in (item.options if item is not None else ())}
-        return exclusive_message(labels.get(key, key))
+        return exclusive_message(option_words(shown or qform, issue.link_id or "", key) or key)
     if rule.startswith("constraint:"):
         key = rule.partition(":")[2]
         found = next((c for c in constraints(qform) if c.key == key), None)
