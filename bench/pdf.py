@@ -32,6 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import intake.pdf  # noqa: E402 (the project root is on the path only from the line above)
+from intake.pdf import html_to_pdf, render_summary_html  # noqa: E402
+from tests.test_pdf import COMPLETED, IDENTIFIER, make_summary  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -98,10 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which(CHROMIUM):
         print(f"error: {CHROMIUM} is missing: apt-get install -y chromium", file=sys.stderr)
         return 1
-
-    import intake.pdf
-    from intake.pdf import html_to_pdf, render_summary_html
-    from tests.test_pdf import COMPLETED, IDENTIFIER, make_summary
 
     summary = make_summary()
     extra = f"<style>{args.extra_css}</style></head>" if args.extra_css else "</head>"
