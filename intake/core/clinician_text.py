@@ -47,6 +47,8 @@ _ONSET_AGE = re.compile(r"(?P<now>is now )?at or over the onset-age threshold \(
 # The same rules' clauses for a patient whose age cannot be worked out.
 _NO_BIRTH_DATE = re.compile(r",? or the date of birth is unknown")
 _NO_AGE = re.compile(r" or the age is unknown")
+
+
 def _tidy(text: str) -> str:
     text = re.sub(r"\(\s*[;,:]?\s*\)", "", text)
     text = re.sub(r"\s+([,.;:)])", r"\1", text)

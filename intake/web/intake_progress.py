@@ -57,7 +57,6 @@ def progress(intake: Intake, links: list[InviteToken], sent: list[PatientMessage
     return stages
 
 
-
 def progress_of(session: Session, found: list[Intake], *, zone: ZoneInfo) -> dict[str, list[Stage]]:
     """intake id -> its stages, for a list of intakes (two queries for the whole list)."""
     ids = [intake.id for intake in found]
