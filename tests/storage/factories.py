@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, date, datetime
 from typing import Any
 
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.storage import intakes, patients, responses
@@ -64,3 +65,13 @@ def save_if_unchanged(session_factory: sessionmaker[Session], intake: Intake | i
             session, intake_id=intake.id, questionnaire=questionnaire,
             resource=qr(intake, questionnaire, answer), page=page, now=NOW, base=base,
         )
+
+
+def insert_patient_and_intake(connection: Connection, *, status: str, now: datetime) -> None:
+    """Patient 'p1' and its intake 'i1' in plain SQL, for migration tests: the schema under test is
+    an older one than the ORM models describe."""
+    connection.execute(text("INSERT INTO patients (id, name, birth_date, created_at) "
+                            "VALUES ('p1', 'Ana', :born, :now)"), {"born": date(1970, 1, 2), "now": now})
+    connection.execute(text("INSERT INTO intakes (id, patient_id, questionnaires, status, created_at, "
+                            "updated_at) VALUES ('i1', 'p1', '[]', :status, :now, :now)"),
+                       {"status": status, "now": now})

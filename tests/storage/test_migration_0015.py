@@ -3,7 +3,7 @@ suite's database, with rows in the tables it changes."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pytest
 from alembic import command
@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from intake.storage import migrate
 from intake.storage.db import make_engine
+from tests.storage.factories import insert_patient_and_intake
 
 NOW = datetime(2026, 12, 8, 12, tzinfo=UTC)
 
@@ -29,10 +30,7 @@ def test_0015_adds_contacts_and_messages_and_downgrades_keeping_the_rows(empty_d
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
-            connection.execute(text("INSERT INTO patients (id, name, birth_date, created_at) "
-                                    "VALUES ('p1', 'Ana', :born, :now)"), {"born": date(1970, 1, 2), "now": NOW})
-            connection.execute(text("INSERT INTO intakes (id, patient_id, questionnaires, status, created_at, "
-                                    "updated_at) VALUES ('i1', 'p1', '[]', 'not-started', :now, :now)"), {"now": NOW})
+            insert_patient_and_intake(connection, status="not-started", now=NOW)
             connection.execute(text("INSERT INTO invite_tokens (id, intake_id, token_hash, created_at, expires_at) "
                                     "VALUES (1, 'i1', :hash, :now, :now)"), {"hash": "a" * 64, "now": NOW})
         engine.dispose()
