@@ -77,9 +77,13 @@ def two_intakes_made(server_database_url: str | None, request: pytest.FixtureReq
     else:
         url = server_database_url
         truncate_all_tables(url)
-    app = create_app(app_config(url, folder / "i"))  # module scope: make_app is the test's
+    # The second intake two seconds later on the app's clock: `authored` has whole seconds, and
+    # both intakes are often made within one of them, so the sort tests could not see the order.
+    later = [timedelta(0)]
+    app = create_app(app_config(url, folder / "i"), clock=lambda: datetime.now(UTC) + later[0])  # module scope
     try:
         _client, flagged = complete_intake(app, {**EMERGENCY, **HIGH_PHQ4})
+        later[0] = timedelta(seconds=2)
         _client, plain = complete_intake(app, {}, birth_date="1985-02-03")
         return (flagged, plain), snapshot.take(url)
     finally:
